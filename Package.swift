@@ -1,0 +1,94 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Upcoming features and strictness switched on for every target from one place.
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "Durable",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Durable", targets: ["Durable"]),
+        .library(name: "DurableJournal", targets: ["DurableJournal"]),
+        .library(name: "DurableCommands", targets: ["DurableCommands"]),
+        .executable(name: "durable", targets: ["DurableCLI"]),
+        .executable(name: "doc-pipeline", targets: ["DocPipeline"]),
+        .executable(name: "durable-bench", targets: ["DurableBenchmarks"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"])]
+        ),
+        .target(
+            name: "DurableJournal",
+            dependencies: [
+                "CLZ4",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Durable",
+            dependencies: ["DurableJournal"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "DurableCommands",
+            dependencies: [
+                "Durable",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "DurableCLI",
+            dependencies: ["DurableCommands"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "DocPipeline",
+            dependencies: ["Durable", "DurableCommands"],
+            path: "Samples/DocPipeline",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "DurableBenchmarks",
+            dependencies: ["Durable"],
+            path: "Benchmarks/DurableBenchmarks",
+            swiftSettings: swiftSettings
+        ),
+        // A worker process that the crash and determinism tests spawn and SIGKILL.
+        .executableTarget(
+            name: "DurableTestWorker",
+            dependencies: ["Durable", "DurableCommands"],
+            path: "Tests/DurableTestWorker",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DurableJournalTests",
+            dependencies: ["DurableJournal"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DurableTests",
+            dependencies: ["Durable", "DurableJournal"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DurableCommandsTests",
+            dependencies: ["DurableCommands"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

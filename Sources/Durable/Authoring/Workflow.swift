@@ -1,0 +1,31 @@
+/// A workflow: a deterministic `async` function whose progress survives crashes.
+///
+/// Workflow code must be deterministic: given the same history it must make the same calls in
+/// the same order. Do side effects in activities, read time and randomness from the context
+/// (`ctx.now`, `ctx.random`, `ctx.uuid()`), and await only the context's operations. Concurrency
+/// with `async let` and task groups is allowed and deterministic; unstructured tasks, other actors
+/// and `Task.sleep` are not (the engine detects them and holds the run).
+///
+/// ```swift
+/// struct Greet: Workflow {
+///     func run(_ ctx: WorkflowContext, input: String) async throws -> String {
+///         try await ctx.execute(Shout.self, input, options: .init(startToClose: .seconds(5)))
+///     }
+/// }
+/// ```
+public protocol Workflow: Sendable {
+    associatedtype Input: Codable & Sendable
+    associatedtype Output: Codable & Sendable
+
+    /// The name recorded in the journal. Defaults to the Swift type name; override it before renaming
+    /// the type so that histories of open runs keep matching.
+    static var name: String { get }
+
+    init()
+
+    func run(_ ctx: WorkflowContext, input: Input) async throws -> Output
+}
+
+extension Workflow {
+    public static var name: String { String(describing: Self.self) }
+}

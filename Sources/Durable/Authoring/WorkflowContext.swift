@@ -1,0 +1,95 @@
+public import Foundation
+
+/// What workflow code uses to act durably: run activities, read the time, draw random numbers.
+///
+/// Every operation is recorded in or derived from the run's history, so it returns the same on
+/// replay. Use the context only from the workflow's own task tree (the `run` function, its
+/// `async let` children and task-group children); the engine refuses calls from elsewhere.
+public final class WorkflowContext: @unchecked Sendable {
+    // @unchecked Sendable: the context is shared with `async let` and task-group children of the
+    // workflow, which all run on the run's serial WorkflowExecutor; every operation checks that.
+    let instance: WorkflowInstance
+    private let decoder = JSONDecoder()
+    private let encoder = JSONEncoder()
+
+    init(instance: WorkflowInstance) {
+        self.instance = instance
+    }
+
+    public var runID: String { instance.runID }
+    public var workflowID: String { instance.workflowID }
+    public var workflowType: String { instance.workflowType }
+
+    /// The time of the event that started the current activation, as recorded in history.
+    public var now: Date { instance.currentTime() }
+
+    /// `true` while the engine re-runs recorded history (after a restart); use it to silence logs.
+    public var isReplaying: Bool { instance.isReplaying }
+
+    /// A random number generator seeded from a value recorded when the run started.
+    ///
+    /// ```swift
+    /// var rng = ctx.random
+    /// let pick = Int.random(in: 0..<3, using: &rng)
+    /// ```
+    public var random: WorkflowRandom { WorkflowRandom(instance: instance) }
+
+    /// A version-4 UUID drawn from ``random``.
+    public func uuid() -> UUID {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        for i in stride(from: 0, to: 16, by: 8) {
+            let value = instance.nextRandom("uuid()")
+            for j in 0..<8 { bytes[i + j] = UInt8(truncatingIfNeeded: value >> (8 * j)) }
+        }
+        bytes[6] = (bytes[6] & 0x0F) | 0x40
+        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                           bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+    }
+
+    /// Runs an activity and returns its result; the call is journaled, retried by `options.retry`
+    /// and bounded by `options.startToClose`.
+    ///
+    /// - Throws: ``ActivityFailure`` when the activity failed for good.
+    public func execute<A: Activity>(
+        _ activity: A.Type, _ input: A.Input, options: ActivityOptions = .default
+    ) async throws -> A.Output {
+        let inputData: Data
+        do {
+            inputData = try encoder.encode(input)
+        } catch {
+            throw DurableError(.badInput(type: String(describing: A.Input.self), reason: "\(error)"))
+        }
+        let output = try await instance.scheduleActivity(type: A.name, input: inputData, options: options)
+        do {
+            return try decoder.decode(A.Output.self, from: output)
+        } catch {
+            throw DurableError(.badOutput(type: String(describing: A.Output.self), reason: describeDecoding(error)))
+        }
+    }
+}
+
+/// The workflow's deterministic random number generator; see ``WorkflowContext/random``.
+public struct WorkflowRandom: RandomNumberGenerator, Sendable {
+    let instance: WorkflowInstance
+
+    public mutating func next() -> UInt64 { instance.nextRandom("random") }
+}
+
+/// A short, readable account of a `DecodingError`.
+package func describeDecoding(_ error: any Error) -> String {
+    guard let error = error as? DecodingError else { return "\(error)" }
+    func path(_ context: DecodingError.Context) -> String {
+        let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+        return path.isEmpty ? "" : " at \(path)"
+    }
+    switch error {
+    case .keyNotFound(let key, let context): return "missing key '\(key.stringValue)'\(path(context))"
+    case .typeMismatch(let type, let context): return "expected \(type)\(path(context)): \(context.debugDescription)"
+    case .valueNotFound(let type, let context): return "missing \(type) value\(path(context))"
+    case .dataCorrupted(let context):
+        let underlying = (context.underlyingError as? NSError)?.userInfo[NSDebugDescriptionErrorKey] as? String
+        return "\(underlying ?? context.debugDescription)\(path(context))"
+    @unknown default: return "\(error)"
+    }
+}

@@ -1,0 +1,144 @@
+import DurableJournal
+import Synchronization
+import Foundation
+
+/// What ``Engine/recover()`` found.
+public struct RecoveryReport: Sendable, Equatable {
+    /// Runs replayed and continued.
+    public var resumed: [String] = []
+    /// Pending runs (submitted, never started) picked up.
+    public var claimed: [String] = []
+    /// Runs held, with the reason (non-determinism, corrupt history).
+    public var held: [String: String] = [:]
+    /// Open runs of workflow types this engine has not registered, left alone.
+    public var skipped: [String] = []
+}
+
+/// The result of re-running a run's code against its recorded history.
+public struct ReplayReport: Sendable {
+    public var runID: String
+    public var workflowType: String
+    public var eventCount: Int
+    /// `nil` when the code reproduced every recorded decision.
+    public var mismatch: DurableError?
+}
+
+extension Engine {
+    /// Continues every open run of a registered workflow type that a previous process left: replays
+    /// its history through the current code and dispatches the activities still owed a result.
+    /// Takes the journal's worker lock. Runs whose replay does not match are held, not failed.
+    @discardableResult
+    public func recover() async throws -> RecoveryReport {
+        try becomeWorker()
+        var report = RecoveryReport()
+        for run in try journal.runs(statuses: [.running, .held], oldestFirst: true) {
+            guard drivers.withLock({ $0[run.runID] == nil }) else { continue }
+            guard let registration = workflowRegistration(run.workflowType) else {
+                report.skipped.append(run.runID)
+                continue
+            }
+            if let reason = await resume(run, registration) {
+                report.held[run.runID] = reason
+            } else {
+                report.resumed.append(run.runID)
+            }
+        }
+        report.claimed = try await claimPendingRuns()
+        return report
+    }
+
+    /// Replays one open run and continues it; returns why it is held, or `nil`.
+    private func resume(_ run: RunRecord, _ registration: WorkflowRegistration) async -> String? {
+        let instance = WorkflowInstance(
+            runID: run.runID, workflowID: run.workflowID, workflowType: run.workflowType, seed: run.seed,
+            body: registration.body)
+        let ref = RunRef(runID: run.runID, key: run.key)
+        let events: [HistoryEvent]
+        let pending: [PendingActivity]
+        do {
+            events = try journal.history(run)
+            pending = try instance.replay(events)
+        } catch {
+            instance.tearDown()
+            let reason = "\(error)"
+            if run.status != .held || run.error != reason {
+                try? await journal.append(JournalBatch(run: ref, statusChange: .init(status: .held, error: reason)))
+            }
+            return reason
+        }
+        let driver = RunDriver(engine: self, ref: ref, instance: instance, nextEventIndex: events.count)
+        drivers.withLock { $0[run.runID] = driver }
+        if run.status == .held {
+            try? await journal.append(JournalBatch(run: ref, statusChange: .init(status: .running)))
+        }
+        for activity in pending { dispatch(driver, activity) }
+        return nil
+    }
+
+    /// Claims runs submitted by other processes (status `pending`) and starts them here.
+    @discardableResult
+    func claimPendingRuns() async throws -> [String] {
+        var claimed: [String] = []
+        for run in try journal.runs(statuses: [.pending], limit: 256, oldestFirst: true) {
+            guard !isStopping, drivers.withLock({ $0[run.runID] == nil }),
+                let registration = workflowRegistration(run.workflowType)
+            else { continue }
+            let started: HistoryEvent
+            do {
+                guard let first = try journal.history(run).first, first.kind == .workflowStarted else {
+                    throw JournalError(.corruptRun(runID: run.runID, reason: "pending run has no WorkflowStarted event"))
+                }
+                started = first
+            } catch {
+                try? await journal.append(JournalBatch(
+                    run: RunRef(runID: run.runID, key: run.key), claim: true,
+                    statusChange: .init(status: .held, error: "\(error)")))
+                continue
+            }
+            let instance = WorkflowInstance(
+                runID: run.runID, workflowID: run.workflowID, workflowType: run.workflowType, seed: run.seed,
+                body: registration.body)
+            let driver = RunDriver(engine: self, ref: RunRef(runID: run.runID, key: run.key), instance: instance, nextEventIndex: 1)
+            drivers.withLock { $0[run.runID] = driver }
+            driver.post(.input(started, newRun: nil, claim: true, alreadyRecorded: true, committed: nil))
+            claimed.append(run.runID)
+        }
+        return claimed
+    }
+
+    /// Recovers open runs, then keeps picking up runs submitted by other processes until
+    /// ``shutdown()`` is called or the task is cancelled.
+    /// - Parameter pollInterval: how often the journal's change counter is checked.
+    public func runWorker(pollInterval: Duration = .milliseconds(5)) async throws {
+        _ = try await recover()
+        var token = try journal.changeToken()
+        while !isStopping && !Task.isCancelled {
+            try? await Task.sleep(for: pollInterval)
+            let current = try journal.changeToken()
+            if current != token {
+                token = current
+                try await claimPendingRuns()
+            }
+        }
+    }
+
+    /// Re-runs a run's code against its recorded history without writing anything.
+    public func replay(_ id: String) throws -> ReplayReport {
+        guard let run = try journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
+        guard let registration = workflowRegistration(run.workflowType) else {
+            throw DurableError(.unknownWorkflowType(run.workflowType, known: workflowTypes))
+        }
+        let events = try journal.history(run)
+        let instance = WorkflowInstance(
+            runID: run.runID, workflowID: run.workflowID, workflowType: run.workflowType, seed: run.seed,
+            body: registration.body)
+        defer { instance.tearDown() }
+        var report = ReplayReport(runID: run.runID, workflowType: run.workflowType, eventCount: events.count)
+        do {
+            _ = try instance.replay(events)
+        } catch {
+            report.mismatch = error
+        }
+        return report
+    }
+}

@@ -1,0 +1,195 @@
+public import DurableJournal
+public import Foundation
+import Synchronization
+
+/// A started run of a known workflow type.
+public struct WorkflowHandle<W: Workflow>: Sendable {
+    public let runID: String
+    public let workflowID: String
+    let engine: Engine
+
+    /// Waits for the run to end and returns its output.
+    /// - Throws: ``WorkflowFailure`` when the run failed; ``DurableError`` when it is held.
+    public func result() async throws -> W.Output {
+        switch try await engine.outcome(of: runID) {
+        case .completed(let data):
+            do {
+                return try JSONDecoder().decode(W.Output.self, from: data)
+            } catch {
+                throw DurableError(.badOutput(type: String(describing: W.Output.self), reason: describeDecoding(error)))
+            }
+        case .failed(let failure):
+            throw WorkflowFailure(runID: runID, cause: failure)
+        }
+    }
+}
+
+/// A summary of a run for `runs show` and ``Engine/describe(_:)``.
+public struct RunDescription: Sendable {
+    public var run: RunRecord
+    public var eventCount: Int
+    /// The workflow input as JSON.
+    public var input: Data?
+    /// The outcome, when the run is closed.
+    public var outcome: RunOutcome?
+    /// Activities scheduled and not yet finished, as (sequence, type, attempts failed so far).
+    public var pendingActivities: [(seq: Int, activityType: String, failedAttempts: Int)]
+}
+
+extension Engine {
+    // MARK: - Starting runs
+
+    /// Starts a run in this process, or returns the open run that already has the workflow ID.
+    ///
+    /// The run's first activation is committed together with its `WorkflowStarted` event before this
+    /// returns, so a started run survives a crash.
+    /// - Parameters:
+    ///   - id: the workflow ID (a business key); a UUID when `nil`.
+    public func start<W: Workflow>(_ workflow: W.Type, input: W.Input, id: String? = nil) async throws -> WorkflowHandle<W> {
+        let data: Data
+        do {
+            data = try JSONEncoder().encode(input)
+        } catch {
+            throw DurableError(.badInput(type: String(describing: W.Input.self), reason: "\(error)"))
+        }
+        let runID = try await start(workflowType: W.name, input: data, id: id)
+        return WorkflowHandle(runID: runID, workflowID: id ?? runID, engine: self)
+    }
+
+    /// Starts a run of a registered workflow type from JSON input; returns its run ID (or the run ID
+    /// of the open run that already has the workflow ID).
+    public func start(workflowType: String, input: Data, id: String? = nil) async throws -> String {
+        guard let registration = workflowRegistration(workflowType) else {
+            throw DurableError(.unknownWorkflowType(workflowType, known: workflowTypes))
+        }
+        if isStopping { throw DurableError(.shuttingDown) }
+        try becomeWorker()
+        let runID = UUID().uuidString.lowercased()
+        let workflowID = id ?? runID
+        if let existing = drivers.withLock({ $0.values.first { $0.workflowID == workflowID } }) {
+            return existing.runID
+        }
+        if let existing = try journal.openRun(workflowID: workflowID) { return existing.runID }
+        let seed = UInt64.random(in: .min ... .max)
+        let now = Date()
+        let instance = WorkflowInstance(
+            runID: runID, workflowID: workflowID, workflowType: workflowType, seed: seed, body: registration.body)
+        let driver = RunDriver(engine: self, ref: RunRef(runID: runID), instance: instance, nextEventIndex: 0)
+        drivers.withLock { $0[runID] = driver }
+        let started = HistoryEvent(index: 0, kind: .workflowStarted, time: now, name: workflowType, data: input)
+        let newRun = JournalBatch.NewRun(
+            workflowID: workflowID, workflowType: workflowType, seed: seed, status: .running, createdAt: now)
+        do {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                driver.post(.input(started, newRun: newRun, claim: false, alreadyRecorded: false) { result in
+                    continuation.resume(with: result)
+                })
+            }
+        } catch let error as JournalError {
+            if let existing = error.existingRunID { return existing }
+            throw error
+        }
+        return runID
+    }
+
+    /// Records a new run for a worker to pick up, without running any workflow code (what
+    /// `durable submit` does). Returns the run ID and whether the workflow ID was already open.
+    public func submit(workflowType: String, input: Data, id: String? = nil) async throws -> (runID: String, existing: Bool) {
+        let runID = UUID().uuidString.lowercased()
+        let workflowID = id ?? runID
+        if let existing = try journal.openRun(workflowID: workflowID) { return (existing.runID, true) }
+        let now = Date()
+        let started = HistoryEvent(index: 0, kind: .workflowStarted, time: now, name: workflowType, data: input)
+        let batch = JournalBatch(
+            run: RunRef(runID: runID),
+            newRun: .init(workflowID: workflowID, workflowType: workflowType,
+                          seed: UInt64.random(in: .min ... .max), status: .pending, createdAt: now),
+            events: [EventDraft(started)])
+        do {
+            try await journal.append(batch)
+        } catch let error as JournalError {
+            if let existing = error.existingRunID { return (existing, true) }
+            throw error
+        }
+        return (runID, false)
+    }
+
+    // MARK: - Outcomes
+
+    /// Waits until the run ends. Runs driven by this engine resume the caller at commit; runs driven
+    /// by another process are watched through the journal.
+    /// - Throws: ``DurableError`` `runHeld` when the run is or becomes held.
+    public func outcome(of runID: String) async throws -> RunOutcome {
+        let waiting: Bool = drivers.withLock { drivers in drivers[runID] != nil }
+        if waiting {
+            let outcome = try await withCheckedThrowingContinuation {
+                (continuation: CheckedContinuation<RunOutcome?, any Error>) in
+                let registered = drivers.withLock { drivers -> Bool in
+                    guard drivers[runID] != nil else { return false }
+                    outcomeWaiters.withLock { $0[runID, default: []].append(continuation) }
+                    return true
+                }
+                if !registered { continuation.resume(returning: nil) }
+            }
+            if let outcome { return outcome }
+        }
+        var token = -1
+        while true {
+            let current = try journal.changeToken()
+            if current != token {
+                token = current
+                guard let run = try journal.findRun(runID) else { throw JournalError(.runNotFound(runID)) }
+                if let outcome = try closedOutcome(run) { return outcome }
+                if run.status == .held { throw DurableError(.runHeld(runID: run.runID, reason: run.error ?? "")) }
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// The outcome recorded in a closed run's last event, or `nil` while the run is open.
+    func closedOutcome(_ run: RunRecord) throws -> RunOutcome? {
+        guard !run.status.isOpen else { return nil }
+        let count = try journal.eventCount(run)
+        guard let last = try journal.history(run, from: max(0, count - 1)).last else {
+            throw JournalError(.corruptRun(runID: run.runID, reason: "closed run has no events"))
+        }
+        switch last.kind {
+        case .workflowCompleted: return .completed(last.data ?? Data())
+        case .workflowFailed:
+            return .failed(last.failure ?? FailureInfo(type: "Unknown", message: run.error ?? ""))
+        default:
+            throw JournalError(.corruptRun(runID: run.runID, reason: "closed run ends with \(last.kind.name)"))
+        }
+    }
+
+    // MARK: - Inspection
+
+    /// The run with this run ID, or the newest run with this workflow ID.
+    public func describe(_ id: String) throws -> RunDescription {
+        guard let run = try journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
+        let events = try journal.history(run)
+        var pending: [Int: (String, Int)] = [:]
+        for event in events {
+            switch event.kind {
+            case .activityScheduled: pending[event.seq] = (event.name ?? "?", 0)
+            case .activityAttemptFailed: pending[event.seq]?.1 = event.attempt
+            case .activityCompleted, .activityFailed: pending[event.seq] = nil
+            default: break
+            }
+        }
+        return RunDescription(
+            run: run, eventCount: events.count, input: events.first?.data, outcome: try closedOutcome(run),
+            pendingActivities: pending.keys.sorted().map { ($0, pending[$0]!.0, pending[$0]!.1) })
+    }
+
+    /// Runs, newest first.
+    public func runs(status: RunStatus? = nil, limit: Int? = nil) throws -> [RunRecord] {
+        try journal.runs(statuses: status.map { [$0] }, limit: limit)
+    }
+
+    /// A run's recorded events.
+    public func history(_ id: String) throws -> (RunRecord, [HistoryEvent]) {
+        guard let run = try journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
+        return (run, try journal.history(run))
+    }
+}

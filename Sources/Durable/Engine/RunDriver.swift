@@ -1,0 +1,115 @@
+import DurableJournal
+import Foundation
+import Synchronization
+
+/// Drives one run in this process: a mailbox that serializes the run's activations, and the
+/// bookkeeping that turns each activation into one journal batch.
+///
+/// Anything may post to the mailbox from any thread; whoever finds it idle processes items until it
+/// is empty (inline, no thread hop). Batches reach the journal's writer in activation order; the
+/// commands of an activation are dispatched only from the batch's commit callback.
+final class RunDriver: Sendable {
+    enum Item: Sendable {
+        /// Deliver an input event (index assigned here). `alreadyRecorded`: the event is in the
+        /// journal already (a pending run's `WorkflowStarted`). `newRun`/`claim`: written with it.
+        case input(HistoryEvent, newRun: JournalBatch.NewRun?, claim: Bool, alreadyRecorded: Bool,
+                   committed: (@Sendable (Result<Void, any Error>) -> Void)?)
+        /// Record an informational event (an attempt failure) without an activation.
+        case record(HistoryEvent)
+    }
+
+    private struct Mailbox {
+        var items: [Item] = []
+        var processing = false
+        var nextEventIndex: Int
+        var closed = false
+    }
+
+    let ref: RunRef
+    let instance: WorkflowInstance
+    private let engine: Engine
+    private let mailbox: Mutex<Mailbox>
+
+    var runID: String { ref.runID }
+    var workflowID: String { instance.workflowID }
+
+    init(engine: Engine, ref: RunRef, instance: WorkflowInstance, nextEventIndex: Int) {
+        self.engine = engine
+        self.ref = ref
+        self.instance = instance
+        self.mailbox = Mutex(Mailbox(nextEventIndex: nextEventIndex))
+    }
+
+    func post(_ item: Item) {
+        let process = mailbox.withLock { box in
+            guard !box.closed else { return false }
+            box.items.append(item)
+            if box.processing { return false }
+            box.processing = true
+            return true
+        }
+        if process { processMailbox() }
+    }
+
+    private func processMailbox() {
+        while true {
+            let next: (Item, Int)? = mailbox.withLock { box in
+                guard !box.closed, !box.items.isEmpty else {
+                    box.processing = false
+                    return nil
+                }
+                return (box.items.removeFirst(), box.nextEventIndex)
+            }
+            guard let (item, index) = next else { return }
+            let used = handle(item, index: index)
+            mailbox.withLock { $0.nextEventIndex += used }
+        }
+    }
+
+    /// Stops accepting items (the run closed, is held, or the engine stops).
+    func close() {
+        mailbox.withLock { $0.closed = true; $0.items.removeAll() }
+    }
+
+    /// Handles one item; returns how many event indexes it used.
+    private func handle(_ item: Item, index: Int) -> Int {
+        switch item {
+        case .record(var event):
+            event.index = index
+            engine.journal.append(JournalBatch(run: ref, events: [EventDraft(event)])) { [engine, runID] result in
+                if case .failure(let error) = result { engine.journalWriteFailed(runID: runID, error) }
+            }
+            return 1
+        case .input(var event, let newRun, let claim, let alreadyRecorded, let committed):
+            if !alreadyRecorded { event.index = index }
+            let commands: [WorkflowCommand]
+            do {
+                commands = try instance.activate(event)
+            } catch {
+                // Nothing of this activation is recorded: the run is held with the reason.
+                engine.hold(self, reason: error.description, newRun: newRun, started: event, committed: committed)
+                return 0
+            }
+            var events: [EventDraft] = []
+            events.reserveCapacity(commands.count + 1)
+            if !alreadyRecorded { events.append(EventDraft(event)) }
+            var next = alreadyRecorded ? index : index + 1
+            var statusChange: JournalBatch.StatusChange?
+            for command in commands {
+                events.append(EventDraft(command.event(index: next, time: event.time)))
+                next += 1
+                switch command {
+                case .completeWorkflow: statusChange = .init(status: .completed)
+                case .failWorkflow(let failure): statusChange = .init(status: .failed, error: failure.description)
+                case .scheduleActivity: break
+                }
+            }
+            let batch = JournalBatch(run: ref, newRun: newRun, claim: claim, events: events, statusChange: statusChange)
+            engine.journal.append(batch) { [self] result in
+                committed?(result)
+                engine.afterCommit(self, commands: commands, result: result)
+            }
+            return next - index
+        }
+    }
+}

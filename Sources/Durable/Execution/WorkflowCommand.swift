@@ -1,0 +1,60 @@
+package import DurableJournal
+package import Foundation
+
+/// A decision the workflow code made during an activation.
+package enum WorkflowCommand: Sendable, Equatable {
+    case scheduleActivity(seq: Int, activityType: String, input: Data, options: ActivityOptions)
+    case completeWorkflow(result: Data)
+    case failWorkflow(FailureInfo)
+
+    var kind: EventKind {
+        switch self {
+        case .scheduleActivity: .activityScheduled
+        case .completeWorkflow: .workflowCompleted
+        case .failWorkflow: .workflowFailed
+        }
+    }
+
+    /// Whether a recorded command event is this command (same kind; same sequence number and activity
+    /// type for activities). Inputs and options may change between deployments and are not compared.
+    func matches(_ event: HistoryEvent) -> Bool {
+        guard event.kind == kind else { return false }
+        if case .scheduleActivity(let seq, let type, _, _) = self {
+            return event.seq == seq && event.name == type
+        }
+        return true
+    }
+
+    /// How mismatch reports name the command.
+    var summary: String {
+        switch self {
+        case .scheduleActivity(let seq, let type, _, _): "ActivityScheduled(seq \(seq), \(type))"
+        case .completeWorkflow: "WorkflowCompleted"
+        case .failWorkflow(let failure): "WorkflowFailed(\(failure.type))"
+        }
+    }
+
+    static func summary(of event: HistoryEvent) -> String {
+        switch event.kind {
+        case .activityScheduled, .activityCompleted, .activityFailed, .activityAttemptFailed:
+            "\(event.kind.name)(seq \(event.seq)\(event.name.map { ", \($0)" } ?? ""))"
+        default:
+            event.kind.name
+        }
+    }
+
+    private static let optionsEncoder = JSONEncoder()
+
+    /// The event recording this command.
+    func event(index: Int, time: Date) -> HistoryEvent {
+        switch self {
+        case .scheduleActivity(let seq, let type, let input, let options):
+            let meta = options == .default ? nil : try? Self.optionsEncoder.encode(options)
+            return HistoryEvent(index: index, kind: .activityScheduled, time: time, seq: seq, name: type, data: input, meta: meta)
+        case .completeWorkflow(let result):
+            return HistoryEvent(index: index, kind: .workflowCompleted, time: time, data: result)
+        case .failWorkflow(let failure):
+            return HistoryEvent(index: index, kind: .workflowFailed, time: time, data: try? JSONEncoder().encode(failure))
+        }
+    }
+}

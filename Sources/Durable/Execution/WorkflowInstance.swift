@@ -1,0 +1,150 @@
+package import DurableJournal
+package import Foundation
+
+/// Type-erased workflow body: decodes the input, runs the workflow, encodes the output.
+package typealias WorkflowBody = @Sendable (WorkflowContext, Data) async throws -> Data
+
+/// One run's live workflow: its task tree on a ``WorkflowExecutor`` and the state the context
+/// operations share (sequence numbers, waiting continuations, emitted commands).
+///
+/// An activation delivers one input event, drains the executor until the workflow is quiescent, and
+/// returns the commands the workflow emitted. The instance does no I/O; the ``RunDriver`` records
+/// what it returns.
+package final class WorkflowInstance: @unchecked Sendable {
+    // @unchecked Sendable: the mutable state below is touched only on the thread that drives the
+    // current activation (context operations check this), and a run's activations never overlap
+    // (the RunDriver's mailbox serializes them).
+    package let runID: String
+    package let workflowID: String
+    package let workflowType: String
+    let executor = WorkflowExecutor()
+    private let body: WorkflowBody
+
+    private(set) var now: Date = .distantPast
+    private var rng: SplitMix64
+    private var nextSeq = 1
+    private var waiters: [Int: CheckedContinuation<Data, any Error>] = [:]
+    private var activityTypes: [Int: String] = [:]
+    private var commands: [WorkflowCommand] = []
+    private var misuse: DurableError?
+    private(set) var isFinished = false
+    var isReplaying = false
+    private var isTornDown = false
+
+    package init(runID: String, workflowID: String, workflowType: String, seed: UInt64, body: @escaping WorkflowBody) {
+        self.runID = runID
+        self.workflowID = workflowID
+        self.workflowType = workflowType
+        self.rng = SplitMix64(seed: seed)
+        self.body = body
+    }
+
+    // MARK: - Activations
+
+    /// Delivers one input event and runs the workflow until it is quiescent.
+    /// - Returns: the commands the workflow emitted, in order.
+    /// - Throws: ``DurableError`` when the workflow misused the context or awaited something
+    ///   outside the engine; the instance must then be torn down.
+    package func activate(_ event: HistoryEvent) throws(DurableError) -> [WorkflowCommand] {
+        executor.beginActivation()
+        defer { executor.endActivation() }
+        if executor.takeStrayEnqueue() { throw DurableError(.strayAwait(runID: runID)) }
+        now = event.time
+        switch event.kind {
+        case .workflowStarted:
+            startRoot(input: event.data ?? Data())
+        case .activityCompleted, .activityFailed:
+            guard let waiter = waiters.removeValue(forKey: event.seq) else {
+                throw DurableError(.nonDeterminism(
+                    runID: runID, eventIndex: event.index, recorded: WorkflowCommand.summary(of: event),
+                    actual: "no activity with seq \(event.seq) waiting for a result"))
+            }
+            if event.kind == .activityCompleted {
+                waiter.resume(returning: event.data ?? Data())
+            } else {
+                let cause = event.failure ?? FailureInfo(type: "Unknown", message: "no failure details recorded")
+                waiter.resume(throwing: ActivityFailure(
+                    activityType: activityTypes[event.seq] ?? event.name ?? "?", sequence: event.seq,
+                    attempts: event.attempt, cause: cause))
+            }
+            activityTypes[event.seq] = nil
+        default:
+            preconditionFailure("\(event.kind.name) is not an input event")
+        }
+        executor.drain()
+        if let misuse { throw misuse }
+        if executor.takeStrayEnqueue() || (!isFinished && waiters.isEmpty) {
+            throw DurableError(.strayAwait(runID: runID))
+        }
+        defer { commands.removeAll() }
+        return commands
+    }
+
+    private func startRoot(input: Data) {
+        let context = WorkflowContext(instance: self)
+        let body = self.body
+        Task(executorPreference: executor) {
+            do {
+                let output = try await body(context, input)
+                self.finish(.completeWorkflow(result: output))
+            } catch {
+                self.finish(.failWorkflow(FailureInfo(error)))
+            }
+        }
+    }
+
+    private func finish(_ command: WorkflowCommand) {
+        guard !isTornDown, misuse == nil else { return }
+        isFinished = true
+        commands.append(command)
+    }
+
+    /// Ends the task tree: resumes every waiter with an eviction error and drains until the root
+    /// task returns. The instance is unusable afterwards.
+    package func tearDown() {
+        isTornDown = true
+        executor.beginActivation()
+        defer { executor.endActivation() }
+        for _ in 0..<64 {
+            let pending = waiters.sorted { $0.key < $1.key }
+            waiters.removeAll()
+            for (_, waiter) in pending { waiter.resume(throwing: DurableError(.evicted(runID: runID))) }
+            executor.drain()
+            if waiters.isEmpty { break }
+        }
+        _ = executor.takeStrayEnqueue()
+    }
+
+    // MARK: - Context operations (on the activation thread only)
+
+    /// Checks that a context operation runs inside this run's activation; records misuse otherwise.
+    func checkUse(_ operation: @autoclosure () -> String) throws(DurableError) {
+        if isTornDown { throw DurableError(.evicted(runID: runID)) }
+        guard executor.isActivationThread else {
+            let error = DurableError(.contextMisuse(operation: operation()))
+            misuse = misuse ?? error
+            throw error
+        }
+    }
+
+    func scheduleActivity(type: String, input: Data, options: ActivityOptions) async throws -> Data {
+        try checkUse("execute(\(type))")
+        let seq = nextSeq
+        nextSeq += 1
+        activityTypes[seq] = type
+        commands.append(.scheduleActivity(seq: seq, activityType: type, input: input, options: options))
+        return try await withCheckedThrowingContinuation { continuation in
+            waiters[seq] = continuation
+        }
+    }
+
+    func nextRandom(_ operation: String) -> UInt64 {
+        do { try checkUse(operation) } catch {}
+        return rng.next()
+    }
+
+    func currentTime() -> Date {
+        do { try checkUse("now") } catch {}
+        return now
+    }
+}

@@ -1,0 +1,95 @@
+package import Foundation
+import Synchronization
+
+/// A reference to a run that batches share before the run's row has its journal key.
+///
+/// A new run's key is assigned when its first batch is written; later batches of the same run are
+/// always written after it (the writer is FIFO), so they find the key set.
+package final class RunRef: Sendable {
+    package let runID: String
+    private let storedKey: Mutex<Int64?>
+
+    package init(runID: String, key: Int64? = nil) {
+        self.runID = runID
+        self.storedKey = Mutex(key)
+    }
+
+    package var key: Int64? {
+        get { storedKey.withLock { $0 } }
+        set { storedKey.withLock { $0 = newValue } }
+    }
+}
+
+/// An event ready to be written: its payloads already framed by ``PayloadCodec``.
+package struct EventDraft: Sendable {
+    package var index: Int
+    package var kind: EventKind
+    package var time: Date
+    package var seq: Int
+    package var attempt: Int
+    package var name: String?
+    package var data: Data?
+    package var meta: Data?
+
+    /// Frames the raw payloads; call off the writer thread.
+    package init(_ event: HistoryEvent) {
+        index = event.index
+        kind = event.kind
+        time = event.time
+        seq = event.seq
+        attempt = event.attempt
+        name = event.name
+        data = event.data.map(PayloadCodec.encode)
+        meta = event.meta
+    }
+}
+
+/// Everything one activation (or one submission) writes, committed atomically with the other
+/// batches of the same group commit.
+package struct JournalBatch: Sendable {
+    package struct NewRun: Sendable {
+        package var workflowID: String
+        package var workflowType: String
+        package var seed: UInt64
+        package var status: RunStatus
+        package var createdAt: Date
+
+        package init(workflowID: String, workflowType: String, seed: UInt64, status: RunStatus, createdAt: Date) {
+            self.workflowID = workflowID
+            self.workflowType = workflowType
+            self.seed = seed
+            self.status = status
+            self.createdAt = createdAt
+        }
+    }
+
+    package struct StatusChange: Sendable {
+        package var status: RunStatus
+        package var error: String?
+
+        package init(status: RunStatus, error: String? = nil) {
+            self.status = status
+            self.error = error
+        }
+    }
+
+    package var run: RunRef
+    /// Insert the run's row first (a new run). Fails with ``JournalError`` `workflowIDInUse` when an
+    /// open run already has the workflow ID; the batch then writes nothing.
+    package var newRun: NewRun?
+    /// Move the run from `pending` to `running`; fails if another worker claimed it first.
+    package var claim: Bool
+    package var events: [EventDraft]
+    package var statusChange: StatusChange?
+
+    package init(
+        run: RunRef, newRun: NewRun? = nil, claim: Bool = false, events: [EventDraft] = [],
+        statusChange: StatusChange? = nil
+    ) {
+        self.run = run
+        self.newRun = newRun
+        self.claim = claim
+        self.events = events
+        self.statusChange = statusChange
+    }
+}

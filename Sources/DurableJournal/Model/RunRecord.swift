@@ -1,0 +1,57 @@
+public import Foundation
+
+/// Where a run stands.
+public enum RunStatus: String, Sendable, CaseIterable, Codable {
+    /// Submitted (for instance from the CLI) and not yet picked up by a worker.
+    case pending
+    /// Driven by a worker, or waiting for one after a crash.
+    case running
+    /// Stopped by the engine because replaying its history through the current code did not match
+    /// (non-determinism) or the workflow code misused the engine. It is not failed: a worker with
+    /// fixed code retries it on start.
+    case held
+    case completed
+    case failed
+
+    public var isOpen: Bool {
+        switch self {
+        case .pending, .running, .held: true
+        case .completed, .failed: false
+        }
+    }
+
+    package static let openStatusesSQL = "('pending','running','held')"
+}
+
+/// A run as the journal's `runs` table records it.
+public struct RunRecord: Sendable, Equatable {
+    /// The journal's integer key of the run.
+    package var key: Int64
+    public var runID: String
+    public var workflowID: String
+    public var workflowType: String
+    public var status: RunStatus
+    public var createdAt: Date
+    public var updatedAt: Date
+    public var closedAt: Date?
+    /// Seed of the run's deterministic random generator.
+    public var seed: UInt64
+    /// Why the run failed or is held.
+    public var error: String?
+
+    package init(
+        key: Int64, runID: String, workflowID: String, workflowType: String, status: RunStatus,
+        createdAt: Date, updatedAt: Date, closedAt: Date?, seed: UInt64, error: String?
+    ) {
+        self.key = key
+        self.runID = runID
+        self.workflowID = workflowID
+        self.workflowType = workflowType
+        self.status = status
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.closedAt = closedAt
+        self.seed = seed
+        self.error = error
+    }
+}

@@ -1,0 +1,147 @@
+import Dispatch
+import Foundation
+import GRDB
+import Synchronization
+
+/// Writes ``JournalBatch``es with group commit: one transaction (one fsync) for every batch that
+/// arrived while the previous transaction was being written.
+///
+/// Batches are written in the order they were submitted. Each batch runs inside its own savepoint,
+/// so one that fails (a workflow ID already in use, a claim lost to another worker) is rolled back
+/// alone and the others in its transaction still commit.
+final class GroupCommitWriter: Sendable {
+    typealias Completion = @Sendable (Result<Void, any Error>) -> Void
+
+    private struct Pending: Sendable {
+        var batch: JournalBatch
+        var completion: Completion
+    }
+
+    private struct State {
+        var queue: [Pending] = []
+        var flushing = false
+    }
+
+    private let pool: DatabasePool
+    private let state = Mutex(State())
+    private let thread = DispatchQueue(label: "durable.journal.writer", qos: .userInitiated)
+
+    init(pool: DatabasePool) {
+        self.pool = pool
+    }
+
+    func submit(_ batch: JournalBatch, completion: @escaping Completion) {
+        let startFlushing = state.withLock { state in
+            state.queue.append(Pending(batch: batch, completion: completion))
+            if state.flushing { return false }
+            state.flushing = true
+            return true
+        }
+        if startFlushing {
+            thread.async { self.flush() }
+        }
+    }
+
+    private func flush() {
+        while true {
+            let group = state.withLock { state in
+                let group = state.queue
+                state.queue.removeAll(keepingCapacity: true)
+                if group.isEmpty { state.flushing = false }
+                return group
+            }
+            if group.isEmpty { return }
+            let results = write(group.map(\.batch))
+            for (pending, result) in zip(group, results) {
+                pending.completion(result)
+            }
+        }
+    }
+
+    private func write(_ batches: [JournalBatch]) -> [Result<Void, any Error>] {
+        var results = [Result<Void, any Error>](repeating: .success(()), count: batches.count)
+        do {
+            try pool.writeWithoutTransaction { db in
+                try db.inTransaction(.immediate) {
+                    let now = Date().journalMillis
+                    for (i, batch) in batches.enumerated() {
+                        try db.execute(sql: "SAVEPOINT batch")
+                        do {
+                            try Self.apply(batch, db, now: now)
+                            try db.execute(sql: "RELEASE batch")
+                        } catch {
+                            try db.execute(sql: "ROLLBACK TO batch")
+                            try db.execute(sql: "RELEASE batch")
+                            results[i] = .failure(Self.describe(error, batch, db))
+                        }
+                    }
+                    return .commit
+                }
+            }
+        } catch {
+            let failure = JournalError(.storage(reason: "commit failed: \(error)"))
+            return batches.map { _ in .failure(failure) }
+        }
+        return results
+    }
+
+    private static func apply(_ batch: JournalBatch, _ db: Database, now: Int64) throws {
+        let runID = batch.run.runID
+        if let newRun = batch.newRun {
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, seed)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """
+            ).execute(arguments: [
+                runID, newRun.workflowID, newRun.workflowType, newRun.status.rawValue,
+                newRun.createdAt.journalMillis, now, Int64(bitPattern: newRun.seed),
+            ])
+            batch.run.key = db.lastInsertedRowID
+        }
+        guard let key = batch.run.key else {
+            throw JournalError(.conflict(runID: runID, reason: "run was never written to the journal"))
+        }
+        if batch.claim {
+            try db.cachedStatement(sql: "UPDATE runs SET status = 'running', updated_at = ? WHERE id = ? AND status = 'pending'")
+                .execute(arguments: [now, key])
+            if db.changesCount != 1 {
+                throw JournalError(.conflict(runID: runID, reason: "run was claimed by another worker"))
+            }
+        }
+        if !batch.events.isEmpty {
+            let insert = try db.cachedStatement(
+                sql: "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta) VALUES (?,?,?,?,?,?,?,?,?)")
+            for event in batch.events {
+                try insert.execute(arguments: [
+                    key, event.index, event.kind.rawValue, event.time.journalMillis, event.seq, event.attempt,
+                    event.name, event.data, event.meta,
+                ])
+            }
+        }
+        if let change = batch.statusChange {
+            try db.cachedStatement(
+                sql: """
+                    UPDATE runs SET status = ?, error = ?, updated_at = ?,
+                        closed_at = CASE WHEN ? THEN ? ELSE NULL END
+                    WHERE id = ?
+                    """
+            ).execute(arguments: [change.status.rawValue, change.error, now, !change.status.isOpen, now, key])
+        }
+    }
+
+    /// Turns a constraint failure on a new run into "workflow ID in use", naming the open run.
+    private static func describe(_ error: any Error, _ batch: JournalBatch, _ db: Database) -> any Error {
+        if let error = error as? JournalError { return error }
+        if let newRun = batch.newRun, let dbError = error as? DatabaseError,
+            dbError.resultCode == .SQLITE_CONSTRAINT,
+            let existing = try? String.fetchOne(
+                db,
+                sql: "SELECT run_id FROM runs WHERE workflow_id = ? AND status IN \(RunStatus.openStatusesSQL)",
+                arguments: [newRun.workflowID])
+        {
+            return JournalError(.workflowIDInUse(workflowID: newRun.workflowID, runID: existing))
+        }
+        return JournalError(.storage(reason: "run \(batch.run.runID): \(error)"))
+    }
+}

@@ -1,0 +1,69 @@
+import GRDB
+
+extension SQLiteJournal {
+    /// The journal format this build writes. Bump it with a migration in ``migrate(_:from:)``.
+    package static let formatVersion = 1
+    /// `PRAGMA application_id` of a Durable journal: "DurJ".
+    package static let applicationID: Int32 = 0x4475_724A
+
+    static let schemaV1 = """
+        CREATE TABLE runs (
+            id            INTEGER PRIMARY KEY,
+            run_id        TEXT NOT NULL UNIQUE,
+            workflow_id   TEXT NOT NULL,
+            workflow_type TEXT NOT NULL,
+            status        TEXT NOT NULL,
+            created_at    INTEGER NOT NULL,
+            updated_at    INTEGER NOT NULL,
+            closed_at     INTEGER,
+            seed          INTEGER NOT NULL,
+            error         TEXT
+        );
+        CREATE UNIQUE INDEX runs_open_workflow_id ON runs(workflow_id)
+            WHERE status IN ('pending','running','held');
+        CREATE INDEX runs_workflow_id ON runs(workflow_id, id);
+        CREATE INDEX runs_status ON runs(status, id);
+        CREATE TABLE events (
+            run     INTEGER NOT NULL,
+            idx     INTEGER NOT NULL,
+            kind    INTEGER NOT NULL,
+            time    INTEGER NOT NULL,
+            seq     INTEGER NOT NULL DEFAULT 0,
+            attempt INTEGER NOT NULL DEFAULT 0,
+            name    TEXT,
+            data    BLOB,
+            meta    BLOB,
+            PRIMARY KEY (run, idx)
+        ) WITHOUT ROWID;
+        CREATE TABLE workflow_types (
+            name          TEXT PRIMARY KEY,
+            registered_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        """
+
+    /// Creates the schema in an empty database, checks the format of an existing one, and migrates
+    /// an older format. Refuses databases that are not journals and journals from a newer format.
+    static func prepareSchema(_ db: Database, path: String) throws {
+        let appID = try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0
+        let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
+        let tableCount = try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") ?? 0
+        if appID == 0 && version == 0 && tableCount == 0 {
+            try db.execute(sql: schemaV1)
+            try db.execute(sql: "PRAGMA application_id = \(applicationID)")
+            try db.execute(sql: "PRAGMA user_version = \(formatVersion)")
+            return
+        }
+        guard appID == applicationID else { throw JournalError(.notAJournal(path: path)) }
+        if version > formatVersion {
+            throw JournalError(.newerFormat(path: path, found: version, supported: formatVersion))
+        }
+        if version < formatVersion {
+            try migrate(db, from: version)
+        }
+    }
+
+    static func migrate(_ db: Database, from version: Int) throws {
+        // Format 1 is the first; later formats add their steps here, each in this transaction.
+        throw JournalError(.storage(reason: "journal format \(version) is unknown (expected 1)"))
+    }
+}

@@ -1,0 +1,217 @@
+import Foundation
+import GRDB
+import Synchronization
+
+/// The journal in one SQLite file (WAL mode), written through a group-commit writer.
+///
+/// Reads go through GRDB's reader connections and never wait for the writer. Writes are
+/// ``JournalBatch``es handed to ``append(_:completion:)``: all batches that arrive while a commit
+/// is in progress are written together in the next transaction, so concurrent runs share fsyncs.
+package final class SQLiteJournal: Sendable {
+    package let path: String
+    package let durability: Durability
+    let pool: DatabasePool
+    let writer: GroupCommitWriter
+    /// A dedicated connection for ``changeToken()``: `data_version` is per connection.
+    private let watcher = Mutex<DatabaseQueue?>(nil)
+
+    package init(_ configuration: JournalConfiguration) throws {
+        path = configuration.path
+        durability = configuration.durability
+        if !configuration.createIfMissing && !FileManager.default.fileExists(atPath: path) {
+            throw JournalError(.missing(path: path))
+        }
+        var config = Configuration()
+        config.busyMode = .timeout(30)
+        config.maximumReaderCount = 4
+        let synchronous = configuration.durability == .full ? "FULL" : "NORMAL"
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+        }
+        let path = self.path
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+            try pool.write { db in try Self.prepareSchema(db, path: path) }
+        } catch let error as JournalError {
+            throw error
+        } catch let error as DatabaseError {
+            if error.resultCode == .SQLITE_NOTADB || error.resultCode == .SQLITE_CORRUPT {
+                throw JournalError(.notADatabase(path: path, reason: error.message ?? "\(error.resultCode)"))
+            }
+            throw JournalError(.storage(reason: "\(path): \(error.message ?? error.description)"))
+        }
+        writer = GroupCommitWriter(pool: pool)
+    }
+
+    // MARK: - Writing
+
+    /// Queues a batch for the next group commit; `completion` runs on the writer's thread after the
+    /// transaction holding the batch committed (or failed). Keep it short.
+    package func append(_ batch: JournalBatch, completion: @escaping @Sendable (Result<Void, any Error>) -> Void) {
+        writer.submit(batch, completion: completion)
+    }
+
+    /// Writes a batch and returns once it is committed with the durability configured.
+    package func append(_ batch: JournalBatch) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            writer.submit(batch) { continuation.resume(with: $0) }
+        }
+    }
+
+    /// Records the workflow types a worker can run, so that the code-less `durable submit` can check names.
+    package func registerWorkflowTypes(_ names: [String]) throws {
+        let now = Date().journalMillis
+        try pool.write { db in
+            for name in names {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO workflow_types (name, registered_at) VALUES (?, ?)",
+                    arguments: [name, now])
+            }
+        }
+    }
+
+    // MARK: - Reading
+
+    static let runColumns =
+        "id, run_id, workflow_id, workflow_type, status, created_at, updated_at, closed_at, seed, error"
+
+    static func runRecord(_ row: Row) throws -> RunRecord {
+        let runID: String = row[1]
+        let statusText: String = row[4]
+        guard let status = RunStatus(rawValue: statusText) else {
+            throw JournalError(.corruptRun(runID: runID, reason: "unknown status '\(statusText)'"))
+        }
+        let seed: Int64 = row[8]
+        let closed: Int64? = row[7]
+        return RunRecord(
+            key: row[0], runID: runID, workflowID: row[2], workflowType: row[3], status: status,
+            createdAt: Date(journalMillis: row[5]), updatedAt: Date(journalMillis: row[6]),
+            closedAt: closed.map(Date.init(journalMillis:)), seed: UInt64(bitPattern: seed), error: row[9])
+    }
+
+    package func knownWorkflowTypes() throws -> [String] {
+        try read { db in try String.fetchAll(db, sql: "SELECT name FROM workflow_types ORDER BY name") }
+    }
+
+    /// The run with this run ID, or else the newest run with this workflow ID.
+    package func findRun(_ id: String) throws -> RunRecord? {
+        try read { db in
+            if let row = try Row.fetchOne(
+                db, sql: "SELECT \(Self.runColumns) FROM runs WHERE run_id = ?", arguments: [id])
+            {
+                return try Self.runRecord(row)
+            }
+            return try Row.fetchOne(
+                db, sql: "SELECT \(Self.runColumns) FROM runs WHERE workflow_id = ? ORDER BY id DESC LIMIT 1",
+                arguments: [id]
+            ).map(Self.runRecord)
+        }
+    }
+
+    /// The open run with this workflow ID, if any.
+    package func openRun(workflowID: String) throws -> RunRecord? {
+        try read { db in
+            try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT \(Self.runColumns) FROM runs
+                    WHERE workflow_id = ? AND status IN \(RunStatus.openStatusesSQL)
+                    """,
+                arguments: [workflowID]
+            ).map(Self.runRecord)
+        }
+    }
+
+    /// Runs, newest first, optionally only those with the given statuses.
+    package func runs(statuses: [RunStatus]? = nil, limit: Int? = nil, oldestFirst: Bool = false) throws -> [RunRecord] {
+        var sql = "SELECT \(Self.runColumns) FROM runs"
+        var arguments: StatementArguments = []
+        if let statuses {
+            sql += " WHERE status IN (\(statuses.map { _ in "?" }.joined(separator: ",")))"
+            arguments = StatementArguments(statuses.map(\.rawValue))
+        }
+        sql += oldestFirst ? " ORDER BY id" : " ORDER BY id DESC"
+        if let limit { sql += " LIMIT \(limit)" }
+        return try read { db in try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.runRecord) }
+    }
+
+    /// Number of events of a run.
+    package func eventCount(_ run: RunRecord) throws -> Int {
+        try read { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE run = ?", arguments: [run.key]) ?? 0
+        }
+    }
+
+    /// The run's events, in order, payloads decoded and checked.
+    /// - Throws: ``JournalError`` naming the run and the event when a payload is corrupt.
+    package func history(_ run: RunRecord, from index: Int = 0) throws -> [HistoryEvent] {
+        let rows = try read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT idx, kind, time, seq, attempt, name, data, meta FROM events
+                    WHERE run = ? AND idx >= ? ORDER BY idx
+                    """,
+                arguments: [run.key, index])
+        }
+        var events: [HistoryEvent] = []
+        events.reserveCapacity(rows.count)
+        for row in rows {
+            let idx: Int = row[0]
+            if idx != index + events.count {
+                throw JournalError(.corruptEvent(
+                    runID: run.runID, index: index + events.count, reason: "event is missing (next is \(idx))"))
+            }
+            let kindValue: Int = row[1]
+            guard let kind = EventKind(rawValue: kindValue) else {
+                throw JournalError(.corruptEvent(runID: run.runID, index: idx, reason: "unknown event kind \(kindValue)"))
+            }
+            var data: Data?
+            if let blob: Data = row[6] {
+                do {
+                    data = try PayloadCodec.decode(blob)
+                } catch {
+                    throw JournalError(.corruptEvent(runID: run.runID, index: idx, reason: "\(kind.name) payload: \(error)"))
+                }
+            }
+            events.append(HistoryEvent(
+                index: idx, kind: kind, time: Date(journalMillis: row[2]), seq: row[3], attempt: row[4],
+                name: row[5], data: data, meta: row[7]))
+        }
+        return events
+    }
+
+    /// A number that changes whenever another connection commits; cheap to poll.
+    package func changeToken() throws -> Int {
+        try watcher.withLock { queue in
+            let connection = try queue ?? DatabaseQueue(path: path)
+            queue = connection
+            return try connection.read { db in try Int.fetchOne(db, sql: "PRAGMA data_version") ?? 0 }
+        }
+    }
+
+    /// Number of events and bytes of stored payloads (framed, compressed) in the whole journal.
+    package func storageStats() throws -> (events: Int, payloadBytes: Int) {
+        try read { db in
+            let events = try Int.fetchOne(db, sql: "SELECT count(*) FROM events") ?? 0
+            let bytes = try Int.fetchOne(
+                db, sql: "SELECT coalesce(sum(coalesce(length(data),0) + coalesce(length(meta),0)), 0) FROM events")
+            return (events, bytes ?? 0)
+        }
+    }
+
+    /// Moves the WAL's contents into the database file and truncates the WAL.
+    package func checkpoint() throws {
+        _ = try pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
+    }
+
+    func read<T>(_ body: (Database) throws -> T) throws -> T {
+        do {
+            return try pool.read(body)
+        } catch let error as JournalError {
+            throw error
+        } catch let error as DatabaseError {
+            throw JournalError(.storage(reason: "\(path): \(error.message ?? error.description)"))
+        }
+    }
+}
