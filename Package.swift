@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "durable", targets: ["DurableCLI"]),
         .executable(name: "doc-pipeline", targets: ["DocPipeline"]),
         .executable(name: "durable-bench", targets: ["DurableBenchmarks"]),
+        .executable(name: "durable-test-worker", targets: ["DurableTestWorker"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
@@ -68,10 +69,16 @@ let package = Package(
             path: "Benchmarks/DurableBenchmarks",
             swiftSettings: swiftSettings
         ),
-        // A worker process that the crash and determinism tests spawn and SIGKILL.
+        // Workflows shared by the tests and the worker process they spawn and SIGKILL.
+        .target(
+            name: "DurableTestSupport",
+            dependencies: ["Durable"],
+            path: "Tests/DurableTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "DurableTestWorker",
-            dependencies: ["Durable", "DurableCommands"],
+            dependencies: ["DurableTestSupport", "DurableCommands"],
             path: "Tests/DurableTestWorker",
             swiftSettings: swiftSettings
         ),
@@ -82,7 +89,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DurableTests",
-            dependencies: ["Durable", "DurableJournal"],
+            dependencies: ["Durable", "DurableJournal", "DurableTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

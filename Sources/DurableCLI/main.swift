@@ -1,1 +1,3 @@
-print("x")
+import DurableCommands
+
+await DurableApp.main(name: "durable")

@@ -62,6 +62,12 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
 
     package init(_ code: Code) { self.code = code }
 
+    /// `true` when another process holds the journal's worker lock.
+    public var isWorkerRunning: Bool {
+        if case .workerRunning = code { return true }
+        return false
+    }
+
     /// `true` for a replay that did not match the recorded history.
     public var isNonDeterminism: Bool {
         if case .nonDeterminism = code { return true }

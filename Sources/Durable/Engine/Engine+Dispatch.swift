@@ -36,6 +36,7 @@ extension Engine {
             return outcomeWaiters.withLock { $0.removeValue(forKey: driver.runID) } ?? []
         }
         for waiter in waiters { waiter.resume(returning: outcome) }
+        for observer in closeObservers.withLock({ $0 }) { observer(driver.runID, outcome) }
         driver.instance.tearDown()
     }
 

@@ -21,6 +21,9 @@ public struct ReplayReport: Sendable {
     public var eventCount: Int
     /// `nil` when the code reproduced every recorded decision.
     public var mismatch: DurableError?
+    /// Every decision the code made during the replay, in order, with a digest of its payload:
+    /// `ActivityScheduled(seq 2, Classify) input#1a2b3c4d`. Identical histories give identical lists.
+    public var decisions: [String] = []
 }
 
 extension Engine {
@@ -134,11 +137,13 @@ extension Engine {
             body: registration.body)
         defer { instance.tearDown() }
         var report = ReplayReport(runID: run.runID, workflowType: run.workflowType, eventCount: events.count)
+        var decisions: [String] = []
         do {
-            _ = try instance.replay(events)
+            _ = try instance.replay(events) { decisions.append($0.traceLine) }
         } catch {
             report.mismatch = error
         }
+        report.decisions = decisions
         return report
     }
 }

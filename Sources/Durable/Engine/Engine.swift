@@ -31,6 +31,7 @@ public final class Engine: Sendable {
     let nextTaskID = Atomic<Int>(0)
     let stopping = Atomic<Bool>(false)
     let workerLock = Mutex<WorkerLock?>(nil)
+    let closeObservers = Mutex<[@Sendable (String, RunOutcome) -> Void]>([])
 
     /// Opens (or creates) the journal.
     /// - Throws: ``JournalError`` when the file is not a journal, is from a newer format, or cannot be opened.
@@ -79,6 +80,12 @@ public final class Engine: Sendable {
                 try journal.registerWorkflowTypes(registry.withLock { $0.workflowNames })
             }
         }
+    }
+
+    /// Calls `observer` with the run ID and outcome of every run this engine drives to its end,
+    /// on the journal writer's thread right after the closing commit. Keep it short.
+    public func onRunClosed(_ observer: @escaping @Sendable (_ runID: String, _ outcome: RunOutcome) -> Void) {
+        closeObservers.withLock { $0.append(observer) }
     }
 
     // MARK: - Shutdown

@@ -19,7 +19,7 @@ struct WorkflowRegistration: Sendable {
             do {
                 input = try JSONDecoder().decode(W.Input.self, from: data)
             } catch {
-                throw DurableError(.badInput(type: String(describing: W.Input.self), reason: describeDecoding(error)))
+                throw DurableError(.badInput(type: "\(W.name) input (\(W.Input.self))", reason: describeDecoding(error)))
             }
             let output = try await W().run(context, input: input)
             return try JSONEncoder().encode(output)
@@ -28,7 +28,7 @@ struct WorkflowRegistration: Sendable {
             do {
                 _ = try JSONDecoder().decode(W.Input.self, from: data)
             } catch {
-                throw DurableError(.badInput(type: String(describing: W.Input.self), reason: describeDecoding(error)))
+                throw DurableError(.badInput(type: "\(W.name) input (\(W.Input.self))", reason: describeDecoding(error)))
             }
         }
     }

@@ -43,6 +43,19 @@ package enum WorkflowCommand: Sendable, Equatable {
         }
     }
 
+    /// ``summary`` plus a digest of the payload, for determinism checks.
+    var traceLine: String {
+        let payload: Data
+        switch self {
+        case .scheduleActivity(_, _, let input, _): payload = input
+        case .completeWorkflow(let result): payload = result
+        case .failWorkflow(let failure): payload = Data(failure.description.utf8)
+        }
+        var hash: UInt32 = 0x811C_9DC5
+        for byte in payload { hash = (hash ^ UInt32(byte)) &* 0x0100_0193 }
+        return "\(summary) payload#\(String(hash, radix: 16))"
+    }
+
     private static let optionsEncoder = JSONEncoder()
 
     /// The event recording this command.

@@ -18,7 +18,9 @@ extension WorkflowInstance {
     /// - Returns: the activities still owed a result, in sequence order.
     /// - Throws: ``DurableError`` `nonDeterminism` at the first mismatch, naming the event index, what
     ///   history recorded and what the code did; or the activation errors of ``activate(_:)``.
-    package func replay(_ events: [HistoryEvent]) throws(DurableError) -> [PendingActivity] {
+    package func replay(
+        _ events: [HistoryEvent], trace: ((WorkflowCommand) -> Void)? = nil
+    ) throws(DurableError) -> [PendingActivity] {
         isReplaying = true
         defer { isReplaying = false }
         var open: [Int: WorkflowCommand] = [:]
@@ -36,6 +38,7 @@ extension WorkflowInstance {
                                actual: "nothing (a decision with no event before it that caused it)")
             }
             let emitted = try activate(event)
+            if let trace { emitted.forEach(trace) }
             if event.kind == .activityCompleted || event.kind == .activityFailed {
                 open[event.seq] = nil
             }

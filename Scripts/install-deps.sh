@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the system libraries Durable builds against (SQLite and LZ4 headers) when missing.
+# Used by Scripts/demo.sh and Scripts/test.sh; safe to run again.
+set -euo pipefail
+missing=()
+for pkg in libsqlite3-dev liblz4-dev pkg-config; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v swift >/dev/null || { echo "swift is not on PATH: install the Swift 6 toolchain first" >&2; exit 1; }

@@ -1,0 +1,107 @@
+import ArgumentParser
+import Durable
+import Foundation
+
+struct Runs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List and describe runs.", subcommands: [List.self, Show.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List runs, newest first.")
+
+        @OptionGroup var options: JournalOptions
+
+        @Option(help: "Only runs with this status (\(RunStatus.allCases.map(\.rawValue).joined(separator: ", "))).")
+        var status: String?
+
+        @Option(help: "At most this many runs.")
+        var limit: Int = 100
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() async throws {
+            let engine = try options.openExisting()
+            let status = try self.status.map(parseStatus)
+            let runs = try engine.runs(status: status, limit: limit)
+            if json {
+                try Format.printJSON(runs.map(Format.runJSON))
+                return
+            }
+            if runs.isEmpty {
+                print("no runs" + (status.map { " with status \($0.rawValue)" } ?? ""))
+                return
+            }
+            print(Format.table(
+                ["RUN ID", "WORKFLOW ID", "TYPE", "STATUS", "STARTED", "DURATION"],
+                runs.map { run in
+                    [run.runID, run.workflowID, run.workflowType, run.status.rawValue, Format.time(run.createdAt),
+                     Format.duration(from: run.createdAt, to: run.closedAt ?? (run.status.isOpen ? nil : run.updatedAt))]
+                }))
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Describe one run: status, input, result or error, pending activities.")
+
+        @OptionGroup var options: JournalOptions
+
+        @Argument(help: "Run ID, or workflow ID (its newest run).")
+        var id: String
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() async throws {
+            let engine = try options.openExisting()
+            let description = try engine.describe(id)
+            let run = description.run
+            var result: Data?
+            var failure: FailureInfo?
+            switch description.outcome {
+            case .completed(let data): result = data
+            case .failed(let info): failure = info
+            case nil: break
+            }
+            if json {
+                var object = Format.runJSON(run)
+                object["eventCount"] = description.eventCount
+                object["input"] = Format.jsonValue(description.input)
+                object["result"] = Format.jsonValue(result)
+                object["failure"] = Format.failureJSON(failure)
+                object["pendingActivities"] = description.pendingActivities.map {
+                    ["seq": $0.seq, "activityType": $0.activityType, "failedAttempts": $0.failedAttempts]
+                }
+                try Format.printJSON(object)
+                return
+            }
+            var lines = [
+                "run ID:       \(run.runID)",
+                "workflow ID:  \(run.workflowID)",
+                "type:         \(run.workflowType)",
+                "status:       \(run.status.rawValue)",
+                "started:      \(Format.time(run.createdAt))",
+                "closed:       \(Format.time(run.closedAt))",
+                "events:       \(description.eventCount)",
+                "input:        \(Format.payload(description.input, limit: 200))",
+            ]
+            if let result { lines.append("result:       \(Format.payload(result, limit: 200))") }
+            if let failure { lines.append("failure:      \(failure)") }
+            if let error = run.error, failure == nil { lines.append("error:        \(error)") }
+            for activity in description.pendingActivities {
+                lines.append("pending:      \(activity.activityType) (seq \(activity.seq))"
+                             + (activity.failedAttempts > 0 ? ", \(activity.failedAttempts) failed attempt(s)" : ""))
+            }
+            print(lines.joined(separator: "\n"))
+        }
+    }
+}
+
+
+func parseStatus(_ text: String) throws -> RunStatus {
+    guard let status = RunStatus(rawValue: text) else {
+        throw ValidationError(
+            "unknown status '\(text)'; use one of \(RunStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    return status
+}

@@ -1,0 +1,80 @@
+import ArgumentParser
+import Durable
+import Foundation
+
+struct Submit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Record a new run for a worker to execute.",
+        discussion: """
+            Prints the run ID. Submitting a workflow ID that is already open prints that run's ID instead \
+            of starting a duplicate. With --wait, waits until a worker finishes the run and prints its result.
+            """)
+
+    @OptionGroup var options: JournalOptions
+
+    @Argument(help: "The workflow type, as registered by the worker.")
+    var workflowType: String
+
+    @Option(help: ArgumentHelp("Input as JSON, or @file to read it from a file.", valueName: "json|@file"))
+    var input: String
+
+    @Option(help: "Workflow ID (a business key); a new UUID when omitted.")
+    var id: String?
+
+    @Flag(help: "Wait for the run to end and print its result.")
+    var wait = false
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let data = try readInput(input)
+        let engine: Engine
+        if AppSetup.hasCode {
+            engine = try options.openForWork()
+            try engine.validate(workflowType: workflowType, input: data)
+        } else {
+            engine = try options.openExisting()
+            let known = try engine.journal.knownWorkflowTypes()
+            guard known.contains(workflowType) else {
+                let hint = known.isEmpty
+                    ? "no worker has registered workflow types in \(options.path) yet; start a worker once first"
+                    : "known types: \(known.joined(separator: ", "))"
+                throw CommandFailure(message: "unknown workflow type '\(workflowType)'; \(hint)", exitCode: .badInput)
+            }
+        }
+        let (runID, existing) = try await engine.submit(workflowType: workflowType, input: data, id: id)
+        if !wait {
+            if json {
+                try Format.printJSON(["runID": runID, "existing": existing])
+            } else {
+                print(existing ? "\(runID) (workflow ID \(id ?? runID) was already open)" : runID)
+            }
+            return
+        }
+        try await printOutcome(engine, runID: runID, json: json)
+    }
+}
+
+/// Waits for a run's outcome and prints it; throws (exit code 1) when the run failed.
+func printOutcome(_ engine: Engine, runID: String, json: Bool) async throws {
+    let outcome: RunOutcome
+    do {
+        outcome = try await engine.outcome(of: runID)
+    } catch let error as DurableError {
+        throw CommandFailure(message: error.description, exitCode: .runFailed)
+    }
+    switch outcome {
+    case .completed(let result):
+        if json {
+            try Format.printJSON(["runID": runID, "status": "completed", "result": Format.jsonValue(result)])
+        } else {
+            print(String(decoding: result, as: UTF8.self))
+        }
+    case .failed(let failure):
+        if json {
+            try Format.printJSON(["runID": runID, "status": "failed", "failure": Format.failureJSON(failure)])
+        }
+        throw CommandFailure(message: "run \(runID) failed: \(failure)", exitCode: .runFailed)
+    }
+}

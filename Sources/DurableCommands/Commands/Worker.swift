@@ -1,0 +1,60 @@
+import ArgumentParser
+import Dispatch
+import Durable
+import Foundation
+
+struct Worker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run workflows and activities until SIGINT or SIGTERM.",
+        discussion: """
+            Recovers every open run in the journal (replaying its history), then picks up runs submitted by \
+            other processes. On SIGINT or SIGTERM it stops cleanly: running activity attempts are cancelled \
+            (they are retried after a restart) and everything recorded is committed before it exits.
+            """)
+
+    @OptionGroup var options: JournalOptions
+
+    @Option(help: "full: fsync every commit (survives power loss); fast: survives process crashes only.")
+    var durability: String = "full"
+
+    @Flag(help: "Print nothing but errors.")
+    var quiet = false
+
+    func run() async throws {
+        let engine = try options.openForWork(durability: try parseDurability(durability))
+        let quiet = self.quiet
+        engine.onRunClosed { runID, outcome in
+            guard !quiet else { return }
+            switch outcome {
+            case .completed: print("run \(runID) completed")
+            case .failed(let failure): print("run \(runID) failed: \(failure)")
+            }
+        }
+        let signals = StopSignals { Task { await engine.shutdown() } }
+        let report = try await engine.recover()
+        if !quiet {
+            print("worker pid \(getpid()) on \(options.path): workflow types \(engine.workflowTypes.joined(separator: ", "))")
+            print("recovered \(report.resumed.count) open run(s), picked up \(report.claimed.count) submitted run(s)"
+                  + (report.held.isEmpty ? "" : ", \(report.held.count) held"))
+            for (runID, reason) in report.held.sorted(by: { $0.key < $1.key }) { print("held \(runID): \(reason)") }
+        }
+        try await engine.runWorker()
+        withExtendedLifetime(signals) {}
+        if !quiet { print("worker stopped cleanly") }
+    }
+}
+
+/// Turns SIGINT and SIGTERM into a call of `onStop` (once).
+final class StopSignals {
+    private let sources: [any DispatchSourceSignal]
+
+    init(onStop: @escaping @Sendable () -> Void) {
+        sources = [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler(handler: onStop)
+            source.resume()
+            return source
+        }
+    }
+}

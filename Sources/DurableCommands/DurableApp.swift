@@ -1,0 +1,113 @@
+public import Durable
+import ArgumentParser
+import Foundation
+import Synchronization
+
+/// Runs Durable's command tree, in the `durable` executable or in an application that embeds it.
+///
+/// An application passes a closure that registers its workflows and activities; it then also gets
+/// the commands that need the code: `worker`, `run` and `replay`.
+///
+/// ```swift
+/// @main struct ClaimsApp {
+///     static func main() async {
+///         await DurableApp.main(name: "claims") { engine in
+///             engine.register(ClaimIntake.self)
+///             engine.register(ScoreFraud())
+///         }
+///     }
+/// }
+/// ```
+public enum DurableApp {
+    /// Parses `arguments` (the process's by default), runs the command, and exits the process with
+    /// the command's exit code. See `Docs/cli.md` for the codes.
+    public static func main(
+        name: String, arguments: [String]? = nil, register: (@Sendable (Engine) -> Void)? = nil
+    ) async -> Never {
+        AppSetup.current.withLock { $0 = AppSetup(name: name, register: register) }
+        lineBufferStandardOutput()
+        let code = await run(arguments ?? Array(CommandLine.arguments.dropFirst()))
+        exit(code)
+    }
+
+    /// Runs one command line and returns its exit code, without exiting.
+    static func run(_ arguments: [String]) async -> Int32 {
+        do {
+            var command = try RootCommand.parseAsRoot(arguments)
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+            return 0
+        } catch let error as CommandFailure {
+            printError(error.message)
+            return error.exitCode.rawValue
+        } catch let error as JournalError {
+            printError(error.description)
+            return error.isMissingRun ? ExitCode.badInput.rawValue : ExitCode.journal.rawValue
+        } catch let error as DurableError {
+            printError(error.description)
+            return error.isWorkerRunning ? ExitCode.journal.rawValue : ExitCode.badInput.rawValue
+        } catch {
+            let code = RootCommand.exitCode(for: error)
+            if code == .success {  // --help, --version
+                print(RootCommand.fullMessage(for: error))
+                return 0
+            }
+            printError(RootCommand.message(for: error))
+            return code.rawValue
+        }
+    }
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+}
+
+/// The host's name and, in an application, its registrations.
+struct AppSetup: Sendable {
+    var name: String
+    var register: (@Sendable (Engine) -> Void)?
+
+    static let current = Mutex(AppSetup(name: "durable", register: nil))
+
+    static var hasCode: Bool { current.withLock { $0.register != nil } }
+}
+
+/// Exit codes, documented in `Docs/cli.md`.
+enum ExitCode: Int32 {
+    /// The run failed or is held, or replay found a mismatch.
+    case runFailed = 1
+    /// Unknown workflow type, invalid JSON input, unknown run or workflow ID.
+    case badInput = 2
+    /// The journal is missing, corrupt, from a newer format, or locked by another worker.
+    case journal = 3
+}
+
+/// A failure a command reports as one line, with its exit code.
+struct CommandFailure: Error {
+    var message: String
+    var exitCode: ExitCode
+}
+
+extension JournalError {
+    var isMissingRun: Bool { description.hasPrefix("no run with") }
+}
+
+struct RootCommand: AsyncParsableCommand {
+    static var configuration: CommandConfiguration {
+        let name = AppSetup.current.withLock { $0.name }
+        var subcommands: [any ParsableCommand.Type] = [Submit.self, Runs.self, History.self]
+        if AppSetup.hasCode {
+            subcommands += [Worker.self, RunCommand.self, Replay.self]
+        }
+        return CommandConfiguration(
+            commandName: name,
+            abstract: AppSetup.hasCode
+                ? "Run and inspect durable workflows of \(name)."
+                : "Submit and inspect durable workflow runs in a Durable journal.",
+            discussion: "The journal is ./durable.sqlite unless --journal PATH or DURABLE_JOURNAL says otherwise.",
+            subcommands: subcommands)
+    }
+}

@@ -1,0 +1,63 @@
+import Durable
+import Foundation
+
+enum Format {
+    static func time(_ date: Date?) -> String {
+        guard let date else { return "-" }
+        return date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeSeparator(.colon))
+    }
+
+    static func duration(from start: Date, to end: Date?) -> String {
+        let seconds = (end ?? Date()).timeIntervalSince(start)
+        if seconds < 1 { return "\(Int(seconds * 1000)) ms" }
+        if seconds < 120 { return String(format: "%.1f s", seconds) }
+        return String(format: "%.1f min", seconds / 60)
+    }
+
+    /// JSON bytes as one line, cut to `limit` characters.
+    static func payload(_ data: Data?, limit: Int = 60) -> String {
+        guard let data else { return "" }
+        let text = String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\n", with: " ")
+        return text.count > limit ? String(text.prefix(limit - 1)) + "…" : text
+    }
+
+    /// A fixed-width table with a header row.
+    static func table(_ header: [String], _ rows: [[String]]) -> String {
+        var widths = header.map(\.count)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, cell in
+                i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }
+        return ([line(header)] + rows.map(line)).joined(separator: "\n")
+    }
+
+    /// JSON data embedded as a value (or as a string when it is not JSON).
+    static func jsonValue(_ data: Data?) -> Any {
+        guard let data else { return NSNull() }
+        return (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]))
+            ?? String(decoding: data, as: UTF8.self)
+    }
+
+    static func printJSON(_ value: Any) throws {
+        let data = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes])
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    static func runJSON(_ run: RunRecord) -> [String: Any] {
+        [
+            "runID": run.runID, "workflowID": run.workflowID, "workflowType": run.workflowType,
+            "status": run.status.rawValue, "createdAt": time(run.createdAt),
+            "closedAt": run.closedAt.map(time) ?? NSNull(), "error": run.error ?? NSNull(),
+        ]
+    }
+
+    static func failureJSON(_ failure: FailureInfo?) -> Any {
+        guard let failure else { return NSNull() }
+        var object: [String: Any] = ["type": failure.type, "message": failure.message]
+        if let retryable = failure.retryable { object["retryable"] = retryable }
+        if let delay = failure.nextRetryDelayMs { object["nextRetryDelayMs"] = delay }
+        return object
+    }
+}

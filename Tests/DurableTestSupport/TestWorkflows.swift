@@ -1,0 +1,91 @@
+// Workflows shared by the tests and by the worker process they spawn (durable-test-worker).
+//
+// Environment read by Step:
+//   SIDE_FILE  every Step attempt appends "<label> <pid>\n" to this file with one write(2), so the
+//              record survives SIGKILL (the tests compare it with the journal)
+//   STEP_MS    how long each Step takes (default 20)
+//   KILL_IN    a Step label: that step kills its own process with SIGKILL after its side-file record
+public import Durable
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One step of work: records itself in the side file, takes STEP_MS, returns a derived string.
+public struct Step: Activity {
+    public init() {}
+
+    public func run(_ ctx: ActivityContext, input: String) async throws -> String {
+        let env = ProcessInfo.processInfo.environment
+        if let side = env["SIDE_FILE"] {
+            let fd = open(side, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+            let line = "\(input) \(getpid())\n"
+            _ = line.withCString { write(fd, $0, strlen($0)) }
+            close(fd)
+        }
+        if env["KILL_IN"] == input { kill(getpid(), SIGKILL) }
+        let ms = Int(env["STEP_MS"] ?? "") ?? 20
+        try await Task.sleep(for: .milliseconds(ms))
+        return "\(input)!"
+    }
+}
+
+/// A first step, three branches in a task group (two sequential steps each), an `async let` step in
+/// parallel with them, and a final step: nine activities whose order interleaves.
+public struct CrashFlow: Workflow {
+    public struct Input: Codable, Sendable {
+        public var tag: String
+        public init(tag: String) { self.tag = tag }
+    }
+
+    public init() {}
+
+    public func run(_ ctx: WorkflowContext, input: Input) async throws -> String {
+        let first = try await ctx.execute(Step.self, "\(input.tag)-a")
+        async let side = ctx.execute(Step.self, "\(input.tag)-side")
+        let branches = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+            for branch in 1...3 {
+                group.addTask {
+                    let x = try await ctx.execute(Step.self, "\(input.tag)-b\(branch)x")
+                    let y = try await ctx.execute(Step.self, "\(input.tag)-b\(branch)y")
+                    return (branch, x + y)
+                }
+            }
+            var results = [String](repeating: "", count: 3)
+            for try await (branch, value) in group { results[branch - 1] = value }
+            return results
+        }
+        let token = ctx.uuid().uuidString.prefix(8)
+        let last = try await ctx.execute(Step.self, "\(input.tag)-z")
+        return ([first, try await side] + branches + [last]).joined(separator: ",") + " #\(token.count)"
+    }
+}
+
+/// Branches whose decisions depend on recorded randomness, time and activity results.
+public struct Shuffle: Workflow {
+    public init() {}
+
+    public func run(_ ctx: WorkflowContext, input: Int) async throws -> [String] {
+        var rng = ctx.random
+        let labels = (0..<input).map { "s\($0)-\(Int.random(in: 0..<1000, using: &rng))" }
+        return try await withThrowingTaskGroup(of: String.self) { group in
+            for label in labels {
+                group.addTask {
+                    let first = try await ctx.execute(Step.self, label)
+                    return try await ctx.execute(Step.self, first + ctx.uuid().uuidString.prefix(4))
+                }
+            }
+            var out: [String] = []
+            for try await value in group { out.append(value) }
+            return out + ["\(ctx.now.timeIntervalSince1970 > 0)"]
+        }
+    }
+}
+
+/// Registers the shared workflows and activities.
+public func registerTestWorkflows(_ engine: Engine) {
+    engine.register(CrashFlow.self)
+    engine.register(Shuffle.self)
+    engine.register(Step())
+}

@@ -1,0 +1,109 @@
+import Durable
+import DurableTestSupport
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the first worker process is killed.
+enum KillPoint: CustomStringConvertible, Sendable {
+    /// The activity with this label SIGKILLs its own process while running.
+    case insideActivity(String)
+    /// The test SIGKILLs the process once `records` activity attempts have started, after `delayMs`.
+    case afterRecords(Int, delayMs: Int)
+
+    var description: String {
+        switch self {
+        case .insideActivity(let label): "inside \(label)"
+        case .afterRecords(let n, let delay): "after \(n) started steps + \(delay) ms"
+        }
+    }
+
+    static let labels = ["k-a", "k-side", "k-b1x", "k-b2x", "k-b3x", "k-b1y", "k-b2y", "k-b3y", "k-z"]
+
+    /// 9 kill points inside activities and 18 between and around them.
+    static let all: [KillPoint] =
+        labels.map { .insideActivity($0) }
+        + (1...9).flatMap { n in [KillPoint.afterRecords(n, delayMs: 0), .afterRecords(n, delayMs: 9)] }
+}
+
+@Suite(.serialized) struct CrashRecoveryTests {
+    static let expected = "k-a!,k-side!,k-b1x!k-b1y!,k-b2x!k-b2y!,k-b3x!k-b3y!,k-z! #8"
+
+    /// A worker runs a nine-activity workflow with parallel branches and is SIGKILLed; a second
+    /// worker recovers the run. The result must be right, and no activity whose completion the
+    /// journal recorded before the kill may run again.
+    @Test(arguments: KillPoint.all)
+    func sigkilledWorkerResumesWithoutRerunningCompletedActivities(_ point: KillPoint) async throws {
+        let worker = try productPath("durable-test-worker")
+        let journal = temporaryJournalPath("crash")
+        let side = journal + ".side"
+        var environment = ["SIDE_FILE": side, "STEP_MS": "25"]
+        if case .insideActivity(let label) = point { environment["KILL_IN"] = label }
+
+        let first = try Child(
+            worker, ["run", "CrashFlow", "--input", #"{"tag":"k"}"#, "--id", "crash", "--journal", journal],
+            environment: environment)
+        if case .afterRecords(let n, let delay) = point {
+            let deadline = ContinuousClock.now + .seconds(20)
+            while sideRecords(side).count < n, first.process.isRunning, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(1))
+            }
+            if delay > 0 { try await Task.sleep(for: .milliseconds(delay)) }
+            first.kill(SIGKILL)
+        }
+        let exit = try await first.wait()
+        try #require(exit.reason == .uncaughtSignal && exit.status == SIGKILL,
+                     "first worker was not SIGKILLed (\(point)): \(first.output)")
+
+        let inspector = try Engine(journal: JournalConfiguration(path: journal, createIfMissing: false))
+        let before = try inspector.history("crash")
+        #expect(before.0.status == .running)
+        let completedBeforeKill = completedLabels(before.1)
+
+        let second = try Child(worker, ["worker", "--quiet", "--journal", journal], environment: ["SIDE_FILE": side, "STEP_MS": "25"])
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try inspector.describe("crash").run.status.isOpen {
+            guard ContinuousClock.now < deadline, second.process.isRunning else {
+                Issue.record("run did not complete after restart (\(point)): \(second.output)")
+                second.kill(SIGKILL)
+                return
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        second.kill(SIGTERM)
+        let stopped = try await second.wait()
+        #expect(stopped.reason == .exit && stopped.status == 0, "worker did not stop cleanly: \(second.output)")
+
+        let description = try inspector.describe("crash")
+        #expect(description.outcome == .completed(Data("\"\(Self.expected)\"".utf8)))
+        let records = sideRecords(side)
+        let rerun = Set(records.filter { $0.pid == second.pid }.map(\.label)).intersection(completedBeforeKill)
+        #expect(rerun.isEmpty, "activities completed before the kill ran again: \(rerun.sorted()) (\(point))")
+        #expect(Set(records.map(\.label)) == Set(KillPoint.labels))
+        if case .insideActivity(let label) = point {
+            // The killed attempt never completed, so it must run again (at least once).
+            #expect(records.filter { $0.label == label }.count == 2)
+        }
+        let (_, after) = try inspector.history("crash")
+        #expect(completedLabels(after) == Set(KillPoint.labels))
+        #expect(after.map(\.index) == Array(0..<after.count))
+    }
+
+    @Test func secondWorkerOnTheSameJournalIsRefused() async throws {
+        let worker = try productPath("durable-test-worker")
+        let journal = temporaryJournalPath()
+        let first = try Child(worker, ["worker", "--journal", journal])
+        defer { first.kill(SIGKILL) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !first.output.contains("worker pid"), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let second = try Child(worker, ["worker", "--journal", journal])
+        let exit = try await second.wait()
+        #expect(exit.status == 3)
+        #expect(second.output.contains("another worker (pid \(first.pid)) is driving runs in journal"))
+    }
+}

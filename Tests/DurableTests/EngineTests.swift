@@ -1,0 +1,105 @@
+import Durable
+import Foundation
+import Testing
+
+@Suite struct EngineTests {
+    @Test func fanOutWorkflowCompletesAndRecordsHistory() async throws {
+        let path = temporaryJournalPath()
+        let log = CallLog()
+        let engine = try makeEngine(path, log: log)
+        let run = try await engine.start(FanOut.self, input: ["alpha", "be"], id: "fan-1")
+        let result = try await run.result()
+        #expect(result.head == "ALPHA")
+        #expect(result.lengths == [5, 2])
+        #expect(result.tail == "5-ALPHA-B")
+        let (record, events) = try engine.history("fan-1")
+        #expect(record.status == .completed)
+        #expect(events.first?.kind == .workflowStarted)
+        #expect(events.last?.kind == .workflowCompleted)
+        #expect(events.filter { $0.kind == .activityScheduled }.count == 6)
+        #expect(events.filter { $0.kind == .activityCompleted }.count == 6)
+        #expect(log.entries.count == 6)
+        #expect(events.map(\.index) == Array(0..<events.count))
+        await engine.shutdown()
+    }
+
+    @Test func startingAnOpenWorkflowIDReturnsTheSameRun() async throws {
+        let engine = try makeEngine(temporaryJournalPath())
+        let first = try await engine.start(TimeoutFlow.self, input: 10, id: "same")
+        let second = try await engine.start(TimeoutFlow.self, input: 10, id: "same")
+        #expect(first.runID == second.runID)
+        #expect(try await first.result() == 10)
+        let third = try await engine.start(TimeoutFlow.self, input: 10, id: "same")
+        #expect(third.runID != first.runID)
+        await engine.shutdown()
+    }
+
+    @Test func retriesUntilSuccessAndRecordsEachFailedAttempt() async throws {
+        let log = CallLog()
+        let engine = try makeEngine(temporaryJournalPath(), log: log)
+        let run = try await engine.start(RetryFlow.self, input: "x")
+        #expect(try await run.result() == "ok after 3")
+        #expect(log.entries == ["flaky:1", "flaky:2", "flaky:3"])
+        let (_, events) = try engine.history(run.runID)
+        let attempts = events.filter { $0.kind == .activityAttemptFailed }
+        #expect(attempts.map(\.attempt) == [1, 2])
+        #expect(attempts.first?.failure?.nextRetryDelayMs == 5)
+        #expect(events.first { $0.kind == .activityCompleted }?.attempt == 3)
+        await engine.shutdown()
+    }
+
+    @Test func nonRetryableErrorReachesWorkflowCodeAfterOneAttempt() async throws {
+        let engine = try makeEngine(temporaryJournalPath())
+        let run = try await engine.start(RefuseFlow.self, input: "claim")
+        #expect(try await run.result() == "caught Refused after 1")
+        await engine.shutdown()
+    }
+
+    @Test func startToCloseTimeoutFailsTheAttempt() async throws {
+        let engine = try makeEngine(temporaryJournalPath())
+        let run = try await engine.start(TimeoutFlow.self, input: 5_000)
+        await #expect(throws: WorkflowFailure.self) { try await run.result() }
+        let (_, events) = try engine.history(run.runID)
+        #expect(events.first { $0.kind == .activityFailed }?.failure?.type == "StartToCloseTimeout")
+        await engine.shutdown()
+    }
+
+    @Test func workflowErrorFailsTheRun() async throws {
+        let engine = try makeEngine(temporaryJournalPath())
+        let run = try await engine.start(Failing.self, input: "x")
+        let failure = await #expect(throws: WorkflowFailure.self) { try await run.result() }
+        #expect(failure?.cause.type == "Oops")
+        #expect(try engine.describe(run.runID).run.status == .failed)
+        await engine.shutdown()
+    }
+
+    @Test func awaitingTaskSleepHoldsTheRunWithAClearError() async throws {
+        let engine = try makeEngine(temporaryJournalPath())
+        let run = try await engine.start(SleepsOutsideEngine.self, input: 1)
+        let error = await #expect(throws: DurableError.self) { try await run.result() }
+        #expect(error?.description.contains("awaited something outside the engine") == true)
+        let record = try engine.describe(run.runID).run
+        #expect(record.status == .held)
+        #expect(record.error?.contains("Task.sleep") == true)
+        await engine.shutdown()
+    }
+
+    @Test func contextUsedFromDetachedTaskHoldsTheRun() async throws {
+        let engine = try makeEngine(temporaryJournalPath())
+        let run = try await engine.start(DetachedContextUse.self, input: "x")
+        await #expect(throws: DurableError.self) { try await run.result() }
+        let record = try engine.describe(run.runID).run
+        #expect(record.status == .held)
+        #expect(record.error?.contains("outside the workflow's executor") == true)
+        await engine.shutdown()
+    }
+
+    @Test func unknownWorkflowTypeIsRefusedByName() async throws {
+        let engine = try makeEngine(temporaryJournalPath())
+        let error = await #expect(throws: DurableError.self) {
+            _ = try await engine.start(workflowType: "NoSuchFlow", input: Data("1".utf8))
+        }
+        #expect(error?.description.contains("unknown workflow type 'NoSuchFlow'") == true)
+        #expect(error?.description.contains("FanOut") == true)
+    }
+}

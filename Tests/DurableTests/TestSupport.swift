@@ -1,0 +1,149 @@
+import Durable
+import Foundation
+import Synchronization
+
+/// Counts activity executions, by activity type and input.
+final class CallLog: Sendable {
+    private let calls = Mutex<[String]>([])
+
+    func record(_ entry: String) { calls.withLock { $0.append(entry) } }
+    var entries: [String] { calls.withLock { $0 } }
+}
+
+/// A fresh journal path in a temporary folder, removed when the test process ends.
+func temporaryJournalPath(_ name: String = #function) -> String {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("durable-tests-\(getpid())")
+    try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    let safe = name.filter { $0.isLetter || $0.isNumber }
+    return folder.appendingPathComponent("\(safe)-\(UUID().uuidString.prefix(8)).sqlite").path
+}
+
+struct Transform: Activity {
+    let log: CallLog
+    func run(_ ctx: ActivityContext, input: String) async throws -> String {
+        log.record("transform:\(input)")
+        return input.uppercased()
+    }
+}
+
+struct Measure: Activity {
+    let log: CallLog
+    func run(_ ctx: ActivityContext, input: String) async throws -> Int {
+        log.record("measure:\(input)")
+        return input.count
+    }
+}
+
+/// Fails the first `failures` attempts with a retryable error, then succeeds.
+struct Flaky: Activity {
+    let log: CallLog
+    let failures: Int
+    func run(_ ctx: ActivityContext, input: String) async throws -> String {
+        log.record("flaky:\(ctx.attempt)")
+        if ctx.attempt <= failures { throw ApplicationError("transient failure \(ctx.attempt)") }
+        return "ok after \(ctx.attempt)"
+    }
+}
+
+struct Refuse: Activity {
+    func run(_ ctx: ActivityContext, input: String) async throws -> String {
+        throw ApplicationError("refused \(input)", type: "Refused", nonRetryable: true)
+    }
+}
+
+struct Slow: Activity {
+    func run(_ ctx: ActivityContext, input: Int) async throws -> Int {
+        try await Task.sleep(for: .milliseconds(input))
+        return input
+    }
+}
+
+/// Sequential step, then three branches in parallel (async let and a task group), then a final step.
+struct FanOut: Workflow {
+    struct Result: Codable, Sendable, Equatable {
+        var head: String
+        var lengths: [Int]
+        var tail: String
+        var id: String
+        var pick: Int
+    }
+
+    func run(_ ctx: WorkflowContext, input: [String]) async throws -> Result {
+        let head = try await ctx.execute(Transform.self, input.first ?? "")
+        async let a = ctx.execute(Measure.self, head)
+        async let b = ctx.execute(Transform.self, head + "-b")
+        let lengths = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+            for (i, word) in input.enumerated() {
+                group.addTask { (i, try await ctx.execute(Measure.self, word)) }
+            }
+            var out = [Int](repeating: 0, count: input.count)
+            for try await (i, n) in group { out[i] = n }
+            return out
+        }
+        let tail = try await ctx.execute(Transform.self, "\(try await a)-\(try await b)")
+        var rng = ctx.random
+        return Result(head: head, lengths: lengths, tail: tail, id: ctx.uuid().uuidString, pick: Int.random(in: 0..<1000, using: &rng))
+    }
+}
+
+struct RetryFlow: Workflow {
+    func run(_ ctx: WorkflowContext, input: String) async throws -> String {
+        try await ctx.execute(
+            Flaky.self, input,
+            options: .init(startToClose: .seconds(5), retry: .exponential(initial: .milliseconds(5), maxAttempts: 4)))
+    }
+}
+
+struct RefuseFlow: Workflow {
+    func run(_ ctx: WorkflowContext, input: String) async throws -> String {
+        do {
+            return try await ctx.execute(Refuse.self, input)
+        } catch let failure as ActivityFailure {
+            return "caught \(failure.cause.type) after \(failure.attempts)"
+        }
+    }
+}
+
+struct TimeoutFlow: Workflow {
+    func run(_ ctx: WorkflowContext, input: Int) async throws -> Int {
+        try await ctx.execute(Slow.self, input, options: .init(startToClose: .milliseconds(50), retry: .none))
+    }
+}
+
+/// Awaits `Task.sleep`, which escapes the engine.
+struct SleepsOutsideEngine: Workflow {
+    func run(_ ctx: WorkflowContext, input: Int) async throws -> Int {
+        try await Task.sleep(for: .milliseconds(1))
+        return input
+    }
+}
+
+/// Uses the context from a detached task while it waits for an activity.
+struct DetachedContextUse: Workflow {
+    func run(_ ctx: WorkflowContext, input: String) async throws -> String {
+        Task.detached { _ = ctx.uuid() }
+        return "\(try await ctx.execute(Slow.self, 50))"
+    }
+}
+
+struct Failing: Workflow {
+    struct Oops: Error {}
+    func run(_ ctx: WorkflowContext, input: String) async throws -> String { throw Oops() }
+}
+
+func makeEngine(_ path: String, log: CallLog = CallLog(), durability: Durability = .full) throws -> Engine {
+    let engine = try Engine(journal: .sqlite(path: path, durability: durability))
+    engine.register(FanOut.self)
+    engine.register(RetryFlow.self)
+    engine.register(RefuseFlow.self)
+    engine.register(TimeoutFlow.self)
+    engine.register(SleepsOutsideEngine.self)
+    engine.register(DetachedContextUse.self)
+    engine.register(Failing.self)
+    engine.register(Transform(log: log))
+    engine.register(Measure(log: log))
+    engine.register(Flaky(log: log, failures: 2))
+    engine.register(Refuse())
+    engine.register(Slow())
+    return engine
+}
