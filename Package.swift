@@ -84,12 +84,14 @@ let package = Package(
         ),
         .testTarget(
             name: "DurableJournalTests",
-            dependencies: ["DurableJournal"],
+            dependencies: ["DurableJournal", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "DurableTests",
-            dependencies: ["Durable", "DurableJournal", "DurableTestSupport"],
+            dependencies: [
+                "Durable", "DurableJournal", "DurableTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

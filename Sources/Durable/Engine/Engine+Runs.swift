@@ -34,6 +34,8 @@ public struct RunDescription: Sendable {
     public var outcome: RunOutcome?
     /// Activities scheduled and not yet finished, as (sequence, type, attempts failed so far).
     public var pendingActivities: [(seq: Int, activityType: String, failedAttempts: Int)]
+    /// Why the history could not be read (a corrupt event), if it could not.
+    public var historyError: JournalError?
 }
 
 extension Engine {
@@ -167,7 +169,14 @@ extension Engine {
     /// The run with this run ID, or the newest run with this workflow ID.
     public func describe(_ id: String) throws -> RunDescription {
         guard let run = try journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
-        let events = try journal.history(run)
+        let events: [HistoryEvent]
+        do {
+            events = try journal.history(run)
+        } catch let error as JournalError where error.isCorruption {
+            return RunDescription(
+                run: run, eventCount: try journal.eventCount(run), input: nil, outcome: nil, pendingActivities: [],
+                historyError: error)
+        }
         var pending: [Int: (String, Int)] = [:]
         for event in events {
             switch event.kind {
@@ -179,7 +188,7 @@ extension Engine {
         }
         return RunDescription(
             run: run, eventCount: events.count, input: events.first?.data, outcome: try closedOutcome(run),
-            pendingActivities: pending.keys.sorted().map { ($0, pending[$0]!.0, pending[$0]!.1) })
+            pendingActivities: pending.keys.sorted().map { ($0, pending[$0]!.0, pending[$0]!.1) }, historyError: nil)
     }
 
     /// Runs, newest first.

@@ -66,6 +66,7 @@ struct Runs: AsyncParsableCommand {
             if json {
                 var object = Format.runJSON(run)
                 object["eventCount"] = description.eventCount
+                object["historyError"] = description.historyError.map { "\($0)" } ?? NSNull()
                 object["input"] = Format.jsonValue(description.input)
                 object["result"] = Format.jsonValue(result)
                 object["failure"] = Format.failureJSON(failure)
@@ -88,6 +89,7 @@ struct Runs: AsyncParsableCommand {
             if let result { lines.append("result:       \(Format.payload(result, limit: 200))") }
             if let failure { lines.append("failure:      \(failure)") }
             if let error = run.error, failure == nil { lines.append("error:        \(error)") }
+            if let error = description.historyError { lines.append("history:      \(error)") }
             for activity in description.pendingActivities {
                 lines.append("pending:      \(activity.activityType) (seq \(activity.seq))"
                              + (activity.failedAttempts > 0 ? ", \(activity.failedAttempts) failed attempt(s)" : ""))

@@ -24,6 +24,8 @@ final class GroupCommitWriter: Sendable {
 
     private let pool: DatabasePool
     private let state = Mutex(State())
+    /// Transactions committed so far (for tests and benchmarks: batches / commits = sharing).
+    let commits = Atomic<Int>(0)
     private let thread = DispatchQueue(label: "durable.journal.writer", qos: .userInitiated)
 
     init(pool: DatabasePool) {
@@ -78,6 +80,7 @@ final class GroupCommitWriter: Sendable {
                     return .commit
                 }
             }
+            commits.add(1, ordering: .relaxed)
         } catch {
             let failure = JournalError(.storage(reason: "commit failed: \(error)"))
             return batches.map { _ in .failure(failure) }

@@ -62,6 +62,21 @@ extension SQLiteJournal {
         }
     }
 
+    /// Checks an existing file through a read-only connection before anything opens it for writing,
+    /// so that a journal from a newer format is refused without a single byte changed.
+    static func preflight(_ path: String) throws {
+        var configuration = Configuration()
+        configuration.readonly = true
+        let queue = try DatabaseQueue(path: path, configuration: configuration)
+        defer { try? queue.close() }
+        let (appID, version) = try queue.read { db in
+            (try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0, try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0)
+        }
+        if appID == applicationID && version > formatVersion {
+            throw JournalError(.newerFormat(path: path, found: version, supported: formatVersion))
+        }
+    }
+
     static func migrate(_ db: Database, from version: Int) throws {
         // Format 1 is the first; later formats add their steps here, each in this transaction.
         throw JournalError(.storage(reason: "journal format \(version) is unknown (expected 1)"))

@@ -30,6 +30,7 @@ package final class SQLiteJournal: Sendable {
         }
         let path = self.path
         do {
+            if FileManager.default.fileExists(atPath: path) { try Self.preflight(path) }
             pool = try DatabasePool(path: path, configuration: config)
             try pool.write { db in try Self.prepareSchema(db, path: path) }
         } catch let error as JournalError {
@@ -199,6 +200,9 @@ package final class SQLiteJournal: Sendable {
             return (events, bytes ?? 0)
         }
     }
+
+    /// Transactions the group-commit writer has committed since the journal was opened.
+    package var commitCount: Int { writer.commits.load(ordering: .relaxed) }
 
     /// Moves the WAL's contents into the database file and truncates the WAL.
     package func checkpoint() throws {

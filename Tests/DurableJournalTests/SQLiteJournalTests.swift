@@ -1,0 +1,122 @@
+import Foundation
+import GRDB
+import Testing
+
+@testable import DurableJournal
+
+func temporaryPath(_ name: String = #function) -> String {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("durable-journal-tests-\(getpid())")
+    try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    return folder.appendingPathComponent("\(name.filter(\.isLetter))-\(UUID().uuidString.prefix(8)).sqlite").path
+}
+
+/// Writes a run with a started event and `count` completed-activity events.
+func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws {
+    let now = Date()
+    var events = [EventDraft(HistoryEvent(index: 0, kind: .workflowStarted, time: now, name: "Flow", data: Data(#"{"n":1}"#.utf8)))]
+    for i in 1...count {
+        events.append(EventDraft(HistoryEvent(
+            index: i, kind: .activityCompleted, time: now, seq: i, attempt: 1,
+            data: Data(#"{"result":"\#(String(repeating: "ok ", count: 40))"}"#.utf8))))
+    }
+    try await journal.append(JournalBatch(
+        run: RunRef(runID: id),
+        newRun: .init(workflowID: id, workflowType: "Flow", seed: 7, status: .running, createdAt: now),
+        events: events))
+}
+
+@Suite struct SQLiteJournalTests {
+    @Test func eventsRoundTripThroughTheJournal() async throws {
+        let journal = try SQLiteJournal(.sqlite(path: temporaryPath()))
+        try await writeRun(journal, id: "r1")
+        let run = try #require(try journal.findRun("r1"))
+        #expect(run.status == .running && run.workflowType == "Flow" && run.seed == 7)
+        let events = try journal.history(run)
+        #expect(events.count == 4)
+        #expect(events[0].data == Data(#"{"n":1}"#.utf8))
+        #expect(events[3].seq == 3 && events[3].attempt == 1)
+    }
+
+    @Test func journalFromANewerFormatIsRefusedAndLeftUntouched() async throws {
+        let path = temporaryPath()
+        do {
+            let journal = try SQLiteJournal(.sqlite(path: path))
+            try await writeRun(journal, id: "r1")
+            try journal.checkpoint()
+        }
+        let queue = try DatabaseQueue(path: path)
+        try await queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA user_version = 99") }
+        try queue.close()
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        let error = #expect(throws: JournalError.self) { _ = try SQLiteJournal(.sqlite(path: path)) }
+        #expect(error?.isNewerFormat == true)
+        #expect(error?.description.contains("format version 99") == true)
+        #expect(error?.description.contains(path) == true)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
+    }
+
+    @Test func otherFilesAreRefusedWithAClearError() throws {
+        let text = temporaryPath()
+        try Data("this is not a database, it is a text file that happens to be long enough".utf8)
+            .write(to: URL(fileURLWithPath: text))
+        let notDatabase = #expect(throws: JournalError.self) { _ = try SQLiteJournal(.sqlite(path: text)) }
+        #expect(notDatabase?.description.contains("is not a readable SQLite database") == true)
+
+        let other = temporaryPath()
+        let queue = try DatabaseQueue(path: other)
+        try queue.write { db in try db.execute(sql: "CREATE TABLE customers (id INTEGER)") }
+        try queue.close()
+        let notJournal = #expect(throws: JournalError.self) { _ = try SQLiteJournal(.sqlite(path: other)) }
+        #expect(notJournal?.description.contains("not a Durable journal") == true)
+
+        let missing = #expect(throws: JournalError.self) {
+            _ = try SQLiteJournal(JournalConfiguration(path: temporaryPath(), createIfMissing: false))
+        }
+        #expect(missing?.description.contains("no journal at") == true)
+    }
+
+    @Test(arguments: ["truncate", "flip", "garbage"])
+    func corruptPayloadIsReportedWithRunAndEvent(_ damage: String) async throws {
+        let path = temporaryPath()
+        let journal = try SQLiteJournal(.sqlite(path: path))
+        try await writeRun(journal, id: "r-corrupt")
+        let sql = switch damage {
+        case "truncate": "UPDATE events SET data = substr(data, 1, length(data) - 5) WHERE idx = 2"
+        case "flip": "UPDATE events SET data = substr(data, 1, 20) || x'00' || substr(data, 22) WHERE idx = 2"
+        default: "UPDATE events SET data = x'07deadbeef' WHERE idx = 2"
+        }
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write { db in try db.execute(sql: sql) }
+        try queue.close()
+        let run = try #require(try journal.findRun("r-corrupt"))
+        let error = #expect(throws: JournalError.self) { _ = try journal.history(run) }
+        #expect(error?.isCorruption == true)
+        #expect(error?.description.contains("run r-corrupt, event 2") == true)
+    }
+
+    @Test func concurrentAppendsShareCommits() async throws {
+        let journal = try SQLiteJournal(.sqlite(path: temporaryPath()))
+        let before = journal.commitCount
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<200 {
+                group.addTask { try await writeRun(journal, id: "run-\(i)", count: 1) }
+            }
+            try await group.waitForAll()
+        }
+        let commits = journal.commitCount - before
+        #expect(try journal.runs().count == 200)
+        #expect(commits < 200, "200 appends took \(commits) commits: no group commit")
+    }
+
+    @Test func secondOpenRunWithTheSameWorkflowIDIsRefused() async throws {
+        let journal = try SQLiteJournal(.sqlite(path: temporaryPath()))
+        try await writeRun(journal, id: "dup")
+        let now = Date()
+        let error = await #expect(throws: JournalError.self) {
+            try await journal.append(JournalBatch(
+                run: RunRef(runID: "other"),
+                newRun: .init(workflowID: "dup", workflowType: "Flow", seed: 1, status: .pending, createdAt: now)))
+        }
+        #expect(error?.existingRunID == "dup")
+    }
+}
