@@ -96,7 +96,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DurableCommandsTests",
-            dependencies: ["DurableCommands"],
+            dependencies: ["DurableCommands", "DurableTestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -1,4 +1,5 @@
 import Durable
+import DurableTestSupport
 import Foundation
 import Synchronization
 
@@ -10,13 +11,8 @@ final class CallLog: Sendable {
     var entries: [String] { calls.withLock { $0 } }
 }
 
-/// A fresh journal path in a temporary folder, removed when the test process ends.
-func temporaryJournalPath(_ name: String = #function) -> String {
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("durable-tests-\(getpid())")
-    try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-    let safe = name.filter { $0.isLetter || $0.isNumber }
-    return folder.appendingPathComponent("\(safe)-\(UUID().uuidString.prefix(8)).sqlite").path
-}
+/// A fresh journal path in a per-process temporary folder.
+func temporaryJournalPath(_ name: String = #function) -> String { temporaryPath(name) }
 
 struct Transform: Activity {
     let log: CallLog

@@ -1,0 +1,103 @@
+import DurableTestSupport
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs the built `durable` and `durable-test-worker` executables as a user would.
+@Suite struct CommandLineTests {
+    let durable: String
+    let app: String
+
+    init() throws {
+        durable = try productPath("durable")
+        app = try productPath("durable-test-worker")
+    }
+
+    /// A journal in which a worker has run once (so workflow types are registered) with one completed run.
+    func journalWithOneRun() async throws -> String {
+        let journal = temporaryPath()
+        let result = try await runCommand(
+            app, ["run", "CrashFlow", "--input", #"{"tag":"cli"}"#, "--id", "cli-1", "--journal", journal],
+            environment: ["STEP_MS": "1"])
+        try #require(result.status == 0, "run failed: \(result.stderr)")
+        #expect(result.stdout.contains("cli-a!,cli-side!"))
+        return journal
+    }
+
+    @Test func badInputGivesOneClearLineAndANonZeroExit() async throws {
+        let journal = try await journalWithOneRun()
+        let cases: [([String], Int32, String)] = [
+            (["submit", "NoSuchFlow", "--input", "{}"], 2, "error: unknown workflow type 'NoSuchFlow'; known types: CrashFlow, Shuffle"),
+            (["submit", "CrashFlow", "--input", "{\"tag\": "], 2, "error: --input is not valid JSON"),
+            (["submit", "CrashFlow", "--input", "@/nonexistent/input.json"], 2, "error: cannot read input file /nonexistent/input.json"),
+            (["runs", "show", "no-such-run"], 2, "error: no run with run ID or workflow ID 'no-such-run'"),
+            (["history", "no-such-run"], 2, "error: no run with run ID or workflow ID 'no-such-run'"),
+            (["runs", "list", "--status", "sleeping"], 64, "unknown status 'sleeping'"),
+        ]
+        for (arguments, status, message) in cases {
+            for binary in [durable, app] {
+                let result = try await runCommand(binary, arguments + ["--journal", journal])
+                #expect(result.status == status, "\(arguments): \(result.stderr)")
+                #expect(result.stderr.contains(message), "\(arguments): \(result.stderr)")
+                #expect(result.stderr.split(separator: "\n").count <= 2, "\(arguments): \(result.stderr)")
+            }
+        }
+        let appOnly = try await runCommand(app, ["submit", "CrashFlow", "--input", #"{"label":1}"#, "--journal", journal])
+        #expect(appOnly.status == 2)
+        #expect(appOnly.stderr.contains("error: input is not a valid CrashFlow input (Input): missing key 'tag'"))
+        let missing = try await runCommand(durable, ["runs", "list", "--journal", journal + ".missing"])
+        #expect(missing.status == 3)
+        #expect(missing.stderr.contains("error: no journal at \(journal).missing"))
+    }
+
+    @Test func inspectionCommandsPrintTheRun() async throws {
+        let journal = try await journalWithOneRun()
+        let list = try await runCommand(durable, ["runs", "list", "--json", "--journal", journal])
+        let runs = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
+        #expect(runs.count == 1)
+        #expect(runs.first?["workflowID"] as? String == "cli-1")
+        #expect(runs.first?["status"] as? String == "completed")
+
+        let show = try await runCommand(durable, ["runs", "show", "cli-1", "--json", "--journal", journal])
+        let run = try #require(try JSONSerialization.jsonObject(with: Data(show.stdout.utf8)) as? [String: Any])
+        #expect(run["eventCount"] as? Int == 20)
+        #expect((run["input"] as? [String: Any])?["tag"] as? String == "cli")
+
+        let history = try await runCommand(durable, ["history", "cli-1", "--journal", journal])
+        #expect(history.status == 0)
+        #expect(history.stdout.contains("ActivityScheduled"))
+        #expect(history.stdout.split(separator: "\n").count == 22)
+
+        let replay = try await runCommand(app, ["replay", "cli-1", "--journal", journal])
+        #expect(replay.status == 0)
+        #expect(replay.stdout.contains("20 events replayed, the code matches the history"))
+        let noCode = try await runCommand(durable, ["replay", "cli-1", "--journal", journal])
+        #expect(noCode.status == 64, "the code-less durable binary has no replay command")
+    }
+
+    /// `durable submit` from one process, a worker in another picks the run up; `--wait` prints the result.
+    @Test func submittedRunIsPickedUpByARunningWorker() async throws {
+        let journal = try await journalWithOneRun()
+        let input = #"{"tag":"sub"}"#
+        let first = try await runCommand(durable, ["submit", "CrashFlow", "--input", input, "--id", "sub-1", "--journal", journal])
+        let second = try await runCommand(durable, ["submit", "CrashFlow", "--input", input, "--id", "sub-1", "--journal", journal])
+        let runID = first.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(first.status == 0 && runID.count == 36)
+        #expect(second.stdout.hasPrefix("\(runID) (workflow ID sub-1 was already open)"))
+
+        let worker = try Child(app, ["worker", "--journal", journal], environment: ["STEP_MS": "1"])
+        defer { worker.kill(SIGKILL) }
+        let waited = try await runCommand(
+            durable, ["submit", "CrashFlow", "--input", input, "--id", "sub-1", "--wait", "--journal", journal])
+        #expect(waited.status == 0, "\(waited.stderr)")
+        #expect(waited.stdout.contains("sub-a!,sub-side!"))
+        worker.kill(SIGTERM)
+        let exit = try await worker.wait()
+        #expect(exit.status == 0)
+        #expect(worker.output.contains("run \(runID) completed"))
+        #expect(worker.output.contains("worker stopped cleanly"))
+    }
+}

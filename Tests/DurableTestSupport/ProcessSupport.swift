@@ -1,0 +1,120 @@
+public import Durable
+public import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The folder holding the package's built executables (beside the test bundle).
+public func productPath(_ name: String) throws -> String {
+    var folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    if folder.lastPathComponent.hasSuffix(".xctest") { folder = folder.deletingLastPathComponent() }
+    let path = folder.appendingPathComponent(name).path
+    guard FileManager.default.isExecutableFile(atPath: path) else {
+        throw TestProcessError("\(path) is missing: build all products first (swift build), as Scripts/test.sh does")
+    }
+    return path
+}
+
+public struct TestProcessError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A child process with its output captured in a file.
+public final class Child: @unchecked Sendable {
+    // @unchecked: `process` is only used from the test that owns the Child.
+    public let process = Process()
+    public let outputPath: String
+
+    public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        outputPath = temporaryPath("child") + ".log"
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+    public var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+    public func kill(_ signal: Int32) { _ = Glibc.kill(pid, signal) }
+
+    /// Waits for the process to exit (at most `timeout`), killing it if it does not.
+    public func wait(timeout: Duration = .seconds(30)) async throws -> (status: Int32, reason: Process.TerminationReason) {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            if ContinuousClock.now > deadline {
+                kill(SIGKILL)
+                throw TestProcessError("process \(pid) did not exit within \(timeout); output:\n\(output)")
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        return (process.terminationStatus, process.terminationReason)
+    }
+}
+
+/// Lines "<label> <pid>" of a side file.
+public func sideRecords(_ path: String) -> [(label: String, pid: Int32)] {
+    let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+    return text.split(separator: "\n").compactMap { line in
+        let parts = line.split(separator: " ")
+        guard parts.count == 2, let pid = Int32(parts[1]) else { return nil }
+        return (String(parts[0]), pid)
+    }
+}
+
+/// Activity labels (the Step input) whose completion is recorded in the run's history.
+public func completedLabels(_ events: [HistoryEvent]) -> Set<String> {
+    var labels: [Int: String] = [:]
+    var done: Set<String> = []
+    for event in events {
+        if event.kind == .activityScheduled, let data = event.data,
+            let label = try? JSONDecoder().decode(String.self, from: data)
+        {
+            labels[event.seq] = label
+        }
+        if event.kind == .activityCompleted, let label = labels[event.seq] { done.insert(label) }
+    }
+    return done
+}
+
+/// A fresh file path in a per-process temporary folder.
+public func temporaryPath(_ name: String = #function) -> String {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("durable-tests-\(getpid())")
+    try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    let safe = name.filter { $0.isLetter || $0.isNumber }
+    return folder.appendingPathComponent("\(safe)-\(UUID().uuidString.prefix(8)).sqlite").path
+}
+
+/// Runs a command to its end (at most `timeout`) and returns its exit status and outputs.
+public func runCommand(
+    _ executable: String, _ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(60)
+) async throws -> (status: Int32, stdout: String, stderr: String) {
+    let out = temporaryPath("stdout")
+    let err = temporaryPath("stderr")
+    _ = FileManager.default.createFile(atPath: out, contents: nil)
+    _ = FileManager.default.createFile(atPath: err, contents: nil)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+    try process.run()
+    let deadline = ContinuousClock.now + timeout
+    while process.isRunning {
+        if ContinuousClock.now > deadline {
+            process.terminate()
+            throw TestProcessError("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout)")
+        }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+    return (process.terminationStatus,
+            (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
+            (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+}
