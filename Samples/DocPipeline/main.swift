@@ -1,1 +1,20 @@
-print("x")
+import Durable
+import DurableCommands
+import Foundation
+
+// doc-pipeline: Durable's command tree (submit, runs, history, worker, run, replay) with this
+// sample's workflow and activities registered. See Samples/README.md.
+//
+//   doc-pipeline worker
+//   doc-pipeline submit ProcessDocument --id doc-1 --input '{"id":"doc-1","title":"...","text":"..."}'
+//   doc-pipeline runs show doc-1
+
+await DurableApp.main(name: "doc-pipeline") { engine in
+    engine.register(ProcessDocument.self)
+    engine.register(Extract())
+    engine.register(Classify())
+    engine.register(Summarize())
+    engine.register(DetectLanguage())
+    engine.register(ExtractEntities())
+    engine.register(Store())
+}

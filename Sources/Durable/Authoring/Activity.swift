@@ -30,7 +30,9 @@ public struct ActivityContext: Sendable {
     public let activityType: String
     /// The activity's sequence number in its run.
     public let sequence: Int
-    /// 1 for the first attempt, then 2, 3, ... across retries and worker restarts.
+    /// 1 for the first attempt, then 2, 3, ... for retries after failures recorded in history. An
+    /// attempt cut off by a worker crash leaves no record, so the attempt after the restart repeats its
+    /// number; use ``idempotencyKey`` (stable across all attempts) to deduplicate side effects.
     public let attempt: Int
     /// When this attempt started.
     public let startedAt: Date

@@ -10,7 +10,7 @@ public final class WorkflowContext: @unchecked Sendable {
     // workflow, which all run on the run's serial WorkflowExecutor; every operation checks that.
     let instance: WorkflowInstance
     private let decoder = JSONDecoder()
-    private let encoder = JSONEncoder()
+    private let encoder = JSONEncoder.payload()
 
     init(instance: WorkflowInstance) {
         self.instance = instance

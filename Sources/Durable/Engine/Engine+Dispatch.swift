@@ -23,27 +23,28 @@ extension Engine {
 
     /// Forgets a run whose activation could not be written; a later recovery replays what was committed.
     func journalWriteFailed(runID: String, _ error: any Error) {
-        let driver = drivers.withLock { $0.removeValue(forKey: runID) }
-        driver?.close()
-        let waiters = outcomeWaiters.withLock { $0.removeValue(forKey: runID) } ?? []
+        let (driver, waiters) = drivers.withLock { drivers in
+            (drivers.removeValue(forKey: runID), outcomeWaiters.withLock { $0.removeValue(forKey: runID) } ?? [])
+        }
+        driver?.terminate()
         for waiter in waiters { waiter.resume(throwing: error) }
     }
 
     private func closed(_ driver: RunDriver, outcome: RunOutcome) {
-        driver.close()
+        driver.terminate()
         let waiters = drivers.withLock { drivers in
             drivers[driver.runID] = nil
             return outcomeWaiters.withLock { $0.removeValue(forKey: driver.runID) } ?? []
         }
         for waiter in waiters { waiter.resume(returning: outcome) }
         for observer in closeObservers.withLock({ $0 }) { observer(driver.runID, outcome) }
-        driver.instance.tearDown()
     }
 
     /// Holds a run whose activation failed (non-determinism, context misuse, a stray await): records
     /// the reason, stops driving it, and leaves it for a worker with fixed code. Nothing of the failed
     /// activation is recorded, except a new run's row and `WorkflowStarted` event, so its input is kept.
-    func hold(_ driver: RunDriver, reason: String, newRun: JournalBatch.NewRun?, started: HistoryEvent,
+    /// Called only by the run's mailbox processor (``RunDriver/Item/hold(_:)`` from elsewhere).
+    func hold(_ driver: RunDriver, reason: String, newRun: JournalBatch.NewRun?, started: HistoryEvent?,
               committed: (@Sendable (Result<Void, any Error>) -> Void)?) {
         driver.close()
         let waiters = drivers.withLock { drivers in
@@ -51,7 +52,7 @@ extension Engine {
             return outcomeWaiters.withLock { $0.removeValue(forKey: driver.runID) } ?? []
         }
         var batch = JournalBatch(run: driver.ref, statusChange: .init(status: .held, error: reason))
-        if var newRun {
+        if var newRun, let started {
             newRun.status = .held
             batch.newRun = newRun
             batch.events = [EventDraft(started)]
@@ -65,7 +66,7 @@ extension Engine {
     // MARK: - Activities
 
     func dispatch(_ driver: RunDriver, _ activity: PendingActivity) {
-        guard !isStopping else { return }
+        guard !isStopping, !driver.isClosed else { return }
         let id = nextTaskID.wrappingAdd(1, ordering: .relaxed).newValue
         let task = Task {
             await self.runActivity(driver, activity)
@@ -80,8 +81,10 @@ extension Engine {
         let seq = activity.seq
         let policy = activity.options.retry
         guard let registration = activityRegistration(activity.activityType) else {
-            let failure = FailureInfo(DurableError(.unknownActivityType(activity.activityType)), retryable: false)
-            driver.post(resultItem(.activityFailed, seq: seq, attempt: activity.attempt, data: encode(failure)))
+            // Not the activity's fault: hold the run until a worker with the activity registered takes it.
+            let reason = DurableError(.unknownActivityType(activity.activityType)).description
+                + " (seq \(seq)); register it and restart the worker"
+            driver.post(.hold(reason))
             return
         }
         var attempt = activity.attempt
@@ -121,7 +124,7 @@ extension Engine {
                newRun: nil, claim: false, alreadyRecorded: false, committed: nil)
     }
 
-    private func encode(_ failure: FailureInfo) -> Data? { try? JSONEncoder().encode(failure) }
+    private func encode(_ failure: FailureInfo) -> Data? { try? JSONEncoder.payload().encode(failure) }
 
     /// One attempt, bounded by the start-to-close timeout. On timeout the attempt's task is cancelled
     /// and abandoned: an activity that ignores cancellation cannot hold up the run.

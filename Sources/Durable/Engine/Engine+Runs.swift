@@ -50,7 +50,7 @@ extension Engine {
     public func start<W: Workflow>(_ workflow: W.Type, input: W.Input, id: String? = nil) async throws -> WorkflowHandle<W> {
         let data: Data
         do {
-            data = try JSONEncoder().encode(input)
+            data = try JSONEncoder.payload().encode(input)
         } catch {
             throw DurableError(.badInput(type: String(describing: W.Input.self), reason: "\(error)"))
         }

@@ -103,7 +103,7 @@ public final class Engine: Sendable {
             defer { drivers.removeAll() }
             return Array(drivers.values)
         }
-        for driver in open { driver.close() }
+        for driver in open { driver.terminate() }
         // A batch with nothing in it is committed after every batch queued before it.
         try? await journal.append(JournalBatch(run: RunRef(runID: "-", key: 0)))
         let waiters = outcomeWaiters.withLock { waiters in

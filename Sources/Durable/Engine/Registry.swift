@@ -22,7 +22,7 @@ struct WorkflowRegistration: Sendable {
                 throw DurableError(.badInput(type: "\(W.name) input (\(W.Input.self))", reason: describeDecoding(error)))
             }
             let output = try await W().run(context, input: input)
-            return try JSONEncoder().encode(output)
+            return try JSONEncoder.payload().encode(output)
         }
         validateInput = { data in
             do {
@@ -50,7 +50,7 @@ struct ActivityRegistration: Sendable {
                     "input is not a valid \(A.Input.self): \(describeDecoding(error))", type: "BadActivityInput",
                     nonRetryable: true)
             }
-            return try JSONEncoder().encode(try await activity.run(context, input: input))
+            return try JSONEncoder.payload().encode(try await activity.run(context, input: input))
         }
     }
 }

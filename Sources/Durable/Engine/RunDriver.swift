@@ -16,6 +16,8 @@ final class RunDriver: Sendable {
                    committed: (@Sendable (Result<Void, any Error>) -> Void)?)
         /// Record an informational event (an attempt failure) without an activation.
         case record(HistoryEvent)
+        /// Stop driving the run and record it as held with the reason.
+        case hold(String)
     }
 
     private struct Mailbox {
@@ -23,6 +25,8 @@ final class RunDriver: Sendable {
         var processing = false
         var nextEventIndex: Int
         var closed = false
+        /// ``terminate()`` came while an item was being processed: tear down when it is done.
+        var tearDownPending = false
     }
 
     let ref: RunRef
@@ -53,27 +57,52 @@ final class RunDriver: Sendable {
 
     private func processMailbox() {
         while true {
-            let next: (Item, Int)? = mailbox.withLock { box in
+            let (next, tearDown): ((Item, Int)?, Bool) = mailbox.withLock { box in
                 guard !box.closed, !box.items.isEmpty else {
                     box.processing = false
-                    return nil
+                    defer { box.tearDownPending = false }
+                    return (nil, box.tearDownPending)
                 }
-                return (box.items.removeFirst(), box.nextEventIndex)
+                return ((box.items.removeFirst(), box.nextEventIndex), false)
             }
-            guard let (item, index) = next else { return }
+            guard let (item, index) = next else {
+                if tearDown { instance.tearDown() }
+                return
+            }
             let used = handle(item, index: index)
             mailbox.withLock { $0.nextEventIndex += used }
         }
     }
 
-    /// Stops accepting items (the run closed, is held, or the engine stops).
+    /// Stops accepting items. Call only while processing an item (the processor tears down later).
     func close() {
         mailbox.withLock { $0.closed = true; $0.items.removeAll() }
     }
 
+    /// Stops accepting items and ends the workflow's task tree, now if the mailbox is idle, or as
+    /// soon as the item being processed on another thread is done. Safe from any thread.
+    func terminate() {
+        let now = mailbox.withLock { box -> Bool in
+            box.closed = true
+            box.items.removeAll()
+            if box.processing {
+                box.tearDownPending = true
+                return false
+            }
+            box.processing = true
+            return true
+        }
+        if now { instance.tearDown() }
+    }
+
+    var isClosed: Bool { mailbox.withLock { $0.closed } }
+
     /// Handles one item; returns how many event indexes it used.
     private func handle(_ item: Item, index: Int) -> Int {
         switch item {
+        case .hold(let reason):
+            engine.hold(self, reason: reason, newRun: nil, started: nil, committed: nil)
+            return 0
         case .record(var event):
             event.index = index
             engine.journal.append(JournalBatch(run: ref, events: [EventDraft(event)])) { [engine, runID] result in

@@ -56,7 +56,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         return "\(summary) payload#\(String(hash, radix: 16))"
     }
 
-    private static let optionsEncoder = JSONEncoder()
+    private static let optionsEncoder = JSONEncoder.payload()
 
     /// The event recording this command.
     func event(index: Int, time: Date) -> HistoryEvent {
@@ -67,7 +67,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .completeWorkflow(let result):
             return HistoryEvent(index: index, kind: .workflowCompleted, time: time, data: result)
         case .failWorkflow(let failure):
-            return HistoryEvent(index: index, kind: .workflowFailed, time: time, data: try? JSONEncoder().encode(failure))
+            return HistoryEvent(index: index, kind: .workflowFailed, time: time, data: try? JSONEncoder.payload().encode(failure))
         }
     }
 }

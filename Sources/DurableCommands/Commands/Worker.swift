@@ -31,9 +31,11 @@ struct Worker: AsyncParsableCommand {
             }
         }
         let signals = StopSignals { Task { await engine.shutdown() } }
-        let report = try await engine.recover()
         if !quiet {
             print("worker pid \(getpid()) on \(options.path): workflow types \(engine.workflowTypes.joined(separator: ", "))")
+        }
+        let report = try await engine.recover()
+        if !quiet {
             print("recovered \(report.resumed.count) open run(s), picked up \(report.claimed.count) submitted run(s)"
                   + (report.held.isEmpty ? "" : ", \(report.held.count) held"))
             for (runID, reason) in report.held.sorted(by: { $0.key < $1.key }) { print("held \(runID): \(reason)") }
