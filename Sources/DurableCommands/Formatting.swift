@@ -4,7 +4,7 @@ import Foundation
 enum Format {
     static func time(_ date: Date?) -> String {
         guard let date else { return "-" }
-        return date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeSeparator(.colon))
+        return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }
 
     static func duration(from start: Date, to end: Date?) -> String {
