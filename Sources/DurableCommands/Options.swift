@@ -25,6 +25,27 @@ struct JournalOptions: ParsableArguments {
     }
 }
 
+/// `<WorkflowType> --input … --id …`, shared by `submit` and `run`.
+struct StartOptions: ParsableArguments {
+    @Argument(help: "The workflow type, as registered by the worker.")
+    var workflowType: String
+
+    @Option(help: ArgumentHelp("Input as JSON, or @file to read it from a file.", valueName: "json|@file"))
+    var input: String
+
+    @Option(help: "Workflow ID (a business key); a new UUID when omitted.")
+    var id: String?
+}
+
+/// `<id> [--json]`, shared by the commands that look at one run.
+struct RunReference: ParsableArguments {
+    @Argument(help: "Run ID, or workflow ID (its newest run).")
+    var id: String
+
+    @Flag(help: "Print JSON.")
+    var json = false
+}
+
 /// Parses `--durability`.
 func parseDurability(_ text: String) throws -> Durability {
     guard let value = Durability(rawValue: text) else {

@@ -106,10 +106,11 @@ struct TimeoutFlow: Workflow {
     }
 }
 
-/// Awaits `Task.sleep`, which escapes the engine.
+/// Awaits `Task.sleep`, which escapes the engine. (Long enough that the task suspends: an await that
+/// completes before its task suspends never reaches an executor and cannot be seen.)
 struct SleepsOutsideEngine: Workflow {
     func run(_ ctx: WorkflowContext, input: Int) async throws -> Int {
-        try await Task.sleep(for: .milliseconds(1))
+        try await Task.sleep(for: .milliseconds(200))
         return input
     }
 }

@@ -57,9 +57,11 @@ extension Engine {
             batch.newRun = newRun
             batch.events = [EventDraft(started)]
         }
-        journal.append(batch) { result in committed?(result) }
         let error = DurableError(.runHeld(runID: driver.runID, reason: reason))
-        for waiter in waiters { waiter.resume(throwing: error) }
+        journal.append(batch) { result in
+            committed?(result)
+            for waiter in waiters { waiter.resume(throwing: error) }
+        }
         driver.instance.tearDown()
     }
 

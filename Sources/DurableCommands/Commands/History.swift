@@ -6,12 +6,10 @@ struct History: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print a run's recorded events.")
 
     @OptionGroup var options: JournalOptions
+    @OptionGroup var target: RunReference
 
-    @Argument(help: "Run ID, or workflow ID (its newest run).")
-    var id: String
-
-    @Flag(help: "Print JSON.")
-    var json = false
+    var id: String { target.id }
+    var json: Bool { target.json }
 
     func run() async throws {
         let engine = try options.openExisting()

@@ -9,12 +9,10 @@ struct Replay: AsyncParsableCommand {
         discussion: "Reports whether the code makes the recorded decisions, or the first mismatch. Writes nothing.")
 
     @OptionGroup var options: JournalOptions
+    @OptionGroup var target: RunReference
 
-    @Argument(help: "Run ID, or workflow ID (its newest run).")
-    var id: String
-
-    @Flag(help: "Print JSON.")
-    var json = false
+    var id: String { target.id }
+    var json: Bool { target.json }
 
     func run() async throws {
         let engine = try options.openExisting()

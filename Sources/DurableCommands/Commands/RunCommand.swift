@@ -9,15 +9,7 @@ struct RunCommand: AsyncParsableCommand {
         discussion: "Also continues other open runs of the journal while it works, as a worker does.")
 
     @OptionGroup var options: JournalOptions
-
-    @Argument(help: "The workflow type.")
-    var workflowType: String
-
-    @Option(help: ArgumentHelp("Input as JSON, or @file to read it from a file.", valueName: "json|@file"))
-    var input: String
-
-    @Option(help: "Workflow ID; a new UUID when omitted.")
-    var id: String?
+    @OptionGroup var start: StartOptions
 
     @Option(help: "full or fast.")
     var durability: String = "full"
@@ -26,13 +18,13 @@ struct RunCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let data = try readInput(input)
+        let data = try readInput(start.input)
         let engine = try options.openForWork(durability: try parseDurability(durability))
-        try engine.validate(workflowType: workflowType, input: data)
+        try engine.validate(workflowType: start.workflowType, input: data)
         let signals = StopSignals { Task { await engine.shutdown() } }
         try await engine.recover()
         let worker = Task { try await engine.runWorker() }
-        let runID = try await engine.start(workflowType: workflowType, input: data, id: id)
+        let runID = try await engine.start(workflowType: start.workflowType, input: data, id: start.id)
         defer { withExtendedLifetime(signals) {} }
         do {
             try await printOutcome(engine, runID: runID, json: json)

@@ -45,12 +45,10 @@ struct Runs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Describe one run: status, input, result or error, pending activities.")
 
         @OptionGroup var options: JournalOptions
+        @OptionGroup var target: RunReference
 
-        @Argument(help: "Run ID, or workflow ID (its newest run).")
-        var id: String
-
-        @Flag(help: "Print JSON.")
-        var json = false
+        var id: String { target.id }
+        var json: Bool { target.json }
 
         func run() async throws {
             let engine = try options.openExisting()

@@ -11,15 +11,7 @@ struct Submit: AsyncParsableCommand {
             """)
 
     @OptionGroup var options: JournalOptions
-
-    @Argument(help: "The workflow type, as registered by the worker.")
-    var workflowType: String
-
-    @Option(help: ArgumentHelp("Input as JSON, or @file to read it from a file.", valueName: "json|@file"))
-    var input: String
-
-    @Option(help: "Workflow ID (a business key); a new UUID when omitted.")
-    var id: String?
+    @OptionGroup var start: StartOptions
 
     @Flag(help: "Wait for the run to end and print its result.")
     var wait = false
@@ -28,27 +20,27 @@ struct Submit: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let data = try readInput(input)
+        let data = try readInput(start.input)
         let engine: Engine
         if AppSetup.hasCode {
             engine = try options.openForWork()
-            try engine.validate(workflowType: workflowType, input: data)
+            try engine.validate(workflowType: start.workflowType, input: data)
         } else {
             engine = try options.openExisting()
             let known = try engine.journal.knownWorkflowTypes()
-            guard known.contains(workflowType) else {
+            guard known.contains(start.workflowType) else {
                 let hint = known.isEmpty
                     ? "no worker has registered workflow types in \(options.path) yet; start a worker once first"
                     : "known types: \(known.joined(separator: ", "))"
-                throw CommandFailure(message: "unknown workflow type '\(workflowType)'; \(hint)", exitCode: .badInput)
+                throw CommandFailure(message: "unknown workflow type '\(start.workflowType)'; \(hint)", exitCode: .badInput)
             }
         }
-        let (runID, existing) = try await engine.submit(workflowType: workflowType, input: data, id: id)
+        let (runID, existing) = try await engine.submit(workflowType: start.workflowType, input: data, id: start.id)
         if !wait {
             if json {
                 try Format.printJSON(["runID": runID, "existing": existing])
             } else {
-                print(existing ? "\(runID) (workflow ID \(id ?? runID) was already open)" : runID)
+                print(existing ? "\(runID) (workflow ID \(start.id ?? runID) was already open)" : runID)
             }
             return
         }
