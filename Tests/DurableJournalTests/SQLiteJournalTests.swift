@@ -120,3 +120,11 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
         #expect(error?.existingRunID == "dup")
     }
 }
+
+@Suite struct DurabilityModeTests {
+    @Test(arguments: [(Durability.full, 2), (.fast, 1)])
+    func writerConnectionUsesTheModesSynchronousSetting(_ mode: Durability, _ expected: Int) throws {
+        let journal = try SQLiteJournal(.sqlite(path: temporaryPath(), durability: mode))
+        #expect(try journal.writerSynchronous() == expected)
+    }
+}

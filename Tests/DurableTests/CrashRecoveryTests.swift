@@ -40,7 +40,7 @@ enum KillPoint: CustomStringConvertible, Sendable {
         let worker = try productPath("durable-test-worker")
         let journal = temporaryJournalPath("crash")
         let side = journal + ".side"
-        var environment = ["SIDE_FILE": side, "STEP_MS": "25"]
+        var environment = ["SIDE_FILE": side, "STEP_MS": "50"]
         if case .insideActivity(let label) = point { environment["KILL_IN"] = label }
 
         let first = try Child(
@@ -63,7 +63,7 @@ enum KillPoint: CustomStringConvertible, Sendable {
         #expect(before.0.status == .running)
         let completedBeforeKill = completedLabels(before.1)
 
-        let second = try Child(worker, ["worker", "--quiet", "--journal", journal], environment: ["SIDE_FILE": side, "STEP_MS": "25"])
+        let second = try Child(worker, ["worker", "--quiet", "--journal", journal], environment: ["SIDE_FILE": side, "STEP_MS": "50"])
         let deadline = ContinuousClock.now + .seconds(20)
         while try inspector.describe("crash").run.status.isOpen {
             guard ContinuousClock.now < deadline, second.process.isRunning else {

@@ -25,11 +25,11 @@ import Testing
 
     @Test func startingAnOpenWorkflowIDReturnsTheSameRun() async throws {
         let engine = try makeEngine(temporaryJournalPath())
-        let first = try await engine.start(TimeoutFlow.self, input: 10, id: "same")
-        let second = try await engine.start(TimeoutFlow.self, input: 10, id: "same")
+        let first = try await engine.start(SlowFlow.self, input: 10, id: "same")
+        let second = try await engine.start(SlowFlow.self, input: 10, id: "same")
         #expect(first.runID == second.runID)
         #expect(try await first.result() == 10)
-        let third = try await engine.start(TimeoutFlow.self, input: 10, id: "same")
+        let third = try await engine.start(SlowFlow.self, input: 10, id: "same")
         #expect(third.runID != first.runID)
         await engine.shutdown()
     }

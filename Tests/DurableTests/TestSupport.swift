@@ -100,6 +100,12 @@ struct RefuseFlow: Workflow {
     }
 }
 
+struct SlowFlow: Workflow {
+    func run(_ ctx: WorkflowContext, input: Int) async throws -> Int {
+        try await ctx.execute(Slow.self, input)
+    }
+}
+
 struct TimeoutFlow: Workflow {
     func run(_ ctx: WorkflowContext, input: Int) async throws -> Int {
         try await ctx.execute(Slow.self, input, options: .init(startToClose: .milliseconds(50), retry: .none))
@@ -134,6 +140,7 @@ func makeEngine(_ path: String, log: CallLog = CallLog(), durability: Durability
     engine.register(RetryFlow.self)
     engine.register(RefuseFlow.self)
     engine.register(TimeoutFlow.self)
+    engine.register(SlowFlow.self)
     engine.register(SleepsOutsideEngine.self)
     engine.register(DetachedContextUse.self)
     engine.register(Failing.self)

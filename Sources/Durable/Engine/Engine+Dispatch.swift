@@ -1,3 +1,4 @@
+import Dispatch
 import DurableJournal
 import Foundation
 import Synchronization
@@ -67,56 +68,78 @@ extension Engine {
 
     // MARK: - Activities
 
+    /// Starts an activity's attempts. Each attempt is one task; its start-to-close timeout is a timer
+    /// that, if it fires first, fails the attempt and cancels (and abandons) the task, so an activity
+    /// that ignores cancellation cannot hold up the run. The result is posted to the run's mailbox.
     func dispatch(_ driver: RunDriver, _ activity: PendingActivity) {
-        guard !isStopping, !driver.isClosed else { return }
-        let id = nextTaskID.wrappingAdd(1, ordering: .relaxed).newValue
-        let task = Task {
-            await self.runActivity(driver, activity)
-            _ = self.activityTasks.withLock { $0.removeValue(forKey: id) }
-        }
-        activityTasks.withLock { $0[id] = task }
-    }
-
-    /// Runs attempts until one succeeds, the retry policy gives up, or the worker stops; posts the
-    /// result to the run's mailbox.
-    private func runActivity(_ driver: RunDriver, _ activity: PendingActivity) async {
-        let seq = activity.seq
-        let policy = activity.options.retry
         guard let registration = activityRegistration(activity.activityType) else {
             // Not the activity's fault: hold the run until a worker with the activity registered takes it.
             let reason = DurableError(.unknownActivityType(activity.activityType)).description
-                + " (seq \(seq)); register it and restart the worker"
+                + " (seq \(activity.seq)); register it and restart the worker"
             driver.post(.hold(reason))
             return
         }
-        var attempt = activity.attempt
-        while !Task.isCancelled && !isStopping {
-            let context = ActivityContext(
-                runID: driver.runID, workflowID: driver.workflowID, activityType: activity.activityType,
-                sequence: seq, attempt: attempt, startedAt: Date())
-            let result = await Self.attempt(registration, context, activity.input, timeout: activity.options.startToClose)
-            if Task.isCancelled || isStopping { return }
-            switch result {
-            case .success(let output):
-                driver.post(resultItem(.activityCompleted, seq: seq, attempt: attempt, data: output))
+        startAttempt(driver, activity, registration, attempt: activity.attempt)
+    }
+
+    private func startAttempt(
+        _ driver: RunDriver, _ activity: PendingActivity, _ registration: ActivityRegistration, attempt: Int
+    ) {
+        guard !isStopping, !driver.isClosed else { return }
+        let context = ActivityContext(
+            runID: driver.runID, workflowID: driver.workflowID, activityType: activity.activityType,
+            sequence: activity.seq, attempt: attempt, startedAt: Date())
+        let gate = AttemptGate()
+        let id = nextTaskID.wrappingAdd(1, ordering: .relaxed).newValue
+        let task = Task {
+            let result: Result<Data, any Error>
+            do {
+                result = .success(try await registration.invoke(context, activity.input))
+            } catch {
+                result = .failure(error)
+            }
+            _ = self.activityTasks.withLock { $0.removeValue(forKey: id) }
+            guard let timer = gate.settle() else { return }
+            if timer != 0 { self.timeouts.cancel(timer) }
+            self.finishAttempt(driver, activity, registration, attempt: attempt, result)
+        }
+        activityTasks.withLock { $0[id] = task }
+        if let limit = activity.options.startToClose {
+            let timer = timeouts.schedule(after: limit) {
+                guard gate.settle() != nil else { return }
+                task.cancel()
+                self.finishAttempt(driver, activity, registration, attempt: attempt, .failure(StartToCloseTimeout(limit: limit)))
+            }
+            if !gate.arm(timer) { timeouts.cancel(timer) }
+        }
+    }
+
+    /// Posts the attempt's result, or records the failure and schedules the next attempt.
+    private func finishAttempt(
+        _ driver: RunDriver, _ activity: PendingActivity, _ registration: ActivityRegistration, attempt: Int,
+        _ result: Result<Data, any Error>
+    ) {
+        guard !isStopping else { return }
+        let seq = activity.seq
+        switch result {
+        case .success(let output):
+            driver.post(resultItem(.activityCompleted, seq: seq, attempt: attempt, data: output))
+        case .failure(let error):
+            let policy = activity.options.retry
+            var failure = FailureInfo(error)
+            let retryable = failure.retryable != false && !policy.nonRetryableErrorTypes.contains(failure.type)
+            guard retryable && policy.allowsAttempt(after: attempt) else {
+                failure.retryable = false
+                driver.post(resultItem(.activityFailed, seq: seq, attempt: attempt, data: encode(failure)))
                 return
-            case .failure(let error):
-                var failure = FailureInfo(error)
-                let retryable = failure.retryable != false && !policy.nonRetryableErrorTypes.contains(failure.type)
-                if retryable && policy.allowsAttempt(after: attempt) {
-                    let delay = policy.delay(afterAttempt: attempt)
-                    failure.retryable = true
-                    failure.nextRetryDelayMs = Int(delay.milliseconds)
-                    driver.post(.record(HistoryEvent(
-                        index: 0, kind: .activityAttemptFailed, time: Date(), seq: seq, attempt: attempt,
-                        data: encode(failure))))
-                    try? await Task.sleep(for: delay)
-                    attempt += 1
-                } else {
-                    failure.retryable = false
-                    driver.post(resultItem(.activityFailed, seq: seq, attempt: attempt, data: encode(failure)))
-                    return
-                }
+            }
+            let delay = policy.delay(afterAttempt: attempt)
+            failure.retryable = true
+            failure.nextRetryDelayMs = Int(delay.milliseconds)
+            driver.post(.record(HistoryEvent(
+                index: 0, kind: .activityAttemptFailed, time: Date(), seq: seq, attempt: attempt, data: encode(failure))))
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(delay.milliseconds))) {
+                self.startAttempt(driver, activity, registration, attempt: attempt + 1)
             }
         }
     }
@@ -127,59 +150,32 @@ extension Engine {
     }
 
     private func encode(_ failure: FailureInfo) -> Data? { try? JSONEncoder.payload().encode(failure) }
-
-    /// One attempt, bounded by the start-to-close timeout. On timeout the attempt's task is cancelled
-    /// and abandoned: an activity that ignores cancellation cannot hold up the run.
-    private static func attempt(
-        _ registration: ActivityRegistration, _ context: ActivityContext, _ input: Data, timeout: Duration?
-    ) async -> Result<Data, any Error> {
-        guard let timeout else {
-            do { return .success(try await registration.invoke(context, input)) } catch { return .failure(error) }
-        }
-        let gate = FirstResult()
-        let work = Task {
-            do { gate.offer(.success(try await registration.invoke(context, input))) } catch { gate.offer(.failure(error)) }
-        }
-        let timer = Task {
-            try? await Task.sleep(for: timeout)
-            if !Task.isCancelled, gate.offer(.failure(StartToCloseTimeout(limit: timeout))) { work.cancel() }
-        }
-        let result = await gate.value()
-        timer.cancel()
-        return result
-    }
 }
 
-/// Keeps the first of several offered results and hands it to one waiter.
-private final class FirstResult: Sendable {
+/// Settles an attempt once: by its task finishing or by its timeout firing, whichever comes first.
+private final class AttemptGate: Sendable {
     private struct State {
-        var result: Result<Data, any Error>?
-        var waiter: CheckedContinuation<Result<Data, any Error>, Never>?
+        var settled = false
+        var timer = 0
     }
 
     private let state = Mutex(State())
 
-    /// Returns `true` if this offer was the first.
-    @discardableResult
-    func offer(_ result: Result<Data, any Error>) -> Bool {
-        let (first, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Result<Data, any Error>, Never>?) in
-            guard state.result == nil else { return (false, nil) }
-            state.result = result
-            defer { state.waiter = nil }
-            return (true, state.waiter)
+    /// Records the attempt's timeout registration; `false` if the attempt has settled already (the
+    /// caller then cancels the registration itself).
+    func arm(_ timer: Int) -> Bool {
+        state.withLock { state in
+            state.timer = timer
+            return !state.settled
         }
-        waiter?.resume(returning: result)
-        return first
     }
 
-    func value() async -> Result<Data, any Error> {
-        await withCheckedContinuation { continuation in
-            let ready = state.withLock { state -> Result<Data, any Error>? in
-                if let result = state.result { return result }
-                state.waiter = continuation
-                return nil
-            }
-            if let ready { continuation.resume(returning: ready) }
+    /// For the first caller only: the timeout registration to cancel (0 if none yet); `nil` after.
+    func settle() -> Int? {
+        state.withLock { state in
+            guard !state.settled else { return nil }
+            state.settled = true
+            return state.timer
         }
     }
 }

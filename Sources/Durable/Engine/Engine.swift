@@ -32,6 +32,8 @@ public final class Engine: Sendable {
     let stopping = Atomic<Bool>(false)
     let workerLock = Mutex<WorkerLock?>(nil)
     let closeObservers = Mutex<[@Sendable (String, RunOutcome) -> Void]>([])
+    /// Start-to-close timeouts of running attempts.
+    let timeouts = TimeoutScheduler()
 
     /// Opens (or creates) the journal.
     /// - Throws: ``JournalError`` when the file is not a journal, is from a newer format, or cannot be opened.

@@ -101,12 +101,14 @@ package enum PayloadCodec {
     }
 
     static func fnv1a(_ data: Data) -> UInt32 {
-        var hash: UInt32 = 0x811C_9DC5
-        for byte in data {
-            hash ^= UInt32(byte)
-            hash &*= 0x0100_0193
+        data.withUnsafeBytes { bytes in
+            var hash: UInt32 = 0x811C_9DC5
+            for byte in bytes {
+                hash ^= UInt32(byte)
+                hash &*= 0x0100_0193
+            }
+            return hash
         }
-        return hash
     }
 
     static func appendChecksum(_ value: UInt32, to out: inout Data) {

@@ -4,7 +4,8 @@ import GRDB
 import Synchronization
 
 /// Writes ``JournalBatch``es with group commit: one transaction (one fsync) for every batch that
-/// arrived while the previous transaction was being written.
+/// arrived while the previous transaction was being written. Completions run on the committing
+/// thread, which may be any thread that submitted a batch.
 ///
 /// Batches are written in the order they were submitted. Each batch runs inside its own savepoint,
 /// so one that fails (a workflow ID already in use, a claim lost to another worker) is rolled back
@@ -24,27 +25,29 @@ final class GroupCommitWriter: Sendable {
 
     private let pool: DatabasePool
     private let state = Mutex(State())
+    private let thread = DispatchQueue(label: "durable.journal.writer", qos: .userInitiated)
     /// Transactions committed so far (for tests and benchmarks: batches / commits = sharing).
     let commits = Atomic<Int>(0)
-    private let thread = DispatchQueue(label: "durable.journal.writer", qos: .userInitiated)
 
     init(pool: DatabasePool) {
         self.pool = pool
     }
 
+    /// Queues a batch. If no commit is in progress, the caller's thread writes it at once: no thread
+    /// hop on the critical path of a sequential workflow's step. Batches that arrive while a commit is
+    /// in progress wait for the next transaction, which the writer thread takes over, so that under
+    /// load the callers (cooperative threads running workflows) are not kept waiting on the disk.
     func submit(_ batch: JournalBatch, completion: @escaping Completion) {
-        let startFlushing = state.withLock { state in
+        let flushHere = state.withLock { state in
             state.queue.append(Pending(batch: batch, completion: completion))
             if state.flushing { return false }
             state.flushing = true
             return true
         }
-        if startFlushing {
-            thread.async { self.flush() }
-        }
+        if flushHere { flush(onCallersThread: true) }
     }
 
-    private func flush() {
+    private func flush(onCallersThread: Bool) {
         while true {
             let group = state.withLock { state in
                 let group = state.queue
@@ -57,6 +60,14 @@ final class GroupCommitWriter: Sendable {
             for (pending, result) in zip(group, results) {
                 pending.completion(result)
             }
+            if onCallersThread {
+                let backlog = state.withLock { state in
+                    if state.queue.isEmpty { state.flushing = false }
+                    return !state.queue.isEmpty
+                }
+                if backlog { thread.async { self.flush(onCallersThread: false) } }
+                return
+            }
         }
     }
 
@@ -66,14 +77,16 @@ final class GroupCommitWriter: Sendable {
             try pool.writeWithoutTransaction { db in
                 try db.inTransaction(.immediate) {
                     let now = Date().journalMillis
+                    let savepoint = try db.cachedStatement(sql: "SAVEPOINT batch")
+                    let release = try db.cachedStatement(sql: "RELEASE batch")
                     for (i, batch) in batches.enumerated() {
-                        try db.execute(sql: "SAVEPOINT batch")
+                        try savepoint.execute()
                         do {
                             try Self.apply(batch, db, now: now)
-                            try db.execute(sql: "RELEASE batch")
+                            try release.execute()
                         } catch {
-                            try db.execute(sql: "ROLLBACK TO batch")
-                            try db.execute(sql: "RELEASE batch")
+                            try db.cachedStatement(sql: "ROLLBACK TO batch").execute()
+                            try release.execute()
                             results[i] = .failure(Self.describe(error, batch, db))
                         }
                     }

@@ -25,13 +25,12 @@ package final class SQLiteJournal: Sendable {
         config.busyMode = .timeout(30)
         config.maximumReaderCount = 4
         let synchronous = configuration.durability == .full ? "FULL" : "NORMAL"
-        config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
-        }
         let path = self.path
         do {
             if FileManager.default.fileExists(atPath: path) { try Self.preflight(path) }
             pool = try DatabasePool(path: path, configuration: config)
+            // Set on the writer connection after GRDB's own WAL setup, which sets synchronous=NORMAL.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous)") }
             try pool.write { db in try Self.prepareSchema(db, path: path) }
         } catch let error as JournalError {
             throw error
@@ -199,6 +198,11 @@ package final class SQLiteJournal: Sendable {
                 db, sql: "SELECT coalesce(sum(coalesce(length(data),0) + coalesce(length(meta),0)), 0) FROM events")
             return (events, bytes ?? 0)
         }
+    }
+
+    /// `PRAGMA synchronous` of the writer connection: 2 (FULL) or 1 (NORMAL).
+    package func writerSynchronous() throws -> Int {
+        try pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
     /// Transactions the group-commit writer has committed since the journal was opened.

@@ -1,0 +1,112 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// Runs callbacks at deadlines, on one background thread; cancelling is cheap and frees the callback
+/// at once.
+///
+/// Every activity attempt registers its start-to-close timeout here and cancels it when it ends, so
+/// both must cost little: a heap push and a dictionary insert, a dictionary removal. Cancelled
+/// entries leave a 16-byte heap node behind; the heap is rebuilt when those outnumber the live ones.
+final class TimeoutScheduler: Sendable {
+    typealias Callback = @Sendable () -> Void
+
+    private struct Node {
+        var deadline: UInt64
+        var id: Int
+    }
+
+    private struct State {
+        var heap: [Node] = []
+        var callbacks: [Int: Callback] = [:]
+        var nextID = 0
+        var threadStarted = false
+    }
+
+    private let state = Mutex(State())
+    private let wake = DispatchSemaphore(value: 0)
+
+    /// Calls `callback` once `delay` has passed, unless ``cancel(_:)`` comes first.
+    func schedule(after delay: Duration, _ callback: @escaping Callback) -> Int {
+        let deadline = DispatchTime.now().uptimeNanoseconds &+ UInt64(max(0, delay.milliseconds)) * 1_000_000
+        let (id, signal, start) = state.withLock { state -> (Int, Bool, Bool) in
+            state.nextID += 1
+            let id = state.nextID
+            state.callbacks[id] = callback
+            let earliest = state.heap.first?.deadline ?? .max
+            Self.push(Node(deadline: deadline, id: id), into: &state.heap)
+            let start = !state.threadStarted
+            state.threadStarted = true
+            return (id, deadline < earliest, start)
+        }
+        if start {
+            let thread = Thread { [self] in run() }
+            thread.name = "durable.timeouts"
+            thread.start()
+        } else if signal {
+            wake.signal()
+        }
+        return id
+    }
+
+    func cancel(_ id: Int) {
+        state.withLock { state in
+            state.callbacks[id] = nil
+            if state.heap.count > 1024 && state.heap.count > 2 * state.callbacks.count {
+                state.heap.removeAll { state.callbacks[$0.id] == nil }
+                state.heap.sort { $0.deadline < $1.deadline }  // a sorted array is a valid min-heap
+            }
+        }
+    }
+
+    private func run() {
+        while true {
+            let now = DispatchTime.now().uptimeNanoseconds
+            var due: [Callback] = []
+            let next: UInt64? = state.withLock { state in
+                while let first = state.heap.first, first.deadline <= now {
+                    let node = Self.pop(&state.heap)
+                    if let callback = state.callbacks.removeValue(forKey: node.id) { due.append(callback) }
+                }
+                return state.heap.first?.deadline
+            }
+            for callback in due { callback() }
+            if let next {
+                _ = wake.wait(timeout: DispatchTime(uptimeNanoseconds: next))
+            } else {
+                wake.wait()
+            }
+        }
+    }
+
+    private static func push(_ node: Node, into heap: inout [Node]) {
+        heap.append(node)
+        var child = heap.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard heap[child].deadline < heap[parent].deadline else { break }
+            heap.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    private static func pop(_ heap: inout [Node]) -> Node {
+        let top = heap[0]
+        let last = heap.removeLast()
+        if !heap.isEmpty {
+            heap[0] = last
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1
+                let right = left + 1
+                var smallest = parent
+                if left < heap.count && heap[left].deadline < heap[smallest].deadline { smallest = left }
+                if right < heap.count && heap[right].deadline < heap[smallest].deadline { smallest = right }
+                if smallest == parent { break }
+                heap.swapAt(parent, smallest)
+                parent = smallest
+            }
+        }
+        return top
+    }
+}
