@@ -1,1 +1,198 @@
-print("x")
+// durable-bench: the DBOS peer's workloads (../shared/peers/dbos/bench_dbos.py and crash_dbos.py)
+// run on Durable. One JSON object per line on stdout, a human summary on stderr.
+//
+//   swift build -c release --product durable-bench
+//   .build/release/durable-bench [--workloads long,seq,conc,conc_group,crash] [--durability full,fast] [--rounds N]
+//
+// See Docs/benchmarks.md for what each workload measures.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Durable
+import Foundation
+
+let processStart = wallSeconds()
+
+let usage = """
+    usage: durable-bench [--workloads long,seq,conc,conc_group,crash] [--durability full,fast] [--rounds N]
+                         [--long-steps 1000] [--seq-workflows 200] [--seq-steps 10] [--warmup 5]
+                         [--conc-workflows 500] [--conc-steps 5] [--crash-steps 1000] [--kill-after 500]
+                         [--run-id ID]
+    Journals go to a fresh folder under $TMPDIR (default /tmp) and are removed afterwards.
+    """
+
+struct Options {
+    var workloads = ["long", "seq", "conc", "conc_group", "crash"]
+    var durabilities: [Durability] = [.full, .fast]
+    var rounds = 1
+    /// Copied into every result line, like the DBOS scripts' `--run-id`.
+    var runID: String?
+    var settings = WorkloadSettings()
+    var child: CrashChildOptions?
+}
+
+func parse(_ arguments: [String]) throws -> Options {
+    var options = Options()
+    var child = CrashChildOptions()
+    var isChild = false
+    var rest = arguments[...]
+    func value(_ flag: String) throws -> String {
+        guard let next = rest.popFirst() else { throw BenchError("\(flag) needs a value") }
+        return next
+    }
+    func int(_ flag: String) throws -> Int {
+        let text = try value(flag)
+        guard let n = Int(text), n >= 0 else { throw BenchError("\(flag): '\(text)' is not a count") }
+        return n
+    }
+    func durability(_ text: String) throws -> Durability {
+        guard let d = Durability(rawValue: text) else { throw BenchError("unknown durability '\(text)' (full, fast)") }
+        return d
+    }
+    while let flag = rest.popFirst() {
+        switch flag {
+        case "--workloads":
+            options.workloads = try value(flag).split(separator: ",").map(String.init)
+            for w in options.workloads where !["long", "seq", "conc", "conc_group", "crash"].contains(w) {
+                throw BenchError("unknown workload '\(w)' (long, seq, conc, conc_group, crash)")
+            }
+        case "--durability":
+            options.durabilities = try value(flag).split(separator: ",").map { try durability(String($0)) }
+        case "--rounds": options.rounds = max(1, try int(flag))
+        case "--run-id": options.runID = try value(flag)
+        case "--long-steps": options.settings.longSteps = try int(flag)
+        case "--seq-workflows": options.settings.seqWorkflows = try int(flag)
+        case "--seq-steps": options.settings.seqSteps = try int(flag)
+        case "--warmup": options.settings.warmup = try int(flag)
+        case "--conc-workflows": options.settings.concWorkflows = try int(flag)
+        case "--conc-steps": options.settings.concSteps = try int(flag)
+        case "--crash-steps": options.settings.crashSteps = try int(flag)
+        case "--kill-after": options.settings.crashKillAfter = try int(flag)
+        // The crash test's child processes (hidden).
+        case "--crash-child": isChild = true; child.phase = try value(flag)
+        case "--journal": child.journal = try value(flag)
+        case "--side": child.side = try value(flag)
+        case "--result": child.result = try value(flag)
+        case "--steps": child.steps = try int(flag)
+        case "--durability-child": child.durability = try durability(try value(flag))
+        case "-h", "--help":
+            say(usage)
+            exit(0)
+        default:
+            throw BenchError("unknown argument '\(flag)'\n\(usage)")
+        }
+    }
+    if isChild {
+        child.killAfter = options.settings.crashKillAfter
+        options.child = child
+    }
+    return options
+}
+
+func describe(_ r: Record) -> String {
+    func n(_ key: String) -> String {
+        switch r[key] {
+        case .double(let v)?: return String(format: v >= 100 ? "%.0f" : "%.3g", v)
+        case .int(let v)?: return "\(v)"
+        case .bool(let v)?: return v ? "yes" : "no"
+        case .string(let v)?: return v
+        default: return "?"
+        }
+    }
+    let d = n("durability")
+    switch n("phase") {
+    case "long":
+        return "long  [\(d)] \(n("steps")) steps: \(n("per_step_ms")) ms/step, CPU \(n("cpu_ms_per_step")) ms/step, \(n("commits_per_step")) commits/step"
+    case "seq":
+        return "seq   [\(d)] \(n("workflows")) × \(n("steps_per_wf")) steps: \(n("workflows_per_s")) workflows/s, "
+            + "\(n("steps_per_s")) steps/s, p50 \(n("lat_p50_ms")) ms, p99 \(n("lat_p99_ms")) ms, CPU \(n("cpu_ms_per_step")) ms/step"
+    case "conc", "conc_group":
+        return "\(n("phase")) [\(d)] \(n("workflows")) × \(n("steps_per_wf")) steps at once: all done in \(n("total_s")) s "
+            + "(starts took \(n("start_all_s")) s), \(n("activations_per_commit")) activations/commit, errors \(n("errors"))"
+    case "crash_recovery":
+        return "crash [\(d)] spawn of recovery process to result \(n("b_spawn_to_result_s")) s, "
+            + "re-run in B \(n("exec_in_b")) steps, completed steps re-run \(n("completed_steps_reexecuted")), "
+            + "result ok \(n("result_ok")), pass \(n("pass"))"
+    case "journal_bytes":
+        return "bytes [\(d)] \(n("workload")): \(n("events")) events, file \(n("file_bytes_per_event")) B/event, "
+            + "stored payload \(n("stored_payload_bytes_per_event")) B/event, plain JSON \(n("plain_json_bytes_per_event")) B/event "
+            + "(file/JSON \(n("file_to_json_ratio")))"
+    default:
+        return r.json
+    }
+}
+
+func main() async -> Int32 {
+    let options: Options
+    do {
+        options = try parse(Array(CommandLine.arguments.dropFirst()))
+    } catch {
+        say("durable-bench: \(error)")
+        return 2
+    }
+    if let child = options.child {
+        do {
+            return try await crashChild(child, processStart: processStart)
+        } catch {
+            say("durable-bench crash child (\(child.phase)): \(error)")
+            return 1
+        }
+    }
+
+    setOutputRunID(options.runID)
+    let folder: String
+    do {
+        folder = try makeScratchFolder()
+    } catch {
+        say("durable-bench: cannot create a scratch folder: \(error)")
+        return 1
+    }
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+
+    var env = Record()
+    env.set("phase", "env")
+    env.set("engine", "durable")
+    env.set("cpus", ProcessInfo.processInfo.activeProcessorCount)
+    env.set("scratch_folder", folder)
+    env.set("workloads", options.workloads.joined(separator: ","))
+    env.set("durabilities", options.durabilities.map(\.rawValue).joined(separator: ","))
+    env.set("rounds", options.rounds)
+    env.merge(machineLoad())
+    emit(env)
+
+    var failures = 0
+    for round in 1...options.rounds {
+        if options.rounds > 1 { say("== durable-bench round \(round)/\(options.rounds)") }
+        for durability in options.durabilities {
+            for workload in options.workloads {
+                let path = (folder as NSString).appendingPathComponent("\(workload)-\(durability.rawValue)-\(round).sqlite")
+                do {
+                    let record: Record
+                    switch workload {
+                    case "long": record = try await runLong(options.settings, path: path, durability: durability, round: round)
+                    case "seq": record = try await runSeq(options.settings, path: path, durability: durability, round: round)
+                    case "conc": record = try await runConc(options.settings, path: path, durability: durability, round: round)
+                    case "conc_group":
+                        record = try await runConc(
+                            options.settings, path: path, durability: durability, round: round, concurrentStart: true)
+                    default: record = try runCrash(options.settings, folder: folder, durability: durability, round: round)
+                    }
+                    say(describe(record))
+                    if case .bool(false)? = record["pass"] { failures += 1 }
+                } catch {
+                    failures += 1
+                    say("\(workload) [\(durability.rawValue)] FAILED: \(error)")
+                    var record = header(workload == "crash" ? "crash_recovery" : workload, durability: durability, round: round)
+                    record.set("error", "\(error)")
+                    emit(record)
+                }
+                removeJournalFiles(path)
+            }
+        }
+    }
+    return failures == 0 ? 0 : 1
+}
+
+exit(await main())

@@ -68,10 +68,10 @@ extension Engine {
         try becomeWorker()
         let runID = UUID().uuidString.lowercased()
         let workflowID = id ?? runID
-        if let existing = drivers.withLock({ $0.values.first { $0.workflowID == workflowID } }) {
-            return existing.runID
+        if id != nil {  // a generated ID cannot be in use
+            if let existing = drivers.withLock({ $0.runID(forWorkflowID: workflowID) }) { return existing }
+            if let existing = try journal.openRun(workflowID: workflowID) { return existing.runID }
         }
-        if let existing = try journal.openRun(workflowID: workflowID) { return existing.runID }
         let seed = UInt64.random(in: .min ... .max)
         let now = Date()
         let instance = WorkflowInstance(

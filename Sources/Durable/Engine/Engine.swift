@@ -24,7 +24,7 @@ public final class Engine: Sendable {
     package let journal: SQLiteJournal
     let registry = Mutex(Registry())
     /// Runs driven by this engine, by run ID.
-    let drivers = Mutex<[String: RunDriver]>([:])
+    let drivers = Mutex(DriverTable())
     /// Callers of ``outcome(of:)`` waiting for runs driven here, by run ID.
     let outcomeWaiters = Mutex<[String: [CheckedContinuation<RunOutcome?, any Error>]]>([:])
     let activityTasks = Mutex<[Int: Task<Void, Never>]>([:])

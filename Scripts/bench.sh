@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Durable against its peer DBOS Transact (Python, SQLite), same machine, same run.
+#
+#   bash Scripts/bench.sh                 # 3 rounds, about 10-15 minutes on 2 cores
+#   ROUNDS=1 bash Scripts/bench.sh        # one round
+#
+# (a) installs what is missing (liblz4-dev for the build, the DBOS venv through
+#     ../shared/peers/dbos/setup.sh), (b) builds durable-bench in release mode, (c) runs ROUNDS
+#     rounds, each interleaving: Durable (full, fast), DBOS bench_dbos.py with its default settings,
+#     DBOS with WAL+NORMAL, crash_dbos.py, and the disk probe sqlite_limit.py, then (once) a sync
+#     probe (strace -c of Durable's `long`, to check that `full` really syncs), (d) writes the raw
+#     JSON lines to a results folder and prints a Markdown summary (also saved as summary.md).
+#
+# Environment: ROUNDS (3), BENCH_RESULTS (results folder, default .build/bench-results/<UTC stamp>),
+# DURABLE_SHARED (the shared folder, default ../shared beside the repository),
+# DBOS_PEER_VENV (default ~/.cache/dbos-peer-venv), SYNC_PROBE=0 to skip the strace probe.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+SHARED="${DURABLE_SHARED:-$ROOT/../shared}"
+PEER="$SHARED/peers/dbos"
+VENV="${DBOS_PEER_VENV:-$HOME/.cache/dbos-peer-venv}"
+PY="$VENV/bin/python"
+ROUNDS="${ROUNDS:-3}"
+SYNC_PROBE="${SYNC_PROBE:-1}"
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+OUT="${BENCH_RESULTS:-$ROOT/.build/bench-results/$STAMP}"
+
+log() { echo "[bench $(date -u +%T)] $*" >&2; }
+
+[ -d "$PEER" ] || { echo "bench.sh: DBOS peer scripts not found at $PEER (set DURABLE_SHARED)" >&2; exit 1; }
+PEER="$(cd "$PEER" && pwd)"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+
+# ---- (a) install ---------------------------------------------------------------------------------
+if ! pkg-config --exists liblz4 2>/dev/null; then
+  log "installing liblz4-dev"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq liblz4-dev pkg-config >&2
+fi
+if ! "$PY" -c 'import dbos' >/dev/null 2>&1; then
+  log "creating the DBOS venv at $VENV"
+  DBOS_PEER_VENV="$VENV" bash "$PEER/setup.sh" >&2
+fi
+"$PY" -c 'import importlib.metadata as m; print("dbos", m.version("dbos"))' >"$OUT/dbos_version.txt"
+
+# ---- (b) build -----------------------------------------------------------------------------------
+log "building durable-bench (release)"
+(cd "$ROOT" && swift build -c release --product durable-bench >&2)
+BENCH="$(cd "$ROOT" && swift build -c release --show-bin-path)/durable-bench"
+
+{
+  echo "date_utc=$STAMP"
+  echo "host=$(uname -srm)"
+  echo "cpus=$(nproc)"
+  echo "model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+  echo "mem=$(grep MemTotal /proc/meminfo | awk '{print $2 " kB"}')"
+  echo "swift=$(swift --version 2>/dev/null | head -1)"
+  echo "git=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo none)$(cd "$ROOT" && git diff --quiet HEAD -- Sources 2>/dev/null || echo "+uncommitted Sources changes (diff sha1 $(git diff HEAD -- Sources | sha1sum | cut -c1-12))")"
+  echo "tmp_fs=$(df -T "${TMPDIR:-/tmp}" | awk 'NR==2 {print $2}')"
+  echo "rounds=$ROUNDS"
+} >"$OUT/machine.txt"
+
+# ---- (c) rounds ----------------------------------------------------------------------------------
+for r in $(seq 1 "$ROUNDS"); do
+  log "round $r/$ROUNDS: Durable (full, fast)"
+  "$BENCH" --durability full,fast --run-id "r$r" >>"$OUT/durable.jsonl" 2>>"$OUT/stderr.log" \
+    || log "durable-bench round $r reported a failure (see stderr.log)"
+  log "round $r/$ROUNDS: DBOS default"
+  "$PY" "$PEER/bench_dbos.py" --run-id "r$r" >>"$OUT/dbos_default.jsonl" 2>>"$OUT/stderr.log" \
+    || log "bench_dbos.py round $r failed"
+  log "round $r/$ROUNDS: DBOS WAL+NORMAL"
+  "$PY" "$PEER/bench_dbos.py" --run-id "r$r" --pragma journal_mode=WAL --pragma synchronous=NORMAL \
+    >>"$OUT/dbos_wal_normal.jsonl" 2>>"$OUT/stderr.log" || log "bench_dbos.py (WAL+NORMAL) round $r failed"
+  log "round $r/$ROUNDS: DBOS crash test"
+  "$PY" "$PEER/crash_dbos.py" --run-id "r$r" >>"$OUT/dbos_crash.jsonl" 2>>"$OUT/stderr.log" \
+    || log "crash_dbos.py round $r: FAIL"
+  log "round $r/$ROUNDS: disk probe"
+  "$PY" "$PEER/sqlite_limit.py" --run-id "r$r" >>"$OUT/sqlite_limit.jsonl" 2>>"$OUT/stderr.log" \
+    || log "sqlite_limit.py round $r failed"
+done
+
+# A check, not a timing: how many fsync/fdatasync calls Durable makes for 500 one-commit steps.
+if [ "$SYNC_PROBE" = 1 ] && command -v strace >/dev/null 2>&1; then
+  for d in full fast; do
+    log "sync probe: $d"
+    strace -f -qq -c -o "$OUT/sync_probe_$d.strace" -e trace=fsync,fdatasync \
+      "$BENCH" --workloads long --durability "$d" --long-steps 500 --run-id "probe" \
+      >"$OUT/sync_probe_$d.jsonl" 2>>"$OUT/stderr.log" || log "sync probe ($d) failed"
+  done
+fi
+
+# ---- (d) summary ---------------------------------------------------------------------------------
+python3 "$HERE/bench_summary.py" "$OUT" | tee "$OUT/summary.md"
+log "raw results and summary in $OUT"

@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""Summarize a results folder written by Scripts/bench.sh (stdlib only).
+
+    python3 Scripts/bench_summary.py RESULTS_DIR          # Markdown on stdout
+
+Reads the JSON lines in RESULTS_DIR:
+  durable.jsonl          durable-bench (phases long, seq, conc, crash_recovery, journal_bytes)
+  dbos_default.jsonl     bench_dbos.py with DBOS's own SQLite settings
+  dbos_wal_normal.jsonl  bench_dbos.py --pragma journal_mode=WAL --pragma synchronous=NORMAL
+  dbos_crash.jsonl       crash_dbos.py (kill mode "between")
+  sqlite_limit.jsonl     sqlite_limit.py (the disk's limits)
+  sync_probe_*.strace    optional: `strace -c` of durable-bench long, to check that the
+                         durability mode really syncs
+and prints medians over rounds, Durable full against DBOS default and Durable fast against DBOS
+WAL+NORMAL, with ratios and the targets.
+"""
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+# (workload, metric key in Durable lines, DBOS phase, DBOS metric, unit, higher_is_better, target at full)
+COMPARISONS = [
+    ("long: 1 workflow × 1000 steps", "long", "per_step_ms", "long", "per_step_ms",
+     "ms per step", False, 15),
+    ("seq: 200 workflows × 10 steps, one after another", "seq", "workflows_per_s", "seq", "workflows_per_s",
+     "workflows/s", True, 15),
+    ("conc: 500 workflows × 5 steps started at once (starts one after another, as DBOS's loop)", "conc",
+     "total_s", "conc_start", "total_s", "s until all done", False, 50),
+    ("conc_group: the same, started from a task group (DBOS: the same loop)", "conc_group",
+     "total_s", "conc_start", "total_s", "s until all done", False, 50),
+    ("crash: 1000 steps, SIGKILL after step 500, recover", "crash_recovery", "b_spawn_to_result_s",
+     "crash_recovery", "b_spawn_to_result_s", "s from spawning the recovery process to its result", False, 10),
+]
+
+DETAILS = {
+    "long": ["per_step_ms", "cpu_ms_per_step", "total_s", "commits_per_step"],
+    "seq": ["workflows_per_s", "steps_per_s", "lat_p50_ms", "lat_p99_ms", "cpu_ms_per_step", "commits_per_step"],
+    "conc": ["total_s", "start_all_s", "cpu_ms_per_step", "activations_per_commit"],
+    "conc_group": ["total_s", "start_all_s", "cpu_ms_per_step", "activations_per_commit"],
+    "conc_start": ["total_s", "start_all_s"],
+    "conc_queue": ["total_s", "enqueue_all_s"],
+    "crash_recovery": ["b_spawn_to_result_s", "b_process_start_s", "b_imported_dbos_s", "b_engine_opened_s",
+                       "b_launch_done_s", "b_recover_returned_s", "b_first_step_exec_s",
+                       "b_remaining_steps_per_s", "exec_in_b", "completed_steps_reexecuted"],
+}
+
+
+def load(path):
+    out = []
+    if not os.path.exists(path):
+        return out
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+def values(records, phase, metric, **match):
+    vals = []
+    for r in records:
+        if r.get("phase") != phase or "error" in r:
+            continue
+        if any(r.get(k) != v for k, v in match.items()):
+            continue
+        v = r.get(metric)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            vals.append(float(v))
+    return vals
+
+
+def med(vals):
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "n/a"
+    if abs(v) >= 100:
+        s = f"{v:,.0f}"
+    elif abs(v) >= 10:
+        s = f"{v:.1f}"
+    elif abs(v) >= 1:
+        s = f"{v:.2f}"
+    else:
+        s = f"{v:.3g}"
+    return s + unit
+
+
+def spread(vals):
+    if not vals:
+        return "n/a"
+    if len(vals) == 1:
+        return fmt(vals[0])
+    return f"{fmt(med(vals))} [{fmt(min(vals))} – {fmt(max(vals))}]"
+
+
+def ratio_text(durable, peer, higher_is_better):
+    if durable is None or peer is None or durable == 0 or peer == 0:
+        return None, "n/a"
+    r = durable / peer if higher_is_better else peer / durable
+    word = "more" if higher_is_better else "faster"
+    if r >= 1:
+        return r, f"{r:,.1f}× {word}" if r < 100 else f"{r:,.0f}× {word}"
+    return r, f"{1 / r:.1f}× {'fewer' if higher_is_better else 'slower'}"
+
+
+def strace_syncs(path):
+    """Calls of fsync + fdatasync in an `strace -c` table."""
+    calls = {}
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
+            if m:
+                calls[m.group(2)] = int(m.group(1))
+    return calls.get("fsync", 0) + calls.get("fdatasync", 0), calls
+
+
+def full_sync_ratio(d):
+    """fsync + fdatasync calls per commit in the `full` sync probe, or None."""
+    p = os.path.join(d, "sync_probe_full.strace")
+    if not os.path.exists(p):
+        return None
+    n, _ = strace_syncs(p)
+    for r in load(os.path.join(d, "sync_probe_full.jsonl")):
+        if r.get("phase") == "long":
+            commits = r.get("commits", r.get("steps"))
+            return n / commits if commits else None
+    return None
+
+
+def main():
+    d = sys.argv[1]
+    durable = load(os.path.join(d, "durable.jsonl"))
+    dbos = load(os.path.join(d, "dbos_default.jsonl"))
+    wal = load(os.path.join(d, "dbos_wal_normal.jsonl"))
+    crash = load(os.path.join(d, "dbos_crash.jsonl"))
+    limit = load(os.path.join(d, "sqlite_limit.jsonl"))
+    dbos_all = dbos + crash  # DBOS default: the bench phases plus crash_recovery
+
+    rounds = len({r.get("run_id") for r in durable if r.get("phase") == "env"}) or 1
+    print(f"# Durable vs DBOS 3.x (SQLite) — {os.path.basename(os.path.normpath(d))}\n")
+    print(f"Medians over {rounds} round(s); each round runs Durable (full, fast), DBOS default, "
+          "DBOS WAL+NORMAL, the DBOS crash test and the disk probe, interleaved.\n")
+
+    for mode, peer, peer_name, use_targets in (
+            ("full", dbos_all, "DBOS default (rollback journal, synchronous=FULL)", True),
+            ("fast", wal + crash, "DBOS with WAL + synchronous=NORMAL", False)):
+        print(f"## Durable `{mode}` vs {peer_name}\n")
+        hdr = "| workload | metric | Durable | DBOS | ratio |"
+        sep = "|---|---|---|---|---|"
+        if use_targets:
+            hdr += " target | met? |"
+            sep += "---|---|"
+        print(hdr)
+        print(sep)
+        for title, dphase, dmetric, pphase, pmetric, unit, hib, target in COMPARISONS:
+            dv = med(values(durable, dphase, dmetric, durability=mode))
+            src = peer
+            note = ""
+            if pphase == "crash_recovery":
+                src = crash
+                if mode == "fast":
+                    note = " (DBOS default: crash_dbos.py has no pragma option)"
+            pv = med(values(src, pphase, pmetric))
+            r, rtext = ratio_text(dv, pv, hib)
+            row = f"| {title} | {unit}{note} | {fmt(dv)} | {fmt(pv)} | {rtext} |"
+            if use_targets:
+                met = "n/a" if r is None else ("yes" if r >= target else "**no**")
+                row += f" ≥{target}× | {met} |"
+            print(row)
+        print()
+        if mode == "full":
+            syncs = {r.get("writer_synchronous") for r in durable
+                     if r.get("durability") == "full" and "writer_synchronous" in r}
+            if syncs and syncs != {2}:
+                print(f"> **Warning:** Durable `full` ran with the writer connection's PRAGMA synchronous = "
+                      f"{sorted(syncs, key=str)} (2 = FULL expected).\n")
+            per = full_sync_ratio(d)
+            if per is not None and per < 0.9:
+                print(f"> **Warning:** the sync probe below counted {per:.3f} fsync/fdatasync calls per commit "
+                      "for `full`: commits were not synced, so these `full` figures are not at full "
+                      "durability and do not compare like with like against DBOS's synchronous=FULL.\n")
+
+    print("## Details (median [min – max] over rounds)\n")
+    print("| case | metric | value |")
+    print("|---|---|---|")
+    for mode in ("full", "fast"):
+        for phase in ("long", "seq", "conc", "conc_group", "crash_recovery"):
+            for m in DETAILS[phase]:
+                vals = values(durable, phase, m, durability=mode)
+                if vals:
+                    print(f"| Durable {mode} {phase} | {m} | {spread(vals)} |")
+    for name, recs in (("DBOS default", dbos_all), ("DBOS WAL+NORMAL", wal)):
+        for phase in ("long", "seq", "conc_start", "conc_queue", "crash_recovery"):
+            for m in DETAILS[phase]:
+                vals = values(recs, phase, m)
+                if vals:
+                    print(f"| {name} {phase} | {m} | {spread(vals)} |")
+    print()
+
+    print("## Crash test correctness\n")
+    print("| engine | pass per round | steps re-run in the recovery process | completed steps re-run | result ok |")
+    print("|---|---|---|---|---|")
+    for name, recs in (("Durable full", [r for r in durable if r.get("durability") == "full"]),
+                       ("Durable fast", [r for r in durable if r.get("durability") == "fast"]),
+                       ("DBOS default", crash)):
+        cr = [r for r in recs if r.get("phase") == "crash_recovery"]
+        if not cr:
+            continue
+        print(f"| {name} | {[r.get('pass') for r in cr]} | {[r.get('exec_in_b') for r in cr]} | "
+              f"{[r.get('completed_steps_reexecuted') for r in cr]} | {[r.get('result_ok') for r in cr]} |")
+    print()
+
+    jb = [r for r in durable if r.get("phase") == "journal_bytes"]
+    if jb:
+        print("## Durable journal bytes per event (after a checkpoint)\n")
+        print("| workload | durability | events | file B/event | stored payload B/event | "
+              "plain JSON B/event | file / JSON |")
+        print("|---|---|---|---|---|---|---|")
+        for w in ("long", "seq"):
+            for mode in ("full", "fast"):
+                sel = [r for r in jb if r.get("workload") == w and r.get("durability") == mode]
+                if not sel:
+                    continue
+
+                def m(k):
+                    return med([float(r[k]) for r in sel if isinstance(r.get(k), (int, float))])
+                print(f"| {w} | {mode} | {fmt(m('events'))} | {fmt(m('file_bytes_per_event'))} | "
+                      f"{fmt(m('stored_payload_bytes_per_event'))} | {fmt(m('plain_json_bytes_per_event'))} | "
+                      f"{fmt(m('file_to_json_ratio'))} |")
+        print()
+
+    if limit:
+        print("## Disk probe (sqlite_limit.py)\n")
+        print("| case | median |")
+        print("|---|---|")
+        for call in ("fsync", "fdatasync"):
+            v = values(limit, "raw_sync", "p50_ms", call=call)
+            if v:
+                print(f"| write(100 B) + {call}, p50 | {fmt(med(v))} ms |")
+        for jm, sync in (("wal", "FULL"), ("wal", "NORMAL"), ("delete", "FULL")):
+            v = values(limit, "sqlite", "commits_per_s", journal_mode=jm, synchronous_name=sync, rows_per_txn=1)
+            if v:
+                print(f"| SQLite {jm.upper()} + {sync}, 1-row commits/s | {fmt(med(v))} |")
+        print()
+
+    probes = sorted(glob.glob(os.path.join(d, "sync_probe_*.strace")))
+    if probes:
+        print("## Sync probe: fsync/fdatasync calls while Durable runs `long`\n")
+        print("One commit per step; with `full` durability every commit should sync the WAL "
+              "(about 1 sync per commit), with `fast` only WAL checkpoints sync.\n")
+        print("| durability | steps | commits | fsync + fdatasync calls | per commit | verdict |")
+        print("|---|---|---|---|---|---|")
+        for p in probes:
+            mode = os.path.basename(p)[len("sync_probe_"):-len(".strace")]
+            n, _ = strace_syncs(p)
+            steps = commits = None
+            side = p[:-len(".strace")] + ".jsonl"
+            for r in load(side):
+                if r.get("phase") == "long":
+                    steps = r.get("steps")
+                    commits = r.get("commits", steps)
+            per = (n / commits) if commits else None
+            verdict = ""
+            if per is not None and mode == "full":
+                verdict = ("syncs every commit" if per >= 0.9 else
+                           "**does not sync every commit: `full` behaves like `fast`**")
+            print(f"| {mode} | {steps} | {commits} | {n} | {fmt(per)} | {verdict} |")
+        print()
+
+
+if __name__ == "__main__":
+    main()
