@@ -34,6 +34,17 @@ import Testing
         await engine.shutdown()
     }
 
+    @Test func concurrentStartsOfOneWorkflowIDMakeOneRun() async throws {
+        let engine = try makeEngine(temporaryJournalPath())
+        let runIDs = try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<20 { group.addTask { try await engine.start(SlowFlow.self, input: 20, id: "once").runID } }
+            return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+        }
+        #expect(runIDs.count == 1)
+        #expect(try engine.runs().count == 1)
+        await engine.shutdown()
+    }
+
     @Test func retriesUntilSuccessAndRecordsEachFailedAttempt() async throws {
         let log = CallLog()
         let engine = try makeEngine(temporaryJournalPath(), log: log)

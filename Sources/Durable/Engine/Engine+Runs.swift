@@ -68,16 +68,20 @@ extension Engine {
         try becomeWorker()
         let runID = UUID().uuidString.lowercased()
         let workflowID = id ?? runID
-        if id != nil {  // a generated ID cannot be in use
-            if let existing = drivers.withLock({ $0.runID(forWorkflowID: workflowID) }) { return existing }
-            if let existing = try journal.openRun(workflowID: workflowID) { return existing.runID }
+        if id != nil, let existing = try journal.openRun(workflowID: workflowID) {  // a generated ID is unused
+            return existing.runID
         }
         let seed = UInt64.random(in: .min ... .max)
         let now = Date()
         let instance = WorkflowInstance(
             runID: runID, workflowID: workflowID, workflowType: workflowType, seed: seed, body: registration.body)
         let driver = RunDriver(engine: self, ref: RunRef(runID: runID), instance: instance, nextEventIndex: 0)
-        drivers.withLock { $0[runID] = driver }
+        let existing = drivers.withLock { drivers -> String? in
+            if let existing = drivers.runID(forWorkflowID: workflowID) { return existing }
+            drivers[runID] = driver
+            return nil
+        }
+        if let existing { return existing }
         let started = HistoryEvent(index: 0, kind: .workflowStarted, time: now, name: workflowType, data: input)
         let newRun = JournalBatch.NewRun(
             workflowID: workflowID, workflowType: workflowType, seed: seed, status: .running, createdAt: now)
