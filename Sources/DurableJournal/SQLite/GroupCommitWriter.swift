@@ -4,7 +4,8 @@ import GRDB
 import Synchronization
 
 /// Writes ``JournalBatch``es with group commit: one transaction (one fsync) for every batch that
-/// arrived while the previous transaction was being written. Completions run on the writer thread.
+/// arrived while the previous transaction was being written. Completions run on the committing
+/// thread, which may be any thread that submitted a batch.
 ///
 /// Batches are written in the order they were submitted. Each batch runs inside its own savepoint,
 /// so one that fails (a workflow ID already in use, a claim lost to another worker) is rolled back
@@ -32,19 +33,28 @@ final class GroupCommitWriter: Sendable {
         self.pool = pool
     }
 
-    /// Queues a batch for the next transaction. The writer thread commits; the caller never waits
-    /// on the disk, so it can prepare more batches meanwhile, which then share the next commit.
-    func submit(_ batch: JournalBatch, completion: @escaping Completion) {
-        let startFlushing = state.withLock { state in
+    /// Queues a batch. If no commit is in progress, the caller's thread writes it at once: no thread
+    /// hop on the critical path of a sequential workflow's step. Batches that arrive while a commit is
+    /// in progress wait for the next transaction, which the writer thread takes over, so that under
+    /// load the callers (cooperative threads running workflows) are not kept waiting on the disk.
+    /// - Parameter inline: `false` to leave the commit to the writer thread even when the journal is
+    ///   idle (for callers that await the commit anyway and gain nothing from committing themselves).
+    func submit(_ batch: JournalBatch, inline: Bool = true, completion: @escaping Completion) {
+        let flushHere = state.withLock { state in
             state.queue.append(Pending(batch: batch, completion: completion))
             if state.flushing { return false }
             state.flushing = true
             return true
         }
-        if startFlushing { thread.async { self.flush() } }
+        guard flushHere else { return }
+        if inline {
+            flush(onCallersThread: true)
+        } else {
+            thread.async { self.flush(onCallersThread: false) }
+        }
     }
 
-    private func flush() {
+    private func flush(onCallersThread: Bool) {
         while true {
             let group = state.withLock { state in
                 let group = state.queue
@@ -56,6 +66,14 @@ final class GroupCommitWriter: Sendable {
             let results = write(group.map(\.batch))
             for (pending, result) in zip(group, results) {
                 pending.completion(result)
+            }
+            if onCallersThread {
+                let backlog = state.withLock { state in
+                    if state.queue.isEmpty { state.flushing = false }
+                    return !state.queue.isEmpty
+                }
+                if backlog { thread.async { self.flush(onCallersThread: false) } }
+                return
             }
         }
     }

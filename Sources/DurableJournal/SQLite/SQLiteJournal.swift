@@ -45,16 +45,18 @@ package final class SQLiteJournal: Sendable {
 
     // MARK: - Writing
 
-    /// Queues a batch for the next group commit; `completion` runs on the writer's thread after the
-    /// transaction holding the batch committed (or failed). Keep it short.
+    /// Queues a batch for the next group commit; `completion` runs after the transaction holding the
+    /// batch committed (or failed), on the thread that committed it: the caller's own when the journal
+    /// was idle (no thread hop on a sequential workflow's step), else the writer thread. Keep it short.
     package func append(_ batch: JournalBatch, completion: @escaping @Sendable (Result<Void, any Error>) -> Void) {
         writer.submit(batch, completion: completion)
     }
 
-    /// Writes a batch and returns once it is committed with the durability configured.
+    /// Writes a batch and returns once it is committed with the durability configured. The commit
+    /// happens on the writer thread, so concurrent callers share it.
     package func append(_ batch: JournalBatch) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            writer.submit(batch) { continuation.resume(with: $0) }
+            writer.submit(batch, inline: false) { continuation.resume(with: $0) }
         }
     }
 
