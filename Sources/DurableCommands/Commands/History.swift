@@ -8,13 +8,11 @@ struct History: AsyncParsableCommand {
     @OptionGroup var options: JournalOptions
     @OptionGroup var target: RunReference
 
-    var id: String { target.id }
-    var json: Bool { target.json }
 
     func run() async throws {
         let engine = try options.openExisting()
-        let (run, events) = try engine.history(id)
-        if json {
+        let (run, events) = try engine.history(target.id)
+        if target.json {
             try Format.printJSON(events.map { event -> [String: Any] in
                 var object: [String: Any] = [
                     "index": event.index, "kind": event.kind.name, "time": Format.time(event.time),

@@ -11,14 +11,12 @@ struct Replay: AsyncParsableCommand {
     @OptionGroup var options: JournalOptions
     @OptionGroup var target: RunReference
 
-    var id: String { target.id }
-    var json: Bool { target.json }
 
     func run() async throws {
         let engine = try options.openExisting()
         if let register = AppSetup.current.withLock({ $0.register }) { register(engine) }
-        let report = try engine.replay(id)
-        if json {
+        let report = try engine.replay(target.id)
+        if target.json {
             try Format.printJSON([
                 "runID": report.runID, "workflowType": report.workflowType, "events": report.eventCount,
                 "match": report.mismatch == nil, "mismatch": report.mismatch.map { "\($0)" } ?? NSNull(),

@@ -21,8 +21,8 @@ struct Runs: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let engine = try options.openExisting()
             let status = try self.status.map(parseStatus)
+            let engine = try options.openExisting()
             let runs = try engine.runs(status: status, limit: limit)
             if json {
                 try Format.printJSON(runs.map(Format.runJSON))
@@ -47,12 +47,10 @@ struct Runs: AsyncParsableCommand {
         @OptionGroup var options: JournalOptions
         @OptionGroup var target: RunReference
 
-        var id: String { target.id }
-        var json: Bool { target.json }
 
         func run() async throws {
             let engine = try options.openExisting()
-            let description = try engine.describe(id)
+            let description = try engine.describe(target.id)
             let run = description.run
             var result: Data?
             var failure: FailureInfo?
@@ -61,7 +59,7 @@ struct Runs: AsyncParsableCommand {
             case .failed(let info): failure = info
             case nil: break
             }
-            if json {
+            if target.json {
                 var object = Format.runJSON(run)
                 object["eventCount"] = description.eventCount
                 object["historyError"] = description.historyError.map { "\($0)" } ?? NSNull()
