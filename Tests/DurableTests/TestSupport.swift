@@ -125,7 +125,7 @@ struct SleepsOutsideEngine: Workflow {
 struct DetachedContextUse: Workflow {
     func run(_ ctx: WorkflowContext, input: String) async throws -> String {
         Task.detached { _ = ctx.uuid() }
-        return "\(try await ctx.execute(Slow.self, 50))"
+        return "\(try await ctx.execute(Slow.self, 500))"
     }
 }
 

@@ -91,7 +91,15 @@ extension Engine {
             sequence: activity.seq, attempt: attempt, startedAt: Date())
         let gate = AttemptGate()
         let id = nextTaskID.wrappingAdd(1, ordering: .relaxed).newValue
-        let task = Task {
+        activityTasks.withLock { $0[id] = .some(nil) }  // registered before it can finish
+        if let limit = activity.options.startToClose {
+            gate.arm(timeouts.schedule(after: limit) {
+                guard gate.settle() != nil else { return }
+                gate.task?.cancel()
+                self.finishAttempt(driver, activity, registration, attempt: attempt, .failure(StartToCloseTimeout(limit: limit)))
+            })
+        }
+        let body: @Sendable () async -> Void = {
             let result: Result<Data, any Error>
             do {
                 result = .success(try await registration.invoke(context, activity.input))
@@ -101,16 +109,17 @@ extension Engine {
             _ = self.activityTasks.withLock { $0.removeValue(forKey: id) }
             guard let timer = gate.settle() else { return }
             if timer != 0 { self.timeouts.cancel(timer) }
-            self.finishAttempt(driver, activity, registration, attempt: attempt, result)
-        }
-        activityTasks.withLock { $0[id] = task }
-        if let limit = activity.options.startToClose {
-            let timer = timeouts.schedule(after: limit) {
-                guard gate.settle() != nil else { return }
-                task.cancel()
-                self.finishAttempt(driver, activity, registration, attempt: attempt, .failure(StartToCloseTimeout(limit: limit)))
+            ActivityChain.$isActive.withValue(true) {
+                self.finishAttempt(driver, activity, registration, attempt: attempt, result)
             }
-            if !gate.arm(timer) { timeouts.cancel(timer) }
+        }
+        // Dispatched while an attempt's result is being recorded (a sequential workflow's next
+        // step): start on this thread at once, without a hop to another thread. Elsewhere (a start,
+        // a recovery, the writer thread) as an ordinary task.
+        let task = ActivityChain.isActive ? Task.immediate(operation: body) : Task(operation: body)
+        gate.task = task
+        activityTasks.withLock { tasks in
+            if tasks[id] != nil { tasks[id] = task }
         }
     }
 
@@ -152,22 +161,28 @@ extension Engine {
     private func encode(_ failure: FailureInfo) -> Data? { try? JSONEncoder.payload().encode(failure) }
 }
 
+/// Whether the current task is recording an activity attempt's result.
+private enum ActivityChain {
+    @TaskLocal static var isActive = false
+}
+
 /// Settles an attempt once: by its task finishing or by its timeout firing, whichever comes first.
 private final class AttemptGate: Sendable {
     private struct State {
         var settled = false
         var timer = 0
+        var task: Task<Void, Never>?
     }
 
     private let state = Mutex(State())
 
-    /// Records the attempt's timeout registration; `false` if the attempt has settled already (the
-    /// caller then cancels the registration itself).
-    func arm(_ timer: Int) -> Bool {
-        state.withLock { state in
-            state.timer = timer
-            return !state.settled
-        }
+    /// Records the attempt's timeout registration (before the attempt starts).
+    func arm(_ timer: Int) { state.withLock { $0.timer = timer } }
+
+    /// The attempt's task, for the timeout to cancel.
+    var task: Task<Void, Never>? {
+        get { state.withLock { $0.task } }
+        set { state.withLock { $0.task = newValue } }
     }
 
     /// For the first caller only: the timeout registration to cancel (0 if none yet); `nil` after.

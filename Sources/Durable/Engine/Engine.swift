@@ -27,7 +27,8 @@ public final class Engine: Sendable {
     let drivers = Mutex(DriverTable())
     /// Callers of ``outcome(of:)`` waiting for runs driven here, by run ID.
     let outcomeWaiters = Mutex<[String: [CheckedContinuation<RunOutcome?, any Error>]]>([:])
-    let activityTasks = Mutex<[Int: Task<Void, Never>]>([:])
+    /// Running activity attempts, for shutdown to cancel (`nil` until the attempt's task exists).
+    let activityTasks = Mutex<[Int: Task<Void, Never>?]>([:])
     let nextTaskID = Atomic<Int>(0)
     let stopping = Atomic<Bool>(false)
     let workerLock = Mutex<WorkerLock?>(nil)
@@ -98,7 +99,7 @@ public final class Engine: Sendable {
         stopping.store(true, ordering: .sequentiallyConsistent)
         let tasks = activityTasks.withLock { tasks in
             defer { tasks.removeAll() }
-            return Array(tasks.values)
+            return tasks.values.compactMap { $0 }
         }
         for task in tasks { task.cancel() }
         let open = drivers.withLock { drivers in
