@@ -109,14 +109,14 @@ extension Engine {
             _ = self.activityTasks.withLock { $0.removeValue(forKey: id) }
             guard let timer = gate.settle() else { return }
             if timer != 0 { self.timeouts.cancel(timer) }
-            ActivityChain.$isActive.withValue(true) {
+            ActivityChain.$runID.withValue(driver.runID) {
                 self.finishAttempt(driver, activity, registration, attempt: attempt, result)
             }
         }
-        // Dispatched while an attempt's result is being recorded (a sequential workflow's next
-        // step): start on this thread at once, without a hop to another thread. Elsewhere (a start,
-        // a recovery, the writer thread) as an ordinary task.
-        let task = ActivityChain.isActive ? Task.immediate(operation: body) : Task(operation: body)
+        // Dispatched while this run's previous attempt result is being recorded (a sequential
+        // workflow's next step): start on this thread at once, without a hop to another thread.
+        // Anything else (other runs, a start, a recovery, the writer thread) gets an ordinary task.
+        let task = ActivityChain.runID == driver.runID ? Task.immediate(operation: body) : Task(operation: body)
         gate.task = task
         activityTasks.withLock { tasks in
             if tasks[id] != nil { tasks[id] = task }
@@ -161,9 +161,9 @@ extension Engine {
     private func encode(_ failure: FailureInfo) -> Data? { try? JSONEncoder.payload().encode(failure) }
 }
 
-/// Whether the current task is recording an activity attempt's result.
+/// The run whose activity attempt result the current task is recording, if any.
 private enum ActivityChain {
-    @TaskLocal static var isActive = false
+    @TaskLocal static var runID: String?
 }
 
 /// Settles an attempt once: by its task finishing or by its timeout firing, whichever comes first.

@@ -64,17 +64,19 @@ final class GroupCommitWriter: Sendable {
             }
             if group.isEmpty { return }
             let results = write(group.map(\.batch))
-            for (pending, result) in zip(group, results) {
-                pending.completion(result)
-            }
             if onCallersThread {
+                // Hand over before the completions run: they dispatch activities, and one may start
+                // running on this thread; commits must not wait for it.
                 let backlog = state.withLock { state in
                     if state.queue.isEmpty { state.flushing = false }
                     return !state.queue.isEmpty
                 }
                 if backlog { thread.async { self.flush(onCallersThread: false) } }
-                return
             }
+            for (pending, result) in zip(group, results) {
+                pending.completion(result)
+            }
+            if onCallersThread { return }
         }
     }
 
