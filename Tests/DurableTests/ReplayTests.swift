@@ -72,6 +72,12 @@ struct GatedFlowChanged: Workflow {
     }
 }
 
+struct Transformer: Workflow {
+    func run(_ ctx: WorkflowContext, input: String) async throws -> String {
+        try await ctx.execute(Transform.self, input)
+    }
+}
+
 struct OtherGatedFlow: Workflow {
     func run(_ ctx: WorkflowContext, input: String) async throws -> String {
         try await ctx.execute(Gated.self, input)
@@ -163,6 +169,26 @@ struct OtherGatedFlow: Workflow {
         #expect(fixed.resumed == [changed.runID])
         #expect(try await third.outcome(of: changed.runID) == .completed(Data(#""GATE-A""#.utf8)))
         await third.shutdown()
+    }
+
+    /// An engine recovers open runs by itself before its first start.
+    @Test func firstStartRecoversRunsLeftOpen() async throws {
+        let path = temporaryJournalPath()
+        let first = try makeEngine(path)
+        first.register(GatedFlow.self)
+        first.register(Gated())
+        let left = try await first.start(GatedFlow.self, input: "gate-left")
+        try await Task.sleep(for: .milliseconds(30))
+        await first.shutdown()
+
+        Gated.gates.withLock { $0["gate-left"] = true }
+        let second = try makeEngine(path)
+        second.register(GatedFlow.self)
+        second.register(Gated())
+        let fresh = try await second.start(Transformer.self, input: "x")
+        #expect(try await fresh.result() == "X")
+        #expect(try await second.outcome(of: left.runID) == .completed(Data(#""GATE-LEFT""#.utf8)))
+        await second.shutdown()
     }
 
     @Test func corruptHistoryHoldsTheRunWithRunAndEventNamed() async throws {

@@ -141,6 +141,7 @@ func makeEngine(_ path: String, log: CallLog = CallLog(), durability: Durability
     engine.register(RefuseFlow.self)
     engine.register(TimeoutFlow.self)
     engine.register(SlowFlow.self)
+    engine.register(Transformer.self)
     engine.register(SleepsOutsideEngine.self)
     engine.register(DetachedContextUse.self)
     engine.register(Failing.self)

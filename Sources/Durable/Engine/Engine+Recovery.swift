@@ -30,8 +30,34 @@ extension Engine {
     /// Continues every open run of a registered workflow type that a previous process left: replays
     /// its history through the current code and dispatches the activities still owed a result.
     /// Takes the journal's worker lock. Runs whose replay does not match are held, not failed.
+    ///
+    /// The engine does this by itself before its first ``start(_:input:id:)``; call it to recover
+    /// without starting anything, or again later to retry held runs (after registering fixed code).
     @discardableResult
     public func recover() async throws -> RecoveryReport {
+        if let first = try await recoverOnce() { return first }
+        return try await recoveryPass()
+    }
+
+    /// Runs the first recovery pass, once, whoever asks first; concurrent callers wait for it.
+    /// - Returns: the pass's report to the caller that started it, `nil` to the others.
+    func recoverOnce() async throws -> RecoveryReport? {
+        let (task, started) = firstRecovery.withLock { task in
+            if let task { return (task, false) }
+            let pass = Task { try await self.recoveryPass() }
+            task = pass
+            return (pass, true)
+        }
+        do {
+            let report = try await task.value
+            return started ? report : nil
+        } catch {
+            firstRecovery.withLock { $0 = nil }  // let a later call try again
+            throw error
+        }
+    }
+
+    private func recoveryPass() async throws -> RecoveryReport {
         try becomeWorker()
         var report = RecoveryReport()
         for run in try journal.runs(statuses: [.running, .held], oldestFirst: true) {
@@ -70,12 +96,24 @@ extension Engine {
             return reason
         }
         let driver = RunDriver(engine: self, ref: ref, instance: instance, nextEventIndex: events.count)
-        drivers.withLock { $0[run.runID] = driver }
+        guard adopt(driver) else {  // another recovery pass got there first
+            instance.tearDown()
+            return nil
+        }
         if run.status == .held {
             try? await journal.append(JournalBatch(run: ref, statusChange: .init(status: .running)))
         }
         for activity in pending { dispatch(driver, activity) }
         return nil
+    }
+
+    /// Starts driving a run unless this engine drives it already.
+    private func adopt(_ driver: RunDriver) -> Bool {
+        drivers.withLock { drivers in
+            guard drivers[driver.runID] == nil else { return false }
+            drivers[driver.runID] = driver
+            return true
+        }
     }
 
     /// Claims runs submitted by other processes (status `pending`) and starts them here.
@@ -102,7 +140,7 @@ extension Engine {
                 runID: run.runID, workflowID: run.workflowID, workflowType: run.workflowType, seed: run.seed,
                 body: registration.body)
             let driver = RunDriver(engine: self, ref: RunRef(runID: run.runID, key: run.key), instance: instance, nextEventIndex: 1)
-            drivers.withLock { $0[run.runID] = driver }
+            guard adopt(driver) else { continue }
             driver.post(.input(started, newRun: nil, claim: true, alreadyRecorded: true, committed: nil))
             claimed.append(run.runID)
         }

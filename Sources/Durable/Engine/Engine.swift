@@ -33,6 +33,8 @@ public final class Engine: Sendable {
     let stopping = Atomic<Bool>(false)
     let workerLock = Mutex<WorkerLock?>(nil)
     let closeObservers = Mutex<[@Sendable (String, RunOutcome) -> Void]>([])
+    /// The first recovery pass (see ``recover()``), shared by whoever needs it first.
+    let firstRecovery = Mutex<Task<RecoveryReport, any Error>?>(nil)
     /// Start-to-close timeouts of running attempts.
     let timeouts = TimeoutScheduler()
 
