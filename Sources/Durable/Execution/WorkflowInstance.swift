@@ -1,5 +1,6 @@
 package import DurableJournal
 package import Foundation
+import Synchronization
 
 /// Type-erased workflow body: decodes the input, runs the workflow, encodes the output.
 package typealias WorkflowBody = @Sendable (WorkflowContext, Data) async throws -> Data
@@ -26,10 +27,13 @@ package final class WorkflowInstance: @unchecked Sendable {
     private var waiters: [Int: CheckedContinuation<Data, any Error>] = [:]
     private var activityTypes: [Int: String] = [:]
     private var commands: [WorkflowCommand] = []
-    private var misuse: DurableError?
+    /// The first misuse of the context; written from whatever thread misused it.
+    private let misuse = Mutex<DurableError?>(nil)
     private(set) var isFinished = false
     var isReplaying = false
-    private var isTornDown = false
+    /// Read by context operations on any thread (a misuse may come from anywhere).
+    private let tornDown = Atomic<Bool>(false)
+    private var isTornDown: Bool { tornDown.load(ordering: .acquiring) }
 
     package init(runID: String, workflowID: String, workflowType: String, seed: UInt64, body: @escaping WorkflowBody) {
         self.runID = runID
@@ -72,7 +76,7 @@ package final class WorkflowInstance: @unchecked Sendable {
             preconditionFailure("\(event.kind.name) is not an input event")
         }
         executor.drain()
-        if let misuse { throw misuse }
+        if let misuse = misuse.withLock({ $0 }) { throw misuse }
         if executor.takeStrayEnqueue() || (!isFinished && waiters.isEmpty) {
             throw DurableError(.strayAwait(runID: runID))
         }
@@ -94,7 +98,7 @@ package final class WorkflowInstance: @unchecked Sendable {
     }
 
     private func finish(_ command: WorkflowCommand) {
-        guard !isTornDown, misuse == nil else { return }
+        guard !isTornDown, misuse.withLock({ $0 }) == nil else { return }
         isFinished = true
         commands.append(command)
     }
@@ -102,7 +106,7 @@ package final class WorkflowInstance: @unchecked Sendable {
     /// Ends the task tree: resumes every waiter with an eviction error and drains until the root
     /// task returns. The instance is unusable afterwards.
     package func tearDown() {
-        isTornDown = true
+        tornDown.store(true, ordering: .releasing)
         executor.beginActivation()
         defer { executor.endActivation() }
         for _ in 0..<64 {
@@ -122,7 +126,7 @@ package final class WorkflowInstance: @unchecked Sendable {
         if isTornDown { throw DurableError(.evicted(runID: runID)) }
         guard executor.isActivationThread else {
             let error = DurableError(.contextMisuse(operation: operation()))
-            misuse = misuse ?? error
+            misuse.withLock { $0 = $0 ?? error }
             throw error
         }
     }
