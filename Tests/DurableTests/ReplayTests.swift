@@ -162,56 +162,56 @@ struct OtherGatedFlow: Workflow {
         #expect(held.error == reason)
         await second.shutdown()
 
-        let third = try makeEngine(path)
-        third.register(GatedFlow.self)
-        third.register(Gated())
+        let third = try gatedEngine(path)
         let fixed = try await third.recover()
         #expect(fixed.resumed == [changed.runID])
         #expect(try await third.outcome(of: changed.runID) == .completed(Data(#""GATE-A""#.utf8)))
         await third.shutdown()
     }
 
+    /// An engine with the gated workflow registered.
+    func gatedEngine(_ path: String) throws -> Engine {
+        let engine = try makeEngine(path)
+        engine.register(GatedFlow.self)
+        engine.register(Gated())
+        return engine
+    }
+
+    /// Starts a gated run and stops the engine while the run waits at its closed gate.
+    func leaveOpenRun(_ path: String, gate: String) async throws -> String {
+        let engine = try gatedEngine(path)
+        let run = try await engine.start(GatedFlow.self, input: gate)
+        try await Task.sleep(for: .milliseconds(30))
+        await engine.shutdown()
+        return run.runID
+    }
+
     /// An engine recovers open runs by itself before its first start.
     @Test func firstStartRecoversRunsLeftOpen() async throws {
         let path = temporaryJournalPath()
-        let first = try makeEngine(path)
-        first.register(GatedFlow.self)
-        first.register(Gated())
-        let left = try await first.start(GatedFlow.self, input: "gate-left")
-        try await Task.sleep(for: .milliseconds(30))
-        await first.shutdown()
-
+        let left = try await leaveOpenRun(path, gate: "gate-left")
         Gated.gates.withLock { $0["gate-left"] = true }
-        let second = try makeEngine(path)
-        second.register(GatedFlow.self)
-        second.register(Gated())
+        let second = try gatedEngine(path)
         let fresh = try await second.start(Transformer.self, input: "x")
         #expect(try await fresh.result() == "X")
-        #expect(try await second.outcome(of: left.runID) == .completed(Data(#""GATE-LEFT""#.utf8)))
+        #expect(try await second.outcome(of: left) == .completed(Data(#""GATE-LEFT""#.utf8)))
         await second.shutdown()
     }
 
     @Test func corruptHistoryHoldsTheRunWithRunAndEventNamed() async throws {
         let path = temporaryJournalPath()
-        let first = try makeEngine(path)
-        first.register(GatedFlow.self)
-        first.register(Gated())
-        let run = try await first.start(GatedFlow.self, input: "gate-corrupt")
-        try await Task.sleep(for: .milliseconds(30))
-        await first.shutdown()
+        let runID = try await leaveOpenRun(path, gate: "gate-corrupt")
         let queue = try DatabaseQueue(path: path)
         try await queue.write { db in
             try db.execute(sql: "UPDATE events SET data = substr(data, 1, length(data) - 2) WHERE idx = 0")
         }
         try queue.close()
 
-        let second = try makeEngine(path)
-        second.register(GatedFlow.self)
-        second.register(Gated())
+        let second = try gatedEngine(path)
         let report = try await second.recover()
-        let reason = try #require(report.held[run.runID])
-        #expect(reason.contains("corrupt journal: run \(run.runID), event 0"))
-        #expect(try second.describe(run.runID).run.status == .held)
+        let reason = try #require(report.held[runID])
+        #expect(reason.contains("corrupt journal: run \(runID), event 0"))
+        #expect(try second.describe(runID).run.status == .held)
         await second.shutdown()
     }
 }
