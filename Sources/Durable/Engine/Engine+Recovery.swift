@@ -50,6 +50,7 @@ extension Engine {
         }
         do {
             let report = try await task.value
+            hasRecovered.store(true, ordering: .releasing)
             return started ? report : nil
         } catch {
             firstRecovery.withLock { $0 = nil }  // let a later call try again

@@ -65,7 +65,9 @@ extension Engine {
             throw DurableError(.unknownWorkflowType(workflowType, known: workflowTypes))
         }
         if isStopping { throw DurableError(.shuttingDown) }
-        _ = try await recoverOnce()  // open runs left by a previous process continue first
+        if !hasRecovered.load(ordering: .acquiring) {
+            _ = try await recoverOnce()  // open runs left by a previous process continue first
+        }
         let runID = UUID().uuidString.lowercased()
         let workflowID = id ?? runID
         if id != nil, let existing = try journal.openRun(workflowID: workflowID) {  // a generated ID is unused

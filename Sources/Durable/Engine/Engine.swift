@@ -35,6 +35,8 @@ public final class Engine: Sendable {
     let closeObservers = Mutex<[@Sendable (String, RunOutcome) -> Void]>([])
     /// The first recovery pass (see ``recover()``), shared by whoever needs it first.
     let firstRecovery = Mutex<Task<RecoveryReport, any Error>?>(nil)
+    /// Set once the first recovery pass has succeeded: starts then skip waiting for it.
+    let hasRecovered = Atomic<Bool>(false)
     /// Start-to-close timeouts of running attempts.
     let timeouts = TimeoutScheduler()
 
