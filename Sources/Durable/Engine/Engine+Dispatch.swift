@@ -22,21 +22,24 @@ extension Engine {
         }
     }
 
-    /// Forgets a run whose activation could not be written; a later recovery replays what was committed.
-    func journalWriteFailed(runID: String, _ error: any Error) {
-        let (driver, waiters) = drivers.withLock { drivers in
+    /// Stops tracking a run driven here; returns its driver and the callers waiting for its outcome.
+    /// Both maps change under the drivers lock, so ``outcome(of:)`` sees either the driver or the end.
+    private func forget(_ runID: String) -> (RunDriver?, [CheckedContinuation<RunOutcome?, any Error>]) {
+        drivers.withLock { drivers in
             (drivers.removeValue(forKey: runID), outcomeWaiters.withLock { $0.removeValue(forKey: runID) } ?? [])
         }
+    }
+
+    /// Forgets a run whose activation could not be written; a later recovery replays what was committed.
+    func journalWriteFailed(runID: String, _ error: any Error) {
+        let (driver, waiters) = forget(runID)
         driver?.terminate()
         for waiter in waiters { waiter.resume(throwing: error) }
     }
 
     private func closed(_ driver: RunDriver, outcome: RunOutcome) {
         driver.terminate()
-        let waiters = drivers.withLock { drivers in
-            drivers[driver.runID] = nil
-            return outcomeWaiters.withLock { $0.removeValue(forKey: driver.runID) } ?? []
-        }
+        let (_, waiters) = forget(driver.runID)
         for waiter in waiters { waiter.resume(returning: outcome) }
         for observer in closeObservers.withLock({ $0 }) { observer(driver.runID, outcome) }
     }
@@ -48,10 +51,7 @@ extension Engine {
     func hold(_ driver: RunDriver, reason: String, newRun: JournalBatch.NewRun?, started: HistoryEvent?,
               committed: (@Sendable (Result<Void, any Error>) -> Void)?) {
         driver.close()
-        let waiters = drivers.withLock { drivers in
-            drivers[driver.runID] = nil
-            return outcomeWaiters.withLock { $0.removeValue(forKey: driver.runID) } ?? []
-        }
+        let (_, waiters) = forget(driver.runID)
         var batch = JournalBatch(run: driver.ref, statusChange: .init(status: .held, error: reason))
         if var newRun, let started {
             newRun.status = .held

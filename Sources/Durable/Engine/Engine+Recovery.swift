@@ -79,9 +79,7 @@ extension Engine {
 
     /// Replays one open run and continues it; returns why it is held, or `nil`.
     private func resume(_ run: RunRecord, _ registration: WorkflowRegistration) async -> String? {
-        let instance = WorkflowInstance(
-            runID: run.runID, workflowID: run.workflowID, workflowType: run.workflowType, seed: run.seed,
-            body: registration.body)
+        let instance = WorkflowInstance(run: run, body: registration.body)
         let ref = RunRef(runID: run.runID, key: run.key)
         let events: [HistoryEvent]
         let pending: [PendingActivity]
@@ -137,9 +135,7 @@ extension Engine {
                     statusChange: .init(status: .held, error: "\(error)")))
                 continue
             }
-            let instance = WorkflowInstance(
-                runID: run.runID, workflowID: run.workflowID, workflowType: run.workflowType, seed: run.seed,
-                body: registration.body)
+            let instance = WorkflowInstance(run: run, body: registration.body)
             let driver = RunDriver(engine: self, ref: RunRef(runID: run.runID, key: run.key), instance: instance, nextEventIndex: 1)
             guard adopt(driver) else { continue }
             driver.post(.input(started, newRun: nil, claim: true, alreadyRecorded: true, committed: nil))
@@ -171,9 +167,7 @@ extension Engine {
             throw DurableError(.unknownWorkflowType(run.workflowType, known: workflowTypes))
         }
         let events = try journal.history(run)
-        let instance = WorkflowInstance(
-            runID: run.runID, workflowID: run.workflowID, workflowType: run.workflowType, seed: run.seed,
-            body: registration.body)
+        let instance = WorkflowInstance(run: run, body: registration.body)
         defer { instance.tearDown() }
         var report = ReplayReport(runID: run.runID, workflowType: run.workflowType, eventCount: events.count)
         var decisions: [String] = []

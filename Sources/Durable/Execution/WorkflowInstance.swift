@@ -43,6 +43,11 @@ package final class WorkflowInstance: @unchecked Sendable {
         self.body = body
     }
 
+    /// The instance of a run recorded in the journal.
+    package convenience init(run: RunRecord, body: @escaping WorkflowBody) {
+        self.init(runID: run.runID, workflowID: run.workflowID, workflowType: run.workflowType, seed: run.seed, body: body)
+    }
+
     // MARK: - Activations
 
     /// Delivers one input event and runs the workflow until it is quiescent.
