@@ -51,9 +51,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .completeWorkflow(let result): payload = result
         case .failWorkflow(let failure): payload = Data(failure.description.utf8)
         }
-        var hash: UInt32 = 0x811C_9DC5
-        for byte in payload { hash = (hash ^ UInt32(byte)) &* 0x0100_0193 }
-        return "\(summary) payload#\(String(hash, radix: 16))"
+        return "\(summary) payload#\(String(PayloadCodec.fnv1a(payload), radix: 16))"
     }
 
     private static let optionsEncoder = JSONEncoder.payload()

@@ -100,7 +100,8 @@ package enum PayloadCodec {
         return Data(output[0..<Int(written)])
     }
 
-    static func fnv1a(_ data: Data) -> UInt32 {
+    /// FNV-1a, 32 bits: the frames' checksum, also used for payload digests in replay traces.
+    package static func fnv1a(_ data: Data) -> UInt32 {
         data.withUnsafeBytes { bytes in
             var hash: UInt32 = 0x811C_9DC5
             for byte in bytes {
