@@ -13,16 +13,31 @@ struct JournalOptions: ParsableArguments {
     }
 
     /// Opens an existing journal for inspection; a missing file is an error, not a new journal.
-    func openExisting(durability: Durability = .full) throws -> Engine {
-        try Engine(journal: JournalConfiguration(path: path, durability: durability, createIfMissing: false))
+    /// - Parameter withCode: register the application's workflows and activities (if any).
+    func openExisting(withCode: Bool = false) throws -> Engine {
+        let engine = try Engine(journal: JournalConfiguration(path: path, createIfMissing: false))
+        if withCode { registerApplication(engine) }
+        return engine
     }
 
     /// Opens the journal, creating it if needed, with the application's registrations (if any).
     func openForWork(durability: Durability = .full) throws -> Engine {
         let engine = try Engine(journal: .sqlite(path: path, durability: durability))
-        if let register = AppSetup.current.withLock({ $0.register }) { register(engine) }
+        registerApplication(engine)
         return engine
     }
+
+    private func registerApplication(_ engine: Engine) {
+        if let register = AppSetup.current.withLock({ $0.register }) { register(engine) }
+    }
+}
+
+/// `--durability`, shared by the commands that drive runs (`worker`, `run`).
+struct WorkOptions: ParsableArguments {
+    @Option(help: "full: fsync every commit (survives power loss); fast: survives process crashes only.")
+    var durability: String = "full"
+
+    func parsedDurability() throws -> Durability { try parseDurability(durability) }
 }
 
 /// `<WorkflowType> --input … --id …`, shared by `submit` and `run`.

@@ -144,11 +144,11 @@ extension Engine {
         return claimed
     }
 
-    /// Recovers open runs, then keeps picking up runs submitted by other processes until
-    /// ``shutdown()`` is called or the task is cancelled.
+    /// Recovers open runs (unless this engine has done so already), then keeps picking up runs
+    /// submitted by other processes until ``shutdown()`` is called or the task is cancelled.
     /// - Parameter pollInterval: how often the journal's change counter is checked.
     public func runWorker(pollInterval: Duration = .milliseconds(5)) async throws {
-        _ = try await recover()
+        _ = try await recoverOnce()  // nothing to do if recover() or a start did it already
         var token = try journal.changeToken()
         while !isStopping && !Task.isCancelled {
             try? await Task.sleep(for: pollInterval)

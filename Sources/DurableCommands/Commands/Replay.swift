@@ -1,7 +1,6 @@
 import ArgumentParser
 import Durable
 import Foundation
-import Synchronization
 
 struct Replay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,8 +12,7 @@ struct Replay: AsyncParsableCommand {
 
 
     func run() async throws {
-        let engine = try options.openExisting()
-        if let register = AppSetup.current.withLock({ $0.register }) { register(engine) }
+        let engine = try options.openExisting(withCode: true)
         let report = try engine.replay(target.id)
         if target.json {
             try Format.printJSON([

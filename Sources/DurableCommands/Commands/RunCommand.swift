@@ -11,29 +11,27 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup var options: JournalOptions
     @OptionGroup var start: StartOptions
 
-    @Option(help: "full or fast.")
-    var durability: String = "full"
+    @OptionGroup var work: WorkOptions
 
     @Flag(help: "Print JSON.")
     var json = false
 
     func run() async throws {
         let data = try readInput(start.input)
-        let engine = try options.openForWork(durability: try parseDurability(durability))
+        let engine = try options.openForWork(durability: try work.parsedDurability())
         try engine.validate(workflowType: start.workflowType, input: data)
         let signals = StopSignals { Task { await engine.shutdown() } }
-        try await engine.recover()
-        let worker = Task { try await engine.runWorker() }
-        let runID = try await engine.start(workflowType: start.workflowType, input: data, id: start.id)
         defer { withExtendedLifetime(signals) {} }
+        let worker = Task { try await engine.runWorker() }
+        var failure: (any Error)?
         do {
+            let runID = try await engine.start(workflowType: start.workflowType, input: data, id: start.id)
             try await printOutcome(engine, runID: runID, json: json)
         } catch {
-            worker.cancel()
-            await engine.shutdown()
-            throw error
+            failure = error
         }
         worker.cancel()
         await engine.shutdown()
+        if let failure { throw failure }
     }
 }

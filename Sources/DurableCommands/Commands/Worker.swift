@@ -14,14 +14,13 @@ struct Worker: AsyncParsableCommand {
 
     @OptionGroup var options: JournalOptions
 
-    @Option(help: "full: fsync every commit (survives power loss); fast: survives process crashes only.")
-    var durability: String = "full"
+    @OptionGroup var work: WorkOptions
 
     @Flag(help: "Print nothing but errors.")
     var quiet = false
 
     func run() async throws {
-        let engine = try options.openForWork(durability: try parseDurability(durability))
+        let engine = try options.openForWork(durability: try work.parsedDurability())
         let quiet = self.quiet
         engine.onRunClosed { runID, outcome in
             guard !quiet else { return }
