@@ -128,19 +128,17 @@ extension Engine {
     /// by another process are watched through the journal.
     /// - Throws: ``DurableError`` `runHeld` when the run is or becomes held.
     public func outcome(of runID: String) async throws -> RunOutcome {
-        let waiting: Bool = drivers.withLock { drivers in drivers[runID] != nil }
-        if waiting {
-            let outcome = try await withCheckedThrowingContinuation {
-                (continuation: CheckedContinuation<RunOutcome?, any Error>) in
-                let registered = drivers.withLock { drivers -> Bool in
-                    guard drivers[runID] != nil else { return false }
-                    outcomeWaiters.withLock { $0[runID, default: []].append(continuation) }
-                    return true
-                }
-                if !registered { continuation.resume(returning: nil) }
+        // Driven here: wait to be resumed at its end (nil: not driven here, or it ended meanwhile).
+        let driven = try await withCheckedThrowingContinuation {
+            (continuation: CheckedContinuation<RunOutcome?, any Error>) in
+            let registered = drivers.withLock { drivers -> Bool in
+                guard drivers[runID] != nil else { return false }
+                outcomeWaiters.withLock { $0[runID, default: []].append(continuation) }
+                return true
             }
-            if let outcome { return outcome }
+            if !registered { continuation.resume(returning: nil) }
         }
+        if let driven { return driven }
         var token = -1
         while true {
             let current = try journal.changeToken()
