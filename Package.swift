@@ -24,6 +24,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -41,7 +42,7 @@ let package = Package(
         ),
         .target(
             name: "Durable",
-            dependencies: ["DurableJournal"],
+            dependencies: ["DurableJournal", .product(name: "CoreMetrics", package: "swift-metrics")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -91,6 +92,7 @@ let package = Package(
             name: "DurableTests",
             dependencies: [
                 "Durable", "DurableJournal", "DurableTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,5 +1,29 @@
 public import Foundation
 
+/// What workflow code needs to call an activity: its name and its input and output types.
+///
+/// ``Activity`` adds the Swift implementation. Declare an activity that runs elsewhere, in a process
+/// pool for instance, with this protocol alone:
+///
+/// ```swift
+/// struct Sentiment: ActivityDeclaration {
+///     typealias Input = String
+///     typealias Output = Score
+/// }
+/// engine.register(Sentiment.self, processPool: ProcessPoolOptions(command: ["python3", "sentiment.py"]))
+/// ```
+public protocol ActivityDeclaration: Sendable {
+    associatedtype Input: Codable & Sendable
+    associatedtype Output: Codable & Sendable
+
+    /// The name recorded in the journal. Defaults to the Swift type name.
+    static var name: String { get }
+}
+
+extension ActivityDeclaration {
+    public static var name: String { String(describing: Self.self) }
+}
+
 /// A side effect that a workflow runs through its context: an inference call, an HTTP request, a
 /// database write. Activities run at least once; use ``ActivityContext/idempotencyKey`` to make
 /// repeated attempts harmless.
@@ -9,18 +33,12 @@ public import Foundation
 ///     func run(_ ctx: ActivityContext, input: String) async throws -> String { input.uppercased() }
 /// }
 /// ```
-public protocol Activity: Sendable {
-    associatedtype Input: Codable & Sendable
-    associatedtype Output: Codable & Sendable
-
-    /// The name recorded in the journal. Defaults to the Swift type name.
-    static var name: String { get }
+public protocol Activity: ActivityDeclaration {
+    // Restated so that conforming types get Input and Output inferred from `run`.
+    associatedtype Input
+    associatedtype Output
 
     func run(_ ctx: ActivityContext, input: Input) async throws -> Output
-}
-
-extension Activity {
-    public static var name: String { String(describing: Self.self) }
 }
 
 /// What an activity attempt knows about itself.
@@ -30,25 +48,78 @@ public struct ActivityContext: Sendable {
     public let activityType: String
     /// The activity's sequence number in its run.
     public let sequence: Int
-    /// 1 for the first attempt, then 2, 3, ... for retries after failures recorded in history. An
-    /// attempt cut off by a worker crash leaves no record, so the attempt after the restart repeats its
-    /// number; use ``idempotencyKey`` (stable across all attempts) to deduplicate side effects.
+    /// 1 for the first attempt, then 2, 3, ... An attempt cut off by a worker crash is recorded as
+    /// lost (``WorkerLost``) and the next attempt gets the next number; ``idempotencyKey`` stays the
+    /// same across all attempts.
     public let attempt: Int
     /// When this attempt started.
     public let startedAt: Date
+    /// The pool slot running this attempt, e.g. `"ScoreFraud#2"`.
+    public let slot: String
+    /// The details of the last heartbeat recorded by an earlier attempt (JSON), `nil` if none.
+    public let lastHeartbeatData: Data?
+    let heartbeats: (any HeartbeatSink)?
 
     /// Stable across attempts of the same activity: run ID and sequence number.
     public var idempotencyKey: String { "\(runID)/\(sequence)" }
 
-    /// `true` once the attempt has timed out or the worker is stopping.
+    /// `true` once the attempt was cancelled: it timed out, the workflow cancelled the activity, or
+    /// the worker is stopping.
     public var isCancelled: Bool { Task.isCancelled }
 
-    package init(runID: String, workflowID: String, activityType: String, sequence: Int, attempt: Int, startedAt: Date) {
+    /// Reports that the attempt is alive, with progress details that a later attempt can read through
+    /// ``lastHeartbeatDetails(as:)`` to resume where this one stopped. Keeps a
+    /// ``ActivityOptions/heartbeatTimeout`` from firing. Cheap: details are journaled at most once
+    /// a second (and always with the attempt's failure).
+    ///
+    /// ```swift
+    /// for page in (ctx.lastHeartbeatDetails(as: Int.self) ?? 0)..<pages {
+    ///     try ctx.heartbeat(page)            // throws CancellationError once cancelled
+    ///     try await ocr(page)
+    /// }
+    /// ```
+    /// - Throws: `CancellationError` when the attempt was cancelled or timed out; stop then.
+    public func heartbeat<Details: Encodable>(_ details: Details) throws {
+        let data: Data
+        do {
+            data = try JSONEncoder.payload().encode(details)
+        } catch {
+            throw DurableError(.badInput(type: "heartbeat details (\(Details.self))", reason: "\(error)"))
+        }
+        try heartbeats?.heartbeat(data)
+        try Task.checkCancellation()
+    }
+
+    /// Reports that the attempt is alive, without details.
+    /// - Throws: `CancellationError` when the attempt was cancelled or timed out.
+    public func heartbeat() throws {
+        try heartbeats?.heartbeat(nil)
+        try Task.checkCancellation()
+    }
+
+    /// The details of the last heartbeat an earlier attempt recorded, decoded; `nil` if there is none.
+    public func lastHeartbeatDetails<Details: Decodable>(as type: Details.Type) -> Details? {
+        lastHeartbeatData.flatMap { try? JSONDecoder().decode(Details.self, from: $0) }
+    }
+
+    package init(
+        runID: String, workflowID: String, activityType: String, sequence: Int, attempt: Int, startedAt: Date,
+        slot: String = "", lastHeartbeatData: Data? = nil, heartbeats: (any HeartbeatSink)? = nil
+    ) {
         self.runID = runID
         self.workflowID = workflowID
         self.activityType = activityType
         self.sequence = sequence
         self.attempt = attempt
         self.startedAt = startedAt
+        self.slot = slot
+        self.lastHeartbeatData = lastHeartbeatData
+        self.heartbeats = heartbeats
     }
+}
+
+/// Where an attempt's heartbeats go.
+package protocol HeartbeatSink: Sendable {
+    /// Records a heartbeat; throws `CancellationError` once the attempt has ended or was cancelled.
+    func heartbeat(_ details: Data?) throws
 }

@@ -1,33 +1,72 @@
 import Foundation
 
-/// How an activity is run: its timeout and retry policy.
+/// How an activity is run: its four timeouts and its retry policy.
+///
+/// ```swift
+/// let options = ActivityOptions(
+///     startToClose: .seconds(30), scheduleToClose: .minutes(5), heartbeatTimeout: .seconds(10),
+///     retry: .exponential(initial: .seconds(1), maxAttempts: 4))
+/// ```
+///
+/// | timeout | measures | when exceeded |
+/// |---|---|---|
+/// | `scheduleToStart` | one attempt's wait for a pool slot (queue wait) | ``ScheduleToStartTimeout``, not retried |
+/// | `startToClose` | one attempt's run, from its start to its result | ``StartToCloseTimeout``, retried |
+/// | `heartbeatTimeout` | the gap between heartbeats of one attempt | ``HeartbeatTimeout``, retried |
+/// | `scheduleToClose` | the whole activity, every attempt and retry delay | ``ScheduleToCloseTimeout``, not retried |
 public struct ActivityOptions: Sendable, Equatable, Codable {
-    /// Longest time one attempt may take; the attempt then fails with a retryable
-    /// `StartToCloseTimeout`. `nil` means no limit.
+    /// Longest time one attempt may run; the attempt then fails with a retryable
+    /// ``StartToCloseTimeout``. `nil` means no limit.
     public var startToClose: Duration?
+    /// Longest time one attempt may wait for a pool slot; the activity then fails with
+    /// ``ScheduleToStartTimeout`` (no retry: another attempt would wait in the same queue).
+    public var scheduleToStart: Duration?
+    /// Longest time the whole activity may take, from its scheduling to its result, retries and their
+    /// delays included; the activity then fails with ``ScheduleToCloseTimeout``. Counted from the
+    /// recorded scheduling time, so a restart does not reset it.
+    public var scheduleToClose: Duration?
+    /// Longest gap between two heartbeats of an attempt (``ActivityContext/heartbeat(_:)``); the attempt
+    /// then fails with a retryable ``HeartbeatTimeout``. The first heartbeat is due this long after the
+    /// attempt starts.
+    public var heartbeatTimeout: Duration?
     public var retry: RetryPolicy
 
     /// Ten minutes per attempt and ``RetryPolicy/default``.
     public static let `default` = ActivityOptions()
 
-    public init(startToClose: Duration? = .seconds(600), retry: RetryPolicy = .default) {
+    public init(
+        startToClose: Duration? = .seconds(600), scheduleToStart: Duration? = nil, scheduleToClose: Duration? = nil,
+        heartbeatTimeout: Duration? = nil, retry: RetryPolicy = .default
+    ) {
         self.startToClose = startToClose
+        self.scheduleToStart = scheduleToStart
+        self.scheduleToClose = scheduleToClose
+        self.heartbeatTimeout = heartbeatTimeout
         self.retry = retry
     }
 
     private enum CodingKeys: String, CodingKey {
-        case startToCloseMs, retry
+        case startToCloseMs, scheduleToStartMs, scheduleToCloseMs, heartbeatMs, retry
     }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        startToClose = try container.decodeIfPresent(Int64.self, forKey: .startToCloseMs).map { .milliseconds($0) }
+        func duration(_ key: CodingKeys) throws -> Duration? {
+            try container.decodeIfPresent(Int64.self, forKey: key).map { .milliseconds($0) }
+        }
+        startToClose = try duration(.startToCloseMs)
+        scheduleToStart = try duration(.scheduleToStartMs)
+        scheduleToClose = try duration(.scheduleToCloseMs)
+        heartbeatTimeout = try duration(.heartbeatMs)
         retry = try container.decode(RetryPolicy.self, forKey: .retry)
     }
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encodeIfPresent(startToClose?.milliseconds, forKey: .startToCloseMs)
+        try container.encodeIfPresent(scheduleToStart?.milliseconds, forKey: .scheduleToStartMs)
+        try container.encodeIfPresent(scheduleToClose?.milliseconds, forKey: .scheduleToCloseMs)
+        try container.encodeIfPresent(heartbeatTimeout?.milliseconds, forKey: .heartbeatMs)
         try container.encode(retry, forKey: .retry)
     }
 }

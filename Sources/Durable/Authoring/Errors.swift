@@ -109,16 +109,139 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// The error recorded when an attempt exceeded its start-to-close timeout.
-public struct StartToCloseTimeout: Error, Sendable, CustomStringConvertible {
-    public var limit: Duration
-    public var description: String { "attempt exceeded its start-to-close timeout of \(limit)" }
+/// The four activity timeouts; see ``ActivityOptions``.
+public enum TimeoutKind: String, Sendable, CaseIterable {
+    case scheduleToStart, startToClose, scheduleToClose, heartbeat
+
+    /// The name of the error type recorded for this timeout, e.g. `"StartToCloseTimeout"`.
+    public var errorType: String {
+        switch self {
+        case .scheduleToStart: "ScheduleToStartTimeout"
+        case .startToClose: "StartToCloseTimeout"
+        case .scheduleToClose: "ScheduleToCloseTimeout"
+        case .heartbeat: "HeartbeatTimeout"
+        }
+    }
+
+    /// Whether the retry policy applies. Start-to-close and heartbeat timeouts end one attempt;
+    /// schedule-to-start (the queue is full) and schedule-to-close (the whole budget is spent) end
+    /// the activity.
+    public var isRetryable: Bool { self == .startToClose || self == .heartbeat }
+
+    init?(errorType: String) {
+        guard let kind = Self.allCases.first(where: { $0.errorType == errorType }) else { return nil }
+        self = kind
+    }
+}
+
+/// An activity timeout. Each kind has its own type, so workflow code can catch the one it cares
+/// about (`catch let timeout as HeartbeatTimeout`) or all of them (`catch let timeout as any ActivityTimeoutError`).
+///
+/// The same error is recorded for the attempt that timed out; workflow code receives it when the
+/// timeout ended the activity (a non-retryable kind, or the last attempt).
+public protocol ActivityTimeoutError: Error, Sendable, CustomStringConvertible {
+    static var kind: TimeoutKind { get }
+    /// The limit that was exceeded.
+    var limit: Duration { get }
+    var activityType: String { get }
+    /// The activity's sequence number in its run.
+    var sequence: Int { get }
+    /// The attempt that timed out (the last one, for workflow code).
+    var attempt: Int { get }
+    init(limit: Duration, activityType: String, sequence: Int, attempt: Int)
+}
+
+extension ActivityTimeoutError {
+    public var description: String {
+        let what: String
+        switch Self.kind {
+        case .scheduleToStart: what = "waited longer than its schedule-to-start timeout for a slot"
+        case .startToClose: what = "ran longer than its start-to-close timeout"
+        case .scheduleToClose: what = "took longer in all than its schedule-to-close timeout"
+        case .heartbeat: what = "sent no heartbeat within its heartbeat timeout"
+        }
+        return "activity \(activityType) (seq \(sequence), attempt \(attempt)) \(what) of \(limit)"
+    }
+
+    var failureInfo: FailureInfo {
+        FailureInfo(type: Self.kind.errorType, message: description, retryable: Self.kind.isRetryable,
+                    limitMs: limit.milliseconds)
+    }
+}
+
+/// An attempt waited longer than ``ActivityOptions/scheduleToStart`` for a pool slot.
+public struct ScheduleToStartTimeout: ActivityTimeoutError {
+    public static let kind = TimeoutKind.scheduleToStart
+    public var limit: Duration, activityType: String, sequence: Int, attempt: Int
+    public init(limit: Duration, activityType: String, sequence: Int, attempt: Int) {
+        (self.limit, self.activityType, self.sequence, self.attempt) = (limit, activityType, sequence, attempt)
+    }
+}
+
+/// An attempt ran longer than ``ActivityOptions/startToClose``.
+public struct StartToCloseTimeout: ActivityTimeoutError {
+    public static let kind = TimeoutKind.startToClose
+    public var limit: Duration, activityType: String, sequence: Int, attempt: Int
+    public init(limit: Duration, activityType: String, sequence: Int, attempt: Int) {
+        (self.limit, self.activityType, self.sequence, self.attempt) = (limit, activityType, sequence, attempt)
+    }
+}
+
+/// The activity, all attempts and delays together, took longer than ``ActivityOptions/scheduleToClose``.
+public struct ScheduleToCloseTimeout: ActivityTimeoutError {
+    public static let kind = TimeoutKind.scheduleToClose
+    public var limit: Duration, activityType: String, sequence: Int, attempt: Int
+    public init(limit: Duration, activityType: String, sequence: Int, attempt: Int) {
+        (self.limit, self.activityType, self.sequence, self.attempt) = (limit, activityType, sequence, attempt)
+    }
+}
+
+/// An attempt sent no heartbeat for longer than ``ActivityOptions/heartbeatTimeout``.
+public struct HeartbeatTimeout: ActivityTimeoutError {
+    public static let kind = TimeoutKind.heartbeat
+    public var limit: Duration, activityType: String, sequence: Int, attempt: Int
+    public init(limit: Duration, activityType: String, sequence: Int, attempt: Int) {
+        (self.limit, self.activityType, self.sequence, self.attempt) = (limit, activityType, sequence, attempt)
+    }
+}
+
+extension TimeoutKind {
+    /// The error of this kind, for workflow code.
+    func error(limit: Duration, activityType: String, sequence: Int, attempt: Int) -> any ActivityTimeoutError {
+        switch self {
+        case .scheduleToStart: ScheduleToStartTimeout(limit: limit, activityType: activityType, sequence: sequence, attempt: attempt)
+        case .startToClose: StartToCloseTimeout(limit: limit, activityType: activityType, sequence: sequence, attempt: attempt)
+        case .scheduleToClose: ScheduleToCloseTimeout(limit: limit, activityType: activityType, sequence: sequence, attempt: attempt)
+        case .heartbeat: HeartbeatTimeout(limit: limit, activityType: activityType, sequence: sequence, attempt: attempt)
+        }
+    }
+}
+
+/// Recorded for an attempt that a worker issued but never reported on, because the worker stopped
+/// (a crash, SIGKILL, or shutdown). The attempt may have run in part, in full, or not at all; the
+/// next attempt carries the next number and the same idempotency key. Retryable; counts as an
+/// attempt, so `maximumAttempts: 1` means at most once.
+public struct WorkerLost: Error, Sendable, CustomStringConvertible {
+    public var attempt: Int
+    public var description: String {
+        "the worker stopped before attempt \(attempt) reported a result; it may have run in part or in full"
+    }
+}
+
+/// A pool could not warm a slot for an attempt: its factory threw or exceeded the pool's warm-up timeout.
+public struct SlotWarmUpFailed: Error, Sendable, CustomStringConvertible {
+    public var pool: String
+    public var reason: String
+    public var description: String { "pool \(pool) could not warm a slot: \(reason)" }
 }
 
 extension FailureInfo {
     /// Records any error: type name and description.
     package init(_ error: any Error, retryable: Bool? = nil) {
-        if let app = error as? ApplicationError {
+        if let timeout = error as? any ActivityTimeoutError {
+            self = timeout.failureInfo
+            if let retryable { self.retryable = retryable }
+        } else if let app = error as? ApplicationError {
             self.init(type: app.type, message: app.message, retryable: retryable ?? !app.nonRetryable)
         } else if let failure = error as? ActivityFailure {
             self.init(type: "ActivityFailure", message: failure.description, retryable: retryable)

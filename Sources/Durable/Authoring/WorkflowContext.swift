@@ -48,10 +48,17 @@ public final class WorkflowContext: @unchecked Sendable {
     }
 
     /// Runs an activity and returns its result; the call is journaled, retried by `options.retry`
-    /// and bounded by `options.startToClose`.
+    /// and bounded by the timeouts in `options`.
     ///
-    /// - Throws: ``ActivityFailure`` when the activity failed for good.
-    public func execute<A: Activity>(
+    /// Cancelling the task that awaits this call (`group.cancelAll()`, an `async let` left unawaited)
+    /// cancels the activity: the request is journaled, the running attempt sees task cancellation
+    /// (a process-pool slot gets SIGTERM, then SIGKILL), and once it has stopped this call throws
+    /// `CancellationError`, or returns the result if the attempt finished anyway.
+    ///
+    /// - Throws: ``ActivityFailure`` when the activity failed for good; the timeout's own type
+    ///   (``StartToCloseTimeout``, ``HeartbeatTimeout``, ``ScheduleToStartTimeout``,
+    ///   ``ScheduleToCloseTimeout``) when a timeout ended it; `CancellationError` when it was cancelled.
+    public func execute<A: ActivityDeclaration>(
         _ activity: A.Type, _ input: A.Input, options: ActivityOptions = .default
     ) async throws -> A.Output {
         let inputData: Data

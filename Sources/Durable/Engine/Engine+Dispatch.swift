@@ -13,7 +13,10 @@ extension Engine {
         for command in commands {
             switch command {
             case .scheduleActivity(let seq, let type, let input, let options):
-                dispatch(driver, PendingActivity(seq: seq, activityType: type, input: input, options: options, attempt: 1))
+                dispatch(driver, PendingActivity(
+                    seq: seq, activityType: type, input: input, options: options, scheduledAt: Date()))
+            case .cancelActivity(let seq):
+                driver.execution(seq)?.requestCancel()
             case .completeWorkflow(let result):
                 closed(driver, outcome: .completed(result))
             case .failWorkflow(let failure):
@@ -68,9 +71,8 @@ extension Engine {
 
     // MARK: - Activities
 
-    /// Starts an activity's attempts. Each attempt is one task; its start-to-close timeout is a timer
-    /// that, if it fires first, fails the attempt and cancels (and abandons) the task, so an activity
-    /// that ignores cancellation cannot hold up the run. The result is posted to the run's mailbox.
+    /// Starts running an activity (see ``ActivityExecution``), or holds the run when this worker
+    /// does not have the activity registered.
     func dispatch(_ driver: RunDriver, _ activity: PendingActivity) {
         guard let registration = activityRegistration(activity.activityType) else {
             // Not the activity's fault: hold the run until a worker with the activity registered takes it.
@@ -79,118 +81,8 @@ extension Engine {
             driver.post(.hold(reason))
             return
         }
-        startAttempt(driver, activity, registration, attempt: activity.attempt)
-    }
-
-    private func startAttempt(
-        _ driver: RunDriver, _ activity: PendingActivity, _ registration: ActivityRegistration, attempt: Int
-    ) {
-        guard !isStopping, !driver.isClosed else { return }
-        let context = ActivityContext(
-            runID: driver.runID, workflowID: driver.workflowID, activityType: activity.activityType,
-            sequence: activity.seq, attempt: attempt, startedAt: Date())
-        let gate = AttemptGate()
-        let id = nextTaskID.wrappingAdd(1, ordering: .relaxed).newValue
-        activityTasks.withLock { $0[id] = .some(nil) }  // registered before it can finish
-        if let limit = activity.options.startToClose {
-            gate.arm(timeouts.schedule(after: limit) {
-                guard gate.settle() != nil else { return }
-                gate.task?.cancel()
-                self.finishAttempt(driver, activity, registration, attempt: attempt, .failure(StartToCloseTimeout(limit: limit)))
-            })
-        }
-        let body: @Sendable () async -> Void = {
-            let result: Result<Data, any Error>
-            do {
-                result = .success(try await registration.invoke(context, activity.input))
-            } catch {
-                result = .failure(error)
-            }
-            _ = self.activityTasks.withLock { $0.removeValue(forKey: id) }
-            guard let timer = gate.settle() else { return }
-            if timer != 0 { self.timeouts.cancel(timer) }
-            ActivityChain.$runID.withValue(driver.runID) {
-                self.finishAttempt(driver, activity, registration, attempt: attempt, result)
-            }
-        }
-        // Dispatched while this run's previous attempt result is being recorded (a sequential
-        // workflow's next step): start on this thread at once, without a hop to another thread.
-        // Anything else (other runs, a start, a recovery, the writer thread) gets an ordinary task.
-        let task = ActivityChain.runID == driver.runID ? Task.immediate(operation: body) : Task(operation: body)
-        gate.task = task
-        activityTasks.withLock { tasks in
-            if tasks[id] != nil { tasks[id] = task }
-        }
-    }
-
-    /// Posts the attempt's result, or records the failure and schedules the next attempt.
-    private func finishAttempt(
-        _ driver: RunDriver, _ activity: PendingActivity, _ registration: ActivityRegistration, attempt: Int,
-        _ result: Result<Data, any Error>
-    ) {
-        guard !isStopping else { return }
-        let seq = activity.seq
-        switch result {
-        case .success(let output):
-            driver.post(resultItem(.activityCompleted, seq: seq, attempt: attempt, data: output))
-        case .failure(let error):
-            let policy = activity.options.retry
-            var failure = FailureInfo(error)
-            let retryable = failure.retryable != false && !policy.nonRetryableErrorTypes.contains(failure.type)
-            guard retryable && policy.allowsAttempt(after: attempt) else {
-                failure.retryable = false
-                driver.post(resultItem(.activityFailed, seq: seq, attempt: attempt, data: encode(failure)))
-                return
-            }
-            let delay = policy.delay(afterAttempt: attempt)
-            failure.retryable = true
-            failure.nextRetryDelayMs = Int(delay.milliseconds)
-            driver.post(.record(HistoryEvent(
-                index: 0, kind: .activityAttemptFailed, time: Date(), seq: seq, attempt: attempt, data: encode(failure))))
-            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(delay.milliseconds))) {
-                self.startAttempt(driver, activity, registration, attempt: attempt + 1)
-            }
-        }
-    }
-
-    private func resultItem(_ kind: EventKind, seq: Int, attempt: Int, data: Data?) -> RunDriver.Item {
-        .input(HistoryEvent(index: 0, kind: kind, time: Date(), seq: seq, attempt: attempt, data: data),
-               newRun: nil, claim: false, alreadyRecorded: false, committed: nil)
-    }
-
-    private func encode(_ failure: FailureInfo) -> Data? { try? JSONEncoder.payload().encode(failure) }
-}
-
-/// The run whose activity attempt result the current task is recording, if any.
-private enum ActivityChain {
-    @TaskLocal static var runID: String?
-}
-
-/// Settles an attempt once: by its task finishing or by its timeout firing, whichever comes first.
-private final class AttemptGate: Sendable {
-    private struct State {
-        var settled = false
-        var timer = 0
-        var task: Task<Void, Never>?
-    }
-
-    private let state = Mutex(State())
-
-    /// Records the attempt's timeout registration (before the attempt starts).
-    func arm(_ timer: Int) { state.withLock { $0.timer = timer } }
-
-    /// The attempt's task, for the timeout to cancel.
-    var task: Task<Void, Never>? {
-        get { state.withLock { $0.task } }
-        set { state.withLock { $0.task = newValue } }
-    }
-
-    /// For the first caller only: the timeout registration to cancel (0 if none yet); `nil` after.
-    func settle() -> Int? {
-        state.withLock { state in
-            guard !state.settled else { return nil }
-            state.settled = true
-            return state.timer
-        }
+        let execution = ActivityExecution(engine: self, driver: driver, pending: activity, registration: registration)
+        guard driver.track(execution) else { return }
+        execution.begin()
     }
 }

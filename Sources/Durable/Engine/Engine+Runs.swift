@@ -186,7 +186,7 @@ extension Engine {
             switch event.kind {
             case .activityScheduled: pending[event.seq] = (event.name ?? "?", 0)
             case .activityAttemptFailed: pending[event.seq]?.1 = event.attempt
-            case .activityCompleted, .activityFailed: pending[event.seq] = nil
+            case .activityCompleted, .activityFailed, .activityCancelled: pending[event.seq] = nil
             default: break
             }
         }

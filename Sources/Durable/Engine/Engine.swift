@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import DurableJournal
 public import Foundation
 import Synchronization
@@ -27,9 +28,10 @@ public final class Engine: Sendable {
     let drivers = Mutex(DriverTable())
     /// Callers of ``outcome(of:)`` waiting for runs driven here, by run ID.
     let outcomeWaiters = Mutex<[String: [CheckedContinuation<RunOutcome?, any Error>]]>([:])
-    /// Running activity attempts, for shutdown to cancel (`nil` until the attempt's task exists).
-    let activityTasks = Mutex<[Int: Task<Void, Never>?]>([:])
-    let nextTaskID = Atomic<Int>(0)
+    let workerOptions: WorkerOptions
+    /// The worker-wide limit on running attempts, if one is set.
+    let permits: WorkerPermits?
+    let metricsFactory: any MetricsFactory
     let stopping = Atomic<Bool>(false)
     let workerLock = Mutex<WorkerLock?>(nil)
     let closeObservers = Mutex<[@Sendable (String, RunOutcome) -> Void]>([])
@@ -37,13 +39,24 @@ public final class Engine: Sendable {
     let firstRecovery = Mutex<Task<RecoveryReport, any Error>?>(nil)
     /// Set once the first recovery pass has succeeded: starts then skip waiting for it.
     let hasRecovered = Atomic<Bool>(false)
-    /// Start-to-close timeouts of running attempts.
+    /// Activity timeouts, retry delays and pool idle checks.
     let timeouts = TimeoutScheduler()
+    /// Warm-up of every pool's minimum slots, started once.
+    let poolsStarted = Mutex<Task<Void, Never>?>(nil)
 
     /// Opens (or creates) the journal.
+    /// - Parameters:
+    ///   - worker: limits for the whole worker, such as the most activity attempts at once.
+    ///   - metrics: where pool metrics go; the process-wide `MetricsSystem.factory` when `nil`.
     /// - Throws: ``JournalError`` when the file is not a journal, is from a newer format, or cannot be opened.
-    public init(journal configuration: JournalConfiguration) throws {
+    public init(
+        journal configuration: JournalConfiguration, worker: WorkerOptions = WorkerOptions(),
+        metrics: (any MetricsFactory)? = nil
+    ) throws {
         journal = try SQLiteJournal(configuration)
+        workerOptions = worker
+        permits = worker.maximumConcurrentActivities.map { WorkerPermits(limit: $0) }
+        metricsFactory = metrics ?? MetricsSystem.factory
     }
 
     public var journalPath: String { journal.path }
@@ -55,9 +68,51 @@ public final class Engine: Sendable {
         registry.withLock { $0.workflows[W.name] = WorkflowRegistration(W.self) }
     }
 
-    /// Registers an activity implementation under ``Activity/name``.
+    /// Registers an activity implementation under ``ActivityDeclaration/name``. The one value serves
+    /// every attempt, any number at once (bounded only by ``WorkerOptions``).
     public func register<A: Activity>(_ activity: A) {
-        registry.withLock { $0.activities[A.name] = ActivityRegistration(activity) }
+        let pool = SlotPool(name: A.name, shared: activity, metrics: PoolMetrics(pool: A.name, factory: metricsFactory),
+                            timers: timeouts)
+        add(.inProcess(A.self, pool: pool))
+    }
+
+    /// Registers an activity whose instances are expensive to make (a loaded model), kept warm in a
+    /// pool of slots: `make` warms a slot; each slot runs one attempt at a time.
+    ///
+    /// ```swift
+    /// engine.register(ScoreFraud.self, pool: .warm(min: 2, max: 4)) { ScoreFraud(model: try await .load()) }
+    /// ```
+    public func register<A: Activity>(
+        _ activity: A.Type, pool options: PoolOptions, make: @escaping @Sendable () async throws -> A
+    ) {
+        let pool = SlotPool(name: A.name, options: options, metrics: PoolMetrics(pool: A.name, factory: metricsFactory),
+                            timers: timeouts, make: { try await make() })
+        add(.inProcess(A.self, pool: pool))
+    }
+
+    func add(_ registration: ActivityRegistration) {
+        let replaced = registry.withLock { registry in
+            defer { registry.activities[registration.name] = registration }
+            return registry.activities[registration.name]
+        }
+        if let replaced { Task { await replaced.pool.shutdown() } }
+    }
+
+    /// Warms every pool's minimum slots and waits until they are ready (or failed to warm). A worker
+    /// does this when it starts, before it takes work; call it to warm pools before the first start.
+    public func warmUp() async {
+        let task = poolsStarted.withLock { task in
+            if let task { return task }
+            let pools = registry.withLock { $0.activities.values.map(\.pool) }
+            let warming = Task {
+                await withTaskGroup(of: Void.self) { group in
+                    for pool in pools { group.addTask { await pool.start() } }
+                }
+            }
+            task = warming
+            return warming
+        }
+        await task.value
     }
 
     /// The names of the registered workflow types, sorted.
@@ -97,20 +152,23 @@ public final class Engine: Sendable {
 
     // MARK: - Shutdown
 
-    /// Stops driving runs: cancels running activity attempts (they are retried after a restart) and
-    /// waits until everything already handed to the journal is committed.
+    /// Stops driving runs: cancels running activity attempts (they are retried after a restart),
+    /// closes pool slots (process-pool processes get SIGTERM, then SIGKILL), and waits until
+    /// everything already handed to the journal is committed.
     public func shutdown() async {
         stopping.store(true, ordering: .sequentiallyConsistent)
-        let tasks = activityTasks.withLock { tasks in
-            defer { tasks.removeAll() }
-            return tasks.values.compactMap { $0 }
-        }
-        for task in tasks { task.cancel() }
         let open = drivers.withLock { drivers in
             defer { drivers.removeAll() }
             return Array(drivers.values)
         }
-        for driver in open { driver.terminate() }
+        for driver in open {
+            driver.cancelActivities()
+            driver.terminate()
+        }
+        let pools = registry.withLock { $0.activities.values.map(\.pool) }
+        await withTaskGroup(of: Void.self) { group in
+            for pool in pools { group.addTask { await pool.shutdown() } }
+        }
         // A batch with nothing in it is committed after every batch queued before it.
         try? await journal.append(JournalBatch(run: RunRef(runID: "-", key: 0)))
         let waiters = outcomeWaiters.withLock { waiters in

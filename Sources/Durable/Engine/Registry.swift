@@ -31,16 +31,22 @@ struct WorkflowRegistration: Sendable {
     }
 }
 
-/// What the engine knows of a registered activity type.
+/// What the engine knows of a registered activity type: its pool and how to run an attempt on a slot.
 struct ActivityRegistration: Sendable {
     var name: String
-    var invoke: @Sendable (ActivityContext, Data) async throws -> Data
+    var pool: SlotPool
+    /// Runs one attempt on a slot's resource: decodes the input, runs, encodes the output.
+    var invoke: @Sendable (_ resource: any Sendable, ActivityContext, Data) async throws -> Data
+    /// Whether a slot can serve another attempt (a process that broke cannot).
+    var isReusable: @Sendable (_ resource: any Sendable) -> Bool = { _ in true }
+    /// The process ID of a process-pool slot, recorded in attempt details.
+    var processID: @Sendable (_ resource: any Sendable) -> Int32? = { _ in nil }
 
-    init<A: Activity>(_ activity: A) {
+    /// An in-process activity: `resource` is an `A`.
+    static func inProcess<A: Activity>(_: A.Type, pool: SlotPool) -> ActivityRegistration {
         let decoder = JSONDecoder()
         let encoder = JSONEncoder.payload()
-        name = A.name
-        invoke = { context, data in
+        return ActivityRegistration(name: A.name, pool: pool) { resource, context, data in
             let input: A.Input
             do {
                 input = try decoder.decode(A.Input.self, from: data)
@@ -49,7 +55,8 @@ struct ActivityRegistration: Sendable {
                     "input is not a valid \(A.Input.self): \(describeDecoding(error))", type: "BadActivityInput",
                     nonRetryable: true)
             }
-            return try encoder.encode(try await activity.run(context, input: input))
+            // The pool holds only values its factory made, all `A`s.
+            return try encoder.encode(try await (resource as! A).run(context, input: input))
         }
     }
 }

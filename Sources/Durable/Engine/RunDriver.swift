@@ -14,8 +14,8 @@ final class RunDriver: Sendable {
         /// journal already (a pending run's `WorkflowStarted`). `newRun`/`claim`: written with it.
         case input(HistoryEvent, newRun: JournalBatch.NewRun?, claim: Bool, alreadyRecorded: Bool,
                    committed: (@Sendable (Result<Void, any Error>) -> Void)?)
-        /// Record an informational event (an attempt failure) without an activation.
-        case record(HistoryEvent)
+        /// Record an informational event (an attempt failure, a heartbeat) without an activation.
+        case record(HistoryEvent, committed: (@Sendable (Result<Void, any Error>) -> Void)?)
         /// Stop driving the run and record it as held with the reason.
         case hold(String)
     }
@@ -33,6 +33,8 @@ final class RunDriver: Sendable {
     let instance: WorkflowInstance
     private let engine: Engine
     private let mailbox: Mutex<Mailbox>
+    /// The run's activities running here, by sequence number (`nil` once the run stopped here).
+    private let activities = Mutex<[Int: ActivityExecution]?>([:])
 
     var runID: String { ref.runID }
     var workflowID: String { instance.workflowID }
@@ -77,11 +79,13 @@ final class RunDriver: Sendable {
     /// Stops accepting items. Call only while processing an item (the processor tears down later).
     func close() {
         mailbox.withLock { $0.closed = true; $0.items.removeAll() }
+        cancelActivities()
     }
 
     /// Stops accepting items and ends the workflow's task tree, now if the mailbox is idle, or as
     /// soon as the item being processed on another thread is done. Safe from any thread.
     func terminate() {
+        cancelActivities()
         let now = mailbox.withLock { box -> Bool in
             box.closed = true
             box.items.removeAll()
@@ -97,16 +101,47 @@ final class RunDriver: Sendable {
 
     var isClosed: Bool { mailbox.withLock { $0.closed } }
 
+    // MARK: - Activities
+
+    /// Starts tracking an activity. - Returns: `false` when the run is no longer driven here.
+    func track(_ execution: ActivityExecution) -> Bool {
+        activities.withLock { activities in
+            guard activities != nil else { return false }
+            activities?[execution.seq] = execution
+            return true
+        }
+    }
+
+    func untrack(_ execution: ActivityExecution) {
+        activities.withLock { activities in
+            if activities?[execution.seq] === execution { activities?[execution.seq] = nil }
+        }
+    }
+
+    func execution(_ seq: Int) -> ActivityExecution? {
+        activities.withLock { $0?[seq] }
+    }
+
+    /// Stops every activity of the run running here (the worker is stopping or the run ended here).
+    func cancelActivities() {
+        let running = activities.withLock { activities in
+            defer { activities = nil }
+            return activities.map { Array($0.values) } ?? []
+        }
+        for execution in running { execution.stop() }
+    }
+
     /// Handles one item; returns how many event indexes it used.
     private func handle(_ item: Item, index: Int) -> Int {
         switch item {
         case .hold(let reason):
             engine.hold(self, reason: reason, newRun: nil, started: nil, committed: nil)
             return 0
-        case .record(var event):
+        case .record(var event, let committed):
             event.index = index
             engine.journal.append(JournalBatch(run: ref, events: [EventDraft(event)])) { [engine, runID] result in
                 if case .failure(let error) = result { engine.journalWriteFailed(runID: runID, error) }
+                committed?(result)
             }
             return 1
         case .input(var event, let newRun, let claim, let alreadyRecorded, let committed):
@@ -130,7 +165,7 @@ final class RunDriver: Sendable {
                 switch command {
                 case .completeWorkflow: statusChange = .init(status: .completed)
                 case .failWorkflow(let failure): statusChange = .init(status: .failed, error: failure.description)
-                case .scheduleActivity: break
+                case .scheduleActivity, .cancelActivity: break
                 }
             }
             let batch = JournalBatch(run: ref, newRun: newRun, claim: claim, events: events, statusChange: statusChange)

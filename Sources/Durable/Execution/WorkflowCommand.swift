@@ -4,12 +4,14 @@ package import Foundation
 /// A decision the workflow code made during an activation.
 package enum WorkflowCommand: Sendable, Equatable {
     case scheduleActivity(seq: Int, activityType: String, input: Data, options: ActivityOptions)
+    case cancelActivity(seq: Int)
     case completeWorkflow(result: Data)
     case failWorkflow(FailureInfo)
 
     var kind: EventKind {
         switch self {
         case .scheduleActivity: .activityScheduled
+        case .cancelActivity: .activityCancelRequested
         case .completeWorkflow: .workflowCompleted
         case .failWorkflow: .workflowFailed
         }
@@ -19,16 +21,18 @@ package enum WorkflowCommand: Sendable, Equatable {
     /// type for activities). Inputs and options may change between deployments and are not compared.
     func matches(_ event: HistoryEvent) -> Bool {
         guard event.kind == kind else { return false }
-        if case .scheduleActivity(let seq, let type, _, _) = self {
-            return event.seq == seq && event.name == type
+        switch self {
+        case .scheduleActivity(let seq, let type, _, _): return event.seq == seq && event.name == type
+        case .cancelActivity(let seq): return event.seq == seq
+        case .completeWorkflow, .failWorkflow: return true
         }
-        return true
     }
 
     /// How mismatch reports name the command.
     var summary: String {
         switch self {
         case .scheduleActivity(let seq, let type, _, _): "ActivityScheduled(seq \(seq), \(type))"
+        case .cancelActivity(let seq): "ActivityCancelRequested(seq \(seq))"
         case .completeWorkflow: "WorkflowCompleted"
         case .failWorkflow(let failure): "WorkflowFailed(\(failure.type))"
         }
@@ -36,7 +40,8 @@ package enum WorkflowCommand: Sendable, Equatable {
 
     static func summary(of event: HistoryEvent) -> String {
         switch event.kind {
-        case .activityScheduled, .activityCompleted, .activityFailed, .activityAttemptFailed:
+        case .activityScheduled, .activityCompleted, .activityFailed, .activityAttemptFailed,
+             .activityCancelRequested, .activityCancelled, .activityHeartbeat:
             "\(event.kind.name)(seq \(event.seq)\(event.name.map { ", \($0)" } ?? ""))"
         default:
             event.kind.name
@@ -48,6 +53,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         let payload: Data
         switch self {
         case .scheduleActivity(_, _, let input, _): payload = input
+        case .cancelActivity: payload = Data()
         case .completeWorkflow(let result): payload = result
         case .failWorkflow(let failure): payload = Data(failure.description.utf8)
         }
@@ -62,6 +68,8 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .scheduleActivity(let seq, let type, let input, let options):
             let meta = options == .default ? nil : try? Self.optionsEncoder.encode(options)
             return HistoryEvent(index: index, kind: .activityScheduled, time: time, seq: seq, name: type, data: input, meta: meta)
+        case .cancelActivity(let seq):
+            return HistoryEvent(index: index, kind: .activityCancelRequested, time: time, seq: seq)
         case .completeWorkflow(let result):
             return HistoryEvent(index: index, kind: .workflowCompleted, time: time, data: result)
         case .failWorkflow(let failure):

@@ -1,21 +1,41 @@
 package import DurableJournal
 package import Foundation
 
-/// An activity that history shows scheduled but not finished: the engine dispatches it after replay.
+/// An activity to run: just scheduled, or found unfinished in history after a restart.
 package struct PendingActivity: Sendable {
     package var seq: Int
     package var activityType: String
     package var input: Data
     package var options: ActivityOptions
-    /// The attempt number to run next (1 + attempts already recorded as failed).
-    package var attempt: Int
+    /// When the activity was scheduled (the recorded time), the start of its schedule-to-close timeout.
+    package var scheduledAt: Date
+    /// Attempts history records as failed (the highest attempt number among them).
+    package var failedAttempts = 0
+    /// When the last failed attempt was recorded, and the retry delay recorded with it.
+    package var lastFailureAt: Date?
+    package var retryDelayMs = 0
+    /// The last heartbeat details recorded (JSON).
+    package var lastHeartbeat: Data?
+    /// The workflow asked for the activity to be cancelled.
+    package var cancelRequested = false
+    /// Found in history after a restart (rather than scheduled by this process).
+    package var recovered = false
+
+    package init(seq: Int, activityType: String, input: Data, options: ActivityOptions, scheduledAt: Date) {
+        self.seq = seq
+        self.activityType = activityType
+        self.input = input
+        self.options = options
+        self.scheduledAt = scheduledAt
+    }
 }
 
 extension WorkflowInstance {
     /// Re-runs the workflow against its recorded history, one activation per input event, and checks
     /// that the code emits exactly the commands recorded after each input event.
     ///
-    /// - Returns: the activities still owed a result, in sequence order.
+    /// - Returns: the activities still owed a result, in sequence order, with what history says of
+    ///   their attempts.
     /// - Throws: ``DurableError`` `nonDeterminism` at the first mismatch, naming the event index, what
     ///   history recorded and what the code did; or the activation errors of ``activate(_:)``.
     package func replay(
@@ -23,13 +43,22 @@ extension WorkflowInstance {
     ) throws(DurableError) -> [PendingActivity] {
         isReplaying = true
         defer { isReplaying = false }
-        var open: [Int: WorkflowCommand] = [:]
-        var failedAttempts: [Int: Int] = [:]
+        var open: [Int: PendingActivity] = [:]
         var i = 0
         while i < events.count {
             let event = events[i]
-            if event.kind == .activityAttemptFailed {
-                failedAttempts[event.seq] = max(failedAttempts[event.seq] ?? 0, event.attempt)
+            if event.kind == .activityAttemptFailed || event.kind == .activityHeartbeat {
+                if var pending = open[event.seq] {
+                    if event.kind == .activityHeartbeat {
+                        pending.lastHeartbeat = event.data
+                    } else if event.attempt >= pending.failedAttempts {
+                        pending.failedAttempts = event.attempt
+                        pending.lastFailureAt = event.time
+                        pending.retryDelayMs = event.failure?.nextRetryDelayMs ?? 0
+                        if let beat = event.attemptDetails?.heartbeat { pending.lastHeartbeat = Data(beat.utf8) }
+                    }
+                    open[event.seq] = pending
+                }
                 i += 1
                 continue
             }
@@ -39,7 +68,7 @@ extension WorkflowInstance {
             }
             let emitted = try activate(event)
             if let trace { emitted.forEach(trace) }
-            if event.kind == .activityCompleted || event.kind == .activityFailed {
+            if event.kind == .activityCompleted || event.kind == .activityFailed || event.kind == .activityCancelled {
                 open[event.seq] = nil
             }
             i += 1
@@ -54,7 +83,17 @@ extension WorkflowInstance {
                     throw mismatch(at: recorded.index, recorded: WorkflowCommand.summary(of: recorded),
                                    actual: emitted[k].summary)
                 }
-                if case .scheduleActivity(let seq, _, _, _) = emitted[k] { open[seq] = emitted[k] }
+                switch emitted[k] {
+                case .scheduleActivity(let seq, let type, let input, let options):
+                    var pending = PendingActivity(
+                        seq: seq, activityType: type, input: input, options: options, scheduledAt: recorded.time)
+                    pending.recovered = true
+                    open[seq] = pending
+                case .cancelActivity(let seq):
+                    open[seq]?.cancelRequested = true
+                case .completeWorkflow, .failWorkflow:
+                    break
+                }
                 k += 1
                 i += 1
             }
@@ -64,12 +103,7 @@ extension WorkflowInstance {
                                recorded: recorded, actual: emitted[k].summary)
             }
         }
-        return open.keys.sorted().compactMap { seq in
-            guard case .scheduleActivity(_, let type, let input, let options) = open[seq] else { return nil }
-            return PendingActivity(
-                seq: seq, activityType: type, input: input, options: options,
-                attempt: (failedAttempts[seq] ?? 0) + 1)
-        }
+        return open.keys.sorted().compactMap { open[$0] }
     }
 
     private func mismatch(at index: Int, recorded: String, actual: String) -> DurableError {

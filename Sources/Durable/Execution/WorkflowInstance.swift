@@ -26,6 +26,8 @@ package final class WorkflowInstance: @unchecked Sendable {
     private var nextSeq = 1
     private var waiters: [Int: CheckedContinuation<Data, any Error>] = [:]
     private var activityTypes: [Int: String] = [:]
+    /// Activities whose cancellation the workflow requested, still waiting for their outcome.
+    private var cancelRequested: Set<Int> = []
     private var commands: [WorkflowCommand] = []
     /// The first misuse of the context; written from whatever thread misused it.
     private let misuse = Mutex<DurableError?>(nil)
@@ -62,21 +64,30 @@ package final class WorkflowInstance: @unchecked Sendable {
         switch event.kind {
         case .workflowStarted:
             startRoot(input: event.data ?? Data())
-        case .activityCompleted, .activityFailed:
+        case .activityCompleted, .activityFailed, .activityCancelled:
             guard let waiter = waiters.removeValue(forKey: event.seq) else {
                 throw DurableError(.nonDeterminism(
                     runID: runID, eventIndex: event.index, recorded: WorkflowCommand.summary(of: event),
                     actual: "no activity with seq \(event.seq) waiting for a result"))
             }
-            if event.kind == .activityCompleted {
+            let type = activityTypes[event.seq] ?? event.name ?? "?"
+            switch event.kind {
+            case .activityCompleted:
                 waiter.resume(returning: event.data ?? Data())
-            } else {
+            case .activityCancelled:
+                waiter.resume(throwing: CancellationError())
+            default:
                 let cause = event.failure ?? FailureInfo(type: "Unknown", message: "no failure details recorded")
-                waiter.resume(throwing: ActivityFailure(
-                    activityType: activityTypes[event.seq] ?? event.name ?? "?", sequence: event.seq,
-                    attempts: event.attempt, cause: cause))
+                if let kind = TimeoutKind(errorType: cause.type), let limitMs = cause.limitMs {
+                    waiter.resume(throwing: kind.error(
+                        limit: .milliseconds(limitMs), activityType: type, sequence: event.seq, attempt: event.attempt))
+                } else {
+                    waiter.resume(throwing: ActivityFailure(
+                        activityType: type, sequence: event.seq, attempts: event.attempt, cause: cause))
+                }
             }
             activityTypes[event.seq] = nil
+            cancelRequested.remove(event.seq)
         default:
             preconditionFailure("\(event.kind.name) is not an input event")
         }
@@ -138,13 +149,27 @@ package final class WorkflowInstance: @unchecked Sendable {
 
     func scheduleActivity(type: String, input: Data, options: ActivityOptions) async throws -> Data {
         try checkUse("execute(\(type))")
+        try Task.checkCancellation()  // a cancelled branch schedules nothing
         let seq = nextSeq
         nextSeq += 1
         activityTypes[seq] = type
         commands.append(.scheduleActivity(seq: seq, activityType: type, input: input, options: options))
-        return try await withCheckedThrowingContinuation { continuation in
-            waiters[seq] = continuation
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                waiters[seq] = continuation
+            }
+        } onCancel: {
+            self.requestCancel(seq)
         }
+    }
+
+    /// The awaiting task was cancelled: emit a cancel request for the activity, once. Cancellation of
+    /// workflow tasks starts only in workflow code (`cancelAll()`, an unawaited `async let`), so this
+    /// runs on the activation thread, in order with everything else the workflow does.
+    private func requestCancel(_ seq: Int) {
+        do { try checkUse("cancel activity (seq \(seq))") } catch { return }
+        guard waiters[seq] != nil, cancelRequested.insert(seq).inserted else { return }
+        commands.append(.cancelActivity(seq: seq))
     }
 
     func nextRandom(_ operation: String) -> UInt64 {

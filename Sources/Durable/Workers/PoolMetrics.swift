@@ -1,0 +1,44 @@
+import CoreMetrics
+
+/// One pool's metrics, reported through swift-metrics with the dimension `pool=<activity name>`.
+///
+/// | label | kind | what |
+/// |---|---|---|
+/// | `durable_pool_cold_starts_total` | counter | slots warmed (the factory ran) |
+/// | `durable_pool_warm_hits_total` | counter | attempts given a slot that was already warm |
+/// | `durable_pool_warm_up_failures_total` | counter | factories that threw or timed out |
+/// | `durable_pool_recycled_total` | counter | slots replaced after a failure, timeout or `maximumUses` |
+/// | `durable_pool_evicted_total` | counter | idle slots closed after `idleTimeout` |
+/// | `durable_pool_failures_total` | counter | attempts that failed or timed out |
+/// | `durable_pool_queue_wait_seconds` | timer | from an attempt's issue to its slot |
+/// | `durable_pool_warm_up_seconds` | timer | factory time per slot |
+/// | `durable_pool_run_seconds` | timer | the activity code's time per attempt |
+/// | `durable_pool_slots_in_use` | gauge | slots running or warming for an attempt |
+struct PoolMetrics: Sendable {
+    let coldStarts: Counter
+    let warmHits: Counter
+    let warmUpFailures: Counter
+    let recycled: Counter
+    let evicted: Counter
+    let failures: Counter
+    let queueWait: Timer
+    let warmUp: Timer
+    let run: Timer
+    let slotsInUse: Gauge
+
+    init(pool: String, factory: any MetricsFactory) {
+        let dimensions = [("pool", pool)]
+        func counter(_ label: String) -> Counter { Counter(label: label, dimensions: dimensions, factory: factory) }
+        func timer(_ label: String) -> Timer { Timer(label: label, dimensions: dimensions, factory: factory) }
+        coldStarts = counter("durable_pool_cold_starts_total")
+        warmHits = counter("durable_pool_warm_hits_total")
+        warmUpFailures = counter("durable_pool_warm_up_failures_total")
+        recycled = counter("durable_pool_recycled_total")
+        evicted = counter("durable_pool_evicted_total")
+        failures = counter("durable_pool_failures_total")
+        queueWait = timer("durable_pool_queue_wait_seconds")
+        warmUp = timer("durable_pool_warm_up_seconds")
+        run = timer("durable_pool_run_seconds")
+        slotsInUse = Gauge(label: "durable_pool_slots_in_use", dimensions: dimensions, factory: factory)
+    }
+}

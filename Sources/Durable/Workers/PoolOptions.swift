@@ -1,0 +1,99 @@
+/// How a pool keeps an activity's slots: how many are warm, how many may run at once, and when a slot
+/// is replaced.
+///
+/// A slot is one warmed instance of the activity (a loaded model, an open connection, a process).
+/// Each slot runs one attempt at a time, so ``maximumSlots`` is the pool's concurrency limit; attempts
+/// beyond it wait in a first-in, first-out queue, and that wait is what
+/// ``ActivityOptions/scheduleToStart`` bounds.
+///
+/// ```swift
+/// engine.register(ScoreFraud.self, pool: .warm(min: 2, max: 4, maxUses: 1000)) {
+///     ScoreFraud(model: try await FraudModel.load())
+/// }
+/// ```
+public struct PoolOptions: Sendable, Equatable {
+    /// Slots warmed when the worker starts (``Engine/warmUp()``), before work arrives, and kept warm.
+    public var minimumSlots: Int
+    /// Most slots at once, warming and busy included.
+    public var maximumSlots: Int
+    /// A slot above the minimum that has been idle this long is closed; `nil` keeps idle slots.
+    public var idleTimeout: Duration?
+    /// A slot is replaced after this many attempts; `nil` means never.
+    public var maximumUses: Int?
+    /// A slot whose attempt failed or timed out is replaced rather than reused.
+    public var recycleAfterFailure: Bool
+    /// Longest time the factory may take to warm a slot; the attempt waiting for it then fails with a
+    /// retryable ``SlotWarmUpFailed``. `nil` means no limit.
+    public var warmUpTimeout: Duration?
+
+    public init(
+        minimumSlots: Int = 0, maximumSlots: Int = 4, idleTimeout: Duration? = .seconds(300),
+        maximumUses: Int? = nil, recycleAfterFailure: Bool = true, warmUpTimeout: Duration? = .seconds(120)
+    ) {
+        self.maximumSlots = max(1, maximumSlots)
+        self.minimumSlots = min(max(0, minimumSlots), self.maximumSlots)
+        self.idleTimeout = idleTimeout
+        self.maximumUses = maximumUses.map { max(1, $0) }
+        self.recycleAfterFailure = recycleAfterFailure
+        self.warmUpTimeout = warmUpTimeout
+    }
+
+    /// A pool that keeps `min` slots warm and grows to `max`.
+    public static func warm(
+        min: Int, max: Int, idleTimeout: Duration? = .seconds(300), maxUses: Int? = nil,
+        recycleAfterFailure: Bool = true, warmUpTimeout: Duration? = .seconds(120)
+    ) -> PoolOptions {
+        PoolOptions(
+            minimumSlots: min, maximumSlots: max, idleTimeout: idleTimeout, maximumUses: maxUses,
+            recycleAfterFailure: recycleAfterFailure, warmUpTimeout: warmUpTimeout)
+    }
+}
+
+/// A pool whose slots are long-lived subprocesses speaking JSON lines on stdin and stdout, for models
+/// written in other languages. See `Docs/activities.md` for the protocol.
+///
+/// ```swift
+/// engine.register(Sentiment.self, processPool: ProcessPoolOptions(
+///     command: ["python3", "models/sentiment.py"], pool: .warm(min: 1, max: 2)))
+/// ```
+public struct ProcessPoolOptions: Sendable, Equatable {
+    /// The executable (a path, or a name looked up in `PATH`) and its arguments.
+    public var command: [String]
+    /// Variables set for the process on top of the worker's environment.
+    public var environment: [String: String]
+    public var workingDirectory: String?
+    /// Slots, recycling and idle eviction, as for in-process pools. The pool's warm-up timeout also
+    /// bounds the wait for the process's ready line.
+    public var pool: PoolOptions
+    /// After a cancellation or timeout the process gets SIGTERM, then SIGKILL once this has passed.
+    public var terminationGrace: Duration
+    /// Bytes of the process's standard error kept for failure messages.
+    public var stderrLimit: Int
+
+    public init(
+        command: [String], environment: [String: String] = [:], workingDirectory: String? = nil,
+        pool: PoolOptions = PoolOptions(), terminationGrace: Duration = .seconds(2), stderrLimit: Int = 8192
+    ) {
+        self.command = command
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+        self.pool = pool
+        self.terminationGrace = terminationGrace
+        self.stderrLimit = stderrLimit
+    }
+}
+
+/// Limits that apply to the whole worker (every pool of one engine).
+public struct WorkerOptions: Sendable, Equatable {
+    /// Most activity attempts running at once in this engine, over all pools; `nil` means no limit
+    /// beyond each pool's own. Attempts beyond it wait (and count as schedule-to-start time).
+    public var maximumConcurrentActivities: Int?
+    /// Heartbeat details are journaled at most this often per attempt (and always with the
+    /// attempt's failure); a restart resumes from the last journaled details.
+    public var heartbeatJournalInterval: Duration
+
+    public init(maximumConcurrentActivities: Int? = nil, heartbeatJournalInterval: Duration = .seconds(1)) {
+        self.maximumConcurrentActivities = maximumConcurrentActivities.map { max(1, $0) }
+        self.heartbeatJournalInterval = heartbeatJournalInterval
+    }
+}

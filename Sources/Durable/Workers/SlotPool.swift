@@ -1,0 +1,371 @@
+import CoreMetrics
+import Dispatch
+import Synchronization
+
+/// A slot held by one attempt.
+struct Lease: Sendable {
+    let slot: Int
+    /// `"<pool>#<slot>"`, as recorded in attempt details.
+    let name: String
+    let resource: any Sendable
+    /// The slot was warmed for this attempt.
+    let cold: Bool
+    let warmUpNanos: UInt64
+}
+
+/// What an attempt gets from ``SlotPool/acquire(_:)``.
+enum Grant: Sendable {
+    /// A warm slot, ready to run.
+    case warm(Lease)
+    /// A new slot for this attempt; warm it with ``SlotPool/warmUp(slot:)``.
+    case cold(slot: Int)
+}
+
+/// One activity's pool: the ``PoolStateMachine`` under a lock, the slots' resources, the attempts
+/// waiting for a slot, the factory that warms slots, and the pool's metrics.
+///
+/// An activity registered without a pool gets a *shared* pool: one resource (the activity value)
+/// used by any number of attempts at once, with no bookkeeping beyond metrics.
+final class SlotPool: Sendable {
+    typealias Factory = @Sendable () async throws -> any Sendable
+
+    let name: String
+    let options: PoolOptions
+    private let make: Factory
+    private let closeResource: (@Sendable (any Sendable) async -> Void)?
+    /// For a shared pool, the one resource.
+    private let shared: (any Sendable)?
+    let metrics: PoolMetrics
+    private let timers: TimeoutScheduler
+
+    private struct State {
+        var machine: PoolStateMachine
+        var resources: [Int: any Sendable] = [:]
+        var waiters: [Int: @Sendable (Grant) -> Void] = [:]
+        var nextTicket = 1
+        var evictionScheduled = false
+        var stopped = false
+        var inUse = 0
+    }
+
+    private let state: Mutex<State>
+
+    init(
+        name: String, options: PoolOptions, metrics: PoolMetrics, timers: TimeoutScheduler,
+        make: @escaping Factory, close: (@Sendable (any Sendable) async -> Void)? = nil
+    ) {
+        self.name = name
+        self.options = options
+        self.make = make
+        self.closeResource = close
+        self.shared = nil
+        self.metrics = metrics
+        self.timers = timers
+        self.state = Mutex(State(machine: PoolStateMachine(options: options)))
+    }
+
+    /// A shared pool around one resource.
+    init(name: String, shared: any Sendable, metrics: PoolMetrics, timers: TimeoutScheduler) {
+        self.name = name
+        self.options = PoolOptions(maximumSlots: .max, idleTimeout: nil, recycleAfterFailure: false)
+        self.make = { shared }
+        self.closeResource = nil
+        self.shared = shared
+        self.metrics = metrics
+        self.timers = timers
+        self.state = Mutex(State(machine: PoolStateMachine(options: options)))
+    }
+
+    // MARK: - Attempts
+
+    /// Asks for a slot. `granted` is called at once, on this thread, when a slot is free, or later
+    /// from whichever thread frees one.
+    /// - Returns: a ticket for ``cancel(ticket:)`` while the attempt waits; `nil` when granted already.
+    func acquire(_ granted: @escaping @Sendable (Grant) -> Void) -> Int? {
+        if let shared {
+            granted(.warm(Lease(slot: 0, name: name, resource: shared, cold: false, warmUpNanos: 0)))
+            return nil
+        }
+        let (ticket, grant, inUse) = state.withLock { state -> (Int, Grant?, Int) in
+            let ticket = state.nextTicket
+            state.nextTicket += 1
+            switch state.machine.acquire(ticket: ticket) {
+            case .handOver(let slot, _)?:
+                state.inUse += 1
+                return (ticket, .warm(lease(slot, state)), state.inUse)
+            case .warmFor(let slot, _)?:
+                state.inUse += 1
+                return (ticket, .cold(slot: slot), state.inUse)
+            default:
+                state.waiters[ticket] = granted
+                return (ticket, nil, state.inUse)
+            }
+        }
+        guard let grant else { return ticket }
+        if case .warm = grant { metrics.warmHits.increment() }
+        metrics.slotsInUse.record(inUse)
+        granted(grant)
+        return nil
+    }
+
+    /// Takes a waiting attempt out of the queue.
+    /// - Returns: `false` when it was not waiting any more (its grant is on its way).
+    func cancel(ticket: Int) -> Bool {
+        state.withLock { state in
+            guard state.machine.cancel(ticket: ticket) else { return false }
+            state.waiters[ticket] = nil
+            return true
+        }
+    }
+
+    /// Warms a slot granted cold, within the pool's warm-up timeout.
+    /// - Throws: ``SlotWarmUpFailed`` (the slot is gone and its capacity freed).
+    func warmUp(slot: Int) async throws -> Lease {
+        let start = DispatchTime.now().uptimeNanoseconds
+        do {
+            let resource = try await warm()
+            let nanos = DispatchTime.now().uptimeNanoseconds &- start
+            metrics.coldStarts.increment()
+            metrics.warmUp.recordNanoseconds(Int64(nanos))
+            let kept = state.withLock { state -> Bool in
+                guard !state.stopped else { return false }
+                state.resources[slot] = resource
+                state.machine.warmedForOwner(slot: slot)
+                return true
+            }
+            if !kept { await closeResource?(resource) }
+            return Lease(slot: slot, name: "\(name)#\(slot)", resource: resource, cold: true, warmUpNanos: nanos)
+        } catch {
+            metrics.warmUpFailures.increment()
+            perform(state.withLock { state in
+                state.inUse -= 1
+                return effects(state.machine.warmUpFailed(slot: slot), &state)
+            })
+            throw SlotWarmUpFailed(pool: name, reason: "\(error)")
+        }
+    }
+
+    /// Gives a slot back.
+    /// - Parameter retire: close the slot instead of keeping it (failed, timed out, or broken).
+    func release(_ lease: Lease, retire: Bool) {
+        guard shared == nil else { return }
+        if retire { metrics.recycled.increment() }
+        let now = DispatchTime.now().uptimeNanoseconds
+        let (work, inUse, scheduleEviction) = state.withLock { state in
+            state.inUse -= 1
+            let work = effects(
+                state.machine.release(slot: lease.slot, retire: retire || state.stopped, now: now), &state)
+            let schedule = options.idleTimeout != nil && !state.evictionScheduled && !state.stopped
+                && state.machine.idleCount > 0 && state.machine.slots.count > options.minimumSlots
+            if schedule { state.evictionScheduled = true }
+            return (work, state.inUse, schedule)
+        }
+        metrics.slotsInUse.record(inUse)
+        perform(work)
+        if scheduleEviction, let timeout = options.idleTimeout { scheduleEvictionCheck(after: timeout) }
+    }
+
+    // MARK: - Life cycle
+
+    /// Warms the minimum slots and waits until they are ready (or failed).
+    func start() async {
+        guard shared == nil else { return }
+        let work = state.withLock { state in effects(state.machine.start(), &state) }
+        await withTaskGroup(of: Void.self) { group in
+            for slot in work.spares { group.addTask { await self.warmSpare(slot) } }
+        }
+        perform(Effects(grants: work.grants, closing: work.closing))
+    }
+
+    /// Closes idle slots and stops replacing slots; busy slots are closed as their attempts end.
+    func shutdown() async {
+        let closing = state.withLock { state -> [any Sendable] in
+            state.stopped = true
+            state.waiters.removeAll()
+            return effects(state.machine.drain(), &state).closing
+        }
+        for resource in closing { await closeResource?(resource) }
+    }
+
+    var slotCount: Int { state.withLock { $0.machine.slots.count } }
+
+    // MARK: - Private
+
+    private func lease(_ slot: Int, _ state: State) -> Lease {
+        Lease(slot: slot, name: "\(name)#\(slot)", resource: state.resources[slot] ?? (), cold: false, warmUpNanos: 0)
+    }
+
+    private struct Effects {
+        var grants: [(@Sendable (Grant) -> Void, Grant)] = []
+        var spares: [Int] = []
+        var closing: [any Sendable] = []
+    }
+
+    /// Turns the state machine's actions into work to do outside the lock.
+    private func effects(_ actions: [PoolStateMachine.Action], _ state: inout State) -> Effects {
+        var work = Effects()
+        for action in actions {
+            switch action {
+            case .handOver(let slot, let ticket):
+                guard let waiter = state.waiters.removeValue(forKey: ticket) else { continue }
+                state.inUse += 1
+                work.grants.append((waiter, .warm(lease(slot, state))))
+            case .warmFor(let slot, let ticket):
+                guard let waiter = state.waiters.removeValue(forKey: ticket) else { continue }
+                state.inUse += 1
+                work.grants.append((waiter, .cold(slot: slot)))
+            case .warmSpare(let slot):
+                if state.stopped { _ = state.machine.warmUpFailed(slot: slot) } else { work.spares.append(slot) }
+            case .close(let slot):
+                if let resource = state.resources.removeValue(forKey: slot) { work.closing.append(resource) }
+            }
+        }
+        return work
+    }
+
+    private func perform(_ work: Effects) {
+        for (waiter, grant) in work.grants {
+            if case .warm = grant { metrics.warmHits.increment() }
+            waiter(grant)
+        }
+        for slot in work.spares { Task { await self.warmSpare(slot) } }
+        if let closeResource, !work.closing.isEmpty {
+            let closing = work.closing
+            Task { for resource in closing { await closeResource(resource) } }
+        }
+    }
+
+    private func warmSpare(_ slot: Int) async {
+        let start = DispatchTime.now().uptimeNanoseconds
+        do {
+            let resource = try await warm()
+            metrics.coldStarts.increment()
+            metrics.warmUp.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds &- start))
+            let now = DispatchTime.now().uptimeNanoseconds
+            let work = state.withLock { state -> Effects? in
+                guard !state.stopped else { return nil }
+                state.resources[slot] = resource
+                return effects(state.machine.warmedSpare(slot: slot, now: now), &state)
+            }
+            if let work { perform(work) } else { await closeResource?(resource) }
+        } catch {
+            metrics.warmUpFailures.increment()
+            perform(state.withLock { state in effects(state.machine.warmUpFailed(slot: slot), &state) })
+        }
+    }
+
+    /// Runs the factory, bounded by the warm-up timeout. A factory that finishes after its timeout
+    /// has its resource closed.
+    private func warm() async throws -> any Sendable {
+        guard let limit = options.warmUpTimeout else { return try await make() }
+        let make = self.make
+        let closeResource = self.closeResource
+        let timers = self.timers
+        return try await withCheckedThrowingContinuation { continuation in
+            let once = ResumeOnce(continuation)
+            let timer = timers.schedule(after: limit) { once.resume(with: .failure(WarmUpTimedOut(limit: limit))) }
+            Task {
+                let result: Result<any Sendable, any Error>
+                do { result = .success(try await make()) } catch { result = .failure(error) }
+                if once.resume(with: result) {
+                    timers.cancel(timer)
+                } else if case .success(let late) = result {
+                    await closeResource?(late)
+                }
+            }
+        }
+    }
+
+    private func scheduleEvictionCheck(after delay: Duration) {
+        _ = timers.schedule(after: delay) { [self] in
+            let now = DispatchTime.now().uptimeNanoseconds
+            let (closing, next) = state.withLock { state -> ([any Sendable], UInt64?) in
+                let (actions, next) = state.machine.evictIdle(now: now)
+                let closing = effects(actions, &state).closing
+                state.evictionScheduled = next != nil && !state.stopped
+                return (closing, state.evictionScheduled ? next : nil)
+            }
+            if !closing.isEmpty {
+                metrics.evicted.increment(by: closing.count)
+                if let closeResource { Task { for resource in closing { await closeResource(resource) } } }
+            }
+            if let next {
+                scheduleEvictionCheck(after: .nanoseconds(Int64(next &- min(next, now)) + 1_000_000))
+            }
+        }
+    }
+}
+
+/// A continuation resumed by whichever of two racers comes first.
+private final class ResumeOnce: Sendable {
+    private let continuation: Mutex<CheckedContinuation<any Sendable, any Error>?>
+
+    init(_ continuation: CheckedContinuation<any Sendable, any Error>) {
+        self.continuation = Mutex(continuation)
+    }
+
+    /// - Returns: `true` for the first caller, who resumed the continuation.
+    @discardableResult
+    func resume(with result: Result<any Sendable, any Error>) -> Bool {
+        guard let continuation = continuation.withLock({ $0.take() }) else { return false }
+        continuation.resume(with: result)
+        return true
+    }
+}
+
+private struct WarmUpTimedOut: Error, CustomStringConvertible {
+    var limit: Duration
+    var description: String { "the factory did not finish within the warm-up timeout of \(limit)" }
+}
+
+/// A first-in, first-out limit on attempts running at once in one engine (``WorkerOptions``).
+final class WorkerPermits: Sendable {
+    private struct State {
+        var available: Int
+        var queue: [(ticket: Int, granted: @Sendable () -> Void)] = []
+        var nextTicket = 1
+    }
+
+    private let state: Mutex<State>
+
+    init(limit: Int) {
+        state = Mutex(State(available: limit))
+    }
+
+    /// Asks for a permit; `granted` runs at once or when one is released.
+    /// - Returns: a ticket for ``cancel(ticket:)`` while waiting; `nil` when granted already.
+    func acquire(_ granted: @escaping @Sendable () -> Void) -> Int? {
+        let ticket = state.withLock { state -> Int? in
+            if state.available > 0 && state.queue.isEmpty {
+                state.available -= 1
+                return nil
+            }
+            let ticket = state.nextTicket
+            state.nextTicket += 1
+            state.queue.append((ticket, granted))
+            return ticket
+        }
+        if ticket == nil { granted() }
+        return ticket
+    }
+
+    /// - Returns: `false` when the ticket was granted already.
+    func cancel(ticket: Int) -> Bool {
+        state.withLock { state in
+            guard let index = state.queue.firstIndex(where: { $0.ticket == ticket }) else { return false }
+            state.queue.remove(at: index)
+            return true
+        }
+    }
+
+    func release() {
+        let next = state.withLock { state -> (@Sendable () -> Void)? in
+            if state.queue.isEmpty {
+                state.available += 1
+                return nil
+            }
+            return state.queue.removeFirst().granted
+        }
+        next?()
+    }
+}
