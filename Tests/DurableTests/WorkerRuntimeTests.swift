@@ -1,0 +1,250 @@
+import Durable
+import DurableTestSupport
+import Foundation
+import MetricsTestKit
+import Synchronization
+import Testing
+
+/// Timeouts, heartbeats, cancellation and pools, on real journals in this process.
+@Suite struct WorkerRuntimeTests {
+    let log = ProbeLog()
+    let metrics = TestMetrics()
+    let factoryCalls = Counter()
+
+    /// An engine with ``ProbeFlow`` and ``CancelFlow``; `pool` registers Probe in a pool.
+    func engine(_ name: String = #function, pool: PoolOptions? = nil, worker: WorkerOptions = WorkerOptions()) throws -> Engine {
+        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath(name)), worker: worker, metrics: metrics)
+        engine.register(ProbeFlow.self)
+        engine.register(CancelFlow.self)
+        if let pool {
+            engine.register(Probe.self, pool: pool) { [log, factoryCalls] in
+                factoryCalls.increment()
+                try await Task.sleep(for: .milliseconds(30))  // a model load, made short
+                return Probe(log: log)
+            }
+        } else {
+            engine.register(Probe(log: log))
+        }
+        return engine
+    }
+
+    func run(_ engine: Engine, _ plans: [ProbePlan]) async throws -> (outcomes: [String], events: [HistoryEvent]) {
+        let handle = try await engine.start(ProbeFlow.self, input: plans)
+        let outcomes = try await handle.result()
+        return (outcomes, try engine.history(handle.runID).1)
+    }
+
+    func options(
+        startToClose: Duration? = .seconds(10), scheduleToStart: Duration? = nil, scheduleToClose: Duration? = nil,
+        heartbeat: Duration? = nil, attempts: Int = 1, backoff: Duration = .milliseconds(10)
+    ) -> ActivityOptions {
+        ActivityOptions(
+            startToClose: startToClose, scheduleToStart: scheduleToStart, scheduleToClose: scheduleToClose,
+            heartbeatTimeout: heartbeat, retry: .exponential(initial: backoff, coefficient: 1, maxAttempts: attempts))
+    }
+
+    // MARK: - Timeouts
+
+    @Test func startToCloseTimeoutIsRetriedAndRecordedWithItsAttempt() async throws {
+        let engine = try engine()
+        let plan = ProbePlan(
+            steps: [.init(sleepMs: 2_000), .init()], options: options(startToClose: .milliseconds(100), attempts: 3))
+        let (outcomes, events) = try await run(engine, [plan])
+        #expect(outcomes == ["ok a2"])
+        let failed = events.filter { $0.kind == .activityAttemptFailed }
+        #expect(failed.map(\.attempt) == [1])
+        #expect(failed.first?.failure?.type == "StartToCloseTimeout")
+        #expect(failed.first?.failure?.limitMs == 100)
+        #expect(events.first { $0.kind == .activityCompleted }?.attempt == 2)
+        await engine.shutdown()
+    }
+
+    @Test func lastStartToCloseTimeoutReachesWorkflowCodeAsItsOwnType() async throws {
+        let engine = try engine()
+        let plan = ProbePlan(steps: [.init(sleepMs: 2_000)], options: options(startToClose: .milliseconds(80), attempts: 2))
+        let (outcomes, events) = try await run(engine, [plan])
+        #expect(outcomes == ["StartToCloseTimeout a2"])
+        #expect(events.filter { $0.kind == .activityAttemptFailed }.map(\.attempt) == [1])
+        #expect(events.first { $0.kind == .activityFailed }?.failure?.type == "StartToCloseTimeout")
+        await engine.shutdown()
+    }
+
+    @Test func heartbeatTimeoutFiresWhenHeartbeatsStopAndTheNextAttemptResumes() async throws {
+        let engine = try engine()
+        // Attempt 1 reports progress 1, 2, 3 and then hangs; attempt 2 resumes from 3.
+        let plan = ProbePlan(
+            steps: [.init(sleepMs: 3_000, heartbeats: 3, heartbeatEveryMs: 20), .init(heartbeats: 1)],
+            options: options(heartbeat: .milliseconds(150), attempts: 2))
+        let started = ContinuousClock.now
+        let (outcomes, events) = try await run(engine, [plan])
+        #expect(outcomes == ["ok a2 resumed 3"])
+        #expect(ContinuousClock.now - started < .seconds(2))
+        let failure = try #require(events.first { $0.kind == .activityAttemptFailed })
+        #expect(failure.failure?.type == "HeartbeatTimeout")
+        #expect(failure.attemptDetails?.heartbeat == "3")
+        #expect(events.contains { $0.kind == .activityHeartbeat && $0.attempt == 1 })
+        #expect(log.entries.map(\.resumed) == [nil, 3])
+        await engine.shutdown()
+    }
+
+    @Test func scheduleToStartTimeoutEndsAnAttemptThatWaitsForAFullPool() async throws {
+        let engine = try engine(pool: .warm(min: 1, max: 1))
+        await engine.warmUp()
+        let holder = ProbePlan(label: "holder", steps: [.init(sleepMs: 400)])
+        let waiter = ProbePlan(label: "waiter", options: options(scheduleToStart: .milliseconds(60), attempts: 5))
+        let (outcomes, events) = try await run(engine, [holder, waiter])
+        #expect(outcomes == ["ok a1", "ScheduleToStartTimeout a1"])
+        // Not retried: another attempt would wait in the same queue.
+        #expect(!events.contains { $0.kind == .activityAttemptFailed })
+        #expect(log.entries.map(\.label) == ["holder"])
+        await engine.shutdown()
+    }
+
+    @Test func scheduleToCloseTimeoutBoundsAllAttemptsAndDelays() async throws {
+        let engine = try engine()
+        let plan = ProbePlan(
+            steps: [.init(fail: true)],
+            options: options(scheduleToClose: .milliseconds(250), attempts: 0, backoff: .milliseconds(40)))
+        let (outcomes, events) = try await run(engine, [plan])
+        #expect(outcomes.first?.hasPrefix("ScheduleToCloseTimeout") == true)
+        #expect(events.filter { $0.kind == .activityAttemptFailed }.count >= 2)
+        #expect(events.first { $0.kind == .activityFailed }?.failure?.type == "ScheduleToCloseTimeout")
+        await engine.shutdown()
+    }
+
+    // MARK: - Cancellation
+
+    @Test func workflowCancelsARunningActivityAndTheOutcomeIsRecorded() async throws {
+        let engine = try engine()
+        let long = ProbePlan(label: "long", steps: [.init(sleepMs: 10_000)], options: options(attempts: 3))
+        let started = ContinuousClock.now
+        let handle = try await engine.start(CancelFlow.self, input: long)
+        #expect(try await handle.result() == "trigger,cancelled")
+        #expect(ContinuousClock.now - started < .seconds(3))
+        let events = try engine.history(handle.runID).1
+        let kinds = events.map(\.kind)
+        #expect(kinds.contains(.activityCancelRequested))
+        let cancelled = try #require(events.first { $0.kind == .activityCancelled })
+        #expect(cancelled.failure?.type == "Cancelled")
+        #expect(cancelled.attempt == 1)
+        // The cancel request is a decision of the workflow: the history replays.
+        #expect(try engine.replay(handle.runID).mismatch == nil)
+        await engine.shutdown()
+    }
+
+    // MARK: - Pools
+
+    @Test func poolWarmsItsMinimumBeforeWorkArrivesAndReusesWarmSlots() async throws {
+        let engine = try engine(pool: .warm(min: 2, max: 3))
+        await engine.warmUp()
+        #expect(factoryCalls.count == 2)
+        #expect(try metrics.expectCounter("durable_pool_cold_starts_total", [("pool", "Probe")]).totalValue == 2)
+        let (outcomes, events) = try await run(engine, [ProbePlan(), ProbePlan()])
+        #expect(outcomes == ["ok a1", "ok a1"])
+        #expect(factoryCalls.count == 2)
+        let details = events.filter { $0.kind == .activityCompleted }.compactMap(\.attemptDetails)
+        #expect(details.map(\.cold) == [false, false])
+        #expect(Set(details.compactMap(\.slot)) == ["Probe#1", "Probe#2"])
+        #expect(details.allSatisfy { $0.runMs != nil })
+        #expect(try metrics.expectCounter("durable_pool_warm_hits_total", [("pool", "Probe")]).totalValue == 2)
+        #expect(try metrics.expectTimer("durable_pool_run_seconds", [("pool", "Probe")]).values.count == 2)
+        await engine.shutdown()
+    }
+
+    @Test func slotIsRecycledAfterMaximumUsesAndAfterAFailure() async throws {
+        let engine = try engine(pool: .warm(min: 0, max: 1, maxUses: 2))
+        var slots: [String] = []
+        for _ in 0..<4 {
+            let (outcomes, _) = try await run(engine, [ProbePlan()])
+            #expect(outcomes == ["ok a1"])
+            slots.append(log.entries.last?.slot ?? "")
+        }
+        #expect(slots == ["Probe#1", "Probe#1", "Probe#2", "Probe#2"])
+        // A failed attempt's slot is replaced: the retry runs on a new one.
+        let flaky = ProbePlan(steps: [.init(fail: true), .init()], options: options(attempts: 2))
+        let (outcomes, events) = try await run(engine, [flaky])
+        #expect(outcomes == ["ok a2"])
+        let used = events.filter { $0.kind == .activityAttemptFailed || $0.kind == .activityCompleted }
+            .compactMap { $0.attemptDetails?.slot }
+        #expect(used == ["Probe#3", "Probe#4"])
+        #expect(factoryCalls.count == 4)
+        await engine.shutdown()
+    }
+
+    @Test func idleSlotsAboveTheMinimumAreEvicted() async throws {
+        let engine = try engine(pool: .warm(min: 0, max: 2, idleTimeout: .milliseconds(100)))
+        _ = try await run(engine, [ProbePlan()])
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(try metrics.expectCounter("durable_pool_evicted_total", [("pool", "Probe")]).totalValue == 1)
+        let (_, events) = try await run(engine, [ProbePlan()])
+        #expect(events.first { $0.kind == .activityCompleted }?.attemptDetails?.cold == true)
+        #expect(factoryCalls.count == 2)
+        await engine.shutdown()
+    }
+
+    @Test func poolAndWorkerLimitsBoundConcurrency() async throws {
+        let plans = (0..<6).map { ProbePlan(label: "c\($0)", steps: [.init(sleepMs: 60)]) }
+        let pooled = try engine("pooled", pool: .warm(min: 0, max: 3))
+        #expect(try await run(pooled, plans).outcomes.allSatisfy { $0 == "ok a1" })
+        #expect(log.mostAtOnce == 3)
+        await pooled.shutdown()
+
+        let otherLog = ProbeLog()
+        let limited = try Engine(
+            journal: .sqlite(path: temporaryJournalPath("limited")), worker: WorkerOptions(maximumConcurrentActivities: 2))
+        limited.register(ProbeFlow.self)
+        limited.register(Probe(log: otherLog))
+        #expect(try await run(limited, plans).outcomes.allSatisfy { $0 == "ok a1" })
+        #expect(otherLog.mostAtOnce == 2)
+        await limited.shutdown()
+    }
+}
+
+/// The pool's bookkeeping alone, without threads or time.
+@Suite struct PoolStateMachineTests {
+    @Test func waitersAreServedInOrderAndCancelledWaitersSkipped() {
+        var pool = PoolStateMachine(options: .warm(min: 0, max: 1))
+        #expect(pool.acquire(ticket: 1) == .warmFor(slot: 1, ticket: 1))
+        pool.warmedForOwner(slot: 1)
+        #expect(pool.acquire(ticket: 2) == nil)
+        #expect(pool.acquire(ticket: 3) == nil)
+        #expect(pool.acquire(ticket: 4) == nil)
+        let cancelled = pool.cancel(ticket: 3)
+        let cancelledAgain = pool.cancel(ticket: 3)
+        #expect(cancelled && !cancelledAgain)
+        #expect(pool.release(slot: 1, retire: false, now: 0) == [.handOver(slot: 1, ticket: 2)])
+        #expect(pool.release(slot: 1, retire: false, now: 0) == [.handOver(slot: 1, ticket: 4)])
+        #expect(pool.release(slot: 1, retire: false, now: 0) == [])
+        #expect(pool.idleCount == 1)
+    }
+
+    @Test func retiringASlotWarmsANewOneForTheNextWaiterAndKeepsTheMinimum() {
+        var pool = PoolStateMachine(options: .warm(min: 1, max: 1, maxUses: 2))
+        #expect(pool.start() == [.warmSpare(slot: 1)])
+        #expect(pool.warmedSpare(slot: 1, now: 0) == [])
+        #expect(pool.acquire(ticket: 1) == .handOver(slot: 1, ticket: 1))
+        #expect(pool.acquire(ticket: 2) == nil)
+        #expect(pool.release(slot: 1, retire: true, now: 0) == [.close(slot: 1), .warmFor(slot: 2, ticket: 2)])
+        pool.warmedForOwner(slot: 2)
+        #expect(pool.release(slot: 2, retire: false, now: 0) == [])
+        #expect(pool.acquire(ticket: 3) == .handOver(slot: 2, ticket: 3))
+        // Second use reaches maximumUses: closed, and a spare restores the minimum.
+        #expect(pool.release(slot: 2, retire: false, now: 0) == [.close(slot: 2), .warmSpare(slot: 3)])
+    }
+
+    @Test func idleEvictionStopsAtTheMinimumAndFailedSparesAreNotRetriedAtOnce() {
+        var pool = PoolStateMachine(options: .warm(min: 1, max: 3, idleTimeout: .milliseconds(1)))
+        #expect(pool.start() == [.warmSpare(slot: 1)])
+        #expect(pool.warmUpFailed(slot: 1) == [])
+        #expect(pool.acquire(ticket: 1) == .warmFor(slot: 2, ticket: 1))
+        #expect(pool.acquire(ticket: 2) == .warmFor(slot: 3, ticket: 2))
+        pool.warmedForOwner(slot: 2)
+        pool.warmedForOwner(slot: 3)
+        _ = pool.release(slot: 2, retire: false, now: 0)
+        _ = pool.release(slot: 3, retire: false, now: 500_000)
+        let (actions, next) = pool.evictIdle(now: 1_200_000)
+        #expect(actions == [.close(slot: 2)])
+        #expect(next == nil)
+        #expect(pool.slots.count == 1)
+    }
+}
