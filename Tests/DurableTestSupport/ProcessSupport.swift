@@ -58,13 +58,21 @@ public final class Child: @unchecked Sendable {
     }
 }
 
-/// Lines "<label> <pid>" of a side file.
-public func sideRecords(_ path: String) -> [(label: String, pid: Int32)] {
+/// One line of a side file: an activity attempt as the activity saw it.
+public struct SideRecord: Sendable, Equatable {
+    public var label: String
+    public var pid: Int32
+    public var attempt: Int
+    public var key: String
+}
+
+/// Lines "<label> <pid> <attempt> <key>" of a side file.
+public func sideRecords(_ path: String) -> [SideRecord] {
     let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
     return text.split(separator: "\n").compactMap { line in
         let parts = line.split(separator: " ")
-        guard parts.count == 2, let pid = Int32(parts[1]) else { return nil }
-        return (String(parts[0]), pid)
+        guard parts.count == 4, let pid = Int32(parts[1]), let attempt = Int(parts[2]) else { return nil }
+        return SideRecord(label: String(parts[0]), pid: pid, attempt: attempt, key: String(parts[3]))
     }
 }
 

@@ -1,7 +1,8 @@
 // Workflows shared by the tests and by the worker process they spawn (durable-test-worker).
 //
 // Environment read by Step:
-//   SIDE_FILE  every Step attempt appends "<label> <pid>\n" to this file with one write(2), so the
+//   SIDE_FILE  every Step attempt appends "<label> <pid> <attempt> <idempotency key>\n" to this file
+//              with one write(2), so the
 //              record survives SIGKILL (the tests compare it with the journal)
 //   STEP_MS    how long each Step takes (default 20)
 //   KILL_IN    a Step label: that step kills its own process with SIGKILL after its side-file record
@@ -20,7 +21,7 @@ public struct Step: Activity {
         let env = ProcessInfo.processInfo.environment
         if let side = env["SIDE_FILE"] {
             let fd = open(side, O_WRONLY | O_APPEND | O_CREAT, 0o644)
-            let line = "\(input) \(getpid())\n"
+            let line = "\(input) \(getpid()) \(ctx.attempt) \(ctx.idempotencyKey)\n"
             _ = line.withCString { write(fd, $0, strlen($0)) }
             close(fd)
         }

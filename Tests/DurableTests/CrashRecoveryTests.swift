@@ -83,11 +83,29 @@ enum KillPoint: CustomStringConvertible, Sendable {
         let rerun = Set(records.filter { $0.pid == second.pid }.map(\.label)).intersection(completedBeforeKill)
         #expect(rerun.isEmpty, "activities completed before the kill ran again: \(rerun.sorted()) (\(point))")
         #expect(Set(records.map(\.label)) == Set(KillPoint.labels))
-        if case .insideActivity(let label) = point {
-            // The killed attempt never completed, so it must run again (at least once).
-            #expect(records.filter { $0.label == label }.count == 2)
-        }
         let (_, after) = try inspector.history("crash")
+        if case .insideActivity(let label) = point {
+            // The killed attempt never completed, so it runs again: with the next attempt number and
+            // the same idempotency key, after a WorkerLost record for the attempt cut off.
+            let attempts = records.filter { $0.label == label }
+            #expect(attempts.map(\.attempt) == [1, 2])
+            #expect(attempts.map(\.pid) == [first.pid, second.pid])
+            #expect(Set(attempts.map(\.key)).count == 1)
+            let seq = try #require(after.first {
+                $0.kind == .activityScheduled && $0.data.flatMap { try? JSONDecoder().decode(String.self, from: $0) } == label
+            }?.seq)
+            let lost = after.filter { $0.kind == .activityAttemptFailed && $0.seq == seq }
+            #expect(lost.map(\.attempt) == [1])
+            #expect(lost.first?.failure?.type == "WorkerLost")
+            #expect(attempts.first?.key == "\(before.0.runID)/\(seq)")
+        }
+        // Every attempt recorded as lost belongs to an activity that had not completed at the kill.
+        let scheduled = Dictionary(after.filter { $0.kind == .activityScheduled }.map { ($0.seq, $0) }) { a, _ in a }
+        for event in after where event.kind == .activityAttemptFailed {
+            #expect(event.failure?.type == "WorkerLost")
+            let label = scheduled[event.seq]?.data.flatMap { try? JSONDecoder().decode(String.self, from: $0) }
+            #expect(label.map { !completedBeforeKill.contains($0) } == true)
+        }
         #expect(completedLabels(after) == Set(KillPoint.labels))
         #expect(after.map(\.index) == Array(0..<after.count))
     }
