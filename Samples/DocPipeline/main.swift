@@ -12,7 +12,8 @@ import Foundation
 await DurableApp.main(name: "doc-pipeline") { engine in
     engine.register(ProcessDocument.self)
     engine.register(Extract())
-    engine.register(Classify())
+    // A warm pool: one slot loaded before work arrives, at most two attempts at once.
+    engine.register(Classify.self, pool: .warm(min: 1, max: 2)) { Classify(model: try await .load()) }
     engine.register(Summarize())
     engine.register(DetectLanguage())
     engine.register(ExtractEntities())

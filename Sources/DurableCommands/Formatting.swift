@@ -58,6 +58,21 @@ enum Format {
         var object: [String: Any] = ["type": failure.type, "message": failure.message]
         if let retryable = failure.retryable { object["retryable"] = retryable }
         if let delay = failure.nextRetryDelayMs { object["nextRetryDelayMs"] = delay }
+        if let limit = failure.limitMs { object["limitMs"] = limit }
         return object
+    }
+
+    static func attemptJSON(_ details: AttemptDetails?) -> Any {
+        guard let details, let data = try? JSONEncoder().encode(details) else { return NSNull() }
+        return jsonValue(data)
+    }
+
+    static func activityJSON(_ activity: ActivitySummary) -> [String: Any] {
+        [
+            "seq": activity.seq, "activityType": activity.activityType, "state": activity.state.rawValue,
+            "attempts": activity.attempts, "cancelRequested": activity.cancelRequested,
+            "lastFailure": failureJSON(activity.lastFailure), "lastAttempt": attemptJSON(activity.lastAttempt),
+            "lastHeartbeat": activity.lastHeartbeat.map { jsonValue(Data($0.utf8)) } ?? NSNull(),
+        ]
     }
 }

@@ -222,8 +222,10 @@ final class ActivityExecution: Sendable {
             String(decoding: $0, as: UTF8.self)
         })
         if let lease = held.lease {
-            details.slot = lease.name
-            details.cold = lease.cold
+            if !pool.isShared {
+                details.slot = lease.name
+                details.cold = lease.cold
+            }
             if lease.cold { details.warmUpMs = Double(lease.warmUpNanos) / 1e6 }
             details.pid = registration.processID(lease.resource)
             if let runNanos = held.runNanos {

@@ -144,10 +144,12 @@ extension Engine {
         return claimed
     }
 
-    /// Recovers open runs (unless this engine has done so already), then keeps picking up runs
-    /// submitted by other processes until ``shutdown()`` is called or the task is cancelled.
+    /// Warms the pools (``warmUp()``), recovers open runs (unless this engine has done so already),
+    /// then keeps picking up runs submitted by other processes until ``shutdown()`` is called or the
+    /// task is cancelled.
     /// - Parameter pollInterval: how often the journal's change counter is checked.
     public func runWorker(pollInterval: Duration = .milliseconds(5)) async throws {
+        await warmUp()
         _ = try await recoverOnce()  // nothing to do if recover() or a start did it already
         var token = try journal.changeToken()
         while !isStopping && !Task.isCancelled {

@@ -32,10 +32,64 @@ public struct RunDescription: Sendable {
     public var input: Data?
     /// The outcome, when the run is closed.
     public var outcome: RunOutcome?
-    /// Activities scheduled and not yet finished, as (sequence, type, attempts failed so far).
-    public var pendingActivities: [(seq: Int, activityType: String, failedAttempts: Int)]
+    /// Every activity the run scheduled, in sequence order, with its attempts so far.
+    public var activities: [ActivitySummary]
     /// Why the history could not be read (a corrupt event), if it could not.
     public var historyError: JournalError?
+
+    /// The activities scheduled and not yet finished.
+    public var pendingActivities: [ActivitySummary] { activities.filter { $0.state == .pending } }
+}
+
+/// One activity of a run as its history tells it: where it stands, how many attempts it took, how
+/// the last one ran and why the last failure happened.
+public struct ActivitySummary: Sendable, Equatable {
+    public enum State: String, Sendable {
+        case pending, completed, failed, cancelled
+    }
+
+    public var seq: Int
+    public var activityType: String
+    public var state: State
+    /// The highest attempt number recorded (0 while the first attempt has not reported).
+    public var attempts: Int
+    /// The workflow asked for the activity to be cancelled.
+    public var cancelRequested: Bool
+    /// The most recent failure recorded (an attempt's or the activity's).
+    public var lastFailure: FailureInfo?
+    /// How the last reported attempt ran: slot, cold or warm, durations.
+    public var lastAttempt: AttemptDetails?
+    /// The last heartbeat details recorded (JSON).
+    public var lastHeartbeat: String?
+
+    /// Reads activity summaries from a history.
+    public static func from(_ events: [HistoryEvent]) -> [ActivitySummary] {
+        var summaries: [Int: ActivitySummary] = [:]
+        for event in events {
+            if event.kind == .activityScheduled {
+                summaries[event.seq] = ActivitySummary(
+                    seq: event.seq, activityType: event.name ?? "?", state: .pending, attempts: 0, cancelRequested: false)
+                continue
+            }
+            guard var summary = summaries[event.seq] else { continue }
+            summary.attempts = max(summary.attempts, event.attempt)
+            switch event.kind {
+            case .activityCompleted: summary.state = .completed
+            case .activityFailed: summary.state = .failed
+            case .activityCancelled: summary.state = .cancelled
+            case .activityCancelRequested: summary.cancelRequested = true
+            case .activityHeartbeat: summary.lastHeartbeat = event.data.map { String(decoding: $0, as: UTF8.self) }
+            default: break
+            }
+            if let failure = event.failure { summary.lastFailure = failure }
+            if let details = event.attemptDetails {
+                summary.lastAttempt = details
+                if let beat = details.heartbeat { summary.lastHeartbeat = beat }
+            }
+            summaries[event.seq] = summary
+        }
+        return summaries.keys.sorted().compactMap { summaries[$0] }
+    }
 }
 
 extension Engine {
@@ -178,21 +232,12 @@ extension Engine {
             events = try journal.history(run)
         } catch let error as JournalError where error.isCorruption {
             return RunDescription(
-                run: run, eventCount: try journal.eventCount(run), input: nil, outcome: nil, pendingActivities: [],
+                run: run, eventCount: try journal.eventCount(run), input: nil, outcome: nil, activities: [],
                 historyError: error)
-        }
-        var pending: [Int: (String, Int)] = [:]
-        for event in events {
-            switch event.kind {
-            case .activityScheduled: pending[event.seq] = (event.name ?? "?", 0)
-            case .activityAttemptFailed: pending[event.seq]?.1 = event.attempt
-            case .activityCompleted, .activityFailed, .activityCancelled: pending[event.seq] = nil
-            default: break
-            }
         }
         return RunDescription(
             run: run, eventCount: events.count, input: events.first?.data, outcome: try closedOutcome(run),
-            pendingActivities: pending.keys.sorted().map { ($0, pending[$0]!.0, pending[$0]!.1) }, historyError: nil)
+            activities: ActivitySummary.from(events), historyError: nil)
     }
 
     /// Runs, newest first.

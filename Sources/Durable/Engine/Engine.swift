@@ -90,6 +90,15 @@ public final class Engine: Sendable {
         add(.inProcess(A.self, pool: pool))
     }
 
+    /// The pools with warm slots, as text for a worker's start-up line: `ScoreFraud 2/4, Sentiment 1/2`
+    /// (slots now / maximum); `nil` when no activity has a pool.
+    public var poolSummary: String? {
+        let pools = registry.withLock { $0.activities.values.map(\.pool) }
+            .filter { !$0.isShared }.sorted { $0.name < $1.name }
+        guard !pools.isEmpty else { return nil }
+        return pools.map { "\($0.name) \($0.slotCount)/\($0.options.maximumSlots)" }.joined(separator: ", ")
+    }
+
     func add(_ registration: ActivityRegistration) {
         let replaced = registry.withLock { registry in
             defer { registry.activities[registration.name] = registration }
@@ -135,7 +144,7 @@ public final class Engine: Sendable {
     }
 
     /// Takes the journal's worker lock: this process drives its runs.
-    func becomeWorker() throws {
+    package func becomeWorker() throws {
         try workerLock.withLock { lock in
             if lock == nil {
                 lock = try WorkerLock(journalPath: journal.path)

@@ -189,6 +189,9 @@ final class SlotPool: Sendable {
 
     var slotCount: Int { state.withLock { $0.machine.slots.count } }
 
+    /// A pool around one shared resource (an activity registered without a pool).
+    var isShared: Bool { shared != nil }
+
     // MARK: - Private
 
     private func lease(_ slot: Int, _ state: State) -> Lease {

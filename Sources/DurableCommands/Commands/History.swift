@@ -25,7 +25,11 @@ struct History: AsyncParsableCommand {
                 } else if event.data != nil {
                     object["data"] = Format.jsonValue(event.data)
                 }
-                if let meta = event.meta { object["options"] = Format.jsonValue(meta) }
+                if event.attemptDetails != nil {
+                    object["attemptDetails"] = Format.jsonValue(event.meta)
+                } else if let meta = event.meta {
+                    object["options"] = Format.jsonValue(meta)
+                }
                 return object
             })
             return
@@ -41,9 +45,11 @@ struct History: AsyncParsableCommand {
                 } else {
                     details = [event.name, event.data.map { Format.payload($0) }].compactMap { $0 }.joined(separator: " ")
                 }
+                let attempt = event.attemptDetails.map { "[\($0.summary)]" }
+                let text = [details, attempt].compactMap { $0 }.filter { !$0.isEmpty && $0 != "[]" }.joined(separator: " ")
                 return [
                     "\(event.index)", "\(Int(event.time.timeIntervalSince(start) * 1000))", event.kind.name,
-                    event.seq == 0 ? "" : "\(event.seq)", event.attempt == 0 ? "" : "\(event.attempt)", details,
+                    event.seq == 0 ? "" : "\(event.seq)", event.attempt == 0 ? "" : "\(event.attempt)", text,
                 ]
             }))
     }

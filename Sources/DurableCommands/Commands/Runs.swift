@@ -66,9 +66,7 @@ struct Runs: AsyncParsableCommand {
                 object["input"] = Format.jsonValue(description.input)
                 object["result"] = Format.jsonValue(result)
                 object["failure"] = Format.failureJSON(failure)
-                object["pendingActivities"] = description.pendingActivities.map {
-                    ["seq": $0.seq, "activityType": $0.activityType, "failedAttempts": $0.failedAttempts]
-                }
+                object["activities"] = description.activities.map(Format.activityJSON)
                 try Format.printJSON(object)
                 return
             }
@@ -86,11 +84,20 @@ struct Runs: AsyncParsableCommand {
             if let failure { lines.append("failure:      \(failure)") }
             if let error = run.error, failure == nil { lines.append("error:        \(error)") }
             if let error = description.historyError { lines.append("history:      \(error)") }
-            for activity in description.pendingActivities {
-                lines.append("pending:      \(activity.activityType) (seq \(activity.seq))"
-                             + (activity.failedAttempts > 0 ? ", \(activity.failedAttempts) failed attempt(s)" : ""))
-            }
             print(lines.joined(separator: "\n"))
+            if !description.activities.isEmpty {
+                print("activities:")
+                print(Format.table(
+                    ["SEQ", "ACTIVITY", "STATE", "ATTEMPTS", "LAST ATTEMPT", "LAST FAILURE"],
+                    description.activities.map { activity in
+                        [
+                            "\(activity.seq)", activity.activityType,
+                            activity.state.rawValue + (activity.cancelRequested && activity.state == .pending ? " (cancelling)" : ""),
+                            "\(activity.attempts)", activity.lastAttempt?.summary ?? "",
+                            activity.lastFailure.map { "\($0)" } ?? "",
+                        ]
+                    }))
+            }
         }
     }
 }

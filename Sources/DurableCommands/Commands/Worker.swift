@@ -33,6 +33,12 @@ struct Worker: AsyncParsableCommand {
         if !quiet {
             print("worker pid \(getpid()) on \(options.path): workflow types \(engine.workflowTypes.joined(separator: ", "))")
         }
+        try engine.becomeWorker()  // the lock, and the workflow types the code-less CLI may submit
+        let warming = Date()
+        await engine.warmUp()
+        if !quiet, let pools = engine.poolSummary {
+            print("pools warm in \(Format.duration(from: warming, to: Date())): \(pools)")
+        }
         let report = try await engine.recover()
         if !quiet {
             print("recovered \(report.resumed.count) open run(s), picked up \(report.claimed.count) submitted run(s)"
