@@ -99,6 +99,26 @@ public final class Engine: Sendable {
         return pools.map { "\($0.name) \($0.slotCount)/\($0.options.maximumSlots)" }.joined(separator: ", ")
     }
 
+    /// Registers an activity that runs in a pool of subprocesses speaking JSON lines (a model server in
+    /// Python, say): each slot is one long-lived process; a process that breaks the protocol, exits or
+    /// times out is killed and replaced. See `Docs/activities.md` for the protocol.
+    ///
+    /// ```swift
+    /// engine.register(Sentiment.self, processPool: ProcessPoolOptions(
+    ///     command: ["python3", "models/sentiment.py"], pool: .warm(min: 1, max: 2)))
+    /// ```
+    public func register<A: ActivityDeclaration>(_ activity: A.Type, processPool options: ProcessPoolOptions) {
+        let configuration = WorkerProcessConfiguration(
+            command: options.command, environment: options.environment, workingDirectory: options.workingDirectory,
+            readyTimeout: options.pool.warmUpTimeout ?? .seconds(3600), terminationGrace: options.terminationGrace,
+            stderrLimit: options.stderrLimit)
+        let pool = SlotPool(
+            name: A.name, options: options.pool, metrics: PoolMetrics(pool: A.name, factory: metricsFactory),
+            timers: timeouts, make: { try await WorkerProcess.launch(configuration) },
+            close: { await ($0 as? WorkerProcess)?.terminate() })
+        add(.process(A.self, pool: pool))
+    }
+
     func add(_ registration: ActivityRegistration) {
         let replaced = registry.withLock { registry in
             defer { registry.activities[registration.name] = registration }

@@ -61,6 +61,34 @@ struct ActivityRegistration: Sendable {
     }
 }
 
+extension ActivityRegistration {
+    /// A process-pool activity: `resource` is a ``WorkerProcess``. The process's output is checked
+    /// against `A.Output`, so a worker that answers with the wrong shape fails the attempt, not the
+    /// workflow.
+    static func process<A: ActivityDeclaration>(_: A.Type, pool: SlotPool) -> ActivityRegistration {
+        let decoder = JSONDecoder()
+        var registration = ActivityRegistration(name: A.name, pool: pool) { resource, context, input in
+            // The pool holds only processes its factory launched.
+            let process = resource as! WorkerProcess
+            let request = WorkerRequest(
+                id: context.sequence, activity: A.name, input: input, attempt: context.attempt,
+                idempotencyKey: context.idempotencyKey, heartbeatDetails: context.lastHeartbeatData)
+            let output = try await process.call(request) { details in try? context.heartbeats?.heartbeat(details) }
+            do {
+                _ = try decoder.decode(A.Output.self, from: output)
+            } catch {
+                throw ApplicationError(
+                    "process \(process.pid) returned output that is not a valid \(A.Output.self): "
+                        + describeDecoding(error), type: "BadActivityOutput")
+            }
+            return output
+        }
+        registration.isReusable = { ($0 as? WorkerProcess)?.isUsable ?? false }
+        registration.processID = { ($0 as? WorkerProcess)?.pid }
+        return registration
+    }
+}
+
 struct Registry {
     var workflows: [String: WorkflowRegistration] = [:]
     var activities: [String: ActivityRegistration] = [:]

@@ -3,18 +3,18 @@ import Dispatch
 import Synchronization
 
 /// A slot held by one attempt.
-struct Lease: Sendable {
-    let slot: Int
+package struct Lease: Sendable {
+    package let slot: Int
     /// `"<pool>#<slot>"`, as recorded in attempt details.
-    let name: String
-    let resource: any Sendable
+    package let name: String
+    package let resource: any Sendable
     /// The slot was warmed for this attempt.
-    let cold: Bool
-    let warmUpNanos: UInt64
+    package let cold: Bool
+    package let warmUpNanos: UInt64
 }
 
 /// What an attempt gets from ``SlotPool/acquire(_:)``.
-enum Grant: Sendable {
+package enum Grant: Sendable {
     /// A warm slot, ready to run.
     case warm(Lease)
     /// A new slot for this attempt; warm it with ``SlotPool/warmUp(slot:)``.
@@ -26,8 +26,8 @@ enum Grant: Sendable {
 ///
 /// An activity registered without a pool gets a *shared* pool: one resource (the activity value)
 /// used by any number of attempts at once, with no bookkeeping beyond metrics.
-final class SlotPool: Sendable {
-    typealias Factory = @Sendable () async throws -> any Sendable
+package final class SlotPool: Sendable {
+    package typealias Factory = @Sendable () async throws -> any Sendable
 
     let name: String
     let options: PoolOptions
@@ -64,6 +64,12 @@ final class SlotPool: Sendable {
         self.state = Mutex(State(machine: PoolStateMachine(options: options)))
     }
 
+    /// A pool with its own timers and no metrics (for benchmarks and tests of the pool alone).
+    package convenience init(name: String, options: PoolOptions, make: @escaping Factory) {
+        self.init(name: name, options: options, metrics: PoolMetrics(pool: name, factory: NOOPMetricsHandler.instance),
+                  timers: TimeoutScheduler(), make: make)
+    }
+
     /// A shared pool around one resource.
     init(name: String, shared: any Sendable, metrics: PoolMetrics, timers: TimeoutScheduler) {
         self.name = name
@@ -81,7 +87,7 @@ final class SlotPool: Sendable {
     /// Asks for a slot. `granted` is called at once, on this thread, when a slot is free, or later
     /// from whichever thread frees one.
     /// - Returns: a ticket for ``cancel(ticket:)`` while the attempt waits; `nil` when granted already.
-    func acquire(_ granted: @escaping @Sendable (Grant) -> Void) -> Int? {
+    package func acquire(_ granted: @escaping @Sendable (Grant) -> Void) -> Int? {
         if let shared {
             granted(.warm(Lease(slot: 0, name: name, resource: shared, cold: false, warmUpNanos: 0)))
             return nil
@@ -120,7 +126,7 @@ final class SlotPool: Sendable {
 
     /// Warms a slot granted cold, within the pool's warm-up timeout.
     /// - Throws: ``SlotWarmUpFailed`` (the slot is gone and its capacity freed).
-    func warmUp(slot: Int) async throws -> Lease {
+    package func warmUp(slot: Int) async throws -> Lease {
         let start = DispatchTime.now().uptimeNanoseconds
         do {
             let resource = try await warm()
@@ -147,7 +153,7 @@ final class SlotPool: Sendable {
 
     /// Gives a slot back.
     /// - Parameter retire: close the slot instead of keeping it (failed, timed out, or broken).
-    func release(_ lease: Lease, retire: Bool) {
+    package func release(_ lease: Lease, retire: Bool) {
         guard shared == nil else { return }
         if retire { metrics.recycled.increment() }
         let now = DispatchTime.now().uptimeNanoseconds
@@ -168,7 +174,7 @@ final class SlotPool: Sendable {
     // MARK: - Life cycle
 
     /// Warms the minimum slots and waits until they are ready (or failed).
-    func start() async {
+    package func start() async {
         guard shared == nil else { return }
         let work = state.withLock { state in effects(state.machine.start(), &state) }
         await withTaskGroup(of: Void.self) { group in

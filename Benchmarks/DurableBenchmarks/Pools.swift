@@ -1,0 +1,177 @@
+// The worker runtime's workloads (no DBOS counterpart: DBOS has no activity pools):
+//
+//   pool_warm_cold  a model-like activity (warm-up ~500 ms, call ~5 ms, both simulated with sleeps):
+//                   `pool-calls` calls through a warm pool against the same calls when every call
+//                   cold-starts its slot (maximumUses 1), `pool-slots` slots in both cases
+//   pool_overhead   the pool's own cost per call: a warm slot acquired and released in a loop, and
+//                   the end-to-end cost per step of a pooled no-op activity against an unpooled one
+import Dispatch
+import Durable
+import Foundation
+import Synchronization
+
+struct PoolSettings {
+    var calls = 200
+    var slots = 4
+    var warmUpMs = 500
+    var callMs = 5
+    var overheadIterations = 1_000_000
+    var overheadSteps = 3_000
+}
+
+/// A model: loading it takes `warmUpMs`; a call takes `callMs`.
+struct ModelCall: Activity {
+    let callMs: Int
+    func run(_ ctx: ActivityContext, input: Int) async throws -> Int {
+        try await Task.sleep(for: .milliseconds(callMs))
+        return input
+    }
+}
+
+/// `input.calls` calls of ``ModelCall`` in `input.lanes` parallel lanes.
+struct Inference: Workflow {
+    struct Input: Codable, Sendable {
+        var calls: Int
+        var lanes: Int
+    }
+
+    func run(_ ctx: WorkflowContext, input: Input) async throws -> Int {
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for lane in 0..<input.lanes {
+                group.addTask {
+                    var sum = 0
+                    for call in stride(from: lane, to: input.calls, by: input.lanes) {
+                        sum += try await ctx.execute(ModelCall.self, call)
+                    }
+                    return sum
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+    }
+}
+
+/// A no-op step, pooled or not.
+struct Noop: Activity {
+    func run(_ ctx: ActivityContext, input: Int) async throws -> Int { input }
+}
+
+struct NoopSteps: Workflow {
+    func run(_ ctx: WorkflowContext, input: Int) async throws -> Int {
+        var sum = 0
+        for i in 0..<input { sum += try await ctx.execute(Noop.self, i) }
+        return sum
+    }
+}
+
+private final class Count: Sendable {
+    private let value = Mutex(0)
+    func add() { value.withLock { $0 += 1 } }
+    var total: Int { value.withLock { $0 } }
+}
+
+func runPoolWarmCold(_ s: PoolSettings, folder: String, round: Int) async throws -> Record {
+    func measure(cold: Bool) async throws -> (seconds: Double, warmUpSeconds: Double, loads: Int) {
+        let path = (folder as NSString).appendingPathComponent("pool-\(cold ? "cold" : "warm")-\(round).sqlite")
+        defer { removeJournalFiles(path) }
+        let engine = try Engine(journal: .sqlite(path: path, durability: .full))
+        let loads = Count()
+        let options: PoolOptions = cold
+            ? .warm(min: 0, max: s.slots, maxUses: 1)
+            : .warm(min: s.slots, max: s.slots)
+        engine.register(Inference.self)
+        engine.register(ModelCall.self, pool: options) { [callMs = s.callMs, warmUpMs = s.warmUpMs] in
+            loads.add()
+            try await Task.sleep(for: .milliseconds(warmUpMs))
+            return ModelCall(callMs: callMs)
+        }
+        let warmStart = monoSeconds()
+        await engine.warmUp()
+        let warmUpSeconds = monoSeconds() - warmStart
+        let start = monoSeconds()
+        let run = try await engine.start(Inference.self, input: .init(calls: s.calls, lanes: s.slots))
+        let sum = try await run.result()
+        let seconds = monoSeconds() - start
+        await engine.shutdown()
+        guard sum == s.calls * (s.calls - 1) / 2 else { throw BenchError("pool_warm_cold: wrong result \(sum)") }
+        return (seconds, warmUpSeconds, loads.total)
+    }
+    let warm = try await measure(cold: false)
+    let cold = try await measure(cold: true)
+    var r = header("pool_warm_cold", durability: .full, round: round)
+    r.set("calls", s.calls)
+    r.set("slots", s.slots)
+    r.set("warm_up_ms", s.warmUpMs)
+    r.set("call_ms", s.callMs)
+    r.set("warm_pool_warm_up_s", warm.warmUpSeconds)
+    r.set("warm_total_s", warm.seconds)
+    r.set("warm_per_call_ms", warm.seconds * 1000 / Double(s.calls))
+    r.set("warm_loads", warm.loads)
+    r.set("cold_total_s", cold.seconds)
+    r.set("cold_per_call_ms", cold.seconds * 1000 / Double(s.calls))
+    r.set("cold_loads", cold.loads)
+    r.set("cold_to_warm_ratio", cold.seconds / warm.seconds)
+    // The floor for the warm run: each lane's calls back to back with no engine at all.
+    r.set("warm_floor_s", Double(s.calls / s.slots * s.callMs) / 1000)
+    emit(r)
+    return r
+}
+
+func runPoolOverhead(_ s: PoolSettings, folder: String, round: Int) async throws -> Record {
+    // 1. The pool alone: a warm slot acquired and released, on one thread.
+    let pool = SlotPool(name: "bench", options: .warm(min: 1, max: 1)) { Noop() }
+    await pool.start()
+    let granted = Mutex<Lease?>(nil)
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    for _ in 0..<s.overheadIterations {
+        let ticket = pool.acquire { grant in
+            if case .warm(let lease) = grant { granted.withLock { $0 = lease } }
+        }
+        guard ticket == nil, let lease = granted.withLock({ $0.take() }) else {
+            throw BenchError("pool_overhead: the warm slot was not granted at once")
+        }
+        pool.release(lease, retire: false)
+    }
+    let microNanos = Double(DispatchTime.now().uptimeNanoseconds - t0) / Double(s.overheadIterations)
+
+    // 2. End to end: per-step time of a pooled no-op activity against an unpooled one, interleaved
+    //    three times each (durability fast, so the disk's fsync does not drown the difference).
+    func perStep(pooled: Bool, _ index: Int) async throws -> Double {
+        let path = (folder as NSString).appendingPathComponent("overhead-\(pooled)-\(index)-\(round).sqlite")
+        defer { removeJournalFiles(path) }
+        let engine = try Engine(journal: .sqlite(path: path, durability: .fast))
+        engine.register(NoopSteps.self)
+        if pooled {
+            engine.register(Noop.self, pool: .warm(min: 1, max: 1)) { Noop() }
+        } else {
+            engine.register(Noop())
+        }
+        await engine.warmUp()
+        _ = try await engine.start(NoopSteps.self, input: 50).result()  // warm the process up
+        let start = monoSeconds()
+        let sum = try await engine.start(NoopSteps.self, input: s.overheadSteps).result()
+        let seconds = monoSeconds() - start
+        await engine.shutdown()
+        guard sum == s.overheadSteps * (s.overheadSteps - 1) / 2 else { throw BenchError("pool_overhead: wrong sum") }
+        return seconds * 1e6 / Double(s.overheadSteps)
+    }
+    var pooled: [Double] = []
+    var unpooled: [Double] = []
+    for i in 0..<3 {
+        unpooled.append(try await perStep(pooled: false, i))
+        pooled.append(try await perStep(pooled: true, i))
+    }
+    let pooledMedian = pooled.sorted()[1]
+    let unpooledMedian = unpooled.sorted()[1]
+    var r = header("pool_overhead", durability: .fast, round: round)
+    r.set("acquire_release_iterations", s.overheadIterations)
+    r.set("acquire_release_us", microNanos / 1000, digits: 3)
+    r.set("steps", s.overheadSteps)
+    r.set("pooled_us_per_step", pooledMedian, digits: 1)
+    r.set("unpooled_us_per_step", unpooledMedian, digits: 1)
+    r.set("pool_cost_us_per_step", pooledMedian - unpooledMedian, digits: 1)
+    r.set("pooled_runs_us", pooled.map { Int($0.rounded()) })
+    r.set("unpooled_runs_us", unpooled.map { Int($0.rounded()) })
+    emit(r)
+    return r
+}

@@ -1,0 +1,207 @@
+import Durable
+import DurableTestSupport
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the Python fixture (`Tests/Fixtures/model_worker.py`) is asked to do; `first` replaces the
+/// fields for attempt 1 only.
+struct ModelRequest: Codable, Sendable {
+    struct First: Codable, Sendable {
+        var op: String
+        var ms: Int?
+        var count: Int?
+        var stderr: String?
+        var then_sleep_ms: Int?
+    }
+
+    var op: String
+    var value: String?
+    var ms: Int?
+    var count: Int?
+    var first: First?
+}
+
+struct ModelReply: Codable, Sendable {
+    struct Step: Codable, Sendable { var step: Int }
+    var value: String?
+    var pid: Int32?
+    var steps: Int?
+    var resumedFrom: Step?
+}
+
+/// The fixture, declared for workflow code: it runs in a process pool.
+struct PyModel: ActivityDeclaration {
+    typealias Input = ModelRequest
+    typealias Output = ModelReply
+}
+
+/// Calls the model once with the options in the input; reports the outcome as text.
+struct ModelFlow: Workflow {
+    struct Input: Codable, Sendable {
+        var request: ModelRequest
+        var options = ActivityOptions(startToClose: .seconds(10), retry: .none)
+        var cancelAfterTrigger = false
+    }
+
+    func run(_ ctx: WorkflowContext, input: Input) async throws -> String {
+        try await withThrowingTaskGroup(of: String.self) { group in
+            group.addTask {
+                do {
+                    let reply = try await ctx.execute(PyModel.self, input.request, options: input.options)
+                    return "ok pid \(reply.pid ?? 0)" + (reply.resumedFrom.map { " resumed \($0.step)" } ?? "")
+                } catch is CancellationError {
+                    return "cancelled"
+                } catch let timeout as any ActivityTimeoutError {
+                    return "\(type(of: timeout).kind.errorType)"
+                } catch let failure as ActivityFailure {
+                    return "failed \(failure.cause.type)"
+                }
+            }
+            if input.cancelAfterTrigger {
+                group.addTask {
+                    _ = try await ctx.execute(PyModel.self, ModelRequest(op: "sleep", ms: 200))
+                    return "trigger"
+                }
+            }
+            var outcomes: [String] = []
+            for try await outcome in group {
+                outcomes.append(outcome)
+                if outcome == "trigger" { group.cancelAll() }
+            }
+            return outcomes.joined(separator: ",")
+        }
+    }
+}
+
+private let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures/model_worker.py").path
+
+private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
+
+/// Process pools through the engine, with the real Python worker.
+@Suite struct ProcessPoolTests {
+    func engine(_ name: String = #function, pool: PoolOptions = .warm(min: 1, max: 2), grace: Duration = .seconds(2))
+        throws -> Engine
+    {
+        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath(name)))
+        engine.register(ModelFlow.self)
+        engine.register(PyModel.self, processPool: ProcessPoolOptions(
+            command: ["python3", fixture], pool: pool, terminationGrace: grace))
+        return engine
+    }
+
+    func run(_ engine: Engine, _ input: ModelFlow.Input) async throws -> (String, [HistoryEvent]) {
+        let handle = try await engine.start(ModelFlow.self, input: input)
+        let outcome = try await handle.result()
+        return (outcome, try engine.history(handle.runID).1)
+    }
+
+    func retrying(_ attempts: Int, startToClose: Duration = .seconds(10), heartbeat: Duration? = nil) -> ActivityOptions {
+        ActivityOptions(
+            startToClose: startToClose, heartbeatTimeout: heartbeat,
+            retry: .exponential(initial: .milliseconds(10), maxAttempts: attempts))
+    }
+
+    @Test func warmProcessAnswersAndAttemptDetailsNameIt() async throws {
+        let engine = try engine()
+        await engine.warmUp()
+        #expect(engine.poolSummary == "PyModel 1/2")
+        let (outcome, events) = try await run(engine, .init(request: ModelRequest(op: "echo", value: "hi")))
+        let details = try #require(events.first { $0.kind == .activityCompleted }?.attemptDetails)
+        #expect(details.cold == false)
+        #expect(details.slot == "PyModel#1")
+        let pid = try #require(details.pid)
+        #expect(outcome == "ok pid \(pid)")
+        #expect(isAlive(pid))
+        await engine.shutdown()
+        #expect(!isAlive(pid), "shutdown leaves no process behind")
+    }
+
+    @Test func crashedProcessIsReplacedAndItsStderrIsInTheFailure() async throws {
+        let engine = try engine()
+        let request = ModelRequest(op: "echo", first: .init(op: "crash", stderr: "CUDA out of memory"))
+        let (outcome, events) = try await run(engine, .init(request: request, options: retrying(2)))
+        let failure = try #require(events.first { $0.kind == .activityAttemptFailed })
+        #expect(failure.failure?.type == "WorkerProcessError")
+        #expect(failure.failure?.message.contains("CUDA out of memory") == true)
+        #expect(failure.failure?.message.contains("exited with status 3") == true)
+        let crashed = try #require(failure.attemptDetails?.pid)
+        let completed = try #require(events.first { $0.kind == .activityCompleted }?.attemptDetails?.pid)
+        #expect(crashed != completed)
+        #expect(outcome == "ok pid \(completed)")
+        await engine.shutdown()
+    }
+
+    @Test func timedOutProcessIsKilledAndReplaced() async throws {
+        let engine = try engine()
+        let request = ModelRequest(op: "echo", first: .init(op: "sleep", ms: 30_000))
+        let (outcome, events) = try await run(engine, .init(
+            request: request, options: retrying(2, startToClose: .milliseconds(500))))
+        let failure = try #require(events.first { $0.kind == .activityAttemptFailed })
+        #expect(failure.failure?.type == "StartToCloseTimeout")
+        let hung = try #require(failure.attemptDetails?.pid)
+        #expect(outcome.hasPrefix("ok pid "))
+        #expect(!outcome.hasSuffix(" \(hung)"))
+        let deadline = ContinuousClock.now + .seconds(5)
+        while isAlive(hung), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(!isAlive(hung), "the process that timed out is gone")
+        await engine.shutdown()
+    }
+
+    @Test func malformedResponseFailsTheAttemptNotTheWorker() async throws {
+        let engine = try engine()
+        let (outcome, events) = try await run(engine, .init(request: ModelRequest(op: "malformed")))
+        #expect(outcome == "failed WorkerProcessError")
+        let failure = try #require(events.first { $0.kind == .activityFailed }?.failure)
+        #expect(failure.message.contains("this is not json"))
+        // The pool still serves: a new process answers the next run.
+        let (next, _) = try await run(engine, .init(request: ModelRequest(op: "echo")))
+        #expect(next.hasPrefix("ok pid "))
+        await engine.shutdown()
+    }
+
+    @Test func heartbeatTimeoutOnAProcessAndTheRetryResumesFromItsDetails() async throws {
+        let engine = try engine()
+        let request = ModelRequest(
+            op: "heartbeat", count: 1, first: .init(op: "stall_heartbeats", ms: 20, count: 3, then_sleep_ms: 30_000))
+        let (outcome, events) = try await run(engine, .init(
+            request: request, options: retrying(2, heartbeat: .milliseconds(600))))
+        let failure = try #require(events.first { $0.kind == .activityAttemptFailed })
+        #expect(failure.failure?.type == "HeartbeatTimeout")
+        #expect(outcome.hasSuffix("resumed 2"))
+        await engine.shutdown()
+    }
+
+    @Test func cancellingAProcessActivitySendsSIGTERMThenSIGKILL() async throws {
+        // The process handles SIGTERM: it stops at once.
+        // Two warm processes: the long call and the trigger both start at once.
+        let polite = try engine("polite", pool: .warm(min: 2, max: 2))
+        await polite.warmUp()
+        let (outcome, events) = try await run(polite, .init(
+            request: ModelRequest(op: "sleep", ms: 30_000), cancelAfterTrigger: true))
+        #expect(outcome == "trigger,cancelled")
+        let cancelled = try #require(events.first { $0.kind == .activityCancelled })
+        let pid = try #require(cancelled.attemptDetails?.pid)
+        #expect(!isAlive(pid))
+        await polite.shutdown()
+
+        // The process ignores SIGTERM: SIGKILL follows after the grace period.
+        let stubborn = try engine("stubborn", pool: .warm(min: 2, max: 2), grace: .milliseconds(400))
+        await stubborn.warmUp()
+        let started = ContinuousClock.now
+        let (outcome2, events2) = try await run(stubborn, .init(
+            request: ModelRequest(op: "ignore_term", ms: 30_000), cancelAfterTrigger: true))
+        #expect(outcome2 == "trigger,cancelled")
+        #expect(ContinuousClock.now - started < .seconds(10))
+        let details = try #require(events2.first { $0.kind == .activityCancelled }?.attemptDetails)
+        let pid2 = try #require(details.pid)
+        #expect(!isAlive(pid2))
+        // The attempt ended only after the 200 ms trigger and the 400 ms grace: SIGTERM alone did not stop it.
+        #expect((details.runMs ?? 0) >= 550)
+        await stubborn.shutdown()
+    }
+}
