@@ -175,3 +175,83 @@ func runPoolOverhead(_ s: PoolSettings, folder: String, round: Int) async throws
     emit(r)
     return r
 }
+
+/// The stdlib Python worker checked in with the tests (found from this file's path at build time).
+let modelWorkerScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("Tests/Fixtures/model_worker.py").path
+
+/// The Python worker's echo input.
+struct EchoRequest: Codable, Sendable {
+    var op = "echo"
+    var value: Int
+}
+
+struct EchoReply: Codable, Sendable {
+    var value: Int
+}
+
+struct PyEcho: ActivityDeclaration {
+    typealias Input = EchoRequest
+    typealias Output = EchoReply
+}
+
+struct EchoSteps: Workflow {
+    func run(_ ctx: WorkflowContext, input: Int) async throws -> Int {
+        var sum = 0
+        for i in 0..<input { sum += try await ctx.execute(PyEcho.self, EchoRequest(value: i)).value }
+        return sum
+    }
+}
+
+///   process_pool    a process-pool round trip to a Python echo worker (no model time): the
+///                   WorkerProcess call alone, then per step through the engine against an in-process
+///                   no-op step
+func runProcessPool(_ s: PoolSettings, folder: String, round: Int) async throws -> Record {
+    // 1. The round trip alone: request line out, response line in, on one warm process.
+    let process = try await WorkerProcess.launch(WorkerProcessConfiguration(command: ["python3", modelWorkerScript]))
+    let input = Data(#"{"op":"echo","value":1}"#.utf8)
+    var samples: [Double] = []
+    let calls = 2_000
+    for i in 0..<(calls + 100) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        _ = try await process.call(
+            WorkerRequest(id: i, activity: "PyEcho", input: input, idempotencyKey: "bench/\(i)"), onHeartbeat: { _ in })
+        if i >= 100 { samples.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1000) }
+    }
+    await process.terminate()
+    samples.sort()
+
+    // 2. Through the engine: per-step time with the Python worker against an in-process no-op.
+    func perStep(python: Bool) async throws -> Double {
+        let path = (folder as NSString).appendingPathComponent("process-\(python)-\(round).sqlite")
+        defer { removeJournalFiles(path) }
+        let engine = try Engine(journal: .sqlite(path: path, durability: .fast))
+        engine.register(EchoSteps.self)
+        engine.register(NoopSteps.self)
+        engine.register(Noop())
+        engine.register(PyEcho.self, processPool: ProcessPoolOptions(
+            command: ["python3", modelWorkerScript], pool: .warm(min: 1, max: 1)))
+        await engine.warmUp()
+        let steps = 1_000
+        let start = monoSeconds()
+        let sum = python
+            ? try await engine.start(EchoSteps.self, input: steps).result()
+            : try await engine.start(NoopSteps.self, input: steps).result()
+        let seconds = monoSeconds() - start
+        await engine.shutdown()
+        guard sum == steps * (steps - 1) / 2 else { throw BenchError("process_pool: wrong sum \(sum)") }
+        return seconds * 1e6 / Double(steps)
+    }
+    let inProcess = try await perStep(python: false)
+    let viaProcess = try await perStep(python: true)
+    var r = header("process_pool", durability: .fast, round: round)
+    r.set("round_trips", calls)
+    r.set("round_trip_mean_us", samples.reduce(0, +) / Double(samples.count), digits: 1)
+    r.set("round_trip_p50_us", percentile(samples, 0.5), digits: 1)
+    r.set("round_trip_p99_us", percentile(samples, 0.99), digits: 1)
+    r.set("in_process_us_per_step", inProcess, digits: 1)
+    r.set("process_pool_us_per_step", viaProcess, digits: 1)
+    r.set("process_cost_us_per_step", viaProcess - inProcess, digits: 1)
+    emit(r)
+    return r
+}

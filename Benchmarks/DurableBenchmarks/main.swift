@@ -3,6 +3,7 @@
 //
 //   swift build -c release --product durable-bench
 //   .build/release/durable-bench [--workloads long,seq,conc,conc_group,crash] [--durability full,fast] [--rounds N]
+//   .build/release/durable-bench --workloads pools      (pool_warm_cold, pool_overhead, process_pool)
 //
 // See Docs/benchmarks.md for what each workload measures.
 #if canImport(Glibc)
@@ -20,8 +21,14 @@ let usage = """
                          [--long-steps 1000] [--seq-workflows 200] [--seq-steps 10] [--warmup 5]
                          [--conc-workflows 500] [--conc-steps 5] [--crash-steps 1000] [--kill-after 500]
                          [--run-id ID]
+           durable-bench --workloads pools  (or pool_warm_cold,pool_overhead,process_pool)
+                         [--pool-calls 200] [--pool-slots 4] [--pool-warm-up-ms 500] [--pool-call-ms 5]
+    The pool workloads run once per round, whatever --durability says (they choose their own).
     Journals go to a fresh folder under $TMPDIR (default /tmp) and are removed afterwards.
     """
+
+let peerWorkloads = ["long", "seq", "conc", "conc_group", "crash"]
+let poolWorkloads = ["pool_warm_cold", "pool_overhead", "process_pool"]
 
 struct Options {
     var workloads = ["long", "seq", "conc", "conc_group", "crash"]
@@ -30,6 +37,7 @@ struct Options {
     /// Copied into every result line, like the DBOS scripts' `--run-id`.
     var runID: String?
     var settings = WorkloadSettings()
+    var pools = PoolSettings()
     var child: CrashChildOptions?
 }
 
@@ -54,9 +62,11 @@ func parse(_ arguments: [String]) throws -> Options {
     while let flag = rest.popFirst() {
         switch flag {
         case "--workloads":
-            options.workloads = try value(flag).split(separator: ",").map(String.init)
-            for w in options.workloads where !["long", "seq", "conc", "conc_group", "crash"].contains(w) {
-                throw BenchError("unknown workload '\(w)' (long, seq, conc, conc_group, crash)")
+            options.workloads = try value(flag).split(separator: ",").flatMap {
+                $0 == "pools" ? poolWorkloads : [String($0)]
+            }
+            for w in options.workloads where !(peerWorkloads + poolWorkloads).contains(w) {
+                throw BenchError("unknown workload '\(w)' (\((peerWorkloads + poolWorkloads).joined(separator: ", ")), pools)")
             }
         case "--durability":
             options.durabilities = try value(flag).split(separator: ",").map { try durability(String($0)) }
@@ -70,6 +80,10 @@ func parse(_ arguments: [String]) throws -> Options {
         case "--conc-steps": options.settings.concSteps = try int(flag)
         case "--crash-steps": options.settings.crashSteps = try int(flag)
         case "--kill-after": options.settings.crashKillAfter = try int(flag)
+        case "--pool-calls": options.pools.calls = max(1, try int(flag))
+        case "--pool-slots": options.pools.slots = max(1, try int(flag))
+        case "--pool-warm-up-ms": options.pools.warmUpMs = try int(flag)
+        case "--pool-call-ms": options.pools.callMs = try int(flag)
         // The crash test's child processes (hidden).
         case "--crash-child": isChild = true; child.phase = try value(flag)
         case "--journal": child.journal = try value(flag)
@@ -115,6 +129,17 @@ func describe(_ r: Record) -> String {
         return "crash [\(d)] spawn of recovery process to result \(n("b_spawn_to_result_s")) s, "
             + "re-run in B \(n("exec_in_b")) steps, completed steps re-run \(n("completed_steps_reexecuted")), "
             + "result ok \(n("result_ok")), pass \(n("pass"))"
+    case "pool_warm_cold":
+        return "pool  \(n("calls")) calls, \(n("slots")) slots, model warm-up \(n("warm_up_ms")) ms, call \(n("call_ms")) ms: "
+            + "warm pool \(n("warm_total_s")) s (\(n("warm_per_call_ms")) ms/call, \(n("warm_loads")) loads, floor "
+            + "\(n("warm_floor_s")) s), cold starts \(n("cold_total_s")) s (\(n("cold_loads")) loads): cold/warm \(n("cold_to_warm_ratio"))×"
+    case "pool_overhead":
+        return "pool  overhead: acquire+release \(n("acquire_release_us")) µs; per step pooled \(n("pooled_us_per_step")) µs, "
+            + "unpooled \(n("unpooled_us_per_step")) µs, difference \(n("pool_cost_us_per_step")) µs"
+    case "process_pool":
+        return "proc  round trip to a Python echo worker: mean \(n("round_trip_mean_us")) µs, p50 \(n("round_trip_p50_us")) µs, "
+            + "p99 \(n("round_trip_p99_us")) µs; per step via process \(n("process_pool_us_per_step")) µs, in-process "
+            + "\(n("in_process_us_per_step")) µs, difference \(n("process_cost_us_per_step")) µs"
     case "journal_bytes":
         return "bytes [\(d)] \(n("workload")): \(n("events")) events, file \(n("file_bytes_per_event")) B/event, "
             + "stored payload \(n("stored_payload_bytes_per_event")) B/event, plain JSON \(n("plain_json_bytes_per_event")) B/event "
@@ -165,8 +190,25 @@ func main() async -> Int32 {
     var failures = 0
     for round in 1...options.rounds {
         if options.rounds > 1 { say("== durable-bench round \(round)/\(options.rounds)") }
+        for workload in options.workloads where poolWorkloads.contains(workload) {
+            do {
+                let record: Record
+                switch workload {
+                case "pool_warm_cold": record = try await runPoolWarmCold(options.pools, folder: folder, round: round)
+                case "pool_overhead": record = try await runPoolOverhead(options.pools, folder: folder, round: round)
+                default: record = try await runProcessPool(options.pools, folder: folder, round: round)
+                }
+                say(describe(record))
+            } catch {
+                failures += 1
+                say("\(workload) FAILED: \(error)")
+                var record = header(workload, durability: .full, round: round)
+                record.set("error", "\(error)")
+                emit(record)
+            }
+        }
         for durability in options.durabilities {
-            for workload in options.workloads {
+            for workload in options.workloads where peerWorkloads.contains(workload) {
                 let path = (folder as NSString).appendingPathComponent("\(workload)-\(durability.rawValue)-\(round).sqlite")
                 do {
                     let record: Record
