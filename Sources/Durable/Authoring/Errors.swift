@@ -55,7 +55,6 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         case runHeld(runID: String, reason: String)
         case workerRunning(journal: String, holder: String)
         case shuttingDown
-        case timedOut(String)
     }
 
     package let code: Code
@@ -103,8 +102,6 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
                 + "(one worker per journal in this version)"
         case .shuttingDown:
             "the engine is shutting down"
-        case .timedOut(let what):
-            "timed out: \(what)"
         }
     }
 }

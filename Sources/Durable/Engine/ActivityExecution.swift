@@ -209,18 +209,18 @@ final class ActivityExecution: Sendable {
         guard let held = attempt.settle() else { return }
         for timer in held.timers { engine.timeouts.cancel(timer) }
         if let ticket = held.slotTicket { _ = pool.cancel(ticket: ticket) }
-        if let ticket = held.permitTicket, engine.permits?.cancel(ticket: ticket) == false {
-            engine.permits?.release()  // granted meanwhile, never used
-        }
+        // A permit granted meanwhile reaches run(), which finds the attempt settled and releases it.
+        if let ticket = held.permitTicket { _ = engine.permits?.cancel(ticket: ticket) }
         var failed = true
         switch outcome {
         case .finished(.success): failed = false
         case .finished(.failure): break
         case .timedOut, .cancelled: held.task?.cancel()  // an in-process task is abandoned, a process killed
         }
-        var details = AttemptDetails(queueMs: held.queueNanos.map { Double($0) / 1e6 }, heartbeat: held.heartbeat.map {
-            String(decoding: $0, as: UTF8.self)
-        })
+        // A shared pool has no queue and no slots: its attempts record only their run time.
+        var details = AttemptDetails(
+            queueMs: pool.isShared ? nil : held.queueNanos.map { Double($0) / 1e6 },
+            heartbeat: held.heartbeat.map { String(decoding: $0, as: UTF8.self) })
         if let lease = held.lease {
             if !pool.isShared {
                 details.slot = lease.name
@@ -281,7 +281,7 @@ final class ActivityExecution: Sendable {
         failure.nextRetryDelayMs = Int(delay.milliseconds)
         let event = HistoryEvent(
             index: 0, kind: .activityAttemptFailed, time: Date(), seq: seq, attempt: number, data: encode(failure),
-            meta: encode(details))
+            meta: details.json)
         // The next attempt is issued only once this failure is journaled: after a crash, recovery
         // then knows which attempt numbers were used.
         driver.post(.record(event, committed: { result in
@@ -311,7 +311,7 @@ final class ActivityExecution: Sendable {
         driver.untrack(self)
         let event = HistoryEvent(
             index: 0, kind: kind, time: Date(), seq: seq, attempt: max(attempt, 0), data: data,
-            meta: details.flatMap { $0 == AttemptDetails() ? nil : encode($0) })
+            meta: details.flatMap { $0 == AttemptDetails() ? nil : $0.json })
         driver.post(.input(event, newRun: nil, claim: false, alreadyRecorded: false, committed: nil))
     }
 

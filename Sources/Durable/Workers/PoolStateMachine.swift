@@ -39,8 +39,6 @@ package struct PoolStateMachine: Sendable {
         self.options = options
     }
 
-    package var waitingCount: Int { queue.count - head }
-    package var busyCount: Int { slots.values.filter { $0.state == .busy }.count }
     package var idleCount: Int { idle.count }
 
     /// The slots to warm when the worker starts.

@@ -139,6 +139,45 @@ public struct AttemptDetails: Codable, Sendable, Equatable {
         self.heartbeat = heartbeat
     }
 
+    /// The JSON recorded in an event's `meta`, written by hand: this runs for every attempt, and
+    /// `JSONEncoder` would cost more than the rest of the attempt's bookkeeping.
+    public var json: Data {
+        var fields: [String] = []
+        func number(_ value: Double) -> String {  // to the microsecond, without Double's slow description
+            let micros = Int((value * 1000).rounded())
+            let fraction = micros % 1000
+            guard fraction != 0 else { return String(micros / 1000) }
+            var digits = String(fraction)
+            digits = String(repeating: "0", count: 3 - digits.count) + digits
+            while digits.hasSuffix("0") { digits.removeLast() }
+            return String(micros / 1000) + "." + digits
+        }
+        if let cold { fields.append("\"cold\":\(cold)") }
+        if let heartbeat { fields.append("\"heartbeat\":" + Self.quoted(heartbeat)) }
+        if let pid { fields.append("\"pid\":\(pid)") }
+        if let queueMs { fields.append("\"queueMs\":" + number(queueMs)) }
+        if let runMs { fields.append("\"runMs\":" + number(runMs)) }
+        if let slot { fields.append("\"slot\":" + Self.quoted(slot)) }
+        if let warmUpMs { fields.append("\"warmUpMs\":" + number(warmUpMs)) }
+        return Data(("{" + fields.joined(separator: ",") + "}").utf8)
+    }
+
+    private static func quoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+
     /// A short account for tables: `slot ScoreFraud#2 warm, queue 0.1 ms, run 5.2 ms`.
     public var summary: String {
         var parts: [String] = []
