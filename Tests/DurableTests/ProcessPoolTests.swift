@@ -152,6 +152,22 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
         await engine.shutdown()
     }
 
+    @Test func idleProcessKilledFromOutsideIsReplacedBeforeItIsHandedOut() async throws {
+        let engine = try engine(pool: .warm(min: 1, max: 1))
+        await engine.warmUp()
+        let (first, _) = try await run(engine, .init(request: ModelRequest(op: "echo")))
+        let pid = try #require(Int32(first.replacingOccurrences(of: "ok pid ", with: "")))
+        kill(pid, SIGKILL)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while isAlive(pid), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        // One attempt only: the dead process must not be handed to it.
+        let (second, events) = try await run(engine, .init(request: ModelRequest(op: "echo")))
+        #expect(second.hasPrefix("ok pid "))
+        #expect(second != first)
+        #expect(!events.contains { $0.kind == .activityAttemptFailed || $0.kind == .activityFailed })
+        await engine.shutdown()
+    }
+
     @Test func malformedResponseFailsTheAttemptNotTheWorker() async throws {
         let engine = try engine()
         let (outcome, events) = try await run(engine, .init(request: ModelRequest(op: "malformed")))

@@ -236,7 +236,6 @@ final class ActivityExecution: Sendable {
             var timedOut = false
             if case .timedOut = outcome { timedOut = true }
             let retire = timedOut || (failed && pool.options.recycleAfterFailure)
-                || !registration.isReusable(lease.resource)
             pool.release(lease, retire: retire)
         }
         if failed { pool.metrics.failures.increment() }

@@ -115,7 +115,8 @@ public final class Engine: Sendable {
         let pool = SlotPool(
             name: A.name, options: options.pool, metrics: PoolMetrics(pool: A.name, factory: metricsFactory),
             timers: timeouts, make: { try await WorkerProcess.launch(configuration) },
-            close: { await ($0 as? WorkerProcess)?.terminate() })
+            close: { await ($0 as? WorkerProcess)?.terminate() },
+            isHealthy: { ($0 as? WorkerProcess)?.isUsable ?? false })
         add(.process(A.self, pool: pool))
     }
 

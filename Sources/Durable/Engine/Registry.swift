@@ -37,8 +37,6 @@ struct ActivityRegistration: Sendable {
     var pool: SlotPool
     /// Runs one attempt on a slot's resource: decodes the input, runs, encodes the output.
     var invoke: @Sendable (_ resource: any Sendable, ActivityContext, Data) async throws -> Data
-    /// Whether a slot can serve another attempt (a process that broke cannot).
-    var isReusable: @Sendable (_ resource: any Sendable) -> Bool = { _ in true }
     /// The process ID of a process-pool slot, recorded in attempt details.
     var processID: @Sendable (_ resource: any Sendable) -> Int32? = { _ in nil }
 
@@ -83,7 +81,6 @@ extension ActivityRegistration {
             }
             return output
         }
-        registration.isReusable = { ($0 as? WorkerProcess)?.isUsable ?? false }
         registration.processID = { ($0 as? WorkerProcess)?.pid }
         return registration
     }

@@ -33,6 +33,8 @@ package final class SlotPool: Sendable {
     let options: PoolOptions
     private let make: Factory
     private let closeResource: (@Sendable (any Sendable) async -> Void)?
+    /// Whether a slot's resource can serve (a process that died while idle cannot).
+    private let isHealthy: @Sendable (any Sendable) -> Bool
     /// For a shared pool, the one resource.
     private let shared: (any Sendable)?
     let metrics: PoolMetrics
@@ -52,12 +54,14 @@ package final class SlotPool: Sendable {
 
     init(
         name: String, options: PoolOptions, metrics: PoolMetrics, timers: TimeoutScheduler,
-        make: @escaping Factory, close: (@Sendable (any Sendable) async -> Void)? = nil
+        make: @escaping Factory, close: (@Sendable (any Sendable) async -> Void)? = nil,
+        isHealthy: @escaping @Sendable (any Sendable) -> Bool = { _ in true }
     ) {
         self.name = name
         self.options = options
         self.make = make
         self.closeResource = close
+        self.isHealthy = isHealthy
         self.shared = nil
         self.metrics = metrics
         self.timers = timers
@@ -76,6 +80,7 @@ package final class SlotPool: Sendable {
         self.options = PoolOptions(maximumSlots: .max, idleTimeout: nil, recycleAfterFailure: false)
         self.make = { shared }
         self.closeResource = nil
+        self.isHealthy = { _ in true }
         self.shared = shared
         self.metrics = metrics
         self.timers = timers
@@ -108,10 +113,22 @@ package final class SlotPool: Sendable {
             }
         }
         guard let grant else { return ticket }
-        if case .warm = grant { metrics.warmHits.increment() }
         metrics.slotsInUse.record(inUse)
-        granted(grant)
-        return nil
+        return deliver(grant, to: granted) ? nil : acquire(granted)
+    }
+
+    /// Hands a grant over, unless it is a warm slot that is no longer healthy: that slot is closed
+    /// and replaced, and the caller must ask again. - Returns: `false` when the grant was withheld.
+    private func deliver(_ grant: Grant, to waiter: @escaping @Sendable (Grant) -> Void) -> Bool {
+        if case .warm(let lease) = grant {
+            guard isHealthy(lease.resource) else {
+                release(lease, retire: true)
+                return false
+            }
+            metrics.warmHits.increment()
+        }
+        waiter(grant)
+        return true
     }
 
     /// Takes a waiting attempt out of the queue.
@@ -155,6 +172,7 @@ package final class SlotPool: Sendable {
     /// - Parameter retire: close the slot instead of keeping it (failed, timed out, or broken).
     package func release(_ lease: Lease, retire: Bool) {
         guard shared == nil else { return }
+        let retire = retire || !isHealthy(lease.resource)
         if retire { metrics.recycled.increment() }
         let now = DispatchTime.now().uptimeNanoseconds
         let (work, inUse, scheduleEviction) = state.withLock { state in
@@ -233,9 +251,8 @@ package final class SlotPool: Sendable {
     }
 
     private func perform(_ work: Effects) {
-        for (waiter, grant) in work.grants {
-            if case .warm = grant { metrics.warmHits.increment() }
-            waiter(grant)
+        for (waiter, grant) in work.grants where !deliver(grant, to: waiter) {
+            _ = acquire(waiter)  // its slot had died: queue again (a cold slot may already be on its way)
         }
         for slot in work.spares { Task { await self.warmSpare(slot) } }
         if let closeResource, !work.closing.isEmpty {
