@@ -239,6 +239,33 @@ def main():
                       f"{fmt(m('file_to_json_ratio'))} |")
         print()
 
+    pools = load(os.path.join(d, "durable_pools.jsonl"))
+    if pools:
+        print("## Durable worker runtime (durable-bench --workloads pools; no DBOS counterpart)\n")
+        print("| measure | median [min – max] |")
+        print("|---|---|")
+        rows = [
+            ("pool_warm_cold", "warm_total_s", "warm pool: 200 model calls, s"),
+            ("pool_warm_cold", "warm_floor_s", "floor (the calls' own time, no engine), s"),
+            ("pool_warm_cold", "cold_total_s", "cold start per call: the same calls, s"),
+            ("pool_warm_cold", "cold_to_warm_ratio", "cold / warm"),
+            ("pool_warm_cold", "warm_pool_warm_up_s", "warming the pool at worker start, s"),
+            ("pool_overhead", "acquire_release_us", "pool acquire + release, µs"),
+            ("pool_overhead", "pooled_us_per_step", "no-op step, pooled (fast durability), µs"),
+            ("pool_overhead", "unpooled_us_per_step", "no-op step, unpooled (fast durability), µs"),
+            ("pool_overhead", "pool_cost_us_per_step", "difference per step, µs"),
+            ("process_pool", "round_trip_p50_us", "process-pool round trip to Python, p50 µs"),
+            ("process_pool", "round_trip_mean_us", "process-pool round trip, mean µs"),
+            ("process_pool", "round_trip_p99_us", "process-pool round trip, p99 µs"),
+            ("process_pool", "process_pool_us_per_step", "step via the Python worker (fast durability), µs"),
+            ("process_pool", "in_process_us_per_step", "in-process no-op step (same run), µs"),
+        ]
+        for phase, metric, label in rows:
+            vals = values(pools, phase, metric)
+            if vals:
+                print(f"| {label} | {spread(vals)} |")
+        print()
+
     if limit:
         print("## Disk probe (sqlite_limit.py)\n")
         print("| case | median |")
