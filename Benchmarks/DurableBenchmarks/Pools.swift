@@ -124,10 +124,10 @@ func runPoolOverhead(_ s: PoolSettings, folder: String, round: Int) async throws
     let granted = Mutex<Lease?>(nil)
     let t0 = DispatchTime.now().uptimeNanoseconds
     for _ in 0..<s.overheadIterations {
-        let ticket = pool.acquire { grant in
+        pool.acquire(ticket: pool.newTicket()) { grant in
             if case .warm(let lease) = grant { granted.withLock { $0 = lease } }
         }
-        guard ticket == nil, let lease = granted.withLock({ $0.take() }) else {
+        guard let lease = granted.withLock({ $0.take() }) else {
             throw BenchError("pool_overhead: the warm slot was not granted at once")
         }
         pool.release(lease, retire: false)

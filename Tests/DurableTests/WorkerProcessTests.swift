@@ -212,7 +212,7 @@ private func workerError<T>(_ body: () async throws -> T) async -> WorkerProcess
     @Test func secondConcurrentCallIsRefusedAsBusy() async throws {
         let worker = try await WorkerProcess.launch(workerConfiguration())
         let (started, beat) = AsyncStream<Void>.makeStream()
-        let input = #"{"op":"stall_heartbeats","count":1,"then_sleep_ms":100}"#
+        let input = #"{"op":"stall_heartbeats","count":1,"then_sleep_ms":1500}"#  // long enough under load
         let first = Task { try await worker.call(request(1, input)) { _ in beat.yield() } }
         var beats = started.makeAsyncIterator()
         _ = await beats.next()

@@ -2,9 +2,7 @@ import Durable
 import Foundation
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#endif
+import Dispatch
 
 /// What ``Probe`` does in one attempt, chosen per attempt number (the last entry repeats).
 struct ProbePlan: Codable, Sendable {
@@ -47,8 +45,10 @@ struct Probe: Activity {
             try await Task.sleep(for: .milliseconds(step.heartbeatEveryMs))
         }
         if step.sleepMs > 0 {
-            if step.ignoreCancel {
-                usleep(UInt32(step.sleepMs) * 1000)  // blocks: cancellation cannot cut it short
+            if step.ignoreCancel {  // a wait that cancellation cannot cut short (and blocks no thread)
+                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                    DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(step.sleepMs)) { done.resume() }
+                }
             } else {
                 try await Task.sleep(for: .milliseconds(step.sleepMs))
             }

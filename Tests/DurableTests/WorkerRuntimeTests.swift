@@ -1,6 +1,7 @@
 import Durable
 import DurableTestSupport
 import Foundation
+import GRDB
 import MetricsTestKit
 import Synchronization
 import Testing
@@ -130,6 +131,71 @@ import Testing
         #expect(cancelled.attempt == 1)
         // The cancel request is a decision of the workflow: the history replays.
         #expect(try engine.replay(handle.runID).mismatch == nil)
+        await engine.shutdown()
+    }
+
+    @Test func cancelledActivityWhoseCodeIgnoresCancellationEndsAtItsTimeoutWithoutRetrying() async throws {
+        let engine = try engine()
+        // The code ignores cancellation; start-to-close ends it, and the cancel request means no retry
+        // (not another attempt after a 4 s delay).
+        let long = ProbePlan(
+            label: "long", steps: [.init(sleepMs: 5_000, ignoreCancel: true)],
+            options: options(startToClose: .milliseconds(800), attempts: 3, backoff: .seconds(4)))
+        let started = ContinuousClock.now
+        let handle = try await engine.start(CancelFlow.self, input: long)
+        #expect(try await handle.result() == "trigger,cancelled")
+        #expect(ContinuousClock.now - started < .seconds(3))
+        let events = try engine.history(handle.runID).1
+        #expect(!events.contains { $0.kind == .activityAttemptFailed })
+        #expect(events.first { $0.kind == .activityCancelled }?.failure?.type == "StartToCloseTimeout")
+        await engine.shutdown()
+    }
+
+    @Test func cancelRecordedBeforeACrashDuringARetryDelayIsHonouredAfterTheRestart() async throws {
+        let path = temporaryJournalPath()
+        // A run whose long activity failed once and waits 4 s for its retry when the workflow cancels it.
+        let long = ProbePlan(
+            label: "long", steps: [.init(fail: true), .init()], options: options(attempts: 3, backoff: .seconds(4)))
+        let first = try Engine(journal: .sqlite(path: path))
+        first.register(CancelFlow.self)
+        first.register(Probe(log: log))
+        let handle = try await first.start(CancelFlow.self, input: long)
+        #expect(try await handle.result() == "trigger,cancelled")
+        let events = try first.history(handle.runID).1
+        await first.shutdown()
+        // Cut the journal back to the moment after the cancel request was committed, as a crash would.
+        let cut = try #require(events.first { $0.kind == .activityCancelRequested }?.index) + 1
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write { db in
+            try db.execute(sql: "DELETE FROM events WHERE idx >= ?", arguments: [cut])
+            try db.execute(sql: "UPDATE runs SET status = 'running', closed_at = NULL")
+        }
+        try queue.close()
+
+        let second = try Engine(journal: .sqlite(path: path))
+        second.register(CancelFlow.self)
+        second.register(Probe(log: log))
+        let started = ContinuousClock.now
+        try await second.recover()
+        let outcome = try await second.outcome(of: handle.runID)
+        #expect(outcome == .completed(Data(#""trigger,cancelled""#.utf8)))
+        #expect(ContinuousClock.now - started < .seconds(3), "the retry delay was not waited out")
+        #expect(log.entries.filter { $0.label == "long" }.map(\.attempt) == [1])
+        await second.shutdown()
+    }
+
+    @Test func manyQueuedAttemptsOfOneRunDoNotNestOnOneStack() async throws {
+        // Attempts that finish without suspending, queued for a one-slot pool: each slot hand-over
+        // starts a new task (before the fix, each ran inside the previous one's release: 2,500 deep
+        // crashed the process).
+        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath(), durability: .fast))
+        engine.register(ProbeFlow.self)
+        engine.register(Probe.self, pool: .warm(min: 1, max: 1)) { [log] in Probe(log: log) }
+        await engine.warmUp()
+        let plans = (0..<3_000).map { ProbePlan(label: "q\($0)") }
+        let (outcomes, events) = try await run(engine, plans)
+        #expect(outcomes.count == 3_000 && outcomes.allSatisfy { $0 == "ok a1" })
+        #expect(events.filter { $0.kind == .activityCompleted }.count == 3_000)
         await engine.shutdown()
     }
 

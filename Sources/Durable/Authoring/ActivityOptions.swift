@@ -10,7 +10,7 @@ import Foundation
 ///
 /// | timeout | measures | when exceeded |
 /// |---|---|---|
-/// | `scheduleToStart` | one attempt's wait for a pool slot (queue wait) | ``ScheduleToStartTimeout``, not retried |
+/// | `scheduleToStart` | one attempt's wait until its code starts (queue, warm-up) | ``ScheduleToStartTimeout``, not retried |
 /// | `startToClose` | one attempt's run, from its start to its result | ``StartToCloseTimeout``, retried |
 /// | `heartbeatTimeout` | the gap between heartbeats of one attempt | ``HeartbeatTimeout``, retried |
 /// | `scheduleToClose` | the whole activity, every attempt and retry delay | ``ScheduleToCloseTimeout``, not retried |
@@ -18,8 +18,10 @@ public struct ActivityOptions: Sendable, Equatable, Codable {
     /// Longest time one attempt may run; the attempt then fails with a retryable
     /// ``StartToCloseTimeout``. `nil` means no limit.
     public var startToClose: Duration?
-    /// Longest time one attempt may wait for a pool slot; the activity then fails with
-    /// ``ScheduleToStartTimeout`` (no retry: another attempt would wait in the same queue).
+    /// Longest time one attempt may wait before its code starts: for a pool slot, for a cold slot to
+    /// warm, for the worker-wide limit. The activity then fails with ``ScheduleToStartTimeout`` (no
+    /// retry: another attempt would wait in the same queue). Keep it above a cold start's warm-up, or
+    /// keep slots warm (`minimumSlots`).
     public var scheduleToStart: Duration?
     /// Longest time the whole activity may take, from its scheduling to its result, retries and their
     /// delays included; the activity then fails with ``ScheduleToCloseTimeout``. Counted from the

@@ -11,11 +11,17 @@ import Synchronization
 /// Every attempt ends exactly once (``AttemptRun/settle()``): by its code returning or throwing, by a
 /// timeout, by a cancellation while it waits, or by the worker stopping. Whoever settles it releases
 /// its slot and reports the outcome; everyone else finds it settled and does nothing.
+///
+/// **Inline start.** When recording an attempt's result makes the same run schedule exactly one
+/// activity, and its slot is free at once, the new attempt starts on the same thread
+/// (`Task.immediate`), so a sequential workflow moves from step to step without a thread hop. Slots
+/// handed over later (when another attempt releases one) always start a new task, so attempts never
+/// nest on one stack.
 final class ActivityExecution: Sendable {
     private let engine: Engine
     let driver: RunDriver
     let pending: PendingActivity
-    private let registration: ActivityRegistration
+    private let firstRegistration: ActivityRegistration
 
     private struct State {
         var attempt: AttemptRun?
@@ -33,19 +39,19 @@ final class ActivityExecution: Sendable {
         self.engine = engine
         self.driver = driver
         self.pending = pending
-        self.registration = registration
-        self.state = Mutex(State(lastHeartbeat: pending.lastHeartbeat))
+        self.firstRegistration = registration
+        self.state = Mutex(State(cancelRequested: pending.cancelRequested, lastHeartbeat: pending.lastHeartbeat))
     }
 
     var seq: Int { pending.seq }
     private var options: ActivityOptions { pending.options }
-    private var pool: SlotPool { registration.pool }
 
     // MARK: - Start
 
     /// Starts the first attempt; for an activity found unfinished after a restart, first records the
     /// attempt the previous worker issued and never reported on (``WorkerLost``).
-    func begin() {
+    /// - Parameter inline: the first attempt may start on this thread (see the type's discussion).
+    func begin(inline: Bool) {
         if let limit = options.scheduleToClose {
             let deadline = pending.scheduledAt.addingTimeInterval(Double(limit.milliseconds) / 1000)
             let timer = engine.timeouts.schedule(after: .milliseconds(max(0, deadline.timeIntervalSinceNow * 1000))) {
@@ -54,30 +60,35 @@ final class ActivityExecution: Sendable {
             state.withLock { $0.closeTimer = timer }
         }
         guard pending.recovered else {
-            startAttempt(1)
+            startAttempt(1, inline: inline)
             return
         }
         // An attempt counts as issued once the journal holds the event that issues it: the
         // ActivityScheduled event for attempt 1, the previous failure plus its retry delay after that.
+        var lost: Int? = pending.failedAttempts + 1
+        var retryIn: Duration?
         if pending.failedAttempts > 0, let failedAt = pending.lastFailureAt {
-            let due = failedAt.addingTimeInterval(Double(pending.retryDelayMs) / 1000)
-            if due.timeIntervalSinceNow > 0 {
-                scheduleAttempt(pending.failedAttempts + 1, after: .milliseconds(Int64(due.timeIntervalSinceNow * 1000)))
-                return
+            let wait = failedAt.addingTimeInterval(Double(pending.retryDelayMs) / 1000).timeIntervalSinceNow
+            if wait > 0 {
+                lost = nil
+                retryIn = .milliseconds(Int64(wait * 1000))
             }
         }
-        let lost = pending.failedAttempts + 1
-        if pending.cancelRequested {
-            let failure = FailureInfo(WorkerLost(attempt: lost), retryable: false)
-            finish(.activityCancelled, attempt: lost, data: encode(failure), details: nil)
-            return
+        if pending.cancelRequested {  // the workflow cancelled it before the restart: nothing more runs
+            let failure = lost.map { FailureInfo(WorkerLost(attempt: $0), retryable: false) } ?? cancelledFailure
+            finish(.activityCancelled, attempt: lost ?? pending.failedAttempts, data: encode(failure), details: nil)
+        } else if let lost {
+            failed(attempt: lost, WorkerLost(attempt: lost), details: AttemptDetails())
+        } else if let retryIn {
+            scheduleAttempt(pending.failedAttempts + 1, after: retryIn)
         }
-        failed(attempt: lost, WorkerLost(attempt: lost), details: AttemptDetails())
     }
 
-    private func startAttempt(_ number: Int) {
+    private func startAttempt(_ number: Int, inline: Bool = false) {
         guard !engine.isStopping, !driver.isClosed else { return }
-        let attempt = AttemptRun(execution: self, number: number)
+        // Looked up per attempt: an activity registered again serves the next attempt.
+        let registration = engine.activityRegistration(pending.activityType) ?? firstRegistration
+        let attempt = AttemptRun(execution: self, registration: registration, number: number)
         let proceed = state.withLock { state -> Bool? in  // nil: the activity ended; false: cancelled
             state.retryTimer = nil
             if state.finished { return nil }
@@ -96,11 +107,15 @@ final class ActivityExecution: Sendable {
                     limit: limit, activityType: self.pending.activityType, sequence: self.seq, attempt: number)))
             }, startTimer: true)
         }
-        let ticket = pool.acquire { grant in self.granted(attempt, grant) }
-        if let ticket { attempt.setSlotTicket(ticket) }
+        let pool = registration.pool
+        let ticket = pool.newTicket()
+        guard attempt.setSlotTicket(ticket, inline: inline) else { return }
+        pool.acquire(ticket: ticket) { grant in self.granted(attempt, grant) }
+        attempt.endInlineWindow()
     }
 
     private func granted(_ attempt: AttemptRun, _ grant: Grant) {
+        let pool = attempt.registration.pool
         pool.metrics.queueWait.recordNanoseconds(Int64(attempt.markGranted()))
         switch grant {
         case .warm(let lease):
@@ -108,32 +123,34 @@ final class ActivityExecution: Sendable {
         case .cold(let slot):
             Task {
                 do {
-                    let lease = try await self.pool.warmUp(slot: slot)
-                    self.acquirePermit(attempt, lease)
+                    self.acquirePermit(attempt, try await pool.warmUp(slot: slot))
                 } catch {
                     self.settle(attempt, .finished(.failure(error)))
                 }
             }
+        case .unavailable(let error):
+            settle(attempt, .finished(.failure(error)))
         }
     }
 
     private func acquirePermit(_ attempt: AttemptRun, _ lease: Lease) {
         guard attempt.hold(lease) else {  // settled while it waited: give the slot back
-            pool.release(lease, retire: false)
+            attempt.registration.pool.release(lease, retire: false)
             return
         }
         guard let permits = engine.permits else {
             run(attempt, lease)
             return
         }
-        let ticket = permits.acquire { self.run(attempt, lease) }
-        if let ticket { attempt.setPermitTicket(ticket) }
+        let ticket = permits.newTicket()
+        guard attempt.setPermitTicket(ticket) else { return }  // settled meanwhile: settle released the slot
+        permits.acquire(ticket: ticket) { self.run(attempt, lease) }
     }
 
     // MARK: - Running
 
     private func run(_ attempt: AttemptRun, _ lease: Lease) {
-        guard let startTimer = attempt.beginRunning() else {  // settled while it waited for a permit
+        guard let (startTimer, inline) = attempt.beginRunning() else {  // settled while it waited for a permit
             engine.permits?.release()
             return
         }
@@ -150,7 +167,7 @@ final class ActivityExecution: Sendable {
             })
         }
         if let limit = options.heartbeatTimeout { armHeartbeatCheck(attempt, limit, after: limit) }
-        let invoke = registration.invoke
+        let invoke = attempt.registration.invoke
         let input = pending.input
         let runID = driver.runID
         let body: @Sendable () async -> Void = {
@@ -162,17 +179,13 @@ final class ActivityExecution: Sendable {
             }
             ActivityChain.$runID.withValue(runID) { self.settle(attempt, .finished(result)) }
         }
-        // Dispatched while this run's previous attempt result is being recorded (a sequential
-        // workflow's next step): start on this thread at once, without a hop to another thread.
-        // Anything else (other runs, a start, a recovery, the writer thread) gets an ordinary task.
-        let task = ActivityChain.runID == runID ? Task.immediate(operation: body) : Task(operation: body)
-        attempt.setTask(task)
+        attempt.setTask(inline ? Task.immediate(operation: body) : Task(operation: body))
     }
 
     /// Checks the gap since the attempt's last heartbeat when `after` has passed; fires the heartbeat
     /// timeout or checks again when the next heartbeat could be overdue (no timer per heartbeat).
     private func armHeartbeatCheck(_ attempt: AttemptRun, _ limit: Duration, after delay: Duration) {
-        attempt.addTimer(engine.timeouts.schedule(after: delay) {
+        attempt.setHeartbeatTimer(engine.timeouts.schedule(after: delay) {
             let quiet = attempt.nanosSinceHeartbeat()
             let limitNanos = UInt64(limit.milliseconds) * 1_000_000
             if quiet >= limitNanos {
@@ -184,11 +197,12 @@ final class ActivityExecution: Sendable {
         })
     }
 
-    /// Journals an attempt's heartbeat details (throttled by the caller).
+    /// Journals an attempt's heartbeat details (throttled by the caller). Posted from another thread:
+    /// the caller may be a process pool's reader thread, which must not wait for a commit.
     func journalHeartbeat(_ attempt: AttemptRun, _ details: Data) {
-        driver.post(.record(HistoryEvent(
-            index: 0, kind: .activityHeartbeat, time: Date(), seq: seq, attempt: attempt.number, data: details),
-            committed: nil))
+        let event = HistoryEvent(
+            index: 0, kind: .activityHeartbeat, time: Date(), seq: seq, attempt: attempt.number, data: details)
+        DispatchQueue.global().async { self.driver.post(.record(event, committed: nil)) }
     }
 
     func cancelTimer(_ timer: Int) { engine.timeouts.cancel(timer) }
@@ -200,22 +214,30 @@ final class ActivityExecution: Sendable {
     enum Outcome {
         case finished(Result<Data, any Error>)
         case timedOut(any ActivityTimeoutError)
-        /// Cancelled by the workflow before the attempt started running.
+        /// Cancelled by the workflow before its code ran, or the worker is stopping.
         case cancelled
     }
 
     /// Ends an attempt, once: releases what it holds and reports the outcome.
     func settle(_ attempt: AttemptRun, _ outcome: Outcome) {
         guard let held = attempt.settle() else { return }
+        let pool = attempt.registration.pool
         for timer in held.timers { engine.timeouts.cancel(timer) }
         if let ticket = held.slotTicket { _ = pool.cancel(ticket: ticket) }
         // A permit granted meanwhile reaches run(), which finds the attempt settled and releases it.
         if let ticket = held.permitTicket { _ = engine.permits?.cancel(ticket: ticket) }
+        let codeRan = held.runNanos != nil
         var failed = true
+        var retire = false
         switch outcome {
-        case .finished(.success): failed = false
-        case .finished(.failure): break
-        case .timedOut, .cancelled: held.task?.cancel()  // an in-process task is abandoned, a process killed
+        case .finished(.success):
+            failed = false
+        case .finished(.failure):
+            retire = pool.options.recycleAfterFailure
+        case .timedOut, .cancelled:
+            // Code that was running is cancelled (a process is killed) and may still use its slot.
+            held.task?.cancel()
+            retire = codeRan
         }
         // A shared pool has no queue and no slots: its attempts record only their run time.
         var details = AttemptDetails(
@@ -227,15 +249,12 @@ final class ActivityExecution: Sendable {
                 details.cold = lease.cold
             }
             if lease.cold { details.warmUpMs = Double(lease.warmUpNanos) / 1e6 }
-            details.pid = registration.processID(lease.resource)
+            details.pid = attempt.registration.processID(lease.resource)
             if let runNanos = held.runNanos {
                 details.runMs = Double(runNanos) / 1e6
                 pool.metrics.run.recordNanoseconds(Int64(runNanos))
                 engine.permits?.release()
             }
-            var timedOut = false
-            if case .timedOut = outcome { timedOut = true }
-            let retire = timedOut || (failed && pool.options.recycleAfterFailure)
             pool.release(lease, retire: retire)
         }
         if failed { pool.metrics.failures.increment() }
@@ -251,12 +270,13 @@ final class ActivityExecution: Sendable {
         switch outcome {
         case .finished(.success(let output)):
             finish(.activityCompleted, attempt: number, data: output, details: details)
+        case .finished(.failure(let error)) where cancelRequested:
+            let failure = error is CancellationError ? cancelledFailure : FailureInfo(error, retryable: false)
+            finish(.activityCancelled, attempt: number, data: encode(failure), details: details)
+        case .timedOut(let error) where cancelRequested:
+            finish(.activityCancelled, attempt: number, data: encode(FailureInfo(error, retryable: false)), details: details)
         case .cancelled:
             finish(.activityCancelled, attempt: number, data: encode(cancelledFailure), details: details)
-        case .finished(.failure(let error)) where cancelRequested:
-            var failure = FailureInfo(error, retryable: false)
-            if error is CancellationError { failure = cancelledFailure }
-            finish(.activityCancelled, attempt: number, data: encode(failure), details: details)
         case .finished(.failure(let error)):
             failed(attempt: number, error, details: details)
         case .timedOut(let error):
@@ -288,13 +308,17 @@ final class ActivityExecution: Sendable {
         }))
     }
 
+    /// Starts attempt `number` after `delay`, unless the workflow cancelled the activity meanwhile.
     private func scheduleAttempt(_ number: Int, after delay: Duration) {
-        guard delay > .zero else {
-            startAttempt(number)
-            return
+        // The timer is registered under the lock, so a cancel sees it, and it cannot fire before
+        // its registration is recorded (its callback takes the same lock).
+        let cancelled = state.withLock { state -> Bool in
+            guard !state.finished else { return false }
+            if state.cancelRequested { return true }
+            state.retryTimer = engine.timeouts.schedule(after: max(delay, .zero)) { self.startAttempt(number) }
+            return false
         }
-        let timer = engine.timeouts.schedule(after: delay) { self.startAttempt(number) }
-        state.withLock { $0.retryTimer = timer }
+        if cancelled { finish(.activityCancelled, attempt: number - 1, data: encode(cancelledFailure), details: nil) }
     }
 
     /// Ends the activity with an input event for the workflow.
@@ -330,14 +354,12 @@ final class ActivityExecution: Sendable {
             return (state.attempt, false)
         }
         if betweenAttempts {
-            finish(.activityCancelled, attempt: 0, data: encode(cancelledFailure), details: nil)
-        } else if let attempt {
-            if let task = attempt.runningTask {
-                task.cancel()
-            } else {
-                settle(attempt, .cancelled)
-            }
+            finish(.activityCancelled, attempt: state.withLock { $0.attempt?.number ?? 0 }, data: encode(cancelledFailure),
+                   details: nil)
+        } else if let attempt, !attempt.cancelRunningCode() {
+            settle(attempt, .cancelled)
         }
+        // Otherwise a failure record is being committed: scheduleAttempt sees the request.
     }
 
     private func scheduleToCloseExpired(_ limit: Duration) {
@@ -357,7 +379,8 @@ final class ActivityExecution: Sendable {
         }
     }
 
-    /// The worker is stopping: cancel whatever runs; nothing more is recorded.
+    /// The run stopped here (the worker is stopping, or the run ended or is held): cancel whatever
+    /// runs; nothing more is recorded.
     func stop() {
         let (attempt, timers) = state.withLock { state -> (AttemptRun?, [Int]) in
             state.finished = true

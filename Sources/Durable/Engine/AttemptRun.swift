@@ -7,18 +7,21 @@ import Synchronization
 /// that settled it.
 final class AttemptRun: HeartbeatSink {
     let number: Int
+    /// The registration current when the attempt was issued (its pool and code).
+    let registration: ActivityRegistration
     private let execution: ActivityExecution  // the cycle ends when the execution drops its attempt
     private let issuedAt = DispatchTime.now().uptimeNanoseconds
 
     /// What the attempt holds when it is settled.
     struct Held {
         var timers: [Int] = []
+        var heartbeatTimer: Int?
         var slotTicket: Int?
         var permitTicket: Int?
         var lease: Lease?
         var task: Task<Void, Never>?
         var queueNanos: UInt64?
-        /// Set when the attempt's code started running.
+        /// Set when the attempt's code had started running.
         var runNanos: UInt64?
         var heartbeat: Data?
     }
@@ -27,21 +30,25 @@ final class AttemptRun: HeartbeatSink {
         var held = Held()
         var settled = false
         var startTimer = 0
-        var grantedAt: UInt64?
         var runningSince: UInt64?
+        /// The attempt may start on the current thread (see ``ActivityExecution``).
+        var inline = false
         var lastBeat: UInt64 = 0
         var journaledBeat: UInt64?
+        var journaledDetails: Data?
     }
 
     private let state = Mutex(State())
 
-    init(execution: ActivityExecution, number: Int) {
+    init(execution: ActivityExecution, registration: ActivityRegistration, number: Int) {
         self.execution = execution
+        self.registration = registration
         self.number = number
     }
 
     var isSettled: Bool { state.withLock { $0.settled } }
 
+    /// Keeps a deadline to cancel when the attempt is settled (or cancels it now if it is).
     func addTimer(_ timer: Int, startTimer: Bool = false) {
         let late = state.withLock { state -> Bool in
             guard !state.settled else { return true }
@@ -52,23 +59,42 @@ final class AttemptRun: HeartbeatSink {
         if late { execution.cancelTimer(timer) }
     }
 
-    func setSlotTicket(_ ticket: Int) {
+    /// The heartbeat check re-arms itself: it replaces its own deadline rather than adding one.
+    func setHeartbeatTimer(_ timer: Int) {
+        let late = state.withLock { state -> Bool in
+            guard !state.settled else { return true }
+            state.held.heartbeatTimer = timer
+            return false
+        }
+        if late { execution.cancelTimer(timer) }
+    }
+
+    /// Records the slot ticket before the attempt queues. - Returns: `false` when it is settled already.
+    func setSlotTicket(_ ticket: Int, inline: Bool) -> Bool {
         state.withLock { state in
-            if state.grantedAt == nil { state.held.slotTicket = ticket }
+            guard !state.settled else { return false }
+            state.held.slotTicket = ticket
+            state.inline = inline
+            return true
         }
     }
 
-    func setPermitTicket(_ ticket: Int) {
+    /// Records the permit ticket before the attempt waits. - Returns: `false` when it is settled already.
+    func setPermitTicket(_ ticket: Int) -> Bool {
         state.withLock { state in
-            if state.runningSince == nil { state.held.permitTicket = ticket }
+            guard !state.settled else { return false }
+            state.held.permitTicket = ticket
+            return true
         }
     }
+
+    /// The request for a slot has returned: a grant that comes later must not run on its thread.
+    func endInlineWindow() { state.withLock { $0.inline = false } }
 
     /// The slot was granted. - Returns: the time the attempt waited for it.
     func markGranted() -> UInt64 {
         let now = DispatchTime.now().uptimeNanoseconds
         return state.withLock { state in
-            state.grantedAt = now
             state.held.slotTicket = nil
             state.held.queueNanos = now &- issuedAt
             return now &- issuedAt
@@ -84,9 +110,9 @@ final class AttemptRun: HeartbeatSink {
         }
     }
 
-    /// The code is about to run. - Returns: the schedule-to-start timer to cancel (0 if none), or
-    /// `nil` when the attempt was settled meanwhile.
-    func beginRunning() -> Int? {
+    /// The code is about to run. - Returns: the schedule-to-start timer to cancel (0 if none) and
+    /// whether the code may start on this thread, or `nil` when the attempt was settled meanwhile.
+    func beginRunning() -> (startTimer: Int, inline: Bool)? {
         let now = DispatchTime.now().uptimeNanoseconds
         return state.withLock { state in
             guard !state.settled else { return nil }
@@ -94,7 +120,8 @@ final class AttemptRun: HeartbeatSink {
             state.lastBeat = now
             state.held.permitTicket = nil
             state.held.timers.removeAll { $0 == state.startTimer }
-            return state.startTimer
+            defer { state.inline = false }
+            return (state.startTimer, state.inline)
         }
     }
 
@@ -106,9 +133,11 @@ final class AttemptRun: HeartbeatSink {
         if settled { task.cancel() }
     }
 
-    /// The task of an attempt whose code is running, `nil` before (or after).
-    var runningTask: Task<Void, Never>? {
-        state.withLock { $0.runningSince != nil && !$0.settled ? $0.held.task : nil }
+    /// Cancels the attempt's code if it runs. - Returns: `false` when it has not started (settle it instead).
+    func cancelRunningCode() -> Bool {
+        let (running, task) = state.withLock { ($0.runningSince != nil && !$0.settled, $0.held.task) }
+        task?.cancel()  // a task not set yet is cancelled by setTask, which finds the attempt settled
+        return running
     }
 
     /// Marks the attempt settled. - Returns: what it held, to the first caller only.
@@ -119,6 +148,7 @@ final class AttemptRun: HeartbeatSink {
             state.settled = true
             var held = state.held
             held.runNanos = state.runningSince.map { now &- $0 }
+            if let timer = held.heartbeatTimer { held.timers.append(timer) }
             state.held = Held()
             return held
         }
@@ -139,8 +169,11 @@ final class AttemptRun: HeartbeatSink {
             state.lastBeat = now
             guard let details else { return false }
             state.held.heartbeat = details
+            // Journal new details at most once per interval; the latest also goes with a failure.
+            if details == state.journaledDetails { return false }
             if let last = state.journaledBeat, now &- last < interval { return false }
             state.journaledBeat = now
+            state.journaledDetails = details
             return true
         }
         if journal, let details { execution.journalHeartbeat(self, details) }

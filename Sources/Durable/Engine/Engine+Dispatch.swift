@@ -10,13 +10,17 @@ extension Engine {
             journalWriteFailed(runID: driver.runID, error)
             return
         }
+        // Recording this run's previous result scheduled exactly one activity: it may start on this
+        // thread (see ActivityExecution). Several would run one after another on it, so they do not.
+        let inline = ActivityChain.runID == driver.runID
+            && commands.count { if case .scheduleActivity = $0 { true } else { false } } == 1
         for command in commands {
             switch command {
             case .scheduleActivity(let seq, let type, let input, let options):
                 dispatch(driver, PendingActivity(
-                    seq: seq, activityType: type, input: input, options: options, scheduledAt: Date()))
+                    seq: seq, activityType: type, input: input, options: options, scheduledAt: Date()), inline: inline)
             case .cancelActivity(let seq):
-                driver.execution(seq)?.requestCancel()
+                driver.cancelActivity(seq)
             case .completeWorkflow(let result):
                 closed(driver, outcome: .completed(result))
             case .failWorkflow(let failure):
@@ -73,7 +77,7 @@ extension Engine {
 
     /// Starts running an activity (see ``ActivityExecution``), or holds the run when this worker
     /// does not have the activity registered.
-    func dispatch(_ driver: RunDriver, _ activity: PendingActivity) {
+    func dispatch(_ driver: RunDriver, _ activity: PendingActivity, inline: Bool = false) {
         guard let registration = activityRegistration(activity.activityType) else {
             // Not the activity's fault: hold the run until a worker with the activity registered takes it.
             let reason = DurableError(.unknownActivityType(activity.activityType)).description
@@ -82,7 +86,8 @@ extension Engine {
             return
         }
         let execution = ActivityExecution(engine: self, driver: driver, pending: activity, registration: registration)
-        guard driver.track(execution) else { return }
-        execution.begin()
+        guard let cancelled = driver.track(execution) else { return }
+        execution.begin(inline: inline && !cancelled)
+        if cancelled { execution.requestCancel() }
     }
 }

@@ -191,10 +191,7 @@ public final class Engine: Sendable {
             defer { drivers.removeAll() }
             return Array(drivers.values)
         }
-        for driver in open {
-            driver.cancelActivities()
-            driver.terminate()
-        }
+        for driver in open { driver.terminate() }  // cancels its running activities
         let pools = registry.withLock { $0.activities.values.map(\.pool) }
         await withTaskGroup(of: Void.self) { group in
             for pool in pools { group.addTask { await pool.shutdown() } }

@@ -33,8 +33,10 @@ final class RunDriver: Sendable {
     let instance: WorkflowInstance
     private let engine: Engine
     private let mailbox: Mutex<Mailbox>
-    /// The run's activities running here, by sequence number (`nil` once the run stopped here).
-    private let activities = Mutex<[Int: ActivityExecution]?>([:])
+    /// The run's activities running here, by sequence number (`nil` once the run stopped here), and
+    /// cancel requests that arrived before their activity's dispatch (commit callbacks of two batches
+    /// may run on two threads).
+    private let activities = Mutex<(running: [Int: ActivityExecution], earlyCancels: Set<Int>)?>(([:], []))
 
     var runID: String { ref.runID }
     var workflowID: String { instance.workflowID }
@@ -103,30 +105,40 @@ final class RunDriver: Sendable {
 
     // MARK: - Activities
 
-    /// Starts tracking an activity. - Returns: `false` when the run is no longer driven here.
-    func track(_ execution: ActivityExecution) -> Bool {
+    /// Starts tracking an activity.
+    /// - Returns: whether the workflow already asked to cancel it, or `nil` when the run is no longer
+    ///   driven here.
+    func track(_ execution: ActivityExecution) -> Bool? {
         activities.withLock { activities in
-            guard activities != nil else { return false }
-            activities?[execution.seq] = execution
-            return true
+            guard activities != nil else { return nil }
+            activities?.running[execution.seq] = execution
+            return activities?.earlyCancels.remove(execution.seq) != nil
         }
     }
 
     func untrack(_ execution: ActivityExecution) {
         activities.withLock { activities in
-            if activities?[execution.seq] === execution { activities?[execution.seq] = nil }
+            if activities?.running[execution.seq] === execution { activities?.running[execution.seq] = nil }
         }
     }
 
-    func execution(_ seq: Int) -> ActivityExecution? {
-        activities.withLock { $0?[seq] }
+    /// The workflow cancelled an activity: cancel it, or remember the request until it is dispatched.
+    func cancelActivity(_ seq: Int) {
+        let execution = activities.withLock { activities -> ActivityExecution? in
+            guard let running = activities?.running[seq] else {
+                activities?.earlyCancels.insert(seq)
+                return nil
+            }
+            return running
+        }
+        execution?.requestCancel()
     }
 
     /// Stops every activity of the run running here (the worker is stopping or the run ended here).
     func cancelActivities() {
         let running = activities.withLock { activities in
             defer { activities = nil }
-            return activities.map { Array($0.values) } ?? []
+            return activities.map { Array($0.running.values) } ?? []
         }
         for execution in running { execution.stop() }
     }
@@ -167,6 +179,10 @@ final class RunDriver: Sendable {
                 case .failWorkflow(let failure): statusChange = .init(status: .failed, error: failure.description)
                 case .scheduleActivity, .cancelActivity: break
                 }
+            }
+            if statusChange != nil {
+                // The run ends with this batch: nothing posted from now on may be recorded after it.
+                mailbox.withLock { $0.closed = true; $0.items.removeAll() }
             }
             let batch = JournalBatch(run: ref, newRun: newRun, claim: claim, events: events, statusChange: statusChange)
             engine.journal.append(batch) { [self] result in

@@ -70,7 +70,9 @@ final class TimeoutScheduler: Sendable {
                 }
                 return state.heap.first?.deadline
             }
-            for callback in due { callback() }
+            // Callbacks may record events and commit: they run elsewhere, so that one slow commit
+            // does not hold up every other deadline.
+            for callback in due { DispatchQueue.global().async(execute: callback) }
             if let next {
                 _ = wake.wait(timeout: DispatchTime(uptimeNanoseconds: next))
             } else {

@@ -26,8 +26,6 @@ package final class WorkflowInstance: @unchecked Sendable {
     private var nextSeq = 1
     private var waiters: [Int: CheckedContinuation<Data, any Error>] = [:]
     private var activityTypes: [Int: String] = [:]
-    /// Activities whose cancellation the workflow requested, still waiting for their outcome.
-    private var cancelRequested: Set<Int> = []
     private var commands: [WorkflowCommand] = []
     /// The first misuse of the context; written from whatever thread misused it.
     private let misuse = Mutex<DurableError?>(nil)
@@ -87,7 +85,6 @@ package final class WorkflowInstance: @unchecked Sendable {
                 }
             }
             activityTypes[event.seq] = nil
-            cancelRequested.remove(event.seq)
         default:
             preconditionFailure("\(event.kind.name) is not an input event")
         }
@@ -97,7 +94,26 @@ package final class WorkflowInstance: @unchecked Sendable {
             throw DurableError(.strayAwait(runID: runID))
         }
         defer { commands.removeAll() }
-        return commands
+        return Self.orderingCancels(commands)
+    }
+
+    /// Sorts each run of consecutive cancel requests by sequence number: one `cancelAll()` cancels its
+    /// child tasks in an order the Swift runtime chooses, which need not stay the same across versions.
+    static func orderingCancels(_ commands: [WorkflowCommand]) -> [WorkflowCommand] {
+        var out = commands
+        var start = 0
+        while start < out.count {
+            var end = start
+            while end < out.count, case .cancelActivity = out[end] { end += 1 }
+            if end - start > 1 {
+                out[start..<end].sort { a, b in
+                    if case .cancelActivity(let x) = a, case .cancelActivity(let y) = b { return x < y }
+                    return false
+                }
+            }
+            start = max(end, start + 1)
+        }
+        return out
     }
 
     private func startRoot(input: Data) {
@@ -163,12 +179,13 @@ package final class WorkflowInstance: @unchecked Sendable {
         }
     }
 
-    /// The awaiting task was cancelled: emit a cancel request for the activity, once. Cancellation of
-    /// workflow tasks starts only in workflow code (`cancelAll()`, an unawaited `async let`), so this
-    /// runs on the activation thread, in order with everything else the workflow does.
+    /// The awaiting task was cancelled: emit a cancel request for the activity (a task is cancelled
+    /// once, so this runs at most once per activity). Cancellation of workflow tasks starts only in
+    /// workflow code (`cancelAll()`, an unawaited `async let`), so this runs on the activation
+    /// thread, in order with everything else the workflow does.
     private func requestCancel(_ seq: Int) {
         do { try checkUse("cancel activity (seq \(seq))") } catch { return }
-        guard waiters[seq] != nil, cancelRequested.insert(seq).inserted else { return }
+        guard waiters[seq] != nil else { return }
         commands.append(.cancelActivity(seq: seq))
     }
 

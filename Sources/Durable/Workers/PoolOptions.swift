@@ -88,12 +88,13 @@ public struct WorkerOptions: Sendable, Equatable {
     /// Most activity attempts running at once in this engine, over all pools; `nil` means no limit
     /// beyond each pool's own. Attempts beyond it wait (and count as schedule-to-start time).
     public var maximumConcurrentActivities: Int?
-    /// Heartbeat details are journaled at most this often per attempt (and always with the
-    /// attempt's failure); a restart resumes from the last journaled details.
+    /// Heartbeat details are journaled at most this often per attempt (10 ms at the least), only when
+    /// they changed, and always with the attempt's failure; a restart resumes from the last journaled
+    /// details.
     public var heartbeatJournalInterval: Duration
 
     public init(maximumConcurrentActivities: Int? = nil, heartbeatJournalInterval: Duration = .seconds(1)) {
         self.maximumConcurrentActivities = maximumConcurrentActivities.map { max(1, $0) }
-        self.heartbeatJournalInterval = heartbeatJournalInterval
+        self.heartbeatJournalInterval = max(.milliseconds(10), heartbeatJournalInterval)
     }
 }

@@ -19,6 +19,8 @@ package enum Grant: Sendable {
     case warm(Lease)
     /// A new slot for this attempt; warm it with ``SlotPool/warmUp(slot:)``.
     case cold(slot: Int)
+    /// The pool stopped (the worker is stopping or the activity was registered again).
+    case unavailable(any Error)
 }
 
 /// One activity's pool: the ``PoolStateMachine`` under a lock, the slots' resources, the attempts
@@ -89,32 +91,35 @@ package final class SlotPool: Sendable {
 
     // MARK: - Attempts
 
+    private let tickets = Atomic<Int>(0)
+
+    /// A ticket for ``acquire(ticket:_:)``, to be recorded before asking (so that a cancel finds it).
+    package func newTicket() -> Int { tickets.wrappingAdd(1, ordering: .relaxed).newValue }
+
     /// Asks for a slot. `granted` is called at once, on this thread, when a slot is free, or later
     /// from whichever thread frees one.
-    /// - Returns: a ticket for ``cancel(ticket:)`` while the attempt waits; `nil` when granted already.
-    package func acquire(_ granted: @escaping @Sendable (Grant) -> Void) -> Int? {
+    package func acquire(ticket: Int, _ granted: @escaping @Sendable (Grant) -> Void) {
         if let shared {
             granted(.warm(Lease(slot: 0, name: name, resource: shared, cold: false, warmUpNanos: 0)))
-            return nil
+            return
         }
-        let (ticket, grant, inUse) = state.withLock { state -> (Int, Grant?, Int) in
-            let ticket = state.nextTicket
-            state.nextTicket += 1
+        let (grant, inUse) = state.withLock { state -> (Grant?, Int) in
+            if state.stopped { return (.unavailable(PoolStopped(pool: name)), state.inUse) }
             switch state.machine.acquire(ticket: ticket) {
             case .handOver(let slot, _)?:
                 state.inUse += 1
-                return (ticket, .warm(lease(slot, state)), state.inUse)
+                return (.warm(lease(slot, state)), state.inUse)
             case .warmFor(let slot, _)?:
                 state.inUse += 1
-                return (ticket, .cold(slot: slot), state.inUse)
+                return (.cold(slot: slot), state.inUse)
             default:
                 state.waiters[ticket] = granted
-                return (ticket, nil, state.inUse)
+                return (nil, state.inUse)
             }
         }
-        guard let grant else { return ticket }
+        guard let grant else { return }
         metrics.slotsInUse.record(inUse)
-        return deliver(grant, to: granted) ? nil : acquire(granted)
+        if !deliver(grant, to: granted) { acquire(ticket: ticket, granted) }
     }
 
     /// Hands a grant over, unless it is a warm slot that is no longer healthy: that slot is closed
@@ -156,8 +161,13 @@ package final class SlotPool: Sendable {
                 state.machine.warmedForOwner(slot: slot)
                 return true
             }
-            if !kept { await closeResource?(resource) }
+            guard kept else {
+                await closeResource?(resource)
+                throw PoolStopped(pool: name)
+            }
             return Lease(slot: slot, name: "\(name)#\(slot)", resource: resource, cold: true, warmUpNanos: nanos)
+        } catch let error as PoolStopped {
+            throw error
         } catch {
             metrics.warmUpFailures.increment()
             perform(state.withLock { state in
@@ -202,7 +212,7 @@ package final class SlotPool: Sendable {
     }
 
     /// Closes idle slots and stops replacing slots; busy slots are closed as their attempts end.
-    func shutdown() async {
+    package func shutdown() async {
         let closing = state.withLock { state -> [any Sendable] in
             state.stopped = true
             state.waiters.removeAll()
@@ -223,7 +233,7 @@ package final class SlotPool: Sendable {
     }
 
     private struct Effects {
-        var grants: [(@Sendable (Grant) -> Void, Grant)] = []
+        var grants: [(ticket: Int, waiter: @Sendable (Grant) -> Void, grant: Grant)] = []
         var spares: [Int] = []
         var closing: [any Sendable] = []
     }
@@ -236,11 +246,11 @@ package final class SlotPool: Sendable {
             case .handOver(let slot, let ticket):
                 guard let waiter = state.waiters.removeValue(forKey: ticket) else { continue }
                 state.inUse += 1
-                work.grants.append((waiter, .warm(lease(slot, state))))
+                work.grants.append((ticket, waiter, .warm(lease(slot, state))))
             case .warmFor(let slot, let ticket):
                 guard let waiter = state.waiters.removeValue(forKey: ticket) else { continue }
                 state.inUse += 1
-                work.grants.append((waiter, .cold(slot: slot)))
+                work.grants.append((ticket, waiter, .cold(slot: slot)))
             case .warmSpare(let slot):
                 if state.stopped { _ = state.machine.warmUpFailed(slot: slot) } else { work.spares.append(slot) }
             case .close(let slot):
@@ -251,8 +261,8 @@ package final class SlotPool: Sendable {
     }
 
     private func perform(_ work: Effects) {
-        for (waiter, grant) in work.grants where !deliver(grant, to: waiter) {
-            _ = acquire(waiter)  // its slot had died: queue again (a cold slot may already be on its way)
+        for (ticket, waiter, grant) in work.grants where !deliver(grant, to: waiter) {
+            acquire(ticket: ticket, waiter)  // its slot had died: ask again (a new slot may be on its way)
         }
         for slot in work.spares { Task { await self.warmSpare(slot) } }
         if let closeResource, !work.closing.isEmpty {
@@ -289,16 +299,17 @@ package final class SlotPool: Sendable {
         let timers = self.timers
         return try await withCheckedThrowingContinuation { continuation in
             let once = ResumeOnce(continuation)
-            let timer = timers.schedule(after: limit) { once.resume(with: .failure(WarmUpTimedOut(limit: limit))) }
-            Task {
+            let factory = Task {
                 let result: Result<any Sendable, any Error>
                 do { result = .success(try await make()) } catch { result = .failure(error) }
-                if once.resume(with: result) {
-                    timers.cancel(timer)
-                } else if case .success(let late) = result {
+                if !once.resume(with: result), case .success(let late) = result {
                     await closeResource?(late)
                 }
             }
+            let timer = timers.schedule(after: limit) {
+                if once.resume(with: .failure(WarmUpTimedOut(limit: limit))) { factory.cancel() }
+            }
+            once.onResume { timers.cancel(timer) }
         }
     }
 
@@ -324,19 +335,46 @@ package final class SlotPool: Sendable {
 
 /// A continuation resumed by whichever of two racers comes first.
 private final class ResumeOnce: Sendable {
-    private let continuation: Mutex<CheckedContinuation<any Sendable, any Error>?>
+    private struct State {
+        var continuation: CheckedContinuation<any Sendable, any Error>?
+        var resumed = false
+        var onResume: (@Sendable () -> Void)?
+    }
+
+    private let state: Mutex<State>
 
     init(_ continuation: CheckedContinuation<any Sendable, any Error>) {
-        self.continuation = Mutex(continuation)
+        self.state = Mutex(State(continuation: continuation))
     }
 
     /// - Returns: `true` for the first caller, who resumed the continuation.
     @discardableResult
     func resume(with result: Result<any Sendable, any Error>) -> Bool {
-        guard let continuation = continuation.withLock({ $0.take() }) else { return false }
+        let (continuation, then) = state.withLock { state in
+            defer { state.continuation = nil; state.resumed = true; state.onResume = nil }
+            return (state.continuation, state.onResume)
+        }
+        guard let continuation else { return false }
         continuation.resume(with: result)
+        then?()
         return true
     }
+
+    /// Runs `action` once resumed (now, if it is already).
+    func onResume(_ action: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state -> Bool in
+            if state.resumed { return true }
+            state.onResume = action
+            return false
+        }
+        if now { action() }
+    }
+}
+
+/// The pool stopped while an attempt waited for it.
+struct PoolStopped: Error, CustomStringConvertible {
+    var pool: String
+    var description: String { "pool \(pool) stopped (the worker is stopping or the activity was registered again)" }
 }
 
 private struct WarmUpTimedOut: Error, CustomStringConvertible {
@@ -349,33 +387,32 @@ final class WorkerPermits: Sendable {
     private struct State {
         var available: Int
         var queue: [(ticket: Int, granted: @Sendable () -> Void)] = []
-        var nextTicket = 1
     }
 
     private let state: Mutex<State>
+    private let tickets = Atomic<Int>(0)
 
     init(limit: Int) {
         state = Mutex(State(available: limit))
     }
 
+    /// A ticket for ``acquire(ticket:_:)``, to be recorded before asking.
+    func newTicket() -> Int { tickets.wrappingAdd(1, ordering: .relaxed).newValue }
+
     /// Asks for a permit; `granted` runs at once or when one is released.
-    /// - Returns: a ticket for ``cancel(ticket:)`` while waiting; `nil` when granted already.
-    func acquire(_ granted: @escaping @Sendable () -> Void) -> Int? {
-        let ticket = state.withLock { state -> Int? in
+    func acquire(ticket: Int, _ granted: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state -> Bool in
             if state.available > 0 && state.queue.isEmpty {
                 state.available -= 1
-                return nil
+                return true
             }
-            let ticket = state.nextTicket
-            state.nextTicket += 1
             state.queue.append((ticket, granted))
-            return ticket
+            return false
         }
-        if ticket == nil { granted() }
-        return ticket
+        if now { granted() }
     }
 
-    /// - Returns: `false` when the ticket was granted already.
+    /// - Returns: `false` when the ticket was not waiting (granted already, or not queued yet).
     func cancel(ticket: Int) -> Bool {
         state.withLock { state in
             guard let index = state.queue.firstIndex(where: { $0.ticket == ticket }) else { return false }
