@@ -86,8 +86,9 @@ final class ActivityExecution: Sendable {
 
     private func startAttempt(_ number: Int, inline: Bool = false) {
         guard !engine.isStopping, !driver.isClosed else { return }
-        // Looked up per attempt: an activity registered again serves the next attempt.
-        let registration = engine.activityRegistration(pending.activityType) ?? firstRegistration
+        // Looked up again for retries: an activity registered again serves the next attempt.
+        let registration = number == 1 ? firstRegistration
+            : engine.activityRegistration(pending.activityType) ?? firstRegistration
         let attempt = AttemptRun(execution: self, registration: registration, number: number)
         let proceed = state.withLock { state -> Bool? in  // nil: the activity ended; false: cancelled
             state.retryTimer = nil
@@ -258,10 +259,10 @@ final class ActivityExecution: Sendable {
             pool.release(lease, retire: retire)
         }
         if failed { pool.metrics.failures.increment() }
-        ended(attempt.number, outcome, details)
+        ended(attempt.number, outcome, details, isShared: pool.isShared)
     }
 
-    private func ended(_ number: Int, _ outcome: Outcome, _ details: AttemptDetails) {
+    private func ended(_ number: Int, _ outcome: Outcome, _ details: AttemptDetails, isShared: Bool) {
         guard !engine.isStopping else { return }
         let cancelRequested = state.withLock { state -> Bool in
             if let beat = details.heartbeat { state.lastHeartbeat = Data(beat.utf8) }
@@ -269,7 +270,9 @@ final class ActivityExecution: Sendable {
         }
         switch outcome {
         case .finished(.success(let output)):
-            finish(.activityCompleted, attempt: number, data: output, details: details)
+            // An activity without a pool records details only when it fails: a success's duration is
+            // in the event times, and the details would cost a sequential step several per cent.
+            finish(.activityCompleted, attempt: number, data: output, details: isShared ? nil : details)
         case .finished(.failure(let error)) where cancelRequested:
             let failure = error is CancellationError ? cancelledFailure : FailureInfo(error, retryable: false)
             finish(.activityCancelled, attempt: number, data: encode(failure), details: details)
