@@ -65,6 +65,12 @@ import Glibc
         let run = try #require(try JSONSerialization.jsonObject(with: Data(show.stdout.utf8)) as? [String: Any])
         #expect(run["eventCount"] as? Int == 20)
         #expect((run["input"] as? [String: Any])?["tag"] as? String == "cli")
+        let activities = try #require(run["activities"] as? [[String: Any]])
+        #expect(activities.count == 9)
+        #expect(activities.allSatisfy { $0["state"] as? String == "completed" && $0["attempts"] as? Int == 1 })
+        #expect(activities.first?["activityType"] as? String == "Step")
+        let human = try await runCommand(durable, ["runs", "show", "cli-1", "--journal", journal])
+        #expect(human.stdout.contains("SEQ  ACTIVITY  STATE      ATTEMPTS"))
 
         let history = try await runCommand(durable, ["history", "cli-1", "--journal", journal])
         #expect(history.status == 0)
