@@ -41,8 +41,6 @@ public final class Engine: Sendable {
     let hasRecovered = Atomic<Bool>(false)
     /// Activity timeouts, retry delays and pool idle checks.
     let timeouts = TimeoutScheduler()
-    /// Warm-up of every pool's minimum slots, started once.
-    let poolsStarted = Mutex<Task<Void, Never>?>(nil)
 
     /// Opens (or creates) the journal.
     /// - Parameters:
@@ -130,19 +128,12 @@ public final class Engine: Sendable {
 
     /// Warms every pool's minimum slots and waits until they are ready (or failed to warm). A worker
     /// does this when it starts, before it takes work; call it to warm pools before the first start.
+    /// Each pool is warmed once; calling again warms only pools registered since.
     public func warmUp() async {
-        let task = poolsStarted.withLock { task in
-            if let task { return task }
-            let pools = registry.withLock { $0.activities.values.map(\.pool) }
-            let warming = Task {
-                await withTaskGroup(of: Void.self) { group in
-                    for pool in pools { group.addTask { await pool.start() } }
-                }
-            }
-            task = warming
-            return warming
+        let pools = registry.withLock { $0.activities.values.map(\.pool) }
+        await withTaskGroup(of: Void.self) { group in
+            for pool in pools { group.addTask { await pool.start() } }
         }
-        await task.value
     }
 
     /// The names of the registered workflow types, sorted.

@@ -48,6 +48,7 @@ package final class SlotPool: Sendable {
         var waiters: [Int: @Sendable (Grant) -> Void] = [:]
         var nextTicket = 1
         var evictionScheduled = false
+        var started = false
         var stopped = false
         var inUse = 0
     }
@@ -201,10 +202,14 @@ package final class SlotPool: Sendable {
 
     // MARK: - Life cycle
 
-    /// Warms the minimum slots and waits until they are ready (or failed).
+    /// Warms the minimum slots and waits until they are ready (or failed). Once: later calls return.
     package func start() async {
         guard shared == nil else { return }
-        let work = state.withLock { state in effects(state.machine.start(), &state) }
+        let work = state.withLock { state -> Effects in
+            guard !state.started else { return Effects() }
+            state.started = true
+            return effects(state.machine.start(), &state)
+        }
         await withTaskGroup(of: Void.self) { group in
             for slot in work.spares { group.addTask { await self.warmSpare(slot) } }
         }
