@@ -168,6 +168,21 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
         await engine.shutdown()
     }
 
+    @Test func aWorkerThatCannotStartIsReportedAndItsAttemptsFailClearly() async throws {
+        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()))
+        engine.register(ModelFlow.self)
+        engine.register(PyModel.self, processPool: ProcessPoolOptions(
+            command: ["python3", fixture], environment: ["EXIT_BEFORE_READY": "1"], pool: .warm(min: 1, max: 1)))
+        await engine.warmUp()
+        let summary = try #require(engine.poolSummary)
+        #expect(summary.hasPrefix("PyModel 0/1 (warm-up failed: "))
+        #expect(summary.contains("cannot load model"))
+        let (outcome, events) = try await run(engine, .init(request: ModelRequest(op: "echo")))
+        #expect(outcome == "failed SlotWarmUpFailed")
+        #expect(events.first { $0.kind == .activityFailed }?.failure?.message.contains("cannot load model") == true)
+        await engine.shutdown()
+    }
+
     @Test func malformedResponseFailsTheAttemptNotTheWorker() async throws {
         let engine = try engine()
         let (outcome, events) = try await run(engine, .init(request: ModelRequest(op: "malformed")))

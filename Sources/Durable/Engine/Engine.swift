@@ -89,12 +89,15 @@ public final class Engine: Sendable {
     }
 
     /// The pools with warm slots, as text for a worker's start-up line: `ScoreFraud 2/4, Sentiment 1/2`
-    /// (slots now / maximum); `nil` when no activity has a pool.
+    /// (slots now / maximum, and why warming failed if it did); `nil` when no activity has a pool.
     public var poolSummary: String? {
         let pools = registry.withLock { $0.activities.values.map(\.pool) }
             .filter { !$0.isShared }.sorted { $0.name < $1.name }
         guard !pools.isEmpty else { return nil }
-        return pools.map { "\($0.name) \($0.slotCount)/\($0.options.maximumSlots)" }.joined(separator: ", ")
+        return pools.map { pool in
+            "\(pool.name) \(pool.slotCount)/\(pool.options.maximumSlots)"
+                + (pool.lastWarmUpFailure.map { " (warm-up failed: \($0))" } ?? "")
+        }.joined(separator: ", ")
     }
 
     /// Registers an activity that runs in a pool of subprocesses speaking JSON lines (a model server in

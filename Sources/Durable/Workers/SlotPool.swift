@@ -48,6 +48,8 @@ package final class SlotPool: Sendable {
         var waiters: [Int: @Sendable (Grant) -> Void] = [:]
         var nextTicket = 1
         var evictionScheduled = false
+        /// Why the last warm-up failed, until a slot warms.
+        var lastWarmUpFailure: String?
         var started = false
         var stopped = false
         var inUse = 0
@@ -159,6 +161,7 @@ package final class SlotPool: Sendable {
             let kept = state.withLock { state -> Bool in
                 guard !state.stopped else { return false }
                 state.resources[slot] = resource
+                state.lastWarmUpFailure = nil
                 state.machine.warmedForOwner(slot: slot)
                 return true
             }
@@ -173,6 +176,7 @@ package final class SlotPool: Sendable {
             metrics.warmUpFailures.increment()
             perform(state.withLock { state in
                 state.inUse -= 1
+                state.lastWarmUpFailure = "\(error)"
                 return effects(state.machine.warmUpFailed(slot: slot), &state)
             })
             throw SlotWarmUpFailed(pool: name, reason: "\(error)")
@@ -227,6 +231,9 @@ package final class SlotPool: Sendable {
     }
 
     var slotCount: Int { state.withLock { $0.machine.slots.count } }
+
+    /// Why the last warm-up failed, if no slot has warmed since.
+    var lastWarmUpFailure: String? { state.withLock { $0.lastWarmUpFailure } }
 
     /// A pool around one shared resource (an activity registered without a pool).
     var isShared: Bool { shared != nil }
@@ -286,12 +293,16 @@ package final class SlotPool: Sendable {
             let work = state.withLock { state -> Effects? in
                 guard !state.stopped else { return nil }
                 state.resources[slot] = resource
+                state.lastWarmUpFailure = nil
                 return effects(state.machine.warmedSpare(slot: slot, now: now), &state)
             }
             if let work { perform(work) } else { await closeResource?(resource) }
         } catch {
             metrics.warmUpFailures.increment()
-            perform(state.withLock { state in effects(state.machine.warmUpFailed(slot: slot), &state) })
+            perform(state.withLock { state in
+                state.lastWarmUpFailure = "\(error)"
+                return effects(state.machine.warmUpFailed(slot: slot), &state)
+            })
         }
     }
 
