@@ -84,9 +84,20 @@ public struct Shuffle: Workflow {
     }
 }
 
+/// Sleeps on a durable timer for `input` milliseconds, then runs one Step.
+public struct Nap: Workflow {
+    public init() {}
+
+    public func run(_ ctx: WorkflowContext, input: Int) async throws -> String {
+        try await ctx.sleep(for: .milliseconds(input))
+        return try await ctx.execute(Step.self, "nap")
+    }
+}
+
 /// Registers the shared workflows and activities.
 public func registerTestWorkflows(_ engine: Engine) {
     engine.register(CrashFlow.self)
     engine.register(Shuffle.self)
+    engine.register(Nap.self)
     engine.register(Step())
 }

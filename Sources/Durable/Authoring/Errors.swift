@@ -214,6 +214,12 @@ extension TimeoutKind {
     }
 }
 
+/// Thrown by ``WorkflowContext/withTimeout(_:_:)`` when its timer fired before the operation ended.
+public struct WorkflowTimeout: Error, Sendable, CustomStringConvertible {
+    public var limit: Duration
+    public var description: String { "the operation did not finish within \(limit)" }
+}
+
 /// Recorded for an attempt that a worker issued but never reported on, because the worker stopped
 /// (a crash, SIGKILL, or shutdown). The attempt may have run in part, in full, or not at all; the
 /// next attempt carries the next number and the same idempotency key. Retryable; counts as an

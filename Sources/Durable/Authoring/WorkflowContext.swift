@@ -47,6 +47,49 @@ public final class WorkflowContext: @unchecked Sendable {
                            bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
     }
 
+    /// Waits, durably: the timer is journaled, survives restarts and fires on time after one (a timer
+    /// that came due while no worker ran fires as soon as the run is recovered, in due order with
+    /// the others). Waiting days costs nothing while it waits.
+    ///
+    /// ```swift
+    /// try await ctx.sleep(for: .seconds(48 * 3600))     // then chase the reviewer
+    /// ```
+    /// - Throws: `CancellationError` when the awaiting task is cancelled (the cancellation is
+    ///   journaled).
+    public func sleep(for duration: Duration) async throws {
+        try await sleep(until: now.addingTimeInterval(Double(duration.milliseconds) / 1000))
+    }
+
+    /// Waits until `date` (returns at once if it has passed), durably; see ``sleep(for:)``.
+    public func sleep(until date: Date) async throws {
+        try await instance.sleep(until: date)
+    }
+
+    /// Runs `operation` (activities, sleeps, other context operations) against a durable timer: the
+    /// first to finish wins, and the other is cancelled (an activity gets the cancellation described
+    /// in ``execute(_:_:options:)`` and is awaited until it has stopped).
+    ///
+    /// ```swift
+    /// let score = try await ctx.withTimeout(.minutes(5)) {
+    ///     try await ctx.execute(ScoreFraud.self, claim)
+    /// }
+    /// ```
+    /// - Throws: ``WorkflowTimeout`` when the timer fires first; otherwise what `operation` throws.
+    public func withTimeout<T: Sendable>(
+        _ limit: Duration, _ operation: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await operation() }
+            group.addTask {
+                try await self.sleep(for: limit)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard case let value?? = try await group.next() else { throw WorkflowTimeout(limit: limit) }
+            return value
+        }
+    }
+
     /// Runs an activity and returns its result; the call is journaled, retried by `options.retry`
     /// and bounded by the timeouts in `options`.
     ///

@@ -21,6 +21,10 @@ extension Engine {
                     seq: seq, activityType: type, input: input, options: options, scheduledAt: Date()), inline: inline)
             case .cancelActivity(let seq):
                 driver.cancelActivity(seq)
+            case .startTimer(let seq, let due):
+                driver.startTimer(seq, due: due)
+            case .cancelTimer(let seq):
+                driver.cancelTimer(seq)
             case .completeWorkflow(let result):
                 closed(driver, outcome: .completed(result))
             case .failWorkflow(let failure):

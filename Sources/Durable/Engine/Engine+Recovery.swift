@@ -82,7 +82,7 @@ extension Engine {
         let instance = WorkflowInstance(run: run, body: registration.body)
         let ref = RunRef(runID: run.runID, key: run.key)
         let events: [HistoryEvent]
-        let pending: [PendingActivity]
+        let pending: ReplayResult
         do {
             events = try journal.history(run)
             pending = try instance.replay(events)
@@ -102,7 +102,9 @@ extension Engine {
         if run.status == .held {
             try? await journal.append(JournalBatch(run: ref, statusChange: .init(status: .running)))
         }
-        for activity in pending { dispatch(driver, activity) }
+        for activity in pending.activities { dispatch(driver, activity) }
+        // Late timers fire now, in due order; the others when they are due.
+        for timer in pending.timers { driver.startTimer(timer.seq, due: timer.due) }
         return nil
     }
 

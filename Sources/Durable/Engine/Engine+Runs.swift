@@ -34,11 +34,39 @@ public struct RunDescription: Sendable {
     public var outcome: RunOutcome?
     /// Every activity the run scheduled, in sequence order, with its attempts so far.
     public var activities: [ActivitySummary]
+    /// Every durable timer the run started, in sequence order.
+    public var timers: [TimerSummary] = []
     /// Why the history could not be read (a corrupt event), if it could not.
     public var historyError: JournalError?
 
     /// The activities scheduled and not yet finished.
     public var pendingActivities: [ActivitySummary] { activities.filter { $0.state == .pending } }
+}
+
+/// One durable timer of a run (``WorkflowContext/sleep(for:)``).
+public struct TimerSummary: Sendable, Equatable {
+    public enum State: String, Sendable {
+        case waiting, fired, cancelled
+    }
+
+    public var seq: Int
+    public var due: Date
+    public var state: State
+
+    /// Reads timer summaries from a history.
+    public static func from(_ events: [HistoryEvent]) -> [TimerSummary] {
+        var timers: [Int: TimerSummary] = [:]
+        for event in events {
+            switch event.kind {
+            case .timerStarted:
+                if let due = event.timerDue { timers[event.seq] = TimerSummary(seq: event.seq, due: due, state: .waiting) }
+            case .timerFired where timers[event.seq]?.state == .waiting: timers[event.seq]?.state = .fired
+            case .timerCancelled: timers[event.seq]?.state = .cancelled
+            default: break
+            }
+        }
+        return timers.keys.sorted().compactMap { timers[$0] }
+    }
 }
 
 /// One activity of a run as its history tells it: where it stands, how many attempts it took, how
@@ -237,7 +265,7 @@ extension Engine {
         }
         return RunDescription(
             run: run, eventCount: events.count, input: events.first?.data, outcome: try closedOutcome(run),
-            activities: ActivitySummary.from(events), historyError: nil)
+            activities: ActivitySummary.from(events), timers: TimerSummary.from(events), historyError: nil)
     }
 
     /// Runs, newest first.

@@ -33,10 +33,18 @@ final class RunDriver: Sendable {
     let instance: WorkflowInstance
     private let engine: Engine
     private let mailbox: Mutex<Mailbox>
-    /// The run's activities running here, by sequence number (`nil` once the run stopped here), and
-    /// cancel requests that arrived before their activity's dispatch (commit callbacks of two batches
-    /// may run on two threads).
-    private let activities = Mutex<(running: [Int: ActivityExecution], earlyCancels: Set<Int>)?>(([:], []))
+    /// What the run has going on here (`nil` once the run stopped here).
+    private struct Tracked {
+        /// Activities running, by sequence number.
+        var running: [Int: ActivityExecution] = [:]
+        /// Cancel requests that arrived before their activity's dispatch (the commit callbacks of two
+        /// batches may run on two threads).
+        var earlyCancels: Set<Int> = []
+        /// Timers waiting, by sequence number: their deadlines in the engine's scheduler.
+        var timers: [Int: Int] = [:]
+    }
+
+    private let activities = Mutex<Tracked?>(Tracked())
 
     var runID: String { ref.runID }
     var workflowID: String { instance.workflowID }
@@ -134,13 +142,47 @@ final class RunDriver: Sendable {
         execution?.requestCancel()
     }
 
+    // MARK: - Timers
+
+    /// Starts a durable timer: at `due` (at once, on this thread, if that has passed) the run gets a
+    /// `TimerFired` event.
+    func startTimer(_ seq: Int, due: Date) {
+        let delay = due.timeIntervalSinceNow
+        guard delay > 0 else {
+            if activities.withLock({ $0 != nil }) { fireTimer(seq) }
+            return
+        }
+        let deadline = engine.timeouts.schedule(after: .milliseconds(Int64((delay * 1000).rounded(.up)))) { [self] in
+            let due = activities.withLock { $0?.timers.removeValue(forKey: seq) != nil }
+            if due { fireTimer(seq) }
+        }
+        let late = activities.withLock { tracked -> Bool in
+            guard tracked != nil else { return true }
+            tracked?.timers[seq] = deadline
+            return false
+        }
+        if late { engine.timeouts.cancel(deadline) }
+    }
+
+    func cancelTimer(_ seq: Int) {
+        if let deadline = activities.withLock({ $0?.timers.removeValue(forKey: seq) }) {
+            engine.timeouts.cancel(deadline)
+        }
+    }
+
+    private func fireTimer(_ seq: Int) {
+        post(.input(HistoryEvent(index: 0, kind: .timerFired, time: Date(), seq: seq),
+                    newRun: nil, claim: false, alreadyRecorded: false, committed: nil))
+    }
+
     /// Stops every activity of the run running here (the worker is stopping or the run ended here).
     func cancelActivities() {
-        let running = activities.withLock { activities in
-            defer { activities = nil }
-            return activities.map { Array($0.running.values) } ?? []
+        let (running, timers) = activities.withLock { tracked in
+            defer { tracked = nil }
+            return (tracked.map { Array($0.running.values) } ?? [], tracked.map { Array($0.timers.values) } ?? [])
         }
         for execution in running { execution.stop() }
+        for deadline in timers { engine.timeouts.cancel(deadline) }
     }
 
     /// Handles one item; returns how many event indexes it used.
@@ -177,7 +219,7 @@ final class RunDriver: Sendable {
                 switch command {
                 case .completeWorkflow: statusChange = .init(status: .completed)
                 case .failWorkflow(let failure): statusChange = .init(status: .failed, error: failure.description)
-                case .scheduleActivity, .cancelActivity: break
+                case .scheduleActivity, .cancelActivity, .startTimer, .cancelTimer: break
                 }
             }
             if statusChange != nil {

@@ -5,6 +5,8 @@ package import Foundation
 package enum WorkflowCommand: Sendable, Equatable {
     case scheduleActivity(seq: Int, activityType: String, input: Data, options: ActivityOptions)
     case cancelActivity(seq: Int)
+    case startTimer(seq: Int, due: Date)
+    case cancelTimer(seq: Int)
     case completeWorkflow(result: Data)
     case failWorkflow(FailureInfo)
 
@@ -12,6 +14,8 @@ package enum WorkflowCommand: Sendable, Equatable {
         switch self {
         case .scheduleActivity: .activityScheduled
         case .cancelActivity: .activityCancelRequested
+        case .startTimer: .timerStarted
+        case .cancelTimer: .timerCancelled
         case .completeWorkflow: .workflowCompleted
         case .failWorkflow: .workflowFailed
         }
@@ -23,7 +27,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         guard event.kind == kind else { return false }
         switch self {
         case .scheduleActivity(let seq, let type, _, _): return event.seq == seq && event.name == type
-        case .cancelActivity(let seq): return event.seq == seq
+        case .cancelActivity(let seq), .startTimer(let seq, _), .cancelTimer(let seq): return event.seq == seq
         case .completeWorkflow, .failWorkflow: return true
         }
     }
@@ -33,6 +37,8 @@ package enum WorkflowCommand: Sendable, Equatable {
         switch self {
         case .scheduleActivity(let seq, let type, _, _): "ActivityScheduled(seq \(seq), \(type))"
         case .cancelActivity(let seq): "ActivityCancelRequested(seq \(seq))"
+        case .startTimer(let seq, _): "TimerStarted(seq \(seq))"
+        case .cancelTimer(let seq): "TimerCancelled(seq \(seq))"
         case .completeWorkflow: "WorkflowCompleted"
         case .failWorkflow(let failure): "WorkflowFailed(\(failure.type))"
         }
@@ -41,7 +47,8 @@ package enum WorkflowCommand: Sendable, Equatable {
     static func summary(of event: HistoryEvent) -> String {
         switch event.kind {
         case .activityScheduled, .activityCompleted, .activityFailed, .activityAttemptFailed,
-             .activityCancelRequested, .activityCancelled, .activityHeartbeat:
+             .activityCancelRequested, .activityCancelled, .activityHeartbeat, .timerStarted, .timerFired,
+             .timerCancelled:
             "\(event.kind.name)(seq \(event.seq)\(event.name.map { ", \($0)" } ?? ""))"
         default:
             event.kind.name
@@ -53,7 +60,8 @@ package enum WorkflowCommand: Sendable, Equatable {
         let payload: Data
         switch self {
         case .scheduleActivity(_, _, let input, _): payload = input
-        case .cancelActivity: payload = Data()
+        case .cancelActivity, .cancelTimer: payload = Data()
+        case .startTimer(_, let due): payload = Data(String(due.journalMillis).utf8)
         case .completeWorkflow(let result): payload = result
         case .failWorkflow(let failure): payload = Data(failure.description.utf8)
         }
@@ -70,6 +78,10 @@ package enum WorkflowCommand: Sendable, Equatable {
             return HistoryEvent(index: index, kind: .activityScheduled, time: time, seq: seq, name: type, data: input, meta: meta)
         case .cancelActivity(let seq):
             return HistoryEvent(index: index, kind: .activityCancelRequested, time: time, seq: seq)
+        case .startTimer(let seq, let due):
+            return HistoryEvent(index: index, kind: .timerStarted, time: time, seq: seq, data: Data(String(due.journalMillis).utf8))
+        case .cancelTimer(let seq):
+            return HistoryEvent(index: index, kind: .timerCancelled, time: time, seq: seq)
         case .completeWorkflow(let result):
             return HistoryEvent(index: index, kind: .workflowCompleted, time: time, data: result)
         case .failWorkflow(let failure):

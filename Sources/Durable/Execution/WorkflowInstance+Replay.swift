@@ -30,19 +30,33 @@ package struct PendingActivity: Sendable {
     }
 }
 
+/// A timer that history shows started and neither fired nor cancelled.
+package struct PendingTimer: Sendable, Equatable {
+    package var seq: Int
+    package var due: Date
+}
+
+/// What a replay leaves to do: activities owed a result and timers still running.
+package struct ReplayResult: Sendable {
+    package var activities: [PendingActivity] = []
+    /// In due order.
+    package var timers: [PendingTimer] = []
+}
+
 extension WorkflowInstance {
     /// Re-runs the workflow against its recorded history, one activation per input event, and checks
     /// that the code emits exactly the commands recorded after each input event.
     ///
     /// - Returns: the activities still owed a result, in sequence order, with what history says of
-    ///   their attempts.
+    ///   their attempts, and the timers still running, in due order.
     /// - Throws: ``DurableError`` `nonDeterminism` at the first mismatch, naming the event index, what
     ///   history recorded and what the code did; or the activation errors of ``activate(_:)``.
     package func replay(
         _ events: [HistoryEvent], trace: ((WorkflowCommand) -> Void)? = nil
-    ) throws(DurableError) -> [PendingActivity] {
+    ) throws(DurableError) -> ReplayResult {
         isReplaying = true
         defer { isReplaying = false }
+        var timers: [Int: Date] = [:]
         var open: [Int: PendingActivity] = [:]
         var i = 0
         while i < events.count {
@@ -71,6 +85,7 @@ extension WorkflowInstance {
             if event.kind == .activityCompleted || event.kind == .activityFailed || event.kind == .activityCancelled {
                 open[event.seq] = nil
             }
+            if event.kind == .timerFired { timers[event.seq] = nil }
             i += 1
             var k = 0
             while i < events.count, events[i].kind.isCommand {
@@ -91,6 +106,10 @@ extension WorkflowInstance {
                     open[seq] = pending
                 case .cancelActivity(let seq):
                     open[seq]?.cancelRequested = true
+                case .startTimer(let seq, let due):
+                    timers[seq] = due
+                case .cancelTimer(let seq):
+                    timers[seq] = nil
                 case .completeWorkflow, .failWorkflow:
                     break
                 }
@@ -103,7 +122,9 @@ extension WorkflowInstance {
                                recorded: recorded, actual: emitted[k].summary)
             }
         }
-        return open.keys.sorted().compactMap { open[$0] }
+        return ReplayResult(
+            activities: open.keys.sorted().compactMap { open[$0] },
+            timers: timers.map { PendingTimer(seq: $0.key, due: $0.value) }.sorted { ($0.due, $0.seq) < ($1.due, $1.seq) })
     }
 
     private func mismatch(at index: Int, recorded: String, actual: String) -> DurableError {

@@ -26,6 +26,8 @@ package final class WorkflowInstance: @unchecked Sendable {
     private var nextSeq = 1
     private var waiters: [Int: CheckedContinuation<Data, any Error>] = [:]
     private var activityTypes: [Int: String] = [:]
+    /// Timers the workflow cancelled (their late `TimerFired` events are ignored).
+    private var cancelledTimers: Set<Int> = []
     private var commands: [WorkflowCommand] = []
     /// The first misuse of the context; written from whatever thread misused it.
     private let misuse = Mutex<DurableError?>(nil)
@@ -62,6 +64,15 @@ package final class WorkflowInstance: @unchecked Sendable {
         switch event.kind {
         case .workflowStarted:
             startRoot(input: event.data ?? Data())
+        case .timerFired:
+            // A timer the workflow cancelled may still fire (its event was on its way): ignored.
+            if let waiter = waiters.removeValue(forKey: event.seq) {
+                waiter.resume(returning: Data())
+            } else if !cancelledTimers.contains(event.seq) {
+                throw DurableError(.nonDeterminism(
+                    runID: runID, eventIndex: event.index, recorded: WorkflowCommand.summary(of: event),
+                    actual: "no timer with seq \(event.seq) waiting"))
+            }
         case .activityCompleted, .activityFailed, .activityCancelled:
             guard let waiter = waiters.removeValue(forKey: event.seq) else {
                 throw DurableError(.nonDeterminism(
@@ -100,17 +111,18 @@ package final class WorkflowInstance: @unchecked Sendable {
     /// Sorts each run of consecutive cancel requests by sequence number: one `cancelAll()` cancels its
     /// child tasks in an order the Swift runtime chooses, which need not stay the same across versions.
     static func orderingCancels(_ commands: [WorkflowCommand]) -> [WorkflowCommand] {
+        func cancelledSeq(_ command: WorkflowCommand) -> Int? {
+            switch command {
+            case .cancelActivity(let seq), .cancelTimer(let seq): seq
+            default: nil
+            }
+        }
         var out = commands
         var start = 0
         while start < out.count {
             var end = start
-            while end < out.count, case .cancelActivity = out[end] { end += 1 }
-            if end - start > 1 {
-                out[start..<end].sort { a, b in
-                    if case .cancelActivity(let x) = a, case .cancelActivity(let y) = b { return x < y }
-                    return false
-                }
-            }
+            while end < out.count, cancelledSeq(out[end]) != nil { end += 1 }
+            if end - start > 1 { out[start..<end].sort { cancelledSeq($0)! < cancelledSeq($1)! } }
             start = max(end, start + 1)
         }
         return out
@@ -187,6 +199,34 @@ package final class WorkflowInstance: @unchecked Sendable {
         do { try checkUse("cancel activity (seq \(seq))") } catch { return }
         guard waiters[seq] != nil else { return }
         commands.append(.cancelActivity(seq: seq))
+    }
+
+    /// A durable timer: recorded, survives restarts, fires at `due` (at once if that has passed).
+    /// Cancelling the awaiting task cancels the timer (recorded) and throws `CancellationError`.
+    func sleep(until due: Date) async throws {
+        try checkUse("sleep")
+        try Task.checkCancellation()
+        guard due.journalMillis > now.journalMillis else { return }  // nothing to wait for
+        let seq = nextSeq
+        nextSeq += 1
+        commands.append(.startTimer(seq: seq, due: Date(journalMillis: due.journalMillis)))
+        _ = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                waiters[seq] = continuation
+            }
+        } onCancel: {
+            self.cancelTimer(seq)
+        }
+    }
+
+    /// The task sleeping on a timer was cancelled (only workflow code cancels workflow tasks, on the
+    /// activation thread): record the cancellation and wake the task at once.
+    private func cancelTimer(_ seq: Int) {
+        do { try checkUse("cancel timer (seq \(seq))") } catch { return }
+        guard let waiter = waiters.removeValue(forKey: seq) else { return }
+        cancelledTimers.insert(seq)
+        commands.append(.cancelTimer(seq: seq))
+        waiter.resume(throwing: CancellationError())
     }
 
     func nextRandom(_ operation: String) -> UInt64 {

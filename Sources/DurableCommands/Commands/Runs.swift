@@ -67,6 +67,9 @@ struct Runs: AsyncParsableCommand {
                 object["result"] = Format.jsonValue(result)
                 object["failure"] = Format.failureJSON(failure)
                 object["activities"] = description.activities.map(Format.activityJSON)
+                object["timers"] = description.timers.map {
+                    ["seq": $0.seq, "due": Format.time($0.due), "state": $0.state.rawValue] as [String: Any]
+                }
                 try Format.printJSON(object)
                 return
             }
@@ -85,6 +88,9 @@ struct Runs: AsyncParsableCommand {
             if let error = run.error, failure == nil { lines.append("error:        \(error)") }
             if let error = description.historyError { lines.append("history:      \(error)") }
             print(lines.joined(separator: "\n"))
+            for timer in description.timers where timer.state == .waiting {
+                print("timer:        seq \(timer.seq) due \(Format.time(timer.due))")
+            }
             if !description.activities.isEmpty {
                 print("activities:")
                 print(Format.table(

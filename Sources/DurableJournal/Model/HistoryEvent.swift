@@ -4,10 +4,10 @@ public import Foundation
 ///
 /// Three roles:
 /// - *input* events wake the workflow (``workflowStarted``, ``activityCompleted``, ``activityFailed``,
-///   ``activityCancelled``): each starts one activation;
+///   ``activityCancelled``, ``timerFired``): each starts one activation;
 /// - *command* events are what the workflow decided in that activation (``activityScheduled``,
-///   ``activityCancelRequested``, ``workflowCompleted``, ``workflowFailed``), recorded in the same
-///   transaction as the input event;
+///   ``activityCancelRequested``, ``timerStarted``, ``timerCancelled``, ``workflowCompleted``,
+///   ``workflowFailed``), recorded in the same transaction as the input event;
 /// - *informational* events (``activityAttemptFailed``, ``activityHeartbeat``) record what the worker
 ///   runtime did; replay skips them.
 public enum EventKind: Int, Sendable, CaseIterable, Codable {
@@ -21,6 +21,9 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
     case activityCancelRequested = 8
     case activityCancelled = 9
     case activityHeartbeat = 10
+    case timerStarted = 11
+    case timerFired = 12
+    case timerCancelled = 13
 
     public var name: String {
         switch self {
@@ -34,13 +37,16 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
         case .activityCancelRequested: "ActivityCancelRequested"
         case .activityCancelled: "ActivityCancelled"
         case .activityHeartbeat: "ActivityHeartbeat"
+        case .timerStarted: "TimerStarted"
+        case .timerFired: "TimerFired"
+        case .timerCancelled: "TimerCancelled"
         }
     }
 
     /// An event that starts an activation.
     public var isInput: Bool {
         switch self {
-        case .workflowStarted, .activityCompleted, .activityFailed, .activityCancelled: true
+        case .workflowStarted, .activityCompleted, .activityFailed, .activityCancelled, .timerFired: true
         default: false
         }
     }
@@ -48,7 +54,9 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
     /// An event that records a decision of the workflow code.
     public var isCommand: Bool {
         switch self {
-        case .activityScheduled, .activityCancelRequested, .workflowCompleted, .workflowFailed: true
+        case .activityScheduled, .activityCancelRequested, .timerStarted, .timerCancelled, .workflowCompleted,
+             .workflowFailed:
+            true
         default: false
         }
     }
@@ -62,14 +70,14 @@ public struct HistoryEvent: Sendable, Equatable {
     /// When the event was recorded (millisecond precision). For input events this is also the
     /// workflow's `ctx.now` during the activation the event starts.
     public var time: Date
-    /// The command sequence number the event refers to (activity events); 0 otherwise.
+    /// The command sequence number the event refers to (activity and timer events); 0 otherwise.
     public var seq: Int
     /// The attempt number for activity results and failures; 0 otherwise.
     public var attempt: Int
     /// The workflow type (started) or activity type (scheduled), or `nil`.
     public var name: String?
-    /// The main payload: workflow or activity input or result as JSON, a ``FailureInfo`` as JSON, or
-    /// an activity's heartbeat details.
+    /// The main payload: workflow or activity input or result as JSON, a ``FailureInfo`` as JSON, an
+    /// activity's heartbeat details, or a started timer's due time (``timerDue``).
     public var data: Data?
     /// Secondary details as JSON: the activity options of a scheduled activity; for an attempt's end
     /// (completed, failed, attempt failed, cancelled) its ``AttemptDetails``.
@@ -96,6 +104,14 @@ public struct HistoryEvent: Sendable, Equatable {
             let data
         else { return nil }
         return try? JSONDecoder().decode(FailureInfo.self, from: data)
+    }
+
+    /// When a started timer is due (``EventKind/timerStarted`` events).
+    public var timerDue: Date? {
+        guard kind == .timerStarted, let data, let millis = Int64(String(decoding: data, as: UTF8.self)) else {
+            return nil
+        }
+        return Date(journalMillis: millis)
     }
 
     /// `meta` decoded as attempt details, for the events that end an activity attempt.

@@ -2,7 +2,7 @@ import GRDB
 
 extension SQLiteJournal {
     /// The journal format this build writes. Bump it with a migration in ``migrate(_:from:)``.
-    package static let formatVersion = 2
+    package static let formatVersion = 3
     /// `PRAGMA application_id` of a Durable journal: "DurJ".
     package static let applicationID: Int32 = 0x4475_724A
 
@@ -80,8 +80,8 @@ extension SQLiteJournal {
     /// Brings an older journal up to ``formatVersion``, step by step, in the caller's transaction.
     ///
     /// - Format 2 adds event kinds (activity cancellation and heartbeats) and attempt details in
-    ///   `meta`; the tables are unchanged. A build that reads only format 1 refuses the upgraded file
-    ///   instead of misreading the new events.
+    ///   `meta`; format 3 adds timer events. The tables are unchanged: an upgrade only records the new
+    ///   version, so that an older build refuses the file instead of misreading the new events.
     static func migrate(_ db: Database, from version: Int) throws {
         guard version >= 1 else {
             throw JournalError(.storage(reason: "journal format \(version) is unknown (expected 1 to \(formatVersion))"))

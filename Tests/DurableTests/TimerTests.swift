@@ -1,0 +1,165 @@
+import Durable
+import DurableTestSupport
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Two timers in parallel branches; returns the branches in the order they woke.
+struct TwoNaps: Workflow {
+    func run(_ ctx: WorkflowContext, input: [Int]) async throws -> [Int] {
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for ms in input {
+                group.addTask {
+                    try await ctx.sleep(for: .milliseconds(ms))
+                    return ms
+                }
+            }
+            var woke: [Int] = []
+            for try await ms in group { woke.append(ms) }
+            return woke
+        }
+    }
+}
+
+/// An activity of `input.activityMs` raced against a timer of `input.limitMs`.
+struct Race: Workflow {
+    struct Input: Codable, Sendable {
+        var activityMs: Int
+        var limitMs: Int
+    }
+
+    func run(_ ctx: WorkflowContext, input: Input) async throws -> String {
+        do {
+            let value = try await ctx.withTimeout(.milliseconds(input.limitMs)) {
+                try await ctx.execute(Slow.self, input.activityMs, options: .init(retry: .none))
+            }
+            return "done \(value)"
+        } catch let timeout as WorkflowTimeout {
+            return "timed out after \(timeout.limit)"
+        }
+    }
+}
+
+@Suite struct TimerTests {
+    func engine(_ path: String) throws -> Engine {
+        let engine = try Engine(journal: .sqlite(path: path))
+        registerTestWorkflows(engine)
+        engine.register(TwoNaps.self)
+        engine.register(Race.self)
+        engine.register(Slow())
+        return engine
+    }
+
+    @Test func sleepIsJournaledFiresOnTimeAndReplays() async throws {
+        let engine = try engine(temporaryJournalPath())
+        let started = ContinuousClock.now
+        let run = try await engine.start(Nap.self, input: 300)
+        #expect(try await run.result() == "nap!")
+        #expect(ContinuousClock.now - started >= .milliseconds(300))
+        let events = try engine.history(run.runID).1
+        let timer = try #require(events.first { $0.kind == .timerStarted })
+        let due = try #require(timer.timerDue)
+        #expect(abs(due.timeIntervalSince(timer.time) - 0.3) < 0.002)
+        let fired = try #require(events.first { $0.kind == .timerFired })
+        #expect(fired.seq == timer.seq)
+        #expect(fired.time >= due)
+        #expect(try engine.replay(run.runID).mismatch == nil)
+        await engine.shutdown()
+    }
+
+    @Test func timerSurvivesARestartAndFiresWhenDueNotLater() async throws {
+        let path = temporaryJournalPath()
+        let first = try engine(path)
+        let run = try await first.start(Nap.self, input: 1_200)
+        try await Task.sleep(for: .milliseconds(100))
+        await first.shutdown()  // the timer is journaled, the process "goes away"
+        let due = try #require(try first.history(run.runID).1.first { $0.kind == .timerStarted }?.timerDue)
+        #expect(try first.describe(run.runID).timers.map(\.state) == [.waiting])
+
+        try await Task.sleep(for: .milliseconds(200))
+        let second = try engine(path)
+        try await second.recover()
+        #expect(try await second.outcome(of: run.runID) == .completed(Data(#""nap!""#.utf8)))
+        let fired = try #require(try second.history(run.runID).1.first { $0.kind == .timerFired })
+        #expect(fired.time >= due)
+        #expect(fired.time.timeIntervalSince(due) < 0.5, "the timer fired when due, not a full period after the restart")
+        #expect(try second.describe(run.runID).timers.map(\.state) == [.fired])
+        await second.shutdown()
+    }
+
+    @Test func lateTimersFireOnRecoveryAtOnceInDueOrder() async throws {
+        let path = temporaryJournalPath()
+        let first = try engine(path)
+        let run = try await first.start(TwoNaps.self, input: [400, 200])
+        await first.shutdown()
+        try await Task.sleep(for: .milliseconds(700))  // both are overdue now
+
+        let second = try engine(path)
+        let recovering = ContinuousClock.now
+        try await second.recover()
+        #expect(try await second.outcome(of: run.runID) == .completed(Data("[200,400]".utf8)))
+        #expect(ContinuousClock.now - recovering < .milliseconds(300))
+        let events = try second.history(run.runID).1
+        let dues = Dictionary(uniqueKeysWithValues: events.filter { $0.kind == .timerStarted }.map { ($0.seq, $0.timerDue!) })
+        let firedOrder = events.filter { $0.kind == .timerFired }.map(\.seq)
+        #expect(firedOrder.count == 2)
+        #expect(firedOrder == firedOrder.sorted { dues[$0]! < dues[$1]! })
+        await second.shutdown()
+    }
+
+    @Test func withTimeoutCancelsWhicheverSideLoses() async throws {
+        let engine = try engine(temporaryJournalPath())
+        // The activity loses: it is cancelled (and that is journaled), the workflow gets WorkflowTimeout.
+        let slow = try await engine.start(Race.self, input: .init(activityMs: 10_000, limitMs: 200))
+        #expect(try await slow.result() == "timed out after 0.2 seconds")
+        let slowEvents = try engine.history(slow.runID).1.map(\.kind)
+        #expect(slowEvents.contains(.activityCancelRequested) && slowEvents.contains(.activityCancelled))
+        #expect(slowEvents.contains(.timerFired))
+        // The timer loses: it is cancelled, and that is journaled too.
+        let quick = try await engine.start(Race.self, input: .init(activityMs: 10, limitMs: 10_000))
+        #expect(try await quick.result() == "done 10")
+        let quickEvents = try engine.history(quick.runID).1.map(\.kind)
+        #expect(quickEvents.contains(.timerCancelled) && !quickEvents.contains(.timerFired))
+        #expect(try engine.replay(slow.runID).mismatch == nil)
+        #expect(try engine.replay(quick.runID).mismatch == nil)
+        await engine.shutdown()
+    }
+
+    @Test func sigkilledWorkerInTheMiddleOfATimerFiresItAfterTheRestart() async throws {
+        let worker = try productPath("durable-test-worker")
+        let journal = temporaryJournalPath()
+        let first = try Child(worker, ["run", "Nap", "--input", "1500", "--id", "nap", "--journal", journal])
+        let deadline = ContinuousClock.now + .seconds(20)
+        var opened: Engine?
+        var due: Date?
+        while due == nil, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+            opened = opened ?? (try? Engine(journal: JournalConfiguration(path: journal, createIfMissing: false)))
+            if let history = try? opened?.history("nap") {
+                due = history.1.first { $0.kind == .timerStarted }?.timerDue
+            }
+        }
+        first.kill(SIGKILL)
+        _ = try await first.wait()
+        let timerDue = try #require(due, "the timer was never journaled: \(first.output)")
+        let inspector = try #require(opened)
+        #expect(try inspector.describe("nap").run.status == .running)
+
+        let second = try Child(worker, ["worker", "--quiet", "--journal", journal])
+        defer { second.kill(SIGKILL) }
+        while try inspector.describe("nap").run.status.isOpen {
+            guard ContinuousClock.now < deadline, second.process.isRunning else {
+                Issue.record("the run did not complete after the restart: \(second.output)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let description = try inspector.describe("nap")
+        #expect(description.outcome == .completed(Data(#""nap!""#.utf8)))
+        let fired = try #require(try inspector.history("nap").1.first { $0.kind == .timerFired })
+        #expect(fired.time >= timerDue)
+    }
+}
