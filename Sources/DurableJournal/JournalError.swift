@@ -11,6 +11,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         case corruptRun(runID: String, reason: String)
         case workflowIDInUse(workflowID: String, runID: String)
         case runNotFound(String)
+        case runClosed(runID: String, status: String, operation: String)
         case conflict(runID: String, reason: String)
         case storage(reason: String)
     }
@@ -23,6 +24,12 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
     package var existingRunID: String? {
         if case .workflowIDInUse(_, let runID) = code { return runID }
         return nil
+    }
+
+    /// The operation needs an open run and the run has ended.
+    public var isRunClosed: Bool {
+        if case .runClosed = code { return true }
+        return false
     }
 
     public var isNewerFormat: Bool {
@@ -52,6 +59,8 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
             "corrupt journal: run \(runID), event \(index): \(reason)"
         case .corruptRun(let runID, let reason):
             "corrupt journal: run \(runID): \(reason)"
+        case .runClosed(let runID, let status, let operation):
+            "run \(runID) is \(status); \(operation) go to open runs only"
         case .workflowIDInUse(let workflowID, let runID):
             "workflow ID \(workflowID) is in use by open run \(runID)"
         case .runNotFound(let id):

@@ -94,10 +94,25 @@ public struct Nap: Workflow {
     }
 }
 
+/// Waits for `input` signals named "item" (strings) and returns them joined with commas.
+public struct Gather: Workflow {
+    public init() {}
+
+    public func run(_ ctx: WorkflowContext, input: Int) async throws -> String {
+        var items: [String] = []
+        for try await item in ctx.signals(String.self, named: "item") {
+            items.append(item)
+            if items.count == input { break }
+        }
+        return items.joined(separator: ",")
+    }
+}
+
 /// Registers the shared workflows and activities.
 public func registerTestWorkflows(_ engine: Engine) {
     engine.register(CrashFlow.self)
     engine.register(Shuffle.self)
     engine.register(Nap.self)
+    engine.register(Gather.self)
     engine.register(Step())
 }

@@ -90,6 +90,38 @@ public final class WorkflowContext: @unchecked Sendable {
         }
     }
 
+    /// Waits for a signal sent to this run (`engine.signal(...)`, `durable signal <id> <name>`), or
+    /// takes the oldest one that came before and was not taken yet. Signals are journaled when they
+    /// are delivered, so none is lost or taken twice, across crashes.
+    ///
+    /// ```swift
+    /// let review = try await ctx.waitForSignal(Review.self, named: "review", timeout: .seconds(48 * 3600))
+    /// ```
+    /// - Parameter timeout: a durable timer (see ``withTimeout(_:_:)``); `nil` waits for ever.
+    /// - Throws: ``WorkflowTimeout`` when the timeout fires first; ``DurableError`` when the signal's
+    ///   value is not a valid `Value`; `CancellationError` when the waiting task is cancelled.
+    public func waitForSignal<Value: Decodable & Sendable>(
+        _ type: Value.Type, named name: String, timeout: Duration? = nil
+    ) async throws -> Value {
+        let data: Data
+        if let timeout {
+            data = try await withTimeout(timeout) { try await self.instance.waitForSignal(named: name) }
+        } else {
+            data = try await instance.waitForSignal(named: name)
+        }
+        do {
+            return try decoder.decode(Value.self, from: data)
+        } catch {
+            throw DurableError(.badInput(type: "signal '\(name)' (\(Value.self))", reason: describeDecoding(error)))
+        }
+    }
+
+    /// The signals of one name, as they come: `for try await review in ctx.signals(Review.self, named: "review")`.
+    /// The sequence does not end by itself; break out of the loop when the workflow has what it needs.
+    public func signals<Value: Decodable & Sendable>(_ type: Value.Type, named name: String) -> WorkflowSignals<Value> {
+        WorkflowSignals(context: self, name: name)
+    }
+
     /// Runs an activity and returns its result; the call is journaled, retried by `options.retry`
     /// and bounded by the timeouts in `options`.
     ///
@@ -117,6 +149,24 @@ public final class WorkflowContext: @unchecked Sendable {
             throw DurableError(.badOutput(type: String(describing: A.Output.self), reason: describeDecoding(error)))
         }
     }
+}
+
+/// The signals of one name, in the order they arrived; see ``WorkflowContext/signals(_:named:)``.
+public struct WorkflowSignals<Value: Decodable & Sendable>: AsyncSequence, Sendable {
+    public typealias Element = Value
+    let context: WorkflowContext
+    let name: String
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let context: WorkflowContext
+        let name: String
+
+        public mutating func next() async throws -> Value? {
+            try await context.waitForSignal(Value.self, named: name)
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(context: context, name: name) }
 }
 
 /// The workflow's deterministic random number generator; see ``WorkflowContext/random``.

@@ -74,6 +74,7 @@ extension Engine {
             }
         }
         report.claimed = try await claimPendingRuns()
+        deliverSignals()  // sent while no worker ran
         return report
     }
 
@@ -160,6 +161,7 @@ extension Engine {
             if current != token {
                 token = current
                 try await claimPendingRuns()
+                deliverSignals()
             }
         }
     }

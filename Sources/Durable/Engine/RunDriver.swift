@@ -14,6 +14,9 @@ final class RunDriver: Sendable {
         /// journal already (a pending run's `WorkflowStarted`). `newRun`/`claim`: written with it.
         case input(HistoryEvent, newRun: JournalBatch.NewRun?, claim: Bool, alreadyRecorded: Bool,
                    committed: (@Sendable (Result<Void, any Error>) -> Void)?)
+        /// Deliver a queued signal: its `SignalReceived` event starts an activation, and its row leaves
+        /// the queue in the same transaction.
+        case signal(HistoryEvent, queued: Int64, committed: @Sendable (Result<Void, any Error>) -> Void)
         /// Record an informational event (an attempt failure, a heartbeat) without an activation.
         case record(HistoryEvent, committed: (@Sendable (Result<Void, any Error>) -> Void)?)
         /// Stop driving the run and record it as held with the reason.
@@ -198,7 +201,21 @@ final class RunDriver: Sendable {
                 committed?(result)
             }
             return 1
-        case .input(var event, let newRun, let claim, let alreadyRecorded, let committed):
+        case .signal(let event, let queued, let committed):
+            return activate(event, index: index, committed: committed, deliveredSignal: queued)
+        case .input(let event, let newRun, let claim, let alreadyRecorded, let committed):
+            return activate(
+                event, index: index, newRun: newRun, claim: claim, alreadyRecorded: alreadyRecorded, committed: committed)
+        }
+    }
+
+    /// Runs one activation and hands its batch to the journal. - Returns: the event indexes it used.
+    private func activate(
+        _ event: HistoryEvent, index: Int, newRun: JournalBatch.NewRun? = nil, claim: Bool = false,
+        alreadyRecorded: Bool = false, committed: (@Sendable (Result<Void, any Error>) -> Void)?,
+        deliveredSignal: Int64? = nil
+    ) -> Int {
+            var event = event
             if !alreadyRecorded { event.index = index }
             let commands: [WorkflowCommand]
             do {
@@ -226,12 +243,13 @@ final class RunDriver: Sendable {
                 // The run ends with this batch: nothing posted from now on may be recorded after it.
                 mailbox.withLock { $0.closed = true; $0.items.removeAll() }
             }
-            let batch = JournalBatch(run: ref, newRun: newRun, claim: claim, events: events, statusChange: statusChange)
+            let batch = JournalBatch(
+                run: ref, newRun: newRun, claim: claim, events: events, statusChange: statusChange,
+                deliveredSignal: deliveredSignal)
             engine.journal.append(batch) { [self] result in
                 committed?(result)
                 engine.afterCommit(self, commands: commands, result: result)
             }
             return next - index
-        }
     }
 }

@@ -28,6 +28,11 @@ package final class WorkflowInstance: @unchecked Sendable {
     private var activityTypes: [Int: String] = [:]
     /// Timers the workflow cancelled (their late `TimerFired` events are ignored).
     private var cancelledTimers: Set<Int> = []
+    /// Signals received and not yet taken, by name, oldest first.
+    private var signalBuffer: [String: [Data]] = [:]
+    /// Workflow tasks waiting for a signal, by name, oldest first.
+    private var signalWaiters: [String: [(id: Int, continuation: CheckedContinuation<Data, any Error>)]] = [:]
+    private var nextSignalWaiter = 0
     private var commands: [WorkflowCommand] = []
     /// The first misuse of the context; written from whatever thread misused it.
     private let misuse = Mutex<DurableError?>(nil)
@@ -64,6 +69,16 @@ package final class WorkflowInstance: @unchecked Sendable {
         switch event.kind {
         case .workflowStarted:
             startRoot(input: event.data ?? Data())
+        case .signalReceived:
+            let name = event.name ?? ""
+            let value = event.data ?? Data("null".utf8)
+            if var waiting = signalWaiters[name], !waiting.isEmpty {
+                let first = waiting.removeFirst()
+                signalWaiters[name] = waiting.isEmpty ? nil : waiting
+                first.continuation.resume(returning: value)
+            } else {
+                signalBuffer[name, default: []].append(value)
+            }
         case .timerFired:
             // A timer the workflow cancelled may still fire (its event was on its way): ignored.
             if let waiter = waiters.removeValue(forKey: event.seq) {
@@ -101,7 +116,7 @@ package final class WorkflowInstance: @unchecked Sendable {
         }
         executor.drain()
         if let misuse = misuse.withLock({ $0 }) { throw misuse }
-        if executor.takeStrayEnqueue() || (!isFinished && waiters.isEmpty) {
+        if executor.takeStrayEnqueue() || (!isFinished && waiters.isEmpty && signalWaiters.isEmpty) {
             throw DurableError(.strayAwait(runID: runID))
         }
         defer { commands.removeAll() }
@@ -154,11 +169,13 @@ package final class WorkflowInstance: @unchecked Sendable {
         executor.beginActivation()
         defer { executor.endActivation() }
         for _ in 0..<64 {
-            let pending = waiters.sorted { $0.key < $1.key }
+            let pending = waiters.sorted { $0.key < $1.key }.map(\.value)
+                + signalWaiters.keys.sorted().flatMap { signalWaiters[$0]!.map(\.continuation) }
             waiters.removeAll()
-            for (_, waiter) in pending { waiter.resume(throwing: DurableError(.evicted(runID: runID))) }
+            signalWaiters.removeAll()
+            for waiter in pending { waiter.resume(throwing: DurableError(.evicted(runID: runID))) }
             executor.drain()
-            if waiters.isEmpty { break }
+            if waiters.isEmpty && signalWaiters.isEmpty { break }
         }
         _ = executor.takeStrayEnqueue()
     }
@@ -227,6 +244,35 @@ package final class WorkflowInstance: @unchecked Sendable {
         cancelledTimers.insert(seq)
         commands.append(.cancelTimer(seq: seq))
         waiter.resume(throwing: CancellationError())
+    }
+
+    /// The oldest signal of this name received and not yet taken; waits for one if there is none.
+    /// Nothing is journaled: the signals are history already, and so is the order they arrived in.
+    func waitForSignal(named name: String) async throws -> Data {
+        try checkUse("waitForSignal(\(name))")
+        try Task.checkCancellation()
+        if var buffered = signalBuffer[name], !buffered.isEmpty {
+            let first = buffered.removeFirst()
+            signalBuffer[name] = buffered.isEmpty ? nil : buffered
+            return first
+        }
+        let id = nextSignalWaiter
+        nextSignalWaiter += 1
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                signalWaiters[name, default: []].append((id, continuation))
+            }
+        } onCancel: {
+            self.cancelSignalWait(name, id)
+        }
+    }
+
+    private func cancelSignalWait(_ name: String, _ id: Int) {
+        do { try checkUse("cancel waitForSignal(\(name))") } catch { return }
+        guard var waiting = signalWaiters[name], let index = waiting.firstIndex(where: { $0.id == id }) else { return }
+        let waiter = waiting.remove(at: index)
+        signalWaiters[name] = waiting.isEmpty ? nil : waiting
+        waiter.continuation.resume(throwing: CancellationError())
     }
 
     func nextRandom(_ operation: String) -> UInt64 {

@@ -4,7 +4,7 @@ public import Foundation
 ///
 /// Three roles:
 /// - *input* events wake the workflow (``workflowStarted``, ``activityCompleted``, ``activityFailed``,
-///   ``activityCancelled``, ``timerFired``): each starts one activation;
+///   ``activityCancelled``, ``timerFired``, ``signalReceived``): each starts one activation;
 /// - *command* events are what the workflow decided in that activation (``activityScheduled``,
 ///   ``activityCancelRequested``, ``timerStarted``, ``timerCancelled``, ``workflowCompleted``,
 ///   ``workflowFailed``), recorded in the same transaction as the input event;
@@ -24,6 +24,7 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
     case timerStarted = 11
     case timerFired = 12
     case timerCancelled = 13
+    case signalReceived = 14
 
     public var name: String {
         switch self {
@@ -40,13 +41,16 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
         case .timerStarted: "TimerStarted"
         case .timerFired: "TimerFired"
         case .timerCancelled: "TimerCancelled"
+        case .signalReceived: "SignalReceived"
         }
     }
 
     /// An event that starts an activation.
     public var isInput: Bool {
         switch self {
-        case .workflowStarted, .activityCompleted, .activityFailed, .activityCancelled, .timerFired: true
+        case .workflowStarted, .activityCompleted, .activityFailed, .activityCancelled, .timerFired,
+             .signalReceived:
+            true
         default: false
         }
     }
@@ -74,7 +78,7 @@ public struct HistoryEvent: Sendable, Equatable {
     public var seq: Int
     /// The attempt number for activity results and failures; 0 otherwise.
     public var attempt: Int
-    /// The workflow type (started) or activity type (scheduled), or `nil`.
+    /// The workflow type (started), activity type (scheduled) or signal name (received), or `nil`.
     public var name: String?
     /// The main payload: workflow or activity input or result as JSON, a ``FailureInfo`` as JSON, an
     /// activity's heartbeat details, or a started timer's due time (``timerDue``).

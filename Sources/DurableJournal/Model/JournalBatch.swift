@@ -81,15 +81,19 @@ package struct JournalBatch: Sendable {
     package var claim: Bool
     package var events: [EventDraft]
     package var statusChange: StatusChange?
+    /// A signal this batch delivers (its `SignalReceived` event is among `events`): its row leaves the
+    /// `signals` table in the same transaction.
+    package var deliveredSignal: Int64?
 
     package init(
         run: RunRef, newRun: NewRun? = nil, claim: Bool = false, events: [EventDraft] = [],
-        statusChange: StatusChange? = nil
+        statusChange: StatusChange? = nil, deliveredSignal: Int64? = nil
     ) {
         self.run = run
         self.newRun = newRun
         self.claim = claim
         self.events = events
         self.statusChange = statusChange
+        self.deliveredSignal = deliveredSignal
     }
 }

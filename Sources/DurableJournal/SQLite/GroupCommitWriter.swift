@@ -144,6 +144,12 @@ final class GroupCommitWriter: Sendable {
                 ])
             }
         }
+        if let signal = batch.deliveredSignal {
+            try db.cachedStatement(sql: "DELETE FROM signals WHERE id = ?").execute(arguments: [signal])
+            if db.changesCount != 1 {
+                throw JournalError(.conflict(runID: runID, reason: "signal \(signal) was delivered already"))
+            }
+        }
         if let change = batch.statusChange {
             try db.cachedStatement(
                 sql: """
@@ -152,6 +158,9 @@ final class GroupCommitWriter: Sendable {
                     WHERE id = ?
                     """
             ).execute(arguments: [change.status.rawValue, change.error, now, !change.status.isOpen, now, key])
+            if !change.status.isOpen {  // signals nobody will receive any more
+                try db.cachedStatement(sql: "DELETE FROM signals WHERE run = ?").execute(arguments: [key])
+            }
         }
     }
 

@@ -2,7 +2,7 @@ import GRDB
 
 extension SQLiteJournal {
     /// The journal format this build writes. Bump it with a migration in ``migrate(_:from:)``.
-    package static let formatVersion = 3
+    package static let formatVersion = 4
     /// `PRAGMA application_id` of a Durable journal: "DurJ".
     package static let applicationID: Int32 = 0x4475_724A
 
@@ -41,6 +41,19 @@ extension SQLiteJournal {
         ) WITHOUT ROWID;
         """
 
+    /// Signals sent to open runs and not yet delivered (format 4). Delivery deletes the row in the
+    /// transaction that records the run's `SignalReceived` event, so a signal is delivered once.
+    static let signalsTable = """
+        CREATE TABLE signals (
+            id      INTEGER PRIMARY KEY AUTOINCREMENT,
+            run     INTEGER NOT NULL,
+            name    TEXT NOT NULL,
+            data    BLOB,
+            sent_at INTEGER NOT NULL
+        );
+        CREATE INDEX signals_run ON signals(run, id);
+        """
+
     /// Creates the schema in an empty database, checks the format of an existing one, and migrates
     /// an older format. Refuses databases that are not journals and journals from a newer format.
     static func prepareSchema(_ db: Database, path: String) throws {
@@ -49,6 +62,7 @@ extension SQLiteJournal {
         let tableCount = try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") ?? 0
         if appID == 0 && version == 0 && tableCount == 0 {
             try db.execute(sql: schemaV1)
+            try db.execute(sql: signalsTable)
             try db.execute(sql: "PRAGMA application_id = \(applicationID)")
             try db.execute(sql: "PRAGMA user_version = \(formatVersion)")
             return
@@ -80,12 +94,14 @@ extension SQLiteJournal {
     /// Brings an older journal up to ``formatVersion``, step by step, in the caller's transaction.
     ///
     /// - Format 2 adds event kinds (activity cancellation and heartbeats) and attempt details in
-    ///   `meta`; format 3 adds timer events. The tables are unchanged: an upgrade only records the new
-    ///   version, so that an older build refuses the file instead of misreading the new events.
+    ///   `meta`; format 3 adds timer events; format 4 adds signal events and the `signals` table.
+    ///   Besides that table, an upgrade only records the new version, so that an older build refuses
+    ///   the file instead of misreading the new events.
     static func migrate(_ db: Database, from version: Int) throws {
         guard version >= 1 else {
             throw JournalError(.storage(reason: "journal format \(version) is unknown (expected 1 to \(formatVersion))"))
         }
+        if version < 4 { try db.execute(sql: signalsTable) }
         try db.execute(sql: "PRAGMA user_version = \(formatVersion)")
     }
 }

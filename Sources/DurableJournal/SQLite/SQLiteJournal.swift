@@ -1,4 +1,4 @@
-import Foundation
+package import Foundation
 import GRDB
 import Synchronization
 
@@ -68,6 +68,67 @@ package final class SQLiteJournal: Sendable {
                 try db.execute(
                     sql: "INSERT OR REPLACE INTO workflow_types (name, registered_at) VALUES (?, ?)",
                     arguments: [name, now])
+            }
+        }
+    }
+
+    // MARK: - Signals
+
+    /// Queues a signal for an open run (from any process): the worker driving the run delivers it.
+    /// - Throws: ``JournalError`` `runNotFound`, or `runClosed` when the run has ended.
+    /// - Returns: the signal's number in the queue.
+    @discardableResult
+    package func sendSignal(toRun id: String, name: String, data: Data?) throws -> (run: RunRecord, signal: Int64) {
+        let framed = data.map(PayloadCodec.encode)
+        return try pool.write { db in
+            guard let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT \(Self.runColumns) FROM runs WHERE run_id = ?1
+                    UNION ALL SELECT * FROM (SELECT \(Self.runColumns) FROM runs WHERE workflow_id = ?1
+                        ORDER BY id DESC LIMIT 1)
+                    LIMIT 1
+                    """,
+                arguments: [id])
+            else { throw JournalError(.runNotFound(id)) }
+            let run = try Self.runRecord(row)
+            guard run.status.isOpen else {
+                throw JournalError(.runClosed(runID: run.runID, status: run.status.rawValue, operation: "signals"))
+            }
+            try db.execute(
+                sql: "INSERT INTO signals (run, name, data, sent_at) VALUES (?, ?, ?, ?)",
+                arguments: [run.key, name, framed, Date().journalMillis])
+            return (run, db.lastInsertedRowID)
+        }
+    }
+
+    /// A signal waiting in the queue.
+    package struct QueuedSignal: Sendable, Equatable {
+        package var id: Int64
+        package var runKey: Int64
+        package var name: String
+        package var data: Data?
+        package var sentAt: Date
+    }
+
+    /// The signals not yet delivered, oldest first; of one run if `runKey` is given.
+    package func queuedSignals(runKey: Int64? = nil) throws -> [QueuedSignal] {
+        try read { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: "SELECT id, run, name, data, sent_at FROM signals"
+                    + (runKey == nil ? "" : " WHERE run = ?") + " ORDER BY id",
+                arguments: runKey.map { [$0] } ?? [])
+            return try rows.map { row in
+                let id: Int64 = row[0]
+                let framed: Data? = row[3]
+                let data: Data?
+                do {
+                    data = try framed.map(PayloadCodec.decode)
+                } catch {
+                    throw JournalError(.storage(reason: "signal \(id): \(error)"))
+                }
+                return QueuedSignal(id: id, runKey: row[1], name: row[2], data: data, sentAt: Date(journalMillis: row[4]))
             }
         }
     }

@@ -1,0 +1,44 @@
+import ArgumentParser
+import Durable
+import DurableJournal
+import Foundation
+
+struct Signal: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send a signal to an open run.",
+        discussion: """
+            The signal is queued in the journal at once and delivered, exactly once and in order, by the \
+            worker driving the run (at once if one runs, or when one starts). Workflow code receives it with \
+            ctx.waitForSignal(_:named:) or ctx.signals(_:named:).
+            """)
+
+    @OptionGroup var options: JournalOptions
+
+    @Argument(help: "Run ID, or workflow ID (its newest run).")
+    var id: String
+
+    @Argument(help: "The signal's name, as the workflow waits for it.")
+    var name: String
+
+    @Option(help: "The signal's value: JSON, or @file to read it from a file.")
+    var input: String = "null"
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let data = try readInput(input)
+        let engine = try options.openExisting()
+        let runID: String
+        do {
+            runID = try engine.signal(id, name: name, json: data)
+        } catch let error as JournalError where error.isRunClosed {
+            throw CommandFailure(message: error.description, exitCode: .badInput)
+        }
+        if json {
+            try Format.printJSON(["runID": runID, "signal": name])
+        } else {
+            print("signal '\(name)' queued for run \(runID)")
+        }
+    }
+}

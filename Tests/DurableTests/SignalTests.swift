@@ -1,0 +1,138 @@
+import Durable
+import DurableJournal
+import DurableTestSupport
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Waits for a "decision" signal, at most `input` milliseconds.
+struct Approval: Workflow {
+    func run(_ ctx: WorkflowContext, input: Int) async throws -> String {
+        do {
+            let reviewer = try await ctx.waitForSignal(String.self, named: "decision", timeout: .milliseconds(input))
+            return "approved by \(reviewer)"
+        } catch is WorkflowTimeout {
+            return "timed out"
+        }
+    }
+}
+
+/// Runs an activity first, then takes `input` "n" signals (which may have arrived meanwhile).
+struct CollectAfterWork: Workflow {
+    func run(_ ctx: WorkflowContext, input: Int) async throws -> [Int] {
+        _ = try await ctx.execute(Slow.self, 300)
+        var values: [Int] = []
+        for _ in 0..<input { values.append(try await ctx.waitForSignal(Int.self, named: "n")) }
+        return values
+    }
+}
+
+@Suite struct SignalTests {
+    func engine(_ path: String = temporaryJournalPath(#function)) throws -> Engine {
+        let engine = try Engine(journal: .sqlite(path: path))
+        engine.register(Approval.self)
+        engine.register(CollectAfterWork.self)
+        engine.register(Slow())
+        registerTestWorkflows(engine)
+        return engine
+    }
+
+    @Test func signalWakesAWaitingWorkflowAndIsJournaledOnce() async throws {
+        let engine = try engine()
+        let run = try await engine.start(Approval.self, input: 10_000, id: "claim-7")
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(try engine.signal("claim-7", name: "decision", "ana") == run.runID)
+        #expect(try await run.result() == "approved by ana")
+        let events = try engine.history(run.runID).1
+        let received = events.filter { $0.kind == .signalReceived }
+        #expect(received.map(\.name) == ["decision"])
+        #expect(received.first?.data == Data(#""ana""#.utf8))
+        #expect(events.contains { $0.kind == .timerCancelled }, "the timeout's timer was cancelled")
+        #expect(try engine.journal.queuedSignals().isEmpty)
+        #expect(try engine.replay(run.runID).mismatch == nil)
+        await engine.shutdown()
+    }
+
+    @Test func signalsSentBeforeTheWorkflowWaitsAreKeptInOrder() async throws {
+        let engine = try engine()
+        let run = try await engine.start(CollectAfterWork.self, input: 3)
+        for n in [1, 2, 3] { try engine.signal(run.runID, name: "n", n) }
+        #expect(try await run.result() == [1, 2, 3])
+        #expect(try engine.history(run.runID).1.filter { $0.kind == .signalReceived }.count == 3)
+        #expect(try engine.replay(run.runID).mismatch == nil)
+        await engine.shutdown()
+    }
+
+    @Test func waitForSignalTimesOutOnADurableTimer() async throws {
+        let engine = try engine()
+        let run = try await engine.start(Approval.self, input: 200)
+        #expect(try await run.result() == "timed out")
+        #expect(try engine.history(run.runID).1.contains { $0.kind == .timerFired })
+        await engine.shutdown()
+    }
+
+    @Test func signalsToUnknownOrEndedRunsAreRefused() async throws {
+        let engine = try engine()
+        let run = try await engine.start(Approval.self, input: 50)
+        _ = try await run.result()
+        #expect { try engine.signal(run.runID, name: "decision", "late") } throws: { error in
+            (error as? JournalError)?.isRunClosed == true
+        }
+        #expect(throws: JournalError.self) { try engine.signal("no-such-run", name: "decision", "x") }
+        #expect(throws: DurableError.self) { try engine.signal(run.runID, name: "decision", json: Data("{".utf8)) }
+        await engine.shutdown()
+    }
+
+    /// Signals sent from another process while no worker runs (after a SIGKILL) and while one runs:
+    /// each is delivered once, in order.
+    @Test func signalsFromTheCLISurviveAWorkerCrashAndAreDeliveredOnce() async throws {
+        let worker = try productPath("durable-test-worker")
+        let durable = try productPath("durable")
+        let journal = temporaryJournalPath()
+        let first = try Child(worker, ["run", "Gather", "--input", "3", "--id", "gather", "--journal", journal])
+        let deadline = ContinuousClock.now + .seconds(20)
+        var inspector: Engine?
+        while ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+            inspector = inspector ?? (try? Engine(journal: JournalConfiguration(path: journal, createIfMissing: false)))
+            if let run = try? inspector?.describe("gather"), run.run.status == .running { break }
+        }
+        let engine = try #require(inspector)
+        let send = { (value: String) in
+            try await runCommand(durable, ["signal", "gather", "item", "--input", "\"\(value)\"", "--journal", journal])
+        }
+        let live = try await send("a")  // delivered by the running worker
+        #expect(live.status == 0 && live.stdout.contains("signal 'item' queued for run"), "\(live.stderr)")
+        while try engine.history("gather").1.filter({ $0.kind == .signalReceived }).count < 1,
+            ContinuousClock.now < deadline
+        {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        first.kill(SIGKILL)
+        _ = try await first.wait()
+        #expect(try await send("b").status == 0)  // no worker runs: queued in the journal
+        #expect(try engine.journal.queuedSignals().count == 1)
+
+        let second = try Child(worker, ["worker", "--quiet", "--journal", journal])
+        defer { second.kill(SIGKILL) }
+        while try engine.history("gather").1.filter({ $0.kind == .signalReceived }).count < 2,
+            ContinuousClock.now < deadline
+        {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(try await send("c").status == 0)
+        while try engine.describe("gather").run.status.isOpen, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(try engine.describe("gather").outcome == .completed(Data(#""a,b,c""#.utf8)))
+        let received = try engine.history("gather").1.filter { $0.kind == .signalReceived }
+        #expect(received.count == 3)
+        #expect(try engine.journal.queuedSignals().isEmpty)
+        let ended = try await runCommand(durable, ["signal", "gather", "item", "--input", "\"d\"", "--journal", journal])
+        #expect(ended.status == 2)
+        #expect(ended.stderr.contains("is completed; signals go to open runs only"))
+    }
+}
