@@ -90,6 +90,25 @@ public final class WorkflowContext: @unchecked Sendable {
         }
     }
 
+    /// Whether this run takes the new branch of a code change, so that workflow code can change while
+    /// runs are open. New runs (and every decision made after this point in a running run) take the
+    /// new branch and record a `PatchMarker`; a run whose history reached this point before the change
+    /// replays down the old branch.
+    ///
+    /// ```swift
+    /// if ctx.patched("fraud-check-v2") {
+    ///     try await ctx.execute(ScoreFraudV2.self, claim)
+    /// } else {
+    ///     try await ctx.execute(ScoreFraud.self, claim)
+    /// }
+    /// ```
+    ///
+    /// Removing the old branch later: once no open run started before the change (`runs list`),
+    /// delete the `if` and keep the new branch. Recorded markers that the code no longer asks about
+    /// are skipped on replay. Use a new ID for every change; the answer for one ID is the same for
+    /// the whole run.
+    public func patched(_ changeID: String) -> Bool { instance.patched(changeID) }
+
     /// Waits for a signal sent to this run (`engine.signal(...)`, `durable signal <id> <name>`), or
     /// takes the oldest one that came before and was not taken yet. Signals are journaled when they
     /// are delivered, so none is lost or taken twice, across crashes.

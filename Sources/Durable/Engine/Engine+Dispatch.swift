@@ -25,6 +25,8 @@ extension Engine {
                 driver.startTimer(seq, due: due)
             case .cancelTimer(let seq):
                 driver.cancelTimer(seq)
+            case .markPatch:
+                break
             case .completeWorkflow(let result):
                 closed(driver, outcome: .completed(result))
             case .failWorkflow(let failure):

@@ -236,7 +236,7 @@ final class RunDriver: Sendable {
                 switch command {
                 case .completeWorkflow: statusChange = .init(status: .completed)
                 case .failWorkflow(let failure): statusChange = .init(status: .failed, error: failure.description)
-                case .scheduleActivity, .cancelActivity, .startTimer, .cancelTimer: break
+                case .scheduleActivity, .cancelActivity, .startTimer, .cancelTimer, .markPatch: break
                 }
             }
             if statusChange != nil {

@@ -7,6 +7,8 @@ package enum WorkflowCommand: Sendable, Equatable {
     case cancelActivity(seq: Int)
     case startTimer(seq: Int, due: Date)
     case cancelTimer(seq: Int)
+    /// ``WorkflowContext/patched(_:)`` took the new branch of this change.
+    case markPatch(id: String)
     case completeWorkflow(result: Data)
     case failWorkflow(FailureInfo)
 
@@ -16,6 +18,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .cancelActivity: .activityCancelRequested
         case .startTimer: .timerStarted
         case .cancelTimer: .timerCancelled
+        case .markPatch: .patchMarker
         case .completeWorkflow: .workflowCompleted
         case .failWorkflow: .workflowFailed
         }
@@ -28,6 +31,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         switch self {
         case .scheduleActivity(let seq, let type, _, _): return event.seq == seq && event.name == type
         case .cancelActivity(let seq), .startTimer(let seq, _), .cancelTimer(let seq): return event.seq == seq
+        case .markPatch(let id): return event.name == id
         case .completeWorkflow, .failWorkflow: return true
         }
     }
@@ -39,6 +43,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .cancelActivity(let seq): "ActivityCancelRequested(seq \(seq))"
         case .startTimer(let seq, _): "TimerStarted(seq \(seq))"
         case .cancelTimer(let seq): "TimerCancelled(seq \(seq))"
+        case .markPatch(let id): "PatchMarker(\(id))"
         case .completeWorkflow: "WorkflowCompleted"
         case .failWorkflow(let failure): "WorkflowFailed(\(failure.type))"
         }
@@ -60,7 +65,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         let payload: Data
         switch self {
         case .scheduleActivity(_, _, let input, _): payload = input
-        case .cancelActivity, .cancelTimer: payload = Data()
+        case .cancelActivity, .cancelTimer, .markPatch: payload = Data()
         case .startTimer(_, let due): payload = Data(String(due.journalMillis).utf8)
         case .completeWorkflow(let result): payload = result
         case .failWorkflow(let failure): payload = Data(failure.description.utf8)
@@ -82,6 +87,8 @@ package enum WorkflowCommand: Sendable, Equatable {
             return HistoryEvent(index: index, kind: .timerStarted, time: time, seq: seq, data: Data(String(due.journalMillis).utf8))
         case .cancelTimer(let seq):
             return HistoryEvent(index: index, kind: .timerCancelled, time: time, seq: seq)
+        case .markPatch(let id):
+            return HistoryEvent(index: index, kind: .patchMarker, time: time, name: id)
         case .completeWorkflow(let result):
             return HistoryEvent(index: index, kind: .workflowCompleted, time: time, data: result)
         case .failWorkflow(let failure):

@@ -33,6 +33,10 @@ package final class WorkflowInstance: @unchecked Sendable {
     /// Workflow tasks waiting for a signal, by name, oldest first.
     private var signalWaiters: [String: [(id: Int, continuation: CheckedContinuation<Data, any Error>)]] = [:]
     private var nextSignalWaiter = 0
+    /// During replay: the change IDs the activation being replayed marked in history.
+    var recordedPatches: Set<String> = []
+    /// What ``patched(_:)`` answered for each change ID in this run (the same answer every time).
+    private var patchDecisions: [String: Bool] = [:]
     private var commands: [WorkflowCommand] = []
     /// The first misuse of the context; written from whatever thread misused it.
     private let misuse = Mutex<DurableError?>(nil)
@@ -273,6 +277,17 @@ package final class WorkflowInstance: @unchecked Sendable {
         let waiter = waiting.remove(at: index)
         signalWaiters[name] = waiting.isEmpty ? nil : waiting
         waiter.continuation.resume(throwing: CancellationError())
+    }
+
+    /// Whether this run takes the new branch of a code change; see ``WorkflowContext/patched(_:)``.
+    func patched(_ id: String) -> Bool {
+        do { try checkUse("patched(\(id))") } catch { return false }
+        if let decision = patchDecisions[id] { return decision }
+        // Live code takes the new branch. Replayed history takes it only where it did when recorded.
+        let decision = !isReplaying || recordedPatches.contains(id)
+        patchDecisions[id] = decision
+        if decision { commands.append(.markPatch(id: id)) }
+        return decision
     }
 
     func nextRandom(_ operation: String) -> UInt64 {

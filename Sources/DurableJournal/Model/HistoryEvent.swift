@@ -25,6 +25,7 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
     case timerFired = 12
     case timerCancelled = 13
     case signalReceived = 14
+    case patchMarker = 15
 
     public var name: String {
         switch self {
@@ -42,6 +43,7 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
         case .timerFired: "TimerFired"
         case .timerCancelled: "TimerCancelled"
         case .signalReceived: "SignalReceived"
+        case .patchMarker: "PatchMarker"
         }
     }
 
@@ -58,8 +60,8 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
     /// An event that records a decision of the workflow code.
     public var isCommand: Bool {
         switch self {
-        case .activityScheduled, .activityCancelRequested, .timerStarted, .timerCancelled, .workflowCompleted,
-             .workflowFailed:
+        case .activityScheduled, .activityCancelRequested, .timerStarted, .timerCancelled, .patchMarker,
+             .workflowCompleted, .workflowFailed:
             true
         default: false
         }
@@ -78,7 +80,8 @@ public struct HistoryEvent: Sendable, Equatable {
     public var seq: Int
     /// The attempt number for activity results and failures; 0 otherwise.
     public var attempt: Int
-    /// The workflow type (started), activity type (scheduled) or signal name (received), or `nil`.
+    /// The workflow type (started), activity type (scheduled), signal name (received) or change ID
+    /// (patch marker), or `nil`.
     public var name: String?
     /// The main payload: workflow or activity input or result as JSON, a ``FailureInfo`` as JSON, an
     /// activity's heartbeat details, or a started timer's due time (``timerDue``).
