@@ -106,7 +106,7 @@ import Testing
         let engine = try engine()
         let plan = ProbePlan(
             steps: [.init(fail: true)],
-            options: options(scheduleToClose: .milliseconds(500), attempts: 0, backoff: .milliseconds(40)))
+            options: options(scheduleToClose: .milliseconds(1_500), attempts: 0, backoff: .milliseconds(200)))
         let (outcomes, events) = try await run(engine, [plan])
         #expect(outcomes.first?.hasPrefix("ScheduleToCloseTimeout") == true)
         #expect(events.filter { $0.kind == .activityAttemptFailed }.count >= 1)
