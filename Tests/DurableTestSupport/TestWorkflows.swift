@@ -6,6 +6,7 @@
 //              record survives SIGKILL (the tests compare it with the journal)
 //   STEP_MS    how long each Step takes (default 20)
 //   KILL_IN    a Step label: that step kills its own process with SIGKILL after its side-file record
+// A Step whose label ends in "-fail" throws a non-retryable "Refused" error (after its record).
 public import Durable
 import Foundation
 
@@ -26,6 +27,7 @@ public struct Step: Activity {
             close(fd)
         }
         if env["KILL_IN"] == input { kill(getpid(), SIGKILL) }
+        if input.hasSuffix("-fail") { throw ApplicationError("step \(input) refused", type: "Refused", nonRetryable: true) }
         let ms = Int(env["STEP_MS"] ?? "") ?? 20
         try await Task.sleep(for: .milliseconds(ms))
         return "\(input)!"
@@ -108,11 +110,28 @@ public struct Gather: Workflow {
     }
 }
 
+/// A transfer as a saga: debit, reserve, then a step that fails; the undos run in reverse.
+public struct Transfer: Workflow {
+    public init() {}
+
+    public func run(_ ctx: WorkflowContext, input: String) async throws -> String {
+        let saga = Saga(ctx)
+        return try await saga.run {
+            _ = try await ctx.execute(Step.self, "\(input)-debit")
+            saga.addCompensation(Step.self, "\(input)-undo-debit")
+            _ = try await ctx.execute(Step.self, "\(input)-reserve")
+            saga.addCompensation(Step.self, "\(input)-undo-reserve")
+            return try await ctx.execute(Step.self, "\(input)-fail", options: .init(retry: .none))
+        }
+    }
+}
+
 /// Registers the shared workflows and activities.
 public func registerTestWorkflows(_ engine: Engine) {
     engine.register(CrashFlow.self)
     engine.register(Shuffle.self)
     engine.register(Nap.self)
     engine.register(Gather.self)
+    engine.register(Transfer.self)
     engine.register(Step())
 }
