@@ -100,7 +100,7 @@ struct RootCommand: AsyncParsableCommand {
         let name = AppSetup.current.withLock { $0.name }
         var subcommands: [any ParsableCommand.Type] = [Submit.self, Runs.self, History.self, Signal.self]
         if AppSetup.hasCode {
-            subcommands += [Worker.self, RunCommand.self, Replay.self]
+            subcommands += [Worker.self, RunCommand.self, Replay.self, Query.self]
         }
         return CommandConfiguration(
             commandName: name,

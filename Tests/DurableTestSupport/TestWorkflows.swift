@@ -96,12 +96,14 @@ public struct Nap: Workflow {
     }
 }
 
-/// Waits for `input` signals named "item" (strings) and returns them joined with commas.
+/// Waits for `input` signals named "item" (strings) and returns them joined with commas; the query
+/// "items" answers the items so far.
 public struct Gather: Workflow {
     public init() {}
 
     public func run(_ ctx: WorkflowContext, input: Int) async throws -> String {
         var items: [String] = []
+        ctx.setQueryHandler("items") { items }
         for try await item in ctx.signals(String.self, named: "item") {
             items.append(item)
             if items.count == input { break }

@@ -46,6 +46,7 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
     package enum Code: Sendable {
         case unknownWorkflowType(String, known: [String])
         case unknownActivityType(String)
+        case unknownQuery(runID: String, name: String, known: [String])
         case badInput(type: String, reason: String)
         case badOutput(type: String, reason: String)
         case nonDeterminism(runID: String, eventIndex: Int, recorded: String, actual: String)
@@ -78,6 +79,9 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         case .unknownWorkflowType(let name, let known):
             "unknown workflow type '\(name)'"
                 + (known.isEmpty ? " (no workflow types are registered)" : "; known types: \(known.joined(separator: ", "))")
+        case .unknownQuery(let runID, let name, let known):
+            "run \(runID) has no query '\(name)'"
+                + (known.isEmpty ? " (it registers no query handlers)" : "; it answers: \(known.joined(separator: ", "))")
         case .unknownActivityType(let name):
             "activity type '\(name)' is not registered in this worker"
         case .badInput(let type, let reason):

@@ -90,6 +90,21 @@ public final class WorkflowContext: @unchecked Sendable {
         }
     }
 
+    /// Registers a read-only query: `durable query <id> <name>` (or ``Engine/query(_:name:)``) calls
+    /// `handler` and prints what it returns, computed from the workflow's state. A query is answered
+    /// between activations from the live run, or from a replay of its history (in another process, or
+    /// after the run ended), and is never recorded. The handler must not change anything.
+    ///
+    /// ```swift
+    /// var stage = "received"
+    /// ctx.setQueryHandler("stage") { stage }
+    /// stage = "scoring"
+    /// ```
+    public func setQueryHandler<Value: Encodable>(_ name: String, _ handler: @escaping () -> Value) {
+        let encoder = self.encoder
+        instance.setQueryHandler(name) { try encoder.encode(handler()) }
+    }
+
     /// Whether this run takes the new branch of a code change, so that workflow code can change while
     /// runs are open. New runs (and every decision made after this point in a running run) take the
     /// new branch and record a `PatchMarker`; a run whose history reached this point before the change

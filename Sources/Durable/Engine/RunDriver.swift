@@ -17,6 +17,8 @@ final class RunDriver: Sendable {
         /// Deliver a queued signal: its `SignalReceived` event starts an activation, and its row leaves
         /// the queue in the same transaction.
         case signal(HistoryEvent, queued: Int64, committed: @Sendable (Result<Void, any Error>) -> Void)
+        /// Answer a query from the instance's state (nothing is recorded).
+        case query(String, CheckedContinuation<Data?, any Error>)
         /// Record an informational event (an attempt failure, a heartbeat) without an activation.
         case record(HistoryEvent, committed: (@Sendable (Result<Void, any Error>) -> Void)?)
         /// Stop driving the run and record it as held with the reason.
@@ -59,15 +61,26 @@ final class RunDriver: Sendable {
         self.mailbox = Mutex(Mailbox(nextEventIndex: nextEventIndex))
     }
 
-    func post(_ item: Item) {
-        let process = mailbox.withLock { box in
-            guard !box.closed else { return false }
+    /// - Returns: `false` when the mailbox is closed (the run is no longer driven here).
+    @discardableResult
+    func post(_ item: Item) -> Bool {
+        let (accepted, process) = mailbox.withLock { box -> (Bool, Bool) in
+            guard !box.closed else { return (false, false) }
             box.items.append(item)
-            if box.processing { return false }
+            if box.processing { return (true, false) }
             box.processing = true
-            return true
+            return (true, true)
         }
         if process { processMailbox() }
+        return accepted
+    }
+
+    /// Answers a query from the live instance, between activations.
+    /// - Returns: `nil` when the run is no longer driven here.
+    func query(_ name: String) async throws -> Data? {
+        try await withCheckedThrowingContinuation { continuation in
+            if !post(.query(name, continuation)) { continuation.resume(returning: nil) }
+        }
     }
 
     private func processMailbox() {
@@ -201,6 +214,9 @@ final class RunDriver: Sendable {
                 committed?(result)
             }
             return 1
+        case .query(let name, let continuation):
+            continuation.resume(with: Result { try instance.answer(query: name) })
+            return 0
         case .signal(let event, let queued, let committed):
             return activate(event, index: index, committed: committed, deliveredSignal: queued)
         case .input(let event, let newRun, let claim, let alreadyRecorded, let committed):

@@ -33,6 +33,8 @@ package final class WorkflowInstance: @unchecked Sendable {
     /// Workflow tasks waiting for a signal, by name, oldest first.
     private var signalWaiters: [String: [(id: Int, continuation: CheckedContinuation<Data, any Error>)]] = [:]
     private var nextSignalWaiter = 0
+    /// Query handlers the workflow registered, by name; they read workflow state and return JSON.
+    private var queryHandlers: [String: () throws -> Data] = [:]
     /// During replay: the change IDs the activation being replayed marked in history.
     var recordedPatches: Set<String> = []
     /// What ``patched(_:)`` answered for each change ID in this run (the same answer every time).
@@ -277,6 +279,19 @@ package final class WorkflowInstance: @unchecked Sendable {
         let waiter = waiting.remove(at: index)
         signalWaiters[name] = waiting.isEmpty ? nil : waiting
         waiter.continuation.resume(throwing: CancellationError())
+    }
+
+    func setQueryHandler(_ name: String, _ handler: @escaping () throws -> Data) {
+        do { try checkUse("setQueryHandler(\(name))") } catch { return }
+        queryHandlers[name] = handler
+    }
+
+    /// Answers a query between activations (the caller serializes with them).
+    package func answer(query name: String) throws -> Data {
+        guard let handler = queryHandlers[name] else {
+            throw DurableError(.unknownQuery(runID: runID, name: name, known: queryHandlers.keys.sorted()))
+        }
+        return try handler()
     }
 
     /// Whether this run takes the new branch of a code change; see ``WorkflowContext/patched(_:)``.

@@ -1,0 +1,25 @@
+public import Foundation
+import DurableJournal
+import Synchronization
+
+extension Engine {
+    /// Asks a run a query registered with ``WorkflowContext/setQueryHandler(_:_:)`` and returns the
+    /// answer as JSON. A run driven here answers from its live state, between activations; any other
+    /// run (driven by another process, held, or ended) answers from a replay of its history in this
+    /// process. Nothing is recorded.
+    /// - Throws: ``JournalError`` for an unknown ID; ``DurableError`` for an unregistered workflow
+    ///   type, a history the code no longer replays, or a query the run does not answer.
+    public func query(_ id: String, name: String) async throws -> Data {
+        guard let run = try journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
+        if let driver = drivers.withLock({ $0[run.runID] }), let answer = try await driver.query(name) {
+            return answer
+        }
+        guard let registration = workflowRegistration(run.workflowType) else {
+            throw DurableError(.unknownWorkflowType(run.workflowType, known: workflowTypes))
+        }
+        let instance = WorkflowInstance(run: run, body: registration.body)
+        defer { instance.tearDown() }
+        _ = try instance.replay(try journal.history(run))
+        return try instance.answer(query: name)
+    }
+}

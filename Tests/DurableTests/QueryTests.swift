@@ -1,0 +1,70 @@
+import Durable
+import DurableTestSupport
+import Foundation
+import Testing
+
+/// Reports its stage through a query while it works and waits for a review.
+struct Staged: Workflow {
+    func run(_ ctx: WorkflowContext, input: String) async throws -> String {
+        var stage = "received"
+        ctx.setQueryHandler("stage") { stage }
+        _ = try await ctx.execute(Slow.self, 50)
+        stage = "waiting for review"
+        let reviewer = try await ctx.waitForSignal(String.self, named: "review")
+        stage = "approved by \(reviewer)"
+        return stage
+    }
+}
+
+@Suite struct QueryTests {
+    @Test func queryAnswersFromTheLiveRunAndFromAReplayAndIsNeverRecorded() async throws {
+        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()))
+        engine.register(Staged.self)
+        engine.register(Slow())
+        let run = try await engine.start(Staged.self, input: "claim", id: "claim-9")
+        let deadline = ContinuousClock.now + .seconds(10)
+        var stage = ""
+        while stage != #""waiting for review""#, ContinuousClock.now < deadline {
+            stage = String(decoding: try await engine.query("claim-9", name: "stage"), as: UTF8.self)
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(stage == #""waiting for review""#)
+        let eventsBefore = try engine.history(run.runID).1.count
+        _ = try await engine.query(run.runID, name: "stage")
+        #expect(try engine.history(run.runID).1.count == eventsBefore, "a query records nothing")
+
+        try engine.signal(run.runID, name: "review", "ana")
+        #expect(try await run.result() == "approved by ana")
+        // The run has ended: the answer comes from a replay of its history.
+        #expect(try await engine.query(run.runID, name: "stage") == Data(#""approved by ana""#.utf8))
+        await #expect { _ = try await engine.query(run.runID, name: "owner") } throws: { error in
+            "\(error)".contains("has no query 'owner'; it answers: stage")
+        }
+        await engine.shutdown()
+    }
+
+    @Test func theCLIAnswersAQueryFromAnotherProcess() async throws {
+        let worker = try productPath("durable-test-worker")
+        let journal = temporaryJournalPath()
+        let child = try Child(worker, ["run", "Gather", "--input", "2", "--id", "gather", "--journal", journal])
+        defer { child.kill(SIGKILL) }
+        let deadline = ContinuousClock.now + .seconds(20)
+        var engine: Engine?
+        while ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+            engine = engine ?? (try? Engine(journal: JournalConfiguration(path: journal, createIfMissing: false)))
+            if let run = try? engine?.describe("gather"), run.run.status == .running { break }
+        }
+        let inspector = try #require(engine)
+        try inspector.signal("gather", name: "item", "a")
+        while try inspector.history("gather").1.filter({ $0.kind == .signalReceived }).isEmpty, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let answer = try await runCommand(worker, ["query", "gather", "items", "--journal", journal])
+        #expect(answer.status == 0, "\(answer.stderr)")
+        #expect(answer.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == #"["a"]"#)
+        let unknown = try await runCommand(worker, ["query", "gather", "nope", "--journal", journal])
+        #expect(unknown.status == 2)
+        #expect(unknown.stderr.contains("has no query 'nope'; it answers: items"))
+    }
+}
