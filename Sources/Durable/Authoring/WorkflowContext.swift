@@ -90,6 +90,21 @@ public final class WorkflowContext: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` where a cancellation of the workflow (`durable cancel`) does not reach it: cleanup
+    /// that must run activities after the workflow was asked to stop.
+    ///
+    /// ```swift
+    /// do {
+    ///     try await ctx.execute(ProcessClaim.self, claim)
+    /// } catch is CancellationError {
+    ///     try await ctx.withoutCancellation { _ = try await ctx.execute(ReleaseHold.self, claim.id) }
+    ///     throw CancellationError()              // the run ends as cancelled
+    /// }
+    /// ```
+    public func withoutCancellation<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await instance.withoutCancellation(body)
+    }
+
     /// Registers a read-only query: `durable query <id> <name>` (or ``Engine/query(_:name:)``) calls
     /// `handler` and prints what it returns, computed from the workflow's state. A query is answered
     /// between activations from the live run, or from a replay of its history (in another process, or

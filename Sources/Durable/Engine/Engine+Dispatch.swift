@@ -31,7 +31,18 @@ extension Engine {
                 closed(driver, outcome: .completed(result))
             case .failWorkflow(let failure):
                 closed(driver, outcome: .failed(failure))
+            case .cancelWorkflow(let reason):
+                closed(driver, outcome: .cancelled(reason))
             }
+        }
+    }
+
+    /// Called once a run's termination is committed (or failed to be).
+    func afterTermination(_ driver: RunDriver, reason: String, result: Result<Void, any Error>) {
+        if case .failure(let error) = result {
+            journalWriteFailed(runID: driver.runID, error)
+        } else {
+            closed(driver, outcome: .terminated(reason))
         }
     }
 

@@ -20,6 +20,10 @@ public struct WorkflowHandle<W: Workflow>: Sendable {
             }
         case .failed(let failure):
             throw WorkflowFailure(runID: runID, cause: failure)
+        case .cancelled(let reason):
+            throw WorkflowFailure(runID: runID, cause: FailureInfo(type: "Cancelled", message: reason))
+        case .terminated(let reason):
+            throw WorkflowFailure(runID: runID, cause: FailureInfo(type: "Terminated", message: reason))
         }
     }
 }
@@ -245,6 +249,10 @@ extension Engine {
         case .workflowCompleted: return .completed(last.data ?? Data())
         case .workflowFailed:
             return .failed(last.failure ?? FailureInfo(type: "Unknown", message: run.error ?? ""))
+        case .workflowCancelled:
+            return .cancelled(last.data.map { String(decoding: $0, as: UTF8.self) } ?? "")
+        case .workflowTerminated:
+            return .terminated(last.data.map { String(decoding: $0, as: UTF8.self) } ?? "")
         default:
             throw JournalError(.corruptRun(runID: run.runID, reason: "closed run ends with \(last.kind.name)"))
         }

@@ -40,22 +40,74 @@ extension Engine {
         return run.runID
     }
 
+    /// Asks a run to stop: workflow code sees Swift task cancellation (activities are cancelled,
+    /// sleeps and signal waits throw `CancellationError`), may clean up
+    /// (``WorkflowContext/withoutCancellation(_:)``), and the run ends as cancelled when the workflow
+    /// then throws. The request is queued in the journal like a signal (from any process) and
+    /// delivered by the worker driving the run.
+    /// - Returns: the run ID.
+    @discardableResult
+    public func cancel(_ id: String, reason: String = "cancelled") throws -> String {
+        let (run, _) = try journal.sendSignal(
+            toRun: id, name: Self.cancelSignal, data: Data(reason.utf8), operation: "cancellation requests")
+        if drivers.withLock({ $0[run.runID] != nil }) { deliverSignals() }
+        return run.runID
+    }
+
+    /// Ends a run at once, recorded as `WorkflowTerminated` with the reason; no workflow code runs.
+    /// A worker driving the run stops it (its activities are cancelled); a run no worker drives is
+    /// terminated in the journal directly.
+    /// - Returns: the run ID.
+    @discardableResult
+    public func terminate(_ id: String, reason: String) throws -> String {
+        let (run, _) = try journal.sendSignal(
+            toRun: id, name: Self.terminateSignal, data: Data(reason.utf8), operation: "terminations")
+        if drivers.withLock({ $0[run.runID] != nil }) || isWorker {
+            deliverSignals()
+        } else if let lock = try? WorkerLock(journalPath: journal.path) {
+            // No worker runs: nobody else writes this run's events now.
+            try withExtendedLifetime(lock) { try journal.terminateRun(key: run.key, runID: run.runID, reason: reason) }
+        }
+        return run.runID
+    }
+
+    static let cancelSignal = "durable.cancel"
+    static let terminateSignal = "durable.terminate"
+
     /// Hands the queued signals of runs driven here to their runs, each once: a signal posted to a
     /// run is skipped by later passes until its delivery commits (the row is then gone) or fails.
+    /// A worker also terminates runs it does not drive (held ones) directly.
     func deliverSignals() {
         guard let queued = try? journal.queuedSignals(), !queued.isEmpty else { return }
         let present = Set(queued.map(\.id))
         for signal in queued {
-            guard let driver = drivers.withLock({ drivers in drivers.values.first { $0.ref.key == signal.runKey } }),
+            let driver = drivers.withLock { drivers in drivers.values.first { $0.ref.key == signal.runKey } }
+            if driver == nil, signal.name == Self.terminateSignal, isWorker,
+                let run = try? journal.runs(statuses: [.held, .pending, .running]).first(where: { $0.key == signal.runKey })
+            {
+                try? journal.terminateRun(
+                    key: run.key, runID: run.runID, reason: signal.data.map { String(decoding: $0, as: UTF8.self) } ?? "")
+                continue
+            }
+            guard let driver,
                 signalsInFlight.withLock({ inFlight in
                     inFlight.formIntersection(present)  // delivered signals have left the queue
                     return inFlight.insert(signal.id).inserted
                 })
             else { continue }
-            let event = HistoryEvent(index: 0, kind: .signalReceived, time: Date(), name: signal.name, data: signal.data)
-            driver.post(.signal(event, queued: signal.id) { [self] result in
+            let release: @Sendable (Result<Void, any Error>) -> Void = { [self] result in
                 if case .failure = result { _ = signalsInFlight.withLock { $0.remove(signal.id) } }
-            })
+            }
+            switch signal.name {
+            case Self.terminateSignal:
+                driver.post(.terminate(signal.data.map { String(decoding: $0, as: UTF8.self) } ?? "", queued: signal.id))
+            case Self.cancelSignal:
+                let event = HistoryEvent(index: 0, kind: .workflowCancelRequested, time: Date(), data: signal.data)
+                driver.post(.signal(event, queued: signal.id, committed: release))
+            default:
+                let event = HistoryEvent(index: 0, kind: .signalReceived, time: Date(), name: signal.name, data: signal.data)
+                driver.post(.signal(event, queued: signal.id, committed: release))
+            }
         }
     }
 }

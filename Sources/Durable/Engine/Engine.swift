@@ -8,6 +8,10 @@ public enum RunOutcome: Sendable, Equatable {
     /// The workflow returned; its output as JSON.
     case completed(Data)
     case failed(FailureInfo)
+    /// The workflow ended after a cancellation request (the request's reason).
+    case cancelled(String)
+    /// Ended from outside at once (the reason given).
+    case terminated(String)
 }
 
 /// The in-process durable execution engine: registers workflows and activities, starts and drives
@@ -159,6 +163,9 @@ public final class Engine: Sendable {
         }
         try registration.validateInput(input)
     }
+
+    /// Whether this engine holds the journal's worker lock.
+    var isWorker: Bool { workerLock.withLock { $0 != nil } }
 
     /// Takes the journal's worker lock: this process drives its runs.
     package func becomeWorker() throws {

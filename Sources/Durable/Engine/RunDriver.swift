@@ -17,6 +17,8 @@ final class RunDriver: Sendable {
         /// Deliver a queued signal: its `SignalReceived` event starts an activation, and its row leaves
         /// the queue in the same transaction.
         case signal(HistoryEvent, queued: Int64, committed: @Sendable (Result<Void, any Error>) -> Void)
+        /// End the run at once with `WorkflowTerminated` (the queued request leaves the queue with it).
+        case terminate(String, queued: Int64)
         /// Answer a query from the instance's state (nothing is recorded).
         case query(String, CheckedContinuation<Data?, any Error>)
         /// Record an informational event (an attempt failure, a heartbeat) without an activation.
@@ -214,6 +216,16 @@ final class RunDriver: Sendable {
                 committed?(result)
             }
             return 1
+        case .terminate(let reason, let queued):
+            mailbox.withLock { $0.closed = true; $0.items.removeAll() }
+            let event = HistoryEvent(index: index, kind: .workflowTerminated, time: Date(), data: Data(reason.utf8))
+            let batch = JournalBatch(
+                run: ref, events: [EventDraft(event)], statusChange: .init(status: .terminated, error: reason),
+                deliveredSignal: queued)
+            engine.journal.append(batch) { [self] result in
+                engine.afterTermination(self, reason: reason, result: result)
+            }
+            return 1
         case .query(let name, let continuation):
             continuation.resume(with: Result { try instance.answer(query: name) })
             return 0
@@ -252,6 +264,7 @@ final class RunDriver: Sendable {
                 switch command {
                 case .completeWorkflow: statusChange = .init(status: .completed)
                 case .failWorkflow(let failure): statusChange = .init(status: .failed, error: failure.description)
+                case .cancelWorkflow(let reason): statusChange = .init(status: .cancelled, error: reason)
                 case .scheduleActivity, .cancelActivity, .startTimer, .cancelTimer, .markPatch: break
                 }
             }

@@ -11,6 +11,8 @@ package enum WorkflowCommand: Sendable, Equatable {
     case markPatch(id: String)
     case completeWorkflow(result: Data)
     case failWorkflow(FailureInfo)
+    /// The workflow ended after a cancellation request, by throwing.
+    case cancelWorkflow(reason: String)
 
     var kind: EventKind {
         switch self {
@@ -21,6 +23,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .markPatch: .patchMarker
         case .completeWorkflow: .workflowCompleted
         case .failWorkflow: .workflowFailed
+        case .cancelWorkflow: .workflowCancelled
         }
     }
 
@@ -32,7 +35,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .scheduleActivity(let seq, let type, _, _): return event.seq == seq && event.name == type
         case .cancelActivity(let seq), .startTimer(let seq, _), .cancelTimer(let seq): return event.seq == seq
         case .markPatch(let id): return event.name == id
-        case .completeWorkflow, .failWorkflow: return true
+        case .completeWorkflow, .failWorkflow, .cancelWorkflow: return true
         }
     }
 
@@ -46,6 +49,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .markPatch(let id): "PatchMarker(\(id))"
         case .completeWorkflow: "WorkflowCompleted"
         case .failWorkflow(let failure): "WorkflowFailed(\(failure.type))"
+        case .cancelWorkflow: "WorkflowCancelled"
         }
     }
 
@@ -66,6 +70,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         switch self {
         case .scheduleActivity(_, _, let input, _): payload = input
         case .cancelActivity, .cancelTimer, .markPatch: payload = Data()
+        case .cancelWorkflow(let reason): payload = Data(reason.utf8)
         case .startTimer(_, let due): payload = Data(String(due.journalMillis).utf8)
         case .completeWorkflow(let result): payload = result
         case .failWorkflow(let failure): payload = Data(failure.description.utf8)
@@ -93,6 +98,8 @@ package enum WorkflowCommand: Sendable, Equatable {
             return HistoryEvent(index: index, kind: .workflowCompleted, time: time, data: result)
         case .failWorkflow(let failure):
             return HistoryEvent(index: index, kind: .workflowFailed, time: time, data: try? JSONEncoder.payload().encode(failure))
+        case .cancelWorkflow(let reason):
+            return HistoryEvent(index: index, kind: .workflowCancelled, time: time, data: Data(reason.utf8))
         }
     }
 }

@@ -61,6 +61,10 @@ extension WorkflowInstance {
         var i = 0
         while i < events.count {
             let event = events[i]
+            if event.kind == .workflowTerminated {  // the engine's record, not the code's
+                i += 1
+                continue
+            }
             if event.kind == .activityAttemptFailed || event.kind == .activityHeartbeat {
                 if var pending = open[event.seq] {
                     if event.kind == .activityHeartbeat {
@@ -124,7 +128,7 @@ extension WorkflowInstance {
                     timers[seq] = due
                 case .cancelTimer(let seq):
                     timers[seq] = nil
-                case .markPatch, .completeWorkflow, .failWorkflow:
+                case .markPatch, .completeWorkflow, .failWorkflow, .cancelWorkflow:
                     break
                 }
                 k += 1

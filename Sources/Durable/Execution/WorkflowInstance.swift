@@ -33,6 +33,9 @@ package final class WorkflowInstance: @unchecked Sendable {
     /// Workflow tasks waiting for a signal, by name, oldest first.
     private var signalWaiters: [String: [(id: Int, continuation: CheckedContinuation<Data, any Error>)]] = [:]
     private var nextSignalWaiter = 0
+    private var rootTask: Task<Void, Never>?
+    /// Set once a `WorkflowCancelRequested` event was delivered.
+    private(set) var cancelReason: String?
     /// Query handlers the workflow registered, by name; they read workflow state and return JSON.
     private var queryHandlers: [String: () throws -> Data] = [:]
     /// During replay: the change IDs the activation being replayed marked in history.
@@ -75,6 +78,11 @@ package final class WorkflowInstance: @unchecked Sendable {
         switch event.kind {
         case .workflowStarted:
             startRoot(input: event.data ?? Data())
+        case .workflowCancelRequested:
+            if cancelReason == nil {
+                cancelReason = event.data.map { String(decoding: $0, as: UTF8.self) } ?? "cancelled"
+                rootTask?.cancel()  // cancellation handlers run here, on the activation thread
+            }
         case .signalReceived:
             let name = event.name ?? ""
             let value = event.data ?? Data("null".utf8)
@@ -152,14 +160,26 @@ package final class WorkflowInstance: @unchecked Sendable {
     private func startRoot(input: Data) {
         let context = WorkflowContext(instance: self)
         let body = self.body
-        Task(executorPreference: executor) {
+        rootTask = Task(executorPreference: executor) {
             do {
                 let output = try await body(context, input)
                 self.finish(.completeWorkflow(result: output))
             } catch {
-                self.finish(.failWorkflow(FailureInfo(error)))
+                // After a cancellation request, ending with an error ends the run as cancelled.
+                if let reason = self.cancelReason {
+                    self.finish(.cancelWorkflow(reason: reason))
+                } else {
+                    self.finish(.failWorkflow(FailureInfo(error)))
+                }
             }
         }
+    }
+
+    /// Runs `body` in a task that the workflow's cancellation does not reach (cleanup after a
+    /// cancellation request), on this run's executor.
+    func withoutCancellation<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try checkUse("withoutCancellation")
+        return try await Task(executorPreference: executor) { try await body() }.value
     }
 
     private func finish(_ command: WorkflowCommand) {

@@ -57,6 +57,8 @@ struct Runs: AsyncParsableCommand {
             switch description.outcome {
             case .completed(let data): result = data
             case .failed(let info): failure = info
+            case .cancelled(let reason): failure = FailureInfo(type: "Cancelled", message: reason)
+            case .terminated(let reason): failure = FailureInfo(type: "Terminated", message: reason)
             case nil: break
             }
             if target.json {

@@ -29,12 +29,7 @@ struct Signal: AsyncParsableCommand {
     func run() async throws {
         let data = try readInput(input)
         let engine = try options.openExisting()
-        let runID: String
-        do {
-            runID = try engine.signal(id, name: name, json: data)
-        } catch let error as JournalError where error.isRunClosed {
-            throw CommandFailure(message: error.description, exitCode: .badInput)
-        }
+        let runID = try closedRunIsBadInput { try engine.signal(id, name: name, json: data) }
         if json {
             try Format.printJSON(["runID": runID, "signal": name])
         } else {

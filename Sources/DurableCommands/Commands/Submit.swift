@@ -68,5 +68,9 @@ func printOutcome(_ engine: Engine, runID: String, json: Bool) async throws {
             try Format.printJSON(["runID": runID, "status": "failed", "failure": Format.failureJSON(failure)])
         }
         throw CommandFailure(message: "run \(runID) failed: \(failure)", exitCode: .runFailed)
+    case .cancelled(let reason), .terminated(let reason):
+        let status = if case .cancelled = outcome { "cancelled" } else { "terminated" }
+        if json { try Format.printJSON(["runID": runID, "status": status, "reason": reason]) }
+        throw CommandFailure(message: "run \(runID) \(status): \(reason)", exitCode: .runFailed)
     }
 }

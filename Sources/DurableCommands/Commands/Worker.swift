@@ -27,6 +27,8 @@ struct Worker: AsyncParsableCommand {
             switch outcome {
             case .completed: print("run \(runID) completed")
             case .failed(let failure): print("run \(runID) failed: \(failure)")
+            case .cancelled(let reason): print("run \(runID) cancelled: \(reason)")
+            case .terminated(let reason): print("run \(runID) terminated: \(reason)")
             }
         }
         let signals = StopSignals { Task { await engine.shutdown() } }

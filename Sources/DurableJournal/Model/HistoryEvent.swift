@@ -8,8 +8,8 @@ public import Foundation
 /// - *command* events are what the workflow decided in that activation (``activityScheduled``,
 ///   ``activityCancelRequested``, ``timerStarted``, ``timerCancelled``, ``workflowCompleted``,
 ///   ``workflowFailed``), recorded in the same transaction as the input event;
-/// - *informational* events (``activityAttemptFailed``, ``activityHeartbeat``) record what the worker
-///   runtime did; replay skips them.
+/// - *informational* events (``activityAttemptFailed``, ``activityHeartbeat``, ``workflowTerminated``)
+///   record what the worker runtime did; replay skips them.
 public enum EventKind: Int, Sendable, CaseIterable, Codable {
     case workflowStarted = 1
     case activityScheduled = 2
@@ -26,6 +26,9 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
     case timerCancelled = 13
     case signalReceived = 14
     case patchMarker = 15
+    case workflowCancelRequested = 16
+    case workflowCancelled = 17
+    case workflowTerminated = 18
 
     public var name: String {
         switch self {
@@ -44,6 +47,9 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
         case .timerCancelled: "TimerCancelled"
         case .signalReceived: "SignalReceived"
         case .patchMarker: "PatchMarker"
+        case .workflowCancelRequested: "WorkflowCancelRequested"
+        case .workflowCancelled: "WorkflowCancelled"
+        case .workflowTerminated: "WorkflowTerminated"
         }
     }
 
@@ -51,7 +57,7 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
     public var isInput: Bool {
         switch self {
         case .workflowStarted, .activityCompleted, .activityFailed, .activityCancelled, .timerFired,
-             .signalReceived:
+             .signalReceived, .workflowCancelRequested:
             true
         default: false
         }
@@ -61,7 +67,7 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
     public var isCommand: Bool {
         switch self {
         case .activityScheduled, .activityCancelRequested, .timerStarted, .timerCancelled, .patchMarker,
-             .workflowCompleted, .workflowFailed:
+             .workflowCompleted, .workflowFailed, .workflowCancelled:
             true
         default: false
         }

@@ -12,11 +12,15 @@ public enum RunStatus: String, Sendable, CaseIterable, Codable {
     case held
     case completed
     case failed
+    /// Ended by workflow code after a cancellation request (`durable cancel`).
+    case cancelled
+    /// Ended at once from outside (`durable terminate`), with a reason.
+    case terminated
 
     public var isOpen: Bool {
         switch self {
         case .pending, .running, .held: true
-        case .completed, .failed: false
+        case .completed, .failed, .cancelled, .terminated: false
         }
     }
 

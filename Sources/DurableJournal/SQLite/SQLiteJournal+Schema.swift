@@ -94,8 +94,8 @@ extension SQLiteJournal {
     /// Brings an older journal up to ``formatVersion``, step by step, in the caller's transaction.
     ///
     /// - Format 2 adds event kinds (activity cancellation and heartbeats) and attempt details in
-    ///   `meta`; format 3 adds timer events; format 4 adds signal events, patch markers and the
-    ///   `signals` table.
+    ///   `meta`; format 3 adds timer events; format 4 adds signal events, patch markers, workflow
+    ///   cancellation and termination (events and run statuses) and the `signals` table.
     ///   Besides that table, an upgrade only records the new version, so that an older build refuses
     ///   the file instead of misreading the new events.
     static func migrate(_ db: Database, from version: Int) throws {

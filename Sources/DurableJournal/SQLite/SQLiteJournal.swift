@@ -78,7 +78,9 @@ package final class SQLiteJournal: Sendable {
     /// - Throws: ``JournalError`` `runNotFound`, or `runClosed` when the run has ended.
     /// - Returns: the signal's number in the queue.
     @discardableResult
-    package func sendSignal(toRun id: String, name: String, data: Data?) throws -> (run: RunRecord, signal: Int64) {
+    package func sendSignal(
+        toRun id: String, name: String, data: Data?, operation: String = "signals"
+    ) throws -> (run: RunRecord, signal: Int64) {
         let framed = data.map(PayloadCodec.encode)
         return try pool.write { db in
             guard let row = try Row.fetchOne(
@@ -93,12 +95,33 @@ package final class SQLiteJournal: Sendable {
             else { throw JournalError(.runNotFound(id)) }
             let run = try Self.runRecord(row)
             guard run.status.isOpen else {
-                throw JournalError(.runClosed(runID: run.runID, status: run.status.rawValue, operation: "signals"))
+                throw JournalError(.runClosed(runID: run.runID, status: run.status.rawValue, operation: operation))
             }
             try db.execute(
                 sql: "INSERT INTO signals (run, name, data, sent_at) VALUES (?, ?, ?, ?)",
                 arguments: [run.key, name, framed, Date().journalMillis])
             return (run, db.lastInsertedRowID)
+        }
+    }
+
+    /// Ends an open run as terminated, appending a `WorkflowTerminated` event after its last one;
+    /// its queued signals are dropped. Only for a run no worker drives: the caller holds the
+    /// journal's worker lock and does not drive the run itself.
+    package func terminateRun(key: Int64, runID: String, reason: String) throws {
+        let reasonData = PayloadCodec.encode(Data(reason.utf8))
+        try pool.write { db in
+            guard let status = try String.fetchOne(db, sql: "SELECT status FROM runs WHERE id = ?", arguments: [key]),
+                RunStatus(rawValue: status)?.isOpen == true
+            else { return }
+            let next = try Int.fetchOne(db, sql: "SELECT COALESCE(MAX(idx), -1) + 1 FROM events WHERE run = ?", arguments: [key]) ?? 0
+            let now = Date().journalMillis
+            try db.execute(
+                sql: "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta) VALUES (?,?,?,?,0,0,NULL,?,NULL)",
+                arguments: [key, next, EventKind.workflowTerminated.rawValue, now, reasonData])
+            try db.execute(
+                sql: "UPDATE runs SET status = 'terminated', error = ?, updated_at = ?, closed_at = ? WHERE id = ?",
+                arguments: [reason, now, now, key])
+            try db.execute(sql: "DELETE FROM signals WHERE run = ?", arguments: [key])
         }
     }
 
