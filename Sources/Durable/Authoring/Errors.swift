@@ -1,4 +1,5 @@
 public import DurableJournal
+import Foundation
 
 /// An error an activity throws to say how the runtime should treat it.
 ///
@@ -216,6 +217,12 @@ extension TimeoutKind {
         case .heartbeat: HeartbeatTimeout(limit: limit, activityType: activityType, sequence: sequence, attempt: attempt)
         }
     }
+}
+
+/// Thrown by workflow code to end the run and start a new run of the same workflow ID with a new
+/// input and an empty history; see ``WorkflowContext/continueAsNew(with:)``.
+public struct ContinueAsNew: Error, Sendable {
+    let input: Data
 }
 
 /// Thrown by ``WorkflowContext/withTimeout(_:_:)`` when its timer fired before the operation ended.

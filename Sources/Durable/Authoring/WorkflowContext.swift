@@ -90,6 +90,29 @@ public final class WorkflowContext: @unchecked Sendable {
         }
     }
 
+    /// The request to end this run and continue as a new run of the same workflow ID with `input`
+    /// and an empty history: `throw` it. For workflows that run for ever (a monitor, a mailbox) or
+    /// for very long, so that no history grows without bound; see ``isContinueAsNewSuggested``.
+    ///
+    /// ```swift
+    /// if ctx.isContinueAsNewSuggested { throw ctx.continueAsNew(with: state) }
+    /// ```
+    /// The end of this run and the start of the next are one journal transaction. The input must be
+    /// the workflow's own input type (the new run fails at once otherwise).
+    public func continueAsNew<Input: Encodable>(with input: Input) -> ContinueAsNew {
+        ContinueAsNew(input: (try? encoder.encode(input)) ?? Data("null".utf8))
+    }
+
+    /// Events in this run's history so far, this activation's decisions included.
+    public var historyLength: Int { instance.historyLength }
+
+    /// Bytes of the payloads (inputs, results, signals) in this run's history so far, roughly.
+    public var historySize: Int { instance.historySize }
+
+    /// `true` once the history passes 10,000 events or 10 MB of payloads: time to
+    /// ``continueAsNew(with:)``. Replaying a long history costs a worker time after every restart.
+    public var isContinueAsNewSuggested: Bool { historyLength >= 10_000 || historySize >= 10 << 20 }
+
     /// Runs `body` where a cancellation of the workflow (`durable cancel`) does not reach it: cleanup
     /// that must run activities after the workflow was asked to stop.
     ///

@@ -33,6 +33,9 @@ extension Engine {
                 closed(driver, outcome: .failed(failure))
             case .cancelWorkflow(let reason):
                 closed(driver, outcome: .cancelled(reason))
+            case .continueAsNew(_, let newRunID):
+                closed(driver, outcome: .continuedAsNew(newRunID))
+                Task { try? await self.claimPendingRuns() }  // the next run is pending in the journal
             }
         }
     }

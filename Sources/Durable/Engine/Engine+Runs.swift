@@ -8,10 +8,18 @@ public struct WorkflowHandle<W: Workflow>: Sendable {
     public let workflowID: String
     let engine: Engine
 
-    /// Waits for the run to end and returns its output.
+    /// Waits for the run to end and returns its output; a run that continued as new is followed to
+    /// the run that ends the chain.
     /// - Throws: ``WorkflowFailure`` when the run failed; ``DurableError`` when it is held.
     public func result() async throws -> W.Output {
-        switch try await engine.outcome(of: runID) {
+        var outcome = try await engine.outcome(of: runID)
+        var current = runID
+        while case .continuedAsNew(let next) = outcome {
+            current = next
+            outcome = try await engine.outcome(of: next)
+        }
+        let runID = current
+        switch outcome {
         case .completed(let data):
             do {
                 return try JSONDecoder().decode(W.Output.self, from: data)
@@ -24,6 +32,8 @@ public struct WorkflowHandle<W: Workflow>: Sendable {
             throw WorkflowFailure(runID: runID, cause: FailureInfo(type: "Cancelled", message: reason))
         case .terminated(let reason):
             throw WorkflowFailure(runID: runID, cause: FailureInfo(type: "Terminated", message: reason))
+        case .continuedAsNew:
+            preconditionFailure("followed above")
         }
     }
 }
@@ -253,6 +263,8 @@ extension Engine {
             return .cancelled(last.data.map { String(decoding: $0, as: UTF8.self) } ?? "")
         case .workflowTerminated:
             return .terminated(last.data.map { String(decoding: $0, as: UTF8.self) } ?? "")
+        case .workflowContinuedAsNew:
+            return .continuedAsNew(last.name ?? "")
         default:
             throw JournalError(.corruptRun(runID: run.runID, reason: "closed run ends with \(last.kind.name)"))
         }

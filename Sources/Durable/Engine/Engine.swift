@@ -12,6 +12,8 @@ public enum RunOutcome: Sendable, Equatable {
     case cancelled(String)
     /// Ended from outside at once (the reason given).
     case terminated(String)
+    /// Ended by continuing as a new run of the same workflow ID (that run's ID).
+    case continuedAsNew(String)
 }
 
 /// The in-process durable execution engine: registers workflows and activities, starts and drives

@@ -258,6 +258,7 @@ final class RunDriver: Sendable {
             if !alreadyRecorded { events.append(EventDraft(event)) }
             var next = alreadyRecorded ? index : index + 1
             var statusChange: JournalBatch.StatusChange?
+            var continuation: (runID: String, run: JournalBatch.NewRun, started: EventDraft)?
             for command in commands {
                 events.append(EventDraft(command.event(index: next, time: event.time)))
                 next += 1
@@ -265,6 +266,14 @@ final class RunDriver: Sendable {
                 case .completeWorkflow: statusChange = .init(status: .completed)
                 case .failWorkflow(let failure): statusChange = .init(status: .failed, error: failure.description)
                 case .cancelWorkflow(let reason): statusChange = .init(status: .cancelled, error: reason)
+                case .continueAsNew(let input, let newRunID):
+                    statusChange = .init(status: .continuedAsNew)
+                    let next = JournalBatch.NewRun(
+                        workflowID: instance.workflowID, workflowType: instance.workflowType,
+                        seed: UInt64.random(in: .min ... .max), status: .pending, createdAt: event.time)
+                    let started = HistoryEvent(
+                        index: 0, kind: .workflowStarted, time: event.time, name: instance.workflowType, data: input)
+                    continuation = (newRunID, next, EventDraft(started))
                 case .scheduleActivity, .cancelActivity, .startTimer, .cancelTimer, .markPatch: break
                 }
             }
@@ -272,9 +281,10 @@ final class RunDriver: Sendable {
                 // The run ends with this batch: nothing posted from now on may be recorded after it.
                 mailbox.withLock { $0.closed = true; $0.items.removeAll() }
             }
-            let batch = JournalBatch(
+            var batch = JournalBatch(
                 run: ref, newRun: newRun, claim: claim, events: events, statusChange: statusChange,
                 deliveredSignal: deliveredSignal)
+            batch.continuation = continuation
             engine.journal.append(batch) { [self] result in
                 committed?(result)
                 engine.afterCommit(self, commands: commands, result: result)

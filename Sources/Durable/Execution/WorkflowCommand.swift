@@ -13,6 +13,8 @@ package enum WorkflowCommand: Sendable, Equatable {
     case failWorkflow(FailureInfo)
     /// The workflow ended after a cancellation request, by throwing.
     case cancelWorkflow(reason: String)
+    /// The run ends and a new run of the same workflow ID starts with this input.
+    case continueAsNew(input: Data, newRunID: String)
 
     var kind: EventKind {
         switch self {
@@ -24,6 +26,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .completeWorkflow: .workflowCompleted
         case .failWorkflow: .workflowFailed
         case .cancelWorkflow: .workflowCancelled
+        case .continueAsNew: .workflowContinuedAsNew
         }
     }
 
@@ -35,7 +38,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .scheduleActivity(let seq, let type, _, _): return event.seq == seq && event.name == type
         case .cancelActivity(let seq), .startTimer(let seq, _), .cancelTimer(let seq): return event.seq == seq
         case .markPatch(let id): return event.name == id
-        case .completeWorkflow, .failWorkflow, .cancelWorkflow: return true
+        case .completeWorkflow, .failWorkflow, .cancelWorkflow, .continueAsNew: return true
         }
     }
 
@@ -50,6 +53,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .completeWorkflow: "WorkflowCompleted"
         case .failWorkflow(let failure): "WorkflowFailed(\(failure.type))"
         case .cancelWorkflow: "WorkflowCancelled"
+        case .continueAsNew: "WorkflowContinuedAsNew"
         }
     }
 
@@ -71,6 +75,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .scheduleActivity(_, _, let input, _): payload = input
         case .cancelActivity, .cancelTimer, .markPatch: payload = Data()
         case .cancelWorkflow(let reason): payload = Data(reason.utf8)
+        case .continueAsNew(let input, _): payload = input
         case .startTimer(_, let due): payload = Data(String(due.journalMillis).utf8)
         case .completeWorkflow(let result): payload = result
         case .failWorkflow(let failure): payload = Data(failure.description.utf8)
@@ -100,6 +105,8 @@ package enum WorkflowCommand: Sendable, Equatable {
             return HistoryEvent(index: index, kind: .workflowFailed, time: time, data: try? JSONEncoder.payload().encode(failure))
         case .cancelWorkflow(let reason):
             return HistoryEvent(index: index, kind: .workflowCancelled, time: time, data: Data(reason.utf8))
+        case .continueAsNew(let input, let newRunID):
+            return HistoryEvent(index: index, kind: .workflowContinuedAsNew, time: time, name: newRunID, data: input)
         }
     }
 }

@@ -128,7 +128,7 @@ extension WorkflowInstance {
                     timers[seq] = due
                 case .cancelTimer(let seq):
                     timers[seq] = nil
-                case .markPatch, .completeWorkflow, .failWorkflow, .cancelWorkflow:
+                case .markPatch, .completeWorkflow, .failWorkflow, .cancelWorkflow, .continueAsNew:
                     break
                 }
                 k += 1

@@ -34,6 +34,9 @@ package final class WorkflowInstance: @unchecked Sendable {
     private var signalWaiters: [String: [(id: Int, continuation: CheckedContinuation<Data, any Error>)]] = [:]
     private var nextSignalWaiter = 0
     private var rootTask: Task<Void, Never>?
+    /// Events recorded up to the current activation's input event, and the payload bytes seen.
+    private var recordedEvents = 0
+    private var payloadBytes = 0
     /// Set once a `WorkflowCancelRequested` event was delivered.
     private(set) var cancelReason: String?
     /// Query handlers the workflow registered, by name; they read workflow state and return JSON.
@@ -75,6 +78,8 @@ package final class WorkflowInstance: @unchecked Sendable {
         defer { executor.endActivation() }
         if executor.takeStrayEnqueue() { throw DurableError(.strayAwait(runID: runID)) }
         now = event.time
+        recordedEvents = event.index + 1
+        payloadBytes += event.data?.count ?? 0
         switch event.kind {
         case .workflowStarted:
             startRoot(input: event.data ?? Data())
@@ -133,7 +138,10 @@ package final class WorkflowInstance: @unchecked Sendable {
         if executor.takeStrayEnqueue() || (!isFinished && waiters.isEmpty && signalWaiters.isEmpty) {
             throw DurableError(.strayAwait(runID: runID))
         }
-        defer { commands.removeAll() }
+        defer {
+            payloadBytes = historySize
+            commands.removeAll()
+        }
         return Self.orderingCancels(commands)
     }
 
@@ -164,6 +172,8 @@ package final class WorkflowInstance: @unchecked Sendable {
             do {
                 let output = try await body(context, input)
                 self.finish(.completeWorkflow(result: output))
+            } catch let request as ContinueAsNew {
+                self.finish(.continueAsNew(input: request.input, newRunID: UUID().uuidString.lowercased()))
             } catch {
                 // After a cancellation request, ending with an error ends the run as cancelled.
                 if let reason = self.cancelReason {
@@ -225,6 +235,7 @@ package final class WorkflowInstance: @unchecked Sendable {
         nextSeq += 1
         activityTypes[seq] = type
         commands.append(.scheduleActivity(seq: seq, activityType: type, input: input, options: options))
+
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 waiters[seq] = continuation
@@ -312,6 +323,15 @@ package final class WorkflowInstance: @unchecked Sendable {
             throw DurableError(.unknownQuery(runID: runID, name: name, known: queryHandlers.keys.sorted()))
         }
         return try handler()
+    }
+
+    /// Events in the run's history so far (this activation's decisions included), and their payload bytes.
+    var historyLength: Int { recordedEvents + commands.count }
+    var historySize: Int {
+        payloadBytes + commands.reduce(0) { total, command in
+            if case .scheduleActivity(_, _, let input, _) = command { return total + input.count }
+            return total
+        }
     }
 
     /// Whether this run takes the new branch of a code change; see ``WorkflowContext/patched(_:)``.

@@ -54,11 +54,13 @@ struct Runs: AsyncParsableCommand {
             let run = description.run
             var result: Data?
             var failure: FailureInfo?
+            var continuedAs: String?
             switch description.outcome {
             case .completed(let data): result = data
             case .failed(let info): failure = info
             case .cancelled(let reason): failure = FailureInfo(type: "Cancelled", message: reason)
             case .terminated(let reason): failure = FailureInfo(type: "Terminated", message: reason)
+            case .continuedAsNew(let next): continuedAs = next
             case nil: break
             }
             if target.json {
@@ -68,6 +70,7 @@ struct Runs: AsyncParsableCommand {
                 object["input"] = Format.jsonValue(description.input)
                 object["result"] = Format.jsonValue(result)
                 object["failure"] = Format.failureJSON(failure)
+                object["continuedAs"] = continuedAs ?? NSNull()
                 object["activities"] = description.activities.map(Format.activityJSON)
                 object["timers"] = description.timers.map {
                     ["seq": $0.seq, "due": Format.time($0.due), "state": $0.state.rawValue] as [String: Any]
@@ -87,6 +90,7 @@ struct Runs: AsyncParsableCommand {
             ]
             if let result { lines.append("result:       \(Format.payload(result, limit: 200))") }
             if let failure { lines.append("failure:      \(failure)") }
+            if let continuedAs { lines.append("continued as: run \(continuedAs)") }
             if let error = run.error, failure == nil { lines.append("error:        \(error)") }
             if let error = description.historyError { lines.append("history:      \(error)") }
             print(lines.joined(separator: "\n"))

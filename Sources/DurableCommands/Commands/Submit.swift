@@ -50,9 +50,14 @@ struct Submit: AsyncParsableCommand {
 
 /// Waits for a run's outcome and prints it; throws (exit code 1) when the run failed.
 func printOutcome(_ engine: Engine, runID: String, json: Bool) async throws {
-    let outcome: RunOutcome
+    var outcome: RunOutcome
+    var runID = runID
     do {
         outcome = try await engine.outcome(of: runID)
+        while case .continuedAsNew(let next) = outcome {  // follow the chain to the run that ends it
+            runID = next
+            outcome = try await engine.outcome(of: next)
+        }
     } catch let error as DurableError {
         throw CommandFailure(message: error.description, exitCode: .runFailed)
     }
@@ -68,6 +73,8 @@ func printOutcome(_ engine: Engine, runID: String, json: Bool) async throws {
             try Format.printJSON(["runID": runID, "status": "failed", "failure": Format.failureJSON(failure)])
         }
         throw CommandFailure(message: "run \(runID) failed: \(failure)", exitCode: .runFailed)
+    case .continuedAsNew:
+        preconditionFailure("followed above")
     case .cancelled(let reason), .terminated(let reason):
         let status = if case .cancelled = outcome { "cancelled" } else { "terminated" }
         if json { try Format.printJSON(["runID": runID, "status": status, "reason": reason]) }

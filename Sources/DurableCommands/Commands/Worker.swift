@@ -29,6 +29,7 @@ struct Worker: AsyncParsableCommand {
             case .failed(let failure): print("run \(runID) failed: \(failure)")
             case .cancelled(let reason): print("run \(runID) cancelled: \(reason)")
             case .terminated(let reason): print("run \(runID) terminated: \(reason)")
+            case .continuedAsNew(let next): print("run \(runID) continued as new run \(next)")
             }
         }
         let signals = StopSignals { Task { await engine.shutdown() } }

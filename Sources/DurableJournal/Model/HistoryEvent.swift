@@ -29,6 +29,7 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
     case workflowCancelRequested = 16
     case workflowCancelled = 17
     case workflowTerminated = 18
+    case workflowContinuedAsNew = 19
 
     public var name: String {
         switch self {
@@ -50,6 +51,7 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
         case .workflowCancelRequested: "WorkflowCancelRequested"
         case .workflowCancelled: "WorkflowCancelled"
         case .workflowTerminated: "WorkflowTerminated"
+        case .workflowContinuedAsNew: "WorkflowContinuedAsNew"
         }
     }
 
@@ -67,7 +69,7 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
     public var isCommand: Bool {
         switch self {
         case .activityScheduled, .activityCancelRequested, .timerStarted, .timerCancelled, .patchMarker,
-             .workflowCompleted, .workflowFailed, .workflowCancelled:
+             .workflowCompleted, .workflowFailed, .workflowCancelled, .workflowContinuedAsNew:
             true
         default: false
         }

@@ -81,6 +81,9 @@ package struct JournalBatch: Sendable {
     package var claim: Bool
     package var events: [EventDraft]
     package var statusChange: StatusChange?
+    /// The run this batch ends continues as a new run of the same workflow ID: its row (pending, for a
+    /// worker to claim) and `WorkflowStarted` event are written in the same transaction.
+    package var continuation: (runID: String, run: NewRun, started: EventDraft)?
     /// A signal this batch delivers (its `SignalReceived` event is among `events`): its row leaves the
     /// `signals` table in the same transaction.
     package var deliveredSignal: Int64?

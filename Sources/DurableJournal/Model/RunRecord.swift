@@ -16,11 +16,13 @@ public enum RunStatus: String, Sendable, CaseIterable, Codable {
     case cancelled
     /// Ended at once from outside (`durable terminate`), with a reason.
     case terminated
+    /// Ended by continuing as a new run of the same workflow ID (``EventKind/workflowContinuedAsNew``).
+    case continuedAsNew
 
     public var isOpen: Bool {
         switch self {
         case .pending, .running, .held: true
-        case .completed, .failed, .cancelled, .terminated: false
+        case .completed, .failed, .cancelled, .terminated, .continuedAsNew: false
         }
     }
 

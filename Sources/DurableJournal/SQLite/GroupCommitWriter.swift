@@ -162,6 +162,23 @@ final class GroupCommitWriter: Sendable {
                 try db.cachedStatement(sql: "DELETE FROM signals WHERE run = ?").execute(arguments: [key])
             }
         }
+        if let (nextRunID, next, started) = batch.continuation {
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, seed)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """
+            ).execute(arguments: [
+                nextRunID, next.workflowID, next.workflowType, next.status.rawValue, next.createdAt.journalMillis, now,
+                Int64(bitPattern: next.seed),
+            ])
+            try db.cachedStatement(
+                sql: "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta) VALUES (?,?,?,?,?,?,?,?,?)"
+            ).execute(arguments: [
+                db.lastInsertedRowID, 0, started.kind.rawValue, started.time.journalMillis, 0, 0, started.name,
+                started.data, started.meta,
+            ])
+        }
     }
 
     /// Turns a constraint failure on a new run into "workflow ID in use", naming the open run.
