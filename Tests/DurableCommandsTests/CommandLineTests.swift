@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// Runs the built `durable` and `durable-test-worker` executables as a user would.
-@Suite struct CommandLineTests {
+@Suite(.timeLimit(.minutes(2))) struct CommandLineTests {
     let durable: String
     let app: String
 

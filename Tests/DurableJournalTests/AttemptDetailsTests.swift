@@ -2,7 +2,7 @@ import DurableJournal
 import Foundation
 import Testing
 
-@Suite struct AttemptDetailsTests {
+@Suite(.timeLimit(.minutes(2))) struct AttemptDetailsTests {
     @Test(arguments: [
         AttemptDetails(),
         AttemptDetails(queueMs: 0.012, runMs: 1234.5678),

@@ -3,7 +3,7 @@ import Testing
 
 @testable import DurableJournal
 
-@Suite struct PayloadCodecTests {
+@Suite(.timeLimit(.minutes(2))) struct PayloadCodecTests {
     static let samples: [Data] = [
         Data(),
         Data("42".utf8),

@@ -25,7 +25,7 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
         events: events))
 }
 
-@Suite struct SQLiteJournalTests {
+@Suite(.timeLimit(.minutes(2))) struct SQLiteJournalTests {
     @Test func eventsRoundTripThroughTheJournal() async throws {
         let journal = try SQLiteJournal(.sqlite(path: temporaryPath()))
         try await writeRun(journal, id: "r1")
@@ -121,7 +121,7 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
     }
 }
 
-@Suite struct DurabilityModeTests {
+@Suite(.timeLimit(.minutes(2))) struct DurabilityModeTests {
     @Test(arguments: [(Durability.full, 2), (.fast, 1)])
     func writerConnectionUsesTheModesSynchronousSetting(_ mode: Durability, _ expected: Int) throws {
         let journal = try SQLiteJournal(.sqlite(path: temporaryPath(), durability: mode))

@@ -21,7 +21,7 @@ struct LongClaim: Workflow {
     }
 }
 
-@Suite struct CancellationTests {
+@Suite(.timeLimit(.minutes(2))) struct CancellationTests {
     func engine(_ path: String) throws -> Engine {
         let engine = try Engine(journal: .sqlite(path: path))
         engine.register(LongClaim.self)

@@ -23,7 +23,7 @@ struct Relay: Workflow {
     }
 }
 
-@Suite struct ContinueAsNewTests {
+@Suite(.timeLimit(.minutes(2))) struct ContinueAsNewTests {
     func engine(_ path: String) throws -> Engine {
         let engine = try Engine(journal: .sqlite(path: path))
         engine.register(Relay.self)

@@ -29,7 +29,7 @@ enum KillPoint: CustomStringConvertible, Sendable {
         + (1...9).flatMap { n in [KillPoint.afterRecords(n, delayMs: 0), .afterRecords(n, delayMs: 9)] }
 }
 
-@Suite(.serialized) struct CrashRecoveryTests {
+@Suite(.serialized, .timeLimit(.minutes(2))) struct CrashRecoveryTests {
     static let expected = "k-a!,k-side!,k-b1x!k-b1y!,k-b2x!k-b2y!,k-b3x!k-b3y!,k-z! #8"
 
     /// A worker runs a nine-activity workflow with parallel branches and is SIGKILLed; a second

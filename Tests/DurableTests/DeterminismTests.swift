@@ -3,7 +3,7 @@ import DurableTestSupport
 import Foundation
 import Testing
 
-@Suite struct DeterminismTests {
+@Suite(.timeLimit(.minutes(2))) struct DeterminismTests {
     /// Records a run of a workflow with eight parallel branches (whose labels come from the recorded
     /// random seed) in a worker process, then replays it 100 times here and 4 times in other processes:
     /// every replay must make the same decisions in the same order, with the same payloads.

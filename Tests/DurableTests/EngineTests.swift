@@ -2,7 +2,7 @@ import Durable
 import Foundation
 import Testing
 
-@Suite struct EngineTests {
+@Suite(.timeLimit(.minutes(2))) struct EngineTests {
     @Test func fanOutWorkflowCompletesAndRecordsHistory() async throws {
         let path = temporaryJournalPath()
         let log = CallLog()

@@ -83,7 +83,7 @@ private let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent(
 private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
 
 /// Process pools through the engine, with the real Python worker.
-@Suite struct ProcessPoolTests {
+@Suite(.timeLimit(.minutes(2))) struct ProcessPoolTests {
     func engine(_ name: String = #function, pool: PoolOptions = .warm(min: 1, max: 2), grace: Duration = .seconds(2))
         throws -> Engine
     {

@@ -16,7 +16,7 @@ struct Staged: Workflow {
     }
 }
 
-@Suite struct QueryTests {
+@Suite(.timeLimit(.minutes(2))) struct QueryTests {
     @Test func queryAnswersFromTheLiveRunAndFromAReplayAndIsNeverRecorded() async throws {
         let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()))
         engine.register(Staged.self)

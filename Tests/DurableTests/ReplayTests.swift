@@ -84,7 +84,7 @@ struct OtherGatedFlow: Workflow {
     }
 }
 
-@Suite struct ReplayTests {
+@Suite(.timeLimit(.minutes(2))) struct ReplayTests {
     func recordTwoSteps() async throws -> (path: String, runID: String) {
         let path = temporaryJournalPath()
         let engine = try makeEngine(path)

@@ -39,7 +39,7 @@ struct Book: Activity {
     }
 }
 
-@Suite struct SagaTests {
+@Suite(.timeLimit(.minutes(2))) struct SagaTests {
     @Test func compensationsRunInReverseAndOneFailingUndoDoesNotStopTheOthers() async throws {
         let log = CallLog()
         let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()))

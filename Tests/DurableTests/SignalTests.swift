@@ -30,7 +30,7 @@ struct CollectAfterWork: Workflow {
     }
 }
 
-@Suite struct SignalTests {
+@Suite(.timeLimit(.minutes(2))) struct SignalTests {
     func engine(_ path: String = temporaryJournalPath(#function)) throws -> Engine {
         let engine = try Engine(journal: .sqlite(path: path))
         engine.register(Approval.self)

@@ -43,7 +43,7 @@ struct Race: Workflow {
     }
 }
 
-@Suite struct TimerTests {
+@Suite(.timeLimit(.minutes(2))) struct TimerTests {
     func engine(_ path: String) throws -> Engine {
         let engine = try Engine(journal: .sqlite(path: path))
         registerTestWorkflows(engine)

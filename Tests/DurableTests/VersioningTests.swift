@@ -37,7 +37,7 @@ struct OrderV3: Workflow {
     }
 }
 
-@Suite struct VersioningTests {
+@Suite(.timeLimit(.minutes(2))) struct VersioningTests {
     func engine<W: Workflow>(_ path: String, _ workflow: W.Type, log: CallLog = CallLog()) throws -> Engine {
         let engine = try Engine(journal: .sqlite(path: path))
         engine.register(workflow)

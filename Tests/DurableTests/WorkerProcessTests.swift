@@ -57,7 +57,7 @@ private func workerError<T>(_ body: () async throws -> T) async -> WorkerProcess
     return nil
 }
 
-@Suite struct WorkerProcessTests {
+@Suite(.timeLimit(.minutes(2))) struct WorkerProcessTests {
     @Test func readyLineThenEchoRoundTripsCountCallsInOneProcess() async throws {
         let worker = try await WorkerProcess.launch(workerConfiguration())
         #expect(worker.isUsable)

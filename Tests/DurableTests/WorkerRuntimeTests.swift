@@ -7,7 +7,7 @@ import Synchronization
 import Testing
 
 /// Timeouts, heartbeats, cancellation and pools, on real journals in this process.
-@Suite struct WorkerRuntimeTests {
+@Suite(.timeLimit(.minutes(2))) struct WorkerRuntimeTests {
     let log = ProbeLog()
     let metrics = TestMetrics()
     let factoryCalls = Counter()
@@ -268,7 +268,7 @@ import Testing
 }
 
 /// The pool's bookkeeping alone, without threads or time.
-@Suite struct PoolStateMachineTests {
+@Suite(.timeLimit(.minutes(2))) struct PoolStateMachineTests {
     @Test func waitersAreServedInOrderAndCancelledWaitersSkipped() {
         var pool = PoolStateMachine(options: .warm(min: 0, max: 1))
         #expect(pool.acquire(ticket: 1) == .warmFor(slot: 1, ticket: 1))

@@ -56,11 +56,15 @@ public final class Saga: @unchecked Sendable {
 
     /// Runs `body`; if it throws, compensates and rethrows the error (the compensations' own
     /// failures are returned by ``compensate()`` and recorded in the run's history).
+    /// Compensation runs even when the workflow was cancelled (the undos are not cancelled with it);
+    /// continuing as new is not a failure and compensates nothing.
     public func run<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
+        } catch let request as ContinueAsNew {
+            throw request
         } catch {
-            await compensate()
+            _ = try? await context.withoutCancellation { [self] in await compensate() }
             throw error
         }
     }

@@ -99,8 +99,12 @@ public final class WorkflowContext: @unchecked Sendable {
     /// ```
     /// The end of this run and the start of the next are one journal transaction. The input must be
     /// the workflow's own input type (the new run fails at once otherwise).
-    public func continueAsNew<Input: Encodable>(with input: Input) -> ContinueAsNew {
-        ContinueAsNew(input: (try? encoder.encode(input)) ?? Data("null".utf8))
+    public func continueAsNew<Input: Encodable>(with input: Input) -> any Error {
+        do {
+            return ContinueAsNew(input: try encoder.encode(input))
+        } catch {
+            return DurableError(.badInput(type: "continue-as-new input (\(Input.self))", reason: "\(error)"))
+        }
     }
 
     /// Events in this run's history so far, this activation's decisions included.
@@ -176,7 +180,9 @@ public final class WorkflowContext: @unchecked Sendable {
         _ type: Value.Type, named name: String, timeout: Duration? = nil
     ) async throws -> Value {
         let data: Data
-        if let timeout {
+        if let buffered = try instance.takeBufferedSignal(named: name) {
+            data = buffered  // one is waiting: no timer
+        } else if let timeout {
             data = try await withTimeout(timeout) { try await self.instance.waitForSignal(named: name) }
         } else {
             data = try await instance.waitForSignal(named: name)

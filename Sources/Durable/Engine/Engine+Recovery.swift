@@ -101,7 +101,13 @@ extension Engine {
             return nil
         }
         if run.status == .held {
-            try? await journal.append(JournalBatch(run: ref, statusChange: .init(status: .running)))
+            do {
+                try await journal.append(JournalBatch(run: ref, statusChange: .init(status: .running)))
+            } catch {  // ended meanwhile (terminated): not ours to drive
+                _ = drivers.withLock { $0.removeValue(forKey: run.runID) }
+                driver.terminate()
+                return "\(error)"
+            }
         }
         for activity in pending.activities { dispatch(driver, activity) }
         // Late timers fire now, in due order; the others when they are due.
@@ -144,6 +150,7 @@ extension Engine {
             driver.post(.input(started, newRun: nil, claim: true, alreadyRecorded: true, committed: nil))
             claimed.append(run.runID)
         }
+        if !claimed.isEmpty { deliverSignals() }  // a continued run's signals came with it
         return claimed
     }
 

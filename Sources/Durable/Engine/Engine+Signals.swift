@@ -30,6 +30,9 @@ extension Engine {
     /// Sends a signal whose value is JSON already (what `durable signal --input` sends).
     @discardableResult
     public func signal(_ id: String, name: String, json: Data) throws -> String {
+        guard !name.hasPrefix("durable.") else {
+            throw DurableError(.badInput(type: "signal name '\(name)'", reason: "names starting with 'durable.' are reserved"))
+        }
         do {
             _ = try JSONSerialization.jsonObject(with: json, options: [.fragmentsAllowed])
         } catch {
@@ -74,12 +77,12 @@ extension Engine {
     static let cancelSignal = "durable.cancel"
     static let terminateSignal = "durable.terminate"
 
-    /// Hands the queued signals of runs driven here to their runs, each once: a signal posted to a
-    /// run is skipped by later passes until its delivery commits (the row is then gone) or fails.
-    /// A worker also terminates runs it does not drive (held ones) directly.
+    /// Hands the queued signals of runs driven here to their runs, each once: a run's mailbox takes
+    /// a signal only if it is newer than the last it took (a signal whose delivery failed is taken
+    /// again by the run's next driver). A worker also terminates runs it does not drive (held ones)
+    /// directly.
     func deliverSignals() {
         guard let queued = try? journal.queuedSignals(), !queued.isEmpty else { return }
-        let present = Set(queued.map(\.id))
         for signal in queued {
             let driver = drivers.withLock { drivers in drivers.values.first { $0.ref.key == signal.runKey } }
             if driver == nil, signal.name == Self.terminateSignal, isWorker,
@@ -89,24 +92,16 @@ extension Engine {
                     key: run.key, runID: run.runID, reason: signal.data.map { String(decoding: $0, as: UTF8.self) } ?? "")
                 continue
             }
-            guard let driver,
-                signalsInFlight.withLock({ inFlight in
-                    inFlight.formIntersection(present)  // delivered signals have left the queue
-                    return inFlight.insert(signal.id).inserted
-                })
-            else { continue }
-            let release: @Sendable (Result<Void, any Error>) -> Void = { [self] result in
-                if case .failure = result { _ = signalsInFlight.withLock { $0.remove(signal.id) } }
-            }
+            guard let driver else { continue }
             switch signal.name {
             case Self.terminateSignal:
                 driver.post(.terminate(signal.data.map { String(decoding: $0, as: UTF8.self) } ?? "", queued: signal.id))
             case Self.cancelSignal:
                 let event = HistoryEvent(index: 0, kind: .workflowCancelRequested, time: Date(), data: signal.data)
-                driver.post(.signal(event, queued: signal.id, committed: release))
+                driver.post(.signal(event, queued: signal.id))
             default:
                 let event = HistoryEvent(index: 0, kind: .signalReceived, time: Date(), name: signal.name, data: signal.data)
-                driver.post(.signal(event, queued: signal.id, committed: release))
+                driver.post(.signal(event, queued: signal.id))
             }
         }
     }

@@ -45,8 +45,6 @@ public final class Engine: Sendable {
     let firstRecovery = Mutex<Task<RecoveryReport, any Error>?>(nil)
     /// Set once the first recovery pass has succeeded: starts then skip waiting for it.
     let hasRecovered = Atomic<Bool>(false)
-    /// Queued signals handed to runs here whose delivery has not been seen to commit.
-    let signalsInFlight = Mutex<Set<Int64>>([])
     /// Activity timeouts, retry delays and pool idle checks.
     let timeouts = TimeoutScheduler()
 

@@ -16,7 +16,7 @@ final class RunDriver: Sendable {
                    committed: (@Sendable (Result<Void, any Error>) -> Void)?)
         /// Deliver a queued signal: its `SignalReceived` event starts an activation, and its row leaves
         /// the queue in the same transaction.
-        case signal(HistoryEvent, queued: Int64, committed: @Sendable (Result<Void, any Error>) -> Void)
+        case signal(HistoryEvent, queued: Int64)
         /// End the run at once with `WorkflowTerminated` (the queued request leaves the queue with it).
         case terminate(String, queued: Int64)
         /// Answer a query from the instance's state (nothing is recorded).
@@ -34,6 +34,20 @@ final class RunDriver: Sendable {
         var closed = false
         /// ``terminate()`` came while an item was being processed: tear down when it is done.
         var tearDownPending = false
+        /// The newest queued signal accepted: a signal is posted once, even by overlapping passes.
+        var lastSignal: Int64 = 0
+    }
+
+    /// Closes the mailbox and drops what it held; a query waiting in it is answered `nil` (its caller
+    /// then replays the history instead).
+    private func closeMailbox(_ box: inout Mailbox) -> [Item] {
+        box.closed = true
+        defer { box.items.removeAll() }
+        return box.items
+    }
+
+    private static func release(_ dropped: [Item]) {
+        for case .query(_, let continuation) in dropped { continuation.resume(returning: nil) }
     }
 
     let ref: RunRef
@@ -68,6 +82,10 @@ final class RunDriver: Sendable {
     func post(_ item: Item) -> Bool {
         let (accepted, process) = mailbox.withLock { box -> (Bool, Bool) in
             guard !box.closed else { return (false, false) }
+            if case .signal(_, let queued) = item {
+                guard queued > box.lastSignal else { return (false, false) }
+                box.lastSignal = queued
+            }
             box.items.append(item)
             if box.processing { return (true, false) }
             box.processing = true
@@ -106,7 +124,7 @@ final class RunDriver: Sendable {
 
     /// Stops accepting items. Call only while processing an item (the processor tears down later).
     func close() {
-        mailbox.withLock { $0.closed = true; $0.items.removeAll() }
+        Self.release(mailbox.withLock { closeMailbox(&$0) })
         cancelActivities()
     }
 
@@ -114,16 +132,16 @@ final class RunDriver: Sendable {
     /// soon as the item being processed on another thread is done. Safe from any thread.
     func terminate() {
         cancelActivities()
-        let now = mailbox.withLock { box -> Bool in
-            box.closed = true
-            box.items.removeAll()
+        let (now, dropped) = mailbox.withLock { box -> (Bool, [Item]) in
+            let dropped = closeMailbox(&box)
             if box.processing {
                 box.tearDownPending = true
-                return false
+                return (false, dropped)
             }
             box.processing = true
-            return true
+            return (true, dropped)
         }
+        Self.release(dropped)
         if now { instance.tearDown() }
     }
 
@@ -170,16 +188,15 @@ final class RunDriver: Sendable {
             if activities.withLock({ $0 != nil }) { fireTimer(seq) }
             return
         }
-        let deadline = engine.timeouts.schedule(after: .milliseconds(Int64((delay * 1000).rounded(.up)))) { [self] in
-            let due = activities.withLock { $0?.timers.removeValue(forKey: seq) != nil }
-            if due { fireTimer(seq) }
+        // Registered under the lock that the callback takes: it cannot fire before it is recorded.
+        activities.withLock { tracked in
+            guard tracked != nil else { return }
+            tracked?.timers[seq] = engine.timeouts.schedule(after: .milliseconds(Int64((delay * 1000).rounded(.up)))) {
+                [self] in
+                let due = activities.withLock { $0?.timers.removeValue(forKey: seq) != nil }
+                if due { fireTimer(seq) }
+            }
         }
-        let late = activities.withLock { tracked -> Bool in
-            guard tracked != nil else { return true }
-            tracked?.timers[seq] = deadline
-            return false
-        }
-        if late { engine.timeouts.cancel(deadline) }
     }
 
     func cancelTimer(_ seq: Int) {
@@ -217,7 +234,7 @@ final class RunDriver: Sendable {
             }
             return 1
         case .terminate(let reason, let queued):
-            mailbox.withLock { $0.closed = true; $0.items.removeAll() }
+            Self.release(mailbox.withLock { closeMailbox(&$0) })
             let event = HistoryEvent(index: index, kind: .workflowTerminated, time: Date(), data: Data(reason.utf8))
             let batch = JournalBatch(
                 run: ref, events: [EventDraft(event)], statusChange: .init(status: .terminated, error: reason),
@@ -229,8 +246,8 @@ final class RunDriver: Sendable {
         case .query(let name, let continuation):
             continuation.resume(with: Result { try instance.answer(query: name) })
             return 0
-        case .signal(let event, let queued, let committed):
-            return activate(event, index: index, committed: committed, deliveredSignal: queued)
+        case .signal(let event, let queued):
+            return activate(event, index: index, committed: nil, deliveredSignal: queued)
         case .input(let event, let newRun, let claim, let alreadyRecorded, let committed):
             return activate(
                 event, index: index, newRun: newRun, claim: claim, alreadyRecorded: alreadyRecorded, committed: committed)
@@ -279,7 +296,7 @@ final class RunDriver: Sendable {
             }
             if statusChange != nil {
                 // The run ends with this batch: nothing posted from now on may be recorded after it.
-                mailbox.withLock { $0.closed = true; $0.items.removeAll() }
+                Self.release(mailbox.withLock { closeMailbox(&$0) })
             }
             var batch = JournalBatch(
                 run: ref, newRun: newRun, claim: claim, events: events, statusChange: statusChange,

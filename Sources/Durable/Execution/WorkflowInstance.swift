@@ -34,6 +34,8 @@ package final class WorkflowInstance: @unchecked Sendable {
     private var signalWaiters: [String: [(id: Int, continuation: CheckedContinuation<Data, any Error>)]] = [:]
     private var nextSignalWaiter = 0
     private var rootTask: Task<Void, Never>?
+    /// A query handler is running (see ``answer(query:)``).
+    private var answeringQuery = false
     /// Events recorded up to the current activation's input event, and the payload bytes seen.
     private var recordedEvents = 0
     private var payloadBytes = 0
@@ -283,6 +285,15 @@ package final class WorkflowInstance: @unchecked Sendable {
         waiter.resume(throwing: CancellationError())
     }
 
+    /// The oldest signal of this name received and not yet taken, without waiting; `nil` if none.
+    func takeBufferedSignal(named name: String) throws -> Data? {
+        try checkUse("waitForSignal(\(name))")
+        guard var buffered = signalBuffer[name], !buffered.isEmpty else { return nil }
+        let first = buffered.removeFirst()
+        signalBuffer[name] = buffered.isEmpty ? nil : buffered
+        return first
+    }
+
     /// The oldest signal of this name received and not yet taken; waits for one if there is none.
     /// Nothing is journaled: the signals are history already, and so is the order they arrived in.
     func waitForSignal(named name: String) async throws -> Data {
@@ -322,6 +333,14 @@ package final class WorkflowInstance: @unchecked Sendable {
         guard let handler = queryHandlers[name] else {
             throw DurableError(.unknownQuery(runID: runID, name: name, known: queryHandlers.keys.sorted()))
         }
+        // Inside an activation (so `ctx.now` and friends may be read), marked so that nothing the
+        // handler does changes the run: random draws and patch decisions are not taken.
+        executor.beginActivation()
+        answeringQuery = true
+        defer {
+            answeringQuery = false
+            executor.endActivation()
+        }
         return try handler()
     }
 
@@ -338,6 +357,7 @@ package final class WorkflowInstance: @unchecked Sendable {
     func patched(_ id: String) -> Bool {
         do { try checkUse("patched(\(id))") } catch { return false }
         if let decision = patchDecisions[id] { return decision }
+        if answeringQuery { return !isReplaying || recordedPatches.contains(id) }
         // Live code takes the new branch. Replayed history takes it only where it did when recorded.
         let decision = !isReplaying || recordedPatches.contains(id)
         patchDecisions[id] = decision
@@ -347,6 +367,10 @@ package final class WorkflowInstance: @unchecked Sendable {
 
     func nextRandom(_ operation: String) -> UInt64 {
         do { try checkUse(operation) } catch {}
+        if answeringQuery {  // a copy: the run's own sequence does not move
+            var copy = rng
+            return copy.next()
+        }
         return rng.next()
     }
 

@@ -88,7 +88,15 @@ final class GroupCommitWriter: Sendable {
                     let now = Date().journalMillis
                     let savepoint = try db.cachedStatement(sql: "SAVEPOINT batch")
                     let release = try db.cachedStatement(sql: "RELEASE batch")
+                    // A run whose batch failed writes nothing more in this group: its later batches
+                    // would leave a gap in its event indexes.
+                    var failedRuns: Set<ObjectIdentifier> = []
                     for (i, batch) in batches.enumerated() {
+                        if failedRuns.contains(ObjectIdentifier(batch.run)) {
+                            results[i] = .failure(JournalError(.conflict(
+                                runID: batch.run.runID, reason: "an earlier write of the run failed")))
+                            continue
+                        }
                         try savepoint.execute()
                         do {
                             try Self.apply(batch, db, now: now)
@@ -97,6 +105,7 @@ final class GroupCommitWriter: Sendable {
                             try db.cachedStatement(sql: "ROLLBACK TO batch").execute()
                             try release.execute()
                             results[i] = .failure(Self.describe(error, batch, db))
+                            failedRuns.insert(ObjectIdentifier(batch.run))
                         }
                     }
                     return .commit
@@ -155,10 +164,13 @@ final class GroupCommitWriter: Sendable {
                 sql: """
                     UPDATE runs SET status = ?, error = ?, updated_at = ?,
                         closed_at = CASE WHEN ? THEN ? ELSE NULL END
-                    WHERE id = ?
+                    WHERE id = ? AND status IN \(RunStatus.openStatusesSQL)
                     """
             ).execute(arguments: [change.status.rawValue, change.error, now, !change.status.isOpen, now, key])
-            if !change.status.isOpen {  // signals nobody will receive any more
+            if db.changesCount != 1 {  // ended meanwhile (terminated from outside): nothing more is written
+                throw JournalError(.conflict(runID: runID, reason: "the run has already ended"))
+            }
+            if !change.status.isOpen && batch.continuation == nil {  // signals nobody will receive any more
                 try db.cachedStatement(sql: "DELETE FROM signals WHERE run = ?").execute(arguments: [key])
             }
         }
@@ -172,12 +184,15 @@ final class GroupCommitWriter: Sendable {
                 nextRunID, next.workflowID, next.workflowType, next.status.rawValue, next.createdAt.journalMillis, now,
                 Int64(bitPattern: next.seed),
             ])
+            let nextKey = db.lastInsertedRowID
             try db.cachedStatement(
                 sql: "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta) VALUES (?,?,?,?,?,?,?,?,?)"
             ).execute(arguments: [
-                db.lastInsertedRowID, 0, started.kind.rawValue, started.time.journalMillis, 0, 0, started.name,
-                started.data, started.meta,
+                nextKey, 0, started.kind.rawValue, started.time.journalMillis, 0, 0, started.name, started.data,
+                started.meta,
             ])
+            // Signals not taken yet go to the next run.
+            try db.cachedStatement(sql: "UPDATE signals SET run = ? WHERE run = ?").execute(arguments: [nextKey, key])
         }
     }
 
