@@ -97,19 +97,4 @@ struct LongClaim: Workflow {
         }
         #expect(try inspector.describe("drives").run.status == .cancelled)
     }
-
-    private func waitForRunning(_ id: String, journal: String) async throws -> Engine {
-        let deadline = ContinuousClock.now + .seconds(20)
-        var engine: Engine?
-        while ContinuousClock.now < deadline {
-            engine = engine ?? (try? Engine(journal: JournalConfiguration(path: journal, createIfMissing: false)))
-            if let run = try? engine?.describe(id), run.run.status == .running,
-                run.eventCount >= 1
-            {
-                return engine!
-            }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        throw TestProcessError("run \(id) did not start")
-    }
 }

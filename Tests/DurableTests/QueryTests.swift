@@ -49,13 +49,7 @@ struct Staged: Workflow {
         let child = try Child(worker, ["run", "Gather", "--input", "2", "--id", "gather", "--journal", journal])
         defer { child.kill(SIGKILL) }
         let deadline = ContinuousClock.now + .seconds(20)
-        var engine: Engine?
-        while ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(10))
-            engine = engine ?? (try? Engine(journal: JournalConfiguration(path: journal, createIfMissing: false)))
-            if let run = try? engine?.describe("gather"), run.run.status == .running { break }
-        }
-        let inspector = try #require(engine)
+        let inspector = try await waitForRunning("gather", journal: journal)
         try inspector.signal("gather", name: "item", "a")
         while try inspector.history("gather").1.filter({ $0.kind == .signalReceived }).isEmpty, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))

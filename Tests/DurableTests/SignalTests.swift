@@ -94,13 +94,7 @@ struct CollectAfterWork: Workflow {
         let journal = temporaryJournalPath()
         let first = try Child(worker, ["run", "Gather", "--input", "3", "--id", "gather", "--journal", journal])
         let deadline = ContinuousClock.now + .seconds(20)
-        var inspector: Engine?
-        while ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(10))
-            inspector = inspector ?? (try? Engine(journal: JournalConfiguration(path: journal, createIfMissing: false)))
-            if let run = try? inspector?.describe("gather"), run.run.status == .running { break }
-        }
-        let engine = try #require(inspector)
+        let engine = try await waitForRunning("gather", journal: journal)
         let send = { (value: String) in
             try await runCommand(durable, ["signal", "gather", "item", "--input", "\"\(value)\"", "--journal", journal])
         }

@@ -152,3 +152,18 @@ func makeEngine(_ path: String, log: CallLog = CallLog(), durability: Durability
     engine.register(Slow())
     return engine
 }
+
+/// Waits until a run that another process started is running, and returns an engine reading the
+/// journal (which that process may not have created yet when this starts).
+func waitForRunning(_ id: String, journal: String, timeout: Duration = .seconds(20)) async throws -> Engine {
+    let deadline = ContinuousClock.now + timeout
+    var engine: Engine?
+    while ContinuousClock.now < deadline {
+        engine = engine ?? (try? Engine(journal: JournalConfiguration(path: journal, createIfMissing: false)))
+        if let engine, let run = try? engine.describe(id), run.run.status == .running, run.eventCount >= 1 {
+            return engine
+        }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    throw TestProcessError("run \(id) did not start within \(timeout)")
+}
