@@ -54,6 +54,12 @@ struct Staged: Workflow {
         while try inspector.history("gather").1.filter({ $0.kind == .signalReceived }).isEmpty, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
+        // A run submitted and not picked up yet answers too (from its first activation).
+        let pendingEngine = try Engine(journal: JournalConfiguration(path: journal, createIfMissing: false))
+        _ = try await pendingEngine.submit(workflowType: "Gather", input: Data("1".utf8), id: "waiting")
+        let pending = try await runCommand(worker, ["query", "waiting", "items", "--journal", journal])
+        #expect(pending.status == 0, "\(pending.stderr)")
+        #expect(pending.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
         let answer = try await runCommand(worker, ["query", "gather", "items", "--journal", journal])
         #expect(answer.status == 0, "\(answer.stderr)")
         #expect(answer.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == #"["a"]"#)

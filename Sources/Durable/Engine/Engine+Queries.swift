@@ -19,7 +19,7 @@ extension Engine {
         }
         let instance = WorkflowInstance(run: run, body: registration.body)
         defer { instance.tearDown() }
-        _ = try instance.replay(try journal.history(run))
+        _ = try instance.replay(try journal.history(run), openEnded: true)
         return try instance.answer(query: name)
     }
 }
