@@ -128,6 +128,15 @@ public struct Transfer: Workflow {
     }
 }
 
+/// Runs a ``Nap`` of `input` milliseconds as a child run.
+public struct Family: Workflow {
+    public init() {}
+
+    public func run(_ ctx: WorkflowContext, input: Int) async throws -> String {
+        "family " + (try await ctx.executeChild(Nap.self, input))
+    }
+}
+
 /// Registers the shared workflows and activities.
 public func registerTestWorkflows(_ engine: Engine) {
     engine.register(CrashFlow.self)
@@ -135,5 +144,6 @@ public func registerTestWorkflows(_ engine: Engine) {
     engine.register(Nap.self)
     engine.register(Gather.self)
     engine.register(Transfer.self)
+    engine.register(Family.self)
     engine.register(Step())
 }

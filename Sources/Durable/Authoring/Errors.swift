@@ -225,6 +225,26 @@ public struct ContinueAsNew: Error, Sendable {
     let input: Data
 }
 
+/// Thrown into a parent workflow when a child run did not complete: it failed, was cancelled or was
+/// terminated.
+public struct ChildWorkflowFailure: Error, Sendable, CustomStringConvertible {
+    public var workflowType: String
+    public var childRunID: String
+    /// `failed`, `cancelled` or `terminated`.
+    public var status: String
+    public var cause: FailureInfo
+
+    public var description: String { "child \(workflowType) (run \(childRunID)) \(status): \(cause)" }
+}
+
+/// What happens to a child run when the task awaiting it in the parent is cancelled.
+public enum ChildCancellation: Sendable {
+    /// Ask the child to cancel (it sees `durable cancel`) and wait for it to end.
+    case cancel
+    /// Stop waiting at once and let the child run on by itself.
+    case abandon
+}
+
 /// Thrown by ``WorkflowContext/withTimeout(_:_:)`` when its timer fired before the operation ended.
 public struct WorkflowTimeout: Error, Sendable, CustomStringConvertible {
     public var limit: Duration

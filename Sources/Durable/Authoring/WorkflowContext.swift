@@ -47,6 +47,49 @@ public final class WorkflowContext: @unchecked Sendable {
                            bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
     }
 
+    /// Starts a child run of `workflow` and returns its result. The child is a run of its own (its
+    /// own history, `runs show`, signals and queries), driven by a worker like any other; its start
+    /// is journaled with the parent's decision and its outcome comes back as a `ChildClosed` event,
+    /// both surviving crashes of either.
+    ///
+    /// ```swift
+    /// let score = try await ctx.executeChild(AssessDamage.self, claim.photos, id: "damage-\(claim.id)")
+    /// ```
+    /// - Parameters:
+    ///   - id: the child's workflow ID (unused by any open run); `"<parent workflow ID>/<seq>"` by default.
+    ///   - cancellation: what cancelling the awaiting task does to the child (``ChildCancellation``).
+    /// - Throws: ``ChildWorkflowFailure`` when the child failed, was cancelled or terminated;
+    ///   `CancellationError` when the awaiting task was cancelled.
+    public func executeChild<W: Workflow>(
+        _ workflow: W.Type, _ input: W.Input, id: String? = nil, cancellation: ChildCancellation = .cancel
+    ) async throws -> W.Output {
+        let inputData: Data
+        do {
+            inputData = try encoder.encode(input)
+        } catch {
+            throw DurableError(.badInput(type: String(describing: W.Input.self), reason: "\(error)"))
+        }
+        let data = try await instance.executeChild(
+            workflowType: W.name, workflowID: id, input: inputData, abandonOnCancel: cancellation == .abandon)
+        let outcome: ChildOutcome
+        do {
+            outcome = try decoder.decode(ChildOutcome.self, from: data)
+        } catch {
+            throw DurableError(.badOutput(type: "child outcome", reason: describeDecoding(error)))
+        }
+        guard outcome.status == "completed", let result = outcome.result else {
+            if outcome.status == "cancelled" && Task.isCancelled { throw CancellationError() }
+            throw ChildWorkflowFailure(
+                workflowType: W.name, childRunID: outcome.childRunID, status: outcome.status,
+                cause: outcome.failure ?? FailureInfo(type: "Unknown", message: outcome.status))
+        }
+        do {
+            return try decoder.decode(W.Output.self, from: Data(result.utf8))
+        } catch {
+            throw DurableError(.badOutput(type: String(describing: W.Output.self), reason: describeDecoding(error)))
+        }
+    }
+
     /// Waits, durably: the timer is journaled, survives restarts and fires on time after one (a timer
     /// that came due while no worker ran fires as soon as the run is recovered, in due order with
     /// the others). Waiting days costs nothing while it waits.

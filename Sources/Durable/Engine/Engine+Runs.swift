@@ -50,11 +50,45 @@ public struct RunDescription: Sendable {
     public var activities: [ActivitySummary]
     /// Every durable timer the run started, in sequence order.
     public var timers: [TimerSummary] = []
+    /// The run that started this one as a child, if any.
+    public var parent: ParentLink?
+    /// The child runs this run started, in sequence order.
+    public var children: [ChildSummary] = []
     /// Why the history could not be read (a corrupt event), if it could not.
     public var historyError: JournalError?
 
     /// The activities scheduled and not yet finished.
     public var pendingActivities: [ActivitySummary] { activities.filter { $0.state == .pending } }
+}
+
+/// One child run of a run (``WorkflowContext/executeChild(_:_:id:cancellation:)``).
+public struct ChildSummary: Sendable, Equatable {
+    public var seq: Int
+    public var workflowType: String
+    public var workflowID: String
+    public var runID: String
+    /// `running` until the parent has its outcome; then completed, failed, cancelled or terminated.
+    public var state: String
+
+    /// Reads child summaries from a parent's history.
+    public static func from(_ events: [HistoryEvent]) -> [ChildSummary] {
+        var children: [Int: ChildSummary] = [:]
+        for event in events {
+            switch event.kind {
+            case .childStarted:
+                let ids = event.meta.flatMap { try? JSONDecoder().decode([String: String].self, from: $0) } ?? [:]
+                children[event.seq] = ChildSummary(
+                    seq: event.seq, workflowType: event.name ?? "?", workflowID: ids["workflowID"] ?? "?",
+                    runID: ids["runID"] ?? "?", state: "running")
+            case .childClosed:
+                if let outcome = event.data.flatMap({ try? JSONDecoder().decode(ChildOutcome.self, from: $0) }) {
+                    children[event.seq]?.state = outcome.status
+                }
+            default: break
+            }
+        }
+        return children.keys.sorted().compactMap { children[$0] }
+    }
 }
 
 /// One durable timer of a run (``WorkflowContext/sleep(for:)``).
@@ -285,7 +319,9 @@ extension Engine {
         }
         return RunDescription(
             run: run, eventCount: events.count, input: events.first?.data, outcome: try closedOutcome(run),
-            activities: ActivitySummary.from(events), timers: TimerSummary.from(events), historyError: nil)
+            activities: ActivitySummary.from(events), timers: TimerSummary.from(events),
+            parent: events.first?.meta.flatMap { try? JSONDecoder().decode(ParentLink.self, from: $0) },
+            children: ChildSummary.from(events), historyError: nil)
     }
 
     /// Runs, newest first.

@@ -76,6 +76,7 @@ extension Engine {
 
     static let cancelSignal = "durable.cancel"
     static let terminateSignal = "durable.terminate"
+    static let childSignal = "durable.child"
 
     /// Hands the queued signals of runs driven here to their runs, each once: a run's mailbox takes
     /// a signal only if it is newer than the last it took (a signal whose delivery failed is taken
@@ -83,19 +84,25 @@ extension Engine {
     /// directly.
     func deliverSignals() {
         guard let queued = try? journal.queuedSignals(), !queued.isEmpty else { return }
+        var terminatedHere = false
+        defer { if terminatedHere { deliverSignals() } }  // a terminated child's parent has news
         for signal in queued {
             let driver = drivers.withLock { drivers in drivers.values.first { $0.ref.key == signal.runKey } }
             if driver == nil, signal.name == Self.terminateSignal, isWorker,
                 let run = try? journal.runs(statuses: [.held, .pending, .running]).first(where: { $0.key == signal.runKey })
             {
-                try? journal.terminateRun(
-                    key: run.key, runID: run.runID, reason: signal.data.map { String(decoding: $0, as: UTF8.self) } ?? "")
+                let reason = signal.data.map { String(decoding: $0, as: UTF8.self) } ?? ""
+                if (try? journal.terminateRun(key: run.key, runID: run.runID, reason: reason)) != nil { terminatedHere = true }
                 continue
             }
             guard let driver else { continue }
             switch signal.name {
             case Self.terminateSignal:
                 driver.post(.terminate(signal.data.map { String(decoding: $0, as: UTF8.self) } ?? "", queued: signal.id))
+            case Self.childSignal:
+                let seq = signal.data.flatMap { try? JSONDecoder().decode(ChildOutcome.self, from: $0) }?.seq ?? 0
+                let event = HistoryEvent(index: 0, kind: .childClosed, time: Date(), seq: seq, data: signal.data)
+                driver.post(.signal(event, queued: signal.id))
             case Self.cancelSignal:
                 let event = HistoryEvent(index: 0, kind: .workflowCancelRequested, time: Date(), data: signal.data)
                 driver.post(.signal(event, queued: signal.id))

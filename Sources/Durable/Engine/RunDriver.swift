@@ -236,9 +236,11 @@ final class RunDriver: Sendable {
         case .terminate(let reason, let queued):
             Self.release(mailbox.withLock { closeMailbox(&$0) })
             let event = HistoryEvent(index: index, kind: .workflowTerminated, time: Date(), data: Data(reason.utf8))
-            let batch = JournalBatch(
+            var batch = JournalBatch(
                 run: ref, events: [EventDraft(event)], statusChange: .init(status: .terminated, error: reason),
                 deliveredSignal: queued)
+            batch.notifyParent = parentNotice(ChildOutcome(
+                seq: 0, childRunID: runID, status: "terminated", failure: FailureInfo(type: "Terminated", message: reason)))
             engine.journal.append(batch) { [self] result in
                 engine.afterTermination(self, reason: reason, result: result)
             }
@@ -252,6 +254,13 @@ final class RunDriver: Sendable {
             return activate(
                 event, index: index, newRun: newRun, claim: claim, alreadyRecorded: alreadyRecorded, committed: committed)
         }
+    }
+
+    /// The notice for this run's parent, if it is a child and has ended.
+    private func parentNotice(_ outcome: ChildOutcome?) -> (runID: String, payload: Data)? {
+        guard let parent = instance.parent, var outcome else { return nil }
+        outcome.seq = parent.parentSeq
+        return (try? JSONEncoder().encode(outcome)).map { (parent.parentRunID, $0) }
     }
 
     /// Runs one activation and hands its batch to the journal. - Returns: the event indexes it used.
@@ -276,22 +285,40 @@ final class RunDriver: Sendable {
             var next = alreadyRecorded ? index : index + 1
             var statusChange: JournalBatch.StatusChange?
             var continuation: (runID: String, run: JournalBatch.NewRun, started: EventDraft)?
+            var children: [(runID: String, run: JournalBatch.NewRun, started: EventDraft)] = []
+            var outcome: ChildOutcome?
+            let parentLink = instance.parent.flatMap { try? JSONEncoder().encode($0) }
             for command in commands {
                 events.append(EventDraft(command.event(index: next, time: event.time)))
                 next += 1
                 switch command {
-                case .completeWorkflow: statusChange = .init(status: .completed)
-                case .failWorkflow(let failure): statusChange = .init(status: .failed, error: failure.description)
-                case .cancelWorkflow(let reason): statusChange = .init(status: .cancelled, error: reason)
+                case .completeWorkflow(let result):
+                    statusChange = .init(status: .completed)
+                    outcome = ChildOutcome(seq: 0, childRunID: runID, status: "completed",
+                                           result: String(decoding: result, as: UTF8.self))
+                case .failWorkflow(let failure):
+                    statusChange = .init(status: .failed, error: failure.description)
+                    outcome = ChildOutcome(seq: 0, childRunID: runID, status: "failed", failure: failure)
+                case .cancelWorkflow(let reason):
+                    statusChange = .init(status: .cancelled, error: reason)
+                    outcome = ChildOutcome(seq: 0, childRunID: runID, status: "cancelled",
+                                           failure: FailureInfo(type: "Cancelled", message: reason))
+                case .startChild(let seq, let type, let workflowID, let childRunID, let input):
+                    let link = try? JSONEncoder().encode(ParentLink(parentRunID: runID, parentSeq: seq))
+                    children.append((childRunID, JournalBatch.NewRun(
+                        workflowID: workflowID, workflowType: type, seed: UInt64.random(in: .min ... .max),
+                        status: .pending, createdAt: event.time), EventDraft(HistoryEvent(
+                            index: 0, kind: .workflowStarted, time: event.time, name: type, data: input, meta: link))))
                 case .continueAsNew(let input, let newRunID):
                     statusChange = .init(status: .continuedAsNew)
                     let next = JournalBatch.NewRun(
                         workflowID: instance.workflowID, workflowType: instance.workflowType,
                         seed: UInt64.random(in: .min ... .max), status: .pending, createdAt: event.time)
-                    let started = HistoryEvent(
-                        index: 0, kind: .workflowStarted, time: event.time, name: instance.workflowType, data: input)
+                    let started = HistoryEvent(  // a child's next run keeps its parent
+                        index: 0, kind: .workflowStarted, time: event.time, name: instance.workflowType, data: input,
+                        meta: parentLink)
                     continuation = (newRunID, next, EventDraft(started))
-                case .scheduleActivity, .cancelActivity, .startTimer, .cancelTimer, .markPatch: break
+                case .scheduleActivity, .cancelActivity, .startTimer, .cancelTimer, .markPatch, .cancelChild: break
                 }
             }
             if statusChange != nil {
@@ -302,6 +329,8 @@ final class RunDriver: Sendable {
                 run: ref, newRun: newRun, claim: claim, events: events, statusChange: statusChange,
                 deliveredSignal: deliveredSignal)
             batch.continuation = continuation
+            batch.childRuns = children
+            batch.notifyParent = parentNotice(outcome)
             engine.journal.append(batch) { [self] result in
                 committed?(result)
                 engine.afterCommit(self, commands: commands, result: result)

@@ -7,6 +7,10 @@ package enum WorkflowCommand: Sendable, Equatable {
     case cancelActivity(seq: Int)
     case startTimer(seq: Int, due: Date)
     case cancelTimer(seq: Int)
+    /// Start a child run (pending, for a worker to claim) and wait for its outcome.
+    case startChild(seq: Int, workflowType: String, workflowID: String, runID: String, input: Data)
+    /// The task awaiting a child was cancelled: cancel the child too, unless it is abandoned.
+    case cancelChild(seq: Int, runID: String, abandon: Bool)
     /// ``WorkflowContext/patched(_:)`` took the new branch of this change.
     case markPatch(id: String)
     case completeWorkflow(result: Data)
@@ -23,6 +27,8 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .startTimer: .timerStarted
         case .cancelTimer: .timerCancelled
         case .markPatch: .patchMarker
+        case .startChild: .childStarted
+        case .cancelChild: .childCancelRequested
         case .completeWorkflow: .workflowCompleted
         case .failWorkflow: .workflowFailed
         case .cancelWorkflow: .workflowCancelled
@@ -38,6 +44,8 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .scheduleActivity(let seq, let type, _, _): return event.seq == seq && event.name == type
         case .cancelActivity(let seq), .startTimer(let seq, _), .cancelTimer(let seq): return event.seq == seq
         case .markPatch(let id): return event.name == id
+        case .startChild(let seq, let type, _, _, _): return event.seq == seq && event.name == type
+        case .cancelChild(let seq, _, _): return event.seq == seq
         case .completeWorkflow, .failWorkflow, .cancelWorkflow, .continueAsNew: return true
         }
     }
@@ -50,6 +58,8 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .startTimer(let seq, _): "TimerStarted(seq \(seq))"
         case .cancelTimer(let seq): "TimerCancelled(seq \(seq))"
         case .markPatch(let id): "PatchMarker(\(id))"
+        case .startChild(let seq, let type, _, _, _): "ChildStarted(seq \(seq), \(type))"
+        case .cancelChild(let seq, _, _): "ChildCancelRequested(seq \(seq))"
         case .completeWorkflow: "WorkflowCompleted"
         case .failWorkflow(let failure): "WorkflowFailed(\(failure.type))"
         case .cancelWorkflow: "WorkflowCancelled"
@@ -61,7 +71,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         switch event.kind {
         case .activityScheduled, .activityCompleted, .activityFailed, .activityAttemptFailed,
              .activityCancelRequested, .activityCancelled, .activityHeartbeat, .timerStarted, .timerFired,
-             .timerCancelled:
+             .timerCancelled, .childStarted, .childClosed, .childCancelRequested:
             "\(event.kind.name)(seq \(event.seq)\(event.name.map { ", \($0)" } ?? ""))"
         default:
             event.kind.name
@@ -73,7 +83,8 @@ package enum WorkflowCommand: Sendable, Equatable {
         let payload: Data
         switch self {
         case .scheduleActivity(_, _, let input, _): payload = input
-        case .cancelActivity, .cancelTimer, .markPatch: payload = Data()
+        case .cancelActivity, .cancelTimer, .markPatch, .cancelChild: payload = Data()
+        case .startChild(_, _, _, _, let input): payload = input
         case .cancelWorkflow(let reason): payload = Data(reason.utf8)
         case .continueAsNew(let input, _): payload = input
         case .startTimer(_, let due): payload = Data(String(due.journalMillis).utf8)
@@ -99,6 +110,12 @@ package enum WorkflowCommand: Sendable, Equatable {
             return HistoryEvent(index: index, kind: .timerCancelled, time: time, seq: seq)
         case .markPatch(let id):
             return HistoryEvent(index: index, kind: .patchMarker, time: time, name: id)
+        case .startChild(let seq, let type, let workflowID, let runID, let input):
+            let link = try? JSONEncoder.payload().encode(["workflowID": workflowID, "runID": runID])
+            return HistoryEvent(index: index, kind: .childStarted, time: time, seq: seq, name: type, data: input, meta: link)
+        case .cancelChild(let seq, _, let abandon):
+            return HistoryEvent(index: index, kind: .childCancelRequested, time: time, seq: seq,
+                                name: abandon ? "abandon" : "cancel")
         case .completeWorkflow(let result):
             return HistoryEvent(index: index, kind: .workflowCompleted, time: time, data: result)
         case .failWorkflow(let failure):

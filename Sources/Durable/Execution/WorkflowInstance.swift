@@ -34,6 +34,10 @@ package final class WorkflowInstance: @unchecked Sendable {
     private var signalWaiters: [String: [(id: Int, continuation: CheckedContinuation<Data, any Error>)]] = [:]
     private var nextSignalWaiter = 0
     private var rootTask: Task<Void, Never>?
+    /// The run that started this one as a child, from its `WorkflowStarted` event.
+    private(set) var parent: ParentLink?
+    /// Children whose waiting task stopped waiting (abandoned): their late outcome is ignored.
+    private var abandonedChildren: Set<Int> = []
     /// A query handler is running (see ``answer(query:)``).
     private var answeringQuery = false
     /// Events recorded up to the current activation's input event, and the payload bytes seen.
@@ -84,7 +88,16 @@ package final class WorkflowInstance: @unchecked Sendable {
         payloadBytes += event.data?.count ?? 0
         switch event.kind {
         case .workflowStarted:
+            parent = event.meta.flatMap { try? JSONDecoder().decode(ParentLink.self, from: $0) }
             startRoot(input: event.data ?? Data())
+        case .childClosed:
+            if let waiter = waiters.removeValue(forKey: event.seq) {
+                waiter.resume(returning: event.data ?? Data())
+            } else if !abandonedChildren.contains(event.seq) {
+                throw DurableError(.nonDeterminism(
+                    runID: runID, eventIndex: event.index, recorded: WorkflowCommand.summary(of: event),
+                    actual: "no child with seq \(event.seq) waiting"))
+            }
         case .workflowCancelRequested:
             if cancelReason == nil {
                 cancelReason = event.data.map { String(decoding: $0, as: UTF8.self) } ?? "cancelled"
@@ -283,6 +296,37 @@ package final class WorkflowInstance: @unchecked Sendable {
         cancelledTimers.insert(seq)
         commands.append(.cancelTimer(seq: seq))
         waiter.resume(throwing: CancellationError())
+    }
+
+    /// Starts a child run and waits for its outcome (a ``ChildOutcome`` as JSON).
+    func executeChild(workflowType: String, workflowID: String?, input: Data, abandonOnCancel: Bool) async throws -> Data {
+        try checkUse("executeChild(\(workflowType))")
+        try Task.checkCancellation()
+        let seq = nextSeq
+        nextSeq += 1
+        // Deterministic: the same IDs on replay (a random run ID would differ; the IDs are recorded).
+        let childWorkflowID = workflowID ?? "\(self.workflowID)/\(seq)"
+        var bytes = rng  // a copy: the run's own random sequence does not move
+        let childRunID = "\(runID.prefix(8))-child-\(seq)-\(String(bytes.next(), radix: 36))"
+        commands.append(.startChild(
+            seq: seq, workflowType: workflowType, workflowID: childWorkflowID, runID: childRunID, input: input))
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                waiters[seq] = continuation
+            }
+        } onCancel: {
+            self.cancelChild(seq, runID: childRunID, abandon: abandonOnCancel)
+        }
+    }
+
+    private func cancelChild(_ seq: Int, runID childRunID: String, abandon: Bool) {
+        do { try checkUse("cancel child (seq \(seq))") } catch { return }
+        guard waiters[seq] != nil else { return }
+        commands.append(.cancelChild(seq: seq, runID: childRunID, abandon: abandon))
+        if abandon, let waiter = waiters.removeValue(forKey: seq) {
+            abandonedChildren.insert(seq)
+            waiter.resume(throwing: CancellationError())
+        }
     }
 
     /// The oldest signal of this name received and not yet taken, without waiting; `nil` if none.

@@ -72,6 +72,13 @@ struct Runs: AsyncParsableCommand {
                 object["failure"] = Format.failureJSON(failure)
                 object["continuedAs"] = continuedAs ?? NSNull()
                 object["activities"] = description.activities.map(Format.activityJSON)
+                object["parent"] = description.parent.map {
+                    ["runID": $0.parentRunID, "seq": $0.parentSeq] as [String: Any]
+                } ?? NSNull()
+                object["children"] = description.children.map {
+                    ["seq": $0.seq, "workflowType": $0.workflowType, "workflowID": $0.workflowID, "runID": $0.runID,
+                     "state": $0.state] as [String: Any]
+                }
                 object["timers"] = description.timers.map {
                     ["seq": $0.seq, "due": Format.time($0.due), "state": $0.state.rawValue] as [String: Any]
                 }
@@ -94,6 +101,12 @@ struct Runs: AsyncParsableCommand {
             if let error = run.error, failure == nil { lines.append("error:        \(error)") }
             if let error = description.historyError { lines.append("history:      \(error)") }
             print(lines.joined(separator: "\n"))
+            if let parent = description.parent {
+                print("parent:       run \(parent.parentRunID) (seq \(parent.parentSeq))")
+            }
+            for child in description.children {
+                print("child:        seq \(child.seq) \(child.workflowType) \(child.workflowID) run \(child.runID) \(child.state)")
+            }
             for timer in description.timers where timer.state == .waiting {
                 print("timer:        seq \(timer.seq) due \(Format.time(timer.due))")
             }

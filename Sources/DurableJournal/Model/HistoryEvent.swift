@@ -30,6 +30,9 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
     case workflowCancelled = 17
     case workflowTerminated = 18
     case workflowContinuedAsNew = 19
+    case childStarted = 20
+    case childClosed = 21
+    case childCancelRequested = 22
 
     public var name: String {
         switch self {
@@ -52,6 +55,9 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
         case .workflowCancelled: "WorkflowCancelled"
         case .workflowTerminated: "WorkflowTerminated"
         case .workflowContinuedAsNew: "WorkflowContinuedAsNew"
+        case .childStarted: "ChildStarted"
+        case .childClosed: "ChildClosed"
+        case .childCancelRequested: "ChildCancelRequested"
         }
     }
 
@@ -59,7 +65,7 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
     public var isInput: Bool {
         switch self {
         case .workflowStarted, .activityCompleted, .activityFailed, .activityCancelled, .timerFired,
-             .signalReceived, .workflowCancelRequested:
+             .signalReceived, .workflowCancelRequested, .childClosed:
             true
         default: false
         }
@@ -69,7 +75,8 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
     public var isCommand: Bool {
         switch self {
         case .activityScheduled, .activityCancelRequested, .timerStarted, .timerCancelled, .patchMarker,
-             .workflowCompleted, .workflowFailed, .workflowCancelled, .workflowContinuedAsNew:
+             .workflowCompleted, .workflowFailed, .workflowCancelled, .workflowContinuedAsNew, .childStarted,
+             .childCancelRequested:
             true
         default: false
         }

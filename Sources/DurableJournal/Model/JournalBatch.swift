@@ -84,6 +84,11 @@ package struct JournalBatch: Sendable {
     /// The run this batch ends continues as a new run of the same workflow ID: its row (pending, for a
     /// worker to claim) and `WorkflowStarted` event are written in the same transaction.
     package var continuation: (runID: String, run: NewRun, started: EventDraft)?
+    /// Child runs this batch starts: rows (pending, for a worker to claim) and `WorkflowStarted` events.
+    package var childRuns: [(runID: String, run: NewRun, started: EventDraft)] = []
+    /// The run this batch ends is a child: tell its parent (run ID) with a queued `durable.child`
+    /// signal carrying this payload, in the same transaction.
+    package var notifyParent: (runID: String, payload: Data)?
     /// A signal this batch delivers (its `SignalReceived` event is among `events`): its row leaves the
     /// `signals` table in the same transaction.
     package var deliveredSignal: Int64?

@@ -174,26 +174,50 @@ final class GroupCommitWriter: Sendable {
                 try db.cachedStatement(sql: "DELETE FROM signals WHERE run = ?").execute(arguments: [key])
             }
         }
+        for (childRunID, child, started) in batch.childRuns {
+            try insertRun(childRunID, child, started, db, now: now)
+        }
+        if let (parentRunID, payload) = batch.notifyParent {
+            try Self.notify(parent: parentRunID, payload: payload, db, now: now)
+        }
         if let (nextRunID, next, started) = batch.continuation {
-            try db.cachedStatement(
-                sql: """
-                    INSERT INTO runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, seed)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
-                    """
-            ).execute(arguments: [
-                nextRunID, next.workflowID, next.workflowType, next.status.rawValue, next.createdAt.journalMillis, now,
-                Int64(bitPattern: next.seed),
-            ])
-            let nextKey = db.lastInsertedRowID
-            try db.cachedStatement(
-                sql: "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta) VALUES (?,?,?,?,?,?,?,?,?)"
-            ).execute(arguments: [
-                nextKey, 0, started.kind.rawValue, started.time.journalMillis, 0, 0, started.name, started.data,
-                started.meta,
-            ])
+            let nextKey = try insertRun(nextRunID, next, started, db, now: now)
             // Signals not taken yet go to the next run.
             try db.cachedStatement(sql: "UPDATE signals SET run = ? WHERE run = ?").execute(arguments: [nextKey, key])
         }
+    }
+
+    /// Inserts a new pending run and its `WorkflowStarted` event. - Returns: its key.
+    @discardableResult
+    private static func insertRun(
+        _ runID: String, _ run: JournalBatch.NewRun, _ started: EventDraft, _ db: Database, now: Int64
+    ) throws -> Int64 {
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, seed)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """
+        ).execute(arguments: [
+            runID, run.workflowID, run.workflowType, run.status.rawValue, run.createdAt.journalMillis, now,
+            Int64(bitPattern: run.seed),
+        ])
+        let key = db.lastInsertedRowID
+        try db.cachedStatement(
+            sql: "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta) VALUES (?,?,?,?,?,?,?,?,?)"
+        ).execute(arguments: [
+            key, 0, started.kind.rawValue, started.time.journalMillis, 0, 0, started.name, started.data, started.meta,
+        ])
+        return key
+    }
+
+    /// Queues a child's outcome for its parent (if the parent is still open).
+    package static func notify(parent runID: String, payload: Data, _ db: Database, now: Int64) throws {
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO signals (run, name, data, sent_at)
+                SELECT id, 'durable.child', ?, ? FROM runs WHERE run_id = ? AND status IN \(RunStatus.openStatusesSQL)
+                """
+        ).execute(arguments: [PayloadCodec.encode(payload), now, runID])
     }
 
     /// Turns a constraint failure on a new run into "workflow ID in use", naming the open run.

@@ -2,7 +2,7 @@ import GRDB
 
 extension SQLiteJournal {
     /// The journal format this build writes. Bump it with a migration in ``migrate(_:from:)``.
-    package static let formatVersion = 4
+    package static let formatVersion = 5
     /// `PRAGMA application_id` of a Durable journal: "DurJ".
     package static let applicationID: Int32 = 0x4475_724A
 
@@ -95,7 +95,8 @@ extension SQLiteJournal {
     ///
     /// - Format 2 adds event kinds (activity cancellation and heartbeats) and attempt details in
     ///   `meta`; format 3 adds timer events; format 4 adds signal events, patch markers, workflow
-    ///   cancellation and termination (events and run statuses) and the `signals` table.
+    ///   cancellation and termination (events and run statuses) and the `signals` table; format 5 adds
+    ///   child workflow events.
     ///   Besides that table, an upgrade only records the new version, so that an older build refuses
     ///   the file instead of misreading the new events.
     static func migrate(_ db: Database, from version: Int) throws {

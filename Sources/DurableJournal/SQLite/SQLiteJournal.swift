@@ -122,6 +122,15 @@ package final class SQLiteJournal: Sendable {
                 sql: "UPDATE runs SET status = 'terminated', error = ?, updated_at = ?, closed_at = ? WHERE id = ?",
                 arguments: [reason, now, now, key])
             try db.execute(sql: "DELETE FROM signals WHERE run = ?", arguments: [key])
+            // A terminated child tells its parent.
+            if let meta = try Data.fetchOne(db, sql: "SELECT meta FROM events WHERE run = ? AND idx = 0", arguments: [key]),
+                let link = try? JSONDecoder().decode(ParentLink.self, from: meta),
+                let payload = try? JSONEncoder().encode(ChildOutcome(
+                    seq: link.parentSeq, childRunID: runID, status: RunStatus.terminated.rawValue,
+                    failure: FailureInfo(type: "Terminated", message: reason)))
+            {
+                try GroupCommitWriter.notify(parent: link.parentRunID, payload: payload, db, now: now)
+            }
         }
     }
 
