@@ -79,6 +79,17 @@ struct Guardian: Workflow {
         await engine.shutdown()
     }
 
+    @Test func aChildWorkflowIDInUseHoldsTheParentWithTheReason() async throws {
+        let engine = try engine()
+        let squatter = try await engine.start(Sleeper.self, input: 30_000, id: "ward")
+        let run = try await engine.start(Guardian.self, input: 10)
+        await #expect { _ = try await run.result() } throws: { error in
+            "\(error)".contains("child workflow ID 'ward' is in use by open run \(squatter.runID)")
+        }
+        #expect(try engine.describe(run.runID).run.status == .held)
+        await engine.shutdown()
+    }
+
     @Test func cancellingTheParentCancelsTheChild() async throws {
         let engine = try engine()
         let run = try await engine.start(Guardian.self, input: 30_000)

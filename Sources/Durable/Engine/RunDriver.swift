@@ -279,6 +279,15 @@ final class RunDriver: Sendable {
                 engine.hold(self, reason: error.description, newRun: newRun, started: event, committed: committed)
                 return 0
             }
+            for case .startChild(_, _, let workflowID, _, _) in commands {
+                if let existing = try? engine.journal.openRun(workflowID: workflowID) {
+                    // The child could not start: hold the run with the reason instead of failing its batch.
+                    engine.hold(
+                        self, reason: "child workflow ID '\(workflowID)' is in use by open run \(existing.runID)",
+                        newRun: newRun, started: event, committed: committed)
+                    return 0
+                }
+            }
             var events: [EventDraft] = []
             events.reserveCapacity(commands.count + 1)
             if !alreadyRecorded { events.append(EventDraft(event)) }
