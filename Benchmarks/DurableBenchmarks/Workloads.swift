@@ -254,7 +254,7 @@ func emitJournalStats(_ engine: Engine, workload: String, durability: Durability
 func plainJSON(_ event: HistoryEvent) -> String {
     var out = "{\"index\":\(event.index),\"kind\":\"\(event.kind.name)\",\"time\":\(event.time.journalMillis)"
     out += ",\"seq\":\(event.seq),\"attempt\":\(event.attempt)"
-    if let name = event.name { out += ",\"name\":" + JSONValue.quote(name) }
+    if let name = event.name { out += ",\"name\":" + jsonQuoted(name) }
     if let data = event.data { out += ",\"data\":" + String(decoding: data, as: UTF8.self) }
     if let meta = event.meta { out += ",\"meta\":" + String(decoding: meta, as: UTF8.self) }
     return out + "}"

@@ -191,29 +191,13 @@ public struct AttemptDetails: Codable, Sendable, Equatable {
             return String(micros / 1000) + "." + digits
         }
         if let cold { fields.append("\"cold\":\(cold)") }
-        if let heartbeat { fields.append("\"heartbeat\":" + Self.quoted(heartbeat)) }
+        if let heartbeat { fields.append("\"heartbeat\":" + jsonQuoted(heartbeat)) }
         if let pid { fields.append("\"pid\":\(pid)") }
         if let queueMs { fields.append("\"queueMs\":" + number(queueMs)) }
         if let runMs { fields.append("\"runMs\":" + number(runMs)) }
-        if let slot { fields.append("\"slot\":" + Self.quoted(slot)) }
+        if let slot { fields.append("\"slot\":" + jsonQuoted(slot)) }
         if let warmUpMs { fields.append("\"warmUpMs\":" + number(warmUpMs)) }
         return Data(("{" + fields.joined(separator: ",") + "}").utf8)
-    }
-
-    private static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 
     /// A short account for tables: `slot ScoreFraud#2 warm, queue 0.1 ms, run 5.2 ms`.
