@@ -246,17 +246,28 @@ package final class WorkflowInstance: @unchecked Sendable {
     func scheduleActivity(type: String, input: Data, options: ActivityOptions) async throws -> Data {
         try checkUse("execute(\(type))")
         try Task.checkCancellation()  // a cancelled branch schedules nothing
-        let seq = nextSeq
-        nextSeq += 1
+        let seq = nextSequence()
         activityTypes[seq] = type
         commands.append(.scheduleActivity(seq: seq, activityType: type, input: input, options: options))
 
-        return try await withTaskCancellationHandler {
+        return try await awaitOutcome(seq) { self.requestCancel(seq) }
+    }
+
+    /// A new sequence number for a decision.
+    private func nextSequence() -> Int {
+        defer { nextSeq += 1 }
+        return nextSeq
+    }
+
+    /// Waits until an input event for `seq` resumes the task (its payload); cancelling the waiting
+    /// task calls `onCancel` (on the activation thread: only workflow code cancels workflow tasks).
+    private func awaitOutcome(_ seq: Int, onCancel: @escaping @Sendable () -> Void) async throws -> Data {
+        try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 waiters[seq] = continuation
             }
         } onCancel: {
-            self.requestCancel(seq)
+            onCancel()
         }
     }
 
@@ -276,16 +287,9 @@ package final class WorkflowInstance: @unchecked Sendable {
         try checkUse("sleep")
         try Task.checkCancellation()
         guard due.journalMillis > now.journalMillis else { return }  // nothing to wait for
-        let seq = nextSeq
-        nextSeq += 1
+        let seq = nextSequence()
         commands.append(.startTimer(seq: seq, due: Date(journalMillis: due.journalMillis)))
-        _ = try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                waiters[seq] = continuation
-            }
-        } onCancel: {
-            self.cancelTimer(seq)
-        }
+        _ = try await awaitOutcome(seq) { self.cancelTimer(seq) }
     }
 
     /// The task sleeping on a timer was cancelled (only workflow code cancels workflow tasks, on the
@@ -302,21 +306,14 @@ package final class WorkflowInstance: @unchecked Sendable {
     func executeChild(workflowType: String, workflowID: String?, input: Data, abandonOnCancel: Bool) async throws -> Data {
         try checkUse("executeChild(\(workflowType))")
         try Task.checkCancellation()
-        let seq = nextSeq
-        nextSeq += 1
+        let seq = nextSequence()
         // Deterministic: the same IDs on replay (a random run ID would differ; the IDs are recorded).
         let childWorkflowID = workflowID ?? "\(self.workflowID)/\(seq)"
         var bytes = rng  // a copy: the run's own random sequence does not move
         let childRunID = "\(runID.prefix(8))-child-\(seq)-\(String(bytes.next(), radix: 36))"
         commands.append(.startChild(
             seq: seq, workflowType: workflowType, workflowID: childWorkflowID, runID: childRunID, input: input))
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                waiters[seq] = continuation
-            }
-        } onCancel: {
-            self.cancelChild(seq, runID: childRunID, abandon: abandonOnCancel)
-        }
+        return try await awaitOutcome(seq) { self.cancelChild(seq, runID: childRunID, abandon: abandonOnCancel) }
     }
 
     private func cancelChild(_ seq: Int, runID childRunID: String, abandon: Bool) {
