@@ -14,6 +14,7 @@ extension Engine {
         // thread (see ActivityExecution). Several would run one after another on it, so they do not.
         let inline = ActivityChain.runID == driver.runID
             && commands.count { if case .scheduleActivity = $0 { true } else { false } } == 1
+        var newRuns = false  // children or a continuation, written pending with this batch
         for command in commands {
             switch command {
             case .scheduleActivity(let seq, let type, let input, let options):
@@ -28,7 +29,7 @@ extension Engine {
             case .markPatch:
                 break
             case .startChild:
-                Task { try? await self.claimPendingRuns() }  // the child is pending in the journal
+                newRuns = true
             case .cancelChild(_, let childRunID, let abandon):
                 if !abandon { _ = try? cancel(childRunID, reason: "its parent was cancelled") }
             case .completeWorkflow(let result):
@@ -39,9 +40,10 @@ extension Engine {
                 closed(driver, outcome: .cancelled(reason))
             case .continueAsNew(_, let newRunID):
                 closed(driver, outcome: .continuedAsNew(newRunID))
-                Task { try? await self.claimPendingRuns() }  // the next run is pending in the journal
+                newRuns = true
             }
         }
+        if newRuns { Task { try? await self.claimPendingRuns() } }  // one pass claims them all
     }
 
     /// Called once a run's termination is committed (or failed to be).
