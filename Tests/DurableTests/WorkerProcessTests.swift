@@ -44,6 +44,20 @@ private final class Recorder: Sendable {
     var all: [Data] { items.withLock { $0 } }
 }
 
+/// Starts request 1 with `input`, cancels it once its first heartbeat arrives, expects the call to end
+/// with `CancellationError`, and returns how long that took after the cancel.
+private func cancelAfterFirstHeartbeat(_ worker: WorkerProcess, _ input: String) async -> Duration {
+    let (started, beat) = AsyncStream<Void>.makeStream()
+    let task = Task { try await worker.call(request(1, input)) { _ in beat.yield() } }
+    var beats = started.makeAsyncIterator()
+    _ = await beats.next()
+    let clock = ContinuousClock()
+    let start = clock.now
+    task.cancel()
+    await #expect(throws: CancellationError.self) { try await task.value }
+    return clock.now - start
+}
+
 /// Runs `body`, returning the WorkerProcessError it throws (failing the test if it throws anything else).
 private func workerError<T>(_ body: () async throws -> T) async -> WorkerProcessError? {
     do {
@@ -164,16 +178,8 @@ private func workerError<T>(_ body: () async throws -> T) async -> WorkerProcess
 
     @Test func cancellationTerminatesTheProcess() async throws {
         let worker = try await WorkerProcess.launch(workerConfiguration())
-        let (started, beat) = AsyncStream<Void>.makeStream()
-        let input = #"{"op":"stall_heartbeats","count":1,"then_sleep_ms":20000}"#
-        let task = Task { try await worker.call(request(1, input)) { _ in beat.yield() } }
-        var beats = started.makeAsyncIterator()
-        _ = await beats.next()
-        let clock = ContinuousClock()
-        let start = clock.now
-        task.cancel()
-        await #expect(throws: CancellationError.self) { try await task.value }
-        #expect(clock.now - start < .seconds(1.5))  // SIGTERM sufficed; no wait for the grace
+        let elapsed = await cancelAfterFirstHeartbeat(worker, #"{"op":"stall_heartbeats","count":1,"then_sleep_ms":20000}"#)
+        #expect(elapsed < .seconds(1.5))  // SIGTERM sufficed; no wait for the grace
         #expect(isGone(worker.pid))
         #expect(!worker.isUsable)
         #expect(worker.stderrTail().contains("terminating"))
@@ -181,16 +187,7 @@ private func workerError<T>(_ body: () async throws -> T) async -> WorkerProcess
 
     @Test func processIgnoringSIGTERMIsKilledAfterTheGrace() async throws {
         let worker = try await WorkerProcess.launch(workerConfiguration(grace: .milliseconds(300)))
-        let (started, beat) = AsyncStream<Void>.makeStream()
-        let input = #"{"op":"ignore_term","announce":true,"ms":20000}"#
-        let task = Task { try await worker.call(request(1, input)) { _ in beat.yield() } }
-        var beats = started.makeAsyncIterator()
-        _ = await beats.next()
-        let clock = ContinuousClock()
-        let start = clock.now
-        task.cancel()
-        await #expect(throws: CancellationError.self) { try await task.value }
-        let elapsed = clock.now - start
+        let elapsed = await cancelAfterFirstHeartbeat(worker, #"{"op":"ignore_term","announce":true,"ms":20000}"#)
         #expect(elapsed >= .milliseconds(250))
         #expect(elapsed < .seconds(5))
         #expect(isGone(worker.pid))
