@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "Durable", targets: ["Durable"]),
         .library(name: "DurableJournal", targets: ["DurableJournal"]),
         .library(name: "DurableCommands", targets: ["DurableCommands"]),
+        .library(name: "DurableTesting", targets: ["DurableTesting"]),
         .executable(name: "durable", targets: ["DurableCLI"]),
         .executable(name: "doc-pipeline", targets: ["DocPipeline"]),
         .executable(name: "durable-bench", targets: ["DurableBenchmarks"]),
@@ -51,6 +52,11 @@ let package = Package(
                 "Durable",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "DurableTesting",
+            dependencies: ["Durable", "DurableJournal"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -94,6 +100,12 @@ let package = Package(
                 "Durable", "DurableJournal", "DurableTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DurableTestingTests",
+            dependencies: ["DurableTesting", "DurableTestSupport"],
+            resources: [.copy("Histories")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -45,7 +45,7 @@ public enum DurableApp {
             return error.exitCode.rawValue
         } catch let error as JournalError {
             printError(error.description)
-            return error.isMissingRun ? ExitCode.badInput.rawValue : ExitCode.journal.rawValue
+            return error.isBadInput ? ExitCode.badInput.rawValue : ExitCode.journal.rawValue
         } catch let error as DurableError {
             printError(error.description)
             return error.isWorkerRunning ? ExitCode.journal.rawValue : ExitCode.badInput.rawValue
@@ -73,6 +73,11 @@ struct AppSetup: Sendable {
     static let current = Mutex(AppSetup(name: "durable", register: nil))
 
     static var hasCode: Bool { current.withLock { $0.register != nil } }
+
+    /// Registers the application's workflows and activities, if it has any.
+    static func registerCode(in engine: Engine) {
+        if let register = current.withLock({ $0.register }) { register(engine) }
+    }
 }
 
 /// Exit codes, documented in `Docs/cli.md`.
@@ -92,7 +97,14 @@ struct CommandFailure: Error {
 }
 
 extension JournalError {
-    var isMissingRun: Bool { description.hasPrefix("no run with") }
+    /// A mistake in what the user asked for (an unknown run, an unreadable history file), not a
+    /// problem with the journal.
+    var isBadInput: Bool {
+        switch code {
+        case .runNotFound, .badHistoryFile: true
+        default: false
+        }
+    }
 }
 
 struct RootCommand: AsyncParsableCommand {

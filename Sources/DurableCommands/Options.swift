@@ -16,19 +16,15 @@ struct JournalOptions: ParsableArguments {
     /// - Parameter withCode: register the application's workflows and activities (if any).
     func openExisting(withCode: Bool = false) throws -> Engine {
         let engine = try Engine(journal: JournalConfiguration(path: path, createIfMissing: false))
-        if withCode { registerApplication(engine) }
+        if withCode { AppSetup.registerCode(in: engine) }
         return engine
     }
 
     /// Opens the journal, creating it if needed, with the application's registrations (if any).
     func openForWork(durability: Durability = .full) throws -> Engine {
         let engine = try Engine(journal: .sqlite(path: path, durability: durability))
-        registerApplication(engine)
+        AppSetup.registerCode(in: engine)
         return engine
-    }
-
-    private func registerApplication(_ engine: Engine) {
-        if let register = AppSetup.current.withLock({ $0.register }) { register(engine) }
     }
 }
 

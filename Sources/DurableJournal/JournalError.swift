@@ -14,6 +14,8 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         case runClosed(runID: String, status: String, operation: String)
         case conflict(runID: String, reason: String)
         case storage(reason: String)
+        /// A history file (`durable history export`) that cannot be read or replayed.
+        case badHistoryFile(path: String, reason: String)
     }
 
     package let code: Code
@@ -69,6 +71,8 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
             "run \(runID): \(reason)"
         case .storage(let reason):
             "journal storage error: \(reason)"
+        case .badHistoryFile(let path, let reason):
+            "history file \(path) \(reason)"
         }
     }
 }

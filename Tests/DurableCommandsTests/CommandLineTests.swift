@@ -84,6 +84,38 @@ import Glibc
         #expect(noCode.status == 64, "the code-less durable binary has no replay command")
     }
 
+    @Test func anExportedHistoryReplaysFromItsFileAndAChangedOneDoesNot() async throws {
+        let journal = try await journalWithOneRun()
+        let file = temporaryPath() + ".json"
+        let export = try await runCommand(durable, ["history", "export", "cli-1", "-o", file, "--journal", journal])
+        #expect(export.status == 0, "\(export.stderr)")
+        #expect(export.stdout.contains("wrote 20 events of run"))
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as? [String: Any])
+        #expect(document["format"] as? String == "durable.history")
+        #expect((document["run"] as? [String: Any])?["workflowType"] as? String == "CrashFlow")
+        #expect((document["events"] as? [Any])?.count == 20)
+
+        // Replayed by the app's code from the file alone: no journal needed.
+        let replay = try await runCommand(app, ["replay", "--file", file, "--journal", "/nonexistent/journal.sqlite"])
+        #expect(replay.status == 0, "\(replay.stderr)")
+        #expect(replay.stdout.contains("20 events replayed, the code matches the history"))
+
+        // History that the code would not have made: the first activity renamed.
+        let text = try String(contentsOfFile: file, encoding: .utf8)
+        let changed = try #require(text.range(of: #""name" : "Step""#))
+        try text.replacingCharacters(in: changed, with: #""name" : "Stamp""#).write(toFile: file, atomically: true, encoding: .utf8)
+        let mismatch = try await runCommand(app, ["replay", "--file", file])
+        #expect(mismatch.status == 1)
+        #expect(mismatch.stderr.contains("Stamp"), "\(mismatch.stderr)")
+
+        try "{}".write(toFile: file, atomically: true, encoding: .utf8)
+        let bad = try await runCommand(app, ["replay", "--file", file])
+        #expect(bad.status == 2)
+        #expect(bad.stderr.contains("error: history file \(file) is not a Durable history"), "\(bad.stderr)")
+        let both = try await runCommand(app, ["replay", "cli-1", "--file", file])
+        #expect(both.status == 64)
+    }
+
     /// `durable submit` from one process, a worker in another picks the run up; `--wait` prints the result.
     @Test func submittedRunIsPickedUpByARunningWorker() async throws {
         let journal = try await journalWithOneRun()

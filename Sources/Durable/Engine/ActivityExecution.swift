@@ -54,7 +54,7 @@ final class ActivityExecution: Sendable {
     func begin(inline: Bool) {
         if let limit = options.scheduleToClose {
             let deadline = pending.scheduledAt.addingTimeInterval(Double(limit.milliseconds) / 1000)
-            let timer = engine.timeouts.schedule(after: .milliseconds(max(0, deadline.timeIntervalSinceNow * 1000))) {
+            let timer = engine.timeouts.schedule(at: deadline) {
                 self.scheduleToCloseExpired(limit)
             }
             state.withLock { $0.closeTimer = timer }
@@ -68,7 +68,7 @@ final class ActivityExecution: Sendable {
         var lost: Int? = pending.failedAttempts + 1
         var retryIn: Duration?
         if pending.failedAttempts > 0, let failedAt = pending.lastFailureAt {
-            let wait = failedAt.addingTimeInterval(Double(pending.retryDelayMs) / 1000).timeIntervalSinceNow
+            let wait = failedAt.addingTimeInterval(Double(pending.retryDelayMs) / 1000).timeIntervalSince(engine.clock.now())
             if wait > 0 {
                 lost = nil
                 retryIn = .milliseconds(Int64(wait * 1000))
@@ -102,6 +102,7 @@ final class ActivityExecution: Sendable {
             finish(.activityCancelled, attempt: number - 1, data: encode(cancelledFailure), details: nil)
             return
         }
+        engine.clock.beginWork()  // until settle() has posted the attempt's outcome
         if let limit = options.scheduleToStart {
             attempt.addTimer(engine.timeouts.schedule(after: limit) {
                 self.settle(attempt, .timedOut(ScheduleToStartTimeout(
@@ -159,7 +160,7 @@ final class ActivityExecution: Sendable {
         let number = attempt.number
         let context = ActivityContext(
             runID: driver.runID, workflowID: driver.workflowID, activityType: pending.activityType, sequence: seq,
-            attempt: number, startedAt: Date(), slot: lease.name,
+            attempt: number, startedAt: engine.clock.now(), slot: lease.name,
             lastHeartbeatData: state.withLock { $0.lastHeartbeat }, heartbeats: attempt)
         if let limit = options.startToClose {
             attempt.addTimer(engine.timeouts.schedule(after: limit) {
@@ -202,8 +203,12 @@ final class ActivityExecution: Sendable {
     /// the caller may be a process pool's reader thread, which must not wait for a commit.
     func journalHeartbeat(_ attempt: AttemptRun, _ details: Data) {
         let event = HistoryEvent(
-            index: 0, kind: .activityHeartbeat, time: Date(), seq: seq, attempt: attempt.number, data: details)
-        DispatchQueue.global().async { self.driver.post(.record(event, committed: nil)) }
+            index: 0, kind: .activityHeartbeat, time: engine.clock.now(), seq: seq, attempt: attempt.number, data: details)
+        engine.clock.beginWork()
+        DispatchQueue.global().async {
+            self.driver.post(.record(event, committed: nil))
+            self.engine.clock.endWork()
+        }
     }
 
     func cancelTimer(_ timer: Int) { engine.timeouts.cancel(timer) }
@@ -260,6 +265,7 @@ final class ActivityExecution: Sendable {
         }
         if failed { pool.metrics.failures.increment() }
         ended(attempt.number, outcome, details, isShared: pool.isShared)
+        engine.clock.endWork()
     }
 
     private func ended(_ number: Int, _ outcome: Outcome, _ details: AttemptDetails, isShared: Bool) {
@@ -302,7 +308,7 @@ final class ActivityExecution: Sendable {
         failure.retryable = true
         failure.nextRetryDelayMs = Int(delay.milliseconds)
         let event = HistoryEvent(
-            index: 0, kind: .activityAttemptFailed, time: Date(), seq: seq, attempt: number, data: encode(failure),
+            index: 0, kind: .activityAttemptFailed, time: engine.clock.now(), seq: seq, attempt: number, data: encode(failure),
             meta: details.json)
         // The next attempt is issued only once this failure is journaled: after a crash, recovery
         // then knows which attempt numbers were used.
@@ -336,7 +342,7 @@ final class ActivityExecution: Sendable {
         for timer in timers { engine.timeouts.cancel(timer) }
         driver.untrack(self)
         let event = HistoryEvent(
-            index: 0, kind: kind, time: Date(), seq: seq, attempt: max(attempt, 0), data: data,
+            index: 0, kind: kind, time: engine.clock.now(), seq: seq, attempt: max(attempt, 0), data: data,
             meta: details.flatMap { $0 == AttemptDetails() ? nil : $0.json })
         driver.post(.input(event, newRun: nil, claim: false, alreadyRecorded: false, committed: nil))
     }

@@ -19,7 +19,7 @@ extension Engine {
             switch command {
             case .scheduleActivity(let seq, let type, let input, let options):
                 dispatch(driver, PendingActivity(
-                    seq: seq, activityType: type, input: input, options: options, scheduledAt: Date()), inline: inline)
+                    seq: seq, activityType: type, input: input, options: options, scheduledAt: clock.now()), inline: inline)
             case .cancelActivity(let seq):
                 driver.cancelActivity(seq)
             case .startTimer(let seq, let due):
@@ -43,7 +43,13 @@ extension Engine {
                 newRuns = true
             }
         }
-        if newRuns { Task { try? await self.claimPendingRuns() } }  // one pass claims them all
+        if newRuns {  // one pass claims them all
+            clock.beginWork()
+            Task {
+                _ = try? await self.claimPendingRuns()
+                self.clock.endWork()
+            }
+        }
     }
 
     /// Called once a run's termination is committed (or failed to be).
@@ -93,11 +99,22 @@ extension Engine {
             batch.events = [EventDraft(started)]
         }
         let error = DurableError(.runHeld(runID: driver.runID, reason: reason))
-        journal.append(batch) { result in
+        append(batch) { result in
             committed?(result)
             for waiter in waiters { waiter.resume(throwing: error) }
         }
         driver.instance.tearDown()
+    }
+
+    /// Hands a batch to the journal's writer; `done` runs on the writer's thread once the batch is
+    /// committed (or failed). A skipping clock counts the batch as work in progress until then.
+    func append(_ batch: JournalBatch, done: @escaping @Sendable (Result<Void, any Error>) -> Void) {
+        guard clock.skipping else { return journal.append(batch, completion: done) }
+        clock.beginWork()
+        journal.append(batch) { [clock] result in
+            done(result)
+            clock.endWork()
+        }
     }
 
     // MARK: - Activities

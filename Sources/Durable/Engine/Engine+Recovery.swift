@@ -176,10 +176,40 @@ extension Engine {
     /// Re-runs a run's code against its recorded history without writing anything.
     public func replay(_ id: String) throws -> ReplayReport {
         guard let run = try journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
-        guard let registration = workflowRegistration(run.workflowType) else {
-            throw DurableError(.unknownWorkflowType(run.workflowType, known: workflowTypes))
+        return Self.replay(run, try journal.history(run), with: try registration(run.workflowType))
+    }
+
+    /// Re-runs the registered code of a history file's workflow type against that history (a file
+    /// `durable history export` wrote, from this journal or any other) without writing anything.
+    /// - Parameter path: names the file in errors.
+    /// - Throws: ``JournalError`` `badHistoryFile` when the history cannot be read,
+    ///   ``DurableError`` `unknownWorkflowType` when its type is not registered here.
+    public func replay(history: HistoryExport, path: String) throws -> ReplayReport {
+        let (run, events) = try history.decoded(path: path)
+        return Self.replay(run, events, with: try registration(run.workflowType))
+    }
+
+    /// Re-runs `W` against a history file, whatever the engine has registered (DurableTesting's
+    /// `assertReplays`).
+    /// - Throws: ``JournalError`` `badHistoryFile` when the file cannot be read or is a history of
+    ///   another workflow type.
+    package static func replay<W: Workflow>(history: HistoryExport, path: String, as workflow: W.Type) throws -> ReplayReport {
+        let (run, events) = try history.decoded(path: path)
+        guard run.workflowType == W.name else {
+            throw JournalError(.badHistoryFile(
+                path: path, reason: "is a history of workflow type \(run.workflowType), not \(W.name)"))
         }
-        let events = try journal.history(run)
+        return replay(run, events, with: WorkflowRegistration(W.self))
+    }
+
+    private func registration(_ workflowType: String) throws -> WorkflowRegistration {
+        guard let registration = workflowRegistration(workflowType) else {
+            throw DurableError(.unknownWorkflowType(workflowType, known: workflowTypes))
+        }
+        return registration
+    }
+
+    private static func replay(_ run: RunRecord, _ events: [HistoryEvent], with registration: WorkflowRegistration) -> ReplayReport {
         let instance = WorkflowInstance(run: run, body: registration.body)
         defer { instance.tearDown() }
         var report = ReplayReport(runID: run.runID, workflowType: run.workflowType, eventCount: events.count)

@@ -204,7 +204,7 @@ extension Engine {
             return existing.runID
         }
         let seed = UInt64.random(in: .min ... .max)
-        let now = Date()
+        let now = clock.now()
         let instance = WorkflowInstance(
             runID: runID, workflowID: workflowID, workflowType: workflowType, seed: seed, body: registration.body)
         let driver = RunDriver(engine: self, ref: RunRef(runID: runID), instance: instance, nextEventIndex: 0)
@@ -236,7 +236,7 @@ extension Engine {
         let runID = UUID().uuidString.lowercased()
         let workflowID = id ?? runID
         if let existing = try journal.openRun(workflowID: workflowID) { return (existing.runID, true) }
-        let now = Date()
+        let now = clock.now()
         let started = HistoryEvent(index: 0, kind: .workflowStarted, time: now, name: workflowType, data: input)
         let batch = JournalBatch(
             run: RunRef(runID: runID),
@@ -258,6 +258,10 @@ extension Engine {
     /// by another process are watched through the journal.
     /// - Throws: ``DurableError`` `runHeld` when the run is or becomes held.
     public func outcome(of runID: String) async throws -> RunOutcome {
+        try await clock.awaitingOutcome { try await awaitOutcome(of: runID) }
+    }
+
+    private func awaitOutcome(of runID: String) async throws -> RunOutcome {
         // Driven here: wait to be resumed at its end (nil: not driven here, or it ended meanwhile).
         let driven = try await withCheckedThrowingContinuation {
             (continuation: CheckedContinuation<RunOutcome?, any Error>) in

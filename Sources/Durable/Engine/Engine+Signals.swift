@@ -101,13 +101,13 @@ extension Engine {
                 driver.post(.terminate(signal.data.map { String(decoding: $0, as: UTF8.self) } ?? "", queued: signal.id))
             case Self.childSignal:
                 let seq = signal.data.flatMap { try? JSONDecoder().decode(ChildOutcome.self, from: $0) }?.seq ?? 0
-                let event = HistoryEvent(index: 0, kind: .childClosed, time: Date(), seq: seq, data: signal.data)
+                let event = HistoryEvent(index: 0, kind: .childClosed, time: clock.now(), seq: seq, data: signal.data)
                 driver.post(.signal(event, queued: signal.id))
             case Self.cancelSignal:
-                let event = HistoryEvent(index: 0, kind: .workflowCancelRequested, time: Date(), data: signal.data)
+                let event = HistoryEvent(index: 0, kind: .workflowCancelRequested, time: clock.now(), data: signal.data)
                 driver.post(.signal(event, queued: signal.id))
             default:
-                let event = HistoryEvent(index: 0, kind: .signalReceived, time: Date(), name: signal.name, data: signal.data)
+                let event = HistoryEvent(index: 0, kind: .signalReceived, time: clock.now(), name: signal.name, data: signal.data)
                 driver.post(.signal(event, queued: signal.id))
             }
         }

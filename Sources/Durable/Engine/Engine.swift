@@ -45,19 +45,31 @@ public final class Engine: Sendable {
     let firstRecovery = Mutex<Task<RecoveryReport, any Error>?>(nil)
     /// Set once the first recovery pass has succeeded: starts then skip waiting for it.
     let hasRecovered = Atomic<Bool>(false)
-    /// Activity timeouts, retry delays and pool idle checks.
-    let timeouts = TimeoutScheduler()
+    /// Durable timers, activity timeouts, retry delays and pool idle checks, on the engine's clock.
+    let timeouts: TimeoutScheduler
+
+    /// The time the engine records in history and waits by.
+    package var clock: EngineClock { timeouts.clock }
 
     /// Opens (or creates) the journal.
     /// - Parameters:
     ///   - worker: limits for the whole worker, such as the most activity attempts at once.
     ///   - metrics: where pool metrics go; the process-wide `MetricsSystem.factory` when `nil`.
     /// - Throws: ``JournalError`` when the file is not a journal, is from a newer format, or cannot be opened.
-    public init(
+    public convenience init(
         journal configuration: JournalConfiguration, worker: WorkerOptions = WorkerOptions(),
         metrics: (any MetricsFactory)? = nil
     ) throws {
+        try self.init(journal: configuration, worker: worker, metrics: metrics, clock: EngineClock())
+    }
+
+    /// An engine on the given clock (a test engine's skipping clock, see DurableTesting).
+    package init(
+        journal configuration: JournalConfiguration, worker: WorkerOptions = WorkerOptions(),
+        metrics: (any MetricsFactory)? = nil, clock: EngineClock
+    ) throws {
         journal = try SQLiteJournal(configuration)
+        timeouts = TimeoutScheduler(clock: clock)
         workerOptions = worker
         permits = worker.maximumConcurrentActivities.map { WorkerPermits(limit: $0) }
         metricsFactory = metrics ?? MetricsSystem.factory

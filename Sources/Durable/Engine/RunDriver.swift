@@ -91,7 +91,11 @@ final class RunDriver: Sendable {
             box.processing = true
             return (true, true)
         }
-        if process { processMailbox() }
+        if process {
+            engine.clock.beginWork()
+            processMailbox()
+            engine.clock.endWork()
+        }
         return accepted
     }
 
@@ -183,15 +187,14 @@ final class RunDriver: Sendable {
     /// Starts a durable timer: at `due` (at once, on this thread, if that has passed) the run gets a
     /// `TimerFired` event.
     func startTimer(_ seq: Int, due: Date) {
-        let delay = due.timeIntervalSinceNow
-        guard delay > 0 else {
+        guard due > engine.clock.now() else {
             if activities.withLock({ $0 != nil }) { fireTimer(seq) }
             return
         }
         // Registered under the lock that the callback takes: it cannot fire before it is recorded.
         activities.withLock { tracked in
             guard tracked != nil else { return }
-            tracked?.timers[seq] = engine.timeouts.schedule(after: .milliseconds(Int64((delay * 1000).rounded(.up)))) {
+            tracked?.timers[seq] = engine.timeouts.schedule(at: due) {
                 [self] in
                 let due = activities.withLock { $0?.timers.removeValue(forKey: seq) != nil }
                 if due { fireTimer(seq) }
@@ -206,7 +209,7 @@ final class RunDriver: Sendable {
     }
 
     private func fireTimer(_ seq: Int) {
-        post(.input(HistoryEvent(index: 0, kind: .timerFired, time: Date(), seq: seq),
+        post(.input(HistoryEvent(index: 0, kind: .timerFired, time: engine.clock.now(), seq: seq),
                     newRun: nil, claim: false, alreadyRecorded: false, committed: nil))
     }
 
@@ -228,20 +231,20 @@ final class RunDriver: Sendable {
             return 0
         case .record(var event, let committed):
             event.index = index
-            engine.journal.append(JournalBatch(run: ref, events: [EventDraft(event)])) { [engine, runID] result in
+            engine.append(JournalBatch(run: ref, events: [EventDraft(event)])) { [engine, runID] result in
                 if case .failure(let error) = result { engine.journalWriteFailed(runID: runID, error) }
                 committed?(result)
             }
             return 1
         case .terminate(let reason, let queued):
             Self.release(mailbox.withLock { closeMailbox(&$0) })
-            let event = HistoryEvent(index: index, kind: .workflowTerminated, time: Date(), data: Data(reason.utf8))
+            let event = HistoryEvent(index: index, kind: .workflowTerminated, time: engine.clock.now(), data: Data(reason.utf8))
             var batch = JournalBatch(
                 run: ref, events: [EventDraft(event)], statusChange: .init(status: .terminated, error: reason),
                 deliveredSignal: queued)
             batch.notifyParent = parentNotice(ChildOutcome(
                 seq: 0, childRunID: runID, status: "terminated", failure: FailureInfo(type: "Terminated", message: reason)))
-            engine.journal.append(batch) { [self] result in
+            engine.append(batch) { [self] result in
                 engine.afterTermination(self, reason: reason, result: result)
             }
             return 1
@@ -340,7 +343,7 @@ final class RunDriver: Sendable {
             batch.continuation = continuation
             batch.childRuns = children
             batch.notifyParent = parentNotice(outcome)
-            engine.journal.append(batch) { [self] result in
+            engine.append(batch) { [self] result in
                 committed?(result)
                 engine.afterCommit(self, commands: commands, result: result)
             }

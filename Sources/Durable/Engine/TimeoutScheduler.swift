@@ -2,8 +2,8 @@ import Dispatch
 import Foundation
 import Synchronization
 
-/// Runs callbacks at deadlines, on one background thread; cancelling is cheap and frees the callback
-/// at once.
+/// Runs callbacks at deadlines on the engine's clock, on one background thread; cancelling is cheap
+/// and frees the callback at once.
 ///
 /// Every activity attempt registers its start-to-close timeout here and cancels it when it ends, so
 /// both must cost little: a heap push and a dictionary insert, a dictionary removal. Cancelled
@@ -25,10 +25,16 @@ final class TimeoutScheduler: Sendable {
 
     private let state = Mutex(State())
     private let wake = DispatchSemaphore(value: 0)
+    let clock: EngineClock
+
+    init(clock: EngineClock) {
+        self.clock = clock
+        clock.setIdleHandler { [weak self] in self?.skipToNextDeadline() }
+    }
 
     /// Calls `callback` once `delay` has passed, unless ``cancel(_:)`` comes first.
     func schedule(after delay: Duration, _ callback: @escaping Callback) -> Int {
-        let deadline = DispatchTime.now().uptimeNanoseconds &+ UInt64(max(0, delay.milliseconds)) * 1_000_000
+        let deadline = clock.uptimeNanos() &+ UInt64(max(0, delay.milliseconds)) * 1_000_000
         let (id, signal, start) = state.withLock { state -> (Int, Bool, Bool) in
             state.nextID += 1
             let id = state.nextID
@@ -49,6 +55,11 @@ final class TimeoutScheduler: Sendable {
         return id
     }
 
+    /// Calls `callback` when the engine's clock reaches `date` (soon, if it has passed).
+    func schedule(at date: Date, _ callback: @escaping Callback) -> Int {
+        schedule(after: .milliseconds(Int64((date.timeIntervalSince(clock.now()) * 1000).rounded(.up))), callback)
+    }
+
     func cancel(_ id: Int) {
         state.withLock { state in
             state.callbacks[id] = nil
@@ -61,24 +72,57 @@ final class TimeoutScheduler: Sendable {
 
     private func run() {
         while true {
-            let now = DispatchTime.now().uptimeNanoseconds
+            let now = clock.uptimeNanos()
             var due: [Callback] = []
             let next: UInt64? = state.withLock { state in
                 while let first = state.heap.first, first.deadline <= now {
                     let node = Self.pop(&state.heap)
-                    if let callback = state.callbacks.removeValue(forKey: node.id) { due.append(callback) }
+                    if let callback = state.callbacks.removeValue(forKey: node.id) {
+                        clock.beginWork()  // under the lock: a skip sees it
+                        due.append(callback)
+                    }
                 }
                 return state.heap.first?.deadline
             }
             // Callbacks may record events and commit: they run elsewhere, so that one slow commit
             // does not hold up every other deadline.
-            for callback in due { DispatchQueue.global().async(execute: callback) }
+            for callback in due {
+                DispatchQueue.global().async { [clock] in
+                    callback()
+                    clock.endWork()
+                }
+            }
             if let next {
-                _ = wake.wait(timeout: DispatchTime(uptimeNanoseconds: next))
+                _ = wake.wait(timeout: DispatchTime(uptimeNanoseconds: clock.systemUptime(at: next)))
             } else {
                 wake.wait()
             }
         }
+    }
+
+    enum Skip {
+        /// The clock is at the earliest deadline now (it may have been there already).
+        case moved
+        /// Something is in progress: time does not skip over it.
+        case busy
+        /// No deadline (within the limit) to skip to.
+        case nothingDue
+    }
+
+    /// Moves a skipping clock ahead to the earliest deadline (if it is not after `limit`), when
+    /// nothing is in progress.
+    @discardableResult
+    func skipToNextDeadline(notAfter limit: UInt64 = .max) -> Skip {
+        let skip = state.withLock { state -> Skip in
+            while let first = state.heap.first, state.callbacks[first.id] == nil { _ = Self.pop(&state.heap) }
+            guard clock.isIdle else { return .busy }
+            guard let next = state.heap.first?.deadline, next <= limit else { return .nothingDue }
+            let now = clock.uptimeNanos()
+            if next > now { clock.moveAhead(by: next - now) }
+            return .moved
+        }
+        if case .moved = skip { wake.signal() }
+        return skip
     }
 
     private static func push(_ node: Node, into heap: inout [Node]) {

@@ -76,7 +76,7 @@ package final class SlotPool: Sendable {
     /// A pool with its own timers and no metrics (for benchmarks and tests of the pool alone).
     package convenience init(name: String, options: PoolOptions, make: @escaping Factory) {
         self.init(name: name, options: options, metrics: PoolMetrics(pool: name, factory: NOOPMetricsHandler.instance),
-                  timers: TimeoutScheduler(), make: make)
+                  timers: TimeoutScheduler(clock: EngineClock()), make: make)
     }
 
     /// A shared pool around one resource.
@@ -189,7 +189,7 @@ package final class SlotPool: Sendable {
         guard shared == nil else { return }
         let retire = retire || !isHealthy(lease.resource)
         if retire { metrics.recycled.increment() }
-        let now = DispatchTime.now().uptimeNanoseconds
+        let now = timers.clock.uptimeNanos()
         let (work, inUse, scheduleEviction) = state.withLock { state in
             state.inUse -= 1
             let work = effects(
@@ -289,7 +289,7 @@ package final class SlotPool: Sendable {
             let resource = try await warm()
             metrics.coldStarts.increment()
             metrics.warmUp.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds &- start))
-            let now = DispatchTime.now().uptimeNanoseconds
+            let now = timers.clock.uptimeNanos()
             let work = state.withLock { state -> Effects? in
                 guard !state.stopped else { return nil }
                 state.resources[slot] = resource
@@ -331,7 +331,7 @@ package final class SlotPool: Sendable {
 
     private func scheduleEvictionCheck(after delay: Duration) {
         _ = timers.schedule(after: delay) { [self] in
-            let now = DispatchTime.now().uptimeNanoseconds
+            let now = timers.clock.uptimeNanos()
             let (closing, next) = state.withLock { state -> ([any Sendable], UInt64?) in
                 let (actions, next) = state.machine.evictIdle(now: now)
                 let closing = effects(actions, &state).closing

@@ -3,7 +3,44 @@ import Durable
 import Foundation
 
 struct History: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a run's recorded events.")
+    static let configuration = CommandConfiguration(
+        abstract: "Print a run's recorded events, or export them to a file.",
+        subcommands: [ShowHistory.self, ExportHistory.self], defaultSubcommand: ShowHistory.self)
+}
+
+struct ExportHistory: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Write a run's history as a JSON file that `replay --file` and tests can replay.",
+        discussion: "The file holds the run (type, IDs, seed) and every event with its payload as recorded; see Docs/cli.md.")
+
+    @OptionGroup var options: JournalOptions
+
+    @Argument(help: "Run ID, or workflow ID (its newest run).")
+    var id: String
+
+    @Option(name: [.short, .customLong("output")], help: "File to write (standard output when omitted).")
+    var output: String?
+
+    func run() async throws {
+        let engine = try options.openExisting()
+        let (run, events) = try engine.history(id)
+        let document = try HistoryExport(run: run, events: events).encoded()
+        guard let output else {
+            FileHandle.standardOutput.write(document + Data("\n".utf8))
+            return
+        }
+        do {
+            try document.write(to: URL(fileURLWithPath: output), options: .atomic)
+        } catch {
+            throw CommandFailure(message: "cannot write \(output): \(error.localizedDescription)", exitCode: .badInput)
+        }
+        print("wrote \(events.count) events of run \(run.runID) (\(run.workflowType), \(run.status.rawValue)) to \(output)")
+    }
+}
+
+struct ShowHistory: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Print a run's recorded events.")
 
     @OptionGroup var options: JournalOptions
     @OptionGroup var target: RunReference

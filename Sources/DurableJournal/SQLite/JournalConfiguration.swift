@@ -1,3 +1,5 @@
+import Foundation
+
 /// How much a commit must survive before it is acknowledged.
 public enum Durability: String, Sendable, CaseIterable, Codable {
     /// Every commit is fsynced before its callers resume (SQLite WAL with `synchronous=FULL`).
@@ -26,5 +28,20 @@ public struct JournalConfiguration: Sendable {
     /// A SQLite journal at `path`.
     public static func sqlite(path: String, durability: Durability = .full) -> JournalConfiguration {
         JournalConfiguration(path: path, durability: durability)
+    }
+
+    /// A new journal file of its own in a temporary directory, `fast` durability: for tests, and for
+    /// replaying history files. The directory is `/dev/shm` (memory-backed) when it is writable.
+    /// Delete it with ``removeFiles()``.
+    public static func temporary() -> JournalConfiguration {
+        let shm = "/dev/shm"
+        let directory = FileManager.default.isWritableFile(atPath: shm) ? shm : NSTemporaryDirectory()
+        let name = "durable-\(UUID().uuidString.lowercased()).sqlite"
+        return JournalConfiguration(path: (directory as NSString).appendingPathComponent(name), durability: .fast)
+    }
+
+    /// Deletes the journal file with its write-ahead log and shared-memory files.
+    public func removeFiles() {
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
     }
 }
