@@ -48,7 +48,7 @@ public enum DurableApp {
             return error.isBadInput ? ExitCode.badInput.rawValue : ExitCode.journal.rawValue
         } catch let error as DurableError {
             printError(error.description)
-            return error.isWorkerRunning ? ExitCode.journal.rawValue : ExitCode.badInput.rawValue
+            return ExitCode.badInput.rawValue
         } catch {
             let code = RootCommand.exitCode(for: error)
             if code == .success {  // --help, --version

@@ -21,8 +21,8 @@ struct JournalOptions: ParsableArguments {
     }
 
     /// Opens the journal, creating it if needed, with the application's registrations (if any).
-    func openForWork(durability: Durability = .full) throws -> Engine {
-        let engine = try Engine(journal: .sqlite(path: path, durability: durability))
+    func openForWork(durability: Durability = .full, worker: WorkerOptions = WorkerOptions()) throws -> Engine {
+        let engine = try Engine(journal: .sqlite(path: path, durability: durability), worker: worker)
         AppSetup.registerCode(in: engine)
         return engine
     }
@@ -33,7 +33,15 @@ struct WorkOptions: ParsableArguments {
     @Option(help: "full: fsync every commit (survives power loss); fast: survives process crashes only.")
     var durability: String = "full"
 
+    @Option(help: "Seconds a run's lease lasts unless renewed; another worker takes the run over after that (or at once when this process is gone).")
+    var lease: Double = 5
+
     func parsedDurability() throws -> Durability { try parseDurability(durability) }
+
+    func workerOptions() throws -> WorkerOptions {
+        guard lease >= 0.3, lease.isFinite else { throw ValidationError("--lease must be at least 0.3 seconds") }
+        return WorkerOptions(leaseDuration: .milliseconds(Int64(lease * 1000)))
+    }
 }
 
 /// `<WorkflowType> --input … --id …`, shared by `submit` and `run`.

@@ -57,7 +57,7 @@ struct LongClaim: Workflow {
         let started = ContinuousClock.now
         try engine.terminate(run.runID, reason: "duplicate submission")
         #expect(try await engine.outcome(of: run.runID) == .terminated("duplicate submission"))
-        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(ContinuousClock.now - started < .seconds(10), "ended at once, not after the 30 s activity")
         let events = try engine.history(run.runID).1
         #expect(events.last?.kind == .workflowTerminated)
         #expect(try engine.describe(run.runID).run.status == .terminated)

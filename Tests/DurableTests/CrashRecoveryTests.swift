@@ -109,19 +109,4 @@ enum KillPoint: CustomStringConvertible, Sendable {
         #expect(completedLabels(after) == Set(KillPoint.labels))
         #expect(after.map(\.index) == Array(0..<after.count))
     }
-
-    @Test func secondWorkerOnTheSameJournalIsRefused() async throws {
-        let worker = try productPath("durable-test-worker")
-        let journal = temporaryJournalPath()
-        let first = try Child(worker, ["worker", "--journal", journal])
-        defer { first.kill(SIGKILL) }
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !first.output.contains("worker pid"), ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        let second = try Child(worker, ["worker", "--journal", journal])
-        let exit = try await second.wait()
-        #expect(exit.status == 3)
-        #expect(second.output.contains("another worker (pid \(first.pid)) is driving runs in journal"))
-    }
 }

@@ -55,19 +55,12 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         case strayAwait(runID: String)
         case evicted(runID: String)
         case runHeld(runID: String, reason: String)
-        case workerRunning(journal: String, holder: String)
         case shuttingDown
     }
 
     package let code: Code
 
     package init(_ code: Code) { self.code = code }
-
-    /// `true` when another process holds the journal's worker lock.
-    public var isWorkerRunning: Bool {
-        if case .workerRunning = code { return true }
-        return false
-    }
 
     /// `true` for a replay that did not match the recorded history.
     public var isNonDeterminism: Bool {
@@ -102,9 +95,6 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
             "run \(runID) was evicted from this worker"
         case .runHeld(let runID, let reason):
             "run \(runID) is held: \(reason)"
-        case .workerRunning(let journal, let holder):
-            "another worker (\(holder)) is driving runs in journal \(journal); stop it first "
-                + "(one worker per journal in this version)"
         case .shuttingDown:
             "the engine is shutting down"
         }

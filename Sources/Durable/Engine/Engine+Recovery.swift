@@ -12,6 +12,8 @@ public struct RecoveryReport: Sendable, Equatable {
     public var held: [String: String] = [:]
     /// Open runs of workflow types this engine has not registered, left alone.
     public var skipped: [String] = []
+    /// Open runs another live worker drives (it holds their leases), left to it.
+    public var drivenElsewhere: [String] = []
 }
 
 /// The result of re-running a run's code against its recorded history.
@@ -27,9 +29,10 @@ public struct ReplayReport: Sendable {
 }
 
 extension Engine {
-    /// Continues every open run of a registered workflow type that a previous process left: replays
-    /// its history through the current code and dispatches the activities still owed a result.
-    /// Takes the journal's worker lock. Runs whose replay does not match are held, not failed.
+    /// Continues every open run of a registered workflow type that no live worker drives (its lease
+    /// is free, expired, or held by a process that is gone): takes its lease, replays its history
+    /// through the current code and dispatches the activities still owed a result. Runs whose
+    /// replay does not match are held, not failed.
     ///
     /// The engine does this by itself before its first ``start(_:input:id:)``; call it to recover
     /// without starting anything, or again later to retry held runs (after registering fixed code).
@@ -59,12 +62,16 @@ extension Engine {
     }
 
     private func recoveryPass() async throws -> RecoveryReport {
-        try becomeWorker()
+        try registerWorkflowTypes()
         var report = RecoveryReport()
         for run in try journal.runs(statuses: [.running, .held], oldestFirst: true) {
             guard drivers.withLock({ $0[run.runID] == nil }) else { continue }
             guard let registration = workflowRegistration(run.workflowType) else {
                 report.skipped.append(run.runID)
+                continue
+            }
+            guard leaseIsFree(run), try journal.acquireLease(key: run.key, expected: RunLease(of: run)) else {
+                report.drivenElsewhere.append(run.runID)
                 continue
             }
             if let reason = await resume(run, registration) {
@@ -115,13 +122,33 @@ extension Engine {
         return nil
     }
 
+    /// Takes over running runs whose worker is gone (its process ended, or its leases expired),
+    /// as a worker does every ``takeoverInterval``. - Returns: the runs taken over.
+    @discardableResult
+    func takeOverRuns() async throws -> [String] {
+        let dead = try journal.leaseOwners().keys.filter { $0 != workerID && WorkerIdentity.isAlive($0) == false }
+        var taken: [String] = []
+        for run in try journal.runsToTakeOver(deadOwners: Array(dead)) {
+            guard !isStopping, drivers.withLock({ $0[run.runID] == nil }),
+                let registration = workflowRegistration(run.workflowType),
+                try journal.acquireLease(key: run.key, expected: RunLease(of: run))
+            else { continue }
+            _ = await resume(run, registration)
+            taken.append(run.runID)
+        }
+        if !taken.isEmpty { deliverSignals() }
+        return taken
+    }
+
     /// Starts driving a run unless this engine drives it already.
     private func adopt(_ driver: RunDriver) -> Bool {
-        drivers.withLock { drivers in
+        let adopted = drivers.withLock { drivers in
             guard drivers[driver.runID] == nil else { return false }
             drivers[driver.runID] = driver
             return true
         }
+        if adopted { renewLeases() }
+        return adopted
     }
 
     /// Claims runs submitted by other processes (status `pending`) and starts them here.
@@ -155,13 +182,20 @@ extension Engine {
     }
 
     /// Warms the pools (``warmUp()``), recovers open runs (unless this engine has done so already),
-    /// then keeps picking up runs submitted by other processes until ``shutdown()`` is called or the
-    /// task is cancelled.
-    /// - Parameter pollInterval: how often the journal's change counter is checked.
-    public func runWorker(pollInterval: Duration = .milliseconds(5)) async throws {
+    /// then keeps picking up runs submitted by other processes, and taking over runs of workers
+    /// that are gone, until ``shutdown()`` is called or the task is cancelled. Any number of workers
+    /// can share a journal.
+    /// - Parameters:
+    ///   - pollInterval: how often the journal's change counter is checked.
+    ///   - takeoverInterval: how often runs of gone workers are looked for.
+    public func runWorker(
+        pollInterval: Duration = .milliseconds(5), takeoverInterval: Duration = .milliseconds(250)
+    ) async throws {
         await warmUp()
+        try registerWorkflowTypes()
         _ = try await recoverOnce()  // nothing to do if recover() or a start did it already
         var token = try journal.changeToken()
+        var lastTakeover = ContinuousClock.now
         while !isStopping && !Task.isCancelled {
             try? await Task.sleep(for: pollInterval)
             let current = try journal.changeToken()
@@ -169,6 +203,10 @@ extension Engine {
                 token = current
                 try await claimPendingRuns()
                 deliverSignals()
+            }
+            if ContinuousClock.now - lastTakeover >= takeoverInterval {
+                lastTakeover = .now
+                try await takeOverRuns()
             }
         }
     }

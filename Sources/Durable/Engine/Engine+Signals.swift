@@ -58,19 +58,19 @@ extension Engine {
     }
 
     /// Ends a run at once, recorded as `WorkflowTerminated` with the reason; no workflow code runs.
-    /// A worker driving the run stops it (its activities are cancelled); a run no worker drives is
-    /// terminated in the journal directly.
+    /// The worker driving the run stops it (its activities are cancelled); a run no live worker
+    /// drives (pending, held, or its worker gone) is terminated in the journal directly.
     /// - Returns: the run ID.
     @discardableResult
     public func terminate(_ id: String, reason: String) throws -> String {
         let (run, _) = try journal.sendSignal(
             toRun: id, name: Self.terminateSignal, data: Data(reason.utf8), operation: "terminations")
-        if drivers.withLock({ $0[run.runID] != nil }) || isWorker {
+        if drivers.withLock({ $0[run.runID] != nil }) {
             deliverSignals()
-        } else if let lock = try? WorkerLock(journalPath: journal.path) {
-            // No worker runs: nobody else writes this run's events now.
-            try withExtendedLifetime(lock) { try journal.terminateRun(key: run.key, runID: run.runID, reason: reason) }
-        }
+        } else if leaseIsFree(run) {
+            // Nobody writes this run's events now (and nobody will: the lease is compared first).
+            try journal.terminateRun(key: run.key, runID: run.runID, reason: reason, lease: RunLease(of: run))
+        }  // else the worker holding the lease delivers it
         return run.runID
     }
 
@@ -80,7 +80,7 @@ extension Engine {
 
     /// Hands the queued signals of runs driven here to their runs, each once: a run's mailbox takes
     /// a signal only if it is newer than the last it took (a signal whose delivery failed is taken
-    /// again by the run's next driver). A worker also terminates runs it does not drive (held ones)
+    /// again by the run's next driver). Runs no live worker drives (held ones) are terminated here
     /// directly.
     func deliverSignals() {
         guard let queued = try? journal.queuedSignals(), !queued.isEmpty else { return }
@@ -88,11 +88,15 @@ extension Engine {
         defer { if terminatedHere { deliverSignals() } }  // a terminated child's parent has news
         for signal in queued {
             let driver = drivers.withLock { drivers in drivers.values.first { $0.ref.key == signal.runKey } }
-            if driver == nil, signal.name == Self.terminateSignal, isWorker,
-                let run = try? journal.runs(statuses: [.held, .pending, .running]).first(where: { $0.key == signal.runKey })
+            if driver == nil, signal.name == Self.terminateSignal,
+                let run = try? journal.runs(statuses: [.held, .pending, .running]).first(where: { $0.key == signal.runKey }),
+                leaseIsFree(run)
             {
                 let reason = signal.data.map { String(decoding: $0, as: UTF8.self) } ?? ""
-                if (try? journal.terminateRun(key: run.key, runID: run.runID, reason: reason)) != nil { terminatedHere = true }
+                let lease = RunLease(of: run)
+                if (try? journal.terminateRun(key: run.key, runID: run.runID, reason: reason, lease: lease)) == true {
+                    terminatedHere = true
+                }
                 continue
             }
             guard let driver else { continue }

@@ -1,3 +1,4 @@
+import Dispatch
 public import CoreMetrics
 public import DurableJournal
 public import Foundation
@@ -39,7 +40,10 @@ public final class Engine: Sendable {
     let permits: WorkerPermits?
     let metricsFactory: any MetricsFactory
     let stopping = Atomic<Bool>(false)
-    let workerLock = Mutex<WorkerLock?>(nil)
+    /// This engine's name in the leases it holds (`host/pid/start/engine`).
+    package let workerID: String
+    /// Renews this engine's leases every third of their duration, once it drives a run.
+    let leaseRenewal = Mutex<(any DispatchSourceTimer)?>(nil)
     let closeObservers = Mutex<[@Sendable (String, RunOutcome) -> Void]>([])
     /// The first recovery pass (see ``recover()``), shared by whoever needs it first.
     let firstRecovery = Mutex<Task<RecoveryReport, any Error>?>(nil)
@@ -68,7 +72,9 @@ public final class Engine: Sendable {
         journal configuration: JournalConfiguration, worker: WorkerOptions = WorkerOptions(),
         metrics: (any MetricsFactory)? = nil, clock: EngineClock
     ) throws {
-        journal = try SQLiteJournal(configuration)
+        workerID = WorkerIdentity.next()
+        journal = try SQLiteJournal(
+            configuration, lease: LeaseSettings(owner: workerID, durationMs: Int64(worker.leaseDuration.milliseconds)))
         timeouts = TimeoutScheduler(clock: clock)
         workerOptions = worker
         permits = worker.maximumConcurrentActivities.map { WorkerPermits(limit: $0) }
@@ -176,16 +182,32 @@ public final class Engine: Sendable {
         try registration.validateInput(input)
     }
 
-    /// Whether this engine holds the journal's worker lock.
-    var isWorker: Bool { workerLock.withLock { $0 != nil } }
+    /// Records the workflow types this engine runs, so that the code-less `durable submit` can
+    /// check names.
+    package func registerWorkflowTypes() throws {
+        try journal.registerWorkflowTypes(registry.withLock { $0.workflowNames })
+    }
 
-    /// Takes the journal's worker lock: this process drives its runs.
-    package func becomeWorker() throws {
-        try workerLock.withLock { lock in
-            if lock == nil {
-                lock = try WorkerLock(journalPath: journal.path)
-                try journal.registerWorkflowTypes(registry.withLock { $0.workflowNames })
-            }
+    // MARK: - Leases
+
+    /// Whether a run's lease lets this engine take the run over: free, expired, held by this engine,
+    /// or held by a process that is gone.
+    func leaseIsFree(_ run: RunRecord) -> Bool {
+        guard let owner = run.leaseOwner, owner != workerID else { return true }
+        if let end = run.leaseExpiresAt, end < Date() { return true }
+        return WorkerIdentity.isAlive(owner) == false
+    }
+
+    /// Starts renewing this engine's leases (once; called when it starts driving a run).
+    func renewLeases() {
+        leaseRenewal.withLock { timer in
+            guard timer == nil else { return }
+            let every = workerOptions.leaseDuration / 3
+            let source = DispatchSource.makeTimerSource(queue: .global())
+            source.schedule(deadline: .now() + .milliseconds(Int(every.milliseconds)), repeating: .milliseconds(Int(every.milliseconds)))
+            source.setEventHandler { [weak self] in _ = try? self?.journal.renewLeases() }
+            source.resume()
+            timer = source
         }
     }
 
@@ -213,12 +235,16 @@ public final class Engine: Sendable {
         }
         // A batch with nothing in it is committed after every batch queued before it.
         try? await journal.append(JournalBatch(run: RunRef(runID: "-", key: 0)))
+        leaseRenewal.withLock { timer in
+            timer?.cancel()
+            timer = nil
+        }
+        try? journal.releaseLeases()  // other workers take the runs over now, not at expiry
         let waiters = outcomeWaiters.withLock { waiters in
             defer { waiters.removeAll() }
             return waiters.values.flatMap { $0 }
         }
         for waiter in waiters { waiter.resume(throwing: DurableError(.shuttingDown)) }
-        workerLock.withLock { $0 = nil }
     }
 
     var isStopping: Bool { stopping.load(ordering: .relaxed) }

@@ -92,9 +92,17 @@ public struct WorkerOptions: Sendable, Equatable {
     /// they changed, and always with the attempt's failure; a restart resumes from the last journaled
     /// details.
     public var heartbeatJournalInterval: Duration
+    /// How long a run's lease lasts unless renewed (renewal happens every third of it). Another
+    /// worker on the journal takes a run over once its lease has expired, or at once when the
+    /// holder's process is found gone (same host). At least 300 ms.
+    public var leaseDuration: Duration
 
-    public init(maximumConcurrentActivities: Int? = nil, heartbeatJournalInterval: Duration = .seconds(1)) {
+    public init(
+        maximumConcurrentActivities: Int? = nil, heartbeatJournalInterval: Duration = .seconds(1),
+        leaseDuration: Duration = .seconds(5)
+    ) {
         self.maximumConcurrentActivities = maximumConcurrentActivities.map { max(1, $0) }
         self.heartbeatJournalInterval = max(.milliseconds(10), heartbeatJournalInterval)
+        self.leaseDuration = max(.milliseconds(300), leaseDuration)
     }
 }

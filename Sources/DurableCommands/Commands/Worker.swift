@@ -7,9 +7,11 @@ struct Worker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run workflows and activities until SIGINT or SIGTERM.",
         discussion: """
-            Recovers every open run in the journal (replaying its history), then picks up runs submitted by \
-            other processes. On SIGINT or SIGTERM it stops cleanly: running activity attempts are cancelled \
-            (they are retried after a restart) and everything recorded is committed before it exits.
+            Recovers every open run no live worker drives (replaying its history), then picks up runs submitted \
+            by other processes and takes over the runs of workers that are gone. Any number of workers can share \
+            a journal; each run is driven by one of them at a time, under a lease. On SIGINT or SIGTERM it stops \
+            cleanly: running activity attempts are cancelled (they are retried by whichever worker takes the run \
+            next), everything recorded is committed, and its leases are released before it exits.
             """)
 
     @OptionGroup var options: JournalOptions
@@ -20,7 +22,7 @@ struct Worker: AsyncParsableCommand {
     var quiet = false
 
     func run() async throws {
-        let engine = try options.openForWork(durability: try work.parsedDurability())
+        let engine = try options.openForWork(durability: try work.parsedDurability(), worker: try work.workerOptions())
         let quiet = self.quiet
         engine.onRunClosed { runID, outcome in
             guard !quiet else { return }
@@ -34,9 +36,9 @@ struct Worker: AsyncParsableCommand {
         }
         let signals = StopSignals { Task { await engine.shutdown() } }
         if !quiet {
-            print("worker pid \(getpid()) on \(options.path): workflow types \(engine.workflowTypes.joined(separator: ", "))")
+            print("worker pid \(getpid()) (\(engine.workerID)) on \(options.path): workflow types \(engine.workflowTypes.joined(separator: ", "))")
         }
-        try engine.becomeWorker()  // the lock, and the workflow types the code-less CLI may submit
+        try engine.registerWorkflowTypes()  // the types the code-less CLI may submit
         let warming = Date()
         await engine.warmUp()
         if !quiet, let pools = engine.poolSummary {

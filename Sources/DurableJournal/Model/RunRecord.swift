@@ -44,10 +44,15 @@ public struct RunRecord: Sendable, Equatable {
     public var seed: UInt64
     /// Why the run failed or is held.
     public var error: String?
+    /// The worker driving the run (`host/pid/start/engine`), while it holds the run's lease.
+    public var leaseOwner: String?
+    /// When the lease ends unless its owner renews it.
+    public var leaseExpiresAt: Date?
 
     package init(
         key: Int64, runID: String, workflowID: String, workflowType: String, status: RunStatus,
-        createdAt: Date, updatedAt: Date, closedAt: Date?, seed: UInt64, error: String?
+        createdAt: Date, updatedAt: Date, closedAt: Date?, seed: UInt64, error: String?,
+        leaseOwner: String? = nil, leaseExpiresAt: Date? = nil
     ) {
         self.key = key
         self.runID = runID
@@ -59,5 +64,33 @@ public struct RunRecord: Sendable, Equatable {
         self.closedAt = closedAt
         self.seed = seed
         self.error = error
+        self.leaseOwner = leaseOwner
+        self.leaseExpiresAt = leaseExpiresAt
+    }
+}
+
+/// The worker identity and lease length a journal's writer uses.
+package struct LeaseSettings: Sendable {
+    package var owner: String
+    package var durationMs: Int64
+
+    package init(owner: String, durationMs: Int64) {
+        self.owner = owner
+        self.durationMs = durationMs
+    }
+}
+
+/// A run's lease as last seen: compared before taking it over, so two workers cannot both take it.
+package struct RunLease: Sendable, Equatable {
+    package var owner: String?
+    package var expiresAtMillis: Int64?
+
+    package init(_ owner: String?, _ expiresAtMillis: Int64?) {
+        self.owner = owner
+        self.expiresAtMillis = expiresAtMillis
+    }
+
+    package init(of run: RunRecord) {
+        self.init(run.leaseOwner, run.leaseExpiresAt?.journalMillis)
     }
 }

@@ -24,13 +24,15 @@ final class GroupCommitWriter: Sendable {
     }
 
     private let pool: DatabasePool
+    private let lease: LeaseSettings?
     private let state = Mutex(State())
     private let thread = DispatchQueue(label: "durable.journal.writer", qos: .userInitiated)
     /// Transactions committed so far (for tests and benchmarks: batches / commits = sharing).
     let commits = Atomic<Int>(0)
 
-    init(pool: DatabasePool) {
+    init(pool: DatabasePool, lease: LeaseSettings?) {
         self.pool = pool
+        self.lease = lease
     }
 
     /// Queues a batch. If no commit is in progress, the caller's thread writes it at once: no thread
@@ -99,7 +101,7 @@ final class GroupCommitWriter: Sendable {
                         }
                         try savepoint.execute()
                         do {
-                            try Self.apply(batch, db, now: now)
+                            try Self.apply(batch, db, now: now, lease: lease)
                             try release.execute()
                         } catch {
                             try db.cachedStatement(sql: "ROLLBACK TO batch").execute()
@@ -119,17 +121,21 @@ final class GroupCommitWriter: Sendable {
         return results
     }
 
-    private static func apply(_ batch: JournalBatch, _ db: Database, now: Int64) throws {
+    private static func apply(_ batch: JournalBatch, _ db: Database, now: Int64, lease: LeaseSettings?) throws {
         let runID = batch.run.runID
         if let newRun = batch.newRun {
+            // A run started here to be driven here is leased at once; a pending one waits for a claim.
+            let leased = newRun.status == .running ? lease : nil
             try db.cachedStatement(
                 sql: """
-                    INSERT INTO runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, seed)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, seed,
+                        lease_owner, lease_expires_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """
             ).execute(arguments: [
                 runID, newRun.workflowID, newRun.workflowType, newRun.status.rawValue,
                 newRun.createdAt.journalMillis, now, Int64(bitPattern: newRun.seed),
+                leased?.owner, leased.map { now + $0.durationMs },
             ])
             batch.run.key = db.lastInsertedRowID
         }
@@ -137,10 +143,24 @@ final class GroupCommitWriter: Sendable {
             throw JournalError(.conflict(runID: runID, reason: "run was never written to the journal"))
         }
         if batch.claim {
-            try db.cachedStatement(sql: "UPDATE runs SET status = 'running', updated_at = ? WHERE id = ? AND status = 'pending'")
-                .execute(arguments: [now, key])
+            try db.cachedStatement(
+                sql: """
+                    UPDATE runs SET status = 'running', updated_at = ?, lease_owner = ?, lease_expires_at = ?
+                    WHERE id = ? AND status = 'pending'
+                    """
+            ).execute(arguments: [now, lease?.owner, lease.map { now + $0.durationMs }, key])
             if db.changesCount != 1 {
                 throw JournalError(.conflict(runID: runID, reason: "run was claimed by another worker"))
+            }
+        } else if batch.newRun == nil, let lease, !batch.events.isEmpty || batch.statusChange != nil {
+            // Fencing: only the lease holder writes a run's history. A worker whose lease was taken
+            // over (it stalled past the expiry) finds out here and writes nothing more.
+            let owner = try String.fetchOne(
+                db.cachedStatement(sql: "SELECT lease_owner FROM runs WHERE id = ?"), arguments: [key])
+            if owner != lease.owner {
+                throw JournalError(.conflict(runID: runID, reason: owner.map {
+                    "run is driven by worker \($0) now (this worker's lease on it ended)"
+                } ?? "this worker does not hold the run's lease"))
             }
         }
         if !batch.events.isEmpty {
@@ -163,8 +183,10 @@ final class GroupCommitWriter: Sendable {
             try db.cachedStatement(
                 sql: """
                     UPDATE runs SET status = ?, error = ?, updated_at = ?,
-                        closed_at = CASE WHEN ? THEN ? ELSE NULL END
-                    WHERE id = ? AND status IN \(RunStatus.openStatusesSQL)
+                        closed_at = CASE WHEN ?4 THEN ?5 ELSE NULL END,
+                        lease_owner = CASE WHEN ?1 = 'running' THEN lease_owner END,
+                        lease_expires_at = CASE WHEN ?1 = 'running' THEN lease_expires_at END
+                    WHERE id = ?6 AND status IN \(RunStatus.openStatusesSQL)
                     """
             ).execute(arguments: [change.status.rawValue, change.error, now, !change.status.isOpen, now, key])
             if db.changesCount != 1 {  // ended meanwhile (terminated from outside): nothing more is written

@@ -2,7 +2,7 @@ import GRDB
 
 extension SQLiteJournal {
     /// The journal format this build writes. Bump it with a migration in ``migrate(_:from:)``.
-    package static let formatVersion = 5
+    package static let formatVersion = 6
     /// `PRAGMA application_id` of a Durable journal: "DurJ".
     package static let applicationID: Int32 = 0x4475_724A
 
@@ -54,6 +54,14 @@ extension SQLiteJournal {
         CREATE INDEX signals_run ON signals(run, id);
         """
 
+    /// Who drives each open run (format 6): the worker holding its lease, and when the lease ends
+    /// unless renewed. Another worker takes a run over once its lease has expired or its holder's
+    /// process is gone.
+    static let leaseColumns = """
+        ALTER TABLE runs ADD COLUMN lease_owner TEXT;
+        ALTER TABLE runs ADD COLUMN lease_expires_at INTEGER;
+        """
+
     /// Creates the schema in an empty database, checks the format of an existing one, and migrates
     /// an older format. Refuses databases that are not journals and journals from a newer format.
     static func prepareSchema(_ db: Database, path: String) throws {
@@ -63,6 +71,7 @@ extension SQLiteJournal {
         if appID == 0 && version == 0 && tableCount == 0 {
             try db.execute(sql: schemaV1)
             try db.execute(sql: signalsTable)
+            try db.execute(sql: leaseColumns)
             try db.execute(sql: "PRAGMA application_id = \(applicationID)")
             try db.execute(sql: "PRAGMA user_version = \(formatVersion)")
             return
@@ -96,14 +105,15 @@ extension SQLiteJournal {
     /// - Format 2 adds event kinds (activity cancellation and heartbeats) and attempt details in
     ///   `meta`; format 3 adds timer events; format 4 adds signal events, patch markers, workflow
     ///   cancellation and termination (events and run statuses) and the `signals` table; format 5 adds
-    ///   child workflow events.
-    ///   Besides that table, an upgrade only records the new version, so that an older build refuses
-    ///   the file instead of misreading the new events.
+    ///   child workflow events; format 6 adds the lease columns of `runs`.
+    ///   Besides those, an upgrade only records the new version, so that an older build refuses the
+    ///   file instead of misreading the new events.
     static func migrate(_ db: Database, from version: Int) throws {
         guard version >= 1 else {
             throw JournalError(.storage(reason: "journal format \(version) is unknown (expected 1 to \(formatVersion))"))
         }
         if version < 4 { try db.execute(sql: signalsTable) }
+        if version < 6 { try db.execute(sql: leaseColumns) }
         try db.execute(sql: "PRAGMA user_version = \(formatVersion)")
     }
 }

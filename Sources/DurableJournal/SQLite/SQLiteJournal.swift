@@ -10,14 +10,17 @@ import Synchronization
 package final class SQLiteJournal: Sendable {
     package let path: String
     package let durability: Durability
+    /// The lease this journal's writer takes on the runs it drives, and checks before it writes one.
+    package let lease: LeaseSettings?
     let pool: DatabasePool
     let writer: GroupCommitWriter
     /// A dedicated connection for ``changeToken()``: `data_version` is per connection.
     private let watcher = Mutex<DatabaseQueue?>(nil)
 
-    package init(_ configuration: JournalConfiguration) throws {
+    package init(_ configuration: JournalConfiguration, lease: LeaseSettings? = nil) throws {
         path = configuration.path
         durability = configuration.durability
+        self.lease = lease
         if !configuration.createIfMissing && !FileManager.default.fileExists(atPath: path) {
             throw JournalError(.missing(path: path))
         }
@@ -40,7 +43,7 @@ package final class SQLiteJournal: Sendable {
             }
             throw JournalError(.storage(reason: "\(path): \(error.message ?? error.description)"))
         }
-        writer = GroupCommitWriter(pool: pool)
+        writer = GroupCommitWriter(pool: pool, lease: lease)
     }
 
     // MARK: - Writing
@@ -105,14 +108,17 @@ package final class SQLiteJournal: Sendable {
     }
 
     /// Ends an open run as terminated, appending a `WorkflowTerminated` event after its last one;
-    /// its queued signals are dropped. Only for a run no worker drives: the caller holds the
-    /// journal's worker lock and does not drive the run itself.
-    package func terminateRun(key: Int64, runID: String, reason: String) throws {
+    /// its queued signals are dropped. Only for a run no worker drives: it happens only if the run's
+    /// lease is still as `lease` says (the caller found it free, expired, or held by a dead process).
+    /// - Returns: whether the run was terminated here.
+    @discardableResult
+    package func terminateRun(key: Int64, runID: String, reason: String, lease: RunLease) throws -> Bool {
         let reasonData = PayloadCodec.encode(Data(reason.utf8))
-        try pool.write { db in
-            guard let status = try String.fetchOne(db, sql: "SELECT status FROM runs WHERE id = ?", arguments: [key]),
-                RunStatus(rawValue: status)?.isOpen == true
-            else { return }
+        return try pool.write { db in
+            guard let row = try Row.fetchOne(
+                db, sql: "SELECT status, lease_owner, lease_expires_at FROM runs WHERE id = ?", arguments: [key]),
+                RunStatus(rawValue: row[0])?.isOpen == true, RunLease(row[1], row[2]) == lease
+            else { return false }
             let next = try Int.fetchOne(db, sql: "SELECT COALESCE(MAX(idx), -1) + 1 FROM events WHERE run = ?", arguments: [key]) ?? 0
             let now = Date().journalMillis
             try db.execute(
@@ -131,6 +137,77 @@ package final class SQLiteJournal: Sendable {
             {
                 try GroupCommitWriter.notify(parent: link.parentRunID, payload: payload, db, now: now)
             }
+            return true
+        }
+    }
+
+    // MARK: - Leases
+
+    /// Takes the lease of an open run for this journal's owner, if the lease is still as the caller
+    /// saw it (`expected`: free, expired, or its holder's process gone).
+    /// - Returns: whether this worker now holds the lease.
+    package func acquireLease(key: Int64, expected: RunLease) throws -> Bool {
+        guard let lease else { return true }
+        return try pool.write { db in
+            let now = Date().journalMillis
+            try db.execute(
+                sql: """
+                    UPDATE runs SET lease_owner = ?, lease_expires_at = ?
+                    WHERE id = ? AND status IN \(RunStatus.openStatusesSQL) AND lease_owner IS ? AND lease_expires_at IS ?
+                    """,
+                arguments: [lease.owner, now + lease.durationMs, key, expected.owner, expected.expiresAtMillis])
+            return db.changesCount == 1
+        }
+    }
+
+    /// Extends the leases this worker holds. - Returns: how many it holds.
+    @discardableResult
+    package func renewLeases() throws -> Int {
+        guard let lease else { return 0 }
+        return try pool.write { db in
+            try db.execute(
+                sql: "UPDATE runs SET lease_expires_at = ? WHERE lease_owner = ? AND status = 'running'",
+                arguments: [Date().journalMillis + lease.durationMs, lease.owner])
+            return db.changesCount
+        }
+    }
+
+    /// Gives up this worker's leases (it is stopping): other workers take the runs over at once.
+    package func releaseLeases() throws {
+        guard let lease else { return }
+        try pool.write { db in
+            try db.execute(
+                sql: "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?",
+                arguments: [lease.owner])
+        }
+    }
+
+    /// The workers holding leases on running runs, with how many each holds.
+    package func leaseOwners() throws -> [String: Int] {
+        try read { db in
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT lease_owner, count(*) FROM runs WHERE status = 'running' AND lease_owner IS NOT NULL GROUP BY 1")
+            return Dictionary(uniqueKeysWithValues: rows.map { ($0[0] as String, $0[1] as Int) })
+        }
+    }
+
+    /// Running runs whose lease is free, expired, or held by one of `deadOwners`, oldest first.
+    package func runsToTakeOver(deadOwners: [String], limit: Int = 256) throws -> [RunRecord] {
+        guard let lease else { return [] }
+        let dead = deadOwners.map { _ in "?" }.joined(separator: ",")
+        var arguments: StatementArguments = [Date().journalMillis, lease.owner]
+        arguments += StatementArguments(deadOwners)
+        return try read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT \(Self.runColumns) FROM runs WHERE status = 'running'
+                        AND (lease_owner IS NULL OR (lease_expires_at < ? AND lease_owner != ?)
+                            \(deadOwners.isEmpty ? "" : "OR lease_owner IN (\(dead))"))
+                    ORDER BY id LIMIT \(limit)
+                    """,
+                arguments: arguments
+            ).map(Self.runRecord)
         }
     }
 
@@ -168,7 +245,7 @@ package final class SQLiteJournal: Sendable {
     // MARK: - Reading
 
     static let runColumns =
-        "id, run_id, workflow_id, workflow_type, status, created_at, updated_at, closed_at, seed, error"
+        "id, run_id, workflow_id, workflow_type, status, created_at, updated_at, closed_at, seed, error, lease_owner, lease_expires_at"
 
     static func runRecord(_ row: Row) throws -> RunRecord {
         let runID: String = row[1]
@@ -178,10 +255,12 @@ package final class SQLiteJournal: Sendable {
         }
         let seed: Int64 = row[8]
         let closed: Int64? = row[7]
+        let leaseEnd: Int64? = row[11]
         return RunRecord(
             key: row[0], runID: runID, workflowID: row[2], workflowType: row[3], status: status,
             createdAt: Date(journalMillis: row[5]), updatedAt: Date(journalMillis: row[6]),
-            closedAt: closed.map(Date.init(journalMillis:)), seed: UInt64(bitPattern: seed), error: row[9])
+            closedAt: closed.map(Date.init(journalMillis:)), seed: UInt64(bitPattern: seed), error: row[9],
+            leaseOwner: row[10], leaseExpiresAt: leaseEnd.map(Date.init(journalMillis:)))
     }
 
     package func knownWorkflowTypes() throws -> [String] {

@@ -1,0 +1,136 @@
+import Durable
+import DurableTestSupport
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Several worker processes on one journal: leases, takeover, fencing.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct MultiWorkerTests {
+    let worker: String
+
+    init() throws {
+        worker = try productPath("durable-test-worker")
+    }
+
+    func startWorker(_ journal: String, side: String, stepMs: Int, lease: String = "1") throws -> Child {
+        try Child(
+            worker, ["worker", "--quiet", "--durability", "fast", "--lease", lease, "--journal", journal],
+            environment: ["SIDE_FILE": side, "STEP_MS": "\(stepMs)"])
+    }
+
+    /// Each activity attempt ran at most once, and none ran after its completion was journaled: the
+    /// attempts executed (the side file) are distinct and end with the one history records as completed.
+    func checkAttempts(_ records: [SideRecord], _ history: [HistoryEvent], run: String) {
+        let labels = Dictionary(history.filter { $0.kind == .activityScheduled }.map {
+            ($0.seq, $0.data.flatMap { try? JSONDecoder().decode(String.self, from: $0) } ?? "?")
+        }) { a, _ in a }
+        for completed in history where completed.kind == .activityCompleted {
+            let label = labels[completed.seq] ?? "?"
+            let attempts = records.filter { $0.label == label }.map(\.attempt)
+            #expect(Set(attempts).count == attempts.count, "\(run) \(label): an attempt ran twice: \(attempts)")
+            #expect(attempts.max() == completed.attempt,
+                    "\(run) \(label): ran as attempts \(attempts), completed as attempt \(completed.attempt)")
+        }
+        #expect(history.map(\.index) == Array(0..<history.count), "\(run): event indexes have a gap")
+    }
+
+    @Test func threeWorkersFinishEveryRunOnceWhileOneAfterAnotherIsKilled() async throws {
+        let journal = temporaryJournalPath("three")
+        let side = journal + ".side"
+        let runs = 300
+        let submitter = try Engine(journal: .sqlite(path: journal, durability: .fast))
+        var workers = try (0..<3).map { _ in try startWorker(journal, side: side, stepMs: 50) }
+        // Runs arrive in waves of 20 every 250 ms while every 250 ms the worker driving the most
+        // runs is SIGKILLed and restarted.
+        var submitted = 0
+        var kills = 0
+        let deadline = ContinuousClock.now + .seconds(120)
+        while try submitted < runs || !submitter.runs(status: .pending).isEmpty || !submitter.runs(status: .running).isEmpty {
+            try #require(ContinuousClock.now < deadline, "runs did not finish in time")
+            try await Task.sleep(for: .milliseconds(130))
+            if submitted < runs {
+                for i in submitted..<submitted + 20 {
+                    _ = try await submitter.submit(workflowType: "CrashFlow", input: Data(#"{"tag":"w\#(i)"}"#.utf8), id: "w\(i)")
+                }
+                submitted += 20
+            }
+            try await Task.sleep(for: .milliseconds(120))  // the kill comes in the middle of a wave
+            let leases = try submitter.journal.leaseOwners()
+            let busiest = workers.indices.max { a, b in
+                leases.filter { $0.key.contains("/\(workers[a].pid)/") }.values.reduce(0, +)
+                    < leases.filter { $0.key.contains("/\(workers[b].pid)/") }.values.reduce(0, +)
+            }
+            let victim = busiest ?? kills % 3
+            workers[victim].kill(SIGKILL)
+            _ = try await workers[victim].wait()
+            workers[victim] = try startWorker(journal, side: side, stepMs: 50)
+            kills += 1
+        }
+        try await Task.sleep(for: .milliseconds(500))  // the last one restarted has set up its signal handling
+        for child in workers {
+            child.kill(SIGTERM)
+            let exit = try await child.wait()
+            #expect(exit.reason == .exit && exit.status == 0, "worker did not stop cleanly: \(child.output)")
+        }
+        #expect(kills >= 12, "the workers were killed \(kills) times: too few to test takeover")
+
+        let all = try submitter.runs()
+        #expect(all.count == runs, "each workflow ID ran once")
+        for run in all where run.status != .completed { Issue.record("\(run.workflowID) is \(run.status): \(run.error ?? "")") }
+        let records = sideRecords(side)
+        var takenOver = 0
+        for run in all {
+            let (record, events) = try submitter.history(run.runID)
+            let tag = record.workflowID
+            let expected = "\(tag)-a!,\(tag)-side!,\(tag)-b1x!\(tag)-b1y!,\(tag)-b2x!\(tag)-b2y!,\(tag)-b3x!\(tag)-b3y!,\(tag)-z! #8"
+            #expect(try submitter.describe(run.runID).outcome == .completed(Data("\"\(expected)\"".utf8)))
+            checkAttempts(records.filter { $0.label.hasPrefix(tag + "-") }, events, run: tag)
+            if events.contains(where: { $0.failure?.type == "WorkerLost" }) { takenOver += 1 }
+        }
+        #expect(takenOver > 0, "no run was cut off mid-activity by a kill")
+        await submitter.shutdown()
+    }
+
+    @Test func aStalledWorkerLosesItsRunAndItsLateResultIsNotRecorded() async throws {
+        let journal = temporaryJournalPath("stalled")
+        let side = journal + ".side"
+        let submitter = try Engine(journal: .sqlite(path: journal, durability: .fast))
+        let first = try startWorker(journal, side: side, stepMs: 600)
+        defer { first.kill(SIGKILL) }
+        _ = try await submitter.submit(workflowType: "CrashFlow", input: Data(#"{"tag":"st"}"#.utf8), id: "stalled")
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !sideRecords(side).contains(where: { $0.label == "st-a" }) {
+            try #require(ContinuousClock.now < deadline, "the first worker never started the run: \(first.output)")
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        first.kill(SIGSTOP)  // alive, but neither renewing its lease nor finishing its attempt
+
+        let second = try startWorker(journal, side: side, stepMs: 600)
+        let stalledAt = ContinuousClock.now
+        let outcome = try await submitter.outcome(of: "stalled")
+        #expect(ContinuousClock.now - stalledAt >= .milliseconds(700), "taken over before the 1 s lease expired")
+        guard case .completed = outcome else {
+            Issue.record("run did not complete: \(outcome)")
+            return
+        }
+        let before = try submitter.history("stalled").1
+
+        first.kill(SIGCONT)  // its attempt of st-a finishes now, and its worker tries to record it
+        try await Task.sleep(for: .milliseconds(1_500))
+        #expect(try submitter.history("stalled").1 == before, "the stalled worker wrote to a run it no longer holds")
+        #expect(first.process.isRunning, "the stalled worker crashed: \(first.output)")
+
+        let records = sideRecords(side)
+        #expect(records.filter { $0.label == "st-a" }.map(\.pid) == [first.pid, second.pid])
+        #expect(records.filter { $0.pid == first.pid }.map(\.label) == ["st-a"], "the first worker went on with the run")
+        checkAttempts(records, before, run: "stalled")
+        let lost = before.filter { $0.kind == .activityAttemptFailed }
+        #expect(lost.map { $0.failure?.type } == ["WorkerLost"])
+        second.kill(SIGTERM)
+        _ = try await second.wait()
+        await submitter.shutdown()
+    }
+}
