@@ -35,7 +35,9 @@ enum WorkerIdentity {
         guard parts.count == 4, parts[0] == host, let pid = pid_t(parts[1]), let start = UInt64(parts[2]),
             FileManager.default.fileExists(atPath: "/proc/self/stat")
         else { return nil }
-        return startTime(of: pid) == start
+        guard FileManager.default.fileExists(atPath: "/proc/\(pid)") else { return false }
+        // A process of that pid whose start time cannot be read (hidden /proc) might be the holder.
+        return startTime(of: pid).map { $0 == start }
     }
 
     /// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot.
