@@ -2,9 +2,10 @@ import Durable
 import Foundation
 
 enum Format {
+    /// ISO 8601 in UTC with milliseconds, as the journal keeps them.
     static func time(_ date: Date?) -> String {
         guard let date else { return "-" }
-        return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        return HistoryExport.timeText(date)
     }
 
     static func duration(from start: Date, to end: Date?) -> String {
@@ -12,6 +13,18 @@ enum Format {
         if seconds < 1 { return "\(Int(seconds * 1000)) ms" }
         if seconds < 120 { return String(format: "%.1f s", seconds) }
         return String(format: "%.1f min", seconds / 60)
+    }
+
+    /// `812 B`, `3.4 KiB`, `12.0 MiB`.
+    static func bytes(_ count: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(count)
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(count) B" : String(format: "%.1f", value) + " " + units[unit]
     }
 
     /// JSON bytes as one line, cut to `limit` characters.
@@ -45,11 +58,18 @@ enum Format {
         print(String(decoding: data, as: UTF8.self))
     }
 
+    /// One JSON object on one line (JSON lines).
+    static func printJSONLine(_ value: Any) throws {
+        let data = try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .withoutEscapingSlashes])
+        print(String(decoding: data, as: UTF8.self))
+    }
+
     static func runJSON(_ run: RunRecord) -> [String: Any] {
         [
             "runID": run.runID, "workflowID": run.workflowID, "workflowType": run.workflowType,
             "status": run.status.rawValue, "createdAt": time(run.createdAt),
             "closedAt": run.closedAt.map(time) ?? NSNull(), "error": run.error ?? NSNull(),
+            "leaseOwner": run.leaseOwner ?? NSNull(), "leaseExpiresAt": run.leaseExpiresAt.map(time) ?? NSNull(),
         ]
     }
 

@@ -96,3 +96,50 @@ func readInput(_ argument: String) throws -> Data {
     }
     return data
 }
+
+/// The filters of `runs list` and `runs count`.
+struct RunFilterOptions: ParsableArguments {
+    @Option(help: "Only runs with these statuses, comma-separated (\(RunStatus.allCases.map(\.rawValue).joined(separator: ", "))).")
+    var status: String?
+
+    @Option(help: "Only runs of this workflow type.")
+    var type: String?
+
+    @Option(help: "Only runs whose workflow ID starts with this.")
+    var idPrefix: String?
+
+    @Option(help: ArgumentHelp("Only runs started at or after this time: ISO 8601 (2026-11-29T09:00:00Z, 2026-11-29) or an age (90s, 30m, 2h, 7d).", valueName: "time"))
+    var startedAfter: String?
+
+    @Option(help: ArgumentHelp("Only runs started before this time (same forms).", valueName: "time"))
+    var startedBefore: String?
+
+    func filter(limit: Int? = nil, oldestFirst: Bool = false) throws -> RunFilter {
+        RunFilter(
+            statuses: try status.map { try $0.split(separator: ",").map { try parseStatus(String($0)) } },
+            workflowType: type, workflowIDPrefix: idPrefix,
+            startedAfter: try startedAfter.map { try parseTimeOption($0, "--started-after") },
+            startedBefore: try startedBefore.map { try parseTimeOption($0, "--started-before") },
+            oldestFirst: oldestFirst, limit: limit)
+    }
+}
+
+/// An ISO 8601 time or date, or an age such as `30m` (that long ago).
+func parseTimeOption(_ text: String, _ option: String, now: Date = Date()) throws -> Date {
+    if let age = parseAge(text) { return now.addingTimeInterval(-age) }
+    if let time = HistoryExport.parseTime(text) { return time }
+    if let day = try? Date.ISO8601FormatStyle().year().month().day().parse(text) { return day }
+    throw ValidationError("\(option) '\(text)' is neither an ISO 8601 time (2026-11-29T09:00:00Z, 2026-11-29) nor an age (90s, 30m, 2h, 7d)")
+}
+
+/// `90s`, `30m`, `2h`, `7d` in seconds.
+func parseAge(_ text: String) -> TimeInterval? {
+    guard let unit = text.last, let value = Double(text.dropLast()), value >= 0 else { return nil }
+    switch unit {
+    case "s": return value
+    case "m": return value * 60
+    case "h": return value * 3_600
+    case "d": return value * 86_400
+    default: return nil
+    }
+}

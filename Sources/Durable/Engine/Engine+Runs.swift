@@ -56,6 +56,11 @@ public struct RunDescription: Sendable {
     public var children: [ChildSummary] = []
     /// Why the history could not be read (a corrupt event), if it could not.
     public var historyError: JournalError?
+    /// Signals sent and not yet delivered, by name, oldest first.
+    public var queuedSignals: [String] = []
+    /// The signal names the workflow waits for now (from a replay of its history); `nil` when this
+    /// engine has not registered the workflow type (the code-less `durable` CLI).
+    public var awaitedSignals: [String]?
 
     /// The activities scheduled and not yet finished.
     public var pendingActivities: [ActivitySummary] { activities.filter { $0.state == .pending } }
@@ -322,17 +327,37 @@ extension Engine {
                 run: run, eventCount: try journal.eventCount(run), input: nil, outcome: nil, activities: [],
                 historyError: error)
         }
-        return RunDescription(
+        var description = RunDescription(
             run: run, eventCount: events.count, input: events.first?.data, outcome: try closedOutcome(run),
             activities: ActivitySummary.from(events), timers: TimerSummary.from(events),
             parent: events.first?.meta.flatMap { try? JSONDecoder().decode(ParentLink.self, from: $0) },
             children: ChildSummary.from(events), historyError: nil)
+        if run.status.isOpen {
+            description.queuedSignals = try journal.queuedSignals(runKey: run.key).map(\.name)
+            description.awaitedSignals = awaitedSignals(run, events)
+        }
+        return description
+    }
+
+    /// The signal names an open run's workflow waits for, from a replay of its history here.
+    private func awaitedSignals(_ run: RunRecord, _ events: [HistoryEvent]) -> [String]? {
+        guard let registration = workflowRegistration(run.workflowType) else { return nil }
+        let instance = WorkflowInstance(run: run, body: registration.body)
+        defer { instance.tearDown() }
+        guard (try? instance.replay(events, openEnded: true)) != nil else { return nil }
+        return instance.awaitedSignalNames
     }
 
     /// Runs, newest first.
     public func runs(status: RunStatus? = nil, limit: Int? = nil) throws -> [RunRecord] {
         try journal.runs(statuses: status.map { [$0] }, limit: limit)
     }
+
+    /// Runs matching `filter`.
+    public func runs(_ filter: RunFilter) throws -> [RunRecord] { try journal.runs(filter) }
+
+    /// How many runs match `filter`, by status.
+    public func countRuns(_ filter: RunFilter) throws -> [RunStatus: Int] { try journal.countRuns(filter) }
 
     /// A run's recorded events.
     public func history(_ id: String) throws -> (RunRecord, [HistoryEvent]) {

@@ -370,6 +370,9 @@ package final class WorkflowInstance: @unchecked Sendable {
     }
 
     /// Answers a query between activations (the caller serializes with them).
+    /// The signal names that workflow code waits for now, sorted.
+    package var awaitedSignalNames: [String] { signalWaiters.keys.sorted() }
+
     package func answer(query name: String) throws -> Data {
         guard let handler = queryHandlers[name] else {
             throw DurableError(.unknownQuery(runID: runID, name: name, known: queryHandlers.keys.sorted()))

@@ -45,49 +45,100 @@ struct ShowHistory: AsyncParsableCommand {
     @OptionGroup var options: JournalOptions
     @OptionGroup var target: RunReference
 
+    @Flag(help: "Keep printing new events until the run ends (with --json: one JSON object per line).")
+    var follow = false
+
+    @Flag(help: "Draw activities, timers and child runs as a timeline with their durations.")
+    var timeline = false
+
+    func validate() throws {
+        if timeline && (follow || target.json) { throw ValidationError("--timeline goes without --follow and --json") }
+    }
 
     func run() async throws {
         let engine = try options.openExisting()
         let (run, events) = try engine.history(target.id)
+        if timeline {
+            print(Timeline(run: run, events: events, now: Date()).render(width: 50))
+            return
+        }
+        if follow {
+            try await followHistory(engine, run, printed: 0)
+            return
+        }
         if target.json {
-            try Format.printJSON(events.map { event -> [String: Any] in
-                var object: [String: Any] = [
-                    "index": event.index, "kind": event.kind.name, "time": Format.time(event.time),
-                ]
-                if event.seq != 0 { object["seq"] = event.seq }
-                if event.attempt != 0 { object["attempt"] = event.attempt }
-                if let name = event.name { object["name"] = name }
-                if let failure = event.failure {
-                    object["failure"] = Format.failureJSON(failure)
-                } else if event.data != nil {
-                    object["data"] = Format.jsonValue(event.data)
-                }
-                if event.attemptDetails != nil {
-                    object["attemptDetails"] = Format.jsonValue(event.meta)
-                } else if let meta = event.meta {
-                    object["options"] = Format.jsonValue(meta)
-                }
-                return object
-            })
+            try Format.printJSON(events.map(Self.eventJSON))
             return
         }
         print("run \(run.runID)  workflow ID \(run.workflowID)  \(run.workflowType)  \(run.status.rawValue)")
         let start = events.first?.time ?? run.createdAt
-        print(Format.table(
-            ["#", "+MS", "EVENT", "SEQ", "ATTEMPT", "DETAILS"],
-            events.map { event in
-                let details: String
-                if let failure = event.failure {
-                    details = failure.description
+        print(Format.table(["#", "+MS", "EVENT", "SEQ", "ATTEMPT", "DETAILS"], events.map { Self.row($0, start: start) }))
+    }
+
+    /// Prints the run's events from `printed` on as they are recorded, until the run is closed and
+    /// everything recorded is printed.
+    private func followHistory(_ engine: Engine, _ run: RunRecord, printed: Int) async throws {
+        var printed = printed
+        var start: Date?
+        if !target.json {
+            print("run \(run.runID)  workflow ID \(run.workflowID)  \(run.workflowType)")
+            print("#     +MS       EVENT                    SEQ   ATTEMPT  DETAILS")
+        }
+        while true {
+            let (current, events) = try engine.history(run.runID)
+            for event in events.dropFirst(printed) {
+                if target.json {
+                    try Format.printJSONLine(Self.eventJSON(event))
                 } else {
-                    details = [event.name, event.data.map { Format.payload($0) }].compactMap { $0 }.joined(separator: " ")
+                    let cells = Self.row(event, start: start ?? event.time)
+                    print([cells[0].padded(6), cells[1].padded(10), cells[2].padded(25), cells[3].padded(6),
+                           cells[4].padded(9), cells[5]].joined())
                 }
-                let attempt = event.attemptDetails.map { "[\($0.summary)]" }
-                let text = [details, attempt].compactMap { $0 }.filter { !$0.isEmpty && $0 != "[]" }.joined(separator: " ")
-                return [
-                    "\(event.index)", "\(Int(event.time.timeIntervalSince(start) * 1000))", event.kind.name,
-                    event.seq == 0 ? "" : "\(event.seq)", event.attempt == 0 ? "" : "\(event.attempt)", text,
-                ]
-            }))
+                if start == nil { start = event.time }
+            }
+            printed = events.count
+            if !current.status.isOpen { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    static func eventJSON(_ event: HistoryEvent) -> [String: Any] {
+        var object: [String: Any] = ["index": event.index, "kind": event.kind.name, "time": Format.time(event.time)]
+        if event.seq != 0 { object["seq"] = event.seq }
+        if event.attempt != 0 { object["attempt"] = event.attempt }
+        if let name = event.name { object["name"] = name }
+        if let failure = event.failure {
+            object["failure"] = Format.failureJSON(failure)
+        } else if event.data != nil {
+            object["data"] = Format.jsonValue(event.data)
+        }
+        if event.attemptDetails != nil {
+            object["attemptDetails"] = Format.jsonValue(event.meta)
+        } else if let meta = event.meta {
+            object["options"] = Format.jsonValue(meta)
+        }
+        return object
+    }
+
+    static func row(_ event: HistoryEvent, start: Date) -> [String] {
+        let details: String
+        if let failure = event.failure {
+            details = failure.description
+        } else {
+            details = [event.name, event.data.map { Format.payload($0) }].compactMap { $0 }.joined(separator: " ")
+        }
+        let attempt = event.attemptDetails.map { "[\($0.summary)]" }
+        let text = [details, attempt].compactMap { $0 }.filter { !$0.isEmpty && $0 != "[]" }.joined(separator: " ")
+        return [
+            "\(event.index)", "\(Int(event.time.timeIntervalSince(start) * 1000))", event.kind.name,
+            event.seq == 0 ? "" : "\(event.seq)", event.attempt == 0 ? "" : "\(event.attempt)", text,
+        ]
+    }
+}
+
+extension String {
+    /// Padded with spaces to `width` (at least one space after it).
+    func padded(_ width: Int) -> String {
+        count >= width ? self + " " : padding(toLength: width, withPad: " ", startingAt: 0)
     }
 }

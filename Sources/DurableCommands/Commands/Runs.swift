@@ -4,32 +4,38 @@ import Foundation
 
 struct Runs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List and describe runs.", subcommands: [List.self, Show.self])
+        abstract: "List, count and describe runs.", subcommands: [List.self, Count.self, Show.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List runs, newest first.")
 
         @OptionGroup var options: JournalOptions
-
-        @Option(help: "Only runs with this status (\(RunStatus.allCases.map(\.rawValue).joined(separator: ", "))).")
-        var status: String?
+        @OptionGroup var filters: RunFilterOptions
 
         @Option(help: "At most this many runs.")
         var limit: Int = 100
 
+        @Option(help: "newest (the default) or oldest first, by start.")
+        var sort: String = "newest"
+
         @Flag(help: "Print JSON.")
         var json = false
 
+        func validate() throws {
+            guard ["newest", "oldest"].contains(sort) else { throw ValidationError("--sort must be newest or oldest") }
+            guard limit >= 0 else { throw ValidationError("--limit must not be negative") }
+        }
+
         func run() async throws {
-            let status = try self.status.map(parseStatus)
+            let filter = try filters.filter(limit: limit, oldestFirst: sort == "oldest")
             let engine = try options.openExisting()
-            let runs = try engine.runs(status: status, limit: limit)
+            let runs = try engine.runs(filter)
             if json {
                 try Format.printJSON(runs.map(Format.runJSON))
                 return
             }
             if runs.isEmpty {
-                print("no runs" + (status.map { " with status \($0.rawValue)" } ?? ""))
+                print("no runs" + (filter == RunFilter(limit: limit) ? "" : " match"))
                 return
             }
             print(Format.table(
@@ -38,6 +44,27 @@ struct Runs: AsyncParsableCommand {
                     [run.runID, run.workflowID, run.workflowType, run.status.rawValue, Format.time(run.createdAt),
                      Format.duration(from: run.createdAt, to: run.closedAt ?? (run.status.isOpen ? nil : run.updatedAt))]
                 }))
+        }
+    }
+
+    struct Count: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Count runs, by status.")
+
+        @OptionGroup var options: JournalOptions
+        @OptionGroup var filters: RunFilterOptions
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() async throws {
+            let counts = try options.openExisting().countRuns(try filters.filter())
+            let total = counts.values.reduce(0, +)
+            let byStatus = RunStatus.allCases.compactMap { status in counts[status].map { (status.rawValue, $0) } }
+            if json {
+                try Format.printJSON(["count": total, "byStatus": Dictionary(uniqueKeysWithValues: byStatus)] as [String: Any])
+            } else {
+                print("\(total)" + (byStatus.isEmpty ? "" : " (" + byStatus.map { "\($0.0) \($0.1)" }.joined(separator: ", ") + ")"))
+            }
         }
     }
 
@@ -82,6 +109,8 @@ struct Runs: AsyncParsableCommand {
                 object["timers"] = description.timers.map {
                     ["seq": $0.seq, "due": Format.time($0.due), "state": $0.state.rawValue] as [String: Any]
                 }
+                object["queuedSignals"] = description.queuedSignals
+                object["awaitedSignals"] = description.awaitedSignals ?? NSNull()
                 try Format.printJSON(object)
                 return
             }
@@ -100,6 +129,18 @@ struct Runs: AsyncParsableCommand {
             if let continuedAs { lines.append("continued as: run \(continuedAs)") }
             if let error = run.error, failure == nil { lines.append("error:        \(error)") }
             if let error = description.historyError { lines.append("history:      \(error)") }
+            if run.status.isOpen {
+                lines.append("lease:        " + (run.leaseOwner.map {
+                    "worker \($0), until \(Format.time(run.leaseExpiresAt))"
+                        + ((run.leaseExpiresAt ?? .distantFuture) < Date() ? " (expired)" : "")
+                } ?? "none (no worker drives it)"))
+                if let awaited = description.awaitedSignals, !awaited.isEmpty {
+                    lines.append("waits for:    signal " + awaited.joined(separator: ", "))
+                }
+                if !description.queuedSignals.isEmpty {
+                    lines.append("queued:       signal " + description.queuedSignals.joined(separator: ", ") + " (not delivered yet)")
+                }
+            }
             print(lines.joined(separator: "\n"))
             if let parent = description.parent {
                 print("parent:       run \(parent.parentRunID) (seq \(parent.parentSeq))")

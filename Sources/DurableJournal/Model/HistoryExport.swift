@@ -156,14 +156,14 @@ public struct HistoryExport: Codable, Sendable, Equatable {
 
     /// `2026-11-29T12:00:00.021Z`. The milliseconds are written from the integer the journal keeps:
     /// the formatter's own fractional seconds truncate a `Date`'s binary fraction (.021 as .020).
-    static func timeText(_ date: Date) -> String {
+    package static func timeText(_ date: Date) -> String {
         let millis = date.journalMillis
         let (seconds, fraction) = (millis.floorDivided(by: 1000), millis.floorModulo(1000))
         let whole = Date(timeIntervalSince1970: Double(seconds)).formatted(Date.ISO8601FormatStyle())
         return whole.dropLast() + "." + String(String(fraction + 1000).dropFirst()) + "Z"
     }
 
-    static func parseTime(_ text: String) -> Date? {
+    package static func parseTime(_ text: String) -> Date? {
         let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
         guard let date = (try? style.parse(text)) ?? (try? Date.ISO8601FormatStyle().parse(text)) else { return nil }
         return Date(journalMillis: date.journalMillis)

@@ -1,0 +1,148 @@
+import ArgumentParser
+import Durable
+import Foundation
+
+struct JournalCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "journal", abstract: "Check, measure and compact the journal; delete old closed runs.",
+        subcommands: [Check.self, Stats.self, Prune.self, Compact.self])
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the file and every run's history; exit 0 when healthy, 3 when not.")
+
+        @OptionGroup var options: JournalOptions
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() async throws {
+            let engine = try options.openExisting()
+            let json = self.json
+            let report = try engine.journal.check { done, total in
+                if !json && total >= 1_000 { printProgress("checked \(done)/\(total) runs") }
+            }
+            if json {
+                try Format.printJSON([
+                    "healthy": report.isHealthy, "formatVersion": report.formatVersion, "integrity": report.integrity,
+                    "runs": report.runsChecked, "events": report.eventsChecked, "problems": report.problems,
+                ] as [String: Any])
+            } else {
+                print("journal \(options.path): format \(report.formatVersion), \(report.runsChecked) runs, "
+                      + "\(report.eventsChecked) events")
+                print("file integrity: " + report.integrity.prefix(20).joined(separator: "\n  "))
+                for problem in report.problems.prefix(50) { print("problem: \(problem)") }
+                if report.problems.count > 50 { print("… and \(report.problems.count - 50) more problems") }
+                print(report.isHealthy ? "healthy" : "NOT healthy")
+            }
+            if !report.isHealthy {
+                throw CommandFailure(
+                    message: "journal \(options.path) is not healthy (\(report.problems.count) problem(s), integrity "
+                        + "\(report.integrity == ["ok"] ? "ok" : "failed"))", exitCode: .journal)
+            }
+        }
+    }
+
+    struct Stats: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Size, runs by status, events and payload compression.")
+
+        @OptionGroup var options: JournalOptions
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() async throws {
+            let stats = try options.openExisting().journal.stats()
+            let ratio = stats.storedPayloadBytes == 0 ? 1 : Double(stats.rawPayloadBytes) / Double(stats.storedPayloadBytes)
+            let byStatus = Dictionary(uniqueKeysWithValues: stats.runsByStatus.map { ($0.key.rawValue, $0.value) })
+            if json {
+                try Format.printJSON([
+                    "formatVersion": stats.formatVersion, "fileBytes": stats.fileBytes, "walBytes": stats.walBytes,
+                    "runs": stats.runs, "runsByStatus": byStatus, "events": stats.events,
+                    "storedPayloadBytes": stats.storedPayloadBytes, "rawPayloadBytes": stats.rawPayloadBytes,
+                    "compressionRatio": (ratio * 100).rounded() / 100, "queuedSignals": stats.queuedSignals,
+                ] as [String: Any])
+                return
+            }
+            print("""
+                journal:   \(options.path) (format \(stats.formatVersion))
+                size:      \(Format.bytes(stats.fileBytes)) + WAL \(Format.bytes(stats.walBytes))
+                runs:      \(stats.runs)\(stats.runs == 0 ? "" : " (" + RunStatus.allCases.compactMap { status in
+                    stats.runsByStatus[status].map { "\(status.rawValue) \($0)" } }.joined(separator: ", ") + ")")
+                events:    \(stats.events)\(stats.events == 0 ? "" : String(format: ", %.1f bytes of file per event", Double(stats.fileBytes) / Double(stats.events)))
+                payloads:  \(Format.bytes(Int64(stats.rawPayloadBytes))) written, \(Format.bytes(Int64(stats.storedPayloadBytes))) stored (\(String(format: "%.2f", ratio))×)
+                signals:   \(stats.queuedSignals) queued
+                """)
+        }
+    }
+
+    struct Prune: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete closed runs that closed longer ago than --older-than (retention).",
+            discussion: "Open runs are never deleted. Run `journal compact` afterwards to give the space back to the file system.")
+
+        @OptionGroup var options: JournalOptions
+
+        @Option(help: ArgumentHelp("Age of the runs to delete: 90s, 30m, 2h, 7d.", valueName: "age"))
+        var olderThan: String
+
+        @Option(help: "Only runs with these closed statuses, comma-separated (default: all closed ones).")
+        var status: String?
+
+        @Flag(help: "Count what would be deleted; delete nothing.")
+        var dryRun = false
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() async throws {
+            guard let age = parseAge(olderThan) else {
+                throw ValidationError("--older-than '\(olderThan)' is not an age such as 90s, 30m, 2h or 7d")
+            }
+            let statuses = try status.map { try $0.split(separator: ",").map { try parseStatus(String($0)) } }
+            if let open = statuses?.first(where: \.isOpen) {
+                throw ValidationError("--status \(open.rawValue): only closed runs can be deleted")
+            }
+            let cutoff = Date().addingTimeInterval(-age)
+            let json = self.json
+            let deleted = try options.openExisting().journal.deleteClosedRuns(
+                closedBefore: cutoff, statuses: statuses, dryRun: dryRun
+            ) { runs in if !json { printProgress("deleted \(runs) runs") } }
+            if json {
+                try Format.printJSON(["runs": deleted.runs, "events": deleted.events, "dryRun": dryRun,
+                                      "closedBefore": Format.time(cutoff)] as [String: Any])
+            } else {
+                print("\(dryRun ? "would delete" : "deleted") \(deleted.runs) closed runs (\(deleted.events) events) "
+                      + "closed before \(Format.time(cutoff))")
+            }
+        }
+    }
+
+    struct Compact: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Give the space of deleted runs back to the file system (checkpoint and VACUUM).",
+            discussion: "Workers keep running but wait for their commits while it runs.")
+
+        @OptionGroup var options: JournalOptions
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() async throws {
+            let engine = try options.openExisting()
+            if !json { printProgress("compacting \(options.path)…") }
+            let (before, after) = try engine.journal.compact()
+            if json {
+                try Format.printJSON(["bytesBefore": before, "bytesAfter": after] as [String: Any])
+            } else {
+                print("compacted: \(Format.bytes(before)) → \(Format.bytes(after))")
+            }
+        }
+    }
+}
+
+/// A progress line on standard error (standard output stays for results).
+func printProgress(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}

@@ -1,0 +1,257 @@
+public import Foundation
+import GRDB
+
+/// Which runs to list or count.
+public struct RunFilter: Sendable, Equatable {
+    public var statuses: [RunStatus]?
+    public var workflowType: String?
+    public var workflowIDPrefix: String?
+    /// Runs created at or after this time.
+    public var startedAfter: Date?
+    /// Runs created before this time.
+    public var startedBefore: Date?
+    public var oldestFirst: Bool
+    public var limit: Int?
+
+    public init(
+        statuses: [RunStatus]? = nil, workflowType: String? = nil, workflowIDPrefix: String? = nil,
+        startedAfter: Date? = nil, startedBefore: Date? = nil, oldestFirst: Bool = false, limit: Int? = nil
+    ) {
+        self.statuses = statuses
+        self.workflowType = workflowType
+        self.workflowIDPrefix = workflowIDPrefix
+        self.startedAfter = startedAfter
+        self.startedBefore = startedBefore
+        self.oldestFirst = oldestFirst
+        self.limit = limit
+    }
+
+    /// The `WHERE` clause (empty when nothing is filtered) and its arguments.
+    fileprivate var clause: (String, StatementArguments) {
+        var conditions: [String] = []
+        var arguments: StatementArguments = []
+        if let statuses {
+            conditions.append("status IN (\(statuses.map { _ in "?" }.joined(separator: ",")))")
+            arguments += StatementArguments(statuses.map(\.rawValue))
+        }
+        if let workflowType {
+            conditions.append("workflow_type = ?")
+            arguments += [workflowType]
+        }
+        if let workflowIDPrefix {
+            conditions.append("substr(workflow_id, 1, length(?)) = ?")
+            arguments += [workflowIDPrefix, workflowIDPrefix]
+        }
+        if let startedAfter {
+            conditions.append("created_at >= ?")
+            arguments += [startedAfter.journalMillis]
+        }
+        if let startedBefore {
+            conditions.append("created_at < ?")
+            arguments += [startedBefore.journalMillis]
+        }
+        return (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "), arguments)
+    }
+}
+
+/// What `durable journal stats` reports.
+public struct JournalStats: Sendable {
+    public var formatVersion: Int
+    public var fileBytes: Int64
+    public var walBytes: Int64
+    public var runsByStatus: [RunStatus: Int]
+    public var events: Int
+    /// Payload bytes as stored (LZ4 frames with their headers) and as the workflows wrote them.
+    public var storedPayloadBytes: Int
+    public var rawPayloadBytes: Int
+    public var queuedSignals: Int
+
+    public var runs: Int { runsByStatus.values.reduce(0, +) }
+}
+
+/// What `durable journal check` found.
+public struct JournalCheckReport: Sendable {
+    public var formatVersion: Int
+    /// `PRAGMA integrity_check` output: `["ok"]` for a sound file.
+    public var integrity: [String]
+    public var runsChecked = 0
+    public var eventsChecked = 0
+    /// Problems found in runs, events and signals, each naming what and where.
+    public var problems: [String] = []
+
+    public var isHealthy: Bool { integrity == ["ok"] && problems.isEmpty }
+}
+
+extension SQLiteJournal {
+    // MARK: - Listing
+
+    /// Runs matching `filter`, newest first unless it says otherwise.
+    package func runs(_ filter: RunFilter) throws -> [RunRecord] {
+        let (clause, arguments) = filter.clause
+        var sql = "SELECT \(Self.runColumns) FROM runs" + clause + (filter.oldestFirst ? " ORDER BY id" : " ORDER BY id DESC")
+        if let limit = filter.limit { sql += " LIMIT \(max(0, limit))" }
+        return try read { db in try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.runRecord) }
+    }
+
+    /// How many runs match `filter`, by status (`limit` and order do not apply).
+    package func countRuns(_ filter: RunFilter) throws -> [RunStatus: Int] {
+        let (clause, arguments) = filter.clause
+        return try read { db in
+            var counts: [RunStatus: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT status, count(*) FROM runs" + clause + " GROUP BY status", arguments: arguments) {
+                if let status = RunStatus(rawValue: row[0]) { counts[status] = row[1] }
+            }
+            return counts
+        }
+    }
+
+    // MARK: - Health
+
+    /// Sizes, runs by status, events and payload compression.
+    package func stats() throws -> JournalStats {
+        try read { db in
+            var stats = JournalStats(
+                formatVersion: try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0,
+                fileBytes: Self.fileSize(path), walBytes: Self.fileSize(path + "-wal"),
+                runsByStatus: [:], events: try Int.fetchOne(db, sql: "SELECT count(*) FROM events") ?? 0,
+                storedPayloadBytes: 0, rawPayloadBytes: 0,
+                queuedSignals: try Int.fetchOne(db, sql: "SELECT count(*) FROM signals") ?? 0)
+            for row in try Row.fetchAll(db, sql: "SELECT status, count(*) FROM runs GROUP BY status") {
+                if let status = RunStatus(rawValue: row[0]) { stats.runsByStatus[status] = row[1] }
+            }
+            let payloads = try Row.fetchCursor(db, sql: "SELECT data FROM events WHERE data IS NOT NULL")
+            while let row = try payloads.next() {
+                let blob: Data = row[0]
+                stats.storedPayloadBytes += blob.count
+                stats.rawPayloadBytes += (try? PayloadCodec.decode(blob).count) ?? blob.count
+            }
+            return stats
+        }
+    }
+
+    /// Checks the file (`PRAGMA integrity_check`) and every run: event indexes without gaps, a
+    /// closed run ending with the event that closes it, every payload readable, signals for
+    /// existing runs. `progress(done, total)` is called every 1,000 runs and at the end.
+    package func check(progress: (Int, Int) -> Void = { _, _ in }) throws -> JournalCheckReport {
+        try read { db in
+            var report = JournalCheckReport(
+                formatVersion: try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0,
+                integrity: try String.fetchAll(db, sql: "PRAGMA integrity_check"))
+            func problem(_ text: String) {
+                if report.problems.count < 1_000 { report.problems.append(text) }
+            }
+            let total = try Int.fetchOne(db, sql: "SELECT count(*) FROM runs") ?? 0
+            let runs = try Row.fetchCursor(db, sql: "SELECT \(Self.runColumns) FROM runs ORDER BY id")
+            let closing: Set<EventKind> = [.workflowCompleted, .workflowFailed, .workflowCancelled, .workflowTerminated,
+                                           .workflowContinuedAsNew]
+            while let row = try runs.next() {
+                let run: RunRecord
+                do {
+                    run = try Self.runRecord(row)
+                } catch {
+                    problem("\(error)")
+                    continue
+                }
+                var expected = 0
+                var lastKind: Int?
+                let events = try Row.fetchCursor(
+                    db, sql: "SELECT idx, kind, data FROM events WHERE run = ? ORDER BY idx", arguments: [run.key])
+                while let event = try events.next() {
+                    let index: Int = event[0]
+                    if index != expected {
+                        problem("run \(run.runID): event \(expected) is missing (next is \(index))")
+                        expected = index
+                    }
+                    let kind: Int = event[1]
+                    if EventKind(rawValue: kind) == nil { problem("run \(run.runID), event \(index): unknown event kind \(kind)") }
+                    if let blob = event[2] as Data? {
+                        do {
+                            _ = try PayloadCodec.decode(blob)
+                        } catch {
+                            problem("run \(run.runID), event \(index): payload unreadable: \(error)")
+                        }
+                    }
+                    lastKind = kind
+                    expected += 1
+                    report.eventsChecked += 1
+                }
+                if expected == 0 {
+                    problem("run \(run.runID): no events (not even WorkflowStarted)")
+                } else if !run.status.isOpen, let kind = lastKind.flatMap(EventKind.init(rawValue:)), !closing.contains(kind) {
+                    problem("run \(run.runID) is \(run.status.rawValue) but its last event is \(kind.name)")
+                }
+                report.runsChecked += 1
+                if report.runsChecked % 1_000 == 0 { progress(report.runsChecked, total) }
+            }
+            let orphans = try Int.fetchOne(db, sql: "SELECT count(*) FROM signals WHERE run NOT IN (SELECT id FROM runs)") ?? 0
+            if orphans > 0 { problem("\(orphans) queued signal(s) for runs that do not exist") }
+            progress(report.runsChecked, total)
+            return report
+        }
+    }
+
+    // MARK: - Retention and compaction
+
+    /// Deletes closed runs (with their events) that closed before `cutoff`, in batches of 500 runs per
+    /// transaction so that workers are not held up. Open runs are never deleted.
+    /// - Parameters:
+    ///   - statuses: only these closed statuses (all closed ones when `nil`).
+    ///   - dryRun: count what would be deleted, delete nothing.
+    /// - Returns: the runs and events deleted (or that would be).
+    package func deleteClosedRuns(
+        closedBefore cutoff: Date, statuses: [RunStatus]? = nil, dryRun: Bool = false,
+        progress: (Int) -> Void = { _ in }
+    ) throws -> (runs: Int, events: Int) {
+        let closed = (statuses ?? RunStatus.allCases).filter { !$0.isOpen }
+        guard !closed.isEmpty else { return (0, 0) }
+        let statusList = closed.map { "'\($0.rawValue)'" }.joined(separator: ",")
+        let condition = "status IN (\(statusList)) AND closed_at IS NOT NULL AND closed_at < ?"
+        if dryRun {
+            return try read { db in
+                (try Int.fetchOne(db, sql: "SELECT count(*) FROM runs WHERE \(condition)", arguments: [cutoff.journalMillis]) ?? 0,
+                 try Int.fetchOne(
+                    db, sql: "SELECT count(*) FROM events WHERE run IN (SELECT id FROM runs WHERE \(condition))",
+                    arguments: [cutoff.journalMillis]) ?? 0)
+            }
+        }
+        var total = (runs: 0, events: 0)
+        while true {
+            let deleted = try pool.write { db -> (Int, Int) in
+                let keys = try Int64.fetchAll(
+                    db, sql: "SELECT id FROM runs WHERE \(condition) LIMIT 500", arguments: [cutoff.journalMillis])
+                guard !keys.isEmpty else { return (0, 0) }
+                let list = keys.map(String.init).joined(separator: ",")
+                try db.execute(sql: "DELETE FROM events WHERE run IN (\(list))")
+                let events = db.changesCount
+                try db.execute(sql: "DELETE FROM signals WHERE run IN (\(list))")
+                try db.execute(sql: "DELETE FROM runs WHERE id IN (\(list))")
+                return (keys.count, events)
+            }
+            if deleted.0 == 0 { return total }
+            total.runs += deleted.0
+            total.events += deleted.1
+            progress(total.runs)
+        }
+    }
+
+    /// Gives the space of deleted runs back to the file system: checkpoints the WAL, then rebuilds
+    /// the file (`VACUUM`). Workers wait while it runs (it holds the write lock).
+    /// - Returns: the file's size before and after (WAL included).
+    package func compact() throws -> (before: Int64, after: Int64) {
+        let before = Self.fileSize(path) + Self.fileSize(path + "-wal")
+        do {
+            try pool.writeWithoutTransaction { db in
+                try db.checkpoint(.truncate)
+                try db.execute(sql: "VACUUM")
+                try db.checkpoint(.truncate)
+            }
+        } catch let error as DatabaseError {
+            throw JournalError(.storage(reason: "\(path): compaction failed: \(error.message ?? error.description)"))
+        }
+        return (before, Self.fileSize(path) + Self.fileSize(path + "-wal"))
+    }
+
+    static func fileSize(_ path: String) -> Int64 {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value ?? 0
+    }
+}
