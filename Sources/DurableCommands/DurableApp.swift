@@ -111,7 +111,7 @@ struct RootCommand: AsyncParsableCommand {
     static var configuration: CommandConfiguration {
         let name = AppSetup.current.withLock { $0.name }
         var subcommands: [any ParsableCommand.Type] = [
-            Submit.self, Runs.self, History.self, Signal.self, Cancel.self, Terminate.self, JournalCommand.self,
+            Submit.self, Runs.self, History.self, Signal.self, Cancel.self, Terminate.self, Reset.self, JournalCommand.self,
         ]
         if AppSetup.hasCode {
             subcommands += [Worker.self, RunCommand.self, Replay.self, Query.self]

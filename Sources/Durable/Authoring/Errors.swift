@@ -55,6 +55,7 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         case strayAwait(runID: String)
         case evicted(runID: String)
         case runHeld(runID: String, reason: String)
+        case badResetPoint(runID: String, index: Int, reason: String)
         case shuttingDown
     }
 
@@ -95,6 +96,8 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
             "run \(runID) was evicted from this worker"
         case .runHeld(let runID, let reason):
             "run \(runID) is held: \(reason)"
+        case .badResetPoint(let runID, let index, let reason):
+            "cannot reset run \(runID) to event \(index): \(reason)"
         case .shuttingDown:
             "the engine is shutting down"
         }

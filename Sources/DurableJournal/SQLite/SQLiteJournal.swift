@@ -182,6 +182,16 @@ package final class SQLiteJournal: Sendable {
         }
     }
 
+    /// Gives up this worker's lease on one run.
+    package func releaseLease(runID: String) throws {
+        guard let lease else { return }
+        try pool.write { db in
+            try db.execute(
+                sql: "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE run_id = ? AND lease_owner = ?",
+                arguments: [runID, lease.owner])
+        }
+    }
+
     /// The workers holding leases on running runs, with how many each holds.
     package func leaseOwners() throws -> [String: Int] {
         try read { db in
