@@ -110,7 +110,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DurableCommandsTests",
-            dependencies: ["DurableCommands", "DurableTestSupport"],
+            dependencies: ["DurableCommands", "DurableTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
     ]

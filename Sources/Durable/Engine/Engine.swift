@@ -44,6 +44,8 @@ public final class Engine: Sendable {
     package let workerID: String
     /// Renews this engine's leases every third of their duration, once it drives a run.
     let leaseRenewal = Mutex<(any DispatchSourceTimer)?>(nil)
+    /// The one shutdown, which every caller of ``shutdown()`` waits for.
+    let shutdownTask = Mutex<Task<Void, Never>?>(nil)
     let closeObservers = Mutex<[@Sendable (String, RunOutcome) -> Void]>([])
     /// The first recovery pass (see ``recover()``), shared by whoever needs it first.
     let firstRecovery = Mutex<Task<RecoveryReport, any Error>?>(nil)
@@ -220,9 +222,20 @@ public final class Engine: Sendable {
     // MARK: - Shutdown
 
     /// Stops driving runs: cancels running activity attempts (they are retried after a restart),
-    /// closes pool slots (process-pool processes get SIGTERM, then SIGKILL), and waits until
-    /// everything already handed to the journal is committed.
+    /// closes pool slots (process-pool processes get SIGTERM, then SIGKILL), waits until everything
+    /// already handed to the journal is committed, and releases this engine's leases. Callers that
+    /// come while it is under way wait for the same shutdown.
     public func shutdown() async {
+        let task = shutdownTask.withLock { task in
+            if let task { return task }
+            let new = Task { await self.stop() }
+            task = new
+            return new
+        }
+        await task.value
+    }
+
+    private func stop() async {
         stopping.store(true, ordering: .sequentiallyConsistent)
         let open = drivers.withLock { drivers in
             defer { drivers.removeAll() }

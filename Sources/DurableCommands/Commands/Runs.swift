@@ -76,7 +76,7 @@ struct Runs: AsyncParsableCommand {
 
 
         func run() async throws {
-            let engine = try options.openExisting()
+            let engine = try options.openExisting(withCode: true)  // an application tells what a run waits for
             let description = try engine.describe(target.id)
             let run = description.run
             var result: Data?

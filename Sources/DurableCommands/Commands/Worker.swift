@@ -50,7 +50,8 @@ struct Worker: AsyncParsableCommand {
                   + (report.held.isEmpty ? "" : ", \(report.held.count) held"))
             for (runID, reason) in report.held.sorted(by: { $0.key < $1.key }) { print("held \(runID): \(reason)") }
         }
-        try await engine.runWorker()
+        try await engine.runWorker()  // returns once a signal has started the shutdown
+        await engine.shutdown()  // waits for it: commits and lease releases are done before the exit
         withExtendedLifetime(signals) {}
         if !quiet { print("worker stopped cleanly") }
     }

@@ -1,0 +1,188 @@
+import DurableTestSupport
+import Foundation
+import GRDB
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The operator commands, run as built executables on real journals.
+@Suite(.timeLimit(.minutes(2))) struct OperatorCommandTests {
+    let durable: String
+    let app: String
+
+    init() throws {
+        durable = try productPath("durable")
+        app = try productPath("durable-test-worker")
+    }
+
+    /// Two completed CrashFlow runs (`op-1`, `op-2`) and two pending runs (`nap-1`, `gather-1`).
+    func journalWithRuns() async throws -> String {
+        let journal = temporaryPath()
+        for id in ["op-1", "op-2"] {
+            let run = try await runCommand(
+                app, ["run", "CrashFlow", "--input", #"{"tag":"\#(id)"}"#, "--id", id, "--journal", journal],
+                environment: ["STEP_MS": "1"])
+            try #require(run.status == 0, "\(run.stderr)")
+        }
+        _ = try await runCommand(durable, ["submit", "Nap", "--input", "60000", "--id", "nap-1", "--journal", journal])
+        _ = try await runCommand(durable, ["submit", "Gather", "--input", "2", "--id", "gather-1", "--journal", journal])
+        return journal
+    }
+
+    func json(_ text: String) throws -> Any { try JSONSerialization.jsonObject(with: Data(text.utf8)) }
+
+    @Test func runsAreFilteredSortedAndCounted() async throws {
+        let journal = try await journalWithRuns()
+        func ids(_ arguments: [String]) async throws -> [String] {
+            let list = try await runCommand(durable, ["runs", "list", "--json", "--journal", journal] + arguments)
+            #expect(list.status == 0, "\(arguments): \(list.stderr)")
+            return try #require(try json(list.stdout) as? [[String: Any]]).compactMap { $0["workflowID"] as? String }
+        }
+        #expect(try await ids([]) == ["gather-1", "nap-1", "op-2", "op-1"])
+        #expect(try await ids(["--sort", "oldest"]) == ["op-1", "op-2", "nap-1", "gather-1"])
+        #expect(try await ids(["--type", "CrashFlow"]) == ["op-2", "op-1"])
+        #expect(try await ids(["--id-prefix", "op-", "--limit", "1"]) == ["op-2"])
+        #expect(try await ids(["--status", "pending,completed", "--type", "Nap"]) == ["nap-1"])
+        #expect(try await ids(["--started-after", "1h"]).count == 4)
+        #expect(try await ids(["--started-before", "2020-01-01"]).isEmpty)
+
+        let count = try await runCommand(durable, ["runs", "count", "--journal", journal])
+        #expect(count.stdout == "4 (pending 2, completed 2)\n")
+        let countJSON = try await runCommand(durable, ["runs", "count", "--json", "--type", "CrashFlow", "--journal", journal])
+        let counted = try #require(try json(countJSON.stdout) as? [String: Any])
+        #expect(counted["count"] as? Int == 2)
+        #expect((counted["byStatus"] as? [String: Int]) == ["completed": 2])
+
+        let bad = try await runCommand(durable, ["runs", "list", "--started-after", "yesterday", "--journal", journal])
+        #expect(bad.status == 64)
+        #expect(bad.stderr.contains("--started-after 'yesterday' is neither an ISO 8601 time"))
+    }
+
+    @Test func showNamesTheLeaseHolderAndTheSignalsAwaitedAndQueued() async throws {
+        let journal = try await journalWithRuns()
+        let worker = try Child(app, ["worker", "--journal", journal], environment: ["STEP_MS": "1"])
+        defer { worker.kill(SIGKILL) }
+        let deadline = ContinuousClock.now + .seconds(20)
+        var shown = ""
+        while !shown.contains("waits for:    signal item") {
+            try #require(ContinuousClock.now < deadline, "gather-1 never waited for its signal: \(shown)")
+            try await Task.sleep(for: .milliseconds(50))
+            shown = try await runCommand(app, ["runs", "show", "gather-1", "--journal", journal]).stdout
+        }
+        #expect(shown.contains("lease:        worker "))
+        #expect(shown.contains("/\(worker.pid)/"), "the lease holder names the worker's pid: \(shown)")
+        let object = try #require(try json(try await runCommand(
+            app, ["runs", "show", "gather-1", "--json", "--journal", journal]).stdout) as? [String: Any])
+        #expect(object["awaitedSignals"] as? [String] == ["item"])
+        #expect((object["leaseOwner"] as? String)?.contains("/\(worker.pid)/") == true)
+        // The code-less CLI cannot replay the workflow, so it does not say what the run waits for.
+        let codeless = try #require(try json(try await runCommand(
+            durable, ["runs", "show", "gather-1", "--json", "--journal", journal]).stdout) as? [String: Any])
+        #expect(codeless["awaitedSignals"] is NSNull)
+        worker.kill(SIGTERM)
+        _ = try await worker.wait()
+        _ = try await runCommand(durable, ["signal", "gather-1", "item", "--input", #""one""#, "--journal", journal])
+        let queued = try await runCommand(durable, ["runs", "show", "gather-1", "--journal", journal])
+        #expect(queued.stdout.contains("queued:       signal item (not delivered yet)"))
+        #expect(queued.stdout.contains("lease:        none (no worker drives it)"), "the stopped worker released it")
+    }
+
+    @Test func checkFindsACorruptPayloadAndStatsCountTheJournal() async throws {
+        let journal = try await journalWithRuns()
+        let stats = try await runCommand(durable, ["journal", "stats", "--json", "--journal", journal])
+        let object = try #require(try json(stats.stdout) as? [String: Any])
+        #expect(object["runs"] as? Int == 4)
+        #expect(object["events"] as? Int == 42)
+        #expect((object["runsByStatus"] as? [String: Int]) == ["completed": 2, "pending": 2])
+        #expect(object["formatVersion"] as? Int == 6)
+        #expect((object["fileBytes"] as? Int ?? 0) > 0)
+        let human = try await runCommand(durable, ["journal", "stats", "--journal", journal])
+        #expect(human.stdout.contains("runs:      4 (pending 2, completed 2)"))
+
+        let healthy = try await runCommand(durable, ["journal", "check", "--journal", journal])
+        #expect(healthy.status == 0)
+        #expect(healthy.stdout.contains("4 runs, 42 events") && healthy.stdout.hasSuffix("healthy\n"))
+
+        // Flip one byte of a stored payload, as a bad disk would: the checksum catches it.
+        let queue = try DatabaseQueue(path: journal)
+        let runID = try await queue.write { db -> String in
+            let row = try #require(try Row.fetchOne(db, sql: """
+                SELECT runs.run_id, events.run, events.idx, events.data FROM events JOIN runs ON runs.id = events.run
+                WHERE runs.workflow_id = 'op-1' AND events.idx = 2
+                """))
+            var data: Data = row[3]
+            data[data.count - 1] ^= 0xFF
+            try db.execute(sql: "UPDATE events SET data = ? WHERE run = ? AND idx = 2", arguments: [data, row[1] as Int64])
+            return row[0]
+        }
+        try queue.close()
+        let corrupt = try await runCommand(durable, ["journal", "check", "--journal", journal])
+        #expect(corrupt.status == 3)
+        #expect(corrupt.stdout.contains("problem: run \(runID), event 2: payload unreadable"), "\(corrupt.stdout)")
+        #expect(corrupt.stderr.contains("is not healthy (1 problem(s), integrity ok)"))
+    }
+
+    @Test func pruneDeletesOnlyOldClosedRunsAndCompactGivesSpaceBack() async throws {
+        let journal = try await journalWithRuns()
+        let keep = try await runCommand(durable, ["journal", "prune", "--older-than", "1d", "--journal", journal])
+        #expect(keep.stdout.hasPrefix("deleted 0 closed runs (0 events)"))
+        let dry = try await runCommand(durable, ["journal", "prune", "--older-than", "0s", "--dry-run", "--journal", journal])
+        #expect(dry.stdout.hasPrefix("would delete 2 closed runs (40 events)"), "\(dry.stdout)")
+        let pruned = try await runCommand(durable, ["journal", "prune", "--older-than", "0s", "--json", "--journal", journal])
+        let object = try #require(try json(pruned.stdout) as? [String: Any])
+        #expect(object["runs"] as? Int == 2 && object["events"] as? Int == 40)
+        let left = try await runCommand(durable, ["runs", "count", "--journal", journal])
+        #expect(left.stdout == "2 (pending 2)\n", "open runs are never deleted")
+        let compact = try await runCommand(durable, ["journal", "compact", "--json", "--journal", journal])
+        #expect(compact.status == 0, "\(compact.stderr)")
+        let sizes = try #require(try json(compact.stdout) as? [String: Int])
+        #expect(try #require(sizes["bytesAfter"]) <= sizes["bytesBefore"] ?? 0)
+        let openStatus = try await runCommand(durable, ["journal", "prune", "--older-than", "0s", "--status", "running", "--journal", journal])
+        #expect(openStatus.status == 64)
+        #expect(openStatus.stderr.contains("only closed runs can be deleted"))
+    }
+
+    @Test func timelineFollowReplayAllAndReset() async throws {
+        let journal = try await journalWithRuns()
+        let timeline = try await runCommand(durable, ["history", "op-1", "--timeline", "--journal", journal])
+        let bars = timeline.stdout.split(separator: "\n").filter { $0.hasPrefix("activity  Step #") }
+        #expect(bars.count == 9, "\(timeline.stdout)")
+        #expect(bars.allSatisfy { $0.contains("█") && $0.contains(" ms") })
+
+        let replayed = try await runCommand(app, ["replay", "--all", "--journal", journal])
+        #expect(replayed.status == 0, "\(replayed.stderr)")
+        #expect(replayed.stdout.contains("replayed 2 closed run(s)") && replayed.stdout.contains("2 match, 0 mismatch"))
+        #expect(replayed.stderr.contains("2/2 runs"), "the progress bar")
+
+        let badPoint = try await runCommand(durable, ["reset", "op-1", "--to", "3", "--journal", journal])
+        #expect(badPoint.status == 2)
+        #expect(badPoint.stderr.contains("to event 3: it is not the start of an activation"), "\(badPoint.stderr)")
+        let reset = try await runCommand(durable, ["reset", "op-1", "--to", "2", "--json", "--journal", journal])
+        #expect(reset.status == 0, "\(reset.stderr)")
+        let report = try #require(try json(reset.stdout) as? [String: Any])
+        #expect(report["eventsKept"] as? Int == 2)
+        let newRun = try #require(report["newRunID"] as? String)
+
+        // A follower started before the worker prints the new run's events until it ends.
+        let follower = try Child(durable, ["history", newRun, "--follow", "--journal", journal])
+        let worker = try Child(app, ["worker", "--quiet", "--journal", journal], environment: ["STEP_MS": "1"])
+        defer { worker.kill(SIGKILL) }
+        let followed = try await follower.wait(timeout: .seconds(30))
+        #expect(followed.status == 0, "\(follower.output)")
+        #expect(follower.output.contains("WorkflowCompleted"))
+        #expect(follower.output.split(separator: "\n").count >= 20)
+        let runs = try await runCommand(durable, ["runs", "list", "--id-prefix", "op-1", "--json", "--journal", journal])
+        let statuses = try #require(try json(runs.stdout) as? [[String: Any]]).compactMap { $0["status"] as? String }
+        #expect(statuses == ["completed", "completed"])
+    }
+
+    @Test func shellCompletionScriptsAreGenerated() async throws {
+        for shell in ["bash", "zsh", "fish"] {
+            let script = try await runCommand(durable, ["--generate-completion-script", shell])
+            #expect(script.status == 0)
+            #expect(script.stdout.contains("journal") && script.stdout.contains("runs"), "\(shell)")
+        }
+    }
+}
