@@ -7,7 +7,8 @@
 # (a) installs what is missing (liblz4-dev for the build, the DBOS venv through
 #     ../shared/peers/dbos/setup.sh), (b) builds durable-bench in release mode, (c) runs ROUNDS
 #     rounds, each interleaving: Durable (full, fast), DBOS bench_dbos.py with its default settings,
-#     DBOS with WAL+NORMAL, crash_dbos.py, Durable's pool workloads (no DBOS counterpart) and the
+#     DBOS with WAL+NORMAL, crash_dbos.py, Durable's pool and pick-up latency workloads (no DBOS
+#     counterpart) and the
 #     disk probe sqlite_limit.py, then (once) a sync
 #     probe (strace -c of Durable's `long`, to check that `full` really syncs), (d) writes the raw
 #     JSON lines to a results folder and prints a Markdown summary (also saved as summary.md).
@@ -81,6 +82,9 @@ for r in $(seq 1 "$ROUNDS"); do
   log "round $r/$ROUNDS: Durable worker runtime (pools; no DBOS counterpart)"
   "$BENCH" --workloads pools --run-id "r$r" >>"$OUT/durable_pools.jsonl" 2>>"$OUT/stderr.log" \
     || log "durable-bench pools round $r reported a failure (see stderr.log)"
+  log "round $r/$ROUNDS: Durable pick-up latency across processes (no DBOS counterpart)"
+  "$BENCH" --workloads submit_latency --run-id "r$r" >>"$OUT/durable_latency.jsonl" 2>>"$OUT/stderr.log" \
+    || log "durable-bench submit_latency round $r reported a failure (see stderr.log)"
   log "round $r/$ROUNDS: disk probe"
   "$PY" "$PEER/sqlite_limit.py" --run-id "r$r" >>"$OUT/sqlite_limit.jsonl" 2>>"$OUT/stderr.log" \
     || log "sqlite_limit.py round $r failed"

@@ -266,6 +266,18 @@ def main():
                 print(f"| {label} | {spread(vals)} |")
         print()
 
+    latency = load(os.path.join(d, "durable_latency.jsonl"))
+    if latency:
+        print("## Pick-up latency across processes (durable-bench --workloads submit_latency)\n")
+        print("Submission committed in one process → first activity started by an idle worker in another.\n")
+        print("| durability | p50 ms | p90 ms | p99 ms | max ms | target |")
+        print("|---|---|---|---|---|---|")
+        for mode in ("full", "fast"):
+            cells = [spread(values(latency, "submit_latency", k, durability=mode)) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")]
+            if any(c != "n/a" for c in cells):
+                print(f"| {mode} | " + " | ".join(cells) + " | p50 < 50 ms |")
+        print()
+
     if limit:
         print("## Disk probe (sqlite_limit.py)\n")
         print("| case | median |")

@@ -39,6 +39,7 @@ struct WorkloadSettings {
     var concSteps = 5
     var crashSteps = 1000
     var crashKillAfter = 500
+    var latencySubmissions = 100
 }
 
 /// A fresh engine on a fresh journal file, with the workload's types registered.

@@ -4,6 +4,7 @@
 //   swift build -c release --product durable-bench
 //   .build/release/durable-bench [--workloads long,seq,conc,conc_group,crash] [--durability full,fast] [--rounds N]
 //   .build/release/durable-bench --workloads pools      (pool_warm_cold, pool_overhead, process_pool)
+//   .build/release/durable-bench --workloads submit_latency   (another process's submission to its first activity)
 //
 // See Docs/benchmarks.md for what each workload measures.
 #if canImport(Glibc)
@@ -23,12 +24,15 @@ let usage = """
                          [--run-id ID]
            durable-bench --workloads pools  (or pool_warm_cold,pool_overhead,process_pool)
                          [--pool-calls 200] [--pool-slots 4] [--pool-warm-up-ms 500] [--pool-call-ms 5]
+           durable-bench --workloads submit_latency [--latency-submissions 100]
     The pool workloads run once per round, whatever --durability says (they choose their own).
     Journals go to a fresh folder under $TMPDIR (default /tmp) and are removed afterwards.
     """
 
 let peerWorkloads = ["long", "seq", "conc", "conc_group", "crash"]
 let poolWorkloads = ["pool_warm_cold", "pool_overhead", "process_pool"]
+/// Durable's own figures across processes, per durability (the peer scripts have no such workload).
+let processWorkloads = ["submit_latency"]
 
 struct Options {
     var workloads = ["long", "seq", "conc", "conc_group", "crash"]
@@ -39,6 +43,7 @@ struct Options {
     var settings = WorkloadSettings()
     var pools = PoolSettings()
     var child: CrashChildOptions?
+    var latencyWorker = false
 }
 
 func parse(_ arguments: [String]) throws -> Options {
@@ -65,8 +70,9 @@ func parse(_ arguments: [String]) throws -> Options {
             options.workloads = try value(flag).split(separator: ",").flatMap {
                 $0 == "pools" ? poolWorkloads : [String($0)]
             }
-            for w in options.workloads where !(peerWorkloads + poolWorkloads).contains(w) {
-                throw BenchError("unknown workload '\(w)' (\((peerWorkloads + poolWorkloads).joined(separator: ", ")), pools)")
+            let known = peerWorkloads + poolWorkloads + processWorkloads
+            for w in options.workloads where !known.contains(w) {
+                throw BenchError("unknown workload '\(w)' (\(known.joined(separator: ", ")), pools)")
             }
         case "--durability":
             options.durabilities = try value(flag).split(separator: ",").map { try durability(String($0)) }
@@ -80,12 +86,14 @@ func parse(_ arguments: [String]) throws -> Options {
         case "--conc-steps": options.settings.concSteps = try int(flag)
         case "--crash-steps": options.settings.crashSteps = try int(flag)
         case "--kill-after": options.settings.crashKillAfter = try int(flag)
+        case "--latency-submissions": options.settings.latencySubmissions = max(1, try int(flag))
         case "--pool-calls": options.pools.calls = max(1, try int(flag))
         case "--pool-slots": options.pools.slots = max(1, try int(flag))
         case "--pool-warm-up-ms": options.pools.warmUpMs = try int(flag)
         case "--pool-call-ms": options.pools.callMs = try int(flag)
         // The crash test's child processes (hidden).
         case "--crash-child": isChild = true; child.phase = try value(flag)
+        case "--latency-worker": isChild = true; options.latencyWorker = true
         case "--journal": child.journal = try value(flag)
         case "--side": child.side = try value(flag)
         case "--result": child.result = try value(flag)
@@ -140,6 +148,9 @@ func describe(_ r: Record) -> String {
         return "proc  round trip to a Python echo worker: mean \(n("round_trip_mean_us")) µs, p50 \(n("round_trip_p50_us")) µs, "
             + "p99 \(n("round_trip_p99_us")) µs; per step via process \(n("process_pool_us_per_step")) µs, in-process "
             + "\(n("in_process_us_per_step")) µs, difference \(n("process_cost_us_per_step")) µs"
+    case "submit_latency":
+        return "pick-up [\(d)] submit → first activity in an idle worker (another process), \(n("submissions")) runs: "
+            + "p50 \(n("p50_ms")) ms, p90 \(n("p90_ms")) ms, p99 \(n("p99_ms")) ms, max \(n("max_ms")) ms (target p50 < 50 ms)"
     case "journal_bytes":
         return "bytes [\(d)] \(n("workload")): \(n("events")) events, file \(n("file_bytes_per_event")) B/event, "
             + "stored payload \(n("stored_payload_bytes_per_event")) B/event, plain JSON \(n("plain_json_bytes_per_event")) B/event "
@@ -156,6 +167,14 @@ func main() async -> Int32 {
     } catch {
         say("durable-bench: \(error)")
         return 2
+    }
+    if options.latencyWorker, let child = options.child {
+        do {
+            return try await latencyWorker(child)
+        } catch {
+            say("durable-bench latency worker: \(error)")
+            return 1
+        }
     }
     if let child = options.child {
         do {
@@ -208,7 +227,7 @@ func main() async -> Int32 {
             }
         }
         for durability in options.durabilities {
-            for workload in options.workloads where peerWorkloads.contains(workload) {
+            for workload in options.workloads where peerWorkloads.contains(workload) || processWorkloads.contains(workload) {
                 let path = (folder as NSString).appendingPathComponent("\(workload)-\(durability.rawValue)-\(round).sqlite")
                 do {
                     let record: Record
@@ -219,6 +238,8 @@ func main() async -> Int32 {
                     case "conc_group":
                         record = try await runConc(
                             options.settings, path: path, durability: durability, round: round, concurrentStart: true)
+                    case "submit_latency":
+                        record = try await runSubmitLatency(options.settings, folder: folder, durability: durability, round: round)
                     default: record = try runCrash(options.settings, folder: folder, durability: durability, round: round)
                     }
                     say(describe(record))
