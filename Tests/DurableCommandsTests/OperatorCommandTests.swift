@@ -178,6 +178,27 @@ import Glibc
         #expect(statuses == ["completed", "completed"])
     }
 
+    @Test func aBackupTakenWhileAWorkerWritesIsAHealthyJournal() async throws {
+        let journal = try await journalWithRuns()
+        for i in 0..<20 {
+            _ = try await runCommand(durable, ["submit", "CrashFlow", "--input", #"{"tag":"bk\#(i)"}"#, "--journal", journal])
+        }
+        let worker = try Child(app, ["worker", "--quiet", "--journal", journal], environment: ["STEP_MS": "20"])
+        defer { worker.kill(SIGKILL) }
+        try await Task.sleep(for: .milliseconds(150))  // the worker is in the middle of the runs
+        let copy = temporaryPath() + ".backup.sqlite"
+        let backup = try await runCommand(durable, ["journal", "backup", copy, "--journal", journal])
+        #expect(backup.status == 0, "\(backup.stderr)")
+        #expect(backup.stdout.hasPrefix("backed up \(journal) to \(copy)"))
+        let check = try await runCommand(durable, ["journal", "check", "--journal", copy])
+        #expect(check.status == 0, "\(check.stdout)")
+        let count = try await runCommand(durable, ["runs", "count", "--json", "--journal", copy])
+        #expect(try #require(try json(count.stdout) as? [String: Any])["count"] as? Int == 24)
+        let again = try await runCommand(durable, ["journal", "backup", copy, "--journal", journal])
+        #expect(again.status == 3)
+        #expect(again.stderr.contains("exists; a backup goes to a new file"))
+    }
+
     @Test func shellCompletionScriptsAreGenerated() async throws {
         for shell in ["bash", "zsh", "fish"] {
             let script = try await runCommand(durable, ["--generate-completion-script", shell])

@@ -5,7 +5,7 @@ import Foundation
 struct JournalCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "journal", abstract: "Check, measure and compact the journal; delete old closed runs.",
-        subcommands: [Check.self, Stats.self, Prune.self, Compact.self])
+        subcommands: [Check.self, Stats.self, Backup.self, Prune.self, Compact.self])
 
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -74,6 +74,21 @@ struct JournalCommand: AsyncParsableCommand {
                 payloads:  \(Format.bytes(Int64(stats.rawPayloadBytes))) written, \(Format.bytes(Int64(stats.storedPayloadBytes))) stored (\(String(format: "%.2f", ratio))×)
                 signals:   \(stats.queuedSignals) queued
                 """)
+        }
+    }
+
+    struct Backup: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a consistent copy of the journal to a new file, while workers keep running.")
+
+        @OptionGroup var options: JournalOptions
+
+        @Argument(help: "The copy to write (must not exist).")
+        var destination: String
+
+        func run() async throws {
+            let bytes = try options.openExisting().journal.backup(to: destination)
+            print("backed up \(options.path) to \(destination) (\(Format.bytes(bytes)))")
         }
     }
 

@@ -251,6 +251,26 @@ extension SQLiteJournal {
         return (before, Self.fileSize(path) + Self.fileSize(path + "-wal"))
     }
 
+    /// Writes a consistent copy of the journal to `destination` (SQLite's online backup), while
+    /// workers keep writing: the copy holds every transaction committed before it began.
+    /// - Returns: the copy's size in bytes.
+    /// - Throws: ``JournalError`` when `destination` exists or cannot be written.
+    package func backup(to destination: String) throws -> Int64 {
+        guard !FileManager.default.fileExists(atPath: destination) else {
+            throw JournalError(.storage(reason: "\(destination) exists; a backup goes to a new file"))
+        }
+        do {
+            let copy = try DatabaseQueue(path: destination)
+            try pool.backup(to: copy)
+            try copy.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA journal_mode = DELETE") }
+            try copy.close()
+        } catch let error as DatabaseError {
+            try? FileManager.default.removeItem(atPath: destination)
+            throw JournalError(.storage(reason: "backup to \(destination) failed: \(error.message ?? error.description)"))
+        }
+        return Self.fileSize(destination)
+    }
+
     static func fileSize(_ path: String) -> Int64 {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value ?? 0
     }
