@@ -5,4 +5,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash Scripts/install-deps.sh
 swift build --build-tests
-swift test --skip-build "$@"
+# The suites run in parallel, except the multi-worker stress test, which runs alone afterwards: it
+# keeps both cores busy with worker processes that are SIGKILLed and restarted every 250 ms, and the
+# timing bounds of other suites (a timer fires when due, a heartbeat timeout) are not meant to hold
+# on a machine starved like that.
+swift test --skip-build --skip MultiWorkerTests "$@"
+swift test --skip-build --filter MultiWorkerTests "$@"
