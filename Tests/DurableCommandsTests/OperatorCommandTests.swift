@@ -96,7 +96,7 @@ import Glibc
         #expect(object["runs"] as? Int == 4)
         #expect(object["events"] as? Int == 42)
         #expect((object["runsByStatus"] as? [String: Int]) == ["completed": 2, "pending": 2])
-        #expect(object["formatVersion"] as? Int == 6)
+        #expect(object["formatVersion"] as? Int == 7)
         #expect((object["fileBytes"] as? Int ?? 0) > 0)
         let human = try await runCommand(durable, ["journal", "stats", "--journal", journal])
         #expect(human.stdout.contains("runs:      4 (pending 2, completed 2)"))
@@ -122,6 +122,31 @@ import Glibc
         #expect(corrupt.status == 3)
         #expect(corrupt.stdout.contains("problem: run \(runID), event 2: payload unreadable"), "\(corrupt.stdout)")
         #expect(corrupt.stderr.contains("is not healthy (1 problem(s), integrity ok)"))
+    }
+
+    @Test func compactPacksClosedHistoriesThatReadAndReplayAsBefore() async throws {
+        let journal = try await journalWithRuns()
+        let before = try await runCommand(durable, ["history", "op-1", "--json", "--journal", journal])
+        let compact = try await runCommand(durable, ["journal", "compact", "--journal", journal])
+        #expect(compact.status == 0, "\(compact.stderr)")
+        #expect(compact.stdout.hasPrefix("packed 2 closed run(s); file "), "\(compact.stdout)")
+        #expect(compact.stderr.contains("packed 2/2 closed runs"), "progress")
+
+        let after = try await runCommand(durable, ["history", "op-1", "--json", "--journal", journal])
+        #expect(after.stdout == before.stdout, "a packed history reads exactly as before")
+        let stats = try #require(try json(try await runCommand(
+            durable, ["journal", "stats", "--json", "--journal", journal]).stdout) as? [String: Any])
+        #expect(stats["packedRuns"] as? Int == 2 && stats["events"] as? Int == 42)
+        let check = try await runCommand(durable, ["journal", "check", "--journal", journal])
+        #expect(check.status == 0 && check.stdout.contains("4 runs, 42 events"), "\(check.stdout)")
+        let replayed = try await runCommand(app, ["replay", "--all", "--journal", journal])
+        #expect(replayed.stdout.contains("2 match, 0 mismatch"), "\(replayed.stdout)\(replayed.stderr)")
+        let again = try await runCommand(durable, ["journal", "compact", "--json", "--journal", journal])
+        #expect(try #require(try json(again.stdout) as? [String: Int])["packedRuns"] == 0, "nothing left to pack")
+
+        // Pruning deletes packed runs too, counting their events.
+        let pruned = try await runCommand(durable, ["journal", "prune", "--older-than", "0s", "--journal", journal])
+        #expect(pruned.stdout.hasPrefix("deleted 2 closed runs (40 events)"), "\(pruned.stdout)")
     }
 
     @Test func pruneDeletesOnlyOldClosedRunsAndCompactGivesSpaceBack() async throws {

@@ -55,6 +55,34 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
     }
 
+    @Test func aFormat5JournalIsUpgradedInPlaceAndKeepsItsRuns() async throws {
+        let path = temporaryPath()
+        do {
+            let journal = try SQLiteJournal(.sqlite(path: path))
+            try await writeRun(journal, id: "r1")
+            try journal.checkpoint()
+        }
+        // Take the file back to format 5: no lease columns, no packed histories.
+        let queue = try DatabaseQueue(path: path)
+        try await queue.writeWithoutTransaction { db in
+            try db.execute(sql: """
+                DROP TABLE packed_histories;
+                ALTER TABLE runs DROP COLUMN lease_owner;
+                ALTER TABLE runs DROP COLUMN lease_expires_at;
+                PRAGMA user_version = 5;
+                """)
+        }
+        try queue.close()
+
+        let journal = try SQLiteJournal(.sqlite(path: path), lease: LeaseSettings(owner: "w1", durationMs: 5_000))
+        let run = try #require(try journal.findRun("r1"))
+        #expect(run.leaseOwner == nil && run.status == .running)
+        #expect(try journal.history(run).count == 4)
+        #expect(try journal.acquireLease(key: run.key, expected: RunLease(of: run)))
+        #expect(try journal.findRun("r1")?.leaseOwner == "w1")
+        #expect(try journal.stats().formatVersion == SQLiteJournal.formatVersion)
+    }
+
     @Test func otherFilesAreRefusedWithAClearError() throws {
         let text = temporaryPath()
         try Data("this is not a database, it is a text file that happens to be long enough".utf8)

@@ -62,6 +62,7 @@ struct JournalCommand: AsyncParsableCommand {
                     "runs": stats.runs, "runsByStatus": byStatus, "events": stats.events,
                     "storedPayloadBytes": stats.storedPayloadBytes, "rawPayloadBytes": stats.rawPayloadBytes,
                     "compressionRatio": (ratio * 100).rounded() / 100, "queuedSignals": stats.queuedSignals,
+                    "packedRuns": stats.packedRuns,
                 ] as [String: Any])
                 return
             }
@@ -72,6 +73,7 @@ struct JournalCommand: AsyncParsableCommand {
                     stats.runsByStatus[status].map { "\(status.rawValue) \($0)" } }.joined(separator: ", ") + ")")
                 events:    \(stats.events)\(stats.events == 0 ? "" : String(format: ", %.1f bytes of file per event", Double(stats.fileBytes) / Double(stats.events)))
                 payloads:  \(Format.bytes(Int64(stats.rawPayloadBytes))) written, \(Format.bytes(Int64(stats.storedPayloadBytes))) stored (\(String(format: "%.2f", ratio))×)
+                packed:    \(stats.packedRuns) closed run(s) in one compressed block each
                 signals:   \(stats.queuedSignals) queued
                 """)
         }
@@ -136,8 +138,12 @@ struct JournalCommand: AsyncParsableCommand {
 
     struct Compact: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Give the space of deleted runs back to the file system (checkpoint and VACUUM).",
-            discussion: "Workers keep running but wait for their commits while it runs.")
+            abstract: "Pack closed histories into compressed blocks and give free space back to the file system.",
+            discussion: """
+                Each closed run's events become one compressed block (they compress far better together than \
+                payload by payload), 100 runs per transaction; then the file is rebuilt (VACUUM), which also gives \
+                back the space of pruned runs. Workers keep running; they wait for their commits during the rebuild.
+                """)
 
         @OptionGroup var options: JournalOptions
 
@@ -146,12 +152,19 @@ struct JournalCommand: AsyncParsableCommand {
 
         func run() async throws {
             let engine = try options.openExisting()
-            if !json { printProgress("compacting \(options.path)…") }
-            let (before, after) = try engine.journal.compact()
+            let json = self.json
+            let report = try engine.journal.compact { done, total in
+                if !json { printProgress("packed \(done)/\(total) closed runs") }
+            }
             if json {
-                try Format.printJSON(["bytesBefore": before, "bytesAfter": after] as [String: Any])
+                try Format.printJSON([
+                    "packedRuns": report.packedRuns, "skippedRuns": report.skippedRuns,
+                    "bytesBefore": report.bytesBefore, "bytesAfter": report.bytesAfter,
+                ] as [String: Any])
             } else {
-                print("compacted: \(Format.bytes(before)) → \(Format.bytes(after))")
+                print("packed \(report.packedRuns) closed run(s)"
+                      + (report.skippedRuns > 0 ? ", left \(report.skippedRuns) unreadable one(s) as they were (see journal check)" : "")
+                      + "; file \(Format.bytes(report.bytesBefore)) → \(Format.bytes(report.bytesAfter))")
             }
         }
     }

@@ -119,7 +119,7 @@ package enum PayloadCodec {
         out.append(UInt8(truncatingIfNeeded: value >> 24))
     }
 
-    static func appendVarint(_ value: UInt64, to out: inout Data) {
+    package static func appendVarint(_ value: UInt64, to out: inout Data) {
         var v = value
         while v >= 0x80 {
             out.append(UInt8(truncatingIfNeeded: v) | 0x80)
@@ -128,7 +128,7 @@ package enum PayloadCodec {
         out.append(UInt8(v))
     }
 
-    static func readVarint(_ bytes: [UInt8], _ cursor: inout Int) -> UInt64? {
+    package static func readVarint(_ bytes: [UInt8], _ cursor: inout Int) -> UInt64? {
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while cursor < bytes.count, shift < 64 {

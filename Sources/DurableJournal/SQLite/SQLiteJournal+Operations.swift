@@ -65,8 +65,20 @@ public struct JournalStats: Sendable {
     public var storedPayloadBytes: Int
     public var rawPayloadBytes: Int
     public var queuedSignals: Int
+    /// Closed runs whose histories `journal compact` packed into one block each.
+    public var packedRuns: Int
 
     public var runs: Int { runsByStatus.values.reduce(0, +) }
+}
+
+/// What `durable journal compact` did.
+public struct CompactionReport: Sendable {
+    public var packedRuns = 0
+    /// Closed runs left unpacked because their history could not be read (`journal check` names them).
+    public var skippedRuns = 0
+    /// The file's size before and after, WAL included.
+    public var bytesBefore: Int64
+    public var bytesAfter: Int64 = 0
 }
 
 /// What `durable journal check` found.
@@ -115,7 +127,7 @@ extension SQLiteJournal {
                 fileBytes: Self.fileSize(path), walBytes: Self.fileSize(path + "-wal"),
                 runsByStatus: [:], events: try Int.fetchOne(db, sql: "SELECT count(*) FROM events") ?? 0,
                 storedPayloadBytes: 0, rawPayloadBytes: 0,
-                queuedSignals: try Int.fetchOne(db, sql: "SELECT count(*) FROM signals") ?? 0)
+                queuedSignals: try Int.fetchOne(db, sql: "SELECT count(*) FROM signals") ?? 0, packedRuns: 0)
             for row in try Row.fetchAll(db, sql: "SELECT status, count(*) FROM runs GROUP BY status") {
                 if let status = RunStatus(rawValue: row[0]) { stats.runsByStatus[status] = row[1] }
             }
@@ -124,6 +136,18 @@ extension SQLiteJournal {
                 let blob: Data = row[0]
                 stats.storedPayloadBytes += blob.count
                 stats.rawPayloadBytes += (try? PayloadCodec.decode(blob).count) ?? blob.count
+            }
+            // A packed history's block holds its payloads and the rest of its events: all of it counts
+            // as stored payload, against the payloads alone as written.
+            if let packed = try Row.fetchOne(db, sql: """
+                SELECT count(*), coalesce(sum(events), 0), coalesce(sum(payload_bytes), 0), coalesce(sum(length(data)), 0)
+                FROM packed_histories
+                """)
+            {
+                stats.packedRuns = packed[0]
+                stats.events += packed[1] as Int
+                stats.rawPayloadBytes += packed[2] as Int
+                stats.storedPayloadBytes += packed[3] as Int
             }
             return stats
         }
@@ -175,6 +199,18 @@ extension SQLiteJournal {
                     expected += 1
                     report.eventsChecked += 1
                 }
+                if expected == 0, let packed = try Data.fetchOne(
+                    db, sql: "SELECT data FROM packed_histories WHERE run = ?", arguments: [run.key])
+                {
+                    do {
+                        let events = try HistoryPack.decode(packed, runID: run.runID)
+                        expected = events.count
+                        lastKind = events.last?.kind.rawValue
+                        report.eventsChecked += events.count
+                    } catch {
+                        problem("\(error)")
+                    }
+                }
                 if expected == 0 {
                     problem("run \(run.runID): no events (not even WorkflowStarted)")
                 } else if !run.status.isOpen, let kind = lastKind.flatMap(EventKind.init(rawValue:)), !closing.contains(kind) {
@@ -208,10 +244,12 @@ extension SQLiteJournal {
         let condition = "status IN (\(statusList)) AND closed_at IS NOT NULL AND closed_at < ?"
         if dryRun {
             return try read { db in
-                (try Int.fetchOne(db, sql: "SELECT count(*) FROM runs WHERE \(condition)", arguments: [cutoff.journalMillis]) ?? 0,
-                 try Int.fetchOne(
-                    db, sql: "SELECT count(*) FROM events WHERE run IN (SELECT id FROM runs WHERE \(condition))",
-                    arguments: [cutoff.journalMillis]) ?? 0)
+                let runs = "SELECT id FROM runs WHERE \(condition)"
+                return (try Int.fetchOne(db, sql: "SELECT count(*) FROM runs WHERE \(condition)", arguments: [cutoff.journalMillis]) ?? 0,
+                        (try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE run IN (\(runs))", arguments: [cutoff.journalMillis]) ?? 0)
+                            + (try Int.fetchOne(
+                                db, sql: "SELECT coalesce(sum(events), 0) FROM packed_histories WHERE run IN (\(runs))",
+                                arguments: [cutoff.journalMillis]) ?? 0))
             }
         }
         var total = (runs: 0, events: 0)
@@ -222,7 +260,9 @@ extension SQLiteJournal {
                 guard !keys.isEmpty else { return (0, 0) }
                 let list = keys.map(String.init).joined(separator: ",")
                 try db.execute(sql: "DELETE FROM events WHERE run IN (\(list))")
-                let events = db.changesCount
+                var events = db.changesCount
+                events += try Int.fetchOne(db, sql: "SELECT coalesce(sum(events), 0) FROM packed_histories WHERE run IN (\(list))") ?? 0
+                try db.execute(sql: "DELETE FROM packed_histories WHERE run IN (\(list))")
                 try db.execute(sql: "DELETE FROM signals WHERE run IN (\(list))")
                 try db.execute(sql: "DELETE FROM runs WHERE id IN (\(list))")
                 return (keys.count, events)
@@ -234,12 +274,46 @@ extension SQLiteJournal {
         }
     }
 
-    /// Gives the space of deleted runs back to the file system: checkpoints the WAL, then rebuilds
-    /// the file (`VACUUM`). Workers wait while it runs (it holds the write lock).
-    /// - Returns: the file's size before and after (WAL included).
-    package func compact() throws -> (before: Int64, after: Int64) {
-        let before = Self.fileSize(path) + Self.fileSize(path + "-wal")
+    /// Packs the history of every closed run into one compressed block (``HistoryPack``), 100 runs
+    /// per transaction, then gives the space freed (and that of deleted runs) back to the file
+    /// system: checkpoints the WAL and rebuilds the file (`VACUUM`, which holds the write lock).
+    /// A run whose history cannot be read is left as it is and counted in `skipped`.
+    /// - Parameter progress: called with (runs packed so far, runs to pack) after each transaction.
+    package func compact(progress: (Int, Int) -> Void = { _, _ in }) throws -> CompactionReport {
+        var report = CompactionReport(bytesBefore: Self.fileSize(path) + Self.fileSize(path + "-wal"))
+        let closed = RunStatus.allCases.filter { !$0.isOpen }.map { "'\($0.rawValue)'" }.joined(separator: ",")
+        let unpacked = "status IN (\(closed)) AND EXISTS (SELECT 1 FROM events WHERE events.run = runs.id)"
         do {
+            let total = try read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM runs WHERE \(unpacked)") ?? 0 }
+            var after: Int64 = 0
+            while true {
+                let (packed, skipped, last) = try pool.write { db -> (Int, Int, Int64?) in
+                    let runs = try Row.fetchAll(
+                        db, sql: "SELECT \(Self.runColumns) FROM runs WHERE \(unpacked) AND id > ? ORDER BY id LIMIT 100",
+                        arguments: [after]
+                    ).map(Self.runRecord)
+                    var packed = 0
+                    var skipped = 0
+                    for run in runs {
+                        guard let events = try? Self.history(run, db) else {
+                            skipped += 1
+                            continue
+                        }
+                        let (block, payloadBytes) = HistoryPack.encode(events)
+                        try db.execute(
+                            sql: "INSERT INTO packed_histories (run, events, payload_bytes, data) VALUES (?, ?, ?, ?)",
+                            arguments: [run.key, events.count, payloadBytes, block])
+                        try db.execute(sql: "DELETE FROM events WHERE run = ?", arguments: [run.key])
+                        packed += 1
+                    }
+                    return (packed, skipped, runs.last?.key)
+                }
+                guard let last else { break }
+                after = last
+                report.packedRuns += packed
+                report.skippedRuns += skipped
+                progress(report.packedRuns + report.skippedRuns, total)
+            }
             try pool.writeWithoutTransaction { db in
                 try db.checkpoint(.truncate)
                 try db.execute(sql: "VACUUM")
@@ -248,7 +322,8 @@ extension SQLiteJournal {
         } catch let error as DatabaseError {
             throw JournalError(.storage(reason: "\(path): compaction failed: \(error.message ?? error.description)"))
         }
-        return (before, Self.fileSize(path) + Self.fileSize(path + "-wal"))
+        report.bytesAfter = Self.fileSize(path) + Self.fileSize(path + "-wal")
+        return report
     }
 
     /// Writes a consistent copy of the journal to `destination` (SQLite's online backup), while

@@ -2,7 +2,7 @@ import GRDB
 
 extension SQLiteJournal {
     /// The journal format this build writes. Bump it with a migration in ``migrate(_:from:)``.
-    package static let formatVersion = 6
+    package static let formatVersion = 7
     /// `PRAGMA application_id` of a Durable journal: "DurJ".
     package static let applicationID: Int32 = 0x4475_724A
 
@@ -62,6 +62,17 @@ extension SQLiteJournal {
         ALTER TABLE runs ADD COLUMN lease_expires_at INTEGER;
         """
 
+    /// Closed runs' histories packed into one compressed block each by `journal compact` (format 7;
+    /// see ``HistoryPack``). A packed run has no rows in `events`.
+    static let packedHistoriesTable = """
+        CREATE TABLE packed_histories (
+            run           INTEGER PRIMARY KEY,
+            events        INTEGER NOT NULL,
+            payload_bytes INTEGER NOT NULL,
+            data          BLOB NOT NULL
+        );
+        """
+
     /// Creates the schema in an empty database, checks the format of an existing one, and migrates
     /// an older format. Refuses databases that are not journals and journals from a newer format.
     static func prepareSchema(_ db: Database, path: String) throws {
@@ -72,6 +83,7 @@ extension SQLiteJournal {
             try db.execute(sql: schemaV1)
             try db.execute(sql: signalsTable)
             try db.execute(sql: leaseColumns)
+            try db.execute(sql: packedHistoriesTable)
             try db.execute(sql: "PRAGMA application_id = \(applicationID)")
             try db.execute(sql: "PRAGMA user_version = \(formatVersion)")
             return
@@ -105,7 +117,8 @@ extension SQLiteJournal {
     /// - Format 2 adds event kinds (activity cancellation and heartbeats) and attempt details in
     ///   `meta`; format 3 adds timer events; format 4 adds signal events, patch markers, workflow
     ///   cancellation and termination (events and run statuses) and the `signals` table; format 5 adds
-    ///   child workflow events; format 6 adds the lease columns of `runs`.
+    ///   child workflow events; format 6 adds the lease columns of `runs`; format 7 the
+    ///   `packed_histories` table.
     ///   Besides those, an upgrade only records the new version, so that an older build refuses the
     ///   file instead of misreading the new events.
     static func migrate(_ db: Database, from version: Int) throws {
@@ -114,6 +127,7 @@ extension SQLiteJournal {
         }
         if version < 4 { try db.execute(sql: signalsTable) }
         if version < 6 { try db.execute(sql: leaseColumns) }
+        if version < 7 { try db.execute(sql: packedHistoriesTable) }
         try db.execute(sql: "PRAGMA user_version = \(formatVersion)")
     }
 }

@@ -322,21 +322,31 @@ package final class SQLiteJournal: Sendable {
     /// Number of events of a run.
     package func eventCount(_ run: RunRecord) throws -> Int {
         try read { db in
-            try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE run = ?", arguments: [run.key]) ?? 0
+            let rows = try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE run = ?", arguments: [run.key]) ?? 0
+            if rows > 0 { return rows }
+            return try Int.fetchOne(db, sql: "SELECT events FROM packed_histories WHERE run = ?", arguments: [run.key]) ?? 0
         }
     }
 
-    /// The run's events, in order, payloads decoded and checked.
+    /// The run's events from `index` on, in order, payloads decoded and checked, whether stored as
+    /// event rows or packed (``HistoryPack``).
     /// - Throws: ``JournalError`` naming the run and the event when a payload is corrupt.
     package func history(_ run: RunRecord, from index: Int = 0) throws -> [HistoryEvent] {
-        let rows = try read { db in
-            try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT idx, kind, time, seq, attempt, name, data, meta FROM events
-                    WHERE run = ? AND idx >= ? ORDER BY idx
-                    """,
-                arguments: [run.key, index])
+        try read { db in try Self.history(run, from: index, db) }
+    }
+
+    static func history(_ run: RunRecord, from index: Int = 0, _ db: Database) throws -> [HistoryEvent] {
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT idx, kind, time, seq, attempt, name, data, meta FROM events
+                WHERE run = ? AND idx >= ? ORDER BY idx
+                """,
+            arguments: [run.key, index])
+        if rows.isEmpty, let packed = try Data.fetchOne(
+            db, sql: "SELECT data FROM packed_histories WHERE run = ?", arguments: [run.key])
+        {
+            return Array(try HistoryPack.decode(packed, runID: run.runID).dropFirst(index))
         }
         var events: [HistoryEvent] = []
         events.reserveCapacity(rows.count)

@@ -1,0 +1,78 @@
+package import Foundation
+
+/// A closed run's whole history as one compressed block (`packed_histories`, journal format 7):
+/// what `journal compact` turns a closed run's event rows into. Small payloads compress badly one by
+/// one (a frame header on a 20-byte JSON value); a run's events together share field names, activity
+/// types and IDs, and compress several times better.
+///
+/// The block is a ``PayloadCodec`` frame (LZ4 and a checksum) of, per event: varints for the index,
+/// kind, time (milliseconds since 1970), sequence number and attempt, then name, data and meta, each
+/// as a varint of its length plus one (0 for none) followed by its bytes. A leading byte holds the
+/// layout's version.
+package enum HistoryPack {
+    static let layoutVersion: UInt8 = 1
+
+    /// The block, and the bytes of the payloads (`data`) in it, as written by the workflows.
+    package static func encode(_ events: [HistoryEvent]) -> (block: Data, payloadBytes: Int) {
+        var out = Data([layoutVersion])
+        var payloadBytes = 0
+        func bytes(_ value: Data?) {
+            guard let value else { return PayloadCodec.appendVarint(0, to: &out) }
+            PayloadCodec.appendVarint(UInt64(value.count) + 1, to: &out)
+            out.append(value)
+        }
+        for event in events {
+            PayloadCodec.appendVarint(UInt64(event.index), to: &out)
+            PayloadCodec.appendVarint(UInt64(event.kind.rawValue), to: &out)
+            PayloadCodec.appendVarint(UInt64(bitPattern: event.time.journalMillis), to: &out)
+            PayloadCodec.appendVarint(UInt64(max(0, event.seq)), to: &out)
+            PayloadCodec.appendVarint(UInt64(max(0, event.attempt)), to: &out)
+            bytes(event.name.map { Data($0.utf8) })
+            bytes(event.data)
+            bytes(event.meta)
+            payloadBytes += event.data?.count ?? 0
+        }
+        return (PayloadCodec.encode(out), payloadBytes)
+    }
+
+    /// The events of a block.
+    /// - Throws: ``JournalError`` `corruptRun` naming the run and what is wrong.
+    package static func decode(_ block: Data, runID: String) throws -> [HistoryEvent] {
+        func corrupt(_ reason: String) -> JournalError { JournalError(.corruptRun(runID: runID, reason: "packed history: \(reason)")) }
+        let raw: Data
+        do {
+            raw = try PayloadCodec.decode(block)
+        } catch {
+            throw corrupt("\(error)")
+        }
+        let bytes = [UInt8](raw)
+        guard bytes.first == layoutVersion else { throw corrupt("unknown layout \(bytes.first.map(String.init) ?? "none")") }
+        var cursor = 1
+        func number() throws -> UInt64 {
+            guard let value = PayloadCodec.readVarint(bytes, &cursor) else { throw corrupt("truncated at byte \(cursor)") }
+            return value
+        }
+        func field() throws -> Data? {
+            let length = try number()
+            guard length > 0 else { return nil }
+            guard length - 1 <= UInt64(bytes.count - cursor) else { throw corrupt("field runs past the end at byte \(cursor)") }
+            defer { cursor += Int(length - 1) }
+            return Data(bytes[cursor..<cursor + Int(length - 1)])
+        }
+        var events: [HistoryEvent] = []
+        while cursor < bytes.count {
+            let index = Int(try number())
+            guard index == events.count else { throw corrupt("event \(events.count) is missing (next is \(index))") }
+            let kindValue = Int(try number())
+            guard let kind = EventKind(rawValue: kindValue) else { throw corrupt("event \(index) has unknown kind \(kindValue)") }
+            let time = Date(journalMillis: Int64(bitPattern: try number()))
+            let seq = Int(try number())
+            let attempt = Int(try number())
+            let name = try field().map { String(decoding: $0, as: UTF8.self) }
+            events.append(HistoryEvent(
+                index: index, kind: kind, time: time, seq: seq, attempt: attempt, name: name, data: try field(),
+                meta: try field()))
+        }
+        return events
+    }
+}
