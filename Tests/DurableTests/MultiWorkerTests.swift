@@ -109,13 +109,23 @@ import Glibc
         first.kill(SIGSTOP)  // alive, but neither renewing its lease nor finishing its attempt
 
         let second = try startWorker(journal, side: side, stepMs: 600)
+        defer { second.kill(SIGKILL) }
         let stalledAt = ContinuousClock.now
-        let outcome = try await submitter.outcome(of: "stalled")
-        #expect(ContinuousClock.now - stalledAt >= .milliseconds(700), "taken over before the 1 s lease expired")
-        guard case .completed = outcome else {
-            Issue.record("run did not complete: \(outcome)")
-            return
+        let finish = ContinuousClock.now + .seconds(30)
+        while try submitter.describe("stalled").run.status.isOpen {
+            guard ContinuousClock.now < finish else {
+                let run = try submitter.describe("stalled").run
+                Issue.record("""
+                    the second worker did not finish the run: lease \(run.leaseOwner ?? "none") until \
+                    \(run.leaseExpiresAt.map { "\($0)" } ?? "-"), events \(try submitter.history("stalled").1.map(\.kind.name)), \
+                    second worker: \(second.output)
+                    """)
+                return
+            }
+            try await Task.sleep(for: .milliseconds(20))
         }
+        #expect(ContinuousClock.now - stalledAt >= .milliseconds(700), "taken over before the 1 s lease expired")
+        #expect(try submitter.describe("stalled").outcome.map { if case .completed = $0 { true } else { false } } == true)
         let before = try submitter.history("stalled").1
 
         first.kill(SIGCONT)  // its attempt of st-a finishes now, and its worker tries to record it

@@ -198,17 +198,36 @@ extension Engine {
         var lastTakeover = ContinuousClock.now
         while !isStopping && !Task.isCancelled {
             try? await Task.sleep(for: pollInterval)
-            let current = try journal.changeToken()
-            if current != token {
-                token = current
-                try await claimPendingRuns()
-                deliverSignals()
-            }
-            if ContinuousClock.now - lastTakeover >= takeoverInterval {
-                lastTakeover = .now
-                try await takeOverRuns()
+            // A pass that fails (the journal busy past its timeout while another process holds the
+            // write lock) is tried again on the next round; the worker goes on.
+            do {
+                let current = try journal.changeToken()
+                if current != token {
+                    token = current
+                    try await claimPendingRuns()
+                    deliverSignals()
+                }
+                if ContinuousClock.now - lastTakeover >= takeoverInterval {
+                    lastTakeover = .now
+                    try await takeOverRuns()
+                }
+            } catch {
+                reportWorkerError(error)
             }
         }
+    }
+
+    /// Says on stderr that a worker pass failed and will be tried again: the same error at most once
+    /// a second.
+    private func reportWorkerError(_ error: any Error) {
+        let text = "\(error)"
+        let now = ContinuousClock.now
+        let say = lastWorkerError.withLock { last -> Bool in
+            if let last, last.text == text, now - last.at < .seconds(1) { return false }
+            last = (text, now)
+            return true
+        }
+        if say { FileHandle.standardError.write(Data("durable worker: \(text); trying again\n".utf8)) }
     }
 
     /// Re-runs a run's code against its recorded history without writing anything.

@@ -44,6 +44,8 @@ public final class Engine: Sendable {
     package let workerID: String
     /// Renews this engine's leases every third of their duration, once it drives a run.
     let leaseRenewal = Mutex<(any DispatchSourceTimer)?>(nil)
+    /// The last error a worker pass reported, and when (so a lasting one is not repeated every 5 ms).
+    let lastWorkerError = Mutex<(text: String, at: ContinuousClock.Instant)?>(nil)
     /// The one shutdown, which every caller of ``shutdown()`` waits for.
     let shutdownTask = Mutex<Task<Void, Never>?>(nil)
     let closeObservers = Mutex<[@Sendable (String, RunOutcome) -> Void]>([])
