@@ -47,7 +47,8 @@ struct Worker: AsyncParsableCommand {
         let report = try await engine.recover()
         if !quiet {
             print("recovered \(report.resumed.count) open run(s), picked up \(report.claimed.count) submitted run(s)"
-                  + (report.held.isEmpty ? "" : ", \(report.held.count) held"))
+                  + (report.held.isEmpty ? "" : ", \(report.held.count) held")
+                  + (report.drivenElsewhere.isEmpty ? "" : ", \(report.drivenElsewhere.count) driven by other workers"))
             for (runID, reason) in report.held.sorted(by: { $0.key < $1.key }) { print("held \(runID): \(reason)") }
         }
         try await engine.runWorker()  // returns once a signal has started the shutdown
