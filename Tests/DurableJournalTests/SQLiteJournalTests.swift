@@ -83,6 +83,40 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
         #expect(try journal.stats().formatVersion == SQLiteJournal.formatVersion)
     }
 
+    @Test func aWriterChecksItsLeaseUnlessAnUnbrokenChainOfRenewalsVouchesForIt() async throws {
+        let path = temporaryPath()
+        let journal = try SQLiteJournal(.sqlite(path: path, durability: .fast), lease: LeaseSettings(owner: "w1", durationMs: 300))
+        try await writeRun(journal, id: "r1")  // started here, so leased to w1
+        let run = try #require(try journal.findRun("r1"))
+        #expect(run.leaseOwner == "w1")
+        func takeOver() async throws {
+            let queue = try DatabaseQueue(path: path)
+            try await queue.write { db in try db.execute(sql: "UPDATE runs SET lease_owner = 'w2' WHERE run_id = 'r1'") }
+            try queue.close()
+        }
+        func write(_ index: Int) async throws {
+            try await journal.append(JournalBatch(
+                run: RunRef(runID: "r1", key: run.key),
+                events: [EventDraft(HistoryEvent(index: index, kind: .signalReceived, time: Date(), name: "s"))]))
+        }
+        // No chain of renewals yet: every write checks the lease.
+        try await takeOver()
+        let refused = await #expect(throws: JournalError.self) { try await write(4) }
+        #expect(refused?.description.contains("run is driven by worker w2 now") == true, "\(String(describing: refused))")
+
+        // A chain that broke (a renewal came later than a lease lasts) also makes every write check.
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write { db in try db.execute(sql: "UPDATE runs SET lease_owner = 'w1' WHERE run_id = 'r1'") }
+        try queue.close()
+        journal.beginLeaseRenewals()
+        try journal.renewLeases()
+        try await write(4)
+        try await Task.sleep(for: .milliseconds(400))  // longer than the lease: w1 could have lost it
+        try journal.renewLeases()
+        try await takeOver()
+        await #expect(throws: JournalError.self) { try await write(5) }
+    }
+
     @Test func otherFilesAreRefusedWithAClearError() throws {
         let text = temporaryPath()
         try Data("this is not a database, it is a text file that happens to be long enough".utf8)

@@ -202,10 +202,12 @@ public final class Engine: Sendable {
         return WorkerIdentity.isAlive(owner) == false
     }
 
-    /// Starts renewing this engine's leases (once; called when it starts driving a run).
+    /// Starts renewing this engine's leases (once). Called before the engine takes its first lease:
+    /// when it starts a run, claims pending runs, or takes runs over.
     func renewLeases() {
         leaseRenewal.withLock { timer in
             guard timer == nil else { return }
+            journal.beginLeaseRenewals()
             let every = workerOptions.leaseDuration / 3
             let source = DispatchSource.makeTimerSource(queue: .global())
             source.schedule(deadline: .now() + .milliseconds(Int(every.milliseconds)), repeating: .milliseconds(Int(every.milliseconds)))

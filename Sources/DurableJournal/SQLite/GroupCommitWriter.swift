@@ -25,6 +25,9 @@ final class GroupCommitWriter: Sendable {
 
     private let pool: DatabasePool
     private let lease: LeaseSettings?
+    /// Until this time (ms since 1970) none of this worker's leases can have been taken over, so
+    /// commits skip the per-run lease check (see ``SQLiteJournal/renewLeases()``); 0 when unknown.
+    let leasesSafeUntil = Atomic<Int64>(0)
     private let state = Mutex(State())
     private let thread = DispatchQueue(label: "durable.journal.writer", qos: .userInitiated)
     /// Transactions committed so far (for tests and benchmarks: batches / commits = sharing).
@@ -101,7 +104,9 @@ final class GroupCommitWriter: Sendable {
                         }
                         try savepoint.execute()
                         do {
-                            try Self.apply(batch, db, now: now, lease: lease)
+                            try Self.apply(
+                                batch, db, now: now, lease: lease,
+                                checkLease: now >= leasesSafeUntil.load(ordering: .acquiring))
                             try release.execute()
                         } catch {
                             try db.cachedStatement(sql: "ROLLBACK TO batch").execute()
@@ -121,7 +126,9 @@ final class GroupCommitWriter: Sendable {
         return results
     }
 
-    private static func apply(_ batch: JournalBatch, _ db: Database, now: Int64, lease: LeaseSettings?) throws {
+    private static func apply(
+        _ batch: JournalBatch, _ db: Database, now: Int64, lease: LeaseSettings?, checkLease: Bool
+    ) throws {
         let runID = batch.run.runID
         if let newRun = batch.newRun {
             // A run started here to be driven here is leased at once; a pending one waits for a claim.
@@ -152,7 +159,7 @@ final class GroupCommitWriter: Sendable {
             if db.changesCount != 1 {
                 throw JournalError(.conflict(runID: runID, reason: "run was claimed by another worker"))
             }
-        } else if batch.newRun == nil, let lease, !batch.events.isEmpty || batch.statusChange != nil {
+        } else if checkLease, batch.newRun == nil, let lease, !batch.events.isEmpty || batch.statusChange != nil {
             // Fencing: only the lease holder writes a run's history. A worker whose lease was taken
             // over (it stalled past the expiry) finds out here and writes nothing more.
             let owner = try String.fetchOne(

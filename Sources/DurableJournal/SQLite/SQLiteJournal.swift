@@ -14,6 +14,9 @@ package final class SQLiteJournal: Sendable {
     package let lease: LeaseSettings?
     let pool: DatabasePool
     let writer: GroupCommitWriter
+    /// The chain of lease renewals (see ``renewLeases()``): when the last one began, and whether one
+    /// came late.
+    private let renewals = Mutex<(lastStart: Int64?, broken: Bool)>((nil, false))
     /// A dedicated connection for ``changeToken()``: `data_version` is per connection.
     private let watcher = Mutex<DatabaseQueue?>(nil)
 
@@ -160,21 +163,57 @@ package final class SQLiteJournal: Sendable {
         }
     }
 
+    /// Starts the chain of renewals: call before this worker takes its first lease, then call
+    /// ``renewLeases()`` every third of a lease. It counts as the first renewal (of no lease): a
+    /// lease taken after it lasts at least a whole lease from now.
+    package func beginLeaseRenewals() {
+        guard let lease else { return }
+        let now = Date().journalMillis
+        let begun = renewals.withLock { chain -> Bool in
+            guard chain.lastStart == nil, !chain.broken else { return false }
+            chain.lastStart = now
+            return true
+        }
+        if begun { writer.leasesSafeUntil.store(now + lease.durationMs / 2, ordering: .releasing) }
+    }
+
     /// Extends the leases this worker holds. - Returns: how many it holds.
+    ///
+    /// While renewals come in an unbroken chain (each one done before a lease renewed by the
+    /// previous one could expire, the first begun before any lease was taken), no lease of this
+    /// worker can have been taken over: its process is alive and none expired. Until half a lease
+    /// after a renewal began, commits then skip the per-run lease check (one read per commit). A
+    /// renewal that comes late breaks the chain for good: some runs may have been taken over, and
+    /// every commit checks again.
     @discardableResult
     package func renewLeases() throws -> Int {
         guard let lease else { return 0 }
-        return try pool.write { db in
+        let start = Date().journalMillis
+        let held = try pool.write { db in
             try db.execute(
-                sql: "UPDATE runs SET lease_expires_at = ? WHERE lease_owner = ? AND status = 'running'",
-                arguments: [Date().journalMillis + lease.durationMs, lease.owner])
+                sql: "UPDATE runs SET lease_expires_at = ? WHERE lease_owner = ? AND status IN ('running','held')",
+                arguments: [start + lease.durationMs, lease.owner])
             return db.changesCount
         }
+        let end = Date().journalMillis
+        let safeUntil = renewals.withLock { chain -> Int64 in
+            guard !chain.broken, let last = chain.lastStart else { return 0 }
+            guard end < last + lease.durationMs else {
+                chain.broken = true
+                return 0
+            }
+            chain.lastStart = start
+            return start + lease.durationMs / 2
+        }
+        writer.leasesSafeUntil.store(safeUntil, ordering: .releasing)
+        return held
     }
 
     /// Gives up this worker's leases (it is stopping): other workers take the runs over at once.
     package func releaseLeases() throws {
         guard let lease else { return }
+        renewals.withLock { $0.broken = true }
+        writer.leasesSafeUntil.store(0, ordering: .releasing)
         try pool.write { db in
             try db.execute(
                 sql: "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?",
