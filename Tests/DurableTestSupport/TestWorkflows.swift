@@ -29,7 +29,18 @@ public struct Step: Activity {
         if env["KILL_IN"] == input { kill(getpid(), SIGKILL) }
         if input.hasSuffix("-fail") { throw ApplicationError("step \(input) refused", type: "Refused", nonRetryable: true) }
         let ms = Int(env["STEP_MS"] ?? "") ?? 20
-        try await Task.sleep(for: .milliseconds(ms))
+        do {
+            try await Task.sleep(for: .milliseconds(ms))
+        } catch {
+            // "cancelled <label> <pid>": three fields, so sideRecords() skips the line.
+            if let side = env["SIDE_FILE"] {
+                let fd = open(side, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+                let line = "cancelled \(input) \(getpid())\n"
+                _ = line.withCString { write(fd, $0, strlen($0)) }
+                close(fd)
+            }
+            throw error
+        }
         return "\(input)!"
     }
 }

@@ -16,6 +16,7 @@ import Glibc
     }
 
     func startWorker(_ journal: String, side: String, stepMs: Int, lease: String = "1") throws -> Child {
+        // Children of the test process: each runs Step activities that sleep `stepMs`.
         try Child(
             worker, ["worker", "--quiet", "--durability", "fast", "--lease", lease, "--journal", journal],
             environment: ["SIDE_FILE": side, "STEP_MS": "\(stepMs)"])
@@ -98,7 +99,7 @@ import Glibc
         let journal = temporaryJournalPath("stalled")
         let side = journal + ".side"
         let submitter = try Engine(journal: .sqlite(path: journal, durability: .fast))
-        let first = try startWorker(journal, side: side, stepMs: 600)
+        let first = try startWorker(journal, side: side, stepMs: 4_000)
         defer { first.kill(SIGKILL) }
         _ = try await submitter.submit(workflowType: "CrashFlow", input: Data(#"{"tag":"st"}"#.utf8), id: "stalled")
         let deadline = ContinuousClock.now + .seconds(20)
@@ -108,7 +109,7 @@ import Glibc
         }
         first.kill(SIGSTOP)  // alive, but neither renewing its lease nor finishing its attempt
 
-        let second = try startWorker(journal, side: side, stepMs: 600)
+        let second = try startWorker(journal, side: side, stepMs: 100)
         defer { second.kill(SIGKILL) }
         let stalledAt = ContinuousClock.now
         let finish = ContinuousClock.now + .seconds(30)
@@ -128,8 +129,20 @@ import Glibc
         #expect(try submitter.describe("stalled").outcome.map { if case .completed = $0 { true } else { false } } == true)
         let before = try submitter.history("stalled").1
 
-        first.kill(SIGCONT)  // its attempt of st-a finishes now, and its worker tries to record it
-        try await Task.sleep(for: .milliseconds(1_500))
+        // Resumed, the first worker finds at its next lease renewal that it came late, looks up who
+        // drives its runs now, and stops this one: its attempt of st-a (4 s, about 2 s to go) is
+        // cancelled at once instead of finishing.
+        first.kill(SIGCONT)
+        let resumed = ContinuousClock.now
+        let cancelled = "cancelled st-a \(first.pid)"
+        while !((try? String(contentsOfFile: side, encoding: .utf8)) ?? "").contains(cancelled) {
+            guard ContinuousClock.now - resumed < .seconds(1.5) else {
+                Issue.record("the first worker did not cancel the attempt of the run it lost: \(first.output)")
+                break
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await Task.sleep(for: .milliseconds(300))
         #expect(try submitter.history("stalled").1 == before, "the stalled worker wrote to a run it no longer holds")
         #expect(first.process.isRunning, "the stalled worker crashed: \(first.output)")
 

@@ -211,9 +211,27 @@ public final class Engine: Sendable {
             let every = workerOptions.leaseDuration / 3
             let source = DispatchSource.makeTimerSource(queue: .global())
             source.schedule(deadline: .now() + .milliseconds(Int(every.milliseconds)), repeating: .milliseconds(Int(every.milliseconds)))
-            source.setEventHandler { [weak self] in _ = try? self?.journal.renewLeases() }
+            source.setEventHandler { [weak self] in self?.renewAndReconcile() }
             source.resume()
             timer = source
+        }
+    }
+
+    /// Renews this engine's leases. Once the chain of renewals has broken (this process stalled past
+    /// a lease), some runs driven here may have been taken over by other workers: those are stopped
+    /// at once (their running activities cancelled), rather than at their next write.
+    private func renewAndReconcile() {
+        guard (try? journal.renewLeases()) != nil, journal.leaseChainBroken, !isStopping else { return }
+        let driven = drivers.withLock { Array($0.values) }
+        guard !driven.isEmpty, let leases = try? journal.leases(ofRuns: driven.map(\.runID)) else { return }
+        for driver in driven {
+            guard let (owner, status) = leases[driver.runID] else { continue }
+            // Another worker holds it, or another worker has ended it. (No holder at all is a run
+            // this worker is claiming, not one it lost.)
+            let lostTo: String? = if let owner, owner != workerID { owner } else if !status.isOpen { "another worker" } else { nil }
+            guard let lostTo else { continue }
+            journalWriteFailed(runID: driver.runID, JournalError(.conflict(
+                runID: driver.runID, reason: "run is driven by \(lostTo) now (this worker's lease on it ended)")))
         }
     }
 

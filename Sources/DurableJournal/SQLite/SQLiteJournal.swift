@@ -209,6 +209,27 @@ package final class SQLiteJournal: Sendable {
         return held
     }
 
+    /// Whether a renewal came late, so that runs driven here may have been taken over.
+    package var leaseChainBroken: Bool { renewals.withLock { $0.broken } }
+
+    /// The lease holder (nil: none) and status of each of these runs that exists.
+    package func leases(ofRuns runIDs: [String]) throws -> [String: (owner: String?, status: RunStatus)] {
+        try read { db in
+            var leases: [String: (owner: String?, status: RunStatus)] = [:]
+            for start in stride(from: 0, to: runIDs.count, by: 500) {
+                let chunk = Array(runIDs[start..<min(start + 500, runIDs.count)])
+                let rows = try Row.fetchAll(
+                    db,
+                    sql: "SELECT run_id, lease_owner, status FROM runs WHERE run_id IN (\(chunk.map { _ in "?" }.joined(separator: ",")))",
+                    arguments: StatementArguments(chunk))
+                for row in rows {
+                    if let status = RunStatus(rawValue: row[2]) { leases[row[0]] = (row[1], status) }
+                }
+            }
+            return leases
+        }
+    }
+
     /// Gives up this worker's leases (it is stopping): other workers take the runs over at once.
     package func releaseLeases() throws {
         guard let lease else { return }
