@@ -85,8 +85,10 @@ struct ShowHistory: AsyncParsableCommand {
             print("#     +MS       EVENT                    SEQ   ATTEMPT  DETAILS")
         }
         while true {
-            let (current, events) = try engine.history(run.runID)
-            for event in events.dropFirst(printed) {
+            // The run's status before its events: a run seen closed has all its events recorded.
+            let current = try engine.journal.findRun(run.runID) ?? run
+            let events = try engine.journal.history(run, from: printed)
+            for event in events {
                 if target.json {
                     try Format.printJSONLine(Self.eventJSON(event))
                 } else {
@@ -96,7 +98,7 @@ struct ShowHistory: AsyncParsableCommand {
                 }
                 if start == nil { start = event.time }
             }
-            printed = events.count
+            printed += events.count
             if !current.status.isOpen { return }
             try await Task.sleep(for: .milliseconds(100))
         }
