@@ -2,6 +2,7 @@ import Durable
 import DurableJournal
 import DurableTestSupport
 import Foundation
+import GRDB
 import Testing
 
 #if canImport(Glibc)
@@ -72,6 +73,37 @@ struct CollectAfterWork: Workflow {
         #expect(try await run.result() == "timed out")
         #expect(try engine.history(run.runID).1.contains { $0.kind == .timerFired })
         await engine.shutdown()
+    }
+
+    @Test func aSignalWithAnUnreadablePayloadStaysQueuedAndDoesNotHoldUpOthers() async throws {
+        let path = temporaryJournalPath()
+        let sender = try Engine(journal: .sqlite(path: path))
+        _ = try await sender.submit(workflowType: "Gather", input: Data("1".utf8), id: "g-bad")
+        _ = try await sender.submit(workflowType: "Gather", input: Data("1".utf8), id: "g-good")
+        try sender.signal("g-bad", name: "item", "spoiled")
+        try sender.signal("g-good", name: "item", "fine")
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write { db in  // flip the last byte of g-bad's signal payload, as a bad disk would
+            let row = try #require(try Row.fetchOne(db, sql: """
+                SELECT signals.id, signals.data FROM signals JOIN runs ON runs.id = signals.run WHERE runs.workflow_id = 'g-bad'
+                """))
+            var data: Data = row[1]
+            data[data.count - 1] ^= 0xFF
+            try db.execute(sql: "UPDATE signals SET data = ? WHERE id = ?", arguments: [data, row[0] as Int64])
+        }
+        try queue.close()
+
+        let worker = try engine(path)
+        try await worker.recover()
+        #expect(try await worker.outcome(of: "g-good") == .completed(Data(#""fine""#.utf8)))
+        let bad = try worker.describe("g-bad")
+        #expect(bad.run.status == .running)
+        #expect(bad.queuedSignals == ["item"], "still queued, not lost")
+        let check = try worker.journal.check()
+        #expect(check.problems.count == 1)
+        #expect(check.problems.first?.hasPrefix("run \(bad.run.runID): queued signal ") == true, "\(check.problems)")
+        #expect(check.problems.first?.contains("'item' payload unreadable") == true)
+        await worker.shutdown()
     }
 
     @Test func signalsToUnknownOrEndedRunsAreRefused() async throws {

@@ -333,7 +333,7 @@ extension Engine {
             parent: events.first?.meta.flatMap { try? JSONDecoder().decode(ParentLink.self, from: $0) },
             children: ChildSummary.from(events), historyError: nil)
         if run.status.isOpen {
-            description.queuedSignals = try journal.queuedSignals(runKey: run.key).map(\.name)
+            description.queuedSignals = try journal.queuedSignalNames(runKey: run.key)
             description.awaitedSignals = awaitedSignals(run, events)
         }
         return description

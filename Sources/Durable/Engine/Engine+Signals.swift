@@ -83,14 +83,18 @@ extension Engine {
     /// again by the run's next driver). Runs no live worker drives (held ones) are terminated here
     /// directly.
     func deliverSignals() {
-        guard let queued = try? journal.queuedSignals(), !queued.isEmpty else { return }
+        let driven = drivers.withLock { drivers in
+            Dictionary(drivers.values.compactMap { driver in driver.ref.key.map { ($0, driver) } }) { first, _ in first }
+        }
+        guard let queued = try? journal.queuedSignals(including: { key, name in
+            driven[key] != nil || name == Self.terminateSignal
+        }), !queued.isEmpty else { return }
         var terminatedHere = false
         defer { if terminatedHere { deliverSignals() } }  // a terminated child's parent has news
         for signal in queued {
-            let driver = drivers.withLock { drivers in drivers.values.first { $0.ref.key == signal.runKey } }
+            let driver = driven[signal.runKey]
             if driver == nil, signal.name == Self.terminateSignal,
-                let run = try? journal.runs(statuses: [.held, .pending, .running]).first(where: { $0.key == signal.runKey }),
-                leaseIsFree(run)
+                let run = try? journal.run(key: signal.runKey), run.status.isOpen, leaseIsFree(run)
             {
                 let reason = signal.data.map { String(decoding: $0, as: UTF8.self) } ?? ""
                 let lease = RunLease(of: run)

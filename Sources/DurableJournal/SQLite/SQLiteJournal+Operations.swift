@@ -221,6 +221,17 @@ extension SQLiteJournal {
             }
             let orphans = try Int.fetchOne(db, sql: "SELECT count(*) FROM signals WHERE run NOT IN (SELECT id FROM runs)") ?? 0
             if orphans > 0 { problem("\(orphans) queued signal(s) for runs that do not exist") }
+            let signals = try Row.fetchCursor(db, sql: """
+                SELECT signals.id, signals.name, runs.run_id, signals.data FROM signals JOIN runs ON runs.id = signals.run
+                WHERE signals.data IS NOT NULL
+                """)
+            while let row = try signals.next() {
+                do {
+                    _ = try PayloadCodec.decode(row[3] as Data)
+                } catch {
+                    problem("run \(row[2] as String): queued signal \(row[0] as Int64) '\(row[1] as String)' payload unreadable: \(error)")
+                }
+            }
             progress(report.runsChecked, total)
             return report
         }

@@ -291,24 +291,36 @@ package final class SQLiteJournal: Sendable {
     }
 
     /// The signals not yet delivered, oldest first; of one run if `runKey` is given.
-    package func queuedSignals(runKey: Int64? = nil) throws -> [QueuedSignal] {
+    /// - Parameter include: which signals to return (by run key and name); the others' payloads are
+    ///   not even decoded. A signal whose payload is unreadable is left out and stays queued.
+    package func queuedSignals(
+        runKey: Int64? = nil, including include: (_ runKey: Int64, _ name: String) -> Bool = { _, _ in true }
+    ) throws -> [QueuedSignal] {
         try read { db in
             let rows = try Row.fetchAll(
                 db,
                 sql: "SELECT id, run, name, data, sent_at FROM signals"
                     + (runKey == nil ? "" : " WHERE run = ?") + " ORDER BY id",
                 arguments: runKey.map { [$0] } ?? [])
-            return try rows.map { row in
-                let id: Int64 = row[0]
+            return rows.compactMap { row in
+                let (id, key, name): (Int64, Int64, String) = (row[0], row[1], row[2])
+                guard include(key, name) else { return nil }
                 let framed: Data? = row[3]
-                let data: Data?
-                do {
-                    data = try framed.map(PayloadCodec.decode)
-                } catch {
-                    throw JournalError(.storage(reason: "signal \(id): \(error)"))
-                }
-                return QueuedSignal(id: id, runKey: row[1], name: row[2], data: data, sentAt: Date(journalMillis: row[4]))
+                guard let data = try? framed.map(PayloadCodec.decode) else { return nil }
+                return QueuedSignal(id: id, runKey: key, name: name, data: data, sentAt: Date(journalMillis: row[4]))
             }
+        }
+    }
+
+    /// The names of a run's queued signals, oldest first (whether or not their payloads are readable).
+    package func queuedSignalNames(runKey: Int64) throws -> [String] {
+        try read { db in try String.fetchAll(db, sql: "SELECT name FROM signals WHERE run = ? ORDER BY id", arguments: [runKey]) }
+    }
+
+    /// The run with this journal key.
+    package func run(key: Int64) throws -> RunRecord? {
+        try read { db in
+            try Row.fetchOne(db, sql: "SELECT \(Self.runColumns) FROM runs WHERE id = ?", arguments: [key]).map(Self.runRecord)
         }
     }
 
