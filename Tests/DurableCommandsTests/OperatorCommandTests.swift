@@ -71,7 +71,7 @@ import Glibc
             try await Task.sleep(for: .milliseconds(50))
             shown = try await runCommand(app, ["runs", "show", "gather-1", "--journal", journal]).stdout
         }
-        #expect(shown.contains("lease:        worker "))
+        #expect(shown.contains("lease:        worker "), "\(shown)")
         #expect(shown.contains("/\(worker.pid)/"), "the lease holder names the worker's pid: \(shown)")
         let object = try #require(try json(try await runCommand(
             app, ["runs", "show", "gather-1", "--json", "--journal", journal]).stdout) as? [String: Any])

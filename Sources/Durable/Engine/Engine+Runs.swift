@@ -58,8 +58,9 @@ public struct RunDescription: Sendable {
     public var historyError: JournalError?
     /// Signals sent and not yet delivered, by name, oldest first.
     public var queuedSignals: [String] = []
-    /// The signal names the workflow waits for now (from a replay of its history); `nil` when this
-    /// engine has not registered the workflow type (the code-less `durable` CLI).
+    /// The signal names a running run's workflow waits for now (from a replay of its history); `nil`
+    /// when the run is not running or this engine has not registered the workflow type (the
+    /// code-less `durable` CLI).
     public var awaitedSignals: [String]?
 
     /// The activities scheduled and not yet finished.
@@ -334,7 +335,8 @@ extension Engine {
             children: ChildSummary.from(events), historyError: nil)
         if run.status.isOpen {
             description.queuedSignals = try journal.queuedSignalNames(runKey: run.key)
-            description.awaitedSignals = awaitedSignals(run, events)
+            // A pending run has not run yet; a held one does not replay.
+            if run.status == .running { description.awaitedSignals = awaitedSignals(run, events) }
         }
         return description
     }
