@@ -147,9 +147,9 @@ func makeScratchFolder() throws -> String {
     return folder
 }
 
-/// Removes a journal and the files SQLite and the engine keep beside it.
+/// Removes a journal and the files SQLite keeps beside it.
 func removeJournalFiles(_ path: String) {
-    for suffix in ["", "-wal", "-shm", "-journal", ".worker.lock"] {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
         try? FileManager.default.removeItem(atPath: path + suffix)
     }
 }
