@@ -116,7 +116,7 @@ struct RunFilterOptions: ParsableArguments {
 
     func filter(limit: Int? = nil, oldestFirst: Bool = false) throws -> RunFilter {
         RunFilter(
-            statuses: try status.map { try $0.split(separator: ",").map { try parseStatus(String($0)) } },
+            statuses: try status.map(parseStatuses),
             workflowType: type, workflowIDPrefix: idPrefix,
             startedAfter: try startedAfter.map { try parseTimeOption($0, "--started-after") },
             startedBefore: try startedBefore.map { try parseTimeOption($0, "--started-before") },

@@ -46,6 +46,11 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         }
     }
 
+    /// A worker lost a run to another worker (it stalled past its lease): `holder` names who has it.
+    package static func leaseLost(runID: String, to holder: String) -> JournalError {
+        JournalError(.conflict(runID: runID, reason: "run is driven by \(holder) now (this worker's lease on it ended)"))
+    }
+
     public var description: String {
         switch code {
         case .missing(let path):

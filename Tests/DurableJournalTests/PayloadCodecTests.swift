@@ -16,6 +16,13 @@ import Testing
     func lz4FrameRoundTrips(_ raw: Data) throws {
         let framed = PayloadCodec.encode(raw)
         #expect(try PayloadCodec.decode(framed) == raw)
+        #expect(PayloadCodec.decodedLength(framed) == raw.count, "read from the header alone")
+    }
+
+    @Test func anUnreadableHeaderHasNoLength() {
+        #expect(PayloadCodec.decodedLength(Data()) == nil)
+        #expect(PayloadCodec.decodedLength(Data([7, 1])) == nil)  // unknown format
+        #expect(PayloadCodec.decodedLength(Data([1, 0x80])) == nil)  // the varint never ends
     }
 
     @Test func compressiblePayloadIsStoredCompressed() throws {

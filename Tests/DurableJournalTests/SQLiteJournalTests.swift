@@ -37,7 +37,8 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
         #expect(events[3].seq == 3 && events[3].attempt == 1)
     }
 
-    @Test func journalFromANewerFormatIsRefusedAndLeftUntouched() async throws {
+    /// A journal file holding run "r1" (checkpointed), then changed behind the journal's back by `sql`.
+    func journalFile(changedBy sql: String) async throws -> String {
         let path = temporaryPath()
         do {
             let journal = try SQLiteJournal(.sqlite(path: path))
@@ -45,8 +46,13 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
             try journal.checkpoint()
         }
         let queue = try DatabaseQueue(path: path)
-        try await queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA user_version = 99") }
+        try await queue.writeWithoutTransaction { db in try db.execute(sql: sql) }
         try queue.close()
+        return path
+    }
+
+    @Test func journalFromANewerFormatIsRefusedAndLeftUntouched() async throws {
+        let path = try await journalFile(changedBy: "PRAGMA user_version = 99")
         let before = try Data(contentsOf: URL(fileURLWithPath: path))
         let error = #expect(throws: JournalError.self) { _ = try SQLiteJournal(.sqlite(path: path)) }
         #expect(error?.isNewerFormat == true)
@@ -56,23 +62,13 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
     }
 
     @Test func aFormat5JournalIsUpgradedInPlaceAndKeepsItsRuns() async throws {
-        let path = temporaryPath()
-        do {
-            let journal = try SQLiteJournal(.sqlite(path: path))
-            try await writeRun(journal, id: "r1")
-            try journal.checkpoint()
-        }
-        // Take the file back to format 5: no lease columns, no packed histories.
-        let queue = try DatabaseQueue(path: path)
-        try await queue.writeWithoutTransaction { db in
-            try db.execute(sql: """
-                DROP TABLE packed_histories;
-                ALTER TABLE runs DROP COLUMN lease_owner;
-                ALTER TABLE runs DROP COLUMN lease_expires_at;
-                PRAGMA user_version = 5;
-                """)
-        }
-        try queue.close()
+        // The file taken back to format 5: no lease columns, no packed histories.
+        let path = try await journalFile(changedBy: """
+            DROP TABLE packed_histories;
+            ALTER TABLE runs DROP COLUMN lease_owner;
+            ALTER TABLE runs DROP COLUMN lease_expires_at;
+            PRAGMA user_version = 5;
+            """)
 
         let journal = try SQLiteJournal(.sqlite(path: path), lease: LeaseSettings(owner: "w1", durationMs: 5_000))
         let run = try #require(try journal.findRun("r1"))

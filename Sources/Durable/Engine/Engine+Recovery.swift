@@ -63,7 +63,7 @@ extension Engine {
 
     private func recoveryPass() async throws -> RecoveryReport {
         try registerWorkflowTypes()
-        renewLeases()  // before the first lease is taken
+        startLeaseRenewals()  // before the first lease is taken
         var report = RecoveryReport()
         for run in try journal.runs(statuses: [.running, .held], oldestFirst: true) {
             guard drivers.withLock({ $0[run.runID] == nil }) else { continue }
@@ -127,7 +127,7 @@ extension Engine {
     /// as a worker does every ``takeoverInterval``. - Returns: the runs taken over.
     @discardableResult
     func takeOverRuns() async throws -> [String] {
-        renewLeases()
+        startLeaseRenewals()
         let dead = try journal.leaseOwners().keys.filter { $0 != workerID && WorkerIdentity.isAlive($0) == false }
         var taken: [String] = []
         for run in try journal.runsToTakeOver(deadOwners: Array(dead)) {
@@ -155,7 +155,7 @@ extension Engine {
     /// Claims runs submitted by other processes (status `pending`) and starts them here.
     @discardableResult
     func claimPendingRuns() async throws -> [String] {
-        renewLeases()
+        startLeaseRenewals()
         var claimed: [String] = []
         for run in try journal.runs(statuses: [.pending], limit: 256, oldestFirst: true) {
             guard !isStopping, drivers.withLock({ $0[run.runID] == nil }),

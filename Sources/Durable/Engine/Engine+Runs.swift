@@ -220,7 +220,7 @@ extension Engine {
             return nil
         }
         if let existing { return existing }
-        renewLeases()
+        startLeaseRenewals()
         let started = HistoryEvent(index: 0, kind: .workflowStarted, time: now, name: workflowType, data: input)
         let newRun = JournalBatch.NewRun(
             workflowID: workflowID, workflowType: workflowType, seed: seed, status: .running, createdAt: now)

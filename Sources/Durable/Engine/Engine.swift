@@ -204,7 +204,7 @@ public final class Engine: Sendable {
 
     /// Starts renewing this engine's leases (once). Called before the engine takes its first lease:
     /// when it starts a run, claims pending runs, or takes runs over.
-    func renewLeases() {
+    func startLeaseRenewals() {
         leaseRenewal.withLock { timer in
             guard timer == nil else { return }
             journal.beginLeaseRenewals()
@@ -228,10 +228,9 @@ public final class Engine: Sendable {
             guard let (owner, status) = leases[driver.runID] else { continue }
             // Another worker holds it, or another worker has ended it. (No holder at all is a run
             // this worker is claiming, not one it lost.)
-            let lostTo: String? = if let owner, owner != workerID { owner } else if !status.isOpen { "another worker" } else { nil }
+            let lostTo: String? = if let owner, owner != workerID { "worker \(owner)" } else if !status.isOpen { "another worker" } else { nil }
             guard let lostTo else { continue }
-            journalWriteFailed(runID: driver.runID, JournalError(.conflict(
-                runID: driver.runID, reason: "run is driven by \(lostTo) now (this worker's lease on it ended)")))
+            journalWriteFailed(runID: driver.runID, JournalError.leaseLost(runID: driver.runID, to: lostTo))
         }
     }
 

@@ -117,7 +117,7 @@ struct JournalCommand: AsyncParsableCommand {
             guard let age = parseAge(olderThan) else {
                 throw ValidationError("--older-than '\(olderThan)' is not an age such as 90s, 30m, 2h or 7d")
             }
-            let statuses = try status.map { try $0.split(separator: ",").map { try parseStatus(String($0)) } }
+            let statuses = try status.map(parseStatuses)
             if let open = statuses?.first(where: \.isOpen) {
                 throw ValidationError("--status \(open.rawValue): only closed runs can be deleted")
             }

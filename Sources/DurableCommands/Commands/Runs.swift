@@ -176,3 +176,8 @@ func parseStatus(_ text: String) throws -> RunStatus {
     }
     return status
 }
+
+/// `completed,failed`: a comma-separated list of statuses.
+func parseStatuses(_ text: String) throws -> [RunStatus] {
+    try text.split(separator: ",").map { try parseStatus(String($0)) }
+}

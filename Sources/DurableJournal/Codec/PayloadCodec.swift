@@ -46,11 +46,8 @@ package enum PayloadCodec {
     /// - Throws: ``PayloadCodecError`` describing what is wrong with the frame.
     package static func decode(_ blob: Data) throws(PayloadCodecError) -> Data {
         let bytes = [UInt8](blob)
-        guard let first = bytes.first else { throw .empty }
-        guard let format = Format(rawValue: first) else { throw .unknownFormat(first) }
-        var cursor = 1
-        guard let length = readVarint(bytes, &cursor) else { throw .truncatedHeader }
-        guard length <= UInt64(maximumPayloadLength) else { throw .implausibleLength(length) }
+        let (format, length, start) = try header(bytes)
+        var cursor = start
         guard cursor + 4 <= bytes.count else { throw .truncatedHeader }
         let expected = UInt32(bytes[cursor]) | UInt32(bytes[cursor + 1]) << 8
             | UInt32(bytes[cursor + 2]) << 16 | UInt32(bytes[cursor + 3]) << 24
@@ -80,6 +77,22 @@ package enum PayloadCodec {
         let actual = fnv1a(raw)
         guard actual == expected else { throw .checksumMismatch }
         return raw
+    }
+
+    /// The length of the original bytes, from the frame's header alone (nothing is decompressed or
+    /// checked); `nil` when the header is unreadable.
+    package static func decodedLength(_ blob: Data) -> Int? {
+        (try? header([UInt8](blob.prefix(11)))).map { Int($0.length) }
+    }
+
+    /// The format byte and the original length; `cursor` is where the checksum starts.
+    private static func header(_ bytes: [UInt8]) throws(PayloadCodecError) -> (format: Format, length: UInt64, cursor: Int) {
+        guard let first = bytes.first else { throw .empty }
+        guard let format = Format(rawValue: first) else { throw .unknownFormat(first) }
+        var cursor = 1
+        guard let length = readVarint(bytes, &cursor) else { throw .truncatedHeader }
+        guard length <= UInt64(maximumPayloadLength) else { throw .implausibleLength(length) }
+        return (format, length, cursor)
     }
 
     // MARK: - Helpers

@@ -165,9 +165,8 @@ final class GroupCommitWriter: Sendable {
             let owner = try String.fetchOne(
                 db.cachedStatement(sql: "SELECT lease_owner FROM runs WHERE id = ?"), arguments: [key])
             if owner != lease.owner {
-                throw JournalError(.conflict(runID: runID, reason: owner.map {
-                    "run is driven by worker \($0) now (this worker's lease on it ended)"
-                } ?? "this worker does not hold the run's lease"))
+                throw owner.map { JournalError.leaseLost(runID: runID, to: "worker \($0)") }
+                    ?? JournalError(.conflict(runID: runID, reason: "this worker does not hold the run's lease"))
             }
         }
         if !batch.events.isEmpty {

@@ -135,7 +135,7 @@ extension SQLiteJournal {
             while let row = try payloads.next() {
                 let blob: Data = row[0]
                 stats.storedPayloadBytes += blob.count
-                stats.rawPayloadBytes += (try? PayloadCodec.decode(blob).count) ?? blob.count
+                stats.rawPayloadBytes += PayloadCodec.decodedLength(blob) ?? blob.count
             }
             // A packed history's block holds its payloads and the rest of its events: all of it counts
             // as stored payload, against the payloads alone as written.

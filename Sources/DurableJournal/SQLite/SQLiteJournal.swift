@@ -290,18 +290,14 @@ package final class SQLiteJournal: Sendable {
         package var sentAt: Date
     }
 
-    /// The signals not yet delivered, oldest first; of one run if `runKey` is given.
+    /// The signals not yet delivered, oldest first.
     /// - Parameter include: which signals to return (by run key and name); the others' payloads are
     ///   not even decoded. A signal whose payload is unreadable is left out and stays queued.
     package func queuedSignals(
-        runKey: Int64? = nil, including include: (_ runKey: Int64, _ name: String) -> Bool = { _, _ in true }
+        including include: (_ runKey: Int64, _ name: String) -> Bool = { _, _ in true }
     ) throws -> [QueuedSignal] {
         try read { db in
-            let rows = try Row.fetchAll(
-                db,
-                sql: "SELECT id, run, name, data, sent_at FROM signals"
-                    + (runKey == nil ? "" : " WHERE run = ?") + " ORDER BY id",
-                arguments: runKey.map { [$0] } ?? [])
+            let rows = try Row.fetchAll(db, sql: "SELECT id, run, name, data, sent_at FROM signals ORDER BY id")
             return rows.compactMap { row in
                 let (id, key, name): (Int64, Int64, String) = (row[0], row[1], row[2])
                 guard include(key, name) else { return nil }
@@ -380,15 +376,7 @@ package final class SQLiteJournal: Sendable {
 
     /// Runs, newest first, optionally only those with the given statuses.
     package func runs(statuses: [RunStatus]? = nil, limit: Int? = nil, oldestFirst: Bool = false) throws -> [RunRecord] {
-        var sql = "SELECT \(Self.runColumns) FROM runs"
-        var arguments: StatementArguments = []
-        if let statuses {
-            sql += " WHERE status IN (\(statuses.map { _ in "?" }.joined(separator: ",")))"
-            arguments = StatementArguments(statuses.map(\.rawValue))
-        }
-        sql += oldestFirst ? " ORDER BY id" : " ORDER BY id DESC"
-        if let limit { sql += " LIMIT \(limit)" }
-        return try read { db in try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.runRecord) }
+        try runs(RunFilter(statuses: statuses, oldestFirst: oldestFirst, limit: limit))
     }
 
     /// Number of events of a run.
