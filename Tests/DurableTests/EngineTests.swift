@@ -1,4 +1,5 @@
 import Durable
+import DurableTestSupport
 import Foundation
 import Testing
 
@@ -112,5 +113,25 @@ import Testing
         }
         #expect(error?.description.contains("unknown workflow type 'NoSuchFlow'") == true)
         #expect(error?.description.contains("FanOut") == true)
+    }
+
+    /// A run submitted by another process after the worker's recovery pass, but before its loop
+    /// first read the journal's change counter, is picked up all the same (it was missed once).
+    @Test func aRunSubmittedWhileTheWorkerStartsIsPickedUp() async throws {
+        let path = temporaryJournalPath()
+        let worker = try Engine(journal: .sqlite(path: path))
+        registerTestWorkflows(worker)
+        try await worker.recover()  // nothing to do yet
+        let submitter = try Engine(journal: .sqlite(path: path))
+        let (runID, _) = try await submitter.submit(workflowType: "Nap", input: Data("1".utf8), id: "late")
+        let loop = Task { try await worker.runWorker() }  // reads the change counter after the submission
+        let deadline = ContinuousClock.now + .seconds(10)
+        while try worker.describe(runID).run.status.isOpen {
+            try #require(ContinuousClock.now < deadline, "the run submitted during start-up was never picked up")
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(try worker.describe(runID).outcome == .completed(Data(#""nap!""#.utf8)))
+        loop.cancel()
+        await worker.shutdown()
     }
 }

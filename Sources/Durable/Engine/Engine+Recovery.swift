@@ -197,6 +197,10 @@ extension Engine {
         try registerWorkflowTypes()
         _ = try await recoverOnce()  // nothing to do if recover() or a start did it already
         var token = try journal.changeToken()
+        // What was committed before the token was read (while recovering: a submission, a signal) is
+        // picked up now; what comes after, when the token changes.
+        try await claimPendingRuns()
+        deliverSignals()
         var lastTakeover = ContinuousClock.now
         while !isStopping && !Task.isCancelled {
             try? await Task.sleep(for: pollInterval)
