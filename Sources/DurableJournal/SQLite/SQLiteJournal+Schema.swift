@@ -102,6 +102,7 @@ extension SQLiteJournal {
     static func preflight(_ path: String) throws {
         var configuration = Configuration()
         configuration.readonly = true
+        configuration.busyMode = .timeout(30)  // as the journal's own connections: another process may be writing
         let queue = try DatabaseQueue(path: path, configuration: configuration)
         defer { try? queue.close() }
         let (appID, version) = try queue.read { db in
