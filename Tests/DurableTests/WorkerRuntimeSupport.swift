@@ -138,7 +138,9 @@ struct CancelFlow: Workflow {
         try await withThrowingTaskGroup(of: String.self) { group in
             group.addTask { await ProbeFlow.call(ctx, input) }
             group.addTask {
-                _ = try await ctx.execute(Probe.self, ProbePlan(label: "trigger"), options: .init(retry: .none))
+                // A short wait, so that a long activity failing at once has its failure recorded first.
+                let trigger = ProbePlan(label: "trigger", steps: [.init(sleepMs: 200)])
+                _ = try await ctx.execute(Probe.self, trigger, options: .init(retry: .none))
                 return "trigger"
             }
             var outcomes: [String] = []

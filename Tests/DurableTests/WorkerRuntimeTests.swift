@@ -102,15 +102,67 @@ import Testing
         await engine.shutdown()
     }
 
-    @Test func scheduleToCloseTimeoutBoundsAllAttemptsAndDelays() async throws {
+    @Test func scheduleToCloseTimeoutCutsOffARunningAttemptAndIsRecordedWithItsNumber() async throws {
         let engine = try engine()
+        // Attempt 1 fails at once, attempt 2 runs past the deadline.
+        let plan = ProbePlan(
+            steps: [.init(fail: true), .init(sleepMs: 20_000)],
+            options: options(scheduleToClose: .milliseconds(1_500), attempts: 0, backoff: .milliseconds(100)))
+        let started = ContinuousClock.now
+        let (outcomes, events) = try await run(engine, [plan])
+        #expect(ContinuousClock.now - started < .seconds(15), "the deadline, not the 20 s attempt, ended it")
+        #expect(outcomes == ["ScheduleToCloseTimeout a2"])
+        #expect(events.filter { $0.kind == .activityAttemptFailed }.map(\.attempt) == [1])
+        let failed = try #require(events.first { $0.kind == .activityFailed })
+        #expect(failed.attempt == 2)
+        #expect(failed.failure?.type == "ScheduleToCloseTimeout")
+        #expect(failed.failure?.limitMs == 1_500)
+        #expect(log.entries.map(\.attempt) == [1, 2])
+        await engine.shutdown()
+    }
+
+    @Test func scheduleToCloseDeadlinePassedWhileNoWorkerRanEndsTheActivityWithoutAnotherAttempt() async throws {
+        let path = temporaryJournalPath()
+        let plan = ProbePlan(steps: [.init(sleepMs: 20_000)], options: options(scheduleToClose: .seconds(1), attempts: 3))
+        let first = try Engine(journal: .sqlite(path: path))
+        first.register(ProbeFlow.self)
+        first.register(Probe(log: log))
+        let handle = try await first.start(ProbeFlow.self, input: [plan])
+        while log.entries.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        await first.shutdown()  // records nothing more, as a crash would
+        try await Task.sleep(for: .milliseconds(1_200))
+
+        let second = try Engine(journal: .sqlite(path: path))
+        second.register(ProbeFlow.self)
+        second.register(Probe(log: log))
+        try await second.recover()
+        #expect(try await second.outcome(of: handle.runID) == .completed(Data(#"["ScheduleToCloseTimeout a1"]"#.utf8)))
+        #expect(log.entries.map(\.attempt) == [1], "no attempt started after the deadline")
+        let events = try second.history(handle.runID).1
+        #expect(!events.contains { $0.kind == .activityAttemptFailed })
+        let failed = try #require(events.first { $0.kind == .activityFailed })
+        #expect(failed.attempt == 1)
+        #expect(failed.failure?.type == "ScheduleToCloseTimeout")
+        await second.shutdown()
+    }
+
+    @Test func noRetryIsScheduledWhoseDelayWouldEndAfterTheScheduleToCloseDeadline() async throws {
+        let engine = try engine()
+        // Delays 200, 400, 800 ms put attempt 4 at about 1.4 s; the next delay (1.6 s) would end at
+        // about 3.0 s, after the 2.9 s deadline, so attempt 4's own failure ends the activity.
         let plan = ProbePlan(
             steps: [.init(fail: true)],
-            options: options(scheduleToClose: .milliseconds(1_500), attempts: 0, backoff: .milliseconds(200)))
+            options: ActivityOptions(
+                startToClose: .seconds(10), scheduleToClose: .milliseconds(2_900),
+                retry: .exponential(initial: .milliseconds(200), coefficient: 2, maxAttempts: 0)))
         let (outcomes, events) = try await run(engine, [plan])
-        #expect(outcomes.first?.hasPrefix("ScheduleToCloseTimeout") == true)
-        #expect(events.filter { $0.kind == .activityAttemptFailed }.count >= 1)
-        #expect(events.first { $0.kind == .activityFailed }?.failure?.type == "ScheduleToCloseTimeout")
+        #expect(outcomes == ["failed ApplicationError a4"])
+        #expect(events.filter { $0.kind == .activityAttemptFailed }.map(\.attempt) == [1, 2, 3])
+        let failed = try #require(events.first { $0.kind == .activityFailed })
+        #expect(failed.attempt == 4)
+        #expect(failed.failure?.type == "ApplicationError")
+        #expect(failed.failure?.retryable == false)
+        #expect(!events.contains { $0.failure?.type == "ScheduleToCloseTimeout" })
         await engine.shutdown()
     }
 
@@ -163,6 +215,10 @@ import Testing
         #expect(try await handle.result() == "trigger,cancelled")
         let events = try first.history(handle.runID).1
         await first.shutdown()
+        let longFailed = try #require(events.first { $0.kind == .activityAttemptFailed })  // only "long" fails
+        let (longSeq, failedAt) = (longFailed.seq, longFailed.index)
+        let requestedAt = try #require(events.first { $0.kind == .activityCancelRequested }?.index)
+        #expect(failedAt < requestedAt, "the cancel request came during the retry delay")
         // Cut the journal back to the moment after the cancel request was committed, as a crash would.
         let cut = try #require(events.first { $0.kind == .activityCancelRequested }?.index) + 1
         let queue = try DatabaseQueue(path: path)
@@ -181,6 +237,9 @@ import Testing
         #expect(outcome == .completed(Data(#""trigger,cancelled""#.utf8)))
         #expect(ContinuousClock.now - started < .seconds(10), "the retry delay was not waited out")
         #expect(log.entries.filter { $0.label == "long" }.map(\.attempt) == [1])
+        let cancelled = try #require(try second.history(handle.runID).1.first { $0.kind == .activityCancelled })
+        #expect(cancelled.seq == longSeq)
+        #expect(cancelled.attempt == 1, "recorded with the last attempt issued")
         await second.shutdown()
     }
 

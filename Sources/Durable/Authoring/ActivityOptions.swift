@@ -25,7 +25,8 @@ public struct ActivityOptions: Sendable, Equatable, Codable {
     public var scheduleToStart: Duration?
     /// Longest time the whole activity may take, from its scheduling to its result, retries and their
     /// delays included; the activity then fails with ``ScheduleToCloseTimeout``. Counted from the
-    /// recorded scheduling time, so a restart does not reset it.
+    /// recorded scheduling time, so a restart does not reset it. A retry whose delay would end after
+    /// the deadline is not scheduled: the failed attempt's own error ends the activity.
     public var scheduleToClose: Duration?
     /// Longest gap between two heartbeats of an attempt (``ActivityContext/heartbeat(_:)``); the attempt
     /// then fails with a retryable ``HeartbeatTimeout``. The first heartbeat is due this long after the

@@ -25,6 +25,9 @@ final class ActivityExecution: Sendable {
 
     private struct State {
         var attempt: AttemptRun?
+        /// The number of the last attempt issued (0 before the first): what a timeout or cancellation
+        /// between attempts is recorded with.
+        var lastAttempt: Int
         /// The timer that starts the next attempt after a retry delay.
         var retryTimer: Int?
         var closeTimer: Int?
@@ -40,11 +43,18 @@ final class ActivityExecution: Sendable {
         self.driver = driver
         self.pending = pending
         self.firstRegistration = registration
-        self.state = Mutex(State(cancelRequested: pending.cancelRequested, lastHeartbeat: pending.lastHeartbeat))
+        self.state = Mutex(State(
+            lastAttempt: pending.failedAttempts, cancelRequested: pending.cancelRequested,
+            lastHeartbeat: pending.lastHeartbeat))
     }
 
     var seq: Int { pending.seq }
     private var options: ActivityOptions { pending.options }
+
+    /// When the schedule-to-close timeout ends the activity, counted from its scheduling.
+    private var closeDeadline: Date? {
+        options.scheduleToClose.map { pending.scheduledAt.addingTimeInterval(Double($0.milliseconds) / 1000) }
+    }
 
     // MARK: - Start
 
@@ -52,14 +62,8 @@ final class ActivityExecution: Sendable {
     /// attempt the previous worker issued and never reported on (``WorkerLost``).
     /// - Parameter inline: the first attempt may start on this thread (see the type's discussion).
     func begin(inline: Bool) {
-        if let limit = options.scheduleToClose {
-            let deadline = pending.scheduledAt.addingTimeInterval(Double(limit.milliseconds) / 1000)
-            let timer = engine.timeouts.schedule(at: deadline) {
-                self.scheduleToCloseExpired(limit)
-            }
-            state.withLock { $0.closeTimer = timer }
-        }
         guard pending.recovered else {
+            armCloseTimer()
             startAttempt(1, inline: inline)
             return
         }
@@ -74,14 +78,32 @@ final class ActivityExecution: Sendable {
                 retryIn = .milliseconds(Int64(wait * 1000))
             }
         }
+        let lastIssued = lost ?? pending.failedAttempts
+        state.withLock { $0.lastAttempt = lastIssued }
         if pending.cancelRequested {  // the workflow cancelled it before the restart: nothing more runs
             let failure = lost.map { FailureInfo(WorkerLost(attempt: $0), retryable: false) } ?? cancelledFailure
-            finish(.activityCancelled, attempt: lost ?? pending.failedAttempts, data: encode(failure), details: nil)
-        } else if let lost {
+            finish(.activityCancelled, attempt: lastIssued, data: encode(failure), details: nil)
+            return
+        }
+        if let limit = options.scheduleToClose, let deadline = closeDeadline, deadline <= engine.clock.now() {
+            // Its time ran out while no worker drove it: no attempt starts after the deadline.
+            let error = ScheduleToCloseTimeout(
+                limit: limit, activityType: pending.activityType, sequence: seq, attempt: lastIssued)
+            finish(.activityFailed, attempt: lastIssued, data: encode(FailureInfo(error, retryable: false)), details: nil)
+            return
+        }
+        armCloseTimer()
+        if let lost {
             failed(attempt: lost, WorkerLost(attempt: lost), details: AttemptDetails())
         } else if let retryIn {
             scheduleAttempt(pending.failedAttempts + 1, after: retryIn)
         }
+    }
+
+    private func armCloseTimer() {
+        guard let limit = options.scheduleToClose, let deadline = closeDeadline else { return }
+        let timer = engine.timeouts.schedule(at: deadline) { self.scheduleToCloseExpired(limit) }
+        state.withLock { $0.closeTimer = timer }
     }
 
     private func startAttempt(_ number: Int, inline: Bool = false) {
@@ -95,6 +117,7 @@ final class ActivityExecution: Sendable {
             if state.finished { return nil }
             if state.cancelRequested { return false }
             state.attempt = attempt
+            state.lastAttempt = number
             return true
         }
         guard let proceed else { return }
@@ -305,6 +328,14 @@ final class ActivityExecution: Sendable {
         }
         // A lost attempt is retried at once: nothing suggests the activity itself needs a pause.
         let delay = error is WorkerLost ? .zero : policy.delay(afterAttempt: number)
+        if let deadline = closeDeadline,
+           engine.clock.now().addingTimeInterval(Double(delay.milliseconds) / 1000) >= deadline {
+            // The next attempt could not start before the schedule-to-close deadline (or it has
+            // passed while this attempt ended): this attempt's failure is the activity's.
+            failure.retryable = false
+            finish(.activityFailed, attempt: number, data: encode(failure), details: details)
+            return
+        }
         failure.retryable = true
         failure.nextRetryDelayMs = Int(delay.milliseconds)
         let event = HistoryEvent(
@@ -352,19 +383,18 @@ final class ActivityExecution: Sendable {
     /// The workflow cancelled the activity: a waiting attempt ends now, a running one is cancelled and
     /// reports when it stops, a retry delay is cut short.
     func requestCancel() {
-        let (attempt, betweenAttempts) = state.withLock { state -> (AttemptRun?, Bool) in
-            guard !state.finished, !state.cancelRequested else { return (nil, false) }
+        let (attempt, betweenAttempts) = state.withLock { state -> (AttemptRun?, Int?) in
+            guard !state.finished, !state.cancelRequested else { return (nil, nil) }
             state.cancelRequested = true
             if let timer = state.retryTimer {
                 engine.timeouts.cancel(timer)
                 state.retryTimer = nil
-                return (nil, true)
+                return (nil, state.lastAttempt)
             }
-            return (state.attempt, false)
+            return (state.attempt, nil)
         }
-        if betweenAttempts {
-            finish(.activityCancelled, attempt: state.withLock { $0.attempt?.number ?? 0 }, data: encode(cancelledFailure),
-                   details: nil)
+        if let betweenAttempts {
+            finish(.activityCancelled, attempt: betweenAttempts, data: encode(cancelledFailure), details: nil)
         } else if let attempt, !attempt.cancelRunningCode() {
             settle(attempt, .cancelled)
         }
@@ -372,16 +402,18 @@ final class ActivityExecution: Sendable {
     }
 
     private func scheduleToCloseExpired(_ limit: Duration) {
-        let current = state.withLock { state -> AttemptRun?? in
-            guard !state.finished else { return .none }
+        let current = state.withLock { state -> (attempt: AttemptRun?, number: Int)? in
+            guard !state.finished else { return nil }
             state.closeTimer = nil
             if let timer = state.retryTimer { engine.timeouts.cancel(timer) }
-            return .some(state.attempt)
+            return (state.attempt, state.lastAttempt)
         }
         guard let current else { return }
         let error = ScheduleToCloseTimeout(
-            limit: limit, activityType: pending.activityType, sequence: seq, attempt: current?.number ?? 0)
-        if let attempt = current, !attempt.isSettled {
+            limit: limit, activityType: pending.activityType, sequence: seq, attempt: current.number)
+        // An attempt that ends by itself meanwhile wins the settle; its failure then finds the
+        // deadline passed and is not retried (failed(attempt:_:details:)).
+        if let attempt = current.attempt, !attempt.isSettled {
             settle(attempt, .timedOut(error))
         } else {
             finish(.activityFailed, attempt: error.attempt, data: encode(FailureInfo(error, retryable: false)), details: nil)
