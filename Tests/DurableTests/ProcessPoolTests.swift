@@ -16,12 +16,15 @@ struct ModelRequest: Codable, Sendable {
         var count: Int?
         var stderr: String?
         var then_sleep_ms: Int?
+        var bytes: Int?
     }
 
     var op: String
     var value: String?
     var ms: Int?
     var count: Int?
+    var bytes: Int?
+    var announce: Bool?
     var first: First?
 }
 
@@ -84,13 +87,14 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
 
 /// Process pools through the engine, with the real Python worker.
 @Suite(.timeLimit(.minutes(2))) struct ProcessPoolTests {
-    func engine(_ name: String = #function, pool: PoolOptions = .warm(min: 1, max: 2), grace: Duration = .seconds(2))
-        throws -> Engine
-    {
+    func engine(
+        _ name: String = #function, pool: PoolOptions = .warm(min: 1, max: 2), grace: Duration = .seconds(2),
+        lineLimit: Int = 64 << 20
+    ) throws -> Engine {
         let engine = try Engine(journal: .sqlite(path: temporaryJournalPath(name)))
         engine.register(ModelFlow.self)
         engine.register(PyModel.self, processPool: ProcessPoolOptions(
-            command: ["python3", fixture], pool: pool, terminationGrace: grace))
+            command: ["python3", fixture], pool: pool, terminationGrace: grace, lineLimit: lineLimit))
         return engine
     }
 
@@ -136,13 +140,14 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
         await engine.shutdown()
     }
 
-    @Test func timedOutProcessIsKilledAndReplaced() async throws {
+    @Test func timedOutProcessIsKilledAndReplacedAndItsStderrIsInTheFailure() async throws {
         let engine = try engine()
-        let request = ModelRequest(op: "echo", first: .init(op: "sleep", ms: 30_000))
+        let request = ModelRequest(op: "echo", first: .init(op: "sleep", ms: 30_000, stderr: "loading shard 3 of 8"))
         let (outcome, events) = try await run(engine, .init(
             request: request, options: retrying(2, startToClose: .milliseconds(500))))
         let failure = try #require(events.first { $0.kind == .activityAttemptFailed })
         #expect(failure.failure?.type == "StartToCloseTimeout")
+        #expect(failure.failure?.message.hasSuffix("; stderr: loading shard 3 of 8") == true)
         let hung = try #require(failure.attemptDetails?.pid)
         #expect(outcome.hasPrefix("ok pid "))
         #expect(!outcome.hasSuffix(" \(hung)"))
@@ -150,6 +155,56 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
         while isAlive(hung), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         #expect(!isAlive(hung), "the process that timed out is gone")
         await engine.shutdown()
+    }
+
+    @Test func anErrorResponseKeepsItsProcessForTheRetry() async throws {
+        // recycleAfterFailure is on (the default): an answered error does not count, the process is healthy.
+        let engine = try engine(pool: .warm(min: 1, max: 2))
+        await engine.warmUp()
+        let request = ModelRequest(op: "echo", first: .init(op: "fail"))
+        let (outcome, events) = try await run(engine, .init(request: request, options: retrying(2)))
+        let failure = try #require(events.first { $0.kind == .activityAttemptFailed })
+        #expect(failure.failure?.type == "ModelError")
+        let failedPid = try #require(failure.attemptDetails?.pid)
+        #expect(outcome == "ok pid \(failedPid)", "the retry ran in the same process")
+        #expect(engine.poolSummary == "PyModel 1/2", "no replacement was started")
+        await engine.shutdown()
+    }
+
+    @Test func aLineLongerThanTheLimitFailsTheAttemptAndTheProcessIsReplaced() async throws {
+        let engine = try engine(lineLimit: 100_000)
+        let request = ModelRequest(op: "echo", first: .init(op: "flood", ms: 30_000, bytes: 1_000_000))
+        let (outcome, events) = try await run(engine, .init(request: request, options: retrying(2)))
+        let failure = try #require(events.first { $0.kind == .activityAttemptFailed })
+        #expect(failure.failure?.type == "WorkerProcessError")
+        #expect(failure.failure?.message.contains("a line longer than 100000 bytes") == true)
+        let flooded = try #require(failure.attemptDetails?.pid)
+        #expect(outcome.hasPrefix("ok pid "))
+        #expect(outcome != "ok pid \(flooded)")
+        #expect(!isAlive(flooded))
+        await engine.shutdown()
+    }
+
+    @Test func shutdownReturnsOnlyOnceABusyProcessHasExited() async throws {
+        let engine = try engine(pool: .warm(min: 1, max: 1), grace: .milliseconds(800))
+        await engine.warmUp()
+        let handle = try await engine.start(ModelFlow.self, input: .init(
+            request: ModelRequest(op: "ignore_term", ms: 30_000, announce: true)))
+        // The process heartbeats its pid once it ignores SIGTERM.
+        var pid: Int32?
+        let deadline = ContinuousClock.now + .seconds(20)
+        while pid == nil, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+            if let beat = try engine.history(handle.runID).1.first(where: { $0.kind == .activityHeartbeat })?.data,
+               let details = try JSONSerialization.jsonObject(with: beat) as? [String: Any] {
+                pid = (details["pid"] as? NSNumber)?.int32Value
+            }
+        }
+        let busy = try #require(pid)
+        let started = ContinuousClock.now
+        await engine.shutdown()
+        #expect(!isAlive(busy), "SIGTERM was ignored; shutdown waited for the SIGKILL after the grace period")
+        #expect(ContinuousClock.now - started >= .milliseconds(700))
     }
 
     @Test func idleProcessKilledFromOutsideIsReplacedBeforeItIsHandedOut() async throws {

@@ -310,18 +310,4 @@ private func workerError<T>(_ body: () async throws -> T) async -> WorkerProcess
         let other = await workerError { try await WorkerProcess.launch(missingFile) }
         #expect(String(describing: try #require(other)).contains("could not start"))
     }
-
-    @Test func echoRoundTripTiming() async throws {
-        let worker = try await WorkerProcess.launch(workerConfiguration())
-        let input = #"{"op":"echo","value":"x"}"#
-        for id in 0..<20 { _ = try await worker.call(request(id, input)) { _ in } }  // warm up
-        let count = 500
-        let clock = ContinuousClock()
-        let start = clock.now
-        for id in 0..<count { _ = try await worker.call(request(100 + id, input)) { _ in } }
-        let elapsed = clock.now - start
-        let micros = Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12
-        print("WorkerProcess echo round trip: mean \(Int(micros / Double(count))) µs over \(count) calls")
-        await worker.terminate()
-    }
 }

@@ -297,6 +297,22 @@ import Testing
         await engine.shutdown()
     }
 
+    @Test func attemptsWaitingInAPoolReplacedByANewRegistrationMoveToTheNewPool() async throws {
+        let engine = try engine(pool: .warm(min: 0, max: 1))
+        let plans = ["a", "b"].map { label in
+            ProbePlan(label: label, steps: [.init(sleepMs: 500)], options: options(attempts: 3))
+        }
+        let handle = try await engine.start(ProbeFlow.self, input: plans)
+        while log.entries.isEmpty { try await Task.sleep(for: .milliseconds(5)) }
+        // One attempt runs in the only slot, the other waits for it; then the activity is registered again.
+        engine.register(Probe.self, pool: .warm(min: 0, max: 2)) { [log] in Probe(log: log) }
+        let outcomes = try await handle.result().sorted()
+        #expect(outcomes == ["ok a1", "ok a2"])
+        let failed = try engine.history(handle.runID).1.filter { $0.kind == .activityAttemptFailed }
+        #expect(failed.map { $0.failure?.type } == ["PoolStopped"], "the waiting attempt was told, and retried")
+        await engine.shutdown()
+    }
+
     @Test func idleSlotsAboveTheMinimumAreEvicted() async throws {
         let engine = try engine(pool: .warm(min: 0, max: 2, idleTimeout: .milliseconds(100)))
         _ = try await run(engine, [ProbePlan()])

@@ -16,9 +16,10 @@ Environment:
 An input object with "first": {...} has those fields replace its own in attempt 1 only (so a test
 can make the first attempt crash or hang and the retry succeed).
 
-Input ops: echo, sleep, fail, crash, malformed, heartbeat, stall_heartbeats, ignore_term (with
-"announce": true it heartbeats once SIGTERM is ignored), stderr, request (outputs the request without
-its input); anything else is answered with a non-retryable "UnknownOp" error.
+Input ops: echo, sleep (writes "stderr" first, if given), fail, crash, malformed, flood ("bytes"
+bytes without a newline, then sleeps "ms"), heartbeat, stall_heartbeats, ignore_term (with
+"announce": true it heartbeats its pid once SIGTERM is ignored), stderr, request (outputs the request
+without its input); anything else is answered with a non-retryable "UnknownOp" error.
 SIGTERM writes "terminating" to stderr and exits with status 143. EOF on stdin exits 0.
 """
 
@@ -67,6 +68,7 @@ def handle(request):
     if op == "echo":
         emit({"id": rid, "output": echo(payload.get("value"))})
     elif op == "sleep":
+        write_stderr(payload.get("stderr", ""))
         sleep_ms(int(payload.get("ms", 0)))
         emit({"id": rid, "output": echo(payload.get("value"))})
     elif op == "fail":
@@ -81,6 +83,11 @@ def handle(request):
     elif op == "crash":
         write_stderr(payload.get("stderr", "crashing"))
         os._exit(3)
+    elif op == "flood":
+        sys.stdout.write("x" * int(payload.get("bytes", 0)))
+        sys.stdout.flush()
+        sleep_ms(int(payload.get("ms", 0)))
+        emit({"id": rid, "output": echo(payload.get("value"))})
     elif op == "malformed":
         sys.stdout.write("this is not json\n")
         sys.stdout.flush()
@@ -102,7 +109,7 @@ def handle(request):
     elif op == "ignore_term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if payload.get("announce"):
-            emit({"id": rid, "heartbeat": {"ignoring": "SIGTERM"}})
+            emit({"id": rid, "heartbeat": {"ignoring": "SIGTERM", "pid": os.getpid()}})
         sleep_ms(int(payload.get("ms", 0)))
         emit({"id": rid, "output": echo(payload.get("value"))})
     elif op == "request":

@@ -263,6 +263,14 @@ public struct SlotWarmUpFailed: Error, Sendable, CustomStringConvertible {
 }
 
 extension FailureInfo {
+    /// Records any error: type name and description, and the stderr tail of a process, if given.
+    package init(_ error: any Error, retryable: Bool? = nil, stderr: String?) {
+        self.init(error, retryable: retryable)
+        if let stderr = stderr?.trimmingCharacters(in: .whitespacesAndNewlines), !stderr.isEmpty {
+            message += "; stderr: \(stderr)"
+        }
+    }
+
     /// Records any error: type name and description.
     package init(_ error: any Error, retryable: Bool? = nil) {
         if let timeout = error as? any ActivityTimeoutError {

@@ -261,24 +261,32 @@ final class ActivityExecution: Sendable {
         switch outcome {
         case .finished(.success):
             failed = false
-        case .finished(.failure):
-            retire = pool.options.recycleAfterFailure
+        case .finished(.failure(let error)):
+            // A process that answered with an error (or with output of the wrong shape) is in
+            // service; one that crashed or broke the protocol is unhealthy and replaced regardless.
+            retire = pool.options.recycleAfterFailure && !(held.lease?.resource is WorkerProcess && error is ApplicationError)
         case .timedOut, .cancelled:
             // Code that was running is cancelled (a process is killed) and may still use its slot.
             held.task?.cancel()
             retire = codeRan
+            if case .cancelled = outcome { failed = false }  // not the activity's failure
         }
         // A shared pool has no queue and no slots: its attempts record only their run time.
         var details = AttemptDetails(
             queueMs: pool.isShared ? nil : held.queueNanos.map { Double($0) / 1e6 },
             heartbeat: held.heartbeat.map { String(decoding: $0, as: UTF8.self) })
+        var stderr: String?
         if let lease = held.lease {
+            let process = lease.resource as? WorkerProcess
             if !pool.isShared {
                 details.slot = lease.name
                 details.cold = lease.cold
             }
             if lease.cold { details.warmUpMs = Double(lease.warmUpNanos) / 1e6 }
-            details.pid = attempt.registration.processID(lease.resource)
+            details.pid = process?.pid
+            if case .timedOut = outcome, let tail = process?.stderrTail(), !tail.isEmpty {
+                stderr = tail  // what a hung process wrote is what explains the hang
+            }
             if let runNanos = held.runNanos {
                 details.runMs = Double(runNanos) / 1e6
                 pool.metrics.run.recordNanoseconds(Int64(runNanos))
@@ -287,11 +295,12 @@ final class ActivityExecution: Sendable {
             pool.release(lease, retire: retire)
         }
         if failed { pool.metrics.failures.increment() }
-        ended(attempt.number, outcome, details, isShared: pool.isShared)
+        ended(attempt.number, outcome, details, isShared: pool.isShared, stderr: stderr)
         engine.clock.endWork()
     }
 
-    private func ended(_ number: Int, _ outcome: Outcome, _ details: AttemptDetails, isShared: Bool) {
+    /// - Parameter stderr: the stderr tail of a process whose attempt timed out, for the failure.
+    private func ended(_ number: Int, _ outcome: Outcome, _ details: AttemptDetails, isShared: Bool, stderr: String?) {
         guard !engine.isStopping else { return }
         let cancelRequested = state.withLock { state -> Bool in
             if let beat = details.heartbeat { state.lastHeartbeat = Data(beat.utf8) }
@@ -306,20 +315,21 @@ final class ActivityExecution: Sendable {
             let failure = error is CancellationError ? cancelledFailure : FailureInfo(error, retryable: false)
             finish(.activityCancelled, attempt: number, data: encode(failure), details: details)
         case .timedOut(let error) where cancelRequested:
-            finish(.activityCancelled, attempt: number, data: encode(FailureInfo(error, retryable: false)), details: details)
+            finish(.activityCancelled, attempt: number, data: encode(FailureInfo(error, retryable: false, stderr: stderr)),
+                   details: details)
         case .cancelled:
             finish(.activityCancelled, attempt: number, data: encode(cancelledFailure), details: details)
         case .finished(.failure(let error)):
             failed(attempt: number, error, details: details)
         case .timedOut(let error):
-            failed(attempt: number, error, details: details)
+            failed(attempt: number, error, details: details, stderr: stderr)
         }
     }
 
     /// Records a failed attempt and schedules the next, or ends the activity when no retry is due.
-    private func failed(attempt number: Int, _ error: any Error, details: AttemptDetails) {
+    private func failed(attempt number: Int, _ error: any Error, details: AttemptDetails, stderr: String? = nil) {
         let policy = options.retry
-        var failure = FailureInfo(error)
+        var failure = FailureInfo(error, stderr: stderr)
         let retryable = failure.retryable != false && !policy.nonRetryableErrorTypes.contains(failure.type)
         guard retryable && policy.allowsAttempt(after: number) else {
             failure.retryable = false

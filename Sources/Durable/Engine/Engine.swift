@@ -140,7 +140,7 @@ public final class Engine: Sendable {
         let configuration = WorkerProcessConfiguration(
             command: options.command, environment: options.environment, workingDirectory: options.workingDirectory,
             readyTimeout: options.pool.warmUpTimeout ?? .seconds(3600), terminationGrace: options.terminationGrace,
-            stderrLimit: options.stderrLimit)
+            stderrLimit: options.stderrLimit, lineLimit: options.lineLimit)
         let pool = SlotPool(
             name: A.name, options: options.pool, metrics: PoolMetrics(pool: A.name, factory: metricsFactory),
             timers: timeouts, make: { try await WorkerProcess.launch(configuration) },

@@ -37,8 +37,6 @@ struct ActivityRegistration: Sendable {
     var pool: SlotPool
     /// Runs one attempt on a slot's resource: decodes the input, runs, encodes the output.
     var invoke: @Sendable (_ resource: any Sendable, ActivityContext, Data) async throws -> Data
-    /// The process ID of a process-pool slot, recorded in attempt details.
-    var processID: @Sendable (_ resource: any Sendable) -> Int32? = { _ in nil }
 
     /// An in-process activity: `resource` is an `A`.
     static func inProcess<A: Activity>(_: A.Type, pool: SlotPool) -> ActivityRegistration {
@@ -65,7 +63,7 @@ extension ActivityRegistration {
     /// workflow.
     static func process<A: ActivityDeclaration>(_: A.Type, pool: SlotPool) -> ActivityRegistration {
         let decoder = JSONDecoder()
-        var registration = ActivityRegistration(name: A.name, pool: pool) { resource, context, input in
+        return ActivityRegistration(name: A.name, pool: pool) { resource, context, input in
             // The pool holds only processes its factory launched.
             let process = resource as! WorkerProcess
             let request = WorkerRequest(
@@ -81,8 +79,6 @@ extension ActivityRegistration {
             }
             return output
         }
-        registration.processID = { ($0 as? WorkerProcess)?.pid }
-        return registration
     }
 }
 

@@ -9,7 +9,7 @@ import CoreMetrics
 /// | `durable_pool_warm_up_failures_total` | counter | factories that threw or timed out |
 /// | `durable_pool_recycled_total` | counter | slots replaced after a failure, timeout or `maximumUses` |
 /// | `durable_pool_evicted_total` | counter | idle slots closed after `idleTimeout` |
-/// | `durable_pool_failures_total` | counter | attempts that failed or timed out |
+/// | `durable_pool_failures_total` | counter | attempts that failed or timed out (not cancelled ones) |
 /// | `durable_pool_queue_wait_seconds` | timer | from an attempt's issue to its slot |
 /// | `durable_pool_warm_up_seconds` | timer | factory time per slot |
 /// | `durable_pool_run_seconds` | timer | the activity code's time per attempt |

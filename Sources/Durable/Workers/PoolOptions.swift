@@ -20,7 +20,11 @@ public struct PoolOptions: Sendable, Equatable {
     public var idleTimeout: Duration?
     /// A slot is replaced after this many attempts; `nil` means never.
     public var maximumUses: Int?
-    /// A slot whose attempt failed or timed out is replaced rather than reused.
+    /// A slot whose attempt failed is replaced rather than reused. (A slot whose attempt timed out or
+    /// was cancelled while it ran is always replaced: its code may still be running. For a process
+    /// pool, an error the process reported in its response, or output of the wrong shape, does not
+    /// count: the process answered and stays; one that crashed or broke the protocol is always
+    /// replaced.)
     public var recycleAfterFailure: Bool
     /// Longest time the factory may take to warm a slot; the attempt waiting for it then fails with a
     /// retryable ``SlotWarmUpFailed``. `nil` means no limit.
@@ -69,10 +73,14 @@ public struct ProcessPoolOptions: Sendable, Equatable {
     public var terminationGrace: Duration
     /// Bytes of the process's standard error kept for failure messages.
     public var stderrLimit: Int
+    /// The longest line the process may write on stdout (64 MiB by default); a process that writes
+    /// more without a newline broke the protocol: its attempt fails and it is killed and replaced.
+    public var lineLimit: Int
 
     public init(
         command: [String], environment: [String: String] = [:], workingDirectory: String? = nil,
-        pool: PoolOptions = PoolOptions(), terminationGrace: Duration = .seconds(2), stderrLimit: Int = 8192
+        pool: PoolOptions = PoolOptions(), terminationGrace: Duration = .seconds(2), stderrLimit: Int = 8192,
+        lineLimit: Int = 64 << 20
     ) {
         self.command = command
         self.environment = environment
@@ -80,6 +88,7 @@ public struct ProcessPoolOptions: Sendable, Equatable {
         self.pool = pool
         self.terminationGrace = terminationGrace
         self.stderrLimit = stderrLimit
+        self.lineLimit = lineLimit
     }
 }
 

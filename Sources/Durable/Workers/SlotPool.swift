@@ -53,6 +53,9 @@ package final class SlotPool: Sendable {
         var started = false
         var stopped = false
         var inUse = 0
+        /// Background closes of released or evicted slots still under way, and who waits for them.
+        var closesUnderWay = 0
+        var closedWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state: Mutex<State>
@@ -159,7 +162,10 @@ package final class SlotPool: Sendable {
             metrics.coldStarts.increment()
             metrics.warmUp.recordNanoseconds(Int64(nanos))
             let kept = state.withLock { state -> Bool in
-                guard !state.stopped else { return false }
+                guard !state.stopped else {
+                    state.inUse -= 1
+                    return false
+                }
                 state.resources[slot] = resource
                 state.lastWarmUpFailure = nil
                 state.machine.warmedForOwner(slot: slot)
@@ -174,11 +180,13 @@ package final class SlotPool: Sendable {
             throw error
         } catch {
             metrics.warmUpFailures.increment()
-            perform(state.withLock { state in
+            let (work, inUse) = state.withLock { state in
                 state.inUse -= 1
                 state.lastWarmUpFailure = "\(error)"
-                return effects(state.machine.warmUpFailed(slot: slot), &state)
-            })
+                return (effects(state.machine.warmUpFailed(slot: slot), &state), state.inUse)
+            }
+            metrics.slotsInUse.record(inUse)
+            perform(work)
             throw SlotWarmUpFailed(pool: name, reason: "\(error)")
         }
     }
@@ -220,14 +228,25 @@ package final class SlotPool: Sendable {
         perform(Effects(grants: work.grants, closing: work.closing))
     }
 
-    /// Closes idle slots and stops replacing slots; busy slots are closed as their attempts end.
+    /// Stops the pool: attempts waiting for a slot get ``Grant/unavailable(_:)``, idle slots are
+    /// closed, and busy slots are closed as their attempts end. Returns once every slot released so
+    /// far is closed (a process has exited), so call it after the attempts were cancelled.
     package func shutdown() async {
-        let closing = state.withLock { state -> [any Sendable] in
+        let (closing, waiters) = state.withLock { state -> ([any Sendable], [@Sendable (Grant) -> Void]) in
             state.stopped = true
-            state.waiters.removeAll()
-            return effects(state.machine.drain(), &state).closing
+            defer { state.waiters.removeAll() }
+            return (effects(state.machine.drain(), &state).closing, Array(state.waiters.values))
         }
+        for waiter in waiters { waiter(.unavailable(PoolStopped(pool: name))) }
         for resource in closing { await closeResource?(resource) }
+        await withCheckedContinuation { (closed: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                if state.closesUnderWay == 0 { return true }
+                state.closedWaiters.append(closed)
+                return false
+            }
+            if now { closed.resume() }
+        }
     }
 
     var slotCount: Int { state.withLock { $0.machine.slots.count } }
@@ -277,9 +296,22 @@ package final class SlotPool: Sendable {
             acquire(ticket: ticket, waiter)  // its slot had died: ask again (a new slot may be on its way)
         }
         for slot in work.spares { Task { await self.warmSpare(slot) } }
-        if let closeResource, !work.closing.isEmpty {
-            let closing = work.closing
-            Task { for resource in closing { await closeResource(resource) } }
+        closeInBackground(work.closing)
+    }
+
+    /// Closes resources in a task that ``shutdown()`` waits for.
+    private func closeInBackground(_ resources: [any Sendable]) {
+        guard let closeResource, !resources.isEmpty else { return }
+        state.withLock { $0.closesUnderWay += 1 }
+        Task {
+            for resource in resources { await closeResource(resource) }
+            let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+                state.closesUnderWay -= 1
+                guard state.closesUnderWay == 0 else { return [] }
+                defer { state.closedWaiters = [] }
+                return state.closedWaiters
+            }
+            for waiter in waiters { waiter.resume() }
         }
     }
 
@@ -340,7 +372,7 @@ package final class SlotPool: Sendable {
             }
             if !closing.isEmpty {
                 metrics.evicted.increment(by: closing.count)
-                if let closeResource { Task { for resource in closing { await closeResource(resource) } } }
+                closeInBackground(closing)
             }
             if let next {
                 scheduleEvictionCheck(after: .nanoseconds(Int64(next &- min(next, now)) + 1_000_000))

@@ -26,6 +26,9 @@ package struct WorkerProcessConfiguration: Sendable {
     package var terminationGrace: Duration
     /// How many bytes of the end of stderr are kept for error messages.
     package var stderrLimit: Int
+    /// The longest stdout line accepted; a process that writes more without a newline broke the
+    /// protocol and is killed (its output is not buffered without bound).
+    package var lineLimit: Int
 
     package init(
         command: [String],
@@ -33,7 +36,8 @@ package struct WorkerProcessConfiguration: Sendable {
         workingDirectory: String? = nil,
         readyTimeout: Duration = .seconds(30),
         terminationGrace: Duration = .seconds(2),
-        stderrLimit: Int = 8192
+        stderrLimit: Int = 8192,
+        lineLimit: Int = 64 << 20
     ) {
         self.command = command
         self.environment = environment
@@ -41,6 +45,7 @@ package struct WorkerProcessConfiguration: Sendable {
         self.readyTimeout = readyTimeout
         self.terminationGrace = terminationGrace
         self.stderrLimit = stderrLimit
+        self.lineLimit = max(1, lineLimit)
     }
 }
 
@@ -136,7 +141,7 @@ package struct WorkerProcessError: Error, Sendable, CustomStringConvertible {
         }
         let tail = stderr.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !tail.isEmpty else { return text }
-        return "\(text); stderr: \(tail.count > 1000 ? "…" + tail.suffix(1000) : tail)"
+        return "\(text); stderr: \(tail)"  // at most the configured stderrLimit
     }
 
     /// The command for messages: absolute paths shortened to their last component.
@@ -260,7 +265,8 @@ package final class WorkerProcess: Sendable {
         return try await core.call(id: request.id, line: line, onHeartbeat: onHeartbeat)
     }
 
-    /// Sends SIGKILL now (to the process group), as after a timeout; idempotent.
+    /// Sends SIGKILL now (to the process group); idempotent. (A timeout or cancellation sends SIGTERM
+    /// first and SIGKILL after the grace period.)
     package func kill() {
         core.kill(reason: "it was killed")
     }
@@ -618,7 +624,12 @@ private final class Core: Sendable {
         }
         func readStdout() {
             if let bytes = readChunk(stdoutFD) {
+                guard !lines.overflowed else { return }  // killed for it; what follows is moot
                 lines.append(bytes) { handle(line: $0) }
+                if lines.pendingCount > configuration.lineLimit {
+                    lines.discard()
+                    lineTooLong()
+                }
             } else {
                 stdoutOpen = false
                 stdoutDidClose()
@@ -725,6 +736,17 @@ private final class Core: Sendable {
 
     // MARK: Lines
 
+    /// The process wrote more than ``WorkerProcessConfiguration/lineLimit`` bytes without a newline.
+    private func lineTooLong() {
+        state.withLock { state in
+            guard state.failure == nil else { return }
+            let problem = "a line longer than \(configuration.lineLimit) bytes"
+            state.failure = .code(.malformed(line: "(not shown)", problem: problem, request: state.call?.id))
+            state.unusableReason = "it broke the protocol"
+            signal(SIGKILL, &state)
+        }
+    }
+
     private func handle(line: UnsafeBufferPointer<UInt8>) {
         guard let message = WireMessage(line) else { return }  // blank
         let actions = state.withLock { state -> [Action] in
@@ -791,6 +813,16 @@ private func dispatchInterval(_ duration: Duration) -> DispatchTimeInterval {
 /// whitespace by the JSON scanner).
 private struct LineBuffer {
     private var pending: [UInt8] = []
+    /// Set by ``discard()``: the rest of the output is ignored.
+    private(set) var overflowed = false
+
+    /// Bytes of the unterminated line so far.
+    var pendingCount: Int { pending.count }
+
+    mutating func discard() {
+        pending = []
+        overflowed = true
+    }
 
     mutating func append(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
         if pending.isEmpty {
@@ -823,7 +855,7 @@ private struct LineBuffer {
 
     /// Hands over an unterminated last line, if any.
     mutating func flush(_ body: (UnsafeBufferPointer<UInt8>) -> Void) {
-        guard !pending.isEmpty else { return }
+        guard !pending.isEmpty, !overflowed else { return }
         pending.withUnsafeBufferPointer { body($0) }
         pending.removeAll()
     }
