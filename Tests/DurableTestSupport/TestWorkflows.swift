@@ -148,6 +148,38 @@ public struct Family: Workflow {
     }
 }
 
+/// Works through `input` chunks of 50 ms each, heartbeating the number done, and resumes after the
+/// last heartbeat a previous attempt recorded. Every chunk worked appends
+/// "chunk-<n> <pid> <attempt> <idempotency key>" to SIDE_FILE.
+public struct Chunks: Activity {
+    public init() {}
+
+    public func run(_ ctx: ActivityContext, input: Int) async throws -> String {
+        let resumed = ctx.lastHeartbeatDetails(as: Int.self) ?? 0
+        let side = ProcessInfo.processInfo.environment["SIDE_FILE"]
+        for chunk in (resumed + 1)..<(max(resumed, input) + 1) {
+            try await Task.sleep(for: .milliseconds(50))
+            if let side {
+                let fd = open(side, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+                let line = "chunk-\(chunk) \(getpid()) \(ctx.attempt) \(ctx.idempotencyKey)\n"
+                _ = line.withCString { write(fd, $0, strlen($0)) }
+                close(fd)
+            }
+            try ctx.heartbeat(chunk)
+        }
+        return "\(input) chunks, resumed after \(resumed)"
+    }
+}
+
+/// One ``Chunks`` activity of `input` chunks.
+public struct ChunkFlow: Workflow {
+    public init() {}
+
+    public func run(_ ctx: WorkflowContext, input: Int) async throws -> String {
+        try await ctx.execute(Chunks.self, input, options: .init(startToClose: .seconds(60), heartbeatTimeout: .seconds(10)))
+    }
+}
+
 /// Registers the shared workflows and activities.
 public func registerTestWorkflows(_ engine: Engine) {
     engine.register(CrashFlow.self)
@@ -156,5 +188,7 @@ public func registerTestWorkflows(_ engine: Engine) {
     engine.register(Gather.self)
     engine.register(Transfer.self)
     engine.register(Family.self)
+    engine.register(ChunkFlow.self)
     engine.register(Step())
+    engine.register(Chunks())
 }

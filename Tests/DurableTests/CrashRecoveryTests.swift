@@ -109,4 +109,52 @@ enum KillPoint: CustomStringConvertible, Sendable {
         #expect(completedLabels(after) == Set(KillPoint.labels))
         #expect(after.map(\.index) == Array(0..<after.count))
     }
+
+    /// A worker is SIGKILLed in the middle of a long activity that heartbeats its progress; the
+    /// restarted worker's attempt 2 starts after the last heartbeat the journal recorded, with the
+    /// same idempotency key.
+    @Test func attemptAfterACrashResumesFromTheLastRecordedHeartbeat() async throws {
+        let worker = try productPath("durable-test-worker")
+        let journal = temporaryJournalPath("chunks")
+        let side = journal + ".side"
+        let first = try Child(
+            worker, ["run", "ChunkFlow", "--input", "30", "--id", "chunks", "--journal", journal],
+            environment: ["SIDE_FILE": side])
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !sideRecords(side).contains(where: { $0.label == "chunk-3" }), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let inspector = try Engine(journal: JournalConfiguration(path: journal, createIfMissing: false))
+        while try !inspector.history("chunks").1.contains(where: { $0.kind == .activityHeartbeat }) {
+            try #require(ContinuousClock.now < deadline, "no heartbeat was journaled: \(first.output)")
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        first.kill(SIGKILL)
+        _ = try await first.wait()
+        let beats = try inspector.history("chunks").1.filter { $0.kind == .activityHeartbeat }
+        let recorded = try #require(beats.last?.data.flatMap { try? JSONDecoder().decode(Int.self, from: $0) })
+        let worked = sideRecords(side).filter { $0.attempt == 1 }.count
+        #expect(recorded >= 1 && recorded <= worked && worked < 30, "killed mid-activity, after \(recorded) recorded")
+
+        let second = try Child(worker, ["worker", "--quiet", "--journal", journal], environment: ["SIDE_FILE": side])
+        while try inspector.describe("chunks").run.status.isOpen {
+            guard ContinuousClock.now < deadline + .seconds(20), second.process.isRunning else {
+                second.kill(SIGKILL)
+                Issue.record("run did not complete after restart: \(second.output)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        second.kill(SIGTERM)
+        _ = try await second.wait()
+        #expect(try inspector.describe("chunks").outcome == .completed(Data(#""30 chunks, resumed after \#(recorded)""#.utf8)))
+        let records = sideRecords(side)
+        let retried = records.filter { $0.attempt == 2 }
+        #expect(retried.map(\.label) == ((recorded + 1)...30).map { "chunk-\($0)" })
+        #expect(Set(retried.map(\.pid)) == [second.pid])
+        #expect(Set(records.map(\.key)).count == 1, "one idempotency key across attempts")
+        let lost = try inspector.history("chunks").1.filter { $0.kind == .activityAttemptFailed }
+        #expect(lost.map(\.attempt) == [1])
+        #expect(lost.first?.failure?.type == "WorkerLost")
+    }
 }

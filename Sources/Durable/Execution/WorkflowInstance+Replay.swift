@@ -71,7 +71,9 @@ extension WorkflowInstance {
             if event.kind == .activityAttemptFailed || event.kind == .activityHeartbeat {
                 if var pending = open[event.seq] {
                     if event.kind == .activityHeartbeat {
-                        pending.lastHeartbeat = event.data
+                        // Heartbeats are journaled in the background: one of an attempt whose failure
+                        // (which holds its last details) is already recorded is stale.
+                        if event.attempt > pending.failedAttempts { pending.lastHeartbeat = event.data }
                     } else if event.attempt >= pending.failedAttempts {
                         pending.failedAttempts = event.attempt
                         pending.lastFailureAt = event.time
