@@ -207,6 +207,25 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
         #expect(ContinuousClock.now - started >= .milliseconds(700))
     }
 
+    @Test func aTimedOutProcessIsGoneBeforeItsReplacementStarts() async throws {
+        // One slot; the process ignores SIGTERM, so it lives through the 800 ms grace after its timeout.
+        let engine = try engine(pool: .warm(min: 1, max: 1), grace: .milliseconds(800))
+        await engine.warmUp()
+        let request = ModelRequest(op: "echo", first: .init(op: "ignore_term", ms: 30_000))
+        let (outcome, events) = try await run(engine, .init(
+            request: request, options: retrying(2, startToClose: .milliseconds(500))))
+        let failure = try #require(events.first { $0.kind == .activityAttemptFailed })
+        #expect(failure.failure?.type == "StartToCloseTimeout")
+        let hung = try #require(failure.attemptDetails?.pid)
+        #expect(!isAlive(hung))
+        let retry = try #require(events.first { $0.kind == .activityCompleted }?.attemptDetails)
+        #expect(outcome == "ok pid \(retry.pid ?? 0)")
+        #expect(retry.cold == true)
+        // The retry waited for the slot until the old process was killed, then warmed a new one.
+        #expect((retry.queueMs ?? 0) >= 600, "the replacement started \(retry.queueMs ?? 0) ms after the timeout")
+        await engine.shutdown()
+    }
+
     @Test func idleProcessKilledFromOutsideIsReplacedBeforeItIsHandedOut() async throws {
         let engine = try engine(pool: .warm(min: 1, max: 1))
         await engine.warmUp()

@@ -360,18 +360,23 @@ import Testing
         #expect(pool.idleCount == 1)
     }
 
-    @Test func retiringASlotWarmsANewOneForTheNextWaiterAndKeepsTheMinimum() {
+    @Test func aRetiredSlotIsReplacedForTheNextWaiterOnlyOnceClosedAndTheMinimumIsKept() {
         var pool = PoolStateMachine(options: .warm(min: 1, max: 1, maxUses: 2))
         #expect(pool.start() == [.warmSpare(slot: 1)])
         #expect(pool.warmedSpare(slot: 1, now: 0) == [])
         #expect(pool.acquire(ticket: 1) == .handOver(slot: 1, ticket: 1))
         #expect(pool.acquire(ticket: 2) == nil)
-        #expect(pool.release(slot: 1, retire: true, now: 0) == [.close(slot: 1), .warmFor(slot: 2, ticket: 2)])
+        // The slot being closed still counts: no second slot while its process exits.
+        #expect(pool.release(slot: 1, retire: true, now: 0) == [.close(slot: 1)])
+        #expect(pool.liveCount == 0 && pool.slots.count == 1)
+        #expect(pool.closed(slot: 1) == [.warmFor(slot: 2, ticket: 2)])
         pool.warmedForOwner(slot: 2)
         #expect(pool.release(slot: 2, retire: false, now: 0) == [])
         #expect(pool.acquire(ticket: 3) == .handOver(slot: 2, ticket: 3))
-        // Second use reaches maximumUses: closed, and a spare restores the minimum.
-        #expect(pool.release(slot: 2, retire: false, now: 0) == [.close(slot: 2), .warmSpare(slot: 3)])
+        // Second use reaches maximumUses: closed, then a spare restores the minimum.
+        #expect(pool.release(slot: 2, retire: false, now: 0) == [.close(slot: 2)])
+        #expect(pool.closed(slot: 2) == [.warmSpare(slot: 3)])
+        #expect(pool.closed(slot: 2) == [], "a slot is closed once")
     }
 
     @Test func idleEvictionStopsAtTheMinimumAndFailedSparesAreNotRetriedAtOnce() {
@@ -387,6 +392,8 @@ import Testing
         let (actions, next) = pool.evictIdle(now: 1_200_000)
         #expect(actions == [.close(slot: 2)])
         #expect(next == nil)
+        #expect(pool.liveCount == 1)
+        #expect(pool.closed(slot: 2) == [])
         #expect(pool.slots.count == 1)
     }
 }

@@ -14,7 +14,7 @@
 public struct PoolOptions: Sendable, Equatable {
     /// Slots warmed when the worker starts (``Engine/warmUp()``), before work arrives, and kept warm.
     public var minimumSlots: Int
-    /// Most slots at once, warming and busy included.
+    /// Most slots at once, warming, busy and being closed (a process still exiting) included.
     public var maximumSlots: Int
     /// A slot above the minimum that has been idle this long is closed; `nil` keeps idle slots.
     public var idleTimeout: Duration?

@@ -7,6 +7,9 @@ package struct PoolStateMachine: Sendable {
         case warming(owned: Bool)
         case idle(since: UInt64)
         case busy
+        /// Its resource is being closed (a process exiting); it still counts against the maximum, so
+        /// that a replacement never runs beside it.
+        case closing
     }
 
     package struct Slot: Sendable, Equatable {
@@ -22,7 +25,7 @@ package struct PoolStateMachine: Sendable {
         case warmFor(slot: Int, ticket: Int)
         /// Warm a new slot with no attempt waiting for it (to keep the minimum warm).
         case warmSpare(slot: Int)
-        /// Close the slot's resource; the slot is gone.
+        /// Close the slot's resource, then report ``PoolStateMachine/closed(slot:)``.
         case close(slot: Int)
     }
 
@@ -34,12 +37,17 @@ package struct PoolStateMachine: Sendable {
     private var queue: [Int] = []
     private var head = 0
     private var nextSlot = 1
+    /// Slots in the `closing` state.
+    private var closingCount = 0
 
     package init(options: PoolOptions) {
         self.options = options
     }
 
     package var idleCount: Int { idle.count }
+
+    /// Slots warming, idle or busy (not those being closed).
+    package var liveCount: Int { slots.count - closingCount }
 
     /// The slots to warm when the worker starts.
     package mutating func start() -> [Action] { rebalance(restoreMinimum: true) }
@@ -95,8 +103,7 @@ package struct PoolStateMachine: Sendable {
         state.uses += 1
         var actions: [Action] = []
         if retire || options.maximumUses.map({ state.uses >= $0 }) == true {
-            slots[slot] = nil
-            actions.append(.close(slot: slot))
+            actions.append(startClosing(slot))
         } else {
             state.state = .idle(since: now)
             slots[slot] = state
@@ -117,12 +124,11 @@ package struct PoolStateMachine: Sendable {
         var kept: [Int] = []
         for slot in idle {
             guard case .idle(let since) = slots[slot]?.state else { continue }
-            if slots.count > options.minimumSlots && now &- since >= limit {
-                slots[slot] = nil
-                actions.append(.close(slot: slot))
+            if liveCount > options.minimumSlots && now &- since >= limit {
+                actions.append(startClosing(slot))
             } else {
                 kept.append(slot)
-                if slots.count > options.minimumSlots { next = min(next ?? .max, since &+ limit) }
+                if liveCount > options.minimumSlots { next = min(next ?? .max, since &+ limit) }
             }
         }
         idle = kept
@@ -131,15 +137,28 @@ package struct PoolStateMachine: Sendable {
 
     /// Closes every idle slot and forgets the queue (the worker is stopping).
     package mutating func drain() -> [Action] {
-        let actions = idle.map { Action.close(slot: $0) }
-        for slot in idle { slots[slot] = nil }
+        let actions = idle.map { startClosing($0) }
         idle.removeAll()
         queue.removeAll()
         head = 0
         return actions
     }
 
+    /// A slot's resource is closed: the slot is gone and its place can be filled.
+    package mutating func closed(slot: Int) -> [Action] {
+        guard slots[slot]?.state == .closing else { return [] }
+        slots[slot] = nil
+        closingCount -= 1
+        return rebalance(restoreMinimum: true)
+    }
+
     // MARK: - Private
+
+    private mutating func startClosing(_ slot: Int) -> Action {
+        slots[slot]?.state = .closing
+        closingCount += 1
+        return .close(slot: slot)
+    }
 
     private mutating func newSlot(_ state: SlotState) -> Int {
         let slot = nextSlot
@@ -165,7 +184,7 @@ package struct PoolStateMachine: Sendable {
         }
         compactQueue()
         if restoreMinimum {
-            while slots.count < options.minimumSlots {
+            while liveCount < options.minimumSlots && slots.count < options.maximumSlots {
                 actions.append(.warmSpare(slot: newSlot(.warming(owned: false))))
             }
         }

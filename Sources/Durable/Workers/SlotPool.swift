@@ -203,7 +203,7 @@ package final class SlotPool: Sendable {
             let work = effects(
                 state.machine.release(slot: lease.slot, retire: retire || state.stopped, now: now), &state)
             let schedule = options.idleTimeout != nil && !state.evictionScheduled && !state.stopped
-                && state.machine.idleCount > 0 && state.machine.slots.count > options.minimumSlots
+                && state.machine.idleCount > 0 && state.machine.liveCount > options.minimumSlots
             if schedule { state.evictionScheduled = true }
             return (work, state.inUse, schedule)
         }
@@ -232,13 +232,13 @@ package final class SlotPool: Sendable {
     /// closed, and busy slots are closed as their attempts end. Returns once every slot released so
     /// far is closed (a process has exited), so call it after the attempts were cancelled.
     package func shutdown() async {
-        let (closing, waiters) = state.withLock { state -> ([any Sendable], [@Sendable (Grant) -> Void]) in
+        let (closing, waiters) = state.withLock { state in
             state.stopped = true
             defer { state.waiters.removeAll() }
             return (effects(state.machine.drain(), &state).closing, Array(state.waiters.values))
         }
         for waiter in waiters { waiter(.unavailable(PoolStopped(pool: name))) }
-        for resource in closing { await closeResource?(resource) }
+        closeInBackground(closing)
         await withCheckedContinuation { (closed: CheckedContinuation<Void, Never>) in
             let now = state.withLock { state -> Bool in
                 if state.closesUnderWay == 0 { return true }
@@ -249,7 +249,8 @@ package final class SlotPool: Sendable {
         }
     }
 
-    var slotCount: Int { state.withLock { $0.machine.slots.count } }
+    /// Slots warming, idle or busy (not those being closed).
+    var slotCount: Int { state.withLock { $0.machine.liveCount } }
 
     /// Why the last warm-up failed, if no slot has warmed since.
     var lastWarmUpFailure: String? { state.withLock { $0.lastWarmUpFailure } }
@@ -266,13 +267,18 @@ package final class SlotPool: Sendable {
     private struct Effects {
         var grants: [(ticket: Int, waiter: @Sendable (Grant) -> Void, grant: Grant)] = []
         var spares: [Int] = []
-        var closing: [any Sendable] = []
+        /// Resources to close, with their slots (to report ``PoolStateMachine/closed(slot:)`` after).
+        var closing: [(slot: Int, resource: any Sendable)] = []
     }
 
     /// Turns the state machine's actions into work to do outside the lock.
     private func effects(_ actions: [PoolStateMachine.Action], _ state: inout State) -> Effects {
         var work = Effects()
-        for action in actions {
+        var actions = actions
+        var next = 0
+        while next < actions.count {
+            let action = actions[next]
+            next += 1
             switch action {
             case .handOver(let slot, let ticket):
                 guard let waiter = state.waiters.removeValue(forKey: ticket) else { continue }
@@ -285,7 +291,11 @@ package final class SlotPool: Sendable {
             case .warmSpare(let slot):
                 if state.stopped { _ = state.machine.warmUpFailed(slot: slot) } else { work.spares.append(slot) }
             case .close(let slot):
-                if let resource = state.resources.removeValue(forKey: slot) { work.closing.append(resource) }
+                if let resource = state.resources.removeValue(forKey: slot), closeResource != nil {
+                    work.closing.append((slot, resource))
+                } else {
+                    actions += state.machine.closed(slot: slot)  // nothing to wait for
+                }
             }
         }
         return work
@@ -299,19 +309,24 @@ package final class SlotPool: Sendable {
         closeInBackground(work.closing)
     }
 
-    /// Closes resources in a task that ``shutdown()`` waits for.
-    private func closeInBackground(_ resources: [any Sendable]) {
-        guard let closeResource, !resources.isEmpty else { return }
-        state.withLock { $0.closesUnderWay += 1 }
-        Task {
-            for resource in resources { await closeResource(resource) }
-            let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-                state.closesUnderWay -= 1
-                guard state.closesUnderWay == 0 else { return [] }
-                defer { state.closedWaiters = [] }
-                return state.closedWaiters
+    /// Closes resources in tasks that ``shutdown()`` waits for; each slot counts against the maximum
+    /// until its resource is closed.
+    private func closeInBackground(_ closing: [(slot: Int, resource: any Sendable)]) {
+        guard let closeResource, !closing.isEmpty else { return }
+        state.withLock { $0.closesUnderWay += closing.count }
+        for (slot, resource) in closing {
+            Task {
+                await closeResource(resource)
+                let (work, waiters) = state.withLock { state in
+                    let work = effects(state.machine.closed(slot: slot), &state)
+                    state.closesUnderWay -= 1
+                    guard state.closesUnderWay == 0 else { return (work, [CheckedContinuation<Void, Never>]()) }
+                    defer { state.closedWaiters = [] }
+                    return (work, state.closedWaiters)
+                }
+                perform(work)
+                for waiter in waiters { waiter.resume() }
             }
-            for waiter in waiters { waiter.resume() }
         }
     }
 
@@ -364,16 +379,14 @@ package final class SlotPool: Sendable {
     private func scheduleEvictionCheck(after delay: Duration) {
         _ = timers.schedule(after: delay) { [self] in
             let now = timers.clock.uptimeNanos()
-            let (closing, next) = state.withLock { state -> ([any Sendable], UInt64?) in
+            let (evicted, work, next) = state.withLock { state in
                 let (actions, next) = state.machine.evictIdle(now: now)
-                let closing = effects(actions, &state).closing
+                let work = effects(actions, &state)
                 state.evictionScheduled = next != nil && !state.stopped
-                return (closing, state.evictionScheduled ? next : nil)
+                return (actions.count, work, state.evictionScheduled ? next : nil)
             }
-            if !closing.isEmpty {
-                metrics.evicted.increment(by: closing.count)
-                closeInBackground(closing)
-            }
+            if evicted > 0 { metrics.evicted.increment(by: evicted) }
+            perform(work)
             if let next {
                 scheduleEvictionCheck(after: .nanoseconds(Int64(next &- min(next, now)) + 1_000_000))
             }
