@@ -84,6 +84,29 @@ import Glibc
         #expect(noCode.status == 64, "the code-less durable binary has no replay command")
     }
 
+    @Test func runsShowAndHistoryNameEachAttemptsSlotAndWhetherItWasWarm() async throws {
+        let journal = temporaryPath()
+        let result = try await runCommand(app, ["run", "PooledFlow", "--input", "2", "--id", "pooled", "--journal", journal])
+        try #require(result.status == 0, "run failed: \(result.stderr)")
+        let show = try await runCommand(durable, ["runs", "show", "pooled", "--json", "--journal", journal])
+        let run = try #require(try JSONSerialization.jsonObject(with: Data(show.stdout.utf8)) as? [String: Any])
+        let attempts = try #require(run["activities"] as? [[String: Any]]).map { $0["lastAttempt"] as? [String: Any] }
+        #expect(attempts.map { $0?["slot"] as? String } == ["Pooled#1", "Pooled#1"])
+        #expect(attempts.map { $0?["cold"] as? Bool } == [true, false], "the first call warmed the slot, the second found it warm")
+        #expect((attempts.first??["warmUpMs"] as? Double ?? 0) >= 20)
+        #expect(attempts.allSatisfy { ($0?["runMs"] as? Double ?? 0) >= 5 })
+
+        let human = try await runCommand(durable, ["runs", "show", "pooled", "--journal", journal])
+        #expect(human.stdout.contains("LAST ATTEMPT"))
+        #expect(human.stdout.contains("slot Pooled#1 cold, warm-up "))
+        #expect(human.stdout.contains("slot Pooled#1 warm, "))
+        let history = try await runCommand(durable, ["history", "pooled", "--journal", journal])
+        let completed = history.stdout.split(separator: "\n").filter { $0.contains("ActivityCompleted") }
+        #expect(completed.count == 2)
+        #expect(completed.first?.contains("[slot Pooled#1 cold, warm-up ") == true)
+        #expect(completed.last?.contains("[slot Pooled#1 warm, ") == true)
+    }
+
     @Test func anExportedHistoryReplaysFromItsFileAndAChangedOneDoesNot() async throws {
         let journal = try await journalWithOneRun()
         let file = temporaryPath() + ".json"

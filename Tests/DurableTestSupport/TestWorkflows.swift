@@ -180,6 +180,28 @@ public struct ChunkFlow: Workflow {
     }
 }
 
+/// An activity the shared registration keeps in a one-slot pool whose factory takes 20 ms: the first
+/// call cold-starts the slot, later ones find it warm. Doubles its input after 5 ms.
+public struct Pooled: Activity {
+    public init() {}
+
+    public func run(_ ctx: ActivityContext, input: Int) async throws -> Int {
+        try await Task.sleep(for: .milliseconds(5))
+        return input * 2
+    }
+}
+
+/// Calls ``Pooled`` for 1 through `input`, one after the other, and sums the results.
+public struct PooledFlow: Workflow {
+    public init() {}
+
+    public func run(_ ctx: WorkflowContext, input: Int) async throws -> Int {
+        var total = 0
+        for i in 1...max(1, input) { total += try await ctx.execute(Pooled.self, i) }
+        return total
+    }
+}
+
 /// Registers the shared workflows and activities.
 public func registerTestWorkflows(_ engine: Engine) {
     engine.register(CrashFlow.self)
@@ -189,6 +211,11 @@ public func registerTestWorkflows(_ engine: Engine) {
     engine.register(Transfer.self)
     engine.register(Family.self)
     engine.register(ChunkFlow.self)
+    engine.register(PooledFlow.self)
     engine.register(Step())
     engine.register(Chunks())
+    engine.register(Pooled.self, pool: .warm(min: 0, max: 1)) {
+        try await Task.sleep(for: .milliseconds(20))
+        return Pooled()
+    }
 }
