@@ -52,6 +52,7 @@ package final class SlotPool: Sendable {
         var lastWarmUpFailure: String?
         var started = false
         var stopped = false
+        /// Slots running or warming for an attempt; change it only through ``SlotPool/count(_:_:)``.
         var inUse = 0
         /// Background closes of released or evicted slots still under way, and who waits for them.
         var closesUnderWay = 0
@@ -109,22 +110,21 @@ package final class SlotPool: Sendable {
             granted(.warm(Lease(slot: 0, name: name, resource: shared, cold: false, warmUpNanos: 0)))
             return
         }
-        let (grant, inUse) = state.withLock { state -> (Grant?, Int) in
-            if state.stopped { return (.unavailable(PoolStopped(pool: name)), state.inUse) }
+        let grant = state.withLock { state -> Grant? in
+            if state.stopped { return .unavailable(PoolStopped(pool: name)) }
             switch state.machine.acquire(ticket: ticket) {
             case .handOver(let slot, _)?:
-                state.inUse += 1
-                return (.warm(lease(slot, state)), state.inUse)
+                count(+1, &state)
+                return .warm(lease(slot, state))
             case .warmFor(let slot, _)?:
-                state.inUse += 1
-                return (.cold(slot: slot), state.inUse)
+                count(+1, &state)
+                return .cold(slot: slot)
             default:
                 state.waiters[ticket] = granted
-                return (nil, state.inUse)
+                return nil
             }
         }
         guard let grant else { return }
-        metrics.slotsInUse.record(inUse)
         if !deliver(grant, to: granted) { acquire(ticket: ticket, granted) }
     }
 
@@ -163,7 +163,7 @@ package final class SlotPool: Sendable {
             metrics.warmUp.recordNanoseconds(Int64(nanos))
             let kept = state.withLock { state -> Bool in
                 guard !state.stopped else {
-                    state.inUse -= 1
+                    count(-1, &state)
                     return false
                 }
                 state.resources[slot] = resource
@@ -180,13 +180,11 @@ package final class SlotPool: Sendable {
             throw error
         } catch {
             metrics.warmUpFailures.increment()
-            let (work, inUse) = state.withLock { state in
-                state.inUse -= 1
+            perform(state.withLock { state in
+                count(-1, &state)
                 state.lastWarmUpFailure = "\(error)"
-                return (effects(state.machine.warmUpFailed(slot: slot), &state), state.inUse)
-            }
-            metrics.slotsInUse.record(inUse)
-            perform(work)
+                return effects(state.machine.warmUpFailed(slot: slot), &state)
+            })
             throw SlotWarmUpFailed(pool: name, reason: "\(error)")
         }
     }
@@ -198,16 +196,15 @@ package final class SlotPool: Sendable {
         let retire = retire || !isHealthy(lease.resource)
         if retire { metrics.recycled.increment() }
         let now = timers.clock.uptimeNanos()
-        let (work, inUse, scheduleEviction) = state.withLock { state in
-            state.inUse -= 1
+        let (work, scheduleEviction) = state.withLock { state in
+            count(-1, &state)
             let work = effects(
                 state.machine.release(slot: lease.slot, retire: retire || state.stopped, now: now), &state)
             let schedule = options.idleTimeout != nil && !state.evictionScheduled && !state.stopped
                 && state.machine.idleCount > 0 && state.machine.liveCount > options.minimumSlots
             if schedule { state.evictionScheduled = true }
-            return (work, state.inUse, schedule)
+            return (work, schedule)
         }
-        metrics.slotsInUse.record(inUse)
         perform(work)
         if scheduleEviction, let timeout = options.idleTimeout { scheduleEvictionCheck(after: timeout) }
     }
@@ -260,6 +257,13 @@ package final class SlotPool: Sendable {
 
     // MARK: - Private
 
+    /// Changes the slots-in-use count and records the gauge, under the lock so that the values
+    /// recorded follow the changes in order.
+    private func count(_ change: Int, _ state: inout State) {
+        state.inUse += change
+        metrics.slotsInUse.record(state.inUse)
+    }
+
     private func lease(_ slot: Int, _ state: State) -> Lease {
         Lease(slot: slot, name: "\(name)#\(slot)", resource: state.resources[slot] ?? (), cold: false, warmUpNanos: 0)
     }
@@ -282,11 +286,11 @@ package final class SlotPool: Sendable {
             switch action {
             case .handOver(let slot, let ticket):
                 guard let waiter = state.waiters.removeValue(forKey: ticket) else { continue }
-                state.inUse += 1
+                count(+1, &state)
                 work.grants.append((ticket, waiter, .warm(lease(slot, state))))
             case .warmFor(let slot, let ticket):
                 guard let waiter = state.waiters.removeValue(forKey: ticket) else { continue }
-                state.inUse += 1
+                count(+1, &state)
                 work.grants.append((ticket, waiter, .cold(slot: slot)))
             case .warmSpare(let slot):
                 if state.stopped { _ = state.machine.warmUpFailed(slot: slot) } else { work.spares.append(slot) }
