@@ -91,9 +91,17 @@ public func completedLabels(_ events: [HistoryEvent]) -> Set<String> {
     return done
 }
 
-/// A fresh file path in a per-process temporary folder.
+/// A fresh file path in a per-process temporary folder, on `/dev/shm` when it is writable.
+///
+/// These suites check the engine's logic and what survives a killed process (the page cache does
+/// either way), not what survives a power cut. With every suite running at once on two cores, the
+/// fsyncs of dozens of journals on the real disk stalled commits for hundreds of milliseconds and
+/// made timing-bounded tests fail. `DurableJournalTests` keep their journals on the real disk and
+/// check that `full` durability syncs; the benchmark counts the fsyncs.
 public func temporaryPath(_ name: String = #function) -> String {
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("durable-tests-\(getpid())")
+    let base = access("/dev/shm", W_OK) == 0
+        ? URL(fileURLWithPath: "/dev/shm") : FileManager.default.temporaryDirectory
+    let folder = base.appendingPathComponent("durable-tests-\(getpid())")
     try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     let safe = name.filter { $0.isLetter || $0.isNumber }
     return folder.appendingPathComponent("\(safe)-\(UUID().uuidString.prefix(8)).sqlite").path

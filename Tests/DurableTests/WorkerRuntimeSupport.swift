@@ -18,6 +18,8 @@ struct ProbePlan: Codable, Sendable {
 
     var label = "p"
     var steps: [Step] = [Step()]
+    /// For ``CancelFlow``: how long its trigger activity takes before the cancel.
+    var triggerMs = 0
     var options = ActivityOptions(startToClose: .seconds(10), retry: .none)
 
     func step(_ attempt: Int) -> Step { steps[min(attempt, steps.count) - 1] }
@@ -138,8 +140,7 @@ struct CancelFlow: Workflow {
         try await withThrowingTaskGroup(of: String.self) { group in
             group.addTask { await ProbeFlow.call(ctx, input) }
             group.addTask {
-                // A short wait, so that a long activity failing at once has its failure recorded first.
-                let trigger = ProbePlan(label: "trigger", steps: [.init(sleepMs: 200)])
+                let trigger = ProbePlan(label: "trigger", steps: [.init(sleepMs: input.triggerMs)])
                 _ = try await ctx.execute(Probe.self, trigger, options: .init(retry: .none))
                 return "trigger"
             }

@@ -206,8 +206,10 @@ import Testing
     @Test func cancelRecordedBeforeACrashDuringARetryDelayIsHonouredAfterTheRestart() async throws {
         let path = temporaryJournalPath()
         // A run whose long activity failed once and waits 20 s for its retry when the workflow cancels it.
+        // The trigger takes 200 ms, so that the failure (at once) is recorded before the cancel.
         let long = ProbePlan(
-            label: "long", steps: [.init(fail: true), .init()], options: options(attempts: 3, backoff: .seconds(20)))
+            label: "long", steps: [.init(fail: true), .init()], triggerMs: 200,
+            options: options(attempts: 3, backoff: .seconds(20)))
         let first = try Engine(journal: .sqlite(path: path))
         first.register(CancelFlow.self)
         first.register(Probe(log: log))
