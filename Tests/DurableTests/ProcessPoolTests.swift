@@ -142,9 +142,11 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
 
     @Test func timedOutProcessIsKilledAndReplacedAndItsStderrIsInTheFailure() async throws {
         let engine = try engine()
+        // The process writes to stderr at once, then hangs; the 1.5 s leaves the reader thread time to
+        // take the line in on a loaded machine.
         let request = ModelRequest(op: "echo", first: .init(op: "sleep", ms: 30_000, stderr: "loading shard 3 of 8"))
         let (outcome, events) = try await run(engine, .init(
-            request: request, options: retrying(2, startToClose: .milliseconds(500))))
+            request: request, options: retrying(2, startToClose: .milliseconds(1_500))))
         let failure = try #require(events.first { $0.kind == .activityAttemptFailed })
         #expect(failure.failure?.type == "StartToCloseTimeout")
         #expect(failure.failure?.message.hasSuffix("; stderr: loading shard 3 of 8") == true)

@@ -310,4 +310,16 @@ private func workerError<T>(_ body: () async throws -> T) async -> WorkerProcess
         let other = await workerError { try await WorkerProcess.launch(missingFile) }
         #expect(String(describing: try #require(other)).contains("could not start"))
     }
+
+    @Test func anInputLargerThanThePipeReachesAProcessThatReadsLate() async throws {
+        // 8 MB cannot sit in the socket's buffer: the rest is written once the process reads, from a
+        // dispatch thread (the caller's thread does not wait for the process).
+        let worker = try await WorkerProcess.launch(workerConfiguration(["READ_DELAY_MS": "300"]))
+        let value = String(repeating: "x", count: 8 << 20)
+        let output = try await worker.call(request(1, #"{"op":"echo","value":"\#(value)"}"#)) { _ in }
+        #expect(try object(output)["value"] as? String == value)
+        let next = try await worker.call(request(2, #"{"op":"echo","value":"small"}"#)) { _ in }
+        #expect(try object(next)["value"] as? String == "small")
+        await worker.terminate()
+    }
 }

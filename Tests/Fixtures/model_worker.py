@@ -12,6 +12,7 @@ Environment:
     READY_LINE         print this instead of the normal ready line
     EXIT_BEFORE_READY  "1": write "cannot load model" to stderr and exit with status 5
     CALL_MS            fixed delay added to every call (model time)
+    READ_DELAY_MS      sleep this long before reading each request line (a busy or slow reader)
 
 An input object with "first": {...} has those fields replace its own in attempt 1 only (so a test
 can make the first attempt crash or hang and the retry succeed).
@@ -133,6 +134,7 @@ def main():
         sys.exit(5)
     sleep_ms(int(os.environ.get("WARMUP_MS", "0")))
     call_ms = int(os.environ.get("CALL_MS", "0"))
+    read_delay_ms = int(os.environ.get("READ_DELAY_MS", "0"))
     ready_line = os.environ.get("READY_LINE")
     if ready_line is not None:
         sys.stdout.write(ready_line + "\n")
@@ -141,6 +143,7 @@ def main():
         emit({"ready": True, "pid": os.getpid(), "model": "fixture"})
 
     while True:
+        sleep_ms(read_delay_ms)
         line = sys.stdin.readline()
         if not line:
             return 0

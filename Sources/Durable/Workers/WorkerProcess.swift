@@ -474,9 +474,8 @@ private final class Core: Sendable {
                 }
                 if let refusal {
                     continuation.resume(throwing: refusal)
-                } else if let problem = send(line) {
-                    // The reader thread resolves the call once the process is gone.
-                    kill(reason: "its stdin could not be written (\(problem))")
+                } else {
+                    write(line)
                 }
             }
         } onCancel: {
@@ -495,21 +494,47 @@ private final class Core: Sendable {
         if stopping { killAfterGrace() }
     }
 
-    /// Writes the whole line to stdin; returns the problem when it could not.
-    private func send(_ line: [UInt8]) -> String? {
-        line.withUnsafeBytes { bytes -> String? in
-            var offset = 0
+    /// Writes the request line to stdin. What the socket does not take at once (a large input to a
+    /// process that is not reading yet) is written from a dispatch thread, so that the caller's
+    /// thread, a Swift concurrency one, never blocks on the process. A write that fails kills the
+    /// process; the reader thread then resolves the call.
+    private func write(_ line: [UInt8]) {
+        @Sendable func failed(_ problem: String) { kill(reason: "its stdin could not be written (\(problem))") }
+        switch send(line, from: 0, blocking: false) {
+        case .sent:
+            break
+        case .failed(let problem):
+            failed(problem)
+        case .wouldBlock(let offset):
+            DispatchQueue.global().async {
+                if case .failed(let problem) = self.send(line, from: offset, blocking: true) { failed(problem) }
+            }
+        }
+    }
+
+    private enum SendResult {
+        case sent
+        /// The socket's buffer is full; `offset` bytes were written.
+        case wouldBlock(offset: Int)
+        case failed(String)
+    }
+
+    private func send(_ line: [UInt8], from start: Int, blocking: Bool) -> SendResult {
+        // A socket, so that a dead reader gives EPIPE without raising SIGPIPE in this process.
+        let flags = Int32(MSG_NOSIGNAL) | (blocking ? 0 : Int32(MSG_DONTWAIT))
+        return line.withUnsafeBytes { bytes -> SendResult in
+            var offset = start
             while offset < bytes.count {
-                // A socket, so that a dead reader gives EPIPE without raising SIGPIPE in this process.
-                let written = Glibc.send(
-                    stdinFD, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+                let written = Glibc.send(stdinFD, bytes.baseAddress! + offset, bytes.count - offset, flags)
                 if written >= 0 {
                     offset += written
+                } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                    return .wouldBlock(offset: offset)
                 } else if errno != EINTR {
-                    return String(cString: strerror(errno))
+                    return .failed(String(cString: strerror(errno)))
                 }
             }
-            return nil
+            return .sent
         }
     }
 
