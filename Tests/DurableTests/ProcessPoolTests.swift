@@ -149,7 +149,8 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
             request: request, options: retrying(2, startToClose: .milliseconds(1_500))))
         let failure = try #require(events.first { $0.kind == .activityAttemptFailed })
         #expect(failure.failure?.type == "StartToCloseTimeout")
-        #expect(failure.failure?.message.hasSuffix("; stderr: loading shard 3 of 8") == true)
+        let message = failure.failure?.message ?? ""
+        #expect(message.hasSuffix("; stderr: loading shard 3 of 8"), "\(message)")
         let hung = try #require(failure.attemptDetails?.pid)
         #expect(outcome.hasPrefix("ok pid "))
         #expect(!outcome.hasSuffix(" \(hung)"))

@@ -312,10 +312,10 @@ private func workerError<T>(_ body: () async throws -> T) async -> WorkerProcess
     }
 
     @Test func anInputLargerThanThePipeReachesAProcessThatReadsLate() async throws {
-        // 8 MB cannot sit in the socket's buffer: the rest is written once the process reads, from a
-        // dispatch thread (the caller's thread does not wait for the process).
+        // 1 MB is several times what the socket's buffers hold (about 200 KB each way): the rest is
+        // written once the process reads, from a dispatch thread (the caller's thread does not wait).
         let worker = try await WorkerProcess.launch(workerConfiguration(["READ_DELAY_MS": "300"]))
-        let value = String(repeating: "x", count: 8 << 20)
+        let value = String(repeating: "x", count: 1 << 20)
         let output = try await worker.call(request(1, #"{"op":"echo","value":"\#(value)"}"#)) { _ in }
         #expect(try object(output)["value"] as? String == value)
         let next = try await worker.call(request(2, #"{"op":"echo","value":"small"}"#)) { _ in }

@@ -256,6 +256,11 @@ final class ActivityExecution: Sendable {
         // A permit granted meanwhile reaches run(), which finds the attempt settled and releases it.
         if let ticket = held.permitTicket { _ = engine.permits?.cancel(ticket: ticket) }
         let codeRan = held.runNanos != nil
+        let process = held.lease?.resource as? WorkerProcess
+        var stderr: String?
+        if case .timedOut = outcome, let tail = process?.stderrTail(), !tail.isEmpty {
+            stderr = tail  // what a hung process wrote (before it is stopped below) explains the hang
+        }
         var failed = true
         var retire = false
         switch outcome {
@@ -264,7 +269,7 @@ final class ActivityExecution: Sendable {
         case .finished(.failure(let error)):
             // A process that answered with an error (or with output of the wrong shape) is in
             // service; one that crashed or broke the protocol is unhealthy and replaced regardless.
-            retire = pool.options.recycleAfterFailure && !(held.lease?.resource is WorkerProcess && error is ApplicationError)
+            retire = pool.options.recycleAfterFailure && !(process != nil && error is ApplicationError)
         case .timedOut, .cancelled:
             // Code that was running is cancelled (a process is killed) and may still use its slot.
             held.task?.cancel()
@@ -275,18 +280,13 @@ final class ActivityExecution: Sendable {
         var details = AttemptDetails(
             queueMs: pool.isShared ? nil : held.queueNanos.map { Double($0) / 1e6 },
             heartbeat: held.heartbeat.map { String(decoding: $0, as: UTF8.self) })
-        var stderr: String?
         if let lease = held.lease {
-            let process = lease.resource as? WorkerProcess
             if !pool.isShared {
                 details.slot = lease.name
                 details.cold = lease.cold
             }
             if lease.cold { details.warmUpMs = Double(lease.warmUpNanos) / 1e6 }
             details.pid = process?.pid
-            if case .timedOut = outcome, let tail = process?.stderrTail(), !tail.isEmpty {
-                stderr = tail  // what a hung process wrote is what explains the hang
-            }
             if let runNanos = held.runNanos {
                 details.runMs = Double(runNanos) / 1e6
                 pool.metrics.run.recordNanoseconds(Int64(runNanos))
