@@ -229,6 +229,27 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
         await engine.shutdown()
     }
 
+    @Test func shutdownStopsAProcessThatIsStillLoadingItsModel() async throws {
+        let pids = temporaryPath() + ".pids"
+        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()))
+        engine.register(PyModel.self, processPool: ProcessPoolOptions(
+            command: ["python3", fixture], environment: ["WARMUP_MS": "30000", "PID_FILE": pids],
+            pool: .warm(min: 1, max: 1)))
+        let warming = Task { await engine.warmUp() }
+        var pid: Int32?
+        let deadline = ContinuousClock.now + .seconds(20)
+        while pid == nil, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+            pid = (try? String(contentsOfFile: pids, encoding: .utf8))?.split(separator: "\n").first.flatMap { Int32($0) }
+        }
+        let loading = try #require(pid)
+        let started = ContinuousClock.now
+        await engine.shutdown()
+        #expect(ContinuousClock.now - started < .seconds(10), "shutdown did not wait for the 30 s model load")
+        #expect(!isAlive(loading), "the process still loading its model was stopped before shutdown returned")
+        await warming.value
+    }
+
     @Test func idleProcessKilledFromOutsideIsReplacedBeforeItIsHandedOut() async throws {
         let engine = try engine(pool: .warm(min: 1, max: 1))
         await engine.warmUp()

@@ -161,6 +161,30 @@ private func workerError<T>(_ body: () async throws -> T) async -> WorkerProcess
         #expect(isGone(worker.pid))
     }
 
+    @Test func aFailedCallQuotesOnlyTheStderrWrittenSinceItBegan() async throws {
+        // What the process wrote while serving another run stays out of this call's failure.
+        let worker = try await WorkerProcess.launch(workerConfiguration())
+        _ = try await worker.call(request(1, #"{"op":"stderr","text":"claimant 7731 SSN 078-05\n"}"#)) { _ in }
+        let error = await workerError {
+            try await worker.call(request(2, #"{"op":"crash","stderr":"segfault in layer 12\n"}"#)) { _ in }
+        }
+        let text = String(describing: try #require(error))
+        #expect(text.hasSuffix("; stderr: segfault in layer 12"), "\(text)")
+        #expect(!text.contains("claimant"))
+    }
+
+    @Test func aResponseLineOverTheLimitIsAProtocolError() async throws {
+        var configuration = workerConfiguration()
+        configuration.lineLimit = 1_000
+        let worker = try await WorkerProcess.launch(configuration)
+        let long = String(repeating: "y", count: 5_000)
+        let error = await workerError { try await worker.call(request(1, #"{"op":"echo","value":"\#(long)"}"#)) { _ in } }
+        let text = String(describing: try #require(error))
+        #expect(text.contains("broke the protocol during request 1 (a line longer than 1000 bytes): \"{\"id\":1,"), "\(text)")
+        #expect(!worker.isUsable)
+        #expect(isGone(worker.pid))
+    }
+
     @Test func heartbeatsArriveInOrderAndDetailsOfAPreviousAttemptAreSent() async throws {
         let worker = try await WorkerProcess.launch(workerConfiguration())
         let beats = Recorder()
@@ -265,10 +289,10 @@ private func workerError<T>(_ body: () async throws -> T) async -> WorkerProcess
         _ = try await worker.call(request(1, input)) { _ in }
         // stderr is read by another thread than stdout: wait briefly for the text to arrive.
         let deadline = ContinuousClock.now + .seconds(5)
-        while worker.stderrTail() != "klmnopqrstuvwxyz" && ContinuousClock.now < deadline {
+        while worker.stderrTail() != "…klmnopqrstuvwxyz" && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(5))
         }
-        #expect(worker.stderrTail() == "klmnopqrstuvwxyz")
+        #expect(worker.stderrTail() == "…klmnopqrstuvwxyz", "the last 16 bytes, marked as cut")
         await worker.terminate()
     }
 

@@ -9,6 +9,7 @@ Stdlib only. It prints a ready line, then answers one request line at a time:
 
 Environment:
     WARMUP_MS          sleep this long before the ready line (loading a model)
+    PID_FILE           append this process's pid and a newline to this file first
     READY_LINE         print this instead of the normal ready line
     EXIT_BEFORE_READY  "1": write "cannot load model" to stderr and exit with status 5
     CALL_MS            fixed delay added to every call (model time)
@@ -129,6 +130,9 @@ def handle(request):
 def main():
     global CALLS
     signal.signal(signal.SIGTERM, on_term)
+    if os.environ.get("PID_FILE"):
+        with open(os.environ["PID_FILE"], "a") as pids:
+            pids.write("%d\n" % os.getpid())
     if os.environ.get("EXIT_BEFORE_READY") == "1":
         write_stderr("cannot load model\n")
         sys.exit(5)

@@ -31,6 +31,8 @@ final class ActivityExecution: Sendable {
         /// The timer that starts the next attempt after a retry delay.
         var retryTimer: Int?
         var closeTimer: Int?
+        /// The schedule-to-close deadline has passed: no attempt may start.
+        var closeExpired = false
         var cancelRequested = false
         var finished = false
         var lastHeartbeat: Data?
@@ -114,7 +116,7 @@ final class ActivityExecution: Sendable {
         let attempt = AttemptRun(execution: self, registration: registration, number: number)
         let proceed = state.withLock { state -> Bool? in  // nil: the activity ended; false: cancelled
             state.retryTimer = nil
-            if state.finished { return nil }
+            if state.finished || state.closeExpired { return nil }
             if state.cancelRequested { return false }
             state.attempt = attempt
             state.lastAttempt = number
@@ -258,13 +260,18 @@ final class ActivityExecution: Sendable {
         let codeRan = held.runNanos != nil
         let process = held.lease?.resource as? WorkerProcess
         var stderr: String?
-        if case .timedOut = outcome, let tail = process?.stderrTail(), !tail.isEmpty {
+        if case .timedOut = outcome, codeRan, let tail = process?.stderrTail(), !tail.isEmpty {
             stderr = tail  // what a hung process wrote (before it is stopped below) explains the hang
         }
         var failed = true
         var retire = false
         switch outcome {
         case .finished(.success):
+            failed = false
+        case .finished(.failure(let error)) where error is CancellationError && held.task?.isCancelled == true:
+            // The code stopped because it was cancelled: like a cancellation, its slot is replaced
+            // and it is not the activity's failure.
+            retire = true
             failed = false
         case .finished(.failure(let error)):
             // A process that answered with an error (or with output of the wrong shape) is in
@@ -415,6 +422,7 @@ final class ActivityExecution: Sendable {
         let current = state.withLock { state -> (attempt: AttemptRun?, number: Int)? in
             guard !state.finished else { return nil }
             state.closeTimer = nil
+            state.closeExpired = true  // a retry timer firing at the same moment starts nothing
             if let timer = state.retryTimer { engine.timeouts.cancel(timer) }
             return (state.attempt, state.lastAttempt)
         }

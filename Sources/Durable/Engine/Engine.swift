@@ -31,6 +31,8 @@ public enum RunOutcome: Sendable, Equatable {
 public final class Engine: Sendable {
     package let journal: SQLiteJournal
     let registry = Mutex(Registry())
+    /// Pools of activities registered again since: their processes may still be closing.
+    let replacedPools = Mutex<[SlotPool]>([])
     /// Runs driven by this engine, by run ID.
     let drivers = Mutex(DriverTable())
     /// Callers of ``outcome(of:)`` waiting for runs driven here, by run ID.
@@ -154,7 +156,9 @@ public final class Engine: Sendable {
             defer { registry.activities[registration.name] = registration }
             return registry.activities[registration.name]
         }
-        if let replaced { Task { await replaced.pool.shutdown() } }
+        guard let replaced else { return }
+        replacedPools.withLock { $0.append(replaced.pool) }  // shutdown() waits for them too
+        Task { await replaced.pool.shutdown() }
     }
 
     /// Warms every pool's minimum slots and waits until they are ready (or failed to warm). A worker
@@ -263,7 +267,7 @@ public final class Engine: Sendable {
             return Array(drivers.values)
         }
         for driver in open { driver.terminate() }  // cancels its running activities
-        let pools = registry.withLock { $0.activities.values.map(\.pool) }
+        let pools = registry.withLock { $0.activities.values.map(\.pool) } + replacedPools.withLock { $0 }
         await withTaskGroup(of: Void.self) { group in
             for pool in pools { group.addTask { await pool.shutdown() } }
         }

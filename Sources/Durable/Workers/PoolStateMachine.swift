@@ -49,6 +49,11 @@ package struct PoolStateMachine: Sendable {
     /// Slots warming, idle or busy (not those being closed).
     package var liveCount: Int { slots.count - closingCount }
 
+    /// Whether a slot is being warmed.
+    package var isWarming: Bool {
+        slots.values.contains { if case .warming = $0.state { true } else { false } }
+    }
+
     /// The slots to warm when the worker starts.
     package mutating func start() -> [Action] { rebalance(restoreMinimum: true) }
 

@@ -54,9 +54,13 @@ package final class SlotPool: Sendable {
         var stopped = false
         /// Slots running or warming for an attempt; change it only through ``SlotPool/count(_:_:)``.
         var inUse = 0
-        /// Background closes of released or evicted slots still under way, and who waits for them.
+        /// Closes still under way, and the shutdowns that wait for them (see ``shutdownWaiters(_:)``).
         var closesUnderWay = 0
         var closedWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Factories running, by ticket; ``shutdown()`` cancels them. A factory that ends before it is
+        /// entered leaves its ticket in `factoriesEnded` instead.
+        var factories: [Int: Task<Void, Never>] = [:]
+        var factoriesEnded: Set<Int> = []
     }
 
     private let state: Mutex<State>
@@ -164,6 +168,8 @@ package final class SlotPool: Sendable {
             let kept = state.withLock { state -> Bool in
                 guard !state.stopped else {
                     count(-1, &state)
+                    _ = state.machine.warmUpFailed(slot: slot)
+                    state.closesUnderWay += 1
                     return false
                 }
                 state.resources[slot] = resource
@@ -172,7 +178,7 @@ package final class SlotPool: Sendable {
                 return true
             }
             guard kept else {
-                await closeResource?(resource)
+                await closeTracked(resource)
                 throw PoolStopped(pool: name)
             }
             return Lease(slot: slot, name: "\(name)#\(slot)", resource: resource, cold: true, warmUpNanos: nanos)
@@ -180,11 +186,13 @@ package final class SlotPool: Sendable {
             throw error
         } catch {
             metrics.warmUpFailures.increment()
-            perform(state.withLock { state in
+            let (work, waiters) = state.withLock { state in
                 count(-1, &state)
                 state.lastWarmUpFailure = "\(error)"
-                return effects(state.machine.warmUpFailed(slot: slot), &state)
-            })
+                return (effects(state.machine.warmUpFailed(slot: slot), &state), shutdownWaiters(&state))
+            }
+            perform(work)
+            for waiter in waiters { waiter.resume() }
             throw SlotWarmUpFailed(pool: name, reason: "\(error)")
         }
     }
@@ -226,24 +234,35 @@ package final class SlotPool: Sendable {
     }
 
     /// Stops the pool: attempts waiting for a slot get ``Grant/unavailable(_:)``, idle slots are
-    /// closed, and busy slots are closed as their attempts end. Returns once every slot released so
-    /// far is closed (a process has exited), so call it after the attempts were cancelled.
+    /// closed, factories still warming are cancelled, and busy slots are closed as their attempts
+    /// end. Returns once every slot released so far is closed and, when slots hold resources to
+    /// close (processes), once no slot is warming any more: call it after the attempts were cancelled.
     package func shutdown() async {
-        let (closing, waiters) = state.withLock { state in
+        let (closing, waiters, factories) = state.withLock { state in
             state.stopped = true
             defer { state.waiters.removeAll() }
-            return (effects(state.machine.drain(), &state).closing, Array(state.waiters.values))
+            return (effects(state.machine.drain(), &state).closing, Array(state.waiters.values),
+                    Array(state.factories.values))
         }
         for waiter in waiters { waiter(.unavailable(PoolStopped(pool: name))) }
+        for factory in factories { factory.cancel() }  // a process that is starting is killed
         closeInBackground(closing)
-        await withCheckedContinuation { (closed: CheckedContinuation<Void, Never>) in
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             let now = state.withLock { state -> Bool in
-                if state.closesUnderWay == 0 { return true }
-                state.closedWaiters.append(closed)
-                return false
+                state.closedWaiters.append(done)
+                return !shutdownWaiters(&state).isEmpty
             }
-            if now { closed.resume() }
+            if now { done.resume() }
         }
+    }
+
+    /// The shutdowns to resume, if the pool has stopped and nothing it waits for is left: no close
+    /// under way and, for resources that need closing, no slot warming (its resource would be closed
+    /// after the shutdown returned).
+    private func shutdownWaiters(_ state: inout State) -> [CheckedContinuation<Void, Never>] {
+        guard state.stopped, state.closesUnderWay == 0, closeResource == nil || !state.machine.isWarming else { return [] }
+        defer { state.closedWaiters = [] }
+        return state.closedWaiters
     }
 
     /// Slots warming, idle or busy (not those being closed).
@@ -296,6 +315,7 @@ package final class SlotPool: Sendable {
                 if state.stopped { _ = state.machine.warmUpFailed(slot: slot) } else { work.spares.append(slot) }
             case .close(let slot):
                 if let resource = state.resources.removeValue(forKey: slot), closeResource != nil {
+                    state.closesUnderWay += 1  // counted with the decision, so a shutdown waits for it
                     work.closing.append((slot, resource))
                 } else {
                     actions += state.machine.closed(slot: slot)  // nothing to wait for
@@ -313,25 +333,33 @@ package final class SlotPool: Sendable {
         closeInBackground(work.closing)
     }
 
-    /// Closes resources in tasks that ``shutdown()`` waits for; each slot counts against the maximum
-    /// until its resource is closed.
+    /// Closes resources in tasks that ``shutdown()`` waits for (``effects(_:_:)`` counted them); each
+    /// slot counts against the maximum until its resource is closed.
     private func closeInBackground(_ closing: [(slot: Int, resource: any Sendable)]) {
-        guard let closeResource, !closing.isEmpty else { return }
-        state.withLock { $0.closesUnderWay += closing.count }
+        guard let closeResource else { return }
         for (slot, resource) in closing {
             Task {
                 await closeResource(resource)
                 let (work, waiters) = state.withLock { state in
                     let work = effects(state.machine.closed(slot: slot), &state)
                     state.closesUnderWay -= 1
-                    guard state.closesUnderWay == 0 else { return (work, [CheckedContinuation<Void, Never>]()) }
-                    defer { state.closedWaiters = [] }
-                    return (work, state.closedWaiters)
+                    return (work, shutdownWaiters(&state))
                 }
                 perform(work)
                 for waiter in waiters { waiter.resume() }
             }
         }
+    }
+
+    /// Closes a resource that belongs to no slot (it warmed after the pool stopped or after its
+    /// warm-up timed out); the caller counted it in `closesUnderWay` under the lock.
+    private func closeTracked(_ resource: any Sendable) async {
+        await closeResource?(resource)
+        let waiters = state.withLock { state in
+            state.closesUnderWay -= 1
+            return shutdownWaiters(&state)
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     private func warmSpare(_ slot: Int) async {
@@ -342,41 +370,57 @@ package final class SlotPool: Sendable {
             metrics.warmUp.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds &- start))
             let now = timers.clock.uptimeNanos()
             let work = state.withLock { state -> Effects? in
-                guard !state.stopped else { return nil }
+                guard !state.stopped else {
+                    _ = state.machine.warmUpFailed(slot: slot)
+                    state.closesUnderWay += 1
+                    return nil
+                }
                 state.resources[slot] = resource
                 state.lastWarmUpFailure = nil
                 return effects(state.machine.warmedSpare(slot: slot, now: now), &state)
             }
-            if let work { perform(work) } else { await closeResource?(resource) }
+            if let work { perform(work) } else { await closeTracked(resource) }
         } catch {
             metrics.warmUpFailures.increment()
-            perform(state.withLock { state in
+            let (work, waiters) = state.withLock { state in
                 state.lastWarmUpFailure = "\(error)"
-                return effects(state.machine.warmUpFailed(slot: slot), &state)
-            })
+                return (effects(state.machine.warmUpFailed(slot: slot), &state), shutdownWaiters(&state))
+            }
+            perform(work)
+            for waiter in waiters { waiter.resume() }
         }
     }
 
-    /// Runs the factory, bounded by the warm-up timeout. A factory that finishes after its timeout
-    /// has its resource closed.
+    /// Runs the factory in a task of its own (which ``shutdown()`` cancels), bounded by the warm-up
+    /// timeout. A factory that finishes after its timeout has its resource closed.
     private func warm() async throws -> any Sendable {
-        guard let limit = options.warmUpTimeout else { return try await make() }
         let make = self.make
-        let closeResource = self.closeResource
         let timers = self.timers
+        let ticket = newTicket()
         return try await withCheckedThrowingContinuation { continuation in
             let once = ResumeOnce(continuation)
             let factory = Task {
                 let result: Result<any Sendable, any Error>
                 do { result = .success(try await make()) } catch { result = .failure(error) }
-                if !once.resume(with: result), case .success(let late) = result {
-                    await closeResource?(late)
+                let late = once.resume(with: result) ? nil : try? result.get()
+                // Counted before the factory leaves the table, so that a shutdown waits for the close.
+                state.withLock { state in
+                    if late != nil { state.closesUnderWay += 1 }
+                    if state.factories.removeValue(forKey: ticket) == nil { state.factoriesEnded.insert(ticket) }
                 }
+                if let late { await closeTracked(late) }
             }
-            let timer = timers.schedule(after: limit) {
-                if once.resume(with: .failure(WarmUpTimedOut(limit: limit))) { factory.cancel() }
+            let stopped = state.withLock { state -> Bool in
+                if state.factoriesEnded.remove(ticket) == nil { state.factories[ticket] = factory }
+                return state.stopped
             }
-            once.onResume { timers.cancel(timer) }
+            if stopped { factory.cancel() }
+            if let limit = options.warmUpTimeout {
+                let timer = timers.schedule(after: limit) {
+                    if once.resume(with: .failure(WarmUpTimedOut(limit: limit))) { factory.cancel() }
+                }
+                once.onResume { timers.cancel(timer) }
+            }
         }
     }
 

@@ -322,7 +322,14 @@ private final class Core: Sendable {
         /// Set once reaped; from then on the pid may name another process, so no more signals.
         var termination: Termination?
         var exitWaiters: [CheckedContinuation<Void, Never>] = []
+        /// The end of stderr (``WorkerProcessConfiguration/stderrLimit`` bytes).
         var stderr: [UInt8] = []
+        /// Bytes of stderr ever read, and that count when the last call began: a call's errors quote
+        /// only what the process wrote since, not what it wrote while serving other runs.
+        var stderrRead = 0
+        var stderrAtCall: Int?
+        /// The rest of a request line is being written from another thread.
+        var writing = false
         var nextToken = 0
     }
 
@@ -394,8 +401,16 @@ private final class Core: Sendable {
     // MARK: Errors
 
     private func error(_ code: WorkerProcessError.Code, _ state: borrowing State) -> WorkerProcessError {
-        let stderr = String(decoding: state.stderr, as: UTF8.self)
-        return WorkerProcessError(code, pid: pid, command: configuration.command, stderr: stderr)
+        WorkerProcessError(code, pid: pid, command: configuration.command, stderr: stderrText(state))
+    }
+
+    /// The kept stderr written since the last call began (all of it before the first call); `…` first
+    /// when the start was not kept.
+    private func stderrText(_ state: borrowing State) -> String {
+        var since = state.stderr.count
+        if let mark = state.stderrAtCall { since = state.stderrRead - mark }
+        let text = String(decoding: state.stderr.suffix(since), as: UTF8.self)
+        return since > state.stderr.count ? "…" + text : text
     }
 
     private func unusableError(_ state: borrowing State) -> WorkerProcessError {
@@ -470,6 +485,7 @@ private final class Core: Sendable {
                     // Checked under the lock: a cancellation handler that ran before found no call to stop.
                     if Task.isCancelled { return CancellationError() }
                     state.call = Call(token: token, id: id, continuation: continuation, onHeartbeat: onHeartbeat)
+                    state.stderrAtCall = state.stderrRead
                     return nil
                 }
                 if let refusal {
@@ -495,20 +511,27 @@ private final class Core: Sendable {
     }
 
     /// Writes the request line to stdin. What the socket does not take at once (a large input to a
-    /// process that is not reading yet) is written from a dispatch thread, so that the caller's
+    /// process that is not reading yet) is written from a thread of its own, so that the caller's
     /// thread, a Swift concurrency one, never blocks on the process. A write that fails kills the
-    /// process; the reader thread then resolves the call.
+    /// process, unless it is being stopped already (its grace period is kept); the reader thread then
+    /// resolves the call.
     private func write(_ line: [UInt8]) {
-        @Sendable func failed(_ problem: String) { kill(reason: "its stdin could not be written (\(problem))") }
+        @Sendable func failed(_ problem: String) {
+            let stopping = state.withLock { $0.unusableReason != nil }
+            if !stopping { kill(reason: "its stdin could not be written (\(problem))") }
+        }
         switch send(line, from: 0, blocking: false) {
         case .sent:
             break
         case .failed(let problem):
             failed(problem)
         case .wouldBlock(let offset):
-            DispatchQueue.global().async {
-                if case .failed(let problem) = self.send(line, from: offset, blocking: true) { failed(problem) }
-            }
+            state.withLock { $0.writing = true }
+            Thread {
+                let result = self.send(line, from: offset, blocking: true)
+                self.state.withLock { $0.writing = false }
+                if case .failed(let problem) = result { failed(problem) }
+            }.start()
         }
     }
 
@@ -609,7 +632,7 @@ private final class Core: Sendable {
     }
 
     func stderrTail() -> String {
-        state.withLock { String(decoding: $0.stderr, as: UTF8.self) }
+        state.withLock { stderrText($0) }
     }
 
     // MARK: Threads
@@ -651,10 +674,7 @@ private final class Core: Sendable {
             if let bytes = readChunk(stdoutFD) {
                 guard !lines.overflowed else { return }  // killed for it; what follows is moot
                 lines.append(bytes) { handle(line: $0) }
-                if lines.pendingCount > configuration.lineLimit {
-                    lines.discard()
-                    lineTooLong()
-                }
+                if lines.pendingCount > configuration.lineLimit { lineTooLong(lines.discard()) }
             } else {
                 stdoutOpen = false
                 stdoutDidClose()
@@ -715,6 +735,7 @@ private final class Core: Sendable {
     private func appendStderr(_ bytes: UnsafeBufferPointer<UInt8>) {
         let limit = max(0, configuration.stderrLimit)
         state.withLock { state in
+            state.stderrRead += bytes.count
             state.stderr.append(contentsOf: bytes.suffix(limit))
             if state.stderr.count > limit { state.stderr.removeFirst(state.stderr.count - limit) }
         }
@@ -761,18 +782,30 @@ private final class Core: Sendable {
 
     // MARK: Lines
 
-    /// The process wrote more than ``WorkerProcessConfiguration/lineLimit`` bytes without a newline.
-    private func lineTooLong() {
+    /// The process wrote a line of more than ``WorkerProcessConfiguration/lineLimit`` bytes.
+    private func lineTooLong(_ quoted: String) {
         state.withLock { state in
             guard state.failure == nil else { return }
             let problem = "a line longer than \(configuration.lineLimit) bytes"
-            state.failure = .code(.malformed(line: "(not shown)", problem: problem, request: state.call?.id))
+            state.failure = .code(.malformed(line: quoted, problem: problem, request: state.call?.id))
             state.unusableReason = "it broke the protocol"
             signal(SIGKILL, &state)
         }
     }
 
+    /// A process that answers before it has read the whole request would read the rest as its next
+    /// request: it is out of step, so it serves no more calls (its pool replaces it).
+    private func answeredEarly(_ state: inout State) {
+        guard state.writing else { return }
+        state.unusableReason = state.unusableReason ?? "it answered before reading its whole request"
+        if signal(SIGTERM, &state) { killAfterGrace() }
+    }
+
     private func handle(line: UnsafeBufferPointer<UInt8>) {
+        guard line.count <= configuration.lineLimit else {
+            lineTooLong(WireMessage.quote(line))
+            return
+        }
         guard let message = WireMessage(line) else { return }  // blank
         let actions = state.withLock { state -> [Action] in
             guard state.failure == nil else { return [] }  // being killed; the line is moot
@@ -807,9 +840,11 @@ private final class Core: Sendable {
                     return [.heartbeat(call.onHeartbeat, details)]
                 case .output(let output):
                     state.call = nil
+                    answeredEarly(&state)
                     return [.resume(call.continuation, .success(output))]
                 case .error(let error):
                     state.call = nil
+                    answeredEarly(&state)
                     return [.resume(call.continuation, .failure(error))]
                 case .malformed(let problem):
                     let code = WorkerProcessError.Code.malformed(
@@ -844,9 +879,14 @@ private struct LineBuffer {
     /// Bytes of the unterminated line so far.
     var pendingCount: Int { pending.count }
 
-    mutating func discard() {
-        pending = []
-        overflowed = true
+    /// Drops the unterminated line and ignores the rest of the output.
+    /// - Returns: the start of the dropped line, quoted for messages.
+    mutating func discard() -> String {
+        defer {
+            pending = []
+            overflowed = true
+        }
+        return pending.withUnsafeBufferPointer { WireMessage.quote($0) }
     }
 
     mutating func append(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
