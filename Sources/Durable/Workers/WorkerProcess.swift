@@ -271,7 +271,8 @@ package final class WorkerProcess: Sendable {
         core.kill(reason: "it was killed")
     }
 
-    /// Closes stdin and sends SIGTERM, then SIGKILL after the grace period; returns once the process is gone.
+    /// Closes stdin and sends SIGTERM, then SIGKILL after the grace period; returns once the process is
+    /// gone, or 5 s after the SIGKILL if it survives that.
     package func terminate() async {
         await core.terminate()
     }
@@ -321,7 +322,8 @@ private final class Core: Sendable {
         var exited = false
         /// Set once reaped; from then on the pid may name another process, so no more signals.
         var termination: Termination?
-        var exitWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Callers of ``terminate()``, by token.
+        var exitWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
         /// The end of stderr (``WorkerProcessConfiguration/stderrLimit`` bytes).
         var stderr: [UInt8] = []
         /// Bytes of stderr ever read, and that count when the last call began: a call's errors quote
@@ -606,12 +608,19 @@ private final class Core: Sendable {
         }
         if stopping { killAfterGrace() }
         await withCheckedContinuation { continuation in
-            let gone = state.withLock { state -> Bool in
-                if state.termination != nil { return true }
-                state.exitWaiters.append(continuation)
-                return false
+            let token = state.withLock { state -> Int? in
+                if state.termination != nil { return nil }
+                state.nextToken += 1
+                state.exitWaiters[state.nextToken] = continuation
+                return state.nextToken
             }
-            if gone { continuation.resume() }
+            guard let token else { return continuation.resume() }
+            // A process that survives SIGKILL (stuck in the kernel, say on a device) must not hold
+            // its pool or a shutdown for ever: give up waiting 5 s after the SIGKILL was due.
+            let delay = dispatchInterval(configuration.terminationGrace + .seconds(5))
+            DispatchQueue.global().asyncAfter(deadline: .now() + delay) { [weak self] in
+                self?.state.withLock { $0.exitWaiters.removeValue(forKey: token) }?.resume()
+            }
         }
     }
 
@@ -761,8 +770,8 @@ private final class Core: Sendable {
             } while result == -1 && errno == EINTR
             state.termination = result == pid ? Termination(waitStatus: status) : .unknown
 
-            var actions: [Action] = state.exitWaiters.map { .exited($0) }
-            state.exitWaiters = []
+            var actions: [Action] = state.exitWaiters.values.map { .exited($0) }
+            state.exitWaiters = [:]
             if let waiter = state.readyWaiter {
                 state.readyWaiter = nil
                 actions.append(.resume(waiter, .failure(launchError(state))))
