@@ -250,18 +250,30 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
         await warming.value
     }
 
-    @Test func idleProcessKilledFromOutsideIsReplacedBeforeItIsHandedOut() async throws {
-        let engine = try engine(pool: .warm(min: 1, max: 1))
+    @Test func idleProcessKilledFromOutsideIsReplacedAtOnceAndNeverHandedOut() async throws {
+        let pids = temporaryPath() + ".pids"
+        func started() -> [Int32] {
+            ((try? String(contentsOfFile: pids, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int32($0) }
+        }
+        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()))
+        engine.register(ModelFlow.self)
+        engine.register(PyModel.self, processPool: ProcessPoolOptions(
+            command: ["python3", fixture], environment: ["PID_FILE": pids], pool: .warm(min: 1, max: 1)))
         await engine.warmUp()
-        let (first, _) = try await run(engine, .init(request: ModelRequest(op: "echo")))
-        let pid = try #require(Int32(first.replacingOccurrences(of: "ok pid ", with: "")))
-        kill(pid, SIGKILL)
-        let deadline = ContinuousClock.now + .seconds(5)
-        while isAlive(pid), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
-        // One attempt only: the dead process must not be handed to it.
-        let (second, events) = try await run(engine, .init(request: ModelRequest(op: "echo")))
-        #expect(second.hasPrefix("ok pid "))
-        #expect(second != first)
+        let first = try #require(started().first)
+        kill(first, SIGKILL)
+        // The pool notices the exit and warms a replacement before any attempt asks for one.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while started().count < 2 || engine.poolSummary != "PyModel 1/1", ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let replacement = try #require(started().last)
+        #expect(replacement != first)
+        #expect(engine.poolSummary == "PyModel 1/1")
+        let (outcome, events) = try await run(engine, .init(request: ModelRequest(op: "echo")))
+        #expect(outcome == "ok pid \(replacement)")
+        let details = try #require(events.first { $0.kind == .activityCompleted }?.attemptDetails)
+        #expect(details.cold == false, "the attempt found the replacement warm")
         #expect(!events.contains { $0.kind == .activityAttemptFailed || $0.kind == .activityFailed })
         await engine.shutdown()
     }

@@ -381,6 +381,17 @@ import Testing
         #expect(pool.closed(slot: 2) == [], "a slot is closed once")
     }
 
+    @Test func anIdleSlotWhoseResourceBrokeIsClosedAndReplacedButABusyOneIsLeftToItsAttempt() {
+        var pool = PoolStateMachine(options: .warm(min: 1, max: 2))
+        #expect(pool.start() == [.warmSpare(slot: 1)])
+        #expect(pool.warmedSpare(slot: 1, now: 0) == [])
+        #expect(pool.retireIdle(slot: 1) == [.close(slot: 1)])
+        #expect(pool.closed(slot: 1) == [.warmSpare(slot: 2)], "the minimum is restored at once")
+        #expect(pool.warmedSpare(slot: 2, now: 0) == [])
+        #expect(pool.acquire(ticket: 1) == .handOver(slot: 2, ticket: 1))
+        #expect(pool.retireIdle(slot: 2) == [], "a busy slot is replaced when its attempt releases it")
+    }
+
     @Test func idleEvictionStopsAtTheMinimumAndFailedSparesAreNotRetriedAtOnce() {
         var pool = PoolStateMachine(options: .warm(min: 1, max: 3, idleTimeout: .milliseconds(1)))
         #expect(pool.start() == [.warmSpare(slot: 1)])

@@ -147,7 +147,8 @@ public final class Engine: Sendable {
             name: A.name, options: options.pool, metrics: PoolMetrics(pool: A.name, factory: metricsFactory),
             timers: timeouts, make: { try await WorkerProcess.launch(configuration) },
             close: { await ($0 as? WorkerProcess)?.terminate() },
-            isHealthy: { ($0 as? WorkerProcess)?.isUsable ?? false })
+            isHealthy: { ($0 as? WorkerProcess)?.isUsable ?? false },
+            watch: { ($0 as? WorkerProcess)?.onExit($1) })
         add(.process(A.self, pool: pool))
     }
 

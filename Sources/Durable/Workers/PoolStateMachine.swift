@@ -149,6 +149,14 @@ package struct PoolStateMachine: Sendable {
         return actions
     }
 
+    /// An idle slot's resource broke (its process died): close it, so that the minimum is restored
+    /// now rather than when an attempt next needs the slot.
+    package mutating func retireIdle(slot: Int) -> [Action] {
+        guard let index = idle.firstIndex(of: slot) else { return [] }
+        idle.remove(at: index)
+        return [startClosing(slot)]
+    }
+
     /// A slot's resource is closed: the slot is gone and its place can be filled.
     package mutating func closed(slot: Int) -> [Action] {
         guard slots[slot]?.state == .closing else { return [] }

@@ -37,6 +37,8 @@ package final class SlotPool: Sendable {
     private let closeResource: (@Sendable (any Sendable) async -> Void)?
     /// Whether a slot's resource can serve (a process that died while idle cannot).
     private let isHealthy: @Sendable (any Sendable) -> Bool
+    /// Asks to be told when a resource breaks by itself (a process exits).
+    private let watch: (@Sendable (any Sendable, @escaping @Sendable () -> Void) -> Void)?
     /// For a shared pool, the one resource.
     private let shared: (any Sendable)?
     let metrics: PoolMetrics
@@ -68,13 +70,15 @@ package final class SlotPool: Sendable {
     init(
         name: String, options: PoolOptions, metrics: PoolMetrics, timers: TimeoutScheduler,
         make: @escaping Factory, close: (@Sendable (any Sendable) async -> Void)? = nil,
-        isHealthy: @escaping @Sendable (any Sendable) -> Bool = { _ in true }
+        isHealthy: @escaping @Sendable (any Sendable) -> Bool = { _ in true },
+        watch: (@Sendable (any Sendable, @escaping @Sendable () -> Void) -> Void)? = nil
     ) {
         self.name = name
         self.options = options
         self.make = make
         self.closeResource = close
         self.isHealthy = isHealthy
+        self.watch = watch
         self.shared = nil
         self.metrics = metrics
         self.timers = timers
@@ -94,6 +98,7 @@ package final class SlotPool: Sendable {
         self.make = { shared }
         self.closeResource = nil
         self.isHealthy = { _ in true }
+        self.watch = nil
         self.shared = shared
         self.metrics = metrics
         self.timers = timers
@@ -181,6 +186,7 @@ package final class SlotPool: Sendable {
                 await closeTracked(resource)
                 throw PoolStopped(pool: name)
             }
+            watchResource(resource, slot: slot)
             return Lease(slot: slot, name: "\(name)#\(slot)", resource: resource, cold: true, warmUpNanos: nanos)
         } catch let error as PoolStopped {
             throw error
@@ -351,6 +357,24 @@ package final class SlotPool: Sendable {
         }
     }
 
+    /// Asks the resource's watcher to report when it breaks while its slot is idle.
+    private func watchResource(_ resource: any Sendable, slot: Int) {
+        watch?(resource) { [weak self] in self?.idleResourceBroke(slot: slot) }
+    }
+
+    /// A slot's resource broke by itself. An idle slot is closed and replaced at once (keeping the
+    /// minimum warm); a busy one is replaced when its attempt, which fails, releases it.
+    private func idleResourceBroke(slot: Int) {
+        let work = state.withLock { state -> Effects? in
+            guard !state.stopped else { return nil }
+            let actions = state.machine.retireIdle(slot: slot)
+            return actions.isEmpty ? nil : effects(actions, &state)
+        }
+        guard let work else { return }
+        metrics.recycled.increment()
+        perform(work)
+    }
+
     /// Closes a resource that belongs to no slot (it warmed after the pool stopped or after its
     /// warm-up timed out); the caller counted it in `closesUnderWay` under the lock.
     private func closeTracked(_ resource: any Sendable) async {
@@ -379,7 +403,12 @@ package final class SlotPool: Sendable {
                 state.lastWarmUpFailure = nil
                 return effects(state.machine.warmedSpare(slot: slot, now: now), &state)
             }
-            if let work { perform(work) } else { await closeTracked(resource) }
+            if let work {
+                watchResource(resource, slot: slot)
+                perform(work)
+            } else {
+                await closeTracked(resource)
+            }
         } catch {
             metrics.warmUpFailures.increment()
             let (work, waiters) = state.withLock { state in

@@ -248,6 +248,12 @@ package final class WorkerProcess: Sendable {
     /// False once the process exited, was killed or stopped, or broke the protocol.
     package var isUsable: Bool { core.isUsable }
 
+    /// Calls `action` once the process has exited and been reaped (at once if it has), on the reader
+    /// thread; keep it quick.
+    package func onExit(_ action: @escaping @Sendable () -> Void) {
+        core.onExit(action)
+    }
+
     /// Sends one request and waits for its output.
     ///
     /// Heartbeat lines for this request call `onHeartbeat` with their details, on the reader thread and
@@ -322,8 +328,9 @@ private final class Core: Sendable {
         var exited = false
         /// Set once reaped; from then on the pid may name another process, so no more signals.
         var termination: Termination?
-        /// Callers of ``terminate()``, by token.
+        /// Callers of ``terminate()``, by token, and ``onExit(_:)`` actions.
         var exitWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var exitActions: [@Sendable () -> Void] = []
         /// The end of stderr (``WorkerProcessConfiguration/stderrLimit`` bytes).
         var stderr: [UInt8] = []
         /// Bytes of stderr ever read, and that count when the last call began: a call's errors quote
@@ -340,12 +347,14 @@ private final class Core: Sendable {
         case resume(CheckedContinuation<Data, any Error>, Result<Data, any Error>)
         case exited(CheckedContinuation<Void, Never>)
         case heartbeat(@Sendable (Data) -> Void, Data)
+        case call(@Sendable () -> Void)
 
         func run() {
             switch self {
             case .resume(let continuation, let result): continuation.resume(with: result)
             case .exited(let continuation): continuation.resume()
             case .heartbeat(let callback, let details): callback(details)
+            case .call(let action): action()
             }
         }
     }
@@ -600,6 +609,15 @@ private final class Core: Sendable {
         }
     }
 
+    func onExit(_ action: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state -> Bool in
+            if state.termination != nil { return true }
+            state.exitActions.append(action)
+            return false
+        }
+        if now { action() }
+    }
+
     func terminate() async {
         let stopping = state.withLock { state -> Bool in
             state.unusableReason = state.unusableReason ?? "it was terminated"
@@ -771,7 +789,9 @@ private final class Core: Sendable {
             state.termination = result == pid ? Termination(waitStatus: status) : .unknown
 
             var actions: [Action] = state.exitWaiters.values.map { .exited($0) }
+                + state.exitActions.map { .call($0) }
             state.exitWaiters = [:]
+            state.exitActions = []
             if let waiter = state.readyWaiter {
                 state.readyWaiter = nil
                 actions.append(.resume(waiter, .failure(launchError(state))))
