@@ -185,4 +185,26 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
         let journal = try SQLiteJournal(.sqlite(path: temporaryPath(), durability: mode))
         #expect(try journal.writerSynchronous() == expected)
     }
+
+    @Test func aNewJournalHasSmallPagesAndAnExistingOneKeepsItsOwn() async throws {
+        let fresh = temporaryPath()
+        let journal = try SQLiteJournal(.sqlite(path: fresh))
+        try await writeRun(journal, id: "a")
+        let freshSize = try await DatabaseQueue(path: fresh).read { try Int.fetchOne($0, sql: "PRAGMA page_size") }
+        #expect(freshSize == 1024)
+
+        // A journal made with SQLite's default page size (as before) opens, takes writes and keeps it.
+        let old = temporaryPath()
+        let queue = try DatabaseQueue(path: old)
+        try await queue.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA page_size = 4096")
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+        }
+        try queue.close()
+        let reopened = try SQLiteJournal(.sqlite(path: old))
+        try await writeRun(reopened, id: "b")
+        #expect(try reopened.runs().map(\.workflowID) == ["b"])
+        let oldSize = try await DatabaseQueue(path: old).read { try Int.fetchOne($0, sql: "PRAGMA page_size") }
+        #expect(oldSize == 4096)
+    }
 }

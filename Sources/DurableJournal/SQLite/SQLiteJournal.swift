@@ -20,6 +20,12 @@ package final class SQLiteJournal: Sendable {
     /// A dedicated connection for ``changeToken()``: `data_version` is per connection.
     private let watcher = Mutex<DatabaseQueue?>(nil)
 
+    /// The page size of new journals. A step commits a few small rows, and every page it touches is
+    /// written to the WAL and synced: with 1 KiB pages a sequential step at `full` durability took about
+    /// 20 % less time than with SQLite's default 4 KiB (0.28 against 0.36 ms), payloads of 4 KB and
+    /// 20 KB took the same time, and nothing else got slower (Docs/architecture.md).
+    package static let pageSize = 1024
+
     package init(_ configuration: JournalConfiguration, lease: LeaseSettings? = nil) throws {
         path = configuration.path
         durability = configuration.durability
@@ -30,6 +36,10 @@ package final class SQLiteJournal: Sendable {
         var config = Configuration()
         config.busyMode = .timeout(30)
         config.maximumReaderCount = 4
+        if !FileManager.default.fileExists(atPath: path) {
+            // Set before the file's first write (GRDB's WAL setup); an existing journal keeps its size.
+            config.prepareDatabase { db in try db.execute(sql: "PRAGMA page_size = \(Self.pageSize)") }
+        }
         let synchronous = configuration.durability == .full ? "FULL" : "NORMAL"
         let path = self.path
         do {
