@@ -9,12 +9,25 @@ struct StepResult: Codable, Sendable {
     var payload: String
 }
 
-/// One step: returns its index and a 100-byte payload.
+/// One step: returns its index and a payload, 100 bytes of "x" as in the DBOS peer.
 struct SmallStep: Activity {
     static let payload = String(repeating: "x", count: 100)
+    var payload = Self.payload
+
+    /// With `--payload-bytes N` (other than 100): N letters and digits from a fixed pseudo-random
+    /// sequence, which LZ4 cannot shrink the way it shrinks a run of "x".
+    init(payloadBytes: Int = 100) {
+        guard payloadBytes != 100 else { return }
+        var state: UInt64 = 42
+        let letters = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".utf8)
+        payload = String(decoding: (0..<payloadBytes).map { _ in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return letters[Int(state >> 33) % letters.count]
+        }, as: UTF8.self)
+    }
 
     func run(_ ctx: ActivityContext, input: Int) async throws -> StepResult {
-        StepResult(i: input, payload: Self.payload)
+        StepResult(i: input, payload: payload)
     }
 }
 
@@ -40,14 +53,15 @@ struct WorkloadSettings {
     var crashSteps = 1000
     var crashKillAfter = 500
     var latencySubmissions = 100
+    var payloadBytes = 100
 }
 
 /// A fresh engine on a fresh journal file, with the workload's types registered.
-func makeEngine(path: String, durability: Durability) throws -> Engine {
+func makeEngine(path: String, durability: Durability, payloadBytes: Int) throws -> Engine {
     removeJournalFiles(path)
     let engine = try Engine(journal: .sqlite(path: path, durability: durability))
     engine.register(Steps.self)
-    engine.register(SmallStep())
+    engine.register(SmallStep(payloadBytes: payloadBytes))
     return engine
 }
 
@@ -70,7 +84,7 @@ private func expectedSum(_ n: Int) -> Int { n * (n - 1) / 2 }
 // MARK: - long: one workflow of 1000 steps
 
 func runLong(_ s: WorkloadSettings, path: String, durability: Durability, round: Int) async throws -> Record {
-    let engine = try makeEngine(path: path, durability: durability)
+    let engine = try makeEngine(path: path, durability: durability, payloadBytes: s.payloadBytes)
     let commits0 = engine.journal.commitCount
     let cpu0 = cpuSeconds()
     let t0 = monoSeconds()
@@ -81,6 +95,7 @@ func runLong(_ s: WorkloadSettings, path: String, durability: Durability, round:
     let commits = engine.journal.commitCount - commits0
     guard result == expectedSum(s.longSteps) else { throw BenchError("long: wrong result \(result)") }
     var record = header("long", durability: durability, round: round, engine: engine)
+    record.set("payload_bytes", s.payloadBytes)
     record.set("steps", s.longSteps)
     record.set("total_s", total)
     record.set("per_step_ms", total / Double(s.longSteps) * 1e3)
@@ -100,7 +115,7 @@ func runLong(_ s: WorkloadSettings, path: String, durability: Durability, round:
 // MARK: - seq: 200 workflows of 10 steps, one after another
 
 func runSeq(_ s: WorkloadSettings, path: String, durability: Durability, round: Int) async throws -> Record {
-    let engine = try makeEngine(path: path, durability: durability)
+    let engine = try makeEngine(path: path, durability: durability, payloadBytes: s.payloadBytes)
     let k = s.seqSteps
     for _ in 0..<s.warmup {
         _ = try await engine.start(Steps.self, input: k).result()
@@ -122,6 +137,7 @@ func runSeq(_ s: WorkloadSettings, path: String, durability: Durability, round: 
     latencies.sort()
     let steps = Double(s.seqWorkflows * k)
     var record = header("seq", durability: durability, round: round, engine: engine)
+    record.set("payload_bytes", s.payloadBytes)
     record.set("workflows", s.seqWorkflows)
     record.set("steps_per_wf", k)
     record.set("warmup_workflows", s.warmup)
@@ -152,7 +168,7 @@ func runSeq(_ s: WorkloadSettings, path: String, durability: Durability, round: 
 func runConc(
     _ s: WorkloadSettings, path: String, durability: Durability, round: Int, concurrentStart: Bool = false
 ) async throws -> Record {
-    let engine = try makeEngine(path: path, durability: durability)
+    let engine = try makeEngine(path: path, durability: durability, payloadBytes: s.payloadBytes)
     let k = s.concSteps
     let commits0 = engine.journal.commitCount
     let cpu0 = cpuSeconds()
@@ -185,6 +201,7 @@ func runConc(
     let cpu = cpuSeconds() - cpu0
     let commits = engine.journal.commitCount - commits0
     var record = header(concurrentStart ? "conc_group" : "conc", durability: durability, round: round, engine: engine)
+    record.set("payload_bytes", s.payloadBytes)
     record.set("workflows", s.concWorkflows)
     record.set("steps_per_wf", k)
     record.set("api", concurrentStart

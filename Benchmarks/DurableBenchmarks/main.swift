@@ -21,7 +21,7 @@ let usage = """
     usage: durable-bench [--workloads long,seq,conc,conc_group,crash] [--durability full,fast] [--rounds N]
                          [--long-steps 1000] [--seq-workflows 200] [--seq-steps 10] [--warmup 5]
                          [--conc-workflows 500] [--conc-steps 5] [--crash-steps 1000] [--kill-after 500]
-                         [--run-id ID]
+                         [--payload-bytes 100] [--run-id ID]
            durable-bench --workloads pools  (or pool_warm_cold,pool_overhead,process_pool)
                          [--pool-calls 200] [--pool-slots 4] [--pool-warm-up-ms 500] [--pool-call-ms 5]
            durable-bench --workloads submit_latency [--latency-submissions 100]
@@ -87,6 +87,7 @@ func parse(_ arguments: [String]) throws -> Options {
         case "--crash-steps": options.settings.crashSteps = try int(flag)
         case "--kill-after": options.settings.crashKillAfter = try int(flag)
         case "--latency-submissions": options.settings.latencySubmissions = max(1, try int(flag))
+        case "--payload-bytes": options.settings.payloadBytes = try int(flag)
         case "--pool-calls": options.pools.calls = max(1, try int(flag))
         case "--pool-slots": options.pools.slots = max(1, try int(flag))
         case "--pool-warm-up-ms": options.pools.warmUpMs = try int(flag)

@@ -296,6 +296,8 @@ import Testing
             .compactMap { $0.attemptDetails?.slot }
         #expect(used == ["Probe#3", "Probe#4"])
         #expect(factoryCalls.count == 4)
+        // Two slots reached maximumUses and one failed: three replaced.
+        #expect(try metrics.expectCounter("durable_pool_recycled_total", [("pool", "Probe")]).totalValue == 3)
         await engine.shutdown()
     }
 

@@ -4,7 +4,7 @@ import Foundation
 ///
 /// ```swift
 /// let options = ActivityOptions(
-///     startToClose: .seconds(30), scheduleToClose: .minutes(5), heartbeatTimeout: .seconds(10),
+///     startToClose: .seconds(30), scheduleToClose: .seconds(300), heartbeatTimeout: .seconds(10),
 ///     retry: .exponential(initial: .seconds(1), maxAttempts: 4))
 /// ```
 ///

@@ -119,7 +119,7 @@ public enum TimeoutKind: String, Sendable, CaseIterable {
     }
 
     /// Whether the retry policy applies. Start-to-close and heartbeat timeouts end one attempt;
-    /// schedule-to-start (the queue is full) and schedule-to-close (the whole budget is spent) end
+    /// schedule-to-start (it waited too long to start) and schedule-to-close (the whole budget is spent) end
     /// the activity.
     public var isRetryable: Bool { self == .startToClose || self == .heartbeat }
 
@@ -164,7 +164,8 @@ extension ActivityTimeoutError {
     }
 }
 
-/// An attempt waited longer than ``ActivityOptions/scheduleToStart`` for a pool slot.
+/// An attempt waited longer than ``ActivityOptions/scheduleToStart`` before its code started (for a
+/// pool slot, a cold slot's warm-up, the worker-wide limit).
 public struct ScheduleToStartTimeout: ActivityTimeoutError {
     public static let kind = TimeoutKind.scheduleToStart
     public var limit: Duration, activityType: String, sequence: Int, attempt: Int

@@ -113,7 +113,7 @@ public final class WorkflowContext: @unchecked Sendable {
     /// in ``execute(_:_:options:)`` and is awaited until it has stopped).
     ///
     /// ```swift
-    /// let score = try await ctx.withTimeout(.minutes(5)) {
+    /// let score = try await ctx.withTimeout(.seconds(300)) {
     ///     try await ctx.execute(ScoreFraud.self, claim)
     /// }
     /// ```

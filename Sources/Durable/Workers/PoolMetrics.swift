@@ -7,7 +7,7 @@ import CoreMetrics
 /// | `durable_pool_cold_starts_total` | counter | slots warmed (the factory ran) |
 /// | `durable_pool_warm_hits_total` | counter | attempts given a slot that was already warm |
 /// | `durable_pool_warm_up_failures_total` | counter | factories that threw or timed out |
-/// | `durable_pool_recycled_total` | counter | slots replaced after a failure, timeout or `maximumUses` |
+/// | `durable_pool_recycled_total` | counter | slots replaced after a failure, timeout or `maximumUses`, or found broken |
 /// | `durable_pool_evicted_total` | counter | idle slots closed after `idleTimeout` |
 /// | `durable_pool_failures_total` | counter | attempts that failed or timed out (not cancelled ones) |
 /// | `durable_pool_queue_wait_seconds` | timer | from an attempt's issue to its slot |

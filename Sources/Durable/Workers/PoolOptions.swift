@@ -27,7 +27,8 @@ public struct PoolOptions: Sendable, Equatable {
     /// replaced.)
     public var recycleAfterFailure: Bool
     /// Longest time the factory may take to warm a slot; the attempt waiting for it then fails with a
-    /// retryable ``SlotWarmUpFailed``. `nil` means no limit.
+    /// retryable ``SlotWarmUpFailed``. `nil` means no limit (a process pool still waits at most an hour
+    /// for a process's ready line).
     public var warmUpTimeout: Duration?
 
     public init(

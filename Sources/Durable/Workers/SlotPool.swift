@@ -208,12 +208,13 @@ package final class SlotPool: Sendable {
     package func release(_ lease: Lease, retire: Bool) {
         guard shared == nil else { return }
         let retire = retire || !isHealthy(lease.resource)
-        if retire { metrics.recycled.increment() }
         let now = timers.clock.uptimeNanos()
         let (work, scheduleEviction) = state.withLock { state in
             count(-1, &state)
-            let work = effects(
-                state.machine.release(slot: lease.slot, retire: retire || state.stopped, now: now), &state)
+            let actions = state.machine.release(slot: lease.slot, retire: retire || state.stopped, now: now)
+            // Replaced: retired (failed, timed out, broken) or at maximumUses; not closed by a stop.
+            if !state.stopped, actions.contains(.close(slot: lease.slot)) { metrics.recycled.increment() }
+            let work = effects(actions, &state)
             let schedule = options.idleTimeout != nil && !state.evictionScheduled && !state.stopped
                 && state.machine.idleCount > 0 && state.machine.liveCount > options.minimumSlots
             if schedule { state.evictionScheduled = true }

@@ -204,8 +204,8 @@ private enum Termination: Sendable, CustomStringConvertible {
 ///    stopped with it, and whatever is left of the group is killed once the worker has exited.
 ///
 /// Stdout is read by a dedicated thread that splits lines and resumes the waiting call directly; a
-/// second thread waits for the process to exit and reaps it (no zombies). Timeouts are the caller's:
-/// cancelling the task awaiting ``call(_:onHeartbeat:)`` stops the process.
+/// second thread waits for the process to exit and wakes the reader, which reaps it (no zombies).
+/// Timeouts are the caller's: cancelling the task awaiting ``call(_:onHeartbeat:)`` stops the process.
 package final class WorkerProcess: Sendable {
     private let core: Core
     /// The process id, which also names its process group.
@@ -283,7 +283,8 @@ package final class WorkerProcess: Sendable {
         await core.terminate()
     }
 
-    /// The last ``WorkerProcessConfiguration/stderrLimit`` bytes of stderr, as text.
+    /// The kept stderr (at most ``WorkerProcessConfiguration/stderrLimit`` bytes) written since the last
+    /// call began, or all of it before the first call; `…` first when its start was not kept.
     package func stderrTail() -> String {
         core.stderrTail()
     }
