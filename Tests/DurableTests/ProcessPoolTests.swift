@@ -85,6 +85,11 @@ private let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent(
 
 private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
 
+/// The pids the fixture's processes wrote to their `PID_FILE`, in start order.
+private func pidsWritten(_ path: String) -> [Int32] {
+    ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int32($0) }
+}
+
 /// Process pools through the engine, with the real Python worker.
 @Suite(.timeLimit(.minutes(2))) struct ProcessPoolTests {
     func engine(
@@ -236,13 +241,9 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
             command: ["python3", fixture], environment: ["WARMUP_MS": "30000", "PID_FILE": pids],
             pool: .warm(min: 1, max: 1)))
         let warming = Task { await engine.warmUp() }
-        var pid: Int32?
         let deadline = ContinuousClock.now + .seconds(20)
-        while pid == nil, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(10))
-            pid = (try? String(contentsOfFile: pids, encoding: .utf8))?.split(separator: "\n").first.flatMap { Int32($0) }
-        }
-        let loading = try #require(pid)
+        while pidsWritten(pids).isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        let loading = try #require(pidsWritten(pids).first)
         let started = ContinuousClock.now
         await engine.shutdown()
         #expect(ContinuousClock.now - started < .seconds(10), "shutdown did not wait for the 30 s model load")
@@ -252,9 +253,7 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
 
     @Test func idleProcessKilledFromOutsideIsReplacedAtOnceAndNeverHandedOut() async throws {
         let pids = temporaryPath() + ".pids"
-        func started() -> [Int32] {
-            ((try? String(contentsOfFile: pids, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int32($0) }
-        }
+        func started() -> [Int32] { pidsWritten(pids) }
         let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()))
         engine.register(ModelFlow.self)
         engine.register(PyModel.self, processPool: ProcessPoolOptions(
