@@ -255,11 +255,12 @@ package final class SlotPool: Sendable {
         for factory in factories { factory.cancel() }  // a process that is starting is killed
         closeInBackground(closing)
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { state -> Bool in
+            // Resumes this call and any other shutdown waiting with it, if nothing is left to wait for.
+            let ready = state.withLock { state in
                 state.closedWaiters.append(done)
-                return !shutdownWaiters(&state).isEmpty
+                return shutdownWaiters(&state)
             }
-            if now { done.resume() }
+            for waiter in ready { waiter.resume() }
         }
     }
 
