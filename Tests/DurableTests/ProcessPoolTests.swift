@@ -277,6 +277,47 @@ private func pidsWritten(_ path: String) -> [Int32] {
         await engine.shutdown()
     }
 
+    @Test func underMixedFailuresNoMoreProcessesLiveThanTheMaximumAndNoneOutliveShutdown() async throws {
+        // 24 runs at once through a 3-slot pool. Each first attempt echoes, or crashes, answers with an
+        // error, breaks the protocol, hangs past its timeout, or hangs ignoring SIGTERM (so its process
+        // lives through the grace period); the retry echoes. Meanwhile the test counts live processes.
+        let pids = temporaryPath() + ".pids"
+        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()))
+        engine.register(ModelFlow.self)
+        engine.register(PyModel.self, processPool: ProcessPoolOptions(
+            command: ["python3", fixture], environment: ["PID_FILE": pids], pool: .warm(min: 1, max: 3),
+            terminationGrace: .milliseconds(300)))
+        await engine.warmUp()
+        let firsts: [ModelRequest.First?] = [
+            nil, .init(op: "crash"), .init(op: "fail"), .init(op: "malformed"),
+            .init(op: "sleep", ms: 30_000), .init(op: "ignore_term", ms: 30_000),
+        ]
+        let options = retrying(3, startToClose: .milliseconds(800))
+        var handles: [WorkflowHandle<ModelFlow>] = []
+        for i in 0..<24 {
+            let request = ModelRequest(op: "echo", value: "\(i)", first: firsts[i % firsts.count])
+            handles.append(try await engine.start(ModelFlow.self, input: .init(request: request, options: options)))
+        }
+        let sampler = Task {
+            var most = 0
+            while !Task.isCancelled {
+                most = max(most, pidsWritten(pids).filter(isAlive).count)
+                try? await Task.sleep(for: .milliseconds(2))
+            }
+            return most
+        }
+        for handle in handles {
+            let outcome = try await handle.result()
+            #expect(outcome.hasPrefix("ok pid "), "\(handle.runID): \(outcome)")
+        }
+        sampler.cancel()
+        let most = await sampler.value
+        #expect(most <= 3, "at most maximumSlots processes alive at once; saw \(most)")
+        #expect(pidsWritten(pids).count >= 10, "failed processes were replaced")
+        await engine.shutdown()
+        #expect(pidsWritten(pids).filter(isAlive).isEmpty, "no process outlives the shutdown")
+    }
+
     @Test func aWorkerThatCannotStartIsReportedAndItsAttemptsFailClearly() async throws {
         let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()))
         engine.register(ModelFlow.self)
