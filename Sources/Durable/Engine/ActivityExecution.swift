@@ -345,8 +345,8 @@ final class ActivityExecution: Sendable {
         }
         // A lost attempt is retried at once: nothing suggests the activity itself needs a pause.
         let delay = error is WorkerLost ? .zero : policy.delay(afterAttempt: number)
-        if let deadline = closeDeadline,
-           engine.clock.now().addingTimeInterval(Double(delay.milliseconds) / 1000) >= deadline {
+        if let deadline = closeDeadline, state.withLock({ $0.closeExpired })
+            || engine.clock.now().addingTimeInterval(Double(delay.milliseconds) / 1000) >= deadline {
             // The next attempt could not start before the schedule-to-close deadline (or it has
             // passed while this attempt ended): this attempt's failure is the activity's.
             failure.retryable = false

@@ -159,7 +159,10 @@ public final class Engine: Sendable {
         }
         guard let replaced else { return }
         replacedPools.withLock { $0.append(replaced.pool) }  // shutdown() waits for them too
-        Task { await replaced.pool.shutdown() }
+        Task {
+            await replaced.pool.shutdown()
+            replacedPools.withLock { pools in pools.removeAll { $0 === replaced.pool } }
+        }
     }
 
     /// Warms every pool's minimum slots and waits until they are ready (or failed to warm). A worker
@@ -267,8 +270,9 @@ public final class Engine: Sendable {
             defer { drivers.removeAll() }
             return Array(drivers.values)
         }
-        for driver in open { driver.terminate() }  // cancels its running activities
         let pools = registry.withLock { $0.activities.values.map(\.pool) } + replacedPools.withLock { $0 }
+        for pool in pools { pool.stopReplacing() }
+        for driver in open { driver.terminate() }  // cancels its running activities
         await withTaskGroup(of: Void.self) { group in
             for pool in pools { group.addTask { await pool.shutdown() } }
         }

@@ -173,7 +173,8 @@ package final class SlotPool: Sendable {
             let kept = state.withLock { state -> Bool in
                 guard !state.stopped else {
                     count(-1, &state)
-                    _ = state.machine.warmUpFailed(slot: slot)
+                    // Through effects: the slot's place must not be refilled after the stop.
+                    _ = effects(state.machine.warmUpFailed(slot: slot), &state)
                     state.closesUnderWay += 1
                     return false
                 }
@@ -240,6 +241,12 @@ package final class SlotPool: Sendable {
         perform(Effects(grants: work.grants, closing: work.closing))
     }
 
+    /// Stops replacing slots, before the attempts that hold them are cancelled (a slot released from
+    /// then on is closed, not replaced or counted as recycled). ``shutdown()`` does the rest.
+    package func stopReplacing() {
+        state.withLock { $0.stopped = true }
+    }
+
     /// Stops the pool: attempts waiting for a slot get ``Grant/unavailable(_:)``, idle slots are
     /// closed, factories still warming are cancelled, and busy slots are closed as their attempts
     /// end. Returns once every slot released so far is closed and, when slots hold resources to
@@ -268,7 +275,9 @@ package final class SlotPool: Sendable {
     /// under way and, for resources that need closing, no slot warming (its resource would be closed
     /// after the shutdown returned).
     private func shutdownWaiters(_ state: inout State) -> [CheckedContinuation<Void, Never>] {
-        guard state.stopped, state.closesUnderWay == 0, closeResource == nil || !state.machine.isWarming else { return [] }
+        guard state.stopped, state.closesUnderWay == 0,
+            closeResource == nil || (!state.machine.isWarming && state.factories.isEmpty)
+        else { return [] }
         defer { state.closedWaiters = [] }
         return state.closedWaiters
     }
@@ -397,7 +406,7 @@ package final class SlotPool: Sendable {
             let now = timers.clock.uptimeNanos()
             let work = state.withLock { state -> Effects? in
                 guard !state.stopped else {
-                    _ = state.machine.warmUpFailed(slot: slot)
+                    _ = effects(state.machine.warmUpFailed(slot: slot), &state)
                     state.closesUnderWay += 1
                     return nil
                 }
@@ -435,10 +444,12 @@ package final class SlotPool: Sendable {
                 do { result = .success(try await make()) } catch { result = .failure(error) }
                 let late = once.resume(with: result) ? nil : try? result.get()
                 // Counted before the factory leaves the table, so that a shutdown waits for the close.
-                state.withLock { state in
+                let waiters = state.withLock { state in
                     if late != nil { state.closesUnderWay += 1 }
                     if state.factories.removeValue(forKey: ticket) == nil { state.factoriesEnded.insert(ticket) }
+                    return shutdownWaiters(&state)
                 }
+                for waiter in waiters { waiter.resume() }
                 if let late { await closeTracked(late) }
             }
             let stopped = state.withLock { state -> Bool in

@@ -338,8 +338,10 @@ private final class Core: Sendable {
         /// only what the process wrote since, not what it wrote while serving other runs.
         var stderrRead = 0
         var stderrAtCall: Int?
-        /// The rest of a request line is being written from another thread.
+        /// A request line is being written; lines of later calls wait in `queuedLines`, so that lines
+        /// are never interleaved on stdin (a process may answer before it has read its whole line).
         var writing = false
+        var queuedLines: [[UInt8]] = []
         var nextToken = 0
     }
 
@@ -419,6 +421,7 @@ private final class Core: Sendable {
     /// The kept stderr written since the last call began (all of it before the first call); `…` first
     /// when the start was not kept.
     private func stderrText(_ state: borrowing State) -> String {
+        guard !state.stderr.isEmpty else { return "" }
         var since = state.stderr.count
         if let mark = state.stderrAtCall { since = state.stderrRead - mark }
         let text = String(decoding: state.stderr.suffix(since), as: UTF8.self)
@@ -522,29 +525,63 @@ private final class Core: Sendable {
         if stopping { killAfterGrace() }
     }
 
-    /// Writes the request line to stdin. What the socket does not take at once (a large input to a
-    /// process that is not reading yet) is written from a thread of its own, so that the caller's
-    /// thread, a Swift concurrency one, never blocks on the process. A write that fails kills the
-    /// process, unless it is being stopped already (its grace period is kept); the reader thread then
-    /// resolves the call.
+    /// Writes the request line to stdin, after any line still being written. What the socket does not
+    /// take at once (a large input to a process that is not reading yet) is written from a thread of
+    /// its own, so that the caller's thread, a Swift concurrency one, never blocks on the process. A
+    /// write that fails kills the process, unless it is being stopped already (its grace period is
+    /// kept); the reader thread then resolves the call.
     private func write(_ line: [UInt8]) {
-        @Sendable func failed(_ problem: String) {
-            let stopping = state.withLock { $0.unusableReason != nil }
-            if !stopping { kill(reason: "its stdin could not be written (\(problem))") }
+        let first = state.withLock { state -> Bool in
+            if state.writing {
+                state.queuedLines.append(line)
+                return false
+            }
+            state.writing = true
+            return true
         }
+        guard first else { return }
         switch send(line, from: 0, blocking: false) {
         case .sent:
-            break
+            if let next = nextLine() { Thread { self.writeBlocking(next, from: 0) }.start() }
         case .failed(let problem):
-            failed(problem)
+            writeFailed(problem)
         case .wouldBlock(let offset):
-            state.withLock { $0.writing = true }
-            Thread {
-                let result = self.send(line, from: offset, blocking: true)
-                self.state.withLock { $0.writing = false }
-                if case .failed(let problem) = result { failed(problem) }
-            }.start()
+            Thread { self.writeBlocking(line, from: offset) }.start()
         }
+    }
+
+    /// Writes `line` from `offset`, then every queued line, blocking this (dedicated) thread.
+    private func writeBlocking(_ line: [UInt8], from offset: Int) {
+        var line = line
+        var offset = offset
+        while true {
+            if case .failed(let problem) = send(line, from: offset, blocking: true) {
+                writeFailed(problem)
+                return
+            }
+            guard let next = nextLine() else { return }
+            (line, offset) = (next, 0)
+        }
+    }
+
+    /// The next queued line, or nil after marking the writer idle.
+    private func nextLine() -> [UInt8]? {
+        state.withLock { state in
+            guard !state.queuedLines.isEmpty else {
+                state.writing = false
+                return nil
+            }
+            return state.queuedLines.removeFirst()
+        }
+    }
+
+    private func writeFailed(_ problem: String) {
+        let stopping = state.withLock { state -> Bool in
+            state.writing = false
+            state.queuedLines = []  // the process is gone or going; their calls fail with it
+            return state.unusableReason != nil
+        }
+        if !stopping { kill(reason: "its stdin could not be written (\(problem))") }
     }
 
     private enum SendResult {
@@ -823,14 +860,6 @@ private final class Core: Sendable {
         }
     }
 
-    /// A process that answers before it has read the whole request would read the rest as its next
-    /// request: it is out of step, so it serves no more calls (its pool replaces it).
-    private func answeredEarly(_ state: inout State) {
-        guard state.writing else { return }
-        state.unusableReason = state.unusableReason ?? "it answered before reading its whole request"
-        if signal(SIGTERM, &state) { killAfterGrace() }
-    }
-
     private func handle(line: UnsafeBufferPointer<UInt8>) {
         guard line.count <= configuration.lineLimit else {
             lineTooLong(WireMessage.quote(line))
@@ -870,11 +899,9 @@ private final class Core: Sendable {
                     return [.heartbeat(call.onHeartbeat, details)]
                 case .output(let output):
                     state.call = nil
-                    answeredEarly(&state)
                     return [.resume(call.continuation, .success(output))]
                 case .error(let error):
                     state.call = nil
-                    answeredEarly(&state)
                     return [.resume(call.continuation, .failure(error))]
                 case .malformed(let problem):
                     let code = WorkerProcessError.Code.malformed(
