@@ -307,14 +307,18 @@ package final class SQLiteJournal: Sendable {
         including include: (_ runKey: Int64, _ name: String) -> Bool = { _, _ in true }
     ) throws -> [QueuedSignal] {
         try read { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT id, run, name, data, sent_at FROM signals ORDER BY id")
-            return rows.compactMap { row in
+            // A cursor: the payload of a signal left out is never read (SQLite reads a column, and its
+            // overflow pages, only when asked for it).
+            var signals: [QueuedSignal] = []
+            let rows = try Row.fetchCursor(db, sql: "SELECT id, run, name, sent_at, data FROM signals ORDER BY id")
+            while let row = try rows.next() {
                 let (id, key, name): (Int64, Int64, String) = (row[0], row[1], row[2])
-                guard include(key, name) else { return nil }
-                let framed: Data? = row[3]
-                guard let data = try? framed.map(PayloadCodec.decode) else { return nil }
-                return QueuedSignal(id: id, runKey: key, name: name, data: data, sentAt: Date(journalMillis: row[4]))
+                guard include(key, name) else { continue }
+                let framed: Data? = row[4]
+                guard let data = try? framed.map(PayloadCodec.decode) else { continue }
+                signals.append(QueuedSignal(id: id, runKey: key, name: name, data: data, sentAt: Date(journalMillis: row[3])))
             }
+            return signals
         }
     }
 
