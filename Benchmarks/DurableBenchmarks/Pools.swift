@@ -5,6 +5,9 @@
 //                   cold-starts its slot (maximumUses 1), `pool-slots` slots in both cases
 //   pool_overhead   the pool's own cost per call: a warm slot acquired and released in a loop, and
 //                   the end-to-end cost per step of a pooled no-op activity against an unpooled one
+//   process_warm_cold  pool_warm_cold with real processes: the Python fixture sleeps `pool-warm-up-ms`
+//                   before its ready line and `pool-call-ms` per call; warm pool against a new
+//                   process per call (process start and Python's own start-up included)
 import Dispatch
 import Durable
 import Foundation
@@ -193,6 +196,69 @@ struct EchoReply: Codable, Sendable {
 struct PyEcho: ActivityDeclaration {
     typealias Input = EchoRequest
     typealias Output = EchoReply
+}
+
+/// `input.calls` echo calls of ``PyEcho`` in `input.lanes` parallel lanes.
+struct ProcessInference: Workflow {
+    func run(_ ctx: WorkflowContext, input: Inference.Input) async throws -> Int {
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for lane in 0..<input.lanes {
+                group.addTask {
+                    var sum = 0
+                    for call in stride(from: lane, to: input.calls, by: input.lanes) {
+                        sum += try await ctx.execute(PyEcho.self, EchoRequest(value: call)).value
+                    }
+                    return sum
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+    }
+}
+
+func runProcessWarmCold(_ s: PoolSettings, folder: String, round: Int) async throws -> Record {
+    func measure(cold: Bool) async throws -> (seconds: Double, warmUpSeconds: Double, processes: Int) {
+        let path = (folder as NSString).appendingPathComponent("process-\(cold ? "cold" : "warm")-\(round).sqlite")
+        let pids = path + ".pids"
+        defer {
+            removeJournalFiles(path)
+            try? FileManager.default.removeItem(atPath: pids)
+        }
+        let engine = try Engine(journal: .sqlite(path: path, durability: .full))
+        engine.register(ProcessInference.self)
+        engine.register(PyEcho.self, processPool: ProcessPoolOptions(
+            command: ["python3", modelWorkerScript],
+            environment: ["WARMUP_MS": "\(s.warmUpMs)", "CALL_MS": "\(s.callMs)", "PID_FILE": pids],
+            pool: cold ? .warm(min: 0, max: s.slots, maxUses: 1) : .warm(min: s.slots, max: s.slots)))
+        let warmStart = monoSeconds()
+        await engine.warmUp()
+        let warmUpSeconds = monoSeconds() - warmStart
+        let start = monoSeconds()
+        let sum = try await engine.start(ProcessInference.self, input: .init(calls: s.calls, lanes: s.slots)).result()
+        let seconds = monoSeconds() - start
+        await engine.shutdown()
+        guard sum == s.calls * (s.calls - 1) / 2 else { throw BenchError("process_warm_cold: wrong result \(sum)") }
+        let started = ((try? String(contentsOfFile: pids, encoding: .utf8)) ?? "").split(separator: "\n").count
+        return (seconds, warmUpSeconds, started)
+    }
+    let warm = try await measure(cold: false)
+    let cold = try await measure(cold: true)
+    var r = header("process_warm_cold", durability: .full, round: round)
+    r.set("calls", s.calls)
+    r.set("slots", s.slots)
+    r.set("warm_up_ms", s.warmUpMs)
+    r.set("call_ms", s.callMs)
+    r.set("warm_pool_warm_up_s", warm.warmUpSeconds)
+    r.set("warm_total_s", warm.seconds)
+    r.set("warm_per_call_ms", warm.seconds * 1000 / Double(s.calls))
+    r.set("warm_processes", warm.processes)
+    r.set("cold_total_s", cold.seconds)
+    r.set("cold_per_call_ms", cold.seconds * 1000 / Double(s.calls))
+    r.set("cold_processes", cold.processes)
+    r.set("cold_to_warm_ratio", cold.seconds / warm.seconds)
+    r.set("warm_floor_s", Double(s.calls / s.slots * s.callMs) / 1000)
+    emit(r)
+    return r
 }
 
 struct EchoSteps: Workflow {

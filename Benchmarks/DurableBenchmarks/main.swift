@@ -3,7 +3,8 @@
 //
 //   swift build -c release --product durable-bench
 //   .build/release/durable-bench [--workloads long,seq,conc,conc_group,crash] [--durability full,fast] [--rounds N]
-//   .build/release/durable-bench --workloads pools      (pool_warm_cold, pool_overhead, process_pool)
+//   .build/release/durable-bench --workloads pools      (pool_warm_cold, pool_overhead, process_pool,
+//                                                        process_warm_cold)
 //   .build/release/durable-bench --workloads submit_latency   (another process's submission to its first activity)
 //
 // See Docs/benchmarks.md for what each workload measures.
@@ -22,7 +23,7 @@ let usage = """
                          [--long-steps 1000] [--seq-workflows 200] [--seq-steps 10] [--warmup 5]
                          [--conc-workflows 500] [--conc-steps 5] [--crash-steps 1000] [--kill-after 500]
                          [--payload-bytes 100] [--run-id ID]
-           durable-bench --workloads pools  (or pool_warm_cold,pool_overhead,process_pool)
+           durable-bench --workloads pools  (or pool_warm_cold,pool_overhead,process_pool,process_warm_cold)
                          [--pool-calls 200] [--pool-slots 4] [--pool-warm-up-ms 500] [--pool-call-ms 5]
            durable-bench --workloads submit_latency [--latency-submissions 100]
     The pool workloads run once per round, whatever --durability says (they choose their own).
@@ -30,7 +31,7 @@ let usage = """
     """
 
 let peerWorkloads = ["long", "seq", "conc", "conc_group", "crash"]
-let poolWorkloads = ["pool_warm_cold", "pool_overhead", "process_pool"]
+let poolWorkloads = ["pool_warm_cold", "pool_overhead", "process_pool", "process_warm_cold"]
 /// Durable's own figures across processes, per durability (the peer scripts have no such workload).
 let processWorkloads = ["submit_latency"]
 
@@ -142,6 +143,11 @@ func describe(_ r: Record) -> String {
         return "pool  \(n("calls")) calls, \(n("slots")) slots, model warm-up \(n("warm_up_ms")) ms, call \(n("call_ms")) ms: "
             + "warm pool \(n("warm_total_s")) s (\(n("warm_per_call_ms")) ms/call, \(n("warm_loads")) loads, floor "
             + "\(n("warm_floor_s")) s), cold starts \(n("cold_total_s")) s (\(n("cold_loads")) loads): cold/warm \(n("cold_to_warm_ratio"))×"
+    case "process_warm_cold":
+        return "proc  \(n("calls")) calls, \(n("slots")) Python processes, warm-up \(n("warm_up_ms")) ms, call \(n("call_ms")) ms: "
+            + "warm pool \(n("warm_total_s")) s (\(n("warm_per_call_ms")) ms/call, \(n("warm_processes")) processes, floor "
+            + "\(n("warm_floor_s")) s), a process per call \(n("cold_total_s")) s (\(n("cold_processes")) processes): "
+            + "cold/warm \(n("cold_to_warm_ratio"))×"
     case "pool_overhead":
         return "pool  overhead: acquire+release \(n("acquire_release_us")) µs; per step pooled \(n("pooled_us_per_step")) µs, "
             + "unpooled \(n("unpooled_us_per_step")) µs, difference \(n("pool_cost_us_per_step")) µs"
@@ -216,6 +222,7 @@ func main() async -> Int32 {
                 switch workload {
                 case "pool_warm_cold": record = try await runPoolWarmCold(options.pools, folder: folder, round: round)
                 case "pool_overhead": record = try await runPoolOverhead(options.pools, folder: folder, round: round)
+                case "process_warm_cold": record = try await runProcessWarmCold(options.pools, folder: folder, round: round)
                 default: record = try await runProcessPool(options.pools, folder: folder, round: round)
                 }
                 say(describe(record))
