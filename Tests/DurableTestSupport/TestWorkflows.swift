@@ -202,6 +202,35 @@ public struct PooledFlow: Workflow {
     }
 }
 
+/// The Python fixture (`Tests/Fixtures/model_worker.py`) as an activity of a process pool, which the
+/// shared registration adds only when `TEST_PROCESS_POOL` is set (two warm processes).
+public struct FixtureModel: ActivityDeclaration {
+    public struct Input: Codable, Sendable {
+        public var op: String
+        public var ms: Int?
+        public init(op: String, ms: Int? = nil) {
+            self.op = op
+            self.ms = ms
+        }
+    }
+
+    public struct Output: Codable, Sendable {
+        public var pid: Int32
+    }
+}
+
+/// Calls ``FixtureModel`` once; returns the pid of the process that answered.
+public struct ModelCallFlow: Workflow {
+    public init() {}
+
+    public func run(_ ctx: WorkflowContext, input: FixtureModel.Input) async throws -> Int32 {
+        try await ctx.execute(FixtureModel.self, input, options: .init(startToClose: .seconds(60))).pid
+    }
+}
+
+private let fixtureScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures/model_worker.py").path
+
 /// Registers the shared workflows and activities.
 public func registerTestWorkflows(_ engine: Engine) {
     engine.register(CrashFlow.self)
@@ -214,6 +243,11 @@ public func registerTestWorkflows(_ engine: Engine) {
     engine.register(PooledFlow.self)
     engine.register(Step())
     engine.register(Chunks())
+    engine.register(ModelCallFlow.self)
+    if ProcessInfo.processInfo.environment["TEST_PROCESS_POOL"] != nil {
+        engine.register(FixtureModel.self, processPool: ProcessPoolOptions(
+            command: ["python3", fixtureScript], pool: .warm(min: 2, max: 2)))
+    }
     engine.register(Pooled.self, pool: .warm(min: 0, max: 1)) {
         try await Task.sleep(for: .milliseconds(20))
         return Pooled()

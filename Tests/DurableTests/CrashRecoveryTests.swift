@@ -157,4 +157,47 @@ enum KillPoint: CustomStringConvertible, Sendable {
         #expect(lost.map(\.attempt) == [1])
         #expect(lost.first?.failure?.type == "WorkerLost")
     }
+
+    /// A worker with a process pool is SIGKILLed while one of its two Python processes is busy: no
+    /// process outlives it for long. The idle one reads EOF on stdin and exits; the busy one fails to
+    /// write its answer and exits.
+    @Test func processPoolWorkersDoNotOutliveAKilledWorker() async throws {
+        let worker = try productPath("durable-test-worker")
+        let journal = temporaryJournalPath("orphans")
+        let pids = journal + ".pids"
+        let environment = ["TEST_PROCESS_POOL": "1", "PID_FILE": pids]
+        func started() -> [Int32] {
+            ((try? String(contentsOfFile: pids, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int32($0) }
+        }
+        /// Running, not a zombie waiting for whoever adopted it to reap it.
+        func running(_ pid: Int32) -> Bool {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")") else { return false }
+            return !stat[close...].hasPrefix(") Z")
+        }
+        let first = try Child(worker, ["worker", "--quiet", "--journal", journal], environment: environment)
+        let submitted = try await runCommand(worker, [
+            "submit", "ModelCallFlow", "--input", #"{"op":"sleep","ms":3000}"#, "--id", "busy", "--journal", journal,
+        ])
+        try #require(submitted.status == 0, "\(submitted.stderr)")
+        let inspector = try Engine(journal: JournalConfiguration(path: journal, createIfMissing: false))
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try started().count < 2 || inspector.describe("busy").activities.first?.state != .pending {
+            try #require(ContinuousClock.now < deadline, "the pool did not warm or the call did not start: \(first.output)")
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await Task.sleep(for: .milliseconds(500))  // the request reaches the busy process
+        first.kill(SIGKILL)
+        _ = try await first.wait()
+        let killed = ContinuousClock.now
+        var idleGoneAfter: Duration?
+        while ContinuousClock.now - killed < .seconds(10) {
+            let alive = started().filter(running)
+            if idleGoneAfter == nil, alive.count < 2 { idleGoneAfter = ContinuousClock.now - killed }
+            if alive.isEmpty { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(started().filter(running).isEmpty, "a Python process outlived the killed worker")
+        #expect((idleGoneAfter ?? .seconds(99)) < .seconds(2), "the idle process exited on EOF at once")
+    }
 }
