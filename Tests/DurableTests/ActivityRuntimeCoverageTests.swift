@@ -7,7 +7,7 @@ import Testing
 /// Worker-runtime behaviours the other suites leave out: a heartbeat timeout without any heartbeat,
 /// error type names that are not retried, pool metrics, slot replacement after a timeout, the pool's
 /// warm-up timeout, and a worker that warms its pools before it takes work.
-@Suite(.timeLimit(.minutes(2))) struct ActivityRuntimeCoverageTests {
+@Suite(.timeLimit(.minutes(2))) struct ActivityRuntimeCoverageTests: ProbeSuite {
     let log = ProbeLog()
     let metrics = TestMetrics()
     let factoryCalls = Counter()
@@ -16,34 +16,7 @@ import Testing
     /// An engine with ``ProbeFlow`` and ``HeartbeatCatchFlow``; `pool` registers Probe in a pool whose
     /// factory takes 30 ms.
     func engine(_ name: String = #function, pool: PoolOptions? = nil) throws -> Engine {
-        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath(name)), metrics: metrics)
-        engine.register(ProbeFlow.self)
-        engine.register(HeartbeatCatchFlow.self)
-        if let pool {
-            engine.register(Probe.self, pool: pool) { [log, factoryCalls] in
-                factoryCalls.increment()
-                try await Task.sleep(for: .milliseconds(30))
-                return Probe(log: log)
-            }
-        } else {
-            engine.register(Probe(log: log))
-        }
-        return engine
-    }
-
-    func run(_ engine: Engine, _ plans: [ProbePlan]) async throws -> (outcomes: [String], events: [HistoryEvent]) {
-        let handle = try await engine.start(ProbeFlow.self, input: plans)
-        let outcomes = try await handle.result()
-        return (outcomes, try engine.history(handle.runID).1)
-    }
-
-    func options(
-        startToClose: Duration? = .seconds(10), heartbeat: Duration? = nil, attempts: Int = 1,
-        backoff: Duration = .milliseconds(10)
-    ) -> ActivityOptions {
-        ActivityOptions(
-            startToClose: startToClose, heartbeatTimeout: heartbeat,
-            retry: .exponential(initial: backoff, coefficient: 1, maxAttempts: attempts))
+        try probeEngine(name, pool: pool) { $0.register(HeartbeatCatchFlow.self) }
     }
 
     /// The plan label of each activity sequence number, from the ActivityScheduled events.

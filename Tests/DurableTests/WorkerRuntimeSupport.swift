@@ -1,5 +1,7 @@
 import Durable
+import DurableTestSupport
 import Foundation
+import MetricsTestKit
 import Synchronization
 
 import Dispatch
@@ -57,6 +59,51 @@ struct Probe: Activity {
         }
         if step.fail { throw ApplicationError("planned failure in attempt \(ctx.attempt)") }
         return Output(attempt: ctx.attempt, resumedFrom: resumed, slot: ctx.slot)
+    }
+}
+
+/// What the worker-runtime suites share: the ``Probe`` log, metrics, the pool factory's call count,
+/// and an engine, a run and activity options built from them.
+protocol ProbeSuite {
+    var log: ProbeLog { get }
+    var metrics: TestMetrics { get }
+    var factoryCalls: Counter { get }
+}
+
+extension ProbeSuite {
+    /// An engine with ``ProbeFlow`` and the workflows `register` adds; `pool` puts Probe in a pool whose
+    /// factory takes 30 ms (a model load, made short).
+    func probeEngine(
+        _ name: String, pool: PoolOptions?, worker: WorkerOptions = WorkerOptions(), register: (Engine) -> Void
+    ) throws -> Engine {
+        let engine = try Engine(journal: .sqlite(path: temporaryPath(name)), worker: worker, metrics: metrics)
+        engine.register(ProbeFlow.self)
+        register(engine)
+        if let pool {
+            engine.register(Probe.self, pool: pool) { [log, factoryCalls] in
+                factoryCalls.increment()
+                try await Task.sleep(for: .milliseconds(30))
+                return Probe(log: log)
+            }
+        } else {
+            engine.register(Probe(log: log))
+        }
+        return engine
+    }
+
+    func run(_ engine: Engine, _ plans: [ProbePlan]) async throws -> (outcomes: [String], events: [HistoryEvent]) {
+        let handle = try await engine.start(ProbeFlow.self, input: plans)
+        let outcomes = try await handle.result()
+        return (outcomes, try engine.history(handle.runID).1)
+    }
+
+    func options(
+        startToClose: Duration? = .seconds(10), scheduleToStart: Duration? = nil, scheduleToClose: Duration? = nil,
+        heartbeat: Duration? = nil, attempts: Int = 1, backoff: Duration = .milliseconds(10)
+    ) -> ActivityOptions {
+        ActivityOptions(
+            startToClose: startToClose, scheduleToStart: scheduleToStart, scheduleToClose: scheduleToClose,
+            heartbeatTimeout: heartbeat, retry: .exponential(initial: backoff, coefficient: 1, maxAttempts: attempts))
     }
 }
 

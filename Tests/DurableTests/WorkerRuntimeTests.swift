@@ -7,41 +7,14 @@ import Synchronization
 import Testing
 
 /// Timeouts, heartbeats, cancellation and pools, on real journals in this process.
-@Suite(.timeLimit(.minutes(2))) struct WorkerRuntimeTests {
+@Suite(.timeLimit(.minutes(2))) struct WorkerRuntimeTests: ProbeSuite {
     let log = ProbeLog()
     let metrics = TestMetrics()
     let factoryCalls = Counter()
 
     /// An engine with ``ProbeFlow`` and ``CancelFlow``; `pool` registers Probe in a pool.
     func engine(_ name: String = #function, pool: PoolOptions? = nil, worker: WorkerOptions = WorkerOptions()) throws -> Engine {
-        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath(name)), worker: worker, metrics: metrics)
-        engine.register(ProbeFlow.self)
-        engine.register(CancelFlow.self)
-        if let pool {
-            engine.register(Probe.self, pool: pool) { [log, factoryCalls] in
-                factoryCalls.increment()
-                try await Task.sleep(for: .milliseconds(30))  // a model load, made short
-                return Probe(log: log)
-            }
-        } else {
-            engine.register(Probe(log: log))
-        }
-        return engine
-    }
-
-    func run(_ engine: Engine, _ plans: [ProbePlan]) async throws -> (outcomes: [String], events: [HistoryEvent]) {
-        let handle = try await engine.start(ProbeFlow.self, input: plans)
-        let outcomes = try await handle.result()
-        return (outcomes, try engine.history(handle.runID).1)
-    }
-
-    func options(
-        startToClose: Duration? = .seconds(10), scheduleToStart: Duration? = nil, scheduleToClose: Duration? = nil,
-        heartbeat: Duration? = nil, attempts: Int = 1, backoff: Duration = .milliseconds(10)
-    ) -> ActivityOptions {
-        ActivityOptions(
-            startToClose: startToClose, scheduleToStart: scheduleToStart, scheduleToClose: scheduleToClose,
-            heartbeatTimeout: heartbeat, retry: .exponential(initial: backoff, coefficient: 1, maxAttempts: attempts))
+        try probeEngine(name, pool: pool, worker: worker) { $0.register(CancelFlow.self) }
     }
 
     // MARK: - Timeouts
