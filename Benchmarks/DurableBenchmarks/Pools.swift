@@ -39,13 +39,17 @@ struct Inference: Workflow {
     }
 
     func run(_ ctx: WorkflowContext, input: Input) async throws -> Int {
+        try await Self.inLanes(input) { call in try await ctx.execute(ModelCall.self, call) }
+    }
+
+    /// Calls `call` for 0..<`input.calls` in `input.lanes` parallel lanes (each lane's calls one after
+    /// another); the sum of the results.
+    static func inLanes(_ input: Input, _ call: @escaping @Sendable (Int) async throws -> Int) async throws -> Int {
         try await withThrowingTaskGroup(of: Int.self) { group in
             for lane in 0..<input.lanes {
                 group.addTask {
                     var sum = 0
-                    for call in stride(from: lane, to: input.calls, by: input.lanes) {
-                        sum += try await ctx.execute(ModelCall.self, call)
-                    }
+                    for index in stride(from: lane, to: input.calls, by: input.lanes) { sum += try await call(index) }
                     return sum
                 }
             }
@@ -74,34 +78,64 @@ private final class Count: Sendable {
 }
 
 func runPoolWarmCold(_ s: PoolSettings, folder: String, round: Int) async throws -> Record {
-    func measure(cold: Bool) async throws -> (seconds: Double, warmUpSeconds: Double, loads: Int) {
-        let path = (folder as NSString).appendingPathComponent("pool-\(cold ? "cold" : "warm")-\(round).sqlite")
-        defer { removeJournalFiles(path) }
-        let engine = try Engine(journal: .sqlite(path: path, durability: .full))
+    func measure(cold: Bool) async throws -> WarmColdRun {
         let loads = Count()
-        let options: PoolOptions = cold
-            ? .warm(min: 0, max: s.slots, maxUses: 1)
-            : .warm(min: s.slots, max: s.slots)
-        engine.register(Inference.self)
-        engine.register(ModelCall.self, pool: options) { [callMs = s.callMs, warmUpMs = s.warmUpMs] in
-            loads.add()
-            try await Task.sleep(for: .milliseconds(warmUpMs))
-            return ModelCall(callMs: callMs)
+        let path = (folder as NSString).appendingPathComponent("pool-\(cold ? "cold" : "warm")-\(round).sqlite")
+        var run = try await measureWarmCold(Inference.self, "pool_warm_cold", s, path: path) { engine in
+            engine.register(ModelCall.self, pool: s.pool(cold: cold)) { [callMs = s.callMs, warmUpMs = s.warmUpMs] in
+                loads.add()
+                try await Task.sleep(for: .milliseconds(warmUpMs))
+                return ModelCall(callMs: callMs)
+            }
         }
-        let warmStart = monoSeconds()
-        await engine.warmUp()
-        let warmUpSeconds = monoSeconds() - warmStart
-        let start = monoSeconds()
-        let run = try await engine.start(Inference.self, input: .init(calls: s.calls, lanes: s.slots))
-        let sum = try await run.result()
-        let seconds = monoSeconds() - start
-        await engine.shutdown()
-        guard sum == s.calls * (s.calls - 1) / 2 else { throw BenchError("pool_warm_cold: wrong result \(sum)") }
-        return (seconds, warmUpSeconds, loads.total)
+        run.made = loads.total
+        return run
     }
-    let warm = try await measure(cold: false)
-    let cold = try await measure(cold: true)
-    var r = header("pool_warm_cold", durability: .full, round: round)
+    return warmColdRecord("pool_warm_cold", s, round: round, warm: try await measure(cold: false),
+                          cold: try await measure(cold: true), made: "loads")
+}
+
+/// One side of a warm-against-cold comparison.
+struct WarmColdRun {
+    var seconds: Double
+    var warmUpSeconds: Double
+    /// Slots the factory made (models loaded, processes started).
+    var made = 0
+}
+
+extension PoolSettings {
+    /// Warm: every slot warmed before the run. Cold: every call warms a slot of its own.
+    func pool(cold: Bool) -> PoolOptions {
+        cold ? .warm(min: 0, max: slots, maxUses: 1) : .warm(min: slots, max: slots)
+    }
+}
+
+/// Runs `W` (an ``Inference``-shaped workflow) once on a fresh journal at `path`, after warming the
+/// pools that `register` adds: the run's time and the warm-up's.
+func measureWarmCold<W: Workflow>(
+    _ workflow: W.Type, _ phase: String, _ s: PoolSettings, path: String, register: (Engine) -> Void
+) async throws -> WarmColdRun where W.Input == Inference.Input, W.Output == Int {
+    defer { removeJournalFiles(path) }
+    let engine = try Engine(journal: .sqlite(path: path, durability: .full))
+    engine.register(W.self)
+    register(engine)
+    let warmStart = monoSeconds()
+    await engine.warmUp()
+    let warmUpSeconds = monoSeconds() - warmStart
+    let start = monoSeconds()
+    let sum = try await engine.start(W.self, input: .init(calls: s.calls, lanes: s.slots)).result()
+    let seconds = monoSeconds() - start
+    await engine.shutdown()
+    guard sum == s.calls * (s.calls - 1) / 2 else { throw BenchError("\(phase): wrong result \(sum)") }
+    return WarmColdRun(seconds: seconds, warmUpSeconds: warmUpSeconds)
+}
+
+/// The result line of a warm-against-cold comparison; `made` names what the factory made (`warm_<made>`,
+/// `cold_<made>`).
+func warmColdRecord(
+    _ phase: String, _ s: PoolSettings, round: Int, warm: WarmColdRun, cold: WarmColdRun, made: String
+) -> Record {
+    var r = header(phase, durability: .full, round: round)
     r.set("calls", s.calls)
     r.set("slots", s.slots)
     r.set("warm_up_ms", s.warmUpMs)
@@ -109,10 +143,10 @@ func runPoolWarmCold(_ s: PoolSettings, folder: String, round: Int) async throws
     r.set("warm_pool_warm_up_s", warm.warmUpSeconds)
     r.set("warm_total_s", warm.seconds)
     r.set("warm_per_call_ms", warm.seconds * 1000 / Double(s.calls))
-    r.set("warm_loads", warm.loads)
+    r.set("warm_\(made)", warm.made)
     r.set("cold_total_s", cold.seconds)
     r.set("cold_per_call_ms", cold.seconds * 1000 / Double(s.calls))
-    r.set("cold_loads", cold.loads)
+    r.set("cold_\(made)", cold.made)
     r.set("cold_to_warm_ratio", cold.seconds / warm.seconds)
     // The floor for the warm run: each lane's calls back to back with no engine at all.
     r.set("warm_floor_s", Double(s.calls / s.slots * s.callMs) / 1000)
@@ -201,64 +235,26 @@ struct PyEcho: ActivityDeclaration {
 /// `input.calls` echo calls of ``PyEcho`` in `input.lanes` parallel lanes.
 struct ProcessInference: Workflow {
     func run(_ ctx: WorkflowContext, input: Inference.Input) async throws -> Int {
-        try await withThrowingTaskGroup(of: Int.self) { group in
-            for lane in 0..<input.lanes {
-                group.addTask {
-                    var sum = 0
-                    for call in stride(from: lane, to: input.calls, by: input.lanes) {
-                        sum += try await ctx.execute(PyEcho.self, EchoRequest(value: call)).value
-                    }
-                    return sum
-                }
-            }
-            return try await group.reduce(0, +)
-        }
+        try await Inference.inLanes(input) { call in try await ctx.execute(PyEcho.self, EchoRequest(value: call)).value }
     }
 }
 
 func runProcessWarmCold(_ s: PoolSettings, folder: String, round: Int) async throws -> Record {
-    func measure(cold: Bool) async throws -> (seconds: Double, warmUpSeconds: Double, processes: Int) {
+    func measure(cold: Bool) async throws -> WarmColdRun {
         let path = (folder as NSString).appendingPathComponent("process-\(cold ? "cold" : "warm")-\(round).sqlite")
         let pids = path + ".pids"
-        defer {
-            removeJournalFiles(path)
-            try? FileManager.default.removeItem(atPath: pids)
+        defer { try? FileManager.default.removeItem(atPath: pids) }
+        var run = try await measureWarmCold(ProcessInference.self, "process_warm_cold", s, path: path) { engine in
+            engine.register(PyEcho.self, processPool: ProcessPoolOptions(
+                command: ["python3", modelWorkerScript],
+                environment: ["WARMUP_MS": "\(s.warmUpMs)", "CALL_MS": "\(s.callMs)", "PID_FILE": pids],
+                pool: s.pool(cold: cold)))
         }
-        let engine = try Engine(journal: .sqlite(path: path, durability: .full))
-        engine.register(ProcessInference.self)
-        engine.register(PyEcho.self, processPool: ProcessPoolOptions(
-            command: ["python3", modelWorkerScript],
-            environment: ["WARMUP_MS": "\(s.warmUpMs)", "CALL_MS": "\(s.callMs)", "PID_FILE": pids],
-            pool: cold ? .warm(min: 0, max: s.slots, maxUses: 1) : .warm(min: s.slots, max: s.slots)))
-        let warmStart = monoSeconds()
-        await engine.warmUp()
-        let warmUpSeconds = monoSeconds() - warmStart
-        let start = monoSeconds()
-        let sum = try await engine.start(ProcessInference.self, input: .init(calls: s.calls, lanes: s.slots)).result()
-        let seconds = monoSeconds() - start
-        await engine.shutdown()
-        guard sum == s.calls * (s.calls - 1) / 2 else { throw BenchError("process_warm_cold: wrong result \(sum)") }
-        let started = ((try? String(contentsOfFile: pids, encoding: .utf8)) ?? "").split(separator: "\n").count
-        return (seconds, warmUpSeconds, started)
+        run.made = ((try? String(contentsOfFile: pids, encoding: .utf8)) ?? "").split(separator: "\n").count
+        return run
     }
-    let warm = try await measure(cold: false)
-    let cold = try await measure(cold: true)
-    var r = header("process_warm_cold", durability: .full, round: round)
-    r.set("calls", s.calls)
-    r.set("slots", s.slots)
-    r.set("warm_up_ms", s.warmUpMs)
-    r.set("call_ms", s.callMs)
-    r.set("warm_pool_warm_up_s", warm.warmUpSeconds)
-    r.set("warm_total_s", warm.seconds)
-    r.set("warm_per_call_ms", warm.seconds * 1000 / Double(s.calls))
-    r.set("warm_processes", warm.processes)
-    r.set("cold_total_s", cold.seconds)
-    r.set("cold_per_call_ms", cold.seconds * 1000 / Double(s.calls))
-    r.set("cold_processes", cold.processes)
-    r.set("cold_to_warm_ratio", cold.seconds / warm.seconds)
-    r.set("warm_floor_s", Double(s.calls / s.slots * s.callMs) / 1000)
-    emit(r)
-    return r
+    return warmColdRecord("process_warm_cold", s, round: round, warm: try await measure(cold: false),
+                          cold: try await measure(cold: true), made: "processes")
 }
 
 struct EchoSteps: Workflow {
