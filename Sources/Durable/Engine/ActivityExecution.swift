@@ -258,7 +258,8 @@ final class ActivityExecution: Sendable {
         // A permit granted meanwhile reaches run(), which finds the attempt settled and releases it.
         if let ticket = held.permitTicket { _ = engine.permits?.cancel(ticket: ticket) }
         let codeRan = held.runNanos != nil
-        let process = held.lease?.resource as? WorkerProcess
+        // A Bool test first: no dynamic cast on the path of every in-process step.
+        let process = attempt.registration.isProcessPool ? held.lease?.resource as? WorkerProcess : nil
         var stderr: String?
         if case .timedOut = outcome, codeRan, let tail = process?.stderrTail(), !tail.isEmpty {
             stderr = tail  // what a hung process wrote (before it is stopped below) explains the hang

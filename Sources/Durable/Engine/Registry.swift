@@ -37,6 +37,8 @@ struct ActivityRegistration: Sendable {
     var pool: SlotPool
     /// Runs one attempt on a slot's resource: decodes the input, runs, encodes the output.
     var invoke: @Sendable (_ resource: any Sendable, ActivityContext, Data) async throws -> Data
+    /// The slots' resources are ``WorkerProcess``es.
+    var isProcessPool = false
 
     /// An in-process activity: `resource` is an `A`.
     static func inProcess<A: Activity>(_: A.Type, pool: SlotPool) -> ActivityRegistration {
@@ -63,7 +65,7 @@ extension ActivityRegistration {
     /// workflow.
     static func process<A: ActivityDeclaration>(_: A.Type, pool: SlotPool) -> ActivityRegistration {
         let decoder = JSONDecoder()
-        return ActivityRegistration(name: A.name, pool: pool) { resource, context, input in
+        return ActivityRegistration(name: A.name, pool: pool, invoke: { resource, context, input in
             // The pool holds only processes its factory launched.
             let process = resource as! WorkerProcess
             let request = WorkerRequest(
@@ -78,7 +80,7 @@ extension ActivityRegistration {
                         + describeDecoding(error), type: "BadActivityOutput")
             }
             return output
-        }
+        }, isProcessPool: true)
     }
 }
 
