@@ -166,9 +166,7 @@ enum KillPoint: CustomStringConvertible, Sendable {
         let journal = temporaryJournalPath("orphans")
         let pids = journal + ".pids"
         let environment = ["TEST_PROCESS_POOL": "1", "PID_FILE": pids]
-        func started() -> [Int32] {
-            ((try? String(contentsOfFile: pids, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int32($0) }
-        }
+        func started() -> [Int32] { pidsWritten(pids) }
         /// Running, not a zombie waiting for whoever adopted it to reap it.
         func running(_ pid: Int32) -> Bool {
             guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

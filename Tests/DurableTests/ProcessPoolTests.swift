@@ -86,7 +86,7 @@ private let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent(
 private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
 
 /// The pids the fixture's processes wrote to their `PID_FILE`, in start order.
-private func pidsWritten(_ path: String) -> [Int32] {
+func pidsWritten(_ path: String) -> [Int32] {
     ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int32($0) }
 }
 
