@@ -15,6 +15,8 @@ let package = Package(
     products: [
         .library(name: "Durable", targets: ["Durable"]),
         .library(name: "DurableJournal", targets: ["DurableJournal"]),
+        .library(name: "DurableSQLite", targets: ["DurableSQLite"]),
+        .library(name: "DurablePostgres", targets: ["DurablePostgres"]),
         .library(name: "DurableCommands", targets: ["DurableCommands"]),
         .library(name: "DurableTesting", targets: ["DurableTesting"]),
         .executable(name: "durable", targets: ["DurableCLI"]),
@@ -26,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         .systemLibrary(
@@ -33,17 +37,40 @@ let package = Package(
             pkgConfig: "liblz4",
             providers: [.apt(["liblz4-dev"])]
         ),
+        // The history model, the codec and the storage protocol: no SQL, no GRDB.
         .target(
             name: "DurableJournal",
+            dependencies: ["CLZ4"],
+            swiftSettings: swiftSettings
+        ),
+        // The embedded default backend: one SQLite file.
+        .target(
+            name: "DurableSQLite",
+            dependencies: ["DurableJournal", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        // The scale-out backend: PostgreSQL through postgres-nio.
+        .target(
+            name: "DurablePostgres",
             dependencies: [
-                "CLZ4",
-                .product(name: "GRDB", package: "GRDB.swift"),
+                "DurableJournal",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // Opens a journal by its location with the backend it names.
+        .target(
+            name: "DurableBackends",
+            dependencies: ["DurableJournal", "DurableSQLite"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "Durable",
-            dependencies: ["DurableJournal", .product(name: "CoreMetrics", package: "swift-metrics")],
+            dependencies: [
+                "DurableJournal", "DurableBackends",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -91,7 +118,18 @@ let package = Package(
         ),
         .testTarget(
             name: "DurableJournalTests",
-            dependencies: ["DurableJournal", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["DurableJournal"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DurableSQLiteTests",
+            dependencies: ["DurableSQLite", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        // The conformance suite every backend passes.
+        .testTarget(
+            name: "DurableStorageTests",
+            dependencies: ["DurableJournal", "DurableSQLite", "DurablePostgres"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -92,7 +92,7 @@ func crashChild(_ o: CrashChildOptions, processStart: Double) async throws -> In
     guard sideFile >= 0 else { throw BenchError("cannot open \(o.side)") }
     let first = o.phase == "first"
     let tOpen = wallSeconds()
-    let engine = try Engine(journal: .sqlite(path: o.journal, durability: o.durability))
+    let engine = try await Engine(journal: .sqlite(path: o.journal, durability: o.durability))
     engine.register(CrashSteps.self)
     engine.register(CrashStep(sideFile: sideFile, pid: getpid(), killAt: first ? o.killAfter + 1 : nil))
     let tOpened = wallSeconds()
@@ -112,7 +112,7 @@ func crashChild(_ o: CrashChildOptions, processStart: Double) async throws -> In
     if case .completed(let data) = outcome, let value = try? JSONDecoder().decode(Int.self, from: data) {
         resultOK = value == o.steps * (o.steps + 1) / 2
     }
-    let (run, history) = try engine.history(runID)
+    let (run, history) = try await engine.history(runID)
     let checkpoints = history.filter { $0.kind == .activityCompleted }.count
     await engine.shutdown()
     let marks = crashMarks.withLock { $0 }

@@ -36,7 +36,7 @@ struct Stamp: Activity {
 func latencyWorker(_ o: CrashChildOptions) async throws -> Int32 {
     let sideFile = open(o.side, O_WRONLY | O_APPEND | O_CREAT, 0o644)
     guard sideFile >= 0 else { throw BenchError("cannot open \(o.side)") }
-    let engine = try Engine(journal: .sqlite(path: o.journal, durability: o.durability))
+    let engine = try await Engine(journal: .sqlite(path: o.journal, durability: o.durability))
     engine.register(Ping.self)
     engine.register(Stamp(sideFile: sideFile))
     signal(SIGTERM, SIG_IGN)
@@ -62,7 +62,7 @@ func runSubmitLatency(_ s: WorkloadSettings, folder: String, durability: Durabil
         removeJournalFiles(journal)
         try? FileManager.default.removeItem(atPath: side)
     }
-    let submitter = try Engine(journal: .sqlite(path: journal, durability: durability))
+    let submitter = try await Engine(journal: .sqlite(path: journal, durability: durability))
     let worker = try spawn(executablePath(), [
         "--latency-worker", "--journal", journal, "--side", side, "--durability-child", durability.rawValue,
     ])
@@ -90,7 +90,7 @@ func runSubmitLatency(_ s: WorkloadSettings, folder: String, durability: Durabil
         let (runID, _) = try await submitter.submit(workflowType: Ping.name, input: Data("\(i)".utf8), id: "ping-\(i)")
         let submitted = wallSeconds()
         let deadline = ContinuousClock.now + .seconds(10)
-        while try starts()[i] == nil || submitter.describe(runID).run.status.isOpen {
+        while try starts()[i] == nil ? true : await submitter.describe(runID).run.status.isOpen {
             guard ContinuousClock.now < deadline else { throw BenchError("ping \(i) did not finish within 10 s") }
             try await Task.sleep(for: .milliseconds(1))
         }

@@ -116,7 +116,7 @@ func measureWarmCold<W: Workflow>(
     _ workflow: W.Type, _ phase: String, _ s: PoolSettings, path: String, register: (Engine) -> Void
 ) async throws -> WarmColdRun where W.Input == Inference.Input, W.Output == Int {
     defer { removeJournalFiles(path) }
-    let engine = try Engine(journal: .sqlite(path: path, durability: .full))
+    let engine = try await Engine(journal: .sqlite(path: path, durability: .full))
     engine.register(W.self)
     register(engine)
     let warmStart = monoSeconds()
@@ -176,7 +176,7 @@ func runPoolOverhead(_ s: PoolSettings, folder: String, round: Int) async throws
     func perStep(pooled: Bool, _ index: Int) async throws -> Double {
         let path = (folder as NSString).appendingPathComponent("overhead-\(pooled)-\(index)-\(round).sqlite")
         defer { removeJournalFiles(path) }
-        let engine = try Engine(journal: .sqlite(path: path, durability: .fast))
+        let engine = try await Engine(journal: .sqlite(path: path, durability: .fast))
         engine.register(NoopSteps.self)
         if pooled {
             engine.register(Noop.self, pool: .warm(min: 1, max: 1)) { Noop() }
@@ -287,7 +287,7 @@ func runProcessPool(_ s: PoolSettings, folder: String, round: Int) async throws 
     func perStep(python: Bool) async throws -> Double {
         let path = (folder as NSString).appendingPathComponent("process-\(python)-\(round).sqlite")
         defer { removeJournalFiles(path) }
-        let engine = try Engine(journal: .sqlite(path: path, durability: .fast))
+        let engine = try await Engine(journal: .sqlite(path: path, durability: .fast))
         engine.register(EchoSteps.self)
         engine.register(NoopSteps.self)
         engine.register(Noop())

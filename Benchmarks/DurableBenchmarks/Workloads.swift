@@ -57,25 +57,29 @@ struct WorkloadSettings {
 }
 
 /// A fresh engine on a fresh journal file, with the workload's types registered.
-func makeEngine(path: String, durability: Durability, payloadBytes: Int) throws -> Engine {
+func makeEngine(path: String, durability: Durability, payloadBytes: Int) async throws -> Engine {
     removeJournalFiles(path)
-    let engine = try Engine(journal: .sqlite(path: path, durability: durability))
+    let engine = try await Engine(journal: .sqlite(path: path, durability: durability))
     engine.register(Steps.self)
     engine.register(SmallStep(payloadBytes: payloadBytes))
     return engine
 }
 
 /// The common fields of every result line.
-func header(_ phase: String, durability: Durability, round: Int, engine: Engine? = nil) -> Record {
+func header(_ phase: String, durability: Durability, round: Int) -> Record {
     var record = Record()
     record.set("phase", phase)
     record.set("engine", "durable")
     record.set("durability", durability.rawValue)
     record.set("round", round)
-    if let engine {
-        // What the journal's writer connection really runs with: 2 = FULL, 1 = NORMAL.
-        record["writer_synchronous"] = (try? engine.journal.writerSynchronous()).map { .int($0) } ?? .null
-    }
+    return record
+}
+
+/// The common fields and the durability the journal's writer really commits with, read back from
+/// the storage.
+func header(_ phase: String, durability: Durability, round: Int, engine: Engine) async -> Record {
+    var record = header(phase, durability: durability, round: round)
+    record.set("writer_durability", (try? await engine.journal.effectiveDurability())?.rawValue ?? "unknown")
     return record
 }
 
@@ -84,7 +88,7 @@ private func expectedSum(_ n: Int) -> Int { n * (n - 1) / 2 }
 // MARK: - long: one workflow of 1000 steps
 
 func runLong(_ s: WorkloadSettings, path: String, durability: Durability, round: Int) async throws -> Record {
-    let engine = try makeEngine(path: path, durability: durability, payloadBytes: s.payloadBytes)
+    let engine = try await makeEngine(path: path, durability: durability, payloadBytes: s.payloadBytes)
     let commits0 = engine.journal.commitCount
     let cpu0 = cpuSeconds()
     let t0 = monoSeconds()
@@ -94,7 +98,7 @@ func runLong(_ s: WorkloadSettings, path: String, durability: Durability, round:
     let cpu = cpuSeconds() - cpu0
     let commits = engine.journal.commitCount - commits0
     guard result == expectedSum(s.longSteps) else { throw BenchError("long: wrong result \(result)") }
-    var record = header("long", durability: durability, round: round, engine: engine)
+    var record = await header("long", durability: durability, round: round, engine: engine)
     record.set("payload_bytes", s.payloadBytes)
     record.set("steps", s.longSteps)
     record.set("total_s", total)
@@ -106,7 +110,7 @@ func runLong(_ s: WorkloadSettings, path: String, durability: Durability, round:
     record.set("commits_per_step", Double(commits) / Double(s.longSteps), digits: 3)
     record.merge(machineLoad())
     emit(record)
-    try emitJournalStats(engine, workload: "long", durability: durability, round: round)
+    try await emitJournalStats(engine, workload: "long", durability: durability, round: round)
     await engine.shutdown()
     removeJournalFiles(path)
     return record
@@ -115,7 +119,7 @@ func runLong(_ s: WorkloadSettings, path: String, durability: Durability, round:
 // MARK: - seq: 200 workflows of 10 steps, one after another
 
 func runSeq(_ s: WorkloadSettings, path: String, durability: Durability, round: Int) async throws -> Record {
-    let engine = try makeEngine(path: path, durability: durability, payloadBytes: s.payloadBytes)
+    let engine = try await makeEngine(path: path, durability: durability, payloadBytes: s.payloadBytes)
     let k = s.seqSteps
     for _ in 0..<s.warmup {
         _ = try await engine.start(Steps.self, input: k).result()
@@ -136,7 +140,7 @@ func runSeq(_ s: WorkloadSettings, path: String, durability: Durability, round: 
     let commits = engine.journal.commitCount - commits0
     latencies.sort()
     let steps = Double(s.seqWorkflows * k)
-    var record = header("seq", durability: durability, round: round, engine: engine)
+    var record = await header("seq", durability: durability, round: round, engine: engine)
     record.set("payload_bytes", s.payloadBytes)
     record.set("workflows", s.seqWorkflows)
     record.set("steps_per_wf", k)
@@ -154,7 +158,7 @@ func runSeq(_ s: WorkloadSettings, path: String, durability: Durability, round: 
     record.set("commits_per_step", Double(commits) / steps, digits: 3)
     record.merge(machineLoad())
     emit(record)
-    try emitJournalStats(engine, workload: "seq", durability: durability, round: round)
+    try await emitJournalStats(engine, workload: "seq", durability: durability, round: round)
     await engine.shutdown()
     removeJournalFiles(path)
     return record
@@ -168,7 +172,7 @@ func runSeq(_ s: WorkloadSettings, path: String, durability: Durability, round: 
 func runConc(
     _ s: WorkloadSettings, path: String, durability: Durability, round: Int, concurrentStart: Bool = false
 ) async throws -> Record {
-    let engine = try makeEngine(path: path, durability: durability, payloadBytes: s.payloadBytes)
+    let engine = try await makeEngine(path: path, durability: durability, payloadBytes: s.payloadBytes)
     let k = s.concSteps
     let commits0 = engine.journal.commitCount
     let cpu0 = cpuSeconds()
@@ -200,7 +204,7 @@ func runConc(
     let total = monoSeconds() - t0
     let cpu = cpuSeconds() - cpu0
     let commits = engine.journal.commitCount - commits0
-    var record = header(concurrentStart ? "conc_group" : "conc", durability: durability, round: round, engine: engine)
+    var record = await header(concurrentStart ? "conc_group" : "conc", durability: durability, round: round, engine: engine)
     record.set("payload_bytes", s.payloadBytes)
     record.set("workflows", s.concWorkflows)
     record.set("steps_per_wf", k)
@@ -228,17 +232,17 @@ func runConc(
 
 /// After a checkpoint: the journal file's size per event, the stored (framed, compressed) payload
 /// bytes per event, and the same history written as plain JSON, one object per event.
-func emitJournalStats(_ engine: Engine, workload: String, durability: Durability, round: Int) throws {
-    try engine.journal.checkpoint()
-    let path = engine.journalPath
+func emitJournalStats(_ engine: Engine, workload: String, durability: Durability, round: Int) async throws {
+    try await engine.journal.checkpoint()
+    let path = engine.journalLocation
     let fileBytes = fileSize(path)
     let walBytes = fileSize(path + "-wal")
-    let stats = try engine.journal.storageStats()
+    let stats = try await engine.journal.stats()
     var jsonBytes = 0
     var rawPayloadBytes = 0
     var events = 0
-    for run in try engine.runs() {
-        let (_, history) = try engine.history(run.runID)
+    for run in try await engine.runs() {
+        let (_, history) = try await engine.history(run.runID)
         for event in history {
             events += 1
             rawPayloadBytes += (event.data?.count ?? 0) + (event.meta?.count ?? 0)
@@ -248,18 +252,18 @@ func emitJournalStats(_ engine: Engine, workload: String, durability: Durability
     let n = Double(max(1, stats.events))
     var record = header("journal_bytes", durability: durability, round: round)
     record.set("workload", workload)
-    record.set("runs", try engine.runs().count)
+    record.set("runs", try await engine.runs().count)
     record.set("events", stats.events)
     record.set("file_bytes", fileBytes)
     record.set("wal_bytes_after_checkpoint", walBytes)
     record.set("file_bytes_per_event", Double(fileBytes) / n, digits: 1)
-    record.set("stored_payload_bytes", stats.payloadBytes)
-    record.set("stored_payload_bytes_per_event", Double(stats.payloadBytes) / n, digits: 1)
+    record.set("stored_payload_bytes", stats.storedPayloadBytes)
+    record.set("stored_payload_bytes_per_event", Double(stats.storedPayloadBytes) / n, digits: 1)
     record.set("raw_payload_bytes_per_event", Double(rawPayloadBytes) / Double(max(1, events)), digits: 1)
     record.set("plain_json_bytes", jsonBytes)
     record.set("plain_json_bytes_per_event", Double(jsonBytes) / Double(max(1, events)), digits: 1)
     record.set("file_to_json_ratio", Double(fileBytes) / Double(max(1, jsonBytes)), digits: 3)
-    record.set("payload_to_json_ratio", Double(stats.payloadBytes) / Double(max(1, jsonBytes)), digits: 3)
+    record.set("payload_to_json_ratio", Double(stats.storedPayloadBytes) / Double(max(1, jsonBytes)), digits: 3)
     emit(record)
     say(describe(record))
 }

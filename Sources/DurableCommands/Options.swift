@@ -3,26 +3,34 @@ import Durable
 import Foundation
 import Synchronization
 
-/// `--journal PATH`, shared by every command.
+/// `--journal PATH|URL`, shared by every command.
 struct JournalOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Journal file (default: $DURABLE_JOURNAL or ./durable.sqlite).", valueName: "path"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Journal: a SQLite file, or a postgres:// URL (default: $DURABLE_JOURNAL or ./durable.sqlite).",
+            valueName: "path|url"))
     var journal: String?
 
-    var path: String {
+    /// The journal's location as given: a file path or a URL.
+    var location: String {
         journal ?? ProcessInfo.processInfo.environment["DURABLE_JOURNAL"] ?? "./durable.sqlite"
     }
 
-    /// Opens an existing journal for inspection; a missing file is an error, not a new journal.
+    /// The location for messages (a URL's password hidden).
+    var path: String { JournalConfiguration(location).displayLocation }
+
+    /// Opens an existing journal for inspection; a missing one is an error, not a new journal.
     /// - Parameter withCode: register the application's workflows and activities (if any).
-    func openExisting(withCode: Bool = false) throws -> Engine {
-        let engine = try Engine(journal: JournalConfiguration(path: path, createIfMissing: false))
+    func openExisting(withCode: Bool = false) async throws -> Engine {
+        let engine = try await Engine(journal: JournalConfiguration(location, createIfMissing: false))
         if withCode { AppSetup.registerCode(in: engine) }
         return engine
     }
 
     /// Opens the journal, creating it if needed, with the application's registrations (if any).
-    func openForWork(durability: Durability = .full, worker: WorkerOptions = WorkerOptions()) throws -> Engine {
-        let engine = try Engine(journal: .sqlite(path: path, durability: durability), worker: worker)
+    func openForWork(durability: Durability = .full, worker: WorkerOptions = WorkerOptions()) async throws -> Engine {
+        let engine = try await Engine(journal: JournalConfiguration(location, durability: durability), worker: worker)
         AppSetup.registerCode(in: engine)
         return engine
     }

@@ -28,6 +28,12 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         return nil
     }
 
+    /// The workflow ID and the open run using it, for ``Code/workflowIDInUse``.
+    package var workflowIDInUse: (workflowID: String, runID: String)? {
+        if case .workflowIDInUse(let workflowID, let runID) = code { return (workflowID, runID) }
+        return nil
+    }
+
     /// The operation needs an open run and the run has ended.
     public var isRunClosed: Bool {
         if case .runClosed = code { return true }

@@ -29,10 +29,10 @@ public final class TestEnvironment: Sendable {
     private let ownsJournal: Bool
 
     /// A test environment on a new temporary journal (deleted by ``close()``), or on `journal`.
-    public init(journal: JournalConfiguration? = nil, worker: WorkerOptions = WorkerOptions()) throws {
+    public init(journal: JournalConfiguration? = nil, worker: WorkerOptions = WorkerOptions()) async throws {
         self.journal = journal ?? .temporary()
         ownsJournal = journal == nil
-        engine = try Engine(journal: self.journal, worker: worker, clock: EngineClock(skipping: true))
+        engine = try await Engine(journal: self.journal, worker: worker, clock: EngineClock(skipping: true))
     }
 
     /// The engine's current time (what `ctx.now` reads in a new activation).
@@ -41,8 +41,8 @@ public final class TestEnvironment: Sendable {
     /// How far the clock has skipped ahead of real time so far.
     public var skipped: Duration { engine.clock.skipped }
 
-    /// The journal's path.
-    public var journalPath: String { journal.path }
+    /// Where the journal is: a file path, or a URL without its password.
+    public var journalLocation: String { journal.displayLocation }
 
     // MARK: - Registration
 

@@ -30,13 +30,13 @@ import Testing
     }
 
     @Test func anExportedHistoryKeepsEveryEventExactly() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         env.register(Renewal.self)
         env.stub(CheckPayment.self, returning: true)
         let run = try await env.engine.start(Renewal.self, input: "cy")
         #expect(try await run.result() == "cy paid")
-        let (record, events) = try env.engine.history(run.runID)
-        let path = env.journalPath + ".history.json"
+        let (record, events) = try await env.engine.history(run.runID)
+        let path = env.journalLocation + ".history.json"
         defer { try? FileManager.default.removeItem(atPath: path) }
         try HistoryExport(run: record, events: events).encoded().write(to: URL(fileURLWithPath: path))
 

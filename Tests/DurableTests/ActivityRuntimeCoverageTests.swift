@@ -15,8 +15,8 @@ import Testing
 
     /// An engine with ``ProbeFlow`` and ``HeartbeatCatchFlow``; `pool` registers Probe in a pool whose
     /// factory takes 30 ms.
-    func engine(_ name: String = #function, pool: PoolOptions? = nil) throws -> Engine {
-        try probeEngine(name, pool: pool) { $0.register(HeartbeatCatchFlow.self) }
+    func engine(_ name: String = #function, pool: PoolOptions? = nil) async throws -> Engine {
+        try await probeEngine(name, pool: pool) { $0.register(HeartbeatCatchFlow.self) }
     }
 
     /// The plan label of each activity sequence number, from the ActivityScheduled events.
@@ -36,7 +36,7 @@ import Testing
     // MARK: - Heartbeat timeouts
 
     @Test func heartbeatTimeoutFiresForAnAttemptThatNeverHeartbeatsCountedFromItsStart() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let plan = ProbePlan(steps: [.init(sleepMs: 10_000), .init()], options: options(heartbeat: .seconds(1), attempts: 2))
         let started = ContinuousClock.now
         let (outcomes, events) = try await run(engine, [plan])
@@ -59,7 +59,7 @@ import Testing
     }
 
     @Test func heartbeatTimeoutDoesNotCountTheWaitForAPoolSlot() async throws {
-        let engine = try engine(pool: .warm(min: 1, max: 1))
+        let engine = try await engine(pool: .warm(min: 1, max: 1))
         await engine.warmUp()
         // The waiter queues behind the holder for about 2 s, more than its 1 s heartbeat timeout,
         // then heartbeats every 50 ms while it runs.
@@ -77,11 +77,11 @@ import Testing
     }
 
     @Test func lastHeartbeatTimeoutReachesWorkflowCodeAsItsOwnType() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let plan = ProbePlan(steps: [.init(sleepMs: 10_000)], options: options(heartbeat: .milliseconds(400), attempts: 2))
         let handle = try await engine.start(HeartbeatCatchFlow.self, input: plan)
         let outcome = try await handle.result()
-        let events = try engine.history(handle.runID).1
+        let events = try await engine.history(handle.runID).1
         let final = try #require(events.first { $0.kind == .activityFailed })
         #expect(outcome == "HeartbeatTimeout after 0.4 seconds in attempt 2 of Probe seq \(final.seq)")
         #expect(final.attempt == 2)
@@ -99,7 +99,7 @@ import Testing
 
     @Test func errorTypesListedAsNonRetryableEndTheActivityAtTheFirstAttempt() async throws {
         let calls = CallLog()
-        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()))
+        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()))
         engine.register(ErrorThrowerFlow.self)
         engine.register(ErrorThrower(log: calls))
         // QuotaExceeded is a Swift error type listed by name; PaymentDeclined an ApplicationError type
@@ -107,7 +107,7 @@ import Testing
         let handle = try await engine.start(ErrorThrowerFlow.self, input: ["quota", "glitch", "declined"])
         #expect(try await handle.result() == ["QuotaExceeded after 1", "TransientGlitch after 3", "PaymentDeclined after 1"])
         #expect(calls.entries == ["quota a1", "glitch a1", "glitch a2", "glitch a3", "declined a1"])
-        let events = try engine.history(handle.runID).1
+        let events = try await engine.history(handle.runID).1
         let retried = events.filter { $0.kind == .activityAttemptFailed }
         #expect(retried.map(\.attempt) == [1, 2])
         #expect(retried.allSatisfy { $0.failure?.type == "TransientGlitch" && $0.failure?.retryable == true })
@@ -121,7 +121,7 @@ import Testing
     // MARK: - Pools
 
     @Test func poolMetricsRecordQueueWaitsSlotsInUseAndFailures() async throws {
-        let engine = try engine(pool: .warm(min: 0, max: 2))
+        let engine = try await engine(pool: .warm(min: 0, max: 2))
         // Two holders fill the pool for 800 ms; two waiters queue behind them and fail once they run:
         // w1 is retried (after 200 ms) and succeeds, w2 has no retry. Five attempts, two failures.
         let plans = [
@@ -167,7 +167,7 @@ import Testing
     }
 
     @Test func slotIsReplacedAfterAStartToCloseTimeoutEvenWithoutRecyclingAfterFailures() async throws {
-        let engine = try engine(pool: .warm(min: 0, max: 1, recycleAfterFailure: false))
+        let engine = try await engine(pool: .warm(min: 0, max: 1, recycleAfterFailure: false))
         let hung = ProbePlan(
             steps: [.init(sleepMs: 10_000), .init()], options: options(startToClose: .seconds(1), attempts: 2))
         let (outcomes, events) = try await run(engine, [hung])
@@ -195,7 +195,7 @@ import Testing
     }
 
     @Test func factorySlowerThanTheWarmUpTimeoutFailsTheAttemptWithARetryableSlotWarmUpFailed() async throws {
-        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()), metrics: metrics)
+        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()), metrics: metrics)
         engine.register(ProbeFlow.self)
         let calls = Tally()
         // The first warm-up would take a minute, the next ones no time; the pool allows 2 s (a margin
@@ -231,7 +231,7 @@ import Testing
 
     @Test
     func slotsInUseFallsBackToZeroAfterAFailedWarmUp() async throws {
-        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()), metrics: metrics)
+        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()), metrics: metrics)
         engine.register(ProbeFlow.self)
         engine.register(Probe.self, pool: .warm(min: 0, max: 1)) { () async throws -> Probe in
             throw ApplicationError("model file missing")
@@ -249,7 +249,7 @@ import Testing
 
     @Test
     func slotsInUseCountsAnAttemptHandedASpareThatWarmedWhileItWaited() async throws {
-        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()), metrics: metrics)
+        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()), metrics: metrics)
         engine.register(ProbeFlow.self)
         engine.register(Probe.self, pool: .warm(min: 1, max: 1)) { [log, factoryCalls] in
             factoryCalls.increment()
@@ -279,31 +279,31 @@ import Testing
 
     @Test func runWorkerWarmsThePoolMinimumBeforeItClaimsTheFirstRun() async throws {
         let path = temporaryJournalPath()
-        let submitter = try Engine(journal: .sqlite(path: path))
+        let submitter = try await Engine(journal: .sqlite(path: path))
         let (runID, _) = try await submitter.submit(
             workflowType: WarmStampFlow.name, input: try JSONEncoder().encode(["a", "b"]))
         await submitter.shutdown()
 
         let stamps = CallLog()
-        let worker = try Engine(journal: .sqlite(path: path))
+        let worker = try await Engine(journal: .sqlite(path: path))
         worker.register(WarmStampFlow.self)
         // Room for two more slots: an attempt that came during the warm-up would warm a slot of its own.
         worker.register(WarmStamp.self, pool: .warm(min: 1, max: 3)) {
             stamps.record("warm start")
             try await Task.sleep(for: .milliseconds(300))
-            stamps.record("warm end, run " + ((try? worker.describe(runID).run.status.rawValue) ?? "?"))
+            stamps.record("warm end, run " + ((try? await worker.describe(runID).run.status.rawValue) ?? "?"))
             return WarmStamp(stamps: stamps)
         }
         let loop = Task { try await worker.runWorker() }
         let deadline = ContinuousClock.now + .seconds(20)
-        while try worker.describe(runID).run.status.isOpen {
+        while try await worker.describe(runID).run.status.isOpen {
             try #require(ContinuousClock.now < deadline, "the submitted run was never completed")
             try await Task.sleep(for: .milliseconds(10))
         }
-        #expect(try worker.describe(runID).outcome == .completed(Data(#""a,b""#.utf8)))
+        #expect(try await worker.describe(runID).outcome == .completed(Data(#""a,b""#.utf8)))
         // The run was still pending (not claimed) when the slot was warm.
         #expect(stamps.entries == ["warm start", "warm end, run pending", "run a on WarmStamp#1", "run b on WarmStamp#1"])
-        let details = try worker.history(runID).1.filter { $0.kind == .activityCompleted }.compactMap(\.attemptDetails)
+        let details = try await worker.history(runID).1.filter { $0.kind == .activityCompleted }.compactMap(\.attemptDetails)
         #expect(details.map(\.cold) == [false, false])
         loop.cancel()
         await worker.shutdown()

@@ -22,8 +22,8 @@ struct LongClaim: Workflow {
 }
 
 @Suite(.timeLimit(.minutes(2))) struct CancellationTests {
-    func engine(_ path: String) throws -> Engine {
-        let engine = try Engine(journal: .sqlite(path: path))
+    func engine(_ path: String) async throws -> Engine {
+        let engine = try await Engine(journal: .sqlite(path: path))
         engine.register(LongClaim.self)
         engine.register(Slow())
         registerTestWorkflows(engine)
@@ -31,37 +31,37 @@ struct LongClaim: Workflow {
     }
 
     @Test func cancelledWorkflowCleansUpAndEndsAsCancelled() async throws {
-        let engine = try engine(temporaryJournalPath())
+        let engine = try await engine(temporaryJournalPath())
         let run = try await engine.start(LongClaim.self, input: 30_000, id: "long")
         try await Task.sleep(for: .milliseconds(100))
-        try engine.cancel("long", reason: "customer withdrew the claim")
+        try await engine.cancel("long", reason: "customer withdrew the claim")
         await #expect { _ = try await run.result() } throws: { error in
             (error as? WorkflowFailure)?.cause.type == "Cancelled"
                 && (error as? WorkflowFailure)?.cause.message == "customer withdrew the claim"
         }
-        let described = try engine.describe("long")
+        let described = try await engine.describe("long")
         #expect(described.run.status == .cancelled)
-        let kinds = try engine.history(run.runID).1.map(\.kind)
+        let kinds = try await engine.history(run.runID).1.map(\.kind)
         #expect(kinds.contains(.workflowCancelRequested))
         #expect(kinds.contains(.activityCancelRequested) && kinds.contains(.activityCancelled))
         #expect(kinds.filter { $0 == .activityCompleted }.count == 1, "the cleanup activity ran")
         #expect(kinds.last == .workflowCancelled)
-        #expect(try engine.replay(run.runID).mismatch == nil)
+        #expect(try await engine.replay(run.runID).mismatch == nil)
         await engine.shutdown()
     }
 
     @Test func terminateEndsARunAtOnceWithItsReason() async throws {
-        let engine = try engine(temporaryJournalPath())
+        let engine = try await engine(temporaryJournalPath())
         let run = try await engine.start(LongClaim.self, input: 30_000)
         try await Task.sleep(for: .milliseconds(100))
         let started = ContinuousClock.now
-        try engine.terminate(run.runID, reason: "duplicate submission")
+        try await engine.terminate(run.runID, reason: "duplicate submission")
         #expect(try await engine.outcome(of: run.runID) == .terminated("duplicate submission"))
         #expect(ContinuousClock.now - started < .seconds(10), "ended at once, not after the 30 s activity")
-        let events = try engine.history(run.runID).1
+        let events = try await engine.history(run.runID).1
         #expect(events.last?.kind == .workflowTerminated)
-        #expect(try engine.describe(run.runID).run.status == .terminated)
-        #expect(throws: JournalError.self) { try engine.signal(run.runID, name: "x", "late") }
+        #expect(try await engine.describe(run.runID).run.status == .terminated)
+        await #expect(throws: JournalError.self) { try await engine.signal(run.runID, name: "x", "late") }
         await engine.shutdown()
     }
 
@@ -77,8 +77,8 @@ struct LongClaim: Workflow {
         let terminated = try await runCommand(
             durable, ["terminate", "orphan", "--reason", "abandoned", "--journal", journal])
         #expect(terminated.status == 0, "\(terminated.stderr)")
-        #expect(try inspector.describe("orphan").run.status == .terminated)
-        #expect(try inspector.history("orphan").1.last?.kind == .workflowTerminated)
+        #expect(try await inspector.describe("orphan").run.status == .terminated)
+        #expect(try await inspector.history("orphan").1.last?.kind == .workflowTerminated)
         let again = try await runCommand(durable, ["terminate", "orphan", "--reason", "x", "--journal", journal])
         #expect(again.status == 2 && again.stderr.contains("is terminated; terminations go to open runs only"))
 
@@ -92,9 +92,9 @@ struct LongClaim: Workflow {
         let cancelled = try await runCommand(durable, ["cancel", "drives", "--journal", journal])
         #expect(cancelled.status == 0 && cancelled.stdout.contains("cancellation requested for run"))
         let deadline = ContinuousClock.now + .seconds(20)
-        while try inspector.describe("drives").run.status.isOpen, ContinuousClock.now < deadline {
+        while try await inspector.describe("drives").run.status.isOpen, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
-        #expect(try inspector.describe("drives").run.status == .cancelled)
+        #expect(try await inspector.describe("drives").run.status == .cancelled)
     }
 }

@@ -45,8 +45,8 @@ struct Guardian: Workflow {
 }
 
 @Suite(.timeLimit(.minutes(2))) struct ChildWorkflowTests {
-    func engine(_ path: String = temporaryJournalPath(#function)) throws -> Engine {
-        let engine = try Engine(journal: .sqlite(path: path))
+    func engine(_ path: String = temporaryJournalPath(#function)) async throws -> Engine {
+        let engine = try await Engine(journal: .sqlite(path: path))
         engine.register(Square.self)
         engine.register(SumOfSquares.self)
         engine.register(Sleeper.self)
@@ -57,50 +57,50 @@ struct Guardian: Workflow {
     }
 
     @Test func childRunsDoTheirWorkAndTheParentGetsTheResults() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let run = try await engine.start(SumOfSquares.self, input: [1, 2, 3], id: "squares")
         #expect(try await run.result() == "sum 14")
-        let events = try engine.history(run.runID).1
+        let events = try await engine.history(run.runID).1
         #expect(events.filter { $0.kind == .childStarted }.count == 3)
         #expect(events.filter { $0.kind == .childClosed }.count == 3)
-        let children = try engine.runs().filter { $0.workflowID.hasPrefix("squares/") }
+        let children = try await engine.runs().filter { $0.workflowID.hasPrefix("squares/") }
         #expect(children.count == 3 && children.allSatisfy { $0.status == .completed })
-        let child = try engine.describe(try #require(children.first).runID)
+        let child = try await engine.describe(try #require(children.first).runID)
         #expect(child.parent?.parentRunID == run.runID)
-        #expect(try engine.describe(run.runID).children.count == 3)
-        #expect(try engine.replay(run.runID).mismatch == nil)
+        #expect(try await engine.describe(run.runID).children.count == 3)
+        #expect(try await engine.replay(run.runID).mismatch == nil)
         await engine.shutdown()
     }
 
     @Test func aFailedChildReachesTheParentAsChildWorkflowFailure() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let run = try await engine.start(SumOfSquares.self, input: [2, -1])
         #expect(try await run.result() == "child failed: Negative")
         await engine.shutdown()
     }
 
     @Test func aChildWorkflowIDInUseHoldsTheParentWithTheReason() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let squatter = try await engine.start(Sleeper.self, input: 30_000, id: "ward")
         let run = try await engine.start(Guardian.self, input: 10)
         await #expect { _ = try await run.result() } throws: { error in
             "\(error)".contains("child workflow ID 'ward' is in use by open run \(squatter.runID)")
         }
-        #expect(try engine.describe(run.runID).run.status == .held)
+        #expect(try await engine.describe(run.runID).run.status == .held)
         await engine.shutdown()
     }
 
     @Test func cancellingTheParentCancelsTheChild() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let run = try await engine.start(Guardian.self, input: 30_000)
         let deadline = ContinuousClock.now + .seconds(10)
-        while (try? engine.describe("ward"))?.run.status != .running, ContinuousClock.now < deadline {
+        while (try? await engine.describe("ward"))?.run.status != .running, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
-        try engine.cancel(run.runID)
+        try await engine.cancel(run.runID)
         await #expect(throws: WorkflowFailure.self) { _ = try await run.result() }
-        #expect(try engine.describe(run.runID).run.status == .cancelled)
-        #expect(try engine.describe("ward").run.status == .cancelled)
+        #expect(try await engine.describe(run.runID).run.status == .cancelled)
+        #expect(try await engine.describe("ward").run.status == .cancelled)
         await engine.shutdown()
     }
 
@@ -110,7 +110,7 @@ struct Guardian: Workflow {
         let first = try Child(worker, ["run", "Family", "--input", "1500", "--id", "fam", "--journal", journal])
         let inspector = try await waitForRunning("fam/1", journal: journal)
         let deadline = ContinuousClock.now + .seconds(20)
-        while try !inspector.history("fam/1").1.contains(where: { $0.kind == .timerStarted }), ContinuousClock.now < deadline {
+        while try await !inspector.history("fam/1").1.contains(where: { $0.kind == .timerStarted }), ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
         first.kill(SIGKILL)
@@ -118,11 +118,11 @@ struct Guardian: Workflow {
 
         let second = try Child(worker, ["worker", "--quiet", "--journal", journal])
         defer { second.kill(SIGKILL) }
-        while try inspector.describe("fam").run.status.isOpen, ContinuousClock.now < deadline {
+        while try await inspector.describe("fam").run.status.isOpen, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
-        #expect(try inspector.describe("fam").outcome == .completed(Data(#""family nap!""#.utf8)))
-        #expect(try inspector.describe("fam/1").run.status == .completed)
-        #expect(try inspector.journal.queuedSignals().isEmpty)
+        #expect(try await inspector.describe("fam").outcome == .completed(Data(#""family nap!""#.utf8)))
+        #expect(try await inspector.describe("fam/1").run.status == .completed)
+        #expect(try await inspector.journal.queuedSignals().isEmpty)
     }
 }

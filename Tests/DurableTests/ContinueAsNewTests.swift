@@ -24,38 +24,38 @@ struct Relay: Workflow {
 }
 
 @Suite(.timeLimit(.minutes(2))) struct ContinueAsNewTests {
-    func engine(_ path: String) throws -> Engine {
-        let engine = try Engine(journal: .sqlite(path: path))
+    func engine(_ path: String) async throws -> Engine {
+        let engine = try await Engine(journal: .sqlite(path: path))
         engine.register(Relay.self)
         engine.register(Slow())
         return engine
     }
 
     @Test func aRunContinuesAsNewWithAFreshHistoryUnderTheSameWorkflowID() async throws {
-        let engine = try engine(temporaryJournalPath())
+        let engine = try await engine(temporaryJournalPath())
         let first = try await engine.start(Relay.self, input: .init(count: 0), id: "counter")
         let final = try await first.result()
         #expect(final.count == 3)
         // Every run's history is as short as the first one's: nothing accumulates.
         #expect(final.lengths.count == 4 && Set(final.lengths).count == 1)
-        let runs = try engine.runs().filter { $0.workflowID == "counter" }
+        let runs = try await engine.runs().filter { $0.workflowID == "counter" }
         #expect(runs.map(\.status).sorted { $0.rawValue < $1.rawValue }
             == [.completed, .continuedAsNew, .continuedAsNew, .continuedAsNew])
-        let firstHistory = try engine.history(first.runID).1
+        let firstHistory = try await engine.history(first.runID).1
         #expect(firstHistory.last?.kind == .workflowContinuedAsNew)
-        #expect(try engine.describe("counter").run.status == .completed, "the workflow ID names the newest run")
-        #expect(try engine.replay(first.runID).mismatch == nil)
+        #expect(try await engine.describe("counter").run.status == .completed, "the workflow ID names the newest run")
+        #expect(try await engine.replay(first.runID).mismatch == nil)
         await engine.shutdown()
     }
 
     @Test func theNextRunSurvivesARestartRightAfterTheContinuation() async throws {
         let path = temporaryJournalPath()
-        let first = try engine(path)
+        let first = try await engine(path)
         let run = try await first.start(Relay.self, input: .init(count: 0), id: "counter")
         try await Task.sleep(for: .milliseconds(90))  // the first run has continued, the second is in flight
         await first.shutdown()
 
-        let second = try engine(path)
+        let second = try await engine(path)
         try await second.recover()
         var outcome = try await second.outcome(of: run.runID)
         while case .continuedAsNew(let next) = outcome { outcome = try await second.outcome(of: next) }

@@ -58,14 +58,14 @@ enum KillPoint: CustomStringConvertible, Sendable {
         try #require(exit.reason == .uncaughtSignal && exit.status == SIGKILL,
                      "first worker was not SIGKILLed (\(point)): \(first.output)")
 
-        let inspector = try Engine(journal: JournalConfiguration(path: journal, createIfMissing: false))
-        let before = try inspector.history("crash")
+        let inspector = try await Engine(journal: JournalConfiguration(journal, createIfMissing: false))
+        let before = try await inspector.history("crash")
         #expect(before.0.status == .running)
         let completedBeforeKill = completedLabels(before.1)
 
         let second = try Child(worker, ["worker", "--quiet", "--journal", journal], environment: ["SIDE_FILE": side, "STEP_MS": "50"])
         let deadline = ContinuousClock.now + .seconds(20)
-        while try inspector.describe("crash").run.status.isOpen {
+        while try await inspector.describe("crash").run.status.isOpen {
             guard ContinuousClock.now < deadline, second.process.isRunning else {
                 Issue.record("run did not complete after restart (\(point)): \(second.output)")
                 second.kill(SIGKILL)
@@ -77,13 +77,13 @@ enum KillPoint: CustomStringConvertible, Sendable {
         let stopped = try await second.wait()
         #expect(stopped.reason == .exit && stopped.status == 0, "worker did not stop cleanly: \(second.output)")
 
-        let description = try inspector.describe("crash")
+        let description = try await inspector.describe("crash")
         #expect(description.outcome == .completed(Data("\"\(Self.expected)\"".utf8)))
         let records = sideRecords(side)
         let rerun = Set(records.filter { $0.pid == second.pid }.map(\.label)).intersection(completedBeforeKill)
         #expect(rerun.isEmpty, "activities completed before the kill ran again: \(rerun.sorted()) (\(point))")
         #expect(Set(records.map(\.label)) == Set(KillPoint.labels))
-        let (_, after) = try inspector.history("crash")
+        let (_, after) = try await inspector.history("crash")
         if case .insideActivity(let label) = point {
             // The killed attempt never completed, so it runs again: with the next attempt number and
             // the same idempotency key, after a WorkerLost record for the attempt cut off.
@@ -124,20 +124,20 @@ enum KillPoint: CustomStringConvertible, Sendable {
         while !sideRecords(side).contains(where: { $0.label == "chunk-3" }), ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(5))
         }
-        let inspector = try Engine(journal: JournalConfiguration(path: journal, createIfMissing: false))
-        while try !inspector.history("chunks").1.contains(where: { $0.kind == .activityHeartbeat }) {
+        let inspector = try await Engine(journal: JournalConfiguration(journal, createIfMissing: false))
+        while try await !inspector.history("chunks").1.contains(where: { $0.kind == .activityHeartbeat }) {
             try #require(ContinuousClock.now < deadline, "no heartbeat was journaled: \(first.output)")
             try await Task.sleep(for: .milliseconds(5))
         }
         first.kill(SIGKILL)
         _ = try await first.wait()
-        let beats = try inspector.history("chunks").1.filter { $0.kind == .activityHeartbeat }
+        let beats = try await inspector.history("chunks").1.filter { $0.kind == .activityHeartbeat }
         let recorded = try #require(beats.last?.data.flatMap { try? JSONDecoder().decode(Int.self, from: $0) })
         let worked = sideRecords(side).filter { $0.attempt == 1 }.count
         #expect(recorded >= 1 && recorded <= worked && worked < 30, "killed mid-activity, after \(recorded) recorded")
 
         let second = try Child(worker, ["worker", "--quiet", "--journal", journal], environment: ["SIDE_FILE": side])
-        while try inspector.describe("chunks").run.status.isOpen {
+        while try await inspector.describe("chunks").run.status.isOpen {
             guard ContinuousClock.now < deadline + .seconds(20), second.process.isRunning else {
                 second.kill(SIGKILL)
                 Issue.record("run did not complete after restart: \(second.output)")
@@ -147,13 +147,13 @@ enum KillPoint: CustomStringConvertible, Sendable {
         }
         second.kill(SIGTERM)
         _ = try await second.wait()
-        #expect(try inspector.describe("chunks").outcome == .completed(Data(#""30 chunks, resumed after \#(recorded)""#.utf8)))
+        #expect(try await inspector.describe("chunks").outcome == .completed(Data(#""30 chunks, resumed after \#(recorded)""#.utf8)))
         let records = sideRecords(side)
         let retried = records.filter { $0.attempt == 2 }
         #expect(retried.map(\.label) == ((recorded + 1)...30).map { "chunk-\($0)" })
         #expect(Set(retried.map(\.pid)) == [second.pid])
         #expect(Set(records.map(\.key)).count == 1, "one idempotency key across attempts")
-        let lost = try inspector.history("chunks").1.filter { $0.kind == .activityAttemptFailed }
+        let lost = try await inspector.history("chunks").1.filter { $0.kind == .activityAttemptFailed }
         #expect(lost.map(\.attempt) == [1])
         #expect(lost.first?.failure?.type == "WorkerLost")
     }
@@ -178,9 +178,9 @@ enum KillPoint: CustomStringConvertible, Sendable {
             "submit", "ModelCallFlow", "--input", #"{"op":"sleep","ms":3000}"#, "--id", "busy", "--journal", journal,
         ])
         try #require(submitted.status == 0, "\(submitted.stderr)")
-        let inspector = try Engine(journal: JournalConfiguration(path: journal, createIfMissing: false))
+        let inspector = try await Engine(journal: JournalConfiguration(journal, createIfMissing: false))
         let deadline = ContinuousClock.now + .seconds(20)
-        while try started().count < 2 || inspector.describe("busy").activities.first?.state != .pending {
+        while started().count < 2 ? true : try await inspector.describe("busy").activities.first?.state != .pending {
             try #require(ContinuousClock.now < deadline, "the pool did not warm or the call did not start: \(first.output)")
             try await Task.sleep(for: .milliseconds(10))
         }

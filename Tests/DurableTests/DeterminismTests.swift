@@ -15,13 +15,13 @@ import Testing
         let exit = try await recorder.wait()
         try #require(exit.status == 0, "recording run failed: \(recorder.output)")
 
-        let engine = try Engine(journal: JournalConfiguration(path: journal, createIfMissing: false))
+        let engine = try await Engine(journal: JournalConfiguration(journal, createIfMissing: false))
         registerTestWorkflows(engine)
-        let reference = try engine.replay("shuffle")
+        let reference = try await engine.replay("shuffle")
         #expect(reference.mismatch == nil)
         #expect(reference.decisions.count == 8 * 2 + 1)
         for _ in 0..<100 {
-            let again = try engine.replay("shuffle")
+            let again = try await engine.replay("shuffle")
             #expect(again.mismatch == nil)
             #expect(again.decisions == reference.decisions)
         }
@@ -39,12 +39,12 @@ import Testing
         var traces: [[String]] = []
         for _ in 0..<2 {
             let path = temporaryJournalPath()
-            let engine = try Engine(journal: .sqlite(path: path, durability: .fast))
+            let engine = try await Engine(journal: .sqlite(path: path, durability: .fast))
             engine.register(Ordered.self)
             engine.register(Echo())
             let run = try await engine.start(Ordered.self, input: 6)
             _ = try await run.result()
-            let (_, events) = try engine.history(run.runID)
+            let (_, events) = try await engine.history(run.runID)
             traces.append(events.filter { $0.kind.isCommand }.map { "\($0.kind.name) \($0.seq) \($0.name ?? "")" })
             await engine.shutdown()
         }

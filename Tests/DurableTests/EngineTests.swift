@@ -7,13 +7,13 @@ import Testing
     @Test func fanOutWorkflowCompletesAndRecordsHistory() async throws {
         let path = temporaryJournalPath()
         let log = CallLog()
-        let engine = try makeEngine(path, log: log)
+        let engine = try await makeEngine(path, log: log)
         let run = try await engine.start(FanOut.self, input: ["alpha", "be"], id: "fan-1")
         let result = try await run.result()
         #expect(result.head == "ALPHA")
         #expect(result.lengths == [5, 2])
         #expect(result.tail == "5-ALPHA-B")
-        let (record, events) = try engine.history("fan-1")
+        let (record, events) = try await engine.history("fan-1")
         #expect(record.status == .completed)
         #expect(events.first?.kind == .workflowStarted)
         #expect(events.last?.kind == .workflowCompleted)
@@ -25,7 +25,7 @@ import Testing
     }
 
     @Test func startingAnOpenWorkflowIDReturnsTheSameRun() async throws {
-        let engine = try makeEngine(temporaryJournalPath())
+        let engine = try await makeEngine(temporaryJournalPath())
         let first = try await engine.start(SlowFlow.self, input: 10, id: "same")
         let second = try await engine.start(SlowFlow.self, input: 10, id: "same")
         #expect(first.runID == second.runID)
@@ -36,23 +36,23 @@ import Testing
     }
 
     @Test func concurrentStartsOfOneWorkflowIDMakeOneRun() async throws {
-        let engine = try makeEngine(temporaryJournalPath())
+        let engine = try await makeEngine(temporaryJournalPath())
         let runIDs = try await withThrowingTaskGroup(of: String.self) { group in
             for _ in 0..<20 { group.addTask { try await engine.start(SlowFlow.self, input: 20, id: "once").runID } }
             return try await group.reduce(into: Set<String>()) { $0.insert($1) }
         }
         #expect(runIDs.count == 1)
-        #expect(try engine.runs().count == 1)
+        #expect(try await engine.runs().count == 1)
         await engine.shutdown()
     }
 
     @Test func retriesUntilSuccessAndRecordsEachFailedAttempt() async throws {
         let log = CallLog()
-        let engine = try makeEngine(temporaryJournalPath(), log: log)
+        let engine = try await makeEngine(temporaryJournalPath(), log: log)
         let run = try await engine.start(RetryFlow.self, input: "x")
         #expect(try await run.result() == "ok after 3")
         #expect(log.entries == ["flaky:1", "flaky:2", "flaky:3"])
-        let (_, events) = try engine.history(run.runID)
+        let (_, events) = try await engine.history(run.runID)
         let attempts = events.filter { $0.kind == .activityAttemptFailed }
         #expect(attempts.map(\.attempt) == [1, 2])
         #expect(attempts.first?.failure?.nextRetryDelayMs == 5)
@@ -61,53 +61,53 @@ import Testing
     }
 
     @Test func nonRetryableErrorReachesWorkflowCodeAfterOneAttempt() async throws {
-        let engine = try makeEngine(temporaryJournalPath())
+        let engine = try await makeEngine(temporaryJournalPath())
         let run = try await engine.start(RefuseFlow.self, input: "claim")
         #expect(try await run.result() == "caught Refused after 1")
         await engine.shutdown()
     }
 
     @Test func startToCloseTimeoutFailsTheAttempt() async throws {
-        let engine = try makeEngine(temporaryJournalPath())
+        let engine = try await makeEngine(temporaryJournalPath())
         let run = try await engine.start(TimeoutFlow.self, input: 5_000)
         await #expect(throws: WorkflowFailure.self) { try await run.result() }
-        let (_, events) = try engine.history(run.runID)
+        let (_, events) = try await engine.history(run.runID)
         #expect(events.first { $0.kind == .activityFailed }?.failure?.type == "StartToCloseTimeout")
         await engine.shutdown()
     }
 
     @Test func workflowErrorFailsTheRun() async throws {
-        let engine = try makeEngine(temporaryJournalPath())
+        let engine = try await makeEngine(temporaryJournalPath())
         let run = try await engine.start(Failing.self, input: "x")
         let failure = await #expect(throws: WorkflowFailure.self) { try await run.result() }
         #expect(failure?.cause.type == "Oops")
-        #expect(try engine.describe(run.runID).run.status == .failed)
+        #expect(try await engine.describe(run.runID).run.status == .failed)
         await engine.shutdown()
     }
 
     @Test func awaitingTaskSleepHoldsTheRunWithAClearError() async throws {
-        let engine = try makeEngine(temporaryJournalPath())
+        let engine = try await makeEngine(temporaryJournalPath())
         let run = try await engine.start(SleepsOutsideEngine.self, input: 1)
         let error = await #expect(throws: DurableError.self) { try await run.result() }
         #expect(error?.description.contains("awaited something outside the engine") == true)
-        let record = try engine.describe(run.runID).run
+        let record = try await engine.describe(run.runID).run
         #expect(record.status == .held)
         #expect(record.error?.contains("Task.sleep") == true)
         await engine.shutdown()
     }
 
     @Test func contextUsedFromDetachedTaskHoldsTheRun() async throws {
-        let engine = try makeEngine(temporaryJournalPath())
+        let engine = try await makeEngine(temporaryJournalPath())
         let run = try await engine.start(DetachedContextUse.self, input: "x")
         await #expect(throws: DurableError.self) { try await run.result() }
-        let record = try engine.describe(run.runID).run
+        let record = try await engine.describe(run.runID).run
         #expect(record.status == .held)
         #expect(record.error?.contains("outside the workflow's executor") == true)
         await engine.shutdown()
     }
 
     @Test func unknownWorkflowTypeIsRefusedByName() async throws {
-        let engine = try makeEngine(temporaryJournalPath())
+        let engine = try await makeEngine(temporaryJournalPath())
         let error = await #expect(throws: DurableError.self) {
             _ = try await engine.start(workflowType: "NoSuchFlow", input: Data("1".utf8))
         }
@@ -119,18 +119,18 @@ import Testing
     /// first read the journal's change counter, is picked up all the same (it was missed once).
     @Test func aRunSubmittedWhileTheWorkerStartsIsPickedUp() async throws {
         let path = temporaryJournalPath()
-        let worker = try Engine(journal: .sqlite(path: path))
+        let worker = try await Engine(journal: .sqlite(path: path))
         registerTestWorkflows(worker)
         try await worker.recover()  // nothing to do yet
-        let submitter = try Engine(journal: .sqlite(path: path))
+        let submitter = try await Engine(journal: .sqlite(path: path))
         let (runID, _) = try await submitter.submit(workflowType: "Nap", input: Data("1".utf8), id: "late")
         let loop = Task { try await worker.runWorker() }  // reads the change counter after the submission
         let deadline = ContinuousClock.now + .seconds(10)
-        while try worker.describe(runID).run.status.isOpen {
+        while try await worker.describe(runID).run.status.isOpen {
             try #require(ContinuousClock.now < deadline, "the run submitted during start-up was never picked up")
             try await Task.sleep(for: .milliseconds(10))
         }
-        #expect(try worker.describe(runID).outcome == .completed(Data(#""nap!""#.utf8)))
+        #expect(try await worker.describe(runID).outcome == .completed(Data(#""nap!""#.utf8)))
         loop.cancel()
         await worker.shutdown()
     }

@@ -42,14 +42,14 @@ import Glibc
         let journal = temporaryJournalPath("three")
         let side = journal + ".side"
         let runs = 300
-        let submitter = try Engine(journal: .sqlite(path: journal, durability: .fast))
+        let submitter = try await Engine(journal: .sqlite(path: journal, durability: .fast))
         var workers = try (0..<3).map { _ in try startWorker(journal, side: side, stepMs: 50) }
         // Runs arrive in waves of 20 every 250 ms while every 250 ms the worker driving the most
         // runs is SIGKILLed and restarted.
         var submitted = 0
         var kills = 0
         let deadline = ContinuousClock.now + .seconds(120)
-        while try submitted < runs || !submitter.runs(status: .pending).isEmpty || !submitter.runs(status: .running).isEmpty {
+        while submitted < runs ? true : try await submitter.countRuns(RunFilter(statuses: [.pending, .running])).values.reduce(0, +) > 0 {
             try #require(ContinuousClock.now < deadline, "runs did not finish in time")
             try await Task.sleep(for: .milliseconds(130))
             if submitted < runs {
@@ -59,7 +59,7 @@ import Glibc
                 submitted += 20
             }
             try await Task.sleep(for: .milliseconds(120))  // the kill comes in the middle of a wave
-            let leases = try submitter.journal.leaseOwners()
+            let leases = try await submitter.journal.leaseOwners()
             let busiest = workers.indices.max { a, b in
                 leases.filter { $0.key.contains("/\(workers[a].pid)/") }.values.reduce(0, +)
                     < leases.filter { $0.key.contains("/\(workers[b].pid)/") }.values.reduce(0, +)
@@ -78,16 +78,16 @@ import Glibc
         }
         #expect(kills >= 12, "the workers were killed \(kills) times: too few to test takeover")
 
-        let all = try submitter.runs()
+        let all = try await submitter.runs()
         #expect(all.count == runs, "each workflow ID ran once")
         for run in all where run.status != .completed { Issue.record("\(run.workflowID) is \(run.status): \(run.error ?? "")") }
         let records = sideRecords(side)
         var takenOver = 0
         for run in all {
-            let (record, events) = try submitter.history(run.runID)
+            let (record, events) = try await submitter.history(run.runID)
             let tag = record.workflowID
             let expected = "\(tag)-a!,\(tag)-side!,\(tag)-b1x!\(tag)-b1y!,\(tag)-b2x!\(tag)-b2y!,\(tag)-b3x!\(tag)-b3y!,\(tag)-z! #8"
-            #expect(try submitter.describe(run.runID).outcome == .completed(Data("\"\(expected)\"".utf8)))
+            #expect(try await submitter.describe(run.runID).outcome == .completed(Data("\"\(expected)\"".utf8)))
             checkAttempts(records.filter { $0.label.hasPrefix(tag + "-") }, events, run: tag)
             if events.contains(where: { $0.failure?.type == "WorkerLost" }) { takenOver += 1 }
         }
@@ -98,7 +98,7 @@ import Glibc
     @Test func aStalledWorkerLosesItsRunAndItsLateResultIsNotRecorded() async throws {
         let journal = temporaryJournalPath("stalled")
         let side = journal + ".side"
-        let submitter = try Engine(journal: .sqlite(path: journal, durability: .fast))
+        let submitter = try await Engine(journal: .sqlite(path: journal, durability: .fast))
         let first = try startWorker(journal, side: side, stepMs: 4_000)
         defer { first.kill(SIGKILL) }
         _ = try await submitter.submit(workflowType: "CrashFlow", input: Data(#"{"tag":"st"}"#.utf8), id: "stalled")
@@ -113,12 +113,12 @@ import Glibc
         defer { second.kill(SIGKILL) }
         let stalledAt = ContinuousClock.now
         let finish = ContinuousClock.now + .seconds(30)
-        while try submitter.describe("stalled").run.status.isOpen {
+        while try await submitter.describe("stalled").run.status.isOpen {
             guard ContinuousClock.now < finish else {
-                let run = try submitter.describe("stalled").run
+                let run = try await submitter.describe("stalled").run
                 Issue.record("""
                     the second worker did not finish the run: lease \(run.leaseOwner ?? "none") until \
-                    \(run.leaseExpiresAt.map { "\($0)" } ?? "-"), events \(try submitter.history("stalled").1.map(\.kind.name)), \
+                    \(run.leaseExpiresAt.map { "\($0)" } ?? "-"), events \(try await submitter.history("stalled").1.map(\.kind.name)), \
                     second worker: \(second.output)
                     """)
                 return
@@ -126,8 +126,8 @@ import Glibc
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(ContinuousClock.now - stalledAt >= .milliseconds(700), "taken over before the 1 s lease expired")
-        #expect(try submitter.describe("stalled").outcome.map { if case .completed = $0 { true } else { false } } == true)
-        let before = try submitter.history("stalled").1
+        #expect(try await submitter.describe("stalled").outcome.map { if case .completed = $0 { true } else { false } } == true)
+        let before = try await submitter.history("stalled").1
 
         // Resumed, the first worker finds at its next lease renewal that it came late, looks up who
         // drives its runs now, and stops this one: its attempt of st-a (4 s, about 2 s to go) is
@@ -143,7 +143,7 @@ import Glibc
             try await Task.sleep(for: .milliseconds(10))
         }
         try await Task.sleep(for: .milliseconds(300))
-        #expect(try submitter.history("stalled").1 == before, "the stalled worker wrote to a run it no longer holds")
+        #expect(try await submitter.history("stalled").1 == before, "the stalled worker wrote to a run it no longer holds")
         #expect(first.process.isRunning, "the stalled worker crashed: \(first.output)")
 
         let records = sideRecords(side)

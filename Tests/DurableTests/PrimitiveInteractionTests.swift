@@ -38,8 +38,8 @@ struct Clocked: Workflow {
 }
 
 @Suite(.timeLimit(.minutes(2))) struct PrimitiveInteractionTests {
-    func engine() throws -> Engine {
-        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()))
+    func engine() async throws -> Engine {
+        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()))
         engine.register(Mailroom.self)
         engine.register(HoldAndWait.self)
         engine.register(Clocked.self)
@@ -48,51 +48,51 @@ struct Clocked: Workflow {
     }
 
     @Test func signalsQueuedForARunThatContinuesAsNewGoToTheNextRun() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let run = try await engine.start(Mailroom.self, input: [], id: "mailroom")
-        for letter in ["a", "b", "c"] { try engine.signal("mailroom", name: "mail", letter) }
+        for letter in ["a", "b", "c"] { try await engine.signal("mailroom", name: "mail", letter) }
         #expect(try await run.result() == ["a", "b", "c"])
         await engine.shutdown()
     }
 
     @Test func aCancelledSagaStillCompensates() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let run = try await engine.start(HoldAndWait.self, input: "x")
         let deadline = ContinuousClock.now + .seconds(20)
-        while try engine.history(run.runID).1.filter({ $0.kind == .activityScheduled }).count < 2,
+        while try await engine.history(run.runID).1.filter({ $0.kind == .activityScheduled }).count < 2,
             ContinuousClock.now < deadline
         {
             try await Task.sleep(for: .milliseconds(10))
         }
-        try engine.cancel(run.runID)
+        try await engine.cancel(run.runID)
         await #expect(throws: WorkflowFailure.self) { _ = try await run.result() }
-        let history = try engine.history(run.runID).1
+        let history = try await engine.history(run.runID).1
         let scheduled = history.filter { $0.kind == .activityScheduled }.compactMap {
             $0.data.flatMap { try? JSONDecoder().decode(Int.self, from: $0) }
         }
         #expect(scheduled == [1, 30_000, 2], "the undo ran after the cancellation")
-        #expect(try engine.describe(run.runID).run.status == .cancelled)
+        #expect(try await engine.describe(run.runID).run.status == .cancelled)
         await engine.shutdown()
     }
 
     @Test func aQueryThatReadsTheClockAndRandomnessLeavesTheRunAlone() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let run = try await engine.start(Clocked.self, input: "x")
         let answer = try await engine.query(run.runID, name: "when")
         #expect(String(decoding: answer, as: UTF8.self) == #""true 36""#)
         _ = try await engine.query(run.runID, name: "when")
-        try engine.signal(run.runID, name: "go", "ok")
+        try await engine.signal(run.runID, name: "go", "ok")
         let result = try await run.result()
         #expect(result.hasPrefix("ok "))
-        #expect(try engine.replay(run.runID).mismatch == nil, "the query did not move the random sequence")
+        #expect(try await engine.replay(run.runID).mismatch == nil, "the query did not move the random sequence")
         await engine.shutdown()
     }
 
     @Test func reservedSignalNamesAreRefused() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let run = try await engine.start(Clocked.self, input: "x")
-        #expect(throws: DurableError.self) { try engine.signal(run.runID, name: "durable.terminate", "x") }
-        #expect(try engine.describe(run.runID).run.status == .running)
+        await #expect(throws: DurableError.self) { try await engine.signal(run.runID, name: "durable.terminate", "x") }
+        #expect(try await engine.describe(run.runID).run.status == .running)
         await engine.shutdown()
     }
 }

@@ -95,8 +95,8 @@ func pidsWritten(_ path: String) -> [Int32] {
     func engine(
         _ name: String = #function, pool: PoolOptions = .warm(min: 1, max: 2), grace: Duration = .seconds(2),
         lineLimit: Int = 64 << 20
-    ) throws -> Engine {
-        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath(name)))
+    ) async throws -> Engine {
+        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath(name)))
         engine.register(ModelFlow.self)
         engine.register(PyModel.self, processPool: ProcessPoolOptions(
             command: ["python3", fixture], pool: pool, terminationGrace: grace, lineLimit: lineLimit))
@@ -106,7 +106,7 @@ func pidsWritten(_ path: String) -> [Int32] {
     func run(_ engine: Engine, _ input: ModelFlow.Input) async throws -> (String, [HistoryEvent]) {
         let handle = try await engine.start(ModelFlow.self, input: input)
         let outcome = try await handle.result()
-        return (outcome, try engine.history(handle.runID).1)
+        return (outcome, try await engine.history(handle.runID).1)
     }
 
     func retrying(_ attempts: Int, startToClose: Duration = .seconds(10), heartbeat: Duration? = nil) -> ActivityOptions {
@@ -116,7 +116,7 @@ func pidsWritten(_ path: String) -> [Int32] {
     }
 
     @Test func warmProcessAnswersAndAttemptDetailsNameIt() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         await engine.warmUp()
         #expect(engine.poolSummary == "PyModel 1/2")
         let (outcome, events) = try await run(engine, .init(request: ModelRequest(op: "echo", value: "hi")))
@@ -131,7 +131,7 @@ func pidsWritten(_ path: String) -> [Int32] {
     }
 
     @Test func crashedProcessIsReplacedAndItsStderrIsInTheFailure() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let request = ModelRequest(op: "echo", first: .init(op: "crash", stderr: "CUDA out of memory"))
         let (outcome, events) = try await run(engine, .init(request: request, options: retrying(2)))
         let failure = try #require(events.first { $0.kind == .activityAttemptFailed })
@@ -146,7 +146,7 @@ func pidsWritten(_ path: String) -> [Int32] {
     }
 
     @Test func timedOutProcessIsKilledAndReplacedAndItsStderrIsInTheFailure() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         // The process writes to stderr at once, then hangs; the 1.5 s leaves the reader thread time to
         // take the line in on a loaded machine.
         let request = ModelRequest(op: "echo", first: .init(op: "sleep", ms: 30_000, stderr: "loading shard 3 of 8"))
@@ -167,7 +167,7 @@ func pidsWritten(_ path: String) -> [Int32] {
 
     @Test func anErrorResponseKeepsItsProcessForTheRetry() async throws {
         // recycleAfterFailure is on (the default): an answered error does not count, the process is healthy.
-        let engine = try engine(pool: .warm(min: 1, max: 2))
+        let engine = try await engine(pool: .warm(min: 1, max: 2))
         await engine.warmUp()
         let request = ModelRequest(op: "echo", first: .init(op: "fail"))
         let (outcome, events) = try await run(engine, .init(request: request, options: retrying(2)))
@@ -180,7 +180,7 @@ func pidsWritten(_ path: String) -> [Int32] {
     }
 
     @Test func aLineLongerThanTheLimitFailsTheAttemptAndTheProcessIsReplaced() async throws {
-        let engine = try engine(lineLimit: 100_000)
+        let engine = try await engine(lineLimit: 100_000)
         let request = ModelRequest(op: "echo", first: .init(op: "flood", ms: 30_000, bytes: 1_000_000))
         let (outcome, events) = try await run(engine, .init(request: request, options: retrying(2)))
         let failure = try #require(events.first { $0.kind == .activityAttemptFailed })
@@ -194,7 +194,7 @@ func pidsWritten(_ path: String) -> [Int32] {
     }
 
     @Test func shutdownReturnsOnlyOnceABusyProcessHasExited() async throws {
-        let engine = try engine(pool: .warm(min: 1, max: 1), grace: .milliseconds(800))
+        let engine = try await engine(pool: .warm(min: 1, max: 1), grace: .milliseconds(800))
         await engine.warmUp()
         let handle = try await engine.start(ModelFlow.self, input: .init(
             request: ModelRequest(op: "ignore_term", ms: 30_000, announce: true)))
@@ -203,7 +203,7 @@ func pidsWritten(_ path: String) -> [Int32] {
         let deadline = ContinuousClock.now + .seconds(20)
         while pid == nil, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
-            if let beat = try engine.history(handle.runID).1.first(where: { $0.kind == .activityHeartbeat })?.data,
+            if let beat = try await engine.history(handle.runID).1.first(where: { $0.kind == .activityHeartbeat })?.data,
                let details = try JSONSerialization.jsonObject(with: beat) as? [String: Any] {
                 pid = (details["pid"] as? NSNumber)?.int32Value
             }
@@ -217,7 +217,7 @@ func pidsWritten(_ path: String) -> [Int32] {
 
     @Test func aTimedOutProcessIsGoneBeforeItsReplacementStarts() async throws {
         // One slot; the process ignores SIGTERM, so it lives through the 800 ms grace after its timeout.
-        let engine = try engine(pool: .warm(min: 1, max: 1), grace: .milliseconds(800))
+        let engine = try await engine(pool: .warm(min: 1, max: 1), grace: .milliseconds(800))
         await engine.warmUp()
         let request = ModelRequest(op: "echo", first: .init(op: "ignore_term", ms: 30_000))
         let (outcome, events) = try await run(engine, .init(
@@ -236,7 +236,7 @@ func pidsWritten(_ path: String) -> [Int32] {
 
     @Test func shutdownStopsAProcessThatIsStillLoadingItsModel() async throws {
         let pids = temporaryPath() + ".pids"
-        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()))
+        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()))
         engine.register(PyModel.self, processPool: ProcessPoolOptions(
             command: ["python3", fixture], environment: ["WARMUP_MS": "30000", "PID_FILE": pids],
             pool: .warm(min: 1, max: 1)))
@@ -254,7 +254,7 @@ func pidsWritten(_ path: String) -> [Int32] {
     @Test func idleProcessKilledFromOutsideIsReplacedAtOnceAndNeverHandedOut() async throws {
         let pids = temporaryPath() + ".pids"
         func started() -> [Int32] { pidsWritten(pids) }
-        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()))
+        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()))
         engine.register(ModelFlow.self)
         engine.register(PyModel.self, processPool: ProcessPoolOptions(
             command: ["python3", fixture], environment: ["PID_FILE": pids], pool: .warm(min: 1, max: 1)))
@@ -282,7 +282,7 @@ func pidsWritten(_ path: String) -> [Int32] {
         // error, breaks the protocol, hangs past its timeout, or hangs ignoring SIGTERM (so its process
         // lives through the grace period); the retry echoes. Meanwhile the test counts live processes.
         let pids = temporaryPath() + ".pids"
-        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()))
+        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()))
         engine.register(ModelFlow.self)
         engine.register(PyModel.self, processPool: ProcessPoolOptions(
             command: ["python3", fixture], environment: ["PID_FILE": pids], pool: .warm(min: 1, max: 3),
@@ -319,7 +319,7 @@ func pidsWritten(_ path: String) -> [Int32] {
     }
 
     @Test func aWorkerThatCannotStartIsReportedAndItsAttemptsFailClearly() async throws {
-        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()))
+        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()))
         engine.register(ModelFlow.self)
         engine.register(PyModel.self, processPool: ProcessPoolOptions(
             command: ["python3", fixture], environment: ["EXIT_BEFORE_READY": "1"], pool: .warm(min: 1, max: 1)))
@@ -334,7 +334,7 @@ func pidsWritten(_ path: String) -> [Int32] {
     }
 
     @Test func malformedResponseFailsTheAttemptNotTheWorker() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let (outcome, events) = try await run(engine, .init(request: ModelRequest(op: "malformed")))
         #expect(outcome == "failed WorkerProcessError")
         let failure = try #require(events.first { $0.kind == .activityFailed }?.failure)
@@ -346,7 +346,7 @@ func pidsWritten(_ path: String) -> [Int32] {
     }
 
     @Test func heartbeatTimeoutOnAProcessAndTheRetryResumesFromItsDetails() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let request = ModelRequest(
             op: "heartbeat", count: 1, first: .init(op: "stall_heartbeats", ms: 20, count: 3, then_sleep_ms: 30_000))
         let (outcome, events) = try await run(engine, .init(
@@ -360,7 +360,7 @@ func pidsWritten(_ path: String) -> [Int32] {
     @Test func cancellingAProcessActivitySendsSIGTERMThenSIGKILL() async throws {
         // The process handles SIGTERM: it stops at once.
         // Two warm processes: the long call and the trigger both start at once.
-        let polite = try engine("polite", pool: .warm(min: 2, max: 2))
+        let polite = try await engine("polite", pool: .warm(min: 2, max: 2))
         await polite.warmUp()
         let (outcome, events) = try await run(polite, .init(
             request: ModelRequest(op: "sleep", ms: 30_000), cancelAfterTrigger: true))
@@ -371,7 +371,7 @@ func pidsWritten(_ path: String) -> [Int32] {
         await polite.shutdown()
 
         // The process ignores SIGTERM: SIGKILL follows after the grace period.
-        let stubborn = try engine("stubborn", pool: .warm(min: 2, max: 2), grace: .milliseconds(400))
+        let stubborn = try await engine("stubborn", pool: .warm(min: 2, max: 2), grace: .milliseconds(400))
         await stubborn.warmUp()
         let started = ContinuousClock.now
         let (outcome2, events2) = try await run(stubborn, .init(

@@ -18,7 +18,7 @@ struct Staged: Workflow {
 
 @Suite(.timeLimit(.minutes(2))) struct QueryTests {
     @Test func queryAnswersFromTheLiveRunAndFromAReplayAndIsNeverRecorded() async throws {
-        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()))
+        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()))
         engine.register(Staged.self)
         engine.register(Slow())
         let run = try await engine.start(Staged.self, input: "claim", id: "claim-9")
@@ -29,11 +29,11 @@ struct Staged: Workflow {
             try await Task.sleep(for: .milliseconds(10))
         }
         #expect(stage == #""waiting for review""#)
-        let eventsBefore = try engine.history(run.runID).1.count
+        let eventsBefore = try await engine.history(run.runID).1.count
         _ = try await engine.query(run.runID, name: "stage")
-        #expect(try engine.history(run.runID).1.count == eventsBefore, "a query records nothing")
+        #expect(try await engine.history(run.runID).1.count == eventsBefore, "a query records nothing")
 
-        try engine.signal(run.runID, name: "review", "ana")
+        try await engine.signal(run.runID, name: "review", "ana")
         #expect(try await run.result() == "approved by ana")
         // The run has ended: the answer comes from a replay of its history.
         #expect(try await engine.query(run.runID, name: "stage") == Data(#""approved by ana""#.utf8))
@@ -50,12 +50,12 @@ struct Staged: Workflow {
         defer { child.kill(SIGKILL) }
         let deadline = ContinuousClock.now + .seconds(20)
         let inspector = try await waitForRunning("gather", journal: journal)
-        try inspector.signal("gather", name: "item", "a")
-        while try inspector.history("gather").1.filter({ $0.kind == .signalReceived }).isEmpty, ContinuousClock.now < deadline {
+        try await inspector.signal("gather", name: "item", "a")
+        while try await inspector.history("gather").1.filter({ $0.kind == .signalReceived }).isEmpty, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
         // A run submitted and not picked up yet answers too (from its first activation).
-        let pendingEngine = try Engine(journal: JournalConfiguration(path: journal, createIfMissing: false))
+        let pendingEngine = try await Engine(journal: JournalConfiguration(journal, createIfMissing: false))
         _ = try await pendingEngine.submit(workflowType: "Gather", input: Data("1".utf8), id: "waiting")
         let pending = try await runCommand(worker, ["query", "waiting", "items", "--journal", journal])
         #expect(pending.status == 0, "\(pending.stderr)")

@@ -87,7 +87,7 @@ struct OtherGatedFlow: Workflow {
 @Suite(.timeLimit(.minutes(2))) struct ReplayTests {
     func recordTwoSteps() async throws -> (path: String, runID: String) {
         let path = temporaryJournalPath()
-        let engine = try makeEngine(path)
+        let engine = try await makeEngine(path)
         engine.register(TwoSteps.self)
         let run = try await engine.start(TwoSteps.self, input: "abc")
         #expect(try await run.result() == "ABC:3")
@@ -95,23 +95,23 @@ struct OtherGatedFlow: Workflow {
         return (path, run.runID)
     }
 
-    func replay<W: Workflow>(_ path: String, _ runID: String, with workflow: W.Type) throws -> ReplayReport {
-        let engine = try makeEngine(path)
+    func replay<W: Workflow>(_ path: String, _ runID: String, with workflow: W.Type) async throws -> ReplayReport {
+        let engine = try await makeEngine(path)
         engine.register(TransformV2())
         engine.register(workflow)
-        return try engine.replay(runID)
+        return try await engine.replay(runID)
     }
 
     @Test func unchangedCodeReplaysCleanly() async throws {
         let (path, runID) = try await recordTwoSteps()
-        let report = try replay(path, runID, with: TwoSteps.self)
+        let report = try await replay(path, runID, with: TwoSteps.self)
         #expect(report.mismatch == nil)
         #expect(report.eventCount == 6)
     }
 
     @Test func reorderedActivitiesAreReportedWithEventIndex() async throws {
         let (path, runID) = try await recordTwoSteps()
-        let mismatch = try #require(try replay(path, runID, with: TwoStepsReordered.self).mismatch)
+        let mismatch = try #require(try await replay(path, runID, with: TwoStepsReordered.self).mismatch)
         #expect(mismatch.isNonDeterminism)
         #expect(mismatch.description == "non-determinism in run \(runID) at event 1: history recorded "
             + "ActivityScheduled(seq 1, Transform), the code did ActivityScheduled(seq 1, Measure)")
@@ -119,14 +119,14 @@ struct OtherGatedFlow: Workflow {
 
     @Test func renamedActivityIsReported() async throws {
         let (path, runID) = try await recordTwoSteps()
-        let mismatch = try #require(try replay(path, runID, with: TwoStepsRenamed.self).mismatch)
+        let mismatch = try #require(try await replay(path, runID, with: TwoStepsRenamed.self).mismatch)
         #expect(mismatch.description.contains("at event 1: history recorded ActivityScheduled(seq 1, Transform), "
             + "the code did ActivityScheduled(seq 1, TransformV2)"))
     }
 
     @Test func extraActivityIsReported() async throws {
         let (path, runID) = try await recordTwoSteps()
-        let mismatch = try #require(try replay(path, runID, with: TwoStepsExtra.self).mismatch)
+        let mismatch = try #require(try await replay(path, runID, with: TwoStepsExtra.self).mismatch)
         #expect(mismatch.description.contains("at event 5: history recorded WorkflowCompleted, "
             + "the code did ActivityScheduled(seq 3, Transform)"))
     }
@@ -136,7 +136,7 @@ struct OtherGatedFlow: Workflow {
     /// code is back, the held run resumes and completes too.
     @Test func recoveryHoldsTheMismatchedRunAndContinuesOthers() async throws {
         let path = temporaryJournalPath()
-        let first = try makeEngine(path)
+        let first = try await makeEngine(path)
         first.register(GatedFlow.self)
         first.register(OtherGatedFlow.self)
         first.register(Gated())
@@ -144,10 +144,10 @@ struct OtherGatedFlow: Workflow {
         let other = try await first.start(OtherGatedFlow.self, input: "gate-b", id: "other")
         try await Task.sleep(for: .milliseconds(50))
         await first.shutdown()
-        #expect(try first.describe("changed").run.status == .running)
+        #expect(try await first.describe("changed").run.status == .running)
 
         Gated.gates.withLock { $0["gate-a"] = true; $0["gate-b"] = true }
-        let second = try makeEngine(path)
+        let second = try await makeEngine(path)
         second.register(GatedFlowChanged.self)
         second.register(OtherGatedFlow.self)
         second.register(Gated())
@@ -157,12 +157,12 @@ struct OtherGatedFlow: Workflow {
         #expect(reason.contains("history recorded ActivityScheduled(seq 1, Gated), the code did ActivityScheduled(seq 1, Measure)"))
         #expect(report.resumed == [other.runID])
         #expect(try await second.outcome(of: other.runID) == .completed(Data(#""gate-b""#.utf8)))
-        let held = try second.describe("changed").run
+        let held = try await second.describe("changed").run
         #expect(held.status == .held)
         #expect(held.error == reason)
         await second.shutdown()
 
-        let third = try gatedEngine(path)
+        let third = try await gatedEngine(path)
         let fixed = try await third.recover()
         #expect(fixed.resumed == [changed.runID])
         #expect(try await third.outcome(of: changed.runID) == .completed(Data(#""GATE-A""#.utf8)))
@@ -170,8 +170,8 @@ struct OtherGatedFlow: Workflow {
     }
 
     /// An engine with the gated workflow registered.
-    func gatedEngine(_ path: String) throws -> Engine {
-        let engine = try makeEngine(path)
+    func gatedEngine(_ path: String) async throws -> Engine {
+        let engine = try await makeEngine(path)
         engine.register(GatedFlow.self)
         engine.register(Gated())
         return engine
@@ -179,7 +179,7 @@ struct OtherGatedFlow: Workflow {
 
     /// Starts a gated run and stops the engine while the run waits at its closed gate.
     func leaveOpenRun(_ path: String, gate: String) async throws -> String {
-        let engine = try gatedEngine(path)
+        let engine = try await gatedEngine(path)
         let run = try await engine.start(GatedFlow.self, input: gate)
         try await Task.sleep(for: .milliseconds(30))
         await engine.shutdown()
@@ -191,7 +191,7 @@ struct OtherGatedFlow: Workflow {
         let path = temporaryJournalPath()
         let left = try await leaveOpenRun(path, gate: "gate-left")
         Gated.gates.withLock { $0["gate-left"] = true }
-        let second = try gatedEngine(path)
+        let second = try await gatedEngine(path)
         let fresh = try await second.start(Transformer.self, input: "x")
         #expect(try await fresh.result() == "X")
         #expect(try await second.outcome(of: left) == .completed(Data(#""GATE-LEFT""#.utf8)))
@@ -207,11 +207,11 @@ struct OtherGatedFlow: Workflow {
         }
         try queue.close()
 
-        let second = try gatedEngine(path)
+        let second = try await gatedEngine(path)
         let report = try await second.recover()
         let reason = try #require(report.held[runID])
         #expect(reason.contains("corrupt journal: run \(runID), event 0"))
-        #expect(try second.describe(runID).run.status == .held)
+        #expect(try await second.describe(runID).run.status == .held)
         await second.shutdown()
     }
 }

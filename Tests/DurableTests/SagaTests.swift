@@ -42,7 +42,7 @@ struct Book: Activity {
 @Suite(.timeLimit(.minutes(2))) struct SagaTests {
     @Test func compensationsRunInReverseAndOneFailingUndoDoesNotStopTheOthers() async throws {
         let log = CallLog()
-        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath()))
+        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()))
         engine.register(Booking.self)
         engine.register(Book(log: log))
 
@@ -53,7 +53,7 @@ struct Book: Activity {
         #expect(try await failed.result() == "compensated (1 undo failed)")
         // Step 3 failed; the undo of step 2 (made to fail) and then the undo of step 1 ran.
         #expect(Array(log.entries.dropFirst(3)) == ["step1", "step2", "fail", "fail", "undo1"])
-        #expect(try engine.replay(failed.runID).mismatch == nil)
+        #expect(try await engine.replay(failed.runID).mismatch == nil)
         await engine.shutdown()
     }
 
@@ -72,12 +72,12 @@ struct Book: Activity {
         let second = try Child(worker, ["worker", "--quiet", "--journal", journal],
                                environment: ["SIDE_FILE": side, "STEP_MS": "10"])
         defer { second.kill(SIGKILL) }
-        let inspector = try Engine(journal: JournalConfiguration(path: journal, createIfMissing: false))
+        let inspector = try await Engine(journal: JournalConfiguration(journal, createIfMissing: false))
         let deadline = ContinuousClock.now + .seconds(20)
-        while try inspector.describe("transfer").run.status.isOpen, ContinuousClock.now < deadline {
+        while try await inspector.describe("transfer").run.status.isOpen, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
-        let description = try inspector.describe("transfer")
+        let description = try await inspector.describe("transfer")
         guard case .failed(let failure) = description.outcome else {
             Issue.record("the run did not fail after compensating: \(String(describing: description.outcome))")
             return

@@ -32,8 +32,8 @@ struct CollectAfterWork: Workflow {
 }
 
 @Suite(.timeLimit(.minutes(2))) struct SignalTests {
-    func engine(_ path: String = temporaryJournalPath(#function)) throws -> Engine {
-        let engine = try Engine(journal: .sqlite(path: path))
+    func engine(_ path: String = temporaryJournalPath(#function)) async throws -> Engine {
+        let engine = try await Engine(journal: .sqlite(path: path))
         engine.register(Approval.self)
         engine.register(CollectAfterWork.self)
         engine.register(Slow())
@@ -42,46 +42,46 @@ struct CollectAfterWork: Workflow {
     }
 
     @Test func signalWakesAWaitingWorkflowAndIsJournaledOnce() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let run = try await engine.start(Approval.self, input: 10_000, id: "claim-7")
         try await Task.sleep(for: .milliseconds(100))
-        #expect(try engine.signal("claim-7", name: "decision", "ana") == run.runID)
+        #expect(try await engine.signal("claim-7", name: "decision", "ana") == run.runID)
         #expect(try await run.result() == "approved by ana")
-        let events = try engine.history(run.runID).1
+        let events = try await engine.history(run.runID).1
         let received = events.filter { $0.kind == .signalReceived }
         #expect(received.map(\.name) == ["decision"])
         #expect(received.first?.data == Data(#""ana""#.utf8))
         #expect(events.contains { $0.kind == .timerCancelled }, "the timeout's timer was cancelled")
-        #expect(try engine.journal.queuedSignals().isEmpty)
-        #expect(try engine.replay(run.runID).mismatch == nil)
+        #expect(try await engine.journal.queuedSignals().isEmpty)
+        #expect(try await engine.replay(run.runID).mismatch == nil)
         await engine.shutdown()
     }
 
     @Test func signalsSentBeforeTheWorkflowWaitsAreKeptInOrder() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let run = try await engine.start(CollectAfterWork.self, input: 3)
-        for n in [1, 2, 3] { try engine.signal(run.runID, name: "n", n) }
+        for n in [1, 2, 3] { try await engine.signal(run.runID, name: "n", n) }
         #expect(try await run.result() == [1, 2, 3])
-        #expect(try engine.history(run.runID).1.filter { $0.kind == .signalReceived }.count == 3)
-        #expect(try engine.replay(run.runID).mismatch == nil)
+        #expect(try await engine.history(run.runID).1.filter { $0.kind == .signalReceived }.count == 3)
+        #expect(try await engine.replay(run.runID).mismatch == nil)
         await engine.shutdown()
     }
 
     @Test func waitForSignalTimesOutOnADurableTimer() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let run = try await engine.start(Approval.self, input: 200)
         #expect(try await run.result() == "timed out")
-        #expect(try engine.history(run.runID).1.contains { $0.kind == .timerFired })
+        #expect(try await engine.history(run.runID).1.contains { $0.kind == .timerFired })
         await engine.shutdown()
     }
 
     @Test func aSignalWithAnUnreadablePayloadStaysQueuedAndDoesNotHoldUpOthers() async throws {
         let path = temporaryJournalPath()
-        let sender = try Engine(journal: .sqlite(path: path))
+        let sender = try await Engine(journal: .sqlite(path: path))
         _ = try await sender.submit(workflowType: "Gather", input: Data("1".utf8), id: "g-bad")
         _ = try await sender.submit(workflowType: "Gather", input: Data("1".utf8), id: "g-good")
-        try sender.signal("g-bad", name: "item", "spoiled")
-        try sender.signal("g-good", name: "item", "fine")
+        try await sender.signal("g-bad", name: "item", "spoiled")
+        try await sender.signal("g-good", name: "item", "fine")
         let queue = try DatabaseQueue(path: path)
         try await queue.write { db in  // flip the last byte of g-bad's signal payload, as a bad disk would
             let row = try #require(try Row.fetchOne(db, sql: """
@@ -93,13 +93,13 @@ struct CollectAfterWork: Workflow {
         }
         try queue.close()
 
-        let worker = try engine(path)
+        let worker = try await engine(path)
         try await worker.recover()
         #expect(try await worker.outcome(of: "g-good") == .completed(Data(#""fine""#.utf8)))
-        let bad = try worker.describe("g-bad")
+        let bad = try await worker.describe("g-bad")
         #expect(bad.run.status == .running)
         #expect(bad.queuedSignals == ["item"], "still queued, not lost")
-        let check = try worker.journal.check()
+        let check = try await worker.journal.check()
         #expect(check.problems.count == 1)
         #expect(check.problems.first?.hasPrefix("run \(bad.run.runID): queued signal ") == true, "\(check.problems)")
         #expect(check.problems.first?.contains("'item' payload unreadable") == true)
@@ -107,14 +107,14 @@ struct CollectAfterWork: Workflow {
     }
 
     @Test func signalsToUnknownOrEndedRunsAreRefused() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let run = try await engine.start(Approval.self, input: 50)
         _ = try await run.result()
-        #expect { try engine.signal(run.runID, name: "decision", "late") } throws: { error in
+        await #expect { try await engine.signal(run.runID, name: "decision", "late") } throws: { error in
             (error as? JournalError)?.isRunClosed == true
         }
-        #expect(throws: JournalError.self) { try engine.signal("no-such-run", name: "decision", "x") }
-        #expect(throws: DurableError.self) { try engine.signal(run.runID, name: "decision", json: Data("{".utf8)) }
+        await #expect(throws: JournalError.self) { try await engine.signal("no-such-run", name: "decision", "x") }
+        await #expect(throws: DurableError.self) { try await engine.signal(run.runID, name: "decision", json: Data("{".utf8)) }
         await engine.shutdown()
     }
 
@@ -132,7 +132,7 @@ struct CollectAfterWork: Workflow {
         }
         let live = try await send("a")  // delivered by the running worker
         #expect(live.status == 0 && live.stdout.contains("signal 'item' queued for run"), "\(live.stderr)")
-        while try engine.history("gather").1.filter({ $0.kind == .signalReceived }).count < 1,
+        while try await engine.history("gather").1.filter({ $0.kind == .signalReceived }).count < 1,
             ContinuousClock.now < deadline
         {
             try await Task.sleep(for: .milliseconds(10))
@@ -140,23 +140,23 @@ struct CollectAfterWork: Workflow {
         first.kill(SIGKILL)
         _ = try await first.wait()
         #expect(try await send("b").status == 0)  // no worker runs: queued in the journal
-        #expect(try engine.journal.queuedSignals().count == 1)
+        #expect(try await engine.journal.queuedSignals().count == 1)
 
         let second = try Child(worker, ["worker", "--quiet", "--journal", journal])
         defer { second.kill(SIGKILL) }
-        while try engine.history("gather").1.filter({ $0.kind == .signalReceived }).count < 2,
+        while try await engine.history("gather").1.filter({ $0.kind == .signalReceived }).count < 2,
             ContinuousClock.now < deadline
         {
             try await Task.sleep(for: .milliseconds(10))
         }
         #expect(try await send("c").status == 0)
-        while try engine.describe("gather").run.status.isOpen, ContinuousClock.now < deadline {
+        while try await engine.describe("gather").run.status.isOpen, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
-        #expect(try engine.describe("gather").outcome == .completed(Data(#""a,b,c""#.utf8)))
-        let received = try engine.history("gather").1.filter { $0.kind == .signalReceived }
+        #expect(try await engine.describe("gather").outcome == .completed(Data(#""a,b,c""#.utf8)))
+        let received = try await engine.history("gather").1.filter { $0.kind == .signalReceived }
         #expect(received.count == 3)
-        #expect(try engine.journal.queuedSignals().isEmpty)
+        #expect(try await engine.journal.queuedSignals().isEmpty)
         let ended = try await runCommand(durable, ["signal", "gather", "item", "--input", "\"d\"", "--journal", journal])
         #expect(ended.status == 2)
         #expect(ended.stderr.contains("is completed; signals go to open runs only"))

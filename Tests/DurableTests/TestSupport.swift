@@ -134,8 +134,8 @@ struct Failing: Workflow {
     func run(_ ctx: WorkflowContext, input: String) async throws -> String { throw Oops() }
 }
 
-func makeEngine(_ path: String, log: CallLog = CallLog(), durability: Durability = .full) throws -> Engine {
-    let engine = try Engine(journal: .sqlite(path: path, durability: durability))
+func makeEngine(_ path: String, log: CallLog = CallLog(), durability: Durability = .full) async throws -> Engine {
+    let engine = try await Engine(journal: .sqlite(path: path, durability: durability))
     engine.register(FanOut.self)
     engine.register(RetryFlow.self)
     engine.register(RefuseFlow.self)
@@ -159,8 +159,8 @@ func waitForRunning(_ id: String, journal: String, timeout: Duration = .seconds(
     let deadline = ContinuousClock.now + timeout
     var engine: Engine?
     while ContinuousClock.now < deadline {
-        engine = engine ?? (try? Engine(journal: JournalConfiguration(path: journal, createIfMissing: false)))
-        if let engine, let run = try? engine.describe(id), run.run.status == .running, run.eventCount >= 1 {
+        if engine == nil { engine = try? await Engine(journal: JournalConfiguration(journal, createIfMissing: false)) }
+        if let engine, let run = try? await engine.describe(id), run.run.status == .running, run.eventCount >= 1 {
             return engine
         }
         try await Task.sleep(for: .milliseconds(10))

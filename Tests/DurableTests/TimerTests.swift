@@ -44,8 +44,8 @@ struct Race: Workflow {
 }
 
 @Suite(.timeLimit(.minutes(2))) struct TimerTests {
-    func engine(_ path: String) throws -> Engine {
-        let engine = try Engine(journal: .sqlite(path: path))
+    func engine(_ path: String) async throws -> Engine {
+        let engine = try await Engine(journal: .sqlite(path: path))
         registerTestWorkflows(engine)
         engine.register(TwoNaps.self)
         engine.register(Race.self)
@@ -54,30 +54,30 @@ struct Race: Workflow {
     }
 
     @Test func sleepIsJournaledFiresOnTimeAndReplays() async throws {
-        let engine = try engine(temporaryJournalPath())
+        let engine = try await engine(temporaryJournalPath())
         let started = ContinuousClock.now
         let run = try await engine.start(Nap.self, input: 300)
         #expect(try await run.result() == "nap!")
         #expect(ContinuousClock.now - started >= .milliseconds(300))
-        let events = try engine.history(run.runID).1
+        let events = try await engine.history(run.runID).1
         let timer = try #require(events.first { $0.kind == .timerStarted })
         let due = try #require(timer.timerDue)
         #expect(abs(due.timeIntervalSince(timer.time) - 0.3) < 0.002)
         let fired = try #require(events.first { $0.kind == .timerFired })
         #expect(fired.seq == timer.seq)
         #expect(fired.time >= due)
-        #expect(try engine.replay(run.runID).mismatch == nil)
+        #expect(try await engine.replay(run.runID).mismatch == nil)
         await engine.shutdown()
     }
 
     @Test func timerSurvivesARestartAndFiresWhenDueNotLater() async throws {
         let path = temporaryJournalPath()
-        let first = try engine(path)
+        let first = try await engine(path)
         let run = try await first.start(Nap.self, input: 2_500)
         try await Task.sleep(for: .milliseconds(100))
         await first.shutdown()  // the timer is journaled, the process "goes away"
-        let due = try #require(try first.history(run.runID).1.first { $0.kind == .timerStarted }?.timerDue)
-        #expect(try first.describe(run.runID).timers.map(\.state) == [.waiting])
+        let due = try #require(try await first.history(run.runID).1.first { $0.kind == .timerStarted }?.timerDue)
+        #expect(try await first.describe(run.runID).timers.map(\.state) == [.waiting])
 
         // Restart about 1.5 s into the 2.5 s timer. A timer that restarted its period could not fire
         // before the restart plus 2.5 s; one that keeps its due time fires about 1 s after the restart.
@@ -85,32 +85,32 @@ struct Race: Workflow {
         // sleep cannot make a correct timer look late.
         try await Task.sleep(for: .milliseconds(1_400))
         let restarted = Date()
-        let second = try engine(path)
+        let second = try await engine(path)
         try await second.recover()
         #expect(try await second.outcome(of: run.runID) == .completed(Data(#""nap!""#.utf8)))
-        let fired = try #require(try second.history(run.runID).1.first { $0.kind == .timerFired })
+        let fired = try #require(try await second.history(run.runID).1.first { $0.kind == .timerFired })
         #expect(fired.time >= due)
         #expect(
             fired.time < restarted.addingTimeInterval(2.5),
             "the timer fired \(fired.time.timeIntervalSince(due)) s after it was due, as if restarted for its full period"
         )
-        #expect(try second.describe(run.runID).timers.map(\.state) == [.fired])
+        #expect(try await second.describe(run.runID).timers.map(\.state) == [.fired])
         await second.shutdown()
     }
 
     @Test func lateTimersFireOnRecoveryAtOnceInDueOrder() async throws {
         let path = temporaryJournalPath()
-        let first = try engine(path)
+        let first = try await engine(path)
         let run = try await first.start(TwoNaps.self, input: [400, 200])
         await first.shutdown()
         try await Task.sleep(for: .milliseconds(700))  // both are overdue now
 
-        let second = try engine(path)
+        let second = try await engine(path)
         let recovering = ContinuousClock.now
         try await second.recover()
         #expect(try await second.outcome(of: run.runID) == .completed(Data("[200,400]".utf8)))
         #expect(ContinuousClock.now - recovering < .milliseconds(1_500))
-        let events = try second.history(run.runID).1
+        let events = try await second.history(run.runID).1
         let dues = Dictionary(uniqueKeysWithValues: events.filter { $0.kind == .timerStarted }.map { ($0.seq, $0.timerDue!) })
         let firedOrder = events.filter { $0.kind == .timerFired }.map(\.seq)
         #expect(firedOrder.count == 2)
@@ -119,20 +119,20 @@ struct Race: Workflow {
     }
 
     @Test func withTimeoutCancelsWhicheverSideLoses() async throws {
-        let engine = try engine(temporaryJournalPath())
+        let engine = try await engine(temporaryJournalPath())
         // The activity loses: it is cancelled (and that is journaled), the workflow gets WorkflowTimeout.
         let slow = try await engine.start(Race.self, input: .init(activityMs: 10_000, limitMs: 200))
         #expect(try await slow.result() == "timed out after 0.2 seconds")
-        let slowEvents = try engine.history(slow.runID).1.map(\.kind)
+        let slowEvents = try await engine.history(slow.runID).1.map(\.kind)
         #expect(slowEvents.contains(.activityCancelRequested) && slowEvents.contains(.activityCancelled))
         #expect(slowEvents.contains(.timerFired))
         // The timer loses: it is cancelled, and that is journaled too.
         let quick = try await engine.start(Race.self, input: .init(activityMs: 10, limitMs: 10_000))
         #expect(try await quick.result() == "done 10")
-        let quickEvents = try engine.history(quick.runID).1.map(\.kind)
+        let quickEvents = try await engine.history(quick.runID).1.map(\.kind)
         #expect(quickEvents.contains(.timerCancelled) && !quickEvents.contains(.timerFired))
-        #expect(try engine.replay(slow.runID).mismatch == nil)
-        #expect(try engine.replay(quick.runID).mismatch == nil)
+        #expect(try await engine.replay(slow.runID).mismatch == nil)
+        #expect(try await engine.replay(quick.runID).mismatch == nil)
         await engine.shutdown()
     }
 
@@ -145,8 +145,8 @@ struct Race: Workflow {
         var due: Date?
         while due == nil, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
-            opened = opened ?? (try? Engine(journal: JournalConfiguration(path: journal, createIfMissing: false)))
-            if let history = try? opened?.history("nap") {
+            if opened == nil { opened = try? await Engine(journal: JournalConfiguration(journal, createIfMissing: false)) }
+            if let history = try? await opened?.history("nap") {
                 due = history.1.first { $0.kind == .timerStarted }?.timerDue
             }
         }
@@ -154,20 +154,20 @@ struct Race: Workflow {
         _ = try await first.wait()
         let timerDue = try #require(due, "the timer was never journaled: \(first.output)")
         let inspector = try #require(opened)
-        #expect(try inspector.describe("nap").run.status == .running)
+        #expect(try await inspector.describe("nap").run.status == .running)
 
         let second = try Child(worker, ["worker", "--quiet", "--journal", journal])
         defer { second.kill(SIGKILL) }
-        while try inspector.describe("nap").run.status.isOpen {
+        while try await inspector.describe("nap").run.status.isOpen {
             guard ContinuousClock.now < deadline, second.process.isRunning else {
                 Issue.record("the run did not complete after the restart: \(second.output)")
                 return
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        let description = try inspector.describe("nap")
+        let description = try await inspector.describe("nap")
         #expect(description.outcome == .completed(Data(#""nap!""#.utf8)))
-        let fired = try #require(try inspector.history("nap").1.first { $0.kind == .timerFired })
+        let fired = try #require(try await inspector.history("nap").1.first { $0.kind == .timerFired })
         #expect(fired.time >= timerDue)
     }
 }

@@ -75,8 +75,8 @@ extension ProbeSuite {
     /// factory takes 30 ms (a model load, made short).
     func probeEngine(
         _ name: String, pool: PoolOptions?, worker: WorkerOptions = WorkerOptions(), register: (Engine) -> Void
-    ) throws -> Engine {
-        let engine = try Engine(journal: .sqlite(path: temporaryPath(name)), worker: worker, metrics: metrics)
+    ) async throws -> Engine {
+        let engine = try await Engine(journal: .sqlite(path: temporaryPath(name)), worker: worker, metrics: metrics)
         engine.register(ProbeFlow.self)
         register(engine)
         if let pool {
@@ -94,7 +94,7 @@ extension ProbeSuite {
     func run(_ engine: Engine, _ plans: [ProbePlan]) async throws -> (outcomes: [String], events: [HistoryEvent]) {
         let handle = try await engine.start(ProbeFlow.self, input: plans)
         let outcomes = try await handle.result()
-        return (outcomes, try engine.history(handle.runID).1)
+        return (outcomes, try await engine.history(handle.runID).1)
     }
 
     func options(

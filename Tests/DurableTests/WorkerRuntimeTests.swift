@@ -13,14 +13,14 @@ import Testing
     let factoryCalls = Counter()
 
     /// An engine with ``ProbeFlow`` and ``CancelFlow``; `pool` registers Probe in a pool.
-    func engine(_ name: String = #function, pool: PoolOptions? = nil, worker: WorkerOptions = WorkerOptions()) throws -> Engine {
-        try probeEngine(name, pool: pool, worker: worker) { $0.register(CancelFlow.self) }
+    func engine(_ name: String = #function, pool: PoolOptions? = nil, worker: WorkerOptions = WorkerOptions()) async throws -> Engine {
+        try await probeEngine(name, pool: pool, worker: worker) { $0.register(CancelFlow.self) }
     }
 
     // MARK: - Timeouts
 
     @Test func startToCloseTimeoutIsRetriedAndRecordedWithItsAttempt() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         // Margins are wide: the suite runs beside crash tests that load both cores.
         let plan = ProbePlan(
             steps: [.init(sleepMs: 10_000), .init()], options: options(startToClose: .milliseconds(600), attempts: 3))
@@ -35,7 +35,7 @@ import Testing
     }
 
     @Test func lastStartToCloseTimeoutReachesWorkflowCodeAsItsOwnType() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let plan = ProbePlan(steps: [.init(sleepMs: 10_000)], options: options(startToClose: .milliseconds(300), attempts: 2))
         let (outcomes, events) = try await run(engine, [plan])
         #expect(outcomes == ["StartToCloseTimeout a2"])
@@ -45,7 +45,7 @@ import Testing
     }
 
     @Test func heartbeatTimeoutFiresWhenHeartbeatsStopAndTheNextAttemptResumes() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         // Attempt 1 reports progress 1, 2, 3 and then hangs; attempt 2 resumes from 3.
         let plan = ProbePlan(
             steps: [.init(sleepMs: 10_000, heartbeats: 3, heartbeatEveryMs: 20), .init(heartbeats: 1)],
@@ -63,7 +63,7 @@ import Testing
     }
 
     @Test func scheduleToStartTimeoutEndsAnAttemptThatWaitsForAFullPool() async throws {
-        let engine = try engine(pool: .warm(min: 1, max: 1))
+        let engine = try await engine(pool: .warm(min: 1, max: 1))
         await engine.warmUp()
         let holder = ProbePlan(label: "holder", steps: [.init(sleepMs: 1_500)])
         let waiter = ProbePlan(label: "waiter", options: options(scheduleToStart: .milliseconds(300), attempts: 5))
@@ -76,7 +76,7 @@ import Testing
     }
 
     @Test func scheduleToCloseTimeoutCutsOffARunningAttemptAndIsRecordedWithItsNumber() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         // Attempt 1 fails at once, attempt 2 runs past the deadline.
         let plan = ProbePlan(
             steps: [.init(fail: true), .init(sleepMs: 20_000)],
@@ -97,7 +97,7 @@ import Testing
     @Test func scheduleToCloseDeadlinePassedWhileNoWorkerRanEndsTheActivityWithoutAnotherAttempt() async throws {
         let path = temporaryJournalPath()
         let plan = ProbePlan(steps: [.init(sleepMs: 20_000)], options: options(scheduleToClose: .seconds(1), attempts: 3))
-        let first = try Engine(journal: .sqlite(path: path))
+        let first = try await Engine(journal: .sqlite(path: path))
         first.register(ProbeFlow.self)
         first.register(Probe(log: log))
         let handle = try await first.start(ProbeFlow.self, input: [plan])
@@ -105,13 +105,13 @@ import Testing
         await first.shutdown()  // records nothing more, as a crash would
         try await Task.sleep(for: .milliseconds(1_200))
 
-        let second = try Engine(journal: .sqlite(path: path))
+        let second = try await Engine(journal: .sqlite(path: path))
         second.register(ProbeFlow.self)
         second.register(Probe(log: log))
         try await second.recover()
         #expect(try await second.outcome(of: handle.runID) == .completed(Data(#"["ScheduleToCloseTimeout a1"]"#.utf8)))
         #expect(log.entries.map(\.attempt) == [1], "no attempt started after the deadline")
-        let events = try second.history(handle.runID).1
+        let events = try await second.history(handle.runID).1
         #expect(!events.contains { $0.kind == .activityAttemptFailed })
         let failed = try #require(events.first { $0.kind == .activityFailed })
         #expect(failed.attempt == 1)
@@ -120,7 +120,7 @@ import Testing
     }
 
     @Test func noRetryIsScheduledWhoseDelayWouldEndAfterTheScheduleToCloseDeadline() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         // Delays 200, 400, 800 ms put attempt 4 at about 1.4 s; the next delay (1.6 s) would end at
         // about 3.0 s, after the 2.9 s deadline, so attempt 4's own failure ends the activity.
         let plan = ProbePlan(
@@ -142,25 +142,25 @@ import Testing
     // MARK: - Cancellation
 
     @Test func workflowCancelsARunningActivityAndTheOutcomeIsRecorded() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         let long = ProbePlan(label: "long", steps: [.init(sleepMs: 10_000)], options: options(attempts: 3))
         let started = ContinuousClock.now
         let handle = try await engine.start(CancelFlow.self, input: long)
         #expect(try await handle.result() == "trigger,cancelled")
         #expect(ContinuousClock.now - started < .seconds(7), "the 10 s attempt was not cut short")
-        let events = try engine.history(handle.runID).1
+        let events = try await engine.history(handle.runID).1
         let kinds = events.map(\.kind)
         #expect(kinds.contains(.activityCancelRequested))
         let cancelled = try #require(events.first { $0.kind == .activityCancelled })
         #expect(cancelled.failure?.type == "Cancelled")
         #expect(cancelled.attempt == 1)
         // The cancel request is a decision of the workflow: the history replays.
-        #expect(try engine.replay(handle.runID).mismatch == nil)
+        #expect(try await engine.replay(handle.runID).mismatch == nil)
         await engine.shutdown()
     }
 
     @Test func cancelledActivityWhoseCodeIgnoresCancellationEndsAtItsTimeoutWithoutRetrying() async throws {
-        let engine = try engine()
+        let engine = try await engine()
         // The code ignores cancellation; start-to-close ends it, and the cancel request means no retry
         // (not another attempt after a 20 s delay).
         let long = ProbePlan(
@@ -170,7 +170,7 @@ import Testing
         let handle = try await engine.start(CancelFlow.self, input: long)
         #expect(try await handle.result() == "trigger,cancelled")
         #expect(ContinuousClock.now - started < .seconds(4.5), "ended at the timeout, not after the 5 s code")
-        let events = try engine.history(handle.runID).1
+        let events = try await engine.history(handle.runID).1
         #expect(!events.contains { $0.kind == .activityAttemptFailed })
         #expect(events.first { $0.kind == .activityCancelled }?.failure?.type == "StartToCloseTimeout")
         await engine.shutdown()
@@ -183,12 +183,12 @@ import Testing
         let long = ProbePlan(
             label: "long", steps: [.init(fail: true), .init()], triggerMs: 200,
             options: options(attempts: 3, backoff: .seconds(20)))
-        let first = try Engine(journal: .sqlite(path: path))
+        let first = try await Engine(journal: .sqlite(path: path))
         first.register(CancelFlow.self)
         first.register(Probe(log: log))
         let handle = try await first.start(CancelFlow.self, input: long)
         #expect(try await handle.result() == "trigger,cancelled")
-        let events = try first.history(handle.runID).1
+        let events = try await first.history(handle.runID).1
         await first.shutdown()
         let longFailed = try #require(events.first { $0.kind == .activityAttemptFailed })  // only "long" fails
         let (longSeq, failedAt) = (longFailed.seq, longFailed.index)
@@ -203,7 +203,7 @@ import Testing
         }
         try queue.close()
 
-        let second = try Engine(journal: .sqlite(path: path))
+        let second = try await Engine(journal: .sqlite(path: path))
         second.register(CancelFlow.self)
         second.register(Probe(log: log))
         let started = ContinuousClock.now
@@ -212,7 +212,7 @@ import Testing
         #expect(outcome == .completed(Data(#""trigger,cancelled""#.utf8)))
         #expect(ContinuousClock.now - started < .seconds(10), "the retry delay was not waited out")
         #expect(log.entries.filter { $0.label == "long" }.map(\.attempt) == [1])
-        let cancelled = try #require(try second.history(handle.runID).1.first { $0.kind == .activityCancelled })
+        let cancelled = try #require(try await second.history(handle.runID).1.first { $0.kind == .activityCancelled })
         #expect(cancelled.seq == longSeq)
         #expect(cancelled.attempt == 1, "recorded with the last attempt issued")
         await second.shutdown()
@@ -222,7 +222,7 @@ import Testing
         // Attempts that finish without suspending, queued for a one-slot pool: each slot hand-over
         // starts a new task (before the fix, each ran inside the previous one's release: 2,500 deep
         // crashed the process).
-        let engine = try Engine(journal: .sqlite(path: temporaryJournalPath(), durability: .fast))
+        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath(), durability: .fast))
         engine.register(ProbeFlow.self)
         engine.register(Probe.self, pool: .warm(min: 1, max: 1)) { [log] in Probe(log: log) }
         await engine.warmUp()
@@ -236,7 +236,7 @@ import Testing
     // MARK: - Pools
 
     @Test func poolWarmsItsMinimumBeforeWorkArrivesAndReusesWarmSlots() async throws {
-        let engine = try engine(pool: .warm(min: 2, max: 3))
+        let engine = try await engine(pool: .warm(min: 2, max: 3))
         await engine.warmUp()
         #expect(factoryCalls.count == 2)
         #expect(try metrics.expectCounter("durable_pool_cold_starts_total", [("pool", "Probe")]).totalValue == 2)
@@ -253,7 +253,7 @@ import Testing
     }
 
     @Test func slotIsRecycledAfterMaximumUsesAndAfterAFailure() async throws {
-        let engine = try engine(pool: .warm(min: 0, max: 1, maxUses: 2))
+        let engine = try await engine(pool: .warm(min: 0, max: 1, maxUses: 2))
         var slots: [String] = []
         for _ in 0..<4 {
             let (outcomes, _) = try await run(engine, [ProbePlan()])
@@ -275,7 +275,7 @@ import Testing
     }
 
     @Test func attemptsWaitingInAPoolReplacedByANewRegistrationMoveToTheNewPool() async throws {
-        let engine = try engine(pool: .warm(min: 0, max: 1))
+        let engine = try await engine(pool: .warm(min: 0, max: 1))
         let plans = ["a", "b"].map { label in
             ProbePlan(label: label, steps: [.init(sleepMs: 500)], options: options(attempts: 3))
         }
@@ -285,13 +285,13 @@ import Testing
         engine.register(Probe.self, pool: .warm(min: 0, max: 2)) { [log] in Probe(log: log) }
         let outcomes = try await handle.result().sorted()
         #expect(outcomes == ["ok a1", "ok a2"])
-        let failed = try engine.history(handle.runID).1.filter { $0.kind == .activityAttemptFailed }
+        let failed = try await engine.history(handle.runID).1.filter { $0.kind == .activityAttemptFailed }
         #expect(failed.map { $0.failure?.type } == ["PoolStopped"], "the waiting attempt was told, and retried")
         await engine.shutdown()
     }
 
     @Test func idleSlotsAboveTheMinimumAreEvicted() async throws {
-        let engine = try engine(pool: .warm(min: 0, max: 2, idleTimeout: .milliseconds(100)))
+        let engine = try await engine(pool: .warm(min: 0, max: 2, idleTimeout: .milliseconds(100)))
         _ = try await run(engine, [ProbePlan()])
         try await Task.sleep(for: .milliseconds(400))
         #expect(try metrics.expectCounter("durable_pool_evicted_total", [("pool", "Probe")]).totalValue == 1)
@@ -303,13 +303,13 @@ import Testing
 
     @Test func poolAndWorkerLimitsBoundConcurrency() async throws {
         let plans = (0..<6).map { ProbePlan(label: "c\($0)", steps: [.init(sleepMs: 60)]) }
-        let pooled = try engine("pooled", pool: .warm(min: 0, max: 3))
+        let pooled = try await engine("pooled", pool: .warm(min: 0, max: 3))
         #expect(try await run(pooled, plans).outcomes.allSatisfy { $0 == "ok a1" })
         #expect(log.mostAtOnce == 3)
         await pooled.shutdown()
 
         let otherLog = ProbeLog()
-        let limited = try Engine(
+        let limited = try await Engine(
             journal: .sqlite(path: temporaryJournalPath("limited")), worker: WorkerOptions(maximumConcurrentActivities: 2))
         limited.register(ProbeFlow.self)
         limited.register(Probe(log: otherLog))

@@ -31,7 +31,7 @@ extension Engine {
             case .startChild:
                 newRuns = true
             case .cancelChild(_, let childRunID, let abandon):
-                if !abandon { _ = try? cancel(childRunID, reason: "its parent was cancelled") }
+                if !abandon { Task { _ = try? await cancel(childRunID, reason: "its parent was cancelled") } }
             case .completeWorkflow(let result):
                 closed(driver, outcome: .completed(result))
             case .failWorkflow(let failure):
@@ -81,7 +81,7 @@ extension Engine {
         let (_, waiters) = forget(driver.runID)
         for waiter in waiters { waiter.resume(returning: outcome) }
         for observer in closeObservers.withLock({ $0 }) { observer(driver.runID, outcome) }
-        if driver.instance.parent != nil { deliverSignals() }  // the parent's ChildClosed is queued
+        if driver.instance.parent != nil { Task { await deliverSignals() } }  // the parent's ChildClosed is queued
     }
 
     /// Holds a run whose activation failed (non-determinism, context misuse, a stray await): records

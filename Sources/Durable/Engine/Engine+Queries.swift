@@ -10,7 +10,7 @@ extension Engine {
     /// - Throws: ``JournalError`` for an unknown ID; ``DurableError`` for an unregistered workflow
     ///   type, a history the code no longer replays, or a query the run does not answer.
     public func query(_ id: String, name: String) async throws -> Data {
-        guard let run = try journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
+        guard let run = try await journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
         if let driver = drivers.withLock({ $0[run.runID] }), let answer = try await driver.query(name) {
             return answer
         }
@@ -19,7 +19,8 @@ extension Engine {
         }
         let instance = WorkflowInstance(run: run, body: registration.body)
         defer { instance.tearDown() }
-        _ = try instance.replay(try journal.history(run), openEnded: true)
+        let events = try await journal.history(run, from: 0)
+        _ = try instance.replay(events, openEnded: true)
         return try instance.answer(query: name)
     }
 }

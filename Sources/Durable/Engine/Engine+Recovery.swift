@@ -62,16 +62,16 @@ extension Engine {
     }
 
     private func recoveryPass() async throws -> RecoveryReport {
-        try registerWorkflowTypes()
+        try await registerWorkflowTypes()
         startLeaseRenewals()  // before the first lease is taken
         var report = RecoveryReport()
-        for run in try journal.runs(statuses: [.running, .held], oldestFirst: true) {
+        for run in try await journal.runs(statuses: [.running, .held], oldestFirst: true) {
             guard drivers.withLock({ $0[run.runID] == nil }) else { continue }
             guard let registration = workflowRegistration(run.workflowType) else {
                 report.skipped.append(run.runID)
                 continue
             }
-            guard leaseIsFree(run), try journal.acquireLease(key: run.key, expected: RunLease(of: run)) else {
+            guard leaseIsFree(run), try await journal.acquireLease(runID: run.runID, expected: RunLease(of: run)) else {
                 report.drivenElsewhere.append(run.runID)
                 continue
             }
@@ -82,18 +82,18 @@ extension Engine {
             }
         }
         report.claimed = try await claimPendingRuns()
-        deliverSignals()  // sent while no worker ran
+        await deliverSignals()  // sent while no worker ran
         return report
     }
 
     /// Replays one open run and continues it; returns why it is held, or `nil`.
     private func resume(_ run: RunRecord, _ registration: WorkflowRegistration) async -> String? {
         let instance = WorkflowInstance(run: run, body: registration.body)
-        let ref = RunRef(runID: run.runID, key: run.key)
+        let ref = RunRef(runID: run.runID)
         let events: [HistoryEvent]
         let pending: ReplayResult
         do {
-            events = try journal.history(run)
+            events = try await journal.history(run)
             pending = try instance.replay(events)
         } catch {
             instance.tearDown()
@@ -128,17 +128,17 @@ extension Engine {
     @discardableResult
     func takeOverRuns() async throws -> [String] {
         startLeaseRenewals()
-        let dead = try journal.leaseOwners().keys.filter { $0 != workerID && WorkerIdentity.isAlive($0) == false }
+        let dead = try await journal.leaseOwners().keys.filter { $0 != workerID && WorkerIdentity.isAlive($0) == false }
         var taken: [String] = []
-        for run in try journal.runsToTakeOver(deadOwners: Array(dead)) {
+        for run in try await journal.runsToTakeOver(deadOwners: Array(dead)) {
             guard !isStopping, drivers.withLock({ $0[run.runID] == nil }),
                 let registration = workflowRegistration(run.workflowType),
-                try journal.acquireLease(key: run.key, expected: RunLease(of: run))
+                try await journal.acquireLease(runID: run.runID, expected: RunLease(of: run))
             else { continue }
             _ = await resume(run, registration)
             taken.append(run.runID)
         }
-        if !taken.isEmpty { deliverSignals() }
+        if !taken.isEmpty { await deliverSignals() }
         return taken
     }
 
@@ -157,29 +157,29 @@ extension Engine {
     func claimPendingRuns() async throws -> [String] {
         startLeaseRenewals()
         var claimed: [String] = []
-        for run in try journal.runs(statuses: [.pending], limit: 256, oldestFirst: true) {
+        for run in try await journal.runs(statuses: [.pending], limit: 256, oldestFirst: true) {
             guard !isStopping, drivers.withLock({ $0[run.runID] == nil }),
                 let registration = workflowRegistration(run.workflowType)
             else { continue }
             let started: HistoryEvent
             do {
-                guard let first = try journal.history(run).first, first.kind == .workflowStarted else {
+                guard let first = try await journal.history(run, from: 0).first, first.kind == .workflowStarted else {
                     throw JournalError(.corruptRun(runID: run.runID, reason: "pending run has no WorkflowStarted event"))
                 }
                 started = first
             } catch {
                 try? await journal.append(JournalBatch(
-                    run: RunRef(runID: run.runID, key: run.key), claim: true,
+                    run: RunRef(runID: run.runID), claim: true,
                     statusChange: .init(status: .held, error: "\(error)")))
                 continue
             }
             let instance = WorkflowInstance(run: run, body: registration.body)
-            let driver = RunDriver(engine: self, ref: RunRef(runID: run.runID, key: run.key), instance: instance, nextEventIndex: 1)
+            let driver = RunDriver(engine: self, ref: RunRef(runID: run.runID), instance: instance, nextEventIndex: 1)
             guard adopt(driver) else { continue }
             driver.post(.input(started, newRun: nil, claim: true, alreadyRecorded: true, committed: nil))
             claimed.append(run.runID)
         }
-        if !claimed.isEmpty { deliverSignals() }  // a continued run's signals came with it
+        if !claimed.isEmpty { await deliverSignals() }  // a continued run's signals came with it
         return claimed
     }
 
@@ -187,39 +187,46 @@ extension Engine {
     /// then keeps picking up runs submitted by other processes, and taking over runs of workers
     /// that are gone, until ``shutdown()`` is called or the task is cancelled. Any number of workers
     /// can share a journal.
-    /// - Parameters:
-    ///   - pollInterval: how often the journal's change counter is checked.
-    ///   - takeoverInterval: how often runs of gone workers are looked for.
-    public func runWorker(
-        pollInterval: Duration = .milliseconds(5), takeoverInterval: Duration = .milliseconds(250)
-    ) async throws {
+    ///
+    /// The worker waits on the journal's change feed (``Journal/changes()``): a submission, a signal
+    /// or a cancellation from any process wakes it.
+    /// - Parameter takeoverInterval: how often runs of gone workers are looked for.
+    public func runWorker(takeoverInterval: Duration = .milliseconds(250)) async throws {
         await warmUp()
-        try registerWorkflowTypes()
+        try await registerWorkflowTypes()
+        // Subscribed before recovering: what is committed meanwhile (a submission, a signal) wakes
+        // the loop below, which then looks at what is there.
+        let changes = journal.changes()
         _ = try await recoverOnce()  // nothing to do if recover() or a start did it already
-        var token = try journal.changeToken()
-        // What was committed before the token was read (while recovering: a submission, a signal) is
-        // picked up now; what comes after, when the token changes.
-        try await claimPendingRuns()
-        deliverSignals()
-        var lastTakeover = ContinuousClock.now
-        while !isStopping && !Task.isCancelled {
-            try? await Task.sleep(for: pollInterval)
-            // A pass that fails (the journal busy past its timeout while another process holds the
-            // write lock) is tried again on the next round; the worker goes on.
-            do {
-                let current = try journal.changeToken()
-                if current != token {
-                    token = current
-                    try await claimPendingRuns()
-                    deliverSignals()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while !self.isStopping && !Task.isCancelled {
+                    try? await Task.sleep(for: takeoverInterval)
+                    do {
+                        try await self.takeOverRuns()
+                    } catch {
+                        self.reportWorkerError(error)
+                    }
                 }
-                if ContinuousClock.now - lastTakeover >= takeoverInterval {
-                    lastTakeover = .now
-                    try await takeOverRuns()
-                }
-            } catch {
-                reportWorkerError(error)
             }
+            group.addTask {
+                for await _ in changes {
+                    if self.isStopping || Task.isCancelled { break }
+                    // A pass that fails (the journal busy past its timeout, the database unreachable)
+                    // is tried again on the next change; the worker goes on.
+                    do {
+                        try await self.claimPendingRuns()
+                        await self.deliverSignals()
+                    } catch {
+                        self.reportWorkerError(error)
+                    }
+                }
+            }
+            // Stops both when the engine stops (the change feed would otherwise wait for the next change).
+            let stopped = self.stopSignal()
+            group.addTask { for await _ in stopped {} }
+            await group.next()
+            group.cancelAll()
         }
     }
 
@@ -237,9 +244,9 @@ extension Engine {
     }
 
     /// Re-runs a run's code against its recorded history without writing anything.
-    public func replay(_ id: String) throws -> ReplayReport {
-        guard let run = try journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
-        return Self.replay(run, try journal.history(run), with: try registration(run.workflowType))
+    public func replay(_ id: String) async throws -> ReplayReport {
+        guard let run = try await journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
+        return Self.replay(run, try await journal.history(run, from: 0), with: try registration(run.workflowType))
     }
 
     /// Re-runs the registered code of a history file's workflow type against that history (a file

@@ -28,8 +28,8 @@ extension Engine {
     ///   nearest ones); ``JournalError`` for an unknown run.
     @discardableResult
     public func reset(_ id: String, toEvent index: Int, reason: String = "reset") async throws -> ResetReport {
-        guard let source = try journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
-        let events = try journal.history(source)
+        guard let source = try await journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
+        let events = try await journal.history(source, from: 0)
         let boundaries = events.filter { $0.kind.isInput && $0.kind != .workflowStarted }.map(\.index)
         guard boundaries.contains(index) else {
             let below = boundaries.last { $0 < index }.map(String.init) ?? "none"
@@ -43,9 +43,9 @@ extension Engine {
         }
         let newRunID = UUID().uuidString.lowercased()
         if source.status.isOpen {
-            try terminate(source.runID, reason: "\(reason): reset to event \(index) as run \(newRunID)")
+            try await terminate(source.runID, reason: "\(reason): reset to event \(index) as run \(newRunID)")
             let deadline = ContinuousClock.now + .seconds(30)
-            while try journal.findRun(source.runID)?.status.isOpen == true {
+            while try await journal.findRun(source.runID)?.status.isOpen == true {
                 guard ContinuousClock.now < deadline else {
                     throw DurableError(.badResetPoint(
                         runID: source.runID, index: index, reason: "the run did not end within 30 s of its termination"))
@@ -64,16 +64,16 @@ extension Engine {
         for event in events.dropFirst(index) {
             switch event.kind {
             case .signalReceived:
-                try journal.sendSignal(toRun: newRunID, name: event.name ?? "", data: event.data)
+                try await journal.sendSignal(toRun: newRunID, name: event.name ?? "", data: event.data)
             case .childClosed:
-                try journal.sendSignal(toRun: newRunID, name: Self.childSignal, data: event.data)
+                try await journal.sendSignal(toRun: newRunID, name: Self.childSignal, data: event.data)
             default: continue
             }
             requeued += 1
         }
         // Written with this engine's lease (a run written as running is leased to its writer): give it
         // up so that a worker takes the run over now.
-        try journal.releaseLease(runID: newRunID)
+        try await journal.releaseLease(runID: newRunID)
         return ResetReport(
             sourceRunID: source.runID, newRunID: newRunID, workflowID: source.workflowID, eventsKept: kept.count,
             requeued: requeued)

@@ -206,7 +206,7 @@ extension Engine {
         }
         let runID = UUID().uuidString.lowercased()
         let workflowID = id ?? runID
-        if id != nil, let existing = try journal.openRun(workflowID: workflowID) {  // a generated ID is unused
+        if id != nil, let existing = try await journal.openRun(workflowID: workflowID) {  // a generated ID is unused
             return existing.runID
         }
         let seed = UInt64.random(in: .min ... .max)
@@ -242,7 +242,7 @@ extension Engine {
     public func submit(workflowType: String, input: Data, id: String? = nil) async throws -> (runID: String, existing: Bool) {
         let runID = UUID().uuidString.lowercased()
         let workflowID = id ?? runID
-        if let existing = try journal.openRun(workflowID: workflowID) { return (existing.runID, true) }
+        if let existing = try await journal.openRun(workflowID: workflowID) { return (existing.runID, true) }
         let now = clock.now()
         let started = HistoryEvent(index: 0, kind: .workflowStarted, time: now, name: workflowType, data: input)
         let batch = JournalBatch(
@@ -280,24 +280,22 @@ extension Engine {
             if !registered { continuation.resume(returning: nil) }
         }
         if let driven { return driven }
-        var token = -1
-        while true {
-            let current = try journal.changeToken()
-            if current != token {
-                token = current
-                guard let run = try journal.findRun(runID) else { throw JournalError(.runNotFound(runID)) }
-                if let outcome = try closedOutcome(run) { return outcome }
-                if run.status == .held { throw DurableError(.runHeld(runID: run.runID, reason: run.error ?? "")) }
-            }
-            try await Task.sleep(for: .milliseconds(10))
+        // Driven elsewhere: look again whenever the journal changes (the feed yields once at once).
+        for await _ in journal.changes() {
+            try Task.checkCancellation()
+            guard let run = try await journal.findRun(runID) else { throw JournalError(.runNotFound(runID)) }
+            if let outcome = try await closedOutcome(run) { return outcome }
+            if run.status == .held { throw DurableError(.runHeld(runID: run.runID, reason: run.error ?? "")) }
         }
+        try Task.checkCancellation()
+        throw DurableError(.shuttingDown)  // the journal was closed
     }
 
     /// The outcome recorded in a closed run's last event, or `nil` while the run is open.
-    func closedOutcome(_ run: RunRecord) throws -> RunOutcome? {
+    func closedOutcome(_ run: RunRecord) async throws -> RunOutcome? {
         guard !run.status.isOpen else { return nil }
-        let count = try journal.eventCount(run)
-        guard let last = try journal.history(run, from: max(0, count - 1)).last else {
+        let count = try await journal.eventCount(run)
+        guard let last = try await journal.history(run, from: max(0, count - 1)).last else {
             throw JournalError(.corruptRun(runID: run.runID, reason: "closed run has no events"))
         }
         switch last.kind {
@@ -318,23 +316,23 @@ extension Engine {
     // MARK: - Inspection
 
     /// The run with this run ID, or the newest run with this workflow ID.
-    public func describe(_ id: String) throws -> RunDescription {
-        guard let run = try journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
+    public func describe(_ id: String) async throws -> RunDescription {
+        guard let run = try await journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
         let events: [HistoryEvent]
         do {
-            events = try journal.history(run)
+            events = try await journal.history(run, from: 0)
         } catch let error as JournalError where error.isCorruption {
             return RunDescription(
-                run: run, eventCount: try journal.eventCount(run), input: nil, outcome: nil, activities: [],
+                run: run, eventCount: try await journal.eventCount(run), input: nil, outcome: nil, activities: [],
                 historyError: error)
         }
         var description = RunDescription(
-            run: run, eventCount: events.count, input: events.first?.data, outcome: try closedOutcome(run),
+            run: run, eventCount: events.count, input: events.first?.data, outcome: try await closedOutcome(run),
             activities: ActivitySummary.from(events), timers: TimerSummary.from(events),
             parent: events.first?.meta.flatMap { try? JSONDecoder().decode(ParentLink.self, from: $0) },
             children: ChildSummary.from(events), historyError: nil)
         if run.status.isOpen {
-            description.queuedSignals = try journal.queuedSignalNames(runKey: run.key)
+            description.queuedSignals = try await journal.queuedSignalNames(runID: run.runID)
             // A pending run has not run yet; a held one does not replay.
             if run.status == .running { description.awaitedSignals = awaitedSignals(run, events) }
         }
@@ -351,19 +349,19 @@ extension Engine {
     }
 
     /// Runs, newest first.
-    public func runs(status: RunStatus? = nil, limit: Int? = nil) throws -> [RunRecord] {
-        try journal.runs(statuses: status.map { [$0] }, limit: limit)
+    public func runs(status: RunStatus? = nil, limit: Int? = nil) async throws -> [RunRecord] {
+        try await journal.runs(statuses: status.map { [$0] }, limit: limit)
     }
 
     /// Runs matching `filter`.
-    public func runs(_ filter: RunFilter) throws -> [RunRecord] { try journal.runs(filter) }
+    public func runs(_ filter: RunFilter) async throws -> [RunRecord] { try await journal.runs(filter) }
 
     /// How many runs match `filter`, by status.
-    public func countRuns(_ filter: RunFilter) throws -> [RunStatus: Int] { try journal.countRuns(filter) }
+    public func countRuns(_ filter: RunFilter) async throws -> [RunStatus: Int] { try await journal.countRuns(filter) }
 
     /// A run's recorded events.
-    public func history(_ id: String) throws -> (RunRecord, [HistoryEvent]) {
-        guard let run = try journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
-        return (run, try journal.history(run))
+    public func history(_ id: String) async throws -> (RunRecord, [HistoryEvent]) {
+        guard let run = try await journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
+        return (run, try await journal.history(run, from: 0))
     }
 }

@@ -11,25 +11,25 @@ extension Engine {
     /// are kept for it, in order.
     ///
     /// ```swift
-    /// try engine.signal("claim-1042", name: "review", Review(approved: true, by: "j.weber"))
+    /// try await engine.signal("claim-1042", name: "review", Review(approved: true, by: "j.weber"))
     /// ```
     /// - Returns: the run ID.
     /// - Throws: ``JournalError`` when no run has the ID or the run has ended; ``DurableError``
     ///   when the value cannot be encoded.
     @discardableResult
-    public func signal<Value: Encodable>(_ id: String, name: String, _ value: Value) throws -> String {
+    public func signal<Value: Encodable>(_ id: String, name: String, _ value: Value) async throws -> String {
         let data: Data
         do {
             data = try JSONEncoder.payload().encode(value)
         } catch {
             throw DurableError(.badInput(type: "signal '\(name)' (\(Value.self))", reason: "\(error)"))
         }
-        return try signal(id, name: name, json: data)
+        return try await signal(id, name: name, json: data)
     }
 
     /// Sends a signal whose value is JSON already (what `durable signal --input` sends).
     @discardableResult
-    public func signal(_ id: String, name: String, json: Data) throws -> String {
+    public func signal(_ id: String, name: String, json: Data) async throws -> String {
         guard !name.hasPrefix("durable.") else {
             throw DurableError(.badInput(type: "signal name '\(name)'", reason: "names starting with 'durable.' are reserved"))
         }
@@ -38,8 +38,8 @@ extension Engine {
         } catch {
             throw DurableError(.badInput(type: "signal '\(name)' value", reason: "not valid JSON"))
         }
-        let (run, _) = try journal.sendSignal(toRun: id, name: name, data: json)
-        if drivers.withLock({ $0[run.runID] != nil }) { deliverSignals() }
+        let run = try await journal.sendSignal(toRun: id, name: name, data: json)
+        if drivers.withLock({ $0[run.runID] != nil }) { await deliverSignals() }
         return run.runID
     }
 
@@ -50,10 +50,10 @@ extension Engine {
     /// delivered by the worker driving the run.
     /// - Returns: the run ID.
     @discardableResult
-    public func cancel(_ id: String, reason: String = "cancelled") throws -> String {
-        let (run, _) = try journal.sendSignal(
+    public func cancel(_ id: String, reason: String = "cancelled") async throws -> String {
+        let run = try await journal.sendSignal(
             toRun: id, name: Self.cancelSignal, data: Data(reason.utf8), operation: "cancellation requests")
-        if drivers.withLock({ $0[run.runID] != nil }) { deliverSignals() }
+        if drivers.withLock({ $0[run.runID] != nil }) { await deliverSignals() }
         return run.runID
     }
 
@@ -62,14 +62,14 @@ extension Engine {
     /// drives (pending, held, or its worker gone) is terminated in the journal directly.
     /// - Returns: the run ID.
     @discardableResult
-    public func terminate(_ id: String, reason: String) throws -> String {
-        let (run, _) = try journal.sendSignal(
+    public func terminate(_ id: String, reason: String) async throws -> String {
+        let run = try await journal.sendSignal(
             toRun: id, name: Self.terminateSignal, data: Data(reason.utf8), operation: "terminations")
         if drivers.withLock({ $0[run.runID] != nil }) {
-            deliverSignals()
+            await deliverSignals()
         } else if leaseIsFree(run) {
             // Nobody writes this run's events now (and nobody will: the lease is compared first).
-            try journal.terminateRun(key: run.key, runID: run.runID, reason: reason, lease: RunLease(of: run))
+            try await terminateUndriven(run, reason: reason)
         }  // else the worker holding the lease delivers it
         return run.runID
     }
@@ -78,29 +78,45 @@ extension Engine {
     static let terminateSignal = "durable.terminate"
     static let childSignal = "durable.child"
 
+    /// Terminates a run no worker drives, in the journal directly, telling its parent if it is a child.
+    /// - Returns: whether it was terminated here (its lease was still as `run` says).
+    @discardableResult
+    func terminateUndriven(_ run: RunRecord, reason: String) async throws -> Bool {
+        let notice = try await journal.history(run, from: 0).first?.meta
+            .flatMap { try? JSONDecoder().decode(ParentLink.self, from: $0) }
+            .flatMap { link in Self.parentNotice(link, ChildOutcome(
+                seq: 0, childRunID: run.runID, status: RunStatus.terminated.rawValue,
+                failure: FailureInfo(type: "Terminated", message: reason))) }
+        return try await journal.terminateRun(run.runID, reason: reason, expected: RunLease(of: run), notice: notice)
+    }
+
+    /// What a child that ended queues for its parent: its outcome, as a `durable.child` signal.
+    static func parentNotice(_ parent: ParentLink, _ outcome: ChildOutcome) -> RunNotice? {
+        var outcome = outcome
+        outcome.seq = parent.parentSeq
+        return (try? JSONEncoder().encode(outcome)).map { RunNotice(runID: parent.parentRunID, name: childSignal, payload: $0) }
+    }
+
     /// Hands the queued signals of runs driven here to their runs, each once: a run's mailbox takes
     /// a signal only if it is newer than the last it took (a signal whose delivery failed is taken
     /// again by the run's next driver). Runs no live worker drives (held ones) are terminated here
     /// directly.
-    func deliverSignals() {
+    func deliverSignals() async {
         let driven = drivers.withLock { drivers in
-            Dictionary(drivers.values.compactMap { driver in driver.ref.key.map { ($0, driver) } }) { first, _ in first }
+            Dictionary(drivers.values.map { ($0.runID, $0) }) { first, _ in first }
         }
-        guard let queued = try? journal.queuedSignals(including: { key, name in
-            driven[key] != nil || name == Self.terminateSignal
+        let terminate = Self.terminateSignal
+        guard let queued = try? await journal.queuedSignals(including: { runID, name in
+            driven[runID] != nil || name == terminate
         }), !queued.isEmpty else { return }
         var terminatedHere = false
-        defer { if terminatedHere { deliverSignals() } }  // a terminated child's parent has news
         for signal in queued {
-            let driver = driven[signal.runKey]
+            let driver = driven[signal.runID]
             if driver == nil, signal.name == Self.terminateSignal,
-                let run = try? journal.run(key: signal.runKey), run.status.isOpen, leaseIsFree(run)
+                let run = try? await journal.findRun(signal.runID), run.status.isOpen, leaseIsFree(run)
             {
                 let reason = signal.data.map { String(decoding: $0, as: UTF8.self) } ?? ""
-                let lease = RunLease(of: run)
-                if (try? journal.terminateRun(key: run.key, runID: run.runID, reason: reason, lease: lease)) == true {
-                    terminatedHere = true
-                }
+                if (try? await terminateUndriven(run, reason: reason)) == true { terminatedHere = true }
                 continue
             }
             guard let driver else { continue }
@@ -119,5 +135,6 @@ extension Engine {
                 driver.post(.signal(event, queued: signal.id))
             }
         }
+        if terminatedHere { await deliverSignals() }  // a terminated child's parent has news
     }
 }

@@ -1,6 +1,7 @@
 import Dispatch
 public import CoreMetrics
 public import DurableJournal
+import DurableBackends
 public import Foundation
 import Synchronization
 
@@ -21,7 +22,7 @@ public enum RunOutcome: Sendable, Equatable {
 /// runs, journals every activation, and recovers open runs after a restart.
 ///
 /// ```swift
-/// let engine = try Engine(journal: .sqlite(path: "claims.sqlite"))
+/// let engine = try await Engine(journal: .sqlite(path: "claims.sqlite"))
 /// engine.register(ClaimIntake.self)
 /// engine.register(ScoreFraud())
 /// try await engine.recover()                       // continue runs a previous process left open
@@ -29,7 +30,9 @@ public enum RunOutcome: Sendable, Equatable {
 /// let decision = try await run.result()
 /// ```
 public final class Engine: Sendable {
-    package let journal: SQLiteJournal
+    /// The journal this engine reads and writes, whatever its backend.
+    package let journal: any Journal
+    package let journalConfiguration: JournalConfiguration
     let registry = Mutex(Registry())
     /// Pools of activities registered again since: their processes may still be closing.
     let replacedPools = Mutex<[SlotPool]>([])
@@ -42,6 +45,8 @@ public final class Engine: Sendable {
     let permits: WorkerPermits?
     let metricsFactory: any MetricsFactory
     let stopping = Atomic<Bool>(false)
+    /// Finished when the engine starts stopping (see ``stopSignal()``).
+    let stopWaiters = Mutex<[AsyncStream<Void>.Continuation]>([])
     /// This engine's name in the leases it holds (`host/pid/start/engine`).
     package let workerID: String
     /// Renews this engine's leases every third of their duration, once it drives a run.
@@ -61,33 +66,36 @@ public final class Engine: Sendable {
     /// The time the engine records in history and waits by.
     package var clock: EngineClock { timeouts.clock }
 
-    /// Opens (or creates) the journal.
+    /// Opens (or creates) the journal: a SQLite file, or a PostgreSQL database for a `postgres://` URL.
     /// - Parameters:
     ///   - worker: limits for the whole worker, such as the most activity attempts at once.
     ///   - metrics: where pool metrics go; the process-wide `MetricsSystem.factory` when `nil`.
-    /// - Throws: ``JournalError`` when the file is not a journal, is from a newer format, or cannot be opened.
+    /// - Throws: ``JournalError`` when the journal cannot be reached or opened, is not a journal, or
+    ///   is from a newer format.
     public convenience init(
         journal configuration: JournalConfiguration, worker: WorkerOptions = WorkerOptions(),
         metrics: (any MetricsFactory)? = nil
-    ) throws {
-        try self.init(journal: configuration, worker: worker, metrics: metrics, clock: EngineClock())
+    ) async throws {
+        try await self.init(journal: configuration, worker: worker, metrics: metrics, clock: EngineClock())
     }
 
     /// An engine on the given clock (a test engine's skipping clock, see DurableTesting).
     package init(
         journal configuration: JournalConfiguration, worker: WorkerOptions = WorkerOptions(),
         metrics: (any MetricsFactory)? = nil, clock: EngineClock
-    ) throws {
+    ) async throws {
         workerID = WorkerIdentity.next()
-        journal = try SQLiteJournal(
-            configuration, lease: LeaseSettings(owner: workerID, durationMs: Int64(worker.leaseDuration.milliseconds)))
+        journalConfiguration = configuration
+        journal = try await configuration.open(
+            lease: LeaseSettings(owner: workerID, durationMs: Int64(worker.leaseDuration.milliseconds)))
         timeouts = TimeoutScheduler(clock: clock)
         workerOptions = worker
         permits = worker.maximumConcurrentActivities.map { WorkerPermits(limit: $0) }
         metricsFactory = metrics ?? MetricsSystem.factory
     }
 
-    public var journalPath: String { journal.path }
+    /// Where the journal is: a file path, or a URL without its password.
+    public var journalLocation: String { journal.location }
 
     // MARK: - Registration
 
@@ -196,8 +204,8 @@ public final class Engine: Sendable {
 
     /// Records the workflow types this engine runs, so that the code-less `durable submit` can
     /// check names.
-    package func registerWorkflowTypes() throws {
-        try journal.registerWorkflowTypes(registry.withLock { $0.workflowNames })
+    package func registerWorkflowTypes() async throws {
+        try await journal.registerWorkflowTypes(registry.withLock { $0.workflowNames })
     }
 
     // MARK: - Leases
@@ -219,7 +227,10 @@ public final class Engine: Sendable {
             let every = workerOptions.leaseDuration / 3
             let source = DispatchSource.makeTimerSource(queue: .global())
             source.schedule(deadline: .now() + .milliseconds(Int(every.milliseconds)), repeating: .milliseconds(Int(every.milliseconds)))
-            source.setEventHandler { [weak self] in self?.renewAndReconcile() }
+            source.setEventHandler { [weak self] in
+                guard let self else { return }
+                Task { await self.renewAndReconcile() }
+            }
             source.resume()
             timer = source
         }
@@ -228,10 +239,10 @@ public final class Engine: Sendable {
     /// Renews this engine's leases. Once the chain of renewals has broken (this process stalled past
     /// a lease), some runs driven here may have been taken over by other workers: those are stopped
     /// at once (their running activities cancelled), rather than at their next write.
-    private func renewAndReconcile() {
-        guard (try? journal.renewLeases()) != nil, journal.leaseChainBroken, !isStopping else { return }
+    private func renewAndReconcile() async {
+        guard (try? await journal.renewLeases()) != nil, journal.leaseChainBroken, !isStopping else { return }
         let driven = drivers.withLock { Array($0.values) }
-        guard !driven.isEmpty, let leases = try? journal.leases(ofRuns: driven.map(\.runID)) else { return }
+        guard !driven.isEmpty, let leases = try? await journal.leases(ofRuns: driven.map(\.runID)) else { return }
         for driver in driven {
             guard let (owner, status) = leases[driver.runID] else { continue }
             // Another worker holds it, or another worker has ended it. (No holder at all is a run
@@ -266,6 +277,7 @@ public final class Engine: Sendable {
 
     private func stop() async {
         stopping.store(true, ordering: .sequentiallyConsistent)
+        for waiter in stopWaiters.withLock({ waiters in defer { waiters.removeAll() }; return waiters }) { waiter.finish() }
         let open = drivers.withLock { drivers in
             defer { drivers.removeAll() }
             return Array(drivers.values)
@@ -276,13 +288,12 @@ public final class Engine: Sendable {
         await withTaskGroup(of: Void.self) { group in
             for pool in pools { group.addTask { await pool.shutdown() } }
         }
-        // A batch with nothing in it is committed after every batch queued before it.
-        try? await journal.append(JournalBatch(run: RunRef(runID: "-", key: 0)))
+        try? await journal.append(.barrier())  // everything queued before it is committed
         leaseRenewal.withLock { timer in
             timer?.cancel()
             timer = nil
         }
-        try? journal.releaseLeases()  // other workers take the runs over now, not at expiry
+        try? await journal.releaseLeases()  // other workers take the runs over now, not at expiry
         let waiters = outcomeWaiters.withLock { waiters in
             defer { waiters.removeAll() }
             return waiters.values.flatMap { $0 }
@@ -291,4 +302,16 @@ public final class Engine: Sendable {
     }
 
     var isStopping: Bool { stopping.load(ordering: .relaxed) }
+
+    /// A sequence that ends when the engine starts stopping (at once if it has).
+    func stopSignal() -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream<Void>.makeStream()
+        let stopped = stopWaiters.withLock { waiters -> Bool in
+            if isStopping { return true }
+            waiters.append(continuation)
+            return false
+        }
+        if stopped { continuation.finish() }
+        return stream
+    }
 }

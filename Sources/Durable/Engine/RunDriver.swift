@@ -24,7 +24,10 @@ final class RunDriver: Sendable {
         /// Record an informational event (an attempt failure, a heartbeat) without an activation.
         case record(HistoryEvent, committed: (@Sendable (Result<Void, any Error>) -> Void)?)
         /// Stop driving the run and record it as held with the reason.
-        case hold(String)
+        /// Hold the run with the reason. A new run whose first activation could not be written
+        /// (`newRun`, `started`) is recorded held with its `WorkflowStarted` event; `committed` is told.
+        case hold(String, newRun: JournalBatch.NewRun? = nil, started: HistoryEvent? = nil,
+                  committed: (@Sendable (Result<Void, any Error>) -> Void)? = nil)
     }
 
     private struct Mailbox {
@@ -226,8 +229,8 @@ final class RunDriver: Sendable {
     /// Handles one item; returns how many event indexes it used.
     private func handle(_ item: Item, index: Int) -> Int {
         switch item {
-        case .hold(let reason):
-            engine.hold(self, reason: reason, newRun: nil, started: nil, committed: nil)
+        case .hold(let reason, let newRun, let started, let committed):
+            engine.hold(self, reason: reason, newRun: newRun, started: started, committed: committed)
             return 0
         case .record(var event, let committed):
             event.index = index
@@ -242,7 +245,7 @@ final class RunDriver: Sendable {
             var batch = JournalBatch(
                 run: ref, events: [EventDraft(event)], statusChange: .init(status: .terminated, error: reason),
                 deliveredSignal: queued)
-            batch.notifyParent = parentNotice(ChildOutcome(
+            batch.notice = parentNotice(ChildOutcome(
                 seq: 0, childRunID: runID, status: "terminated", failure: FailureInfo(type: "Terminated", message: reason)))
             engine.append(batch) { [self] result in
                 engine.afterTermination(self, reason: reason, result: result)
@@ -260,10 +263,9 @@ final class RunDriver: Sendable {
     }
 
     /// The notice for this run's parent, if it is a child and has ended.
-    private func parentNotice(_ outcome: ChildOutcome?) -> (runID: String, payload: Data)? {
-        guard let parent = instance.parent, var outcome else { return nil }
-        outcome.seq = parent.parentSeq
-        return (try? JSONEncoder().encode(outcome)).map { (parent.parentRunID, $0) }
+    private func parentNotice(_ outcome: ChildOutcome?) -> RunNotice? {
+        guard let parent = instance.parent, let outcome else { return nil }
+        return Engine.parentNotice(parent, outcome)
     }
 
     /// Runs one activation and hands its batch to the journal. - Returns: the event indexes it used.
@@ -281,15 +283,6 @@ final class RunDriver: Sendable {
                 // Nothing of this activation is recorded: the run is held with the reason.
                 engine.hold(self, reason: error.description, newRun: newRun, started: event, committed: committed)
                 return 0
-            }
-            for case .startChild(_, _, let workflowID, _, _) in commands {
-                if let existing = try? engine.journal.openRun(workflowID: workflowID) {
-                    // The child could not start: hold the run with the reason instead of failing its batch.
-                    engine.hold(
-                        self, reason: "child workflow ID '\(workflowID)' is in use by open run \(existing.runID)",
-                        newRun: newRun, started: event, committed: committed)
-                    return 0
-                }
             }
             var events: [EventDraft] = []
             events.reserveCapacity(commands.count + 1)
@@ -342,8 +335,20 @@ final class RunDriver: Sendable {
                 deliveredSignal: deliveredSignal)
             batch.continuation = continuation
             batch.childRuns = children
-            batch.notifyParent = parentNotice(outcome)
-            engine.append(batch) { [self] result in
+            batch.notice = parentNotice(outcome)
+            let childIDs = children.map(\.run.workflowID)
+            engine.append(batch) { [self, event] result in
+                // A child whose workflow ID an open run uses could not start: nothing of the activation
+                // is written; the run is held with the reason instead (a new run with its start event).
+                if case .failure(let error) = result, let error = error as? JournalError,
+                    let inUse = error.workflowIDInUse, childIDs.contains(inUse.workflowID)
+                {
+                    let reason = "child workflow ID '\(inUse.workflowID)' is in use by open run \(inUse.runID)"
+                    if !post(.hold(reason, newRun: newRun, started: event, committed: committed)) {
+                        engine.hold(self, reason: reason, newRun: newRun, started: event, committed: committed)
+                    }
+                    return
+                }
                 committed?(result)
                 engine.afterCommit(self, commands: commands, result: result)
             }

@@ -17,8 +17,8 @@ struct Cancel: AsyncParsableCommand {
     var reason = "cancelled from the command line"
 
     func run() async throws {
-        let engine = try options.openExisting()
-        let runID = try closedRunIsBadInput { try engine.cancel(target.id, reason: reason) }
+        let engine = try await options.openExisting()
+        let runID = try await closedRunIsBadInput { try await engine.cancel(target.id, reason: reason) }
         if target.json {
             try Format.printJSON(["runID": runID, "requested": "cancel"])
         } else {
@@ -42,8 +42,8 @@ struct Terminate: AsyncParsableCommand {
     var reason: String
 
     func run() async throws {
-        let engine = try options.openExisting()
-        let runID = try closedRunIsBadInput { try engine.terminate(target.id, reason: reason) }
+        let engine = try await options.openExisting()
+        let runID = try await closedRunIsBadInput { try await engine.terminate(target.id, reason: reason) }
         if target.json {
             try Format.printJSON(["runID": runID, "requested": "terminate"])
         } else {
@@ -53,9 +53,9 @@ struct Terminate: AsyncParsableCommand {
 }
 
 /// An operation on a run that has already ended is a usage problem (exit 2), not a journal one.
-func closedRunIsBadInput(_ body: () throws -> String) throws -> String {
+func closedRunIsBadInput(_ body: () async throws -> String) async throws -> String {
     do {
-        return try body()
+        return try await body()
     } catch let error as JournalError where error.isRunClosed {
         throw CommandFailure(message: error.description, exitCode: .badInput)
     }

@@ -23,8 +23,8 @@ struct ExportHistory: AsyncParsableCommand {
     var output: String?
 
     func run() async throws {
-        let engine = try options.openExisting()
-        let (run, events) = try engine.history(id)
+        let engine = try await options.openExisting()
+        let (run, events) = try await engine.history(id)
         let document = try HistoryExport(run: run, events: events).encoded()
         guard let output else {
             FileHandle.standardOutput.write(document + Data("\n".utf8))
@@ -56,8 +56,8 @@ struct ShowHistory: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let engine = try options.openExisting()
-        let (run, events) = try engine.history(target.id)
+        let engine = try await options.openExisting()
+        let (run, events) = try await engine.history(target.id)
         if timeline {
             print(Timeline(run: run, events: events, now: Date()).render(width: 50))
             return
@@ -84,10 +84,11 @@ struct ShowHistory: AsyncParsableCommand {
             print("run \(run.runID)  workflow ID \(run.workflowID)  \(run.workflowType)")
             print("#     +MS       EVENT                    SEQ   ATTEMPT  DETAILS")
         }
-        while true {
+        // Woken by every commit to the journal (the feed yields once at once).
+        for await _ in engine.journal.changes() {
             // The run's status before its events: a run seen closed has all its events recorded.
-            let current = try engine.journal.findRun(run.runID) ?? run
-            let events = try engine.journal.history(run, from: printed)
+            let current = try await engine.journal.findRun(run.runID) ?? run
+            let events = try await engine.journal.history(run, from: printed)
             for event in events {
                 if target.json {
                     try Format.printJSONLine(Self.eventJSON(event))
@@ -100,7 +101,6 @@ struct ShowHistory: AsyncParsableCommand {
             }
             printed += events.count
             if !current.status.isOpen { return }
-            try await Task.sleep(for: .milliseconds(100))
         }
     }
 

@@ -17,9 +17,9 @@ struct JournalCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let engine = try options.openExisting()
+            let engine = try await options.openExisting()
             let json = self.json
-            let report = try engine.journal.check { done, total in
+            let report = try await engine.journal.check { done, total in
                 if !json && total >= 1_000 { printProgress("checked \(done)/\(total) runs") }
             }
             if json {
@@ -53,7 +53,7 @@ struct JournalCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let stats = try options.openExisting().journal.stats()
+            let stats = try await options.openExisting().journal.stats()
             let ratio = stats.storedPayloadBytes == 0 ? 1 : Double(stats.rawPayloadBytes) / Double(stats.storedPayloadBytes)
             let byStatus = Dictionary(uniqueKeysWithValues: stats.runsByStatus.map { ($0.key.rawValue, $0.value) })
             if json {
@@ -68,7 +68,7 @@ struct JournalCommand: AsyncParsableCommand {
             }
             print("""
                 journal:   \(options.path) (format \(stats.formatVersion))
-                size:      \(Format.bytes(stats.fileBytes)) + WAL \(Format.bytes(stats.walBytes))
+                size:      \(Format.bytes(stats.fileBytes))\(stats.walBytes > 0 ? " + WAL \(Format.bytes(stats.walBytes))" : "")
                 runs:      \(stats.runs)\(stats.runs == 0 ? "" : " (" + RunStatus.allCases.compactMap { status in
                     stats.runsByStatus[status].map { "\(status.rawValue) \($0)" } }.joined(separator: ", ") + ")")
                 events:    \(stats.events)\(stats.events == 0 ? "" : String(format: ", %.1f bytes of file per event", Double(stats.fileBytes) / Double(stats.events)))
@@ -89,7 +89,7 @@ struct JournalCommand: AsyncParsableCommand {
         var destination: String
 
         func run() async throws {
-            let bytes = try options.openExisting().journal.backup(to: destination)
+            let bytes = try await options.openExisting().journal.backup(to: destination)
             print("backed up \(options.path) to \(destination) (\(Format.bytes(bytes)))")
         }
     }
@@ -123,7 +123,7 @@ struct JournalCommand: AsyncParsableCommand {
             }
             let cutoff = Date().addingTimeInterval(-age)
             let json = self.json
-            let deleted = try options.openExisting().journal.deleteClosedRuns(
+            let deleted = try await options.openExisting().journal.deleteClosedRuns(
                 closedBefore: cutoff, statuses: statuses, dryRun: dryRun
             ) { runs in if !json { printProgress("deleted \(runs) runs") } }
             if json {
@@ -151,9 +151,9 @@ struct JournalCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let engine = try options.openExisting()
+            let engine = try await options.openExisting()
             let json = self.json
-            let report = try engine.journal.compact { done, total in
+            let report = try await engine.journal.compact { done, total in
                 if !json { printProgress("packed \(done)/\(total) closed runs") }
             }
             if json {

@@ -17,10 +17,10 @@ struct Query: AsyncParsableCommand {
     var name: String
 
     func run() async throws {
-        let engine = try options.openExisting(withCode: true)
+        let engine = try await options.openExisting(withCode: true)
         let answer = try await engine.query(target.id, name: name)
         if target.json {
-            let run = try engine.describe(target.id).run
+            let run = try await engine.describe(target.id).run
             try Format.printJSON(["runID": run.runID, "query": name, "result": Format.jsonValue(answer)])
         } else {
             print(String(decoding: answer, as: UTF8.self))

@@ -32,18 +32,18 @@ struct Replay: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if all { return try replayAll() }
+        if all { return try await replayAll() }
         let report: ReplayReport
         if let file {
             let history = try HistoryExport.read(from: file)
             // The code's registrations need an engine, and an engine a journal: a scratch one.
             let scratch = JournalConfiguration.temporary()
             defer { scratch.removeFiles() }
-            let engine = try Engine(journal: scratch)
+            let engine = try await Engine(journal: scratch)
             AppSetup.registerCode(in: engine)
             report = try engine.replay(history: history, path: file)
         } else if let id {
-            report = try options.openExisting(withCode: true).replay(id)
+            report = try await options.openExisting(withCode: true).replay(id)
         } else {
             return
         }
@@ -58,8 +58,8 @@ struct Replay: AsyncParsableCommand {
     }
 
     /// Replays every closed run of the registered types (or `--type`), oldest first.
-    private func replayAll() throws {
-        let engine = try options.openExisting(withCode: true)
+    private func replayAll() async throws {
+        let engine = try await options.openExisting(withCode: true)
         let types = type.map { [$0] } ?? engine.workflowTypes
         if let type, !engine.workflowTypes.contains(type) {
             throw DurableError(.unknownWorkflowType(type, known: engine.workflowTypes))
@@ -67,13 +67,13 @@ struct Replay: AsyncParsableCommand {
         let closed = RunStatus.allCases.filter { !$0.isOpen }
         var runs: [RunRecord] = []
         for type in types {
-            runs += try engine.runs(RunFilter(statuses: closed, workflowType: type, oldestFirst: true))
+            runs += try await engine.runs(RunFilter(statuses: closed, workflowType: type, oldestFirst: true))
         }
         var mismatches: [ReplayReport] = []
         var events = 0
         let progress = ProgressBar(total: runs.count, enabled: !json)
         for (i, run) in runs.enumerated() {
-            let report = try engine.replay(run.runID)
+            let report = try await engine.replay(run.runID)
             events += report.eventCount
             if report.mismatch != nil { mismatches.append(report) }
             progress.update(i + 1, note: mismatches.isEmpty ? "" : "\(mismatches.count) mismatched")

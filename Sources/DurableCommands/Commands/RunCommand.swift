@@ -18,7 +18,7 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let data = try readInput(start.input)
-        let engine = try options.openForWork(durability: try work.parsedDurability(), worker: try work.workerOptions())
+        let engine = try await options.openForWork(durability: try work.parsedDurability(), worker: try work.workerOptions())
         try engine.validate(workflowType: start.workflowType, input: data)
         let signals = StopSignals { Task { await engine.shutdown() } }
         defer { withExtendedLifetime(signals) {} }

@@ -28,8 +28,8 @@ struct Runs: AsyncParsableCommand {
 
         func run() async throws {
             let filter = try filters.filter(limit: limit, oldestFirst: sort == "oldest")
-            let engine = try options.openExisting()
-            let runs = try engine.runs(filter)
+            let engine = try await options.openExisting()
+            let runs = try await engine.runs(filter)
             if json {
                 try Format.printJSON(runs.map(Format.runJSON))
                 return
@@ -57,7 +57,7 @@ struct Runs: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let counts = try options.openExisting().countRuns(try filters.filter())
+            let counts = try await options.openExisting().countRuns(try filters.filter())
             let total = counts.values.reduce(0, +)
             let byStatus = RunStatus.allCases.compactMap { status in counts[status].map { (status.rawValue, $0) } }
             if json {
@@ -76,8 +76,8 @@ struct Runs: AsyncParsableCommand {
 
 
         func run() async throws {
-            let engine = try options.openExisting(withCode: true)  // an application tells what a run waits for
-            let description = try engine.describe(target.id)
+            let engine = try await options.openExisting(withCode: true)  // an application tells what a run waits for
+            let description = try await engine.describe(target.id)
             let run = description.run
             var result: Data?
             var failure: FailureInfo?

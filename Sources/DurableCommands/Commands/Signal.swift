@@ -28,8 +28,8 @@ struct Signal: AsyncParsableCommand {
 
     func run() async throws {
         let data = try readInput(input)
-        let engine = try options.openExisting()
-        let runID = try closedRunIsBadInput { try engine.signal(id, name: name, json: data) }
+        let engine = try await options.openExisting()
+        let runID = try await closedRunIsBadInput { try await engine.signal(id, name: name, json: data) }
         if json {
             try Format.printJSON(["runID": runID, "signal": name])
         } else {

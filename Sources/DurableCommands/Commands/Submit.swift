@@ -23,11 +23,11 @@ struct Submit: AsyncParsableCommand {
         let data = try readInput(start.input)
         let engine: Engine
         if AppSetup.hasCode {
-            engine = try options.openForWork()
+            engine = try await options.openForWork()
             try engine.validate(workflowType: start.workflowType, input: data)
         } else {
-            engine = try options.openExisting()
-            let known = try engine.journal.knownWorkflowTypes()
+            engine = try await options.openExisting()
+            let known = try await engine.journal.knownWorkflowTypes()
             guard known.contains(start.workflowType) else {
                 let hint = known.isEmpty
                     ? "no worker has registered workflow types in \(options.path) yet; start a worker once first"

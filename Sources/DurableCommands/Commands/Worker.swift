@@ -22,7 +22,7 @@ struct Worker: AsyncParsableCommand {
     var quiet = false
 
     func run() async throws {
-        let engine = try options.openForWork(durability: try work.parsedDurability(), worker: try work.workerOptions())
+        let engine = try await options.openForWork(durability: try work.parsedDurability(), worker: try work.workerOptions())
         let quiet = self.quiet
         engine.onRunClosed { runID, outcome in
             guard !quiet else { return }
@@ -38,7 +38,7 @@ struct Worker: AsyncParsableCommand {
         if !quiet {
             print("worker pid \(getpid()) (\(engine.workerID)) on \(options.path): workflow types \(engine.workflowTypes.joined(separator: ", "))")
         }
-        try engine.registerWorkflowTypes()  // the types the code-less CLI may submit
+        try await engine.registerWorkflowTypes()  // the types the code-less CLI may submit
         let warming = Date()
         await engine.warmUp()
         if !quiet, let pools = engine.poolSummary {

@@ -141,7 +141,7 @@ public struct HistoryExport: Codable, Sendable, Equatable {
         }
         guard events.first?.kind == .workflowStarted else { throw bad("does not start with a WorkflowStarted event") }
         let record = RunRecord(
-            key: 0, runID: run.runID, workflowID: run.workflowID, workflowType: run.workflowType,
+            runID: run.runID, workflowID: run.workflowID, workflowType: run.workflowType,
             status: RunStatus(rawValue: run.status) ?? .running, createdAt: createdAt, updatedAt: createdAt,
             closedAt: nil, seed: seed, error: run.error)
         return (record, events)

@@ -1,20 +1,22 @@
 package import Foundation
 import Synchronization
 
-/// A reference to a run that batches share before the run's row has its journal key.
+/// The run a batch belongs to, shared by all the batches of one driver of the run.
 ///
-/// A new run's key is assigned when its first batch is written; later batches of the same run are
-/// always written after it (the writer is FIFO), so they find the key set.
+/// The engine knows a run by its run ID only. A backend may keep what it needs to find the run
+/// quickly in ``storageKey`` (SQLite: the row's key, set when the run is first read or written);
+/// the engine never reads or sets it.
 package final class RunRef: Sendable {
     package let runID: String
     private let storedKey: Mutex<Int64?>
 
-    package init(runID: String, key: Int64? = nil) {
+    package init(runID: String) {
         self.runID = runID
-        self.storedKey = Mutex(key)
+        self.storedKey = Mutex(nil)
     }
 
-    package var key: Int64? {
+    /// The backend's own key for the run, once it has one; opaque above the storage layer.
+    package var storageKey: Int64? {
         get { storedKey.withLock { $0 } }
         set { storedKey.withLock { $0 = newValue } }
     }
@@ -86,12 +88,22 @@ package struct JournalBatch: Sendable {
     package var continuation: (runID: String, run: NewRun, started: EventDraft)?
     /// Child runs this batch starts: rows (pending, for a worker to claim) and `WorkflowStarted` events.
     package var childRuns: [(runID: String, run: NewRun, started: EventDraft)] = []
-    /// The run this batch ends is a child: tell its parent (run ID) with a queued `durable.child`
-    /// signal carrying this payload, in the same transaction.
-    package var notifyParent: (runID: String, payload: Data)?
+    /// A message for another run (the parent of a child this batch ends), queued in its inbox in the
+    /// same transaction if that run is still open.
+    package var notice: RunNotice?
     /// A signal this batch delivers (its `SignalReceived` event is among `events`): its row leaves the
     /// `signals` table in the same transaction.
     package var deliveredSignal: Int64?
+
+    /// A batch that writes nothing: it completes once every batch handed over before it is
+    /// committed (a shutting-down worker waits for its writes with it).
+    package static func barrier() -> JournalBatch { JournalBatch(run: RunRef(runID: "")) }
+
+    /// Whether the batch writes nothing (a ``barrier()``).
+    package var isEmpty: Bool {
+        newRun == nil && !claim && events.isEmpty && statusChange == nil && continuation == nil && childRuns.isEmpty
+            && notice == nil && deliveredSignal == nil
+    }
 
     package init(
         run: RunRef, newRun: NewRun? = nil, claim: Bool = false, events: [EventDraft] = [],

@@ -25,14 +25,10 @@ public enum RunStatus: String, Sendable, CaseIterable, Codable {
         case .completed, .failed, .cancelled, .terminated, .continuedAsNew: false
         }
     }
-
-    package static let openStatusesSQL = "('pending','running','held')"
 }
 
-/// A run as the journal's `runs` table records it.
+/// A run as the journal records it.
 public struct RunRecord: Sendable, Equatable {
-    /// The journal's integer key of the run.
-    package var key: Int64
     public var runID: String
     public var workflowID: String
     public var workflowType: String
@@ -50,11 +46,10 @@ public struct RunRecord: Sendable, Equatable {
     public var leaseExpiresAt: Date?
 
     package init(
-        key: Int64, runID: String, workflowID: String, workflowType: String, status: RunStatus,
+        runID: String, workflowID: String, workflowType: String, status: RunStatus,
         createdAt: Date, updatedAt: Date, closedAt: Date?, seed: UInt64, error: String?,
         leaseOwner: String? = nil, leaseExpiresAt: Date? = nil
     ) {
-        self.key = key
         self.runID = runID
         self.workflowID = workflowID
         self.workflowType = workflowType

@@ -1,3 +1,4 @@
+package import DurableJournal
 package import Foundation
 import GRDB
 import Synchronization
@@ -7,7 +8,7 @@ import Synchronization
 /// Reads go through GRDB's reader connections and never wait for the writer. Writes are
 /// ``JournalBatch``es handed to ``append(_:completion:)``: all batches that arrive while a commit
 /// is in progress are written together in the next transaction, so concurrent runs share fsyncs.
-package final class SQLiteJournal: Sendable {
+package final class SQLiteJournal: Journal {
     package let path: String
     package let durability: Durability
     /// The lease this journal's writer takes on the runs it drives, and checks before it writes one.
@@ -17,8 +18,12 @@ package final class SQLiteJournal: Sendable {
     /// The chain of lease renewals (see ``renewLeases()``): when the last one began, and whether one
     /// came late.
     private let renewals = Mutex<(lastStart: Int64?, broken: Bool)>((nil, false))
-    /// A dedicated connection for ``changeToken()``: `data_version` is per connection.
-    private let watcher = Mutex<DatabaseQueue?>(nil)
+    /// Reads `PRAGMA data_version` for the change feed, while it has subscribers.
+    private let watcher: DataVersionWatcher
+    /// The change feed's subscribers.
+    private let broadcaster: ChangeBroadcaster
+    /// How often the change watcher reads `data_version` (one cheap read of the file's header).
+    static let watchInterval = Duration.milliseconds(5)
 
     /// The page size of new journals. A step commits a few small rows, and every page it touches is
     /// written to the WAL and synced: with 1 KiB pages a sequential step at `full` durability took about
@@ -27,7 +32,7 @@ package final class SQLiteJournal: Sendable {
     package static let pageSize = 1024
 
     package init(_ configuration: JournalConfiguration, lease: LeaseSettings? = nil) throws {
-        path = configuration.path
+        path = configuration.location
         durability = configuration.durability
         self.lease = lease
         if !configuration.createIfMissing && !FileManager.default.fileExists(atPath: path) {
@@ -57,7 +62,12 @@ package final class SQLiteJournal: Sendable {
             throw JournalError(.storage(reason: "\(path): \(error.message ?? error.description)"))
         }
         writer = GroupCommitWriter(pool: pool, lease: lease)
+        let watcher = DataVersionWatcher(path: path, interval: Self.watchInterval)
+        broadcaster = ChangeBroadcaster { broadcaster, active in watcher.setActive(active, notifying: broadcaster) }
+        self.watcher = watcher
     }
+
+    package var location: String { path }
 
     // MARK: - Writing
 
@@ -69,17 +79,16 @@ package final class SQLiteJournal: Sendable {
     }
 
     /// Writes a batch and returns once it is committed with the durability configured. The commit
-    /// happens on the writer thread, so concurrent callers share it.
+    /// happens on the writer thread (the caller awaits it anyway), so concurrent callers share it.
     package func append(_ batch: JournalBatch) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             writer.submit(batch, inline: false) { continuation.resume(with: $0) }
         }
     }
 
-    /// Records the workflow types a worker can run, so that the code-less `durable submit` can check names.
-    package func registerWorkflowTypes(_ names: [String]) throws {
+    package func registerWorkflowTypes(_ names: [String]) async throws {
         let now = Date().journalMillis
-        try pool.write { db in
+        try write { db in
             for name in names {
                 try db.execute(
                     sql: "INSERT OR REPLACE INTO workflow_types (name, registered_at) VALUES (?, ?)",
@@ -88,17 +97,15 @@ package final class SQLiteJournal: Sendable {
         }
     }
 
+    package func knownWorkflowTypes() async throws -> [String] {
+        try read { db in try String.fetchAll(db, sql: "SELECT name FROM workflow_types ORDER BY name") }
+    }
+
     // MARK: - Signals
 
-    /// Queues a signal for an open run (from any process): the worker driving the run delivers it.
-    /// - Throws: ``JournalError`` `runNotFound`, or `runClosed` when the run has ended.
-    /// - Returns: the signal's number in the queue.
-    @discardableResult
-    package func sendSignal(
-        toRun id: String, name: String, data: Data?, operation: String = "signals"
-    ) throws -> (run: RunRecord, signal: Int64) {
+    package func sendSignal(toRun id: String, name: String, data: Data?, operation: String) async throws -> RunRecord {
         let framed = data.map(PayloadCodec.encode)
-        return try pool.write { db in
+        return try write { db in
             guard let row = try Row.fetchOne(
                 db,
                 sql: """
@@ -109,29 +116,25 @@ package final class SQLiteJournal: Sendable {
                     """,
                 arguments: [id])
             else { throw JournalError(.runNotFound(id)) }
-            let run = try Self.runRecord(row)
+            let (key, run) = try Self.runRow(row)
             guard run.status.isOpen else {
                 throw JournalError(.runClosed(runID: run.runID, status: run.status.rawValue, operation: operation))
             }
             try db.execute(
                 sql: "INSERT INTO signals (run, name, data, sent_at) VALUES (?, ?, ?, ?)",
-                arguments: [run.key, name, framed, Date().journalMillis])
-            return (run, db.lastInsertedRowID)
+                arguments: [key, name, framed, Date().journalMillis])
+            return run
         }
     }
 
-    /// Ends an open run as terminated, appending a `WorkflowTerminated` event after its last one;
-    /// its queued signals are dropped. Only for a run no worker drives: it happens only if the run's
-    /// lease is still as `lease` says (the caller found it free, expired, or held by a dead process).
-    /// - Returns: whether the run was terminated here.
-    @discardableResult
-    package func terminateRun(key: Int64, runID: String, reason: String, lease: RunLease) throws -> Bool {
+    package func terminateRun(_ runID: String, reason: String, expected lease: RunLease, notice: RunNotice?) async throws -> Bool {
         let reasonData = PayloadCodec.encode(Data(reason.utf8))
-        return try pool.write { db in
+        return try write { db in
             guard let row = try Row.fetchOne(
-                db, sql: "SELECT status, lease_owner, lease_expires_at FROM runs WHERE id = ?", arguments: [key]),
-                RunStatus(rawValue: row[0])?.isOpen == true, RunLease(row[1], row[2]) == lease
+                db, sql: "SELECT id, status, lease_owner, lease_expires_at FROM runs WHERE run_id = ?", arguments: [runID]),
+                RunStatus(rawValue: row[1])?.isOpen == true, RunLease(row[2], row[3]) == lease
             else { return false }
+            let key: Int64 = row[0]
             let next = try Int.fetchOne(db, sql: "SELECT COALESCE(MAX(idx), -1) + 1 FROM events WHERE run = ?", arguments: [key]) ?? 0
             let now = Date().journalMillis
             try db.execute(
@@ -141,34 +144,23 @@ package final class SQLiteJournal: Sendable {
                 sql: "UPDATE runs SET status = 'terminated', error = ?, updated_at = ?, closed_at = ? WHERE id = ?",
                 arguments: [reason, now, now, key])
             try db.execute(sql: "DELETE FROM signals WHERE run = ?", arguments: [key])
-            // A terminated child tells its parent.
-            if let meta = try Data.fetchOne(db, sql: "SELECT meta FROM events WHERE run = ? AND idx = 0", arguments: [key]),
-                let link = try? JSONDecoder().decode(ParentLink.self, from: meta),
-                let payload = try? JSONEncoder().encode(ChildOutcome(
-                    seq: link.parentSeq, childRunID: runID, status: RunStatus.terminated.rawValue,
-                    failure: FailureInfo(type: "Terminated", message: reason)))
-            {
-                try GroupCommitWriter.notify(parent: link.parentRunID, payload: payload, db, now: now)
-            }
+            if let notice { try GroupCommitWriter.queue(notice, db, now: now) }
             return true
         }
     }
 
     // MARK: - Leases
 
-    /// Takes the lease of an open run for this journal's owner, if the lease is still as the caller
-    /// saw it (`expected`: free, expired, or its holder's process gone).
-    /// - Returns: whether this worker now holds the lease.
-    package func acquireLease(key: Int64, expected: RunLease) throws -> Bool {
+    package func acquireLease(runID: String, expected: RunLease) async throws -> Bool {
         guard let lease else { return true }
-        return try pool.write { db in
+        return try write { db in
             let now = Date().journalMillis
             try db.execute(
                 sql: """
                     UPDATE runs SET lease_owner = ?, lease_expires_at = ?
-                    WHERE id = ? AND status IN \(RunStatus.openStatusesSQL) AND lease_owner IS ? AND lease_expires_at IS ?
+                    WHERE run_id = ? AND status IN \(RunStatus.openStatusesSQL) AND lease_owner IS ? AND lease_expires_at IS ?
                     """,
-                arguments: [lease.owner, now + lease.durationMs, key, expected.owner, expected.expiresAtMillis])
+                arguments: [lease.owner, now + lease.durationMs, runID, expected.owner, expected.expiresAtMillis])
             return db.changesCount == 1
         }
     }
@@ -196,10 +188,10 @@ package final class SQLiteJournal: Sendable {
     /// renewal that comes late breaks the chain for good: some runs may have been taken over, and
     /// every commit checks again.
     @discardableResult
-    package func renewLeases() throws -> Int {
+    package func renewLeases() async throws -> Int {
         guard let lease else { return 0 }
         let start = Date().journalMillis
-        let held = try pool.write { db in
+        let held = try write { db in
             try db.execute(
                 sql: "UPDATE runs SET lease_expires_at = ? WHERE lease_owner = ? AND status IN ('running','held')",
                 arguments: [start + lease.durationMs, lease.owner])
@@ -219,11 +211,9 @@ package final class SQLiteJournal: Sendable {
         return held
     }
 
-    /// Whether a renewal came late, so that runs driven here may have been taken over.
     package var leaseChainBroken: Bool { renewals.withLock { $0.broken } }
 
-    /// The lease holder (nil: none) and status of each of these runs that exists.
-    package func leases(ofRuns runIDs: [String]) throws -> [String: (owner: String?, status: RunStatus)] {
+    package func leases(ofRuns runIDs: [String]) async throws -> [String: (owner: String?, status: RunStatus)] {
         try read { db in
             var leases: [String: (owner: String?, status: RunStatus)] = [:]
             for start in stride(from: 0, to: runIDs.count, by: 500) {
@@ -240,30 +230,27 @@ package final class SQLiteJournal: Sendable {
         }
     }
 
-    /// Gives up this worker's leases (it is stopping): other workers take the runs over at once.
-    package func releaseLeases() throws {
+    package func releaseLeases() async throws {
         guard let lease else { return }
         renewals.withLock { $0.broken = true }
         writer.leasesSafeUntil.store(0, ordering: .releasing)
-        try pool.write { db in
+        try write { db in
             try db.execute(
                 sql: "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?",
                 arguments: [lease.owner])
         }
     }
 
-    /// Gives up this worker's lease on one run.
-    package func releaseLease(runID: String) throws {
+    package func releaseLease(runID: String) async throws {
         guard let lease else { return }
-        try pool.write { db in
+        try write { db in
             try db.execute(
                 sql: "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE run_id = ? AND lease_owner = ?",
                 arguments: [runID, lease.owner])
         }
     }
 
-    /// The workers holding leases on running runs, with how many each holds.
-    package func leaseOwners() throws -> [String: Int] {
+    package func leaseOwners() async throws -> [String: Int] {
         try read { db in
             let rows = try Row.fetchAll(
                 db, sql: "SELECT lease_owner, count(*) FROM runs WHERE status = 'running' AND lease_owner IS NOT NULL GROUP BY 1")
@@ -271,8 +258,7 @@ package final class SQLiteJournal: Sendable {
         }
     }
 
-    /// Running runs whose lease is free, expired, or held by one of `deadOwners`, oldest first.
-    package func runsToTakeOver(deadOwners: [String], limit: Int = 256) throws -> [RunRecord] {
+    package func runsToTakeOver(deadOwners: [String], limit: Int) async throws -> [RunRecord] {
         guard let lease else { return [] }
         let dead = deadOwners.map { _ in "?" }.joined(separator: ",")
         var arguments: StatementArguments = [Date().journalMillis, lease.owner]
@@ -284,53 +270,40 @@ package final class SQLiteJournal: Sendable {
                     SELECT \(Self.runColumns) FROM runs WHERE status = 'running'
                         AND (lease_owner IS NULL OR (lease_expires_at < ? AND lease_owner != ?)
                             \(deadOwners.isEmpty ? "" : "OR lease_owner IN (\(dead))"))
-                    ORDER BY id LIMIT \(limit)
+                    ORDER BY id LIMIT \(max(0, limit))
                     """,
                 arguments: arguments
             ).map(Self.runRecord)
         }
     }
 
-    /// A signal waiting in the queue.
-    package struct QueuedSignal: Sendable, Equatable {
-        package var id: Int64
-        package var runKey: Int64
-        package var name: String
-        package var data: Data?
-        package var sentAt: Date
-    }
-
-    /// The signals not yet delivered, oldest first.
-    /// - Parameter include: which signals to return (by run key and name); the others' payloads are
-    ///   not even decoded. A signal whose payload is unreadable is left out and stays queued.
     package func queuedSignals(
-        including include: (_ runKey: Int64, _ name: String) -> Bool = { _, _ in true }
-    ) throws -> [QueuedSignal] {
+        including include: @escaping @Sendable (_ runID: String, _ name: String) -> Bool
+    ) async throws -> [QueuedSignal] {
         try read { db in
             // A cursor: the payload of a signal left out is never read (SQLite reads a column, and its
             // overflow pages, only when asked for it).
             var signals: [QueuedSignal] = []
-            let rows = try Row.fetchCursor(db, sql: "SELECT id, run, name, sent_at, data FROM signals ORDER BY id")
+            let rows = try Row.fetchCursor(db, sql: """
+                SELECT signals.id, runs.run_id, signals.name, signals.sent_at, signals.data
+                FROM signals JOIN runs ON runs.id = signals.run ORDER BY signals.id
+                """)
             while let row = try rows.next() {
-                let (id, key, name): (Int64, Int64, String) = (row[0], row[1], row[2])
-                guard include(key, name) else { continue }
+                let (id, runID, name): (Int64, String, String) = (row[0], row[1], row[2])
+                guard include(runID, name) else { continue }
                 let framed: Data? = row[4]
                 guard let data = try? framed.map(PayloadCodec.decode) else { continue }
-                signals.append(QueuedSignal(id: id, runKey: key, name: name, data: data, sentAt: Date(journalMillis: row[3])))
+                signals.append(QueuedSignal(id: id, runID: runID, name: name, data: data, sentAt: Date(journalMillis: row[3])))
             }
             return signals
         }
     }
 
-    /// The names of a run's queued signals, oldest first (whether or not their payloads are readable).
-    package func queuedSignalNames(runKey: Int64) throws -> [String] {
-        try read { db in try String.fetchAll(db, sql: "SELECT name FROM signals WHERE run = ? ORDER BY id", arguments: [runKey]) }
-    }
-
-    /// The run with this journal key.
-    package func run(key: Int64) throws -> RunRecord? {
+    package func queuedSignalNames(runID: String) async throws -> [String] {
         try read { db in
-            try Row.fetchOne(db, sql: "SELECT \(Self.runColumns) FROM runs WHERE id = ?", arguments: [key]).map(Self.runRecord)
+            try String.fetchAll(
+                db, sql: "SELECT name FROM signals WHERE run = (SELECT id FROM runs WHERE run_id = ?) ORDER BY id",
+                arguments: [runID])
         }
     }
 
@@ -339,7 +312,8 @@ package final class SQLiteJournal: Sendable {
     static let runColumns =
         "id, run_id, workflow_id, workflow_type, status, created_at, updated_at, closed_at, seed, error, lease_owner, lease_expires_at"
 
-    static func runRecord(_ row: Row) throws -> RunRecord {
+    /// A row of ``runColumns``: the run's key in this file and its record.
+    static func runRow(_ row: Row) throws -> (key: Int64, run: RunRecord) {
         let runID: String = row[1]
         let statusText: String = row[4]
         guard let status = RunStatus(rawValue: statusText) else {
@@ -348,19 +322,16 @@ package final class SQLiteJournal: Sendable {
         let seed: Int64 = row[8]
         let closed: Int64? = row[7]
         let leaseEnd: Int64? = row[11]
-        return RunRecord(
-            key: row[0], runID: runID, workflowID: row[2], workflowType: row[3], status: status,
+        return (row[0], RunRecord(
+            runID: runID, workflowID: row[2], workflowType: row[3], status: status,
             createdAt: Date(journalMillis: row[5]), updatedAt: Date(journalMillis: row[6]),
             closedAt: closed.map(Date.init(journalMillis:)), seed: UInt64(bitPattern: seed), error: row[9],
-            leaseOwner: row[10], leaseExpiresAt: leaseEnd.map(Date.init(journalMillis:)))
+            leaseOwner: row[10], leaseExpiresAt: leaseEnd.map(Date.init(journalMillis:))))
     }
 
-    package func knownWorkflowTypes() throws -> [String] {
-        try read { db in try String.fetchAll(db, sql: "SELECT name FROM workflow_types ORDER BY name") }
-    }
+    static func runRecord(_ row: Row) throws -> RunRecord { try runRow(row).run }
 
-    /// The run with this run ID, or else the newest run with this workflow ID.
-    package func findRun(_ id: String) throws -> RunRecord? {
+    package func findRun(_ id: String) async throws -> RunRecord? {
         try read { db in
             if let row = try Row.fetchOne(
                 db, sql: "SELECT \(Self.runColumns) FROM runs WHERE run_id = ?", arguments: [id])
@@ -374,8 +345,7 @@ package final class SQLiteJournal: Sendable {
         }
     }
 
-    /// The open run with this workflow ID, if any.
-    package func openRun(workflowID: String) throws -> RunRecord? {
+    package func openRun(workflowID: String) async throws -> RunRecord? {
         try read { db in
             try Row.fetchOne(
                 db,
@@ -388,37 +358,37 @@ package final class SQLiteJournal: Sendable {
         }
     }
 
-    /// Runs, newest first, optionally only those with the given statuses.
-    package func runs(statuses: [RunStatus]? = nil, limit: Int? = nil, oldestFirst: Bool = false) throws -> [RunRecord] {
-        try runs(RunFilter(statuses: statuses, oldestFirst: oldestFirst, limit: limit))
-    }
-
-    /// Number of events of a run.
-    package func eventCount(_ run: RunRecord) throws -> Int {
+    package func eventCount(_ run: RunRecord) async throws -> Int {
         try read { db in
-            let rows = try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE run = ?", arguments: [run.key]) ?? 0
+            guard let key = try Self.key(of: run.runID, db) else { return 0 }
+            let rows = try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE run = ?", arguments: [key]) ?? 0
             if rows > 0 { return rows }
-            return try Int.fetchOne(db, sql: "SELECT events FROM packed_histories WHERE run = ?", arguments: [run.key]) ?? 0
+            return try Int.fetchOne(db, sql: "SELECT events FROM packed_histories WHERE run = ?", arguments: [key]) ?? 0
         }
     }
 
-    /// The run's events from `index` on, in order, payloads decoded and checked, whether stored as
-    /// event rows or packed (``HistoryPack``).
-    /// - Throws: ``JournalError`` naming the run and the event when a payload is corrupt.
-    package func history(_ run: RunRecord, from index: Int = 0) throws -> [HistoryEvent] {
-        try read { db in try Self.history(run, from: index, db) }
+    package func history(_ run: RunRecord, from index: Int) async throws -> [HistoryEvent] {
+        try read { db in
+            guard let key = try Self.key(of: run.runID, db) else { throw JournalError(.runNotFound(run.runID)) }
+            return try Self.history(run, key: key, from: index, db)
+        }
     }
 
-    static func history(_ run: RunRecord, from index: Int = 0, _ db: Database) throws -> [HistoryEvent] {
+    /// The run's key in this file.
+    static func key(of runID: String, _ db: Database) throws -> Int64? {
+        try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM runs WHERE run_id = ?"), arguments: [runID])
+    }
+
+    static func history(_ run: RunRecord, key: Int64, from index: Int = 0, _ db: Database) throws -> [HistoryEvent] {
         let rows = try Row.fetchAll(
             db,
             sql: """
                 SELECT idx, kind, time, seq, attempt, name, data, meta FROM events
                 WHERE run = ? AND idx >= ? ORDER BY idx
                 """,
-            arguments: [run.key, index])
+            arguments: [key, index])
         if rows.isEmpty, let packed = try Data.fetchOne(
-            db, sql: "SELECT data FROM packed_histories WHERE run = ?", arguments: [run.key])
+            db, sql: "SELECT data FROM packed_histories WHERE run = ?", arguments: [key])
         {
             return Array(try HistoryPack.decode(packed, runID: run.runID).dropFirst(index))
         }
@@ -449,36 +419,32 @@ package final class SQLiteJournal: Sendable {
         return events
     }
 
-    /// A number that changes whenever another connection commits; cheap to poll.
-    package func changeToken() throws -> Int {
-        try watcher.withLock { queue in
-            let connection = try queue ?? DatabaseQueue(path: path)
-            queue = connection
-            return try connection.read { db in try Int.fetchOne(db, sql: "PRAGMA data_version") ?? 0 }
-        }
+    // MARK: - Change feed
+
+    package func changes() -> JournalChanges { broadcaster.subscribe() }
+
+    package func close() async {
+        broadcaster.finish()
+        watcher.stop()
     }
 
-    /// Number of events and bytes of stored payloads (framed, compressed) in the whole journal.
-    package func storageStats() throws -> (events: Int, payloadBytes: Int) {
-        try read { db in
-            let events = try Int.fetchOne(db, sql: "SELECT count(*) FROM events") ?? 0
-            let bytes = try Int.fetchOne(
-                db, sql: "SELECT coalesce(sum(coalesce(length(data),0) + coalesce(length(meta),0)), 0) FROM events")
-            return (events, bytes ?? 0)
-        }
-    }
+    // MARK: - File-level operations (SQLite only)
 
     /// `PRAGMA synchronous` of the writer connection: 2 (FULL) or 1 (NORMAL).
     package func writerSynchronous() throws -> Int {
         try pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
+    package func effectiveDurability() async throws -> Durability {
+        try writerSynchronous() >= 2 ? .full : .fast
+    }
+
     /// Transactions the group-commit writer has committed since the journal was opened.
     package var commitCount: Int { writer.commits.load(ordering: .relaxed) }
 
     /// Moves the WAL's contents into the database file and truncates the WAL.
-    package func checkpoint() throws {
-        _ = try pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
+    package func checkpoint() async throws {
+        try writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
     }
 
     func read<T>(_ body: (Database) throws -> T) throws -> T {
@@ -490,4 +456,25 @@ package final class SQLiteJournal: Sendable {
             throw JournalError(.storage(reason: "\(path): \(error.message ?? error.description)"))
         }
     }
+
+    /// GRDB's blocking `write`, without this journal's error mapping (the caller maps errors).
+    func writeSync<T>(_ body: (Database) throws -> T) throws -> T { try pool.write(body) }
+
+    /// GRDB's blocking `writeWithoutTransaction` (async callers would otherwise get GRDB's async one).
+    func writeWithoutTransaction(_ body: (Database) throws -> Void) throws { try pool.writeWithoutTransaction(body) }
+
+    func write<T>(_ body: (Database) throws -> T) throws -> T {
+        do {
+            return try pool.write(body)
+        } catch let error as JournalError {
+            throw error
+        } catch let error as DatabaseError {
+            throw JournalError(.storage(reason: "\(path): \(error.message ?? error.description)"))
+        }
+    }
+}
+
+extension RunStatus {
+    /// The open statuses as an SQL list.
+    static let openStatusesSQL = "('pending','running','held')"
 }

@@ -1,3 +1,4 @@
+import DurableJournal
 import GRDB
 
 extension SQLiteJournal {

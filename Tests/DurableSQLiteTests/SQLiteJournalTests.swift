@@ -3,6 +3,7 @@ import GRDB
 import Testing
 
 @testable import DurableJournal
+@testable import DurableSQLite
 
 func temporaryPath(_ name: String = #function) -> String {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("durable-journal-tests-\(getpid())")
@@ -29,9 +30,9 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
     @Test func eventsRoundTripThroughTheJournal() async throws {
         let journal = try SQLiteJournal(.sqlite(path: temporaryPath()))
         try await writeRun(journal, id: "r1")
-        let run = try #require(try journal.findRun("r1"))
+        let run = try #require(try await journal.findRun("r1"))
         #expect(run.status == .running && run.workflowType == "Flow" && run.seed == 7)
-        let events = try journal.history(run)
+        let events = try await journal.history(run)
         #expect(events.count == 4)
         #expect(events[0].data == Data(#"{"n":1}"#.utf8))
         #expect(events[3].seq == 3 && events[3].attempt == 1)
@@ -43,7 +44,7 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
         do {
             let journal = try SQLiteJournal(.sqlite(path: path))
             try await writeRun(journal, id: "r1")
-            try journal.checkpoint()
+            try await journal.checkpoint()
         }
         let queue = try DatabaseQueue(path: path)
         try await queue.writeWithoutTransaction { db in try db.execute(sql: sql) }
@@ -71,19 +72,19 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
             """)
 
         let journal = try SQLiteJournal(.sqlite(path: path), lease: LeaseSettings(owner: "w1", durationMs: 5_000))
-        let run = try #require(try journal.findRun("r1"))
+        let run = try #require(try await journal.findRun("r1"))
         #expect(run.leaseOwner == nil && run.status == .running)
-        #expect(try journal.history(run).count == 4)
-        #expect(try journal.acquireLease(key: run.key, expected: RunLease(of: run)))
-        #expect(try journal.findRun("r1")?.leaseOwner == "w1")
-        #expect(try journal.stats().formatVersion == SQLiteJournal.formatVersion)
+        #expect(try await journal.history(run).count == 4)
+        #expect(try await journal.acquireLease(runID: run.runID, expected: RunLease(of: run)))
+        #expect(try await journal.findRun("r1")?.leaseOwner == "w1")
+        #expect(try await journal.stats().formatVersion == SQLiteJournal.formatVersion)
     }
 
     @Test func aWriterChecksItsLeaseUnlessAnUnbrokenChainOfRenewalsVouchesForIt() async throws {
         let path = temporaryPath()
         let journal = try SQLiteJournal(.sqlite(path: path, durability: .fast), lease: LeaseSettings(owner: "w1", durationMs: 300))
         try await writeRun(journal, id: "r1")  // started here, so leased to w1
-        let run = try #require(try journal.findRun("r1"))
+        let run = try #require(try await journal.findRun("r1"))
         #expect(run.leaseOwner == "w1")
         func takeOver() async throws {
             let queue = try DatabaseQueue(path: path)
@@ -92,7 +93,7 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
         }
         func write(_ index: Int) async throws {
             try await journal.append(JournalBatch(
-                run: RunRef(runID: "r1", key: run.key),
+                run: RunRef(runID: "r1"),
                 events: [EventDraft(HistoryEvent(index: index, kind: .signalReceived, time: Date(), name: "s"))]))
         }
         // No chain of renewals yet: every write checks the lease.
@@ -105,10 +106,10 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
         try await queue.write { db in try db.execute(sql: "UPDATE runs SET lease_owner = 'w1' WHERE run_id = 'r1'") }
         try queue.close()
         journal.beginLeaseRenewals()
-        try journal.renewLeases()
+        try await journal.renewLeases()
         try await write(4)
         try await Task.sleep(for: .milliseconds(400))  // longer than the lease: w1 could have lost it
-        try journal.renewLeases()
+        try await journal.renewLeases()
         try await takeOver()
         await #expect(throws: JournalError.self) { try await write(5) }
     }
@@ -128,7 +129,7 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
         #expect(notJournal?.description.contains("not a Durable journal") == true)
 
         let missing = #expect(throws: JournalError.self) {
-            _ = try SQLiteJournal(JournalConfiguration(path: temporaryPath(), createIfMissing: false))
+            _ = try SQLiteJournal(JournalConfiguration(temporaryPath(), createIfMissing: false))
         }
         #expect(missing?.description.contains("no journal at") == true)
     }
@@ -146,8 +147,8 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
         let queue = try DatabaseQueue(path: path)
         try await queue.write { db in try db.execute(sql: sql) }
         try queue.close()
-        let run = try #require(try journal.findRun("r-corrupt"))
-        let error = #expect(throws: JournalError.self) { _ = try journal.history(run) }
+        let run = try #require(try await journal.findRun("r-corrupt"))
+        let error = await #expect(throws: JournalError.self) { _ = try await journal.history(run) }
         #expect(error?.isCorruption == true)
         #expect(error?.description.contains("run r-corrupt, event 2") == true)
     }
@@ -162,7 +163,7 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
             try await group.waitForAll()
         }
         let commits = journal.commitCount - before
-        #expect(try journal.runs().count == 200)
+        #expect(try await journal.runs().count == 200)
         #expect(commits < 200, "200 appends took \(commits) commits: no group commit")
     }
 
@@ -203,7 +204,7 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
         try queue.close()
         let reopened = try SQLiteJournal(.sqlite(path: old))
         try await writeRun(reopened, id: "b")
-        #expect(try reopened.runs().map(\.workflowID) == ["b"])
+        #expect(try await reopened.runs().map(\.workflowID) == ["b"])
         let oldSize = try await DatabaseQueue(path: old).read { try Int.fetchOne($0, sql: "PRAGMA page_size") }
         #expect(oldSize == 4096)
     }

@@ -1,4 +1,5 @@
 import Dispatch
+import DurableJournal
 import Foundation
 import GRDB
 import Synchronization
@@ -130,6 +131,7 @@ final class GroupCommitWriter: Sendable {
         _ batch: JournalBatch, _ db: Database, now: Int64, lease: LeaseSettings?, checkLease: Bool
     ) throws {
         let runID = batch.run.runID
+        if batch.isEmpty { return }
         if let newRun = batch.newRun {
             // A run started here to be driven here is leased at once; a pending one waits for a claim.
             let leased = newRun.status == .running ? lease : nil
@@ -144,11 +146,12 @@ final class GroupCommitWriter: Sendable {
                 newRun.createdAt.journalMillis, now, Int64(bitPattern: newRun.seed),
                 leased?.owner, leased.map { now + $0.durationMs },
             ])
-            batch.run.key = db.lastInsertedRowID
+            batch.run.storageKey = db.lastInsertedRowID
         }
-        guard let key = batch.run.key else {
+        guard let key = try batch.run.storageKey ?? SQLiteJournal.key(of: runID, db) else {
             throw JournalError(.conflict(runID: runID, reason: "run was never written to the journal"))
         }
+        batch.run.storageKey = key
         if batch.claim {
             try db.cachedStatement(
                 sql: """
@@ -205,8 +208,8 @@ final class GroupCommitWriter: Sendable {
         for (childRunID, child, started) in batch.childRuns {
             try insertRun(childRunID, child, started, db, now: now)
         }
-        if let (parentRunID, payload) = batch.notifyParent {
-            try Self.notify(parent: parentRunID, payload: payload, db, now: now)
+        if let notice = batch.notice {
+            try Self.queue(notice, db, now: now)
         }
         if let (nextRunID, next, started) = batch.continuation {
             let nextKey = try insertRun(nextRunID, next, started, db, now: now)
@@ -238,27 +241,31 @@ final class GroupCommitWriter: Sendable {
         return key
     }
 
-    /// Queues a child's outcome for its parent (if the parent is still open).
-    package static func notify(parent runID: String, payload: Data, _ db: Database, now: Int64) throws {
+    /// Queues a message for another run (if that run is still open).
+    static func queue(_ notice: RunNotice, _ db: Database, now: Int64) throws {
         try db.cachedStatement(
             sql: """
                 INSERT INTO signals (run, name, data, sent_at)
-                SELECT id, 'durable.child', ?, ? FROM runs WHERE run_id = ? AND status IN \(RunStatus.openStatusesSQL)
+                SELECT id, ?, ?, ? FROM runs WHERE run_id = ? AND status IN \(RunStatus.openStatusesSQL)
                 """
-        ).execute(arguments: [PayloadCodec.encode(payload), now, runID])
+        ).execute(arguments: [notice.name, PayloadCodec.encode(notice.payload), now, notice.runID])
     }
 
     /// Turns a constraint failure on a new run into "workflow ID in use", naming the open run.
+    /// Turns a constraint failure on a new run (this one, a child it starts, or its continuation)
+    /// into "workflow ID in use", naming the open run.
     private static func describe(_ error: any Error, _ batch: JournalBatch, _ db: Database) -> any Error {
         if let error = error as? JournalError { return error }
-        if let newRun = batch.newRun, let dbError = error as? DatabaseError,
-            dbError.resultCode == .SQLITE_CONSTRAINT,
-            let existing = try? String.fetchOne(
-                db,
-                sql: "SELECT run_id FROM runs WHERE workflow_id = ? AND status IN \(RunStatus.openStatusesSQL)",
-                arguments: [newRun.workflowID])
-        {
-            return JournalError(.workflowIDInUse(workflowID: newRun.workflowID, runID: existing))
+        if let dbError = error as? DatabaseError, dbError.resultCode == .SQLITE_CONSTRAINT {
+            let workflowIDs = [batch.newRun?.workflowID].compactMap { $0 } + batch.childRuns.map(\.run.workflowID)
+            for workflowID in workflowIDs {
+                if let existing = try? String.fetchOne(
+                    db, sql: "SELECT run_id FROM runs WHERE workflow_id = ? AND status IN \(RunStatus.openStatusesSQL)",
+                    arguments: [workflowID])
+                {
+                    return JournalError(.workflowIDInUse(workflowID: workflowID, runID: existing))
+                }
+            }
         }
         return JournalError(.storage(reason: "run \(batch.run.runID): \(error)"))
     }

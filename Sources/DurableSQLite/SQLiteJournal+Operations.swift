@@ -1,33 +1,10 @@
-public import Foundation
+package import DurableJournal
+package import Foundation
 import GRDB
 
-/// Which runs to list or count.
-public struct RunFilter: Sendable, Equatable {
-    public var statuses: [RunStatus]?
-    public var workflowType: String?
-    public var workflowIDPrefix: String?
-    /// Runs created at or after this time.
-    public var startedAfter: Date?
-    /// Runs created before this time.
-    public var startedBefore: Date?
-    public var oldestFirst: Bool
-    public var limit: Int?
-
-    public init(
-        statuses: [RunStatus]? = nil, workflowType: String? = nil, workflowIDPrefix: String? = nil,
-        startedAfter: Date? = nil, startedBefore: Date? = nil, oldestFirst: Bool = false, limit: Int? = nil
-    ) {
-        self.statuses = statuses
-        self.workflowType = workflowType
-        self.workflowIDPrefix = workflowIDPrefix
-        self.startedAfter = startedAfter
-        self.startedBefore = startedBefore
-        self.oldestFirst = oldestFirst
-        self.limit = limit
-    }
-
+extension RunFilter {
     /// The `WHERE` clause (empty when nothing is filtered) and its arguments.
-    fileprivate var clause: (String, StatementArguments) {
+    var clause: (String, StatementArguments) {
         var conditions: [String] = []
         var arguments: StatementArguments = []
         if let statuses {
@@ -54,51 +31,11 @@ public struct RunFilter: Sendable, Equatable {
     }
 }
 
-/// What `durable journal stats` reports.
-public struct JournalStats: Sendable {
-    public var formatVersion: Int
-    public var fileBytes: Int64
-    public var walBytes: Int64
-    public var runsByStatus: [RunStatus: Int]
-    public var events: Int
-    /// Payload bytes as stored (LZ4 frames with their headers) and as the workflows wrote them.
-    public var storedPayloadBytes: Int
-    public var rawPayloadBytes: Int
-    public var queuedSignals: Int
-    /// Closed runs whose histories `journal compact` packed into one block each.
-    public var packedRuns: Int
-
-    public var runs: Int { runsByStatus.values.reduce(0, +) }
-}
-
-/// What `durable journal compact` did.
-public struct CompactionReport: Sendable {
-    public var packedRuns = 0
-    /// Closed runs left unpacked because their history could not be read (`journal check` names them).
-    public var skippedRuns = 0
-    /// The file's size before and after, WAL included.
-    public var bytesBefore: Int64
-    public var bytesAfter: Int64 = 0
-}
-
-/// What `durable journal check` found.
-public struct JournalCheckReport: Sendable {
-    public var formatVersion: Int
-    /// `PRAGMA integrity_check` output: `["ok"]` for a sound file.
-    public var integrity: [String]
-    public var runsChecked = 0
-    public var eventsChecked = 0
-    /// Problems found in runs, events and signals, each naming what and where.
-    public var problems: [String] = []
-
-    public var isHealthy: Bool { integrity == ["ok"] && problems.isEmpty }
-}
-
 extension SQLiteJournal {
     // MARK: - Listing
 
     /// Runs matching `filter`, newest first unless it says otherwise.
-    package func runs(_ filter: RunFilter) throws -> [RunRecord] {
+    package func runs(_ filter: RunFilter) async throws -> [RunRecord] {
         let (clause, arguments) = filter.clause
         var sql = "SELECT \(Self.runColumns) FROM runs" + clause + (filter.oldestFirst ? " ORDER BY id" : " ORDER BY id DESC")
         if let limit = filter.limit { sql += " LIMIT \(max(0, limit))" }
@@ -106,7 +43,7 @@ extension SQLiteJournal {
     }
 
     /// How many runs match `filter`, by status (`limit` and order do not apply).
-    package func countRuns(_ filter: RunFilter) throws -> [RunStatus: Int] {
+    package func countRuns(_ filter: RunFilter) async throws -> [RunStatus: Int] {
         let (clause, arguments) = filter.clause
         return try read { db in
             var counts: [RunStatus: Int] = [:]
@@ -120,7 +57,7 @@ extension SQLiteJournal {
     // MARK: - Health
 
     /// Sizes, runs by status, events and payload compression.
-    package func stats() throws -> JournalStats {
+    package func stats() async throws -> JournalStats {
         try read { db in
             var stats = JournalStats(
                 formatVersion: try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0,
@@ -156,7 +93,7 @@ extension SQLiteJournal {
     /// Checks the file (`PRAGMA integrity_check`) and every run: event indexes without gaps, a
     /// closed run ending with the event that closes it, every payload readable, signals for
     /// existing runs. `progress(done, total)` is called every 1,000 runs and at the end.
-    package func check(progress: (Int, Int) -> Void = { _, _ in }) throws -> JournalCheckReport {
+    package func check(progress: @escaping @Sendable (Int, Int) -> Void) async throws -> JournalCheckReport {
         try read { db in
             var report = JournalCheckReport(
                 formatVersion: try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0,
@@ -169,9 +106,10 @@ extension SQLiteJournal {
             let closing: Set<EventKind> = [.workflowCompleted, .workflowFailed, .workflowCancelled, .workflowTerminated,
                                            .workflowContinuedAsNew]
             while let row = try runs.next() {
+                let key: Int64
                 let run: RunRecord
                 do {
-                    run = try Self.runRecord(row)
+                    (key, run) = try Self.runRow(row)
                 } catch {
                     problem("\(error)")
                     continue
@@ -179,7 +117,7 @@ extension SQLiteJournal {
                 var expected = 0
                 var lastKind: Int?
                 let events = try Row.fetchCursor(
-                    db, sql: "SELECT idx, kind, data FROM events WHERE run = ? ORDER BY idx", arguments: [run.key])
+                    db, sql: "SELECT idx, kind, data FROM events WHERE run = ? ORDER BY idx", arguments: [key])
                 while let event = try events.next() {
                     let index: Int = event[0]
                     if index != expected {
@@ -200,7 +138,7 @@ extension SQLiteJournal {
                     report.eventsChecked += 1
                 }
                 if expected == 0, let packed = try Data.fetchOne(
-                    db, sql: "SELECT data FROM packed_histories WHERE run = ?", arguments: [run.key])
+                    db, sql: "SELECT data FROM packed_histories WHERE run = ?", arguments: [key])
                 {
                     do {
                         let events = try HistoryPack.decode(packed, runID: run.runID)
@@ -246,9 +184,8 @@ extension SQLiteJournal {
     ///   - dryRun: count what would be deleted, delete nothing.
     /// - Returns: the runs and events deleted (or that would be).
     package func deleteClosedRuns(
-        closedBefore cutoff: Date, statuses: [RunStatus]? = nil, dryRun: Bool = false,
-        progress: (Int) -> Void = { _ in }
-    ) throws -> (runs: Int, events: Int) {
+        closedBefore cutoff: Date, statuses: [RunStatus]?, dryRun: Bool, progress: @escaping @Sendable (Int) -> Void
+    ) async throws -> (runs: Int, events: Int) {
         let closed = (statuses ?? RunStatus.allCases).filter { !$0.isOpen }
         guard !closed.isEmpty else { return (0, 0) }
         let statusList = closed.map { "'\($0.rawValue)'" }.joined(separator: ",")
@@ -265,7 +202,7 @@ extension SQLiteJournal {
         }
         var total = (runs: 0, events: 0)
         while true {
-            let deleted = try pool.write { db -> (Int, Int) in
+            let deleted = try write { db -> (Int, Int) in
                 let keys = try Int64.fetchAll(
                     db, sql: "SELECT id FROM runs WHERE \(condition) LIMIT 500", arguments: [cutoff.journalMillis])
                 guard !keys.isEmpty else { return (0, 0) }
@@ -290,7 +227,7 @@ extension SQLiteJournal {
     /// system: checkpoints the WAL and rebuilds the file (`VACUUM`, which holds the write lock).
     /// A run whose history cannot be read is left as it is and counted in `skipped`.
     /// - Parameter progress: called with (runs packed so far, runs to pack) after each transaction.
-    package func compact(progress: (Int, Int) -> Void = { _, _ in }) throws -> CompactionReport {
+    package func compact(progress: @escaping @Sendable (Int, Int) -> Void) async throws -> CompactionReport {
         var report = CompactionReport(bytesBefore: Self.fileSize(path) + Self.fileSize(path + "-wal"))
         let closed = RunStatus.allCases.filter { !$0.isOpen }.map { "'\($0.rawValue)'" }.joined(separator: ",")
         let unpacked = "status IN (\(closed)) AND EXISTS (SELECT 1 FROM events WHERE events.run = runs.id)"
@@ -298,23 +235,24 @@ extension SQLiteJournal {
             let total = try read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM runs WHERE \(unpacked)") ?? 0 }
             var after: Int64 = 0
             while true {
-                let (packed, skipped, last) = try pool.write { db -> (Int, Int, Int64?) in
+                let start = after
+                let (packed, skipped, last) = try writeSync { db -> (Int, Int, Int64?) in
                     let runs = try Row.fetchAll(
                         db, sql: "SELECT \(Self.runColumns) FROM runs WHERE \(unpacked) AND id > ? ORDER BY id LIMIT 100",
-                        arguments: [after]
-                    ).map(Self.runRecord)
+                        arguments: [start]
+                    ).map(Self.runRow)
                     var packed = 0
                     var skipped = 0
-                    for run in runs {
-                        guard let events = try? Self.history(run, db) else {
+                    for (key, run) in runs {
+                        guard let events = try? Self.history(run, key: key, db) else {
                             skipped += 1
                             continue
                         }
                         let (block, payloadBytes) = HistoryPack.encode(events)
                         try db.execute(
                             sql: "INSERT INTO packed_histories (run, events, payload_bytes, data) VALUES (?, ?, ?, ?)",
-                            arguments: [run.key, events.count, payloadBytes, block])
-                        try db.execute(sql: "DELETE FROM events WHERE run = ?", arguments: [run.key])
+                            arguments: [key, events.count, payloadBytes, block])
+                        try db.execute(sql: "DELETE FROM events WHERE run = ?", arguments: [key])
                         packed += 1
                     }
                     return (packed, skipped, runs.last?.key)
@@ -325,7 +263,7 @@ extension SQLiteJournal {
                 report.skippedRuns += skipped
                 progress(report.packedRuns + report.skippedRuns, total)
             }
-            try pool.writeWithoutTransaction { db in
+            try writeWithoutTransaction { db in
                 try db.checkpoint(.truncate)
                 try db.execute(sql: "VACUUM")
                 try db.checkpoint(.truncate)
@@ -341,20 +279,58 @@ extension SQLiteJournal {
     /// workers keep writing: the copy holds every transaction committed before it began.
     /// - Returns: the copy's size in bytes.
     /// - Throws: ``JournalError`` when `destination` exists or cannot be written.
-    package func backup(to destination: String) throws -> Int64 {
+    package func backup(to destination: String) async throws -> Int64 {
         guard !FileManager.default.fileExists(atPath: destination) else {
             throw JournalError(.storage(reason: "\(destination) exists; a backup goes to a new file"))
         }
         do {
-            let copy = try DatabaseQueue(path: destination)
-            try pool.backup(to: copy)
-            try copy.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA journal_mode = DELETE") }
-            try copy.close()
+            try copyFile(to: destination)
         } catch let error as DatabaseError {
             try? FileManager.default.removeItem(atPath: destination)
             throw JournalError(.storage(reason: "backup to \(destination) failed: \(error.message ?? error.description)"))
         }
         return Self.fileSize(destination)
+    }
+
+    private func copyFile(to destination: String) throws {
+        let copy = try DatabaseQueue(path: destination)
+        try pool.backup(to: copy)
+        try copy.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA journal_mode = DELETE") }
+        try copy.close()
+    }
+
+    // MARK: - Copying
+
+    package func importRun(_ run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal]) async throws {
+        let drafts = events.map(EventDraft.init)
+        let framedSignals = signals.map { ($0.name, $0.data.map(PayloadCodec.encode), $0.sentAt.journalMillis) }
+        try write { db in
+            if try Self.key(of: run.runID, db) != nil {
+                throw JournalError(.conflict(runID: run.runID, reason: "a run with this run ID is in the journal already"))
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, closed_at, seed, error)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    run.runID, run.workflowID, run.workflowType, run.status.rawValue, run.createdAt.journalMillis,
+                    run.updatedAt.journalMillis, run.closedAt?.journalMillis, Int64(bitPattern: run.seed), run.error,
+                ])
+            let key = db.lastInsertedRowID
+            let insert = try db.cachedStatement(
+                sql: "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta) VALUES (?,?,?,?,?,?,?,?,?)")
+            for event in drafts {
+                try insert.execute(arguments: [
+                    key, event.index, event.kind.rawValue, event.time.journalMillis, event.seq, event.attempt,
+                    event.name, event.data, event.meta,
+                ])
+            }
+            for (name, data, sentAt) in framedSignals {
+                try db.execute(
+                    sql: "INSERT INTO signals (run, name, data, sent_at) VALUES (?, ?, ?, ?)", arguments: [key, name, data, sentAt])
+            }
+        }
     }
 
     static func fileSize(_ path: String) -> Int64 {

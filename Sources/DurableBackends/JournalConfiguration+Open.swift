@@ -1,0 +1,17 @@
+package import DurableJournal
+import DurableSQLite
+
+extension JournalConfiguration {
+    /// Opens the journal this configuration names, with the backend its location calls for: the
+    /// one place that knows every backend, so that the engine, the command line and the test kit
+    /// depend on the storage protocol alone.
+    /// - Parameter lease: the owner and lease length of a worker's writes; `nil` to read and submit only.
+    package func open(lease: LeaseSettings?) async throws -> any Journal {
+        switch backend {
+        case .sqlite:
+            return try SQLiteJournal(self, lease: lease)
+        case .postgres:
+            throw JournalError(.storage(reason: "\(displayLocation): this build has no PostgreSQL backend yet"))
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+
+/// How much a commit must survive before it is acknowledged.
+public enum Durability: String, Sendable, CaseIterable, Codable {
+    /// Every commit is on disk before its callers resume: SQLite WAL with `synchronous=FULL`;
+    /// PostgreSQL with `synchronous_commit=on`. Survives process crashes and power loss. The default.
+    case full
+    /// Commits reach the operating system (SQLite: WAL with `synchronous=NORMAL`, fsynced at
+    /// checkpoints) or the server (PostgreSQL: `synchronous_commit=off`, flushed by the server within
+    /// a fraction of a second). Survives a crash or SIGKILL of the worker; a power loss (or a crash
+    /// of the database server) can lose the last commits, never corrupt the journal.
+    case fast
+}
+
+/// Which journal to open and how it is written: a SQLite file (the default: one file, no server) or
+/// a PostgreSQL database (several hosts).
+///
+/// ```swift
+/// let local = JournalConfiguration.sqlite(path: "claims.sqlite")
+/// let shared = JournalConfiguration.postgres(url: "postgres://durable@db.internal:5432/claims")
+/// let either = JournalConfiguration(ProcessInfo.processInfo.environment["DURABLE_JOURNAL"] ?? "durable.sqlite")
+/// ```
+public struct JournalConfiguration: Sendable, Equatable {
+    /// The kinds of storage a journal can live in.
+    public enum Backend: String, Sendable, Equatable {
+        case sqlite
+        case postgres
+    }
+
+    /// A file path (SQLite) or a `postgres://` / `postgresql://` URL
+    /// (`postgres://user:password@host:port/database?schema=durable&sslmode=disable`).
+    public var location: String
+    public var durability: Durability
+    /// Create the journal when it does not exist (a SQLite file; PostgreSQL: the schema's tables).
+    /// Inspection commands set this to `false` so that a mistyped location is reported instead of
+    /// silently creating an empty journal.
+    public var createIfMissing: Bool
+
+    /// A journal at `location`: PostgreSQL for a `postgres://` or `postgresql://` URL, else a SQLite
+    /// file at that path.
+    public init(_ location: String, durability: Durability = .full, createIfMissing: Bool = true) {
+        self.location = location
+        self.durability = durability
+        self.createIfMissing = createIfMissing
+    }
+
+    /// A SQLite journal at `path`.
+    public static func sqlite(path: String, durability: Durability = .full) -> JournalConfiguration {
+        JournalConfiguration(path, durability: durability)
+    }
+
+    /// A PostgreSQL journal: `postgres://user[:password]@host[:port]/database[?schema=NAME]`. The
+    /// journal's tables live in the schema given (default `durable`), created on first use.
+    public static func postgres(url: String, durability: Durability = .full) -> JournalConfiguration {
+        JournalConfiguration(url, durability: durability)
+    }
+
+    public var backend: Backend {
+        let lower = location.lowercased()
+        return lower.hasPrefix("postgres://") || lower.hasPrefix("postgresql://") ? .postgres : .sqlite
+    }
+
+    /// The location for messages and logs: a URL's password replaced by `***`.
+    public var displayLocation: String {
+        guard backend == .postgres, let scheme = location.range(of: "://"),
+            let at = location[scheme.upperBound...].firstIndex(of: "@"),
+            let colon = location[scheme.upperBound..<at].firstIndex(of: ":")
+        else { return location }
+        return String(location[..<location.index(after: colon)]) + "***" + String(location[at...])
+    }
+
+    /// A new journal file of its own in a temporary directory, `fast` durability: for tests, and for
+    /// replaying history files. The directory is `/dev/shm` (memory-backed) when it is writable.
+    /// Delete it with ``removeFiles()``.
+    public static func temporary() -> JournalConfiguration {
+        let shm = "/dev/shm"
+        let directory = FileManager.default.isWritableFile(atPath: shm) ? shm : NSTemporaryDirectory()
+        let name = "durable-\(UUID().uuidString.lowercased()).sqlite"
+        return JournalConfiguration((directory as NSString).appendingPathComponent(name), durability: .fast)
+    }
+
+    /// Deletes a SQLite journal's file with its write-ahead log and shared-memory files (nothing
+    /// for PostgreSQL).
+    public func removeFiles() {
+        guard backend == .sqlite else { return }
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: location + suffix) }
+    }
+}
