@@ -92,7 +92,7 @@ func crashChild(_ o: CrashChildOptions, processStart: Double) async throws -> In
     guard sideFile >= 0 else { throw BenchError("cannot open \(o.side)") }
     let first = o.phase == "first"
     let tOpen = wallSeconds()
-    let engine = try await Engine(journal: .sqlite(path: o.journal, durability: o.durability))
+    let engine = try await Engine(journal: JournalConfiguration(o.journal, durability: o.durability))
     engine.register(CrashSteps.self)
     engine.register(CrashStep(sideFile: sideFile, pid: getpid(), killAt: first ? o.killAfter + 1 : nil))
     let tOpened = wallSeconds()
@@ -127,7 +127,7 @@ func crashChild(_ o: CrashChildOptions, processStart: Double) async throws -> In
 /// The parent: runs A, then B, reads the side file, emits one `crash_recovery` line.
 func runCrash(_ s: WorkloadSettings, folder: String, durability: Durability, round: Int) throws -> Record {
     let base = (folder as NSString).appendingPathComponent("crash-\(durability.rawValue)-\(round)")
-    let journal = base + ".sqlite"
+    let journal = journalLocation("crash-\(durability.rawValue)-\(round)", folder: folder)
     let side = base + ".steps.log"
     let resultA = base + ".a.json"
     let resultB = base + ".b.json"

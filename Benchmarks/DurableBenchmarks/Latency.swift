@@ -36,7 +36,7 @@ struct Stamp: Activity {
 func latencyWorker(_ o: CrashChildOptions) async throws -> Int32 {
     let sideFile = open(o.side, O_WRONLY | O_APPEND | O_CREAT, 0o644)
     guard sideFile >= 0 else { throw BenchError("cannot open \(o.side)") }
-    let engine = try await Engine(journal: .sqlite(path: o.journal, durability: o.durability))
+    let engine = try await Engine(journal: JournalConfiguration(o.journal, durability: o.durability))
     engine.register(Ping.self)
     engine.register(Stamp(sideFile: sideFile))
     signal(SIGTERM, SIG_IGN)
@@ -54,7 +54,7 @@ func latencyWorker(_ o: CrashChildOptions) async throws -> Int32 {
 /// The parent: one `submit_latency` line.
 func runSubmitLatency(_ s: WorkloadSettings, folder: String, durability: Durability, round: Int) async throws -> Record {
     let base = (folder as NSString).appendingPathComponent("latency-\(durability.rawValue)-\(round)")
-    let journal = base + ".sqlite"
+    let journal = journalLocation("latency-\(durability.rawValue)-\(round)", folder: folder)
     let side = base + ".starts.log"
     removeJournalFiles(journal)
     try? FileManager.default.removeItem(atPath: side)
@@ -62,7 +62,7 @@ func runSubmitLatency(_ s: WorkloadSettings, folder: String, durability: Durabil
         removeJournalFiles(journal)
         try? FileManager.default.removeItem(atPath: side)
     }
-    let submitter = try await Engine(journal: .sqlite(path: journal, durability: durability))
+    let submitter = try await Engine(journal: JournalConfiguration(journal, durability: durability))
     let worker = try spawn(executablePath(), [
         "--latency-worker", "--journal", journal, "--side", side, "--durability-child", durability.rawValue,
     ])

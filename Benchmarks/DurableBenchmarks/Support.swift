@@ -147,8 +147,22 @@ func makeScratchFolder() throws -> String {
     return folder
 }
 
-/// Removes a journal and the files SQLite keeps beside it.
+/// `--journal`: a postgres:// URL to run the workloads on PostgreSQL (each journal in a schema of
+/// its own there); `nil`: SQLite files in the scratch folder.
+nonisolated(unsafe) var journalServer: String?  // set once by main() before any workload runs
+
+/// The journal of one workload run: a file in `folder`, or a fresh schema on the `--journal` server.
+func journalLocation(_ name: String, folder: String) -> String {
+    guard let server = journalServer else { return (folder as NSString).appendingPathComponent(name + ".sqlite") }
+    let schema = "bench_" + name.lowercased().map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined()
+        + "_" + UUID().uuidString.prefix(8).lowercased()
+    return server + (server.contains("?") ? "&" : "?") + "schema=" + schema
+}
+
+/// Removes a SQLite journal and the files SQLite keeps beside it (nothing for a URL: the schema stays
+/// on the benchmark's server).
 func removeJournalFiles(_ path: String) {
+    guard JournalConfiguration(path).backend == .sqlite else { return }
     for suffix in ["", "-wal", "-shm", "-journal"] {
         try? FileManager.default.removeItem(atPath: path + suffix)
     }

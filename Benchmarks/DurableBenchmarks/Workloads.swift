@@ -59,7 +59,7 @@ struct WorkloadSettings {
 /// A fresh engine on a fresh journal file, with the workload's types registered.
 func makeEngine(path: String, durability: Durability, payloadBytes: Int) async throws -> Engine {
     removeJournalFiles(path)
-    let engine = try await Engine(journal: .sqlite(path: path, durability: durability))
+    let engine = try await Engine(journal: JournalConfiguration(path, durability: durability))
     engine.register(Steps.self)
     engine.register(SmallStep(payloadBytes: payloadBytes))
     return engine
@@ -70,6 +70,7 @@ func header(_ phase: String, durability: Durability, round: Int) -> Record {
     var record = Record()
     record.set("phase", phase)
     record.set("engine", "durable")
+    record.set("backend", journalServer == nil ? "sqlite" : "postgres")
     record.set("durability", durability.rawValue)
     record.set("round", round)
     return record
@@ -234,10 +235,9 @@ func runConc(
 /// bytes per event, and the same history written as plain JSON, one object per event.
 func emitJournalStats(_ engine: Engine, workload: String, durability: Durability, round: Int) async throws {
     try await engine.journal.checkpoint()
-    let path = engine.journalLocation
-    let fileBytes = fileSize(path)
-    let walBytes = fileSize(path + "-wal")
     let stats = try await engine.journal.stats()
+    let fileBytes = Int(stats.fileBytes)  // SQLite: the file; PostgreSQL: the journal's tables and indexes
+    let walBytes = Int(stats.walBytes)
     var jsonBytes = 0
     var rawPayloadBytes = 0
     var events = 0

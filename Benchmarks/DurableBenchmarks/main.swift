@@ -22,12 +22,13 @@ let usage = """
     usage: durable-bench [--workloads long,seq,conc,conc_group,crash] [--durability full,fast] [--rounds N]
                          [--long-steps 1000] [--seq-workflows 200] [--seq-steps 10] [--warmup 5]
                          [--conc-workflows 500] [--conc-steps 5] [--crash-steps 1000] [--kill-after 500]
-                         [--payload-bytes 100] [--run-id ID]
+                         [--payload-bytes 100] [--run-id ID] [--journal postgres://USER@HOST:PORT/DB]
            durable-bench --workloads pools  (or pool_warm_cold,pool_overhead,process_pool,process_warm_cold)
                          [--pool-calls 200] [--pool-slots 4] [--pool-warm-up-ms 500] [--pool-call-ms 5]
            durable-bench --workloads submit_latency [--latency-submissions 100]
     The pool workloads run once per round, whatever --durability says (they choose their own).
-    Journals go to a fresh folder under $TMPDIR (default /tmp) and are removed afterwards.
+    Journals go to a fresh folder under $TMPDIR (default /tmp) and are removed afterwards; with
+    --journal, to a fresh schema each on that PostgreSQL server (left there).
     """
 
 let peerWorkloads = ["long", "seq", "conc", "conc_group", "crash"]
@@ -45,6 +46,8 @@ struct Options {
     var pools = PoolSettings()
     var child: CrashChildOptions?
     var latencyWorker = false
+    /// `--journal postgres://…`: run the peer workloads on PostgreSQL.
+    var journal: String?
 }
 
 func parse(_ arguments: [String]) throws -> Options {
@@ -96,7 +99,9 @@ func parse(_ arguments: [String]) throws -> Options {
         // The crash test's child processes (hidden).
         case "--crash-child": isChild = true; child.phase = try value(flag)
         case "--latency-worker": isChild = true; options.latencyWorker = true
-        case "--journal": child.journal = try value(flag)
+        case "--journal":  // the crash and latency children's journal; at the top, the server to use
+            child.journal = try value(flag)
+            options.journal = child.journal
         case "--side": child.side = try value(flag)
         case "--result": child.result = try value(flag)
         case "--steps": child.steps = try int(flag)
@@ -193,6 +198,13 @@ func main() async -> Int32 {
     }
 
     setOutputRunID(options.runID)
+    if let journal = options.journal {
+        guard JournalConfiguration(journal).backend == .postgres else {
+            say("durable-bench: --journal takes a postgres:// URL (SQLite journals go to a scratch folder)")
+            return 2
+        }
+        journalServer = journal
+    }
     let folder: String
     do {
         folder = try makeScratchFolder()
@@ -210,6 +222,7 @@ func main() async -> Int32 {
     env.set("workloads", options.workloads.joined(separator: ","))
     env.set("durabilities", options.durabilities.map(\.rawValue).joined(separator: ","))
     env.set("rounds", options.rounds)
+    env.set("backend", journalServer == nil ? "sqlite" : "postgres")
     env.merge(machineLoad())
     emit(env)
 
@@ -236,7 +249,7 @@ func main() async -> Int32 {
         }
         for durability in options.durabilities {
             for workload in options.workloads where peerWorkloads.contains(workload) || processWorkloads.contains(workload) {
-                let path = (folder as NSString).appendingPathComponent("\(workload)-\(durability.rawValue)-\(round).sqlite")
+                let path = journalLocation("\(workload)-\(durability.rawValue)-\(round)", folder: folder)
                 do {
                     let record: Record
                     switch workload {

@@ -148,10 +148,16 @@ final class GroupCommitWriter: Sendable {
             ])
             batch.run.storageKey = db.lastInsertedRowID
         }
-        guard let key = try batch.run.storageKey ?? SQLiteJournal.key(of: runID, db) else {
-            throw JournalError(.conflict(runID: runID, reason: "run was never written to the journal"))
+        let key: Int64
+        if let known = batch.run.storageKey {
+            key = known
+        } else {
+            guard let found = try SQLiteJournal.key(of: runID, db) else {
+                throw JournalError(.conflict(runID: runID, reason: "run was never written to the journal"))
+            }
+            key = found
+            batch.run.storageKey = found
         }
-        batch.run.storageKey = key
         if batch.claim {
             try db.cachedStatement(
                 sql: """

@@ -12,7 +12,7 @@ public import Foundation
 /// tests that act in the middle (send a signal on day 3).
 ///
 /// ```swift
-/// let env = try TestEnvironment()
+/// let env = try await TestEnvironment()
 /// env.register(ClaimIntake.self)
 /// env.stub(ScoreFraud.self) { claim in claim.amount > 10_000 ? 0.9 : 0.1 }
 /// let run = try await env.engine.start(ClaimIntake.self, input: claim)

@@ -4,8 +4,8 @@ import Foundation
 
 struct JournalCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "journal", abstract: "Check, measure and compact the journal; delete old closed runs.",
-        subcommands: [Check.self, Stats.self, Backup.self, Prune.self, Compact.self])
+        commandName: "journal", abstract: "Check, measure, compact and copy the journal; delete old closed runs.",
+        subcommands: [Check.self, Stats.self, Backup.self, Prune.self, Compact.self, Copy.self])
 
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -165,6 +165,56 @@ struct JournalCommand: AsyncParsableCommand {
                 print("packed \(report.packedRuns) closed run(s)"
                       + (report.skippedRuns > 0 ? ", left \(report.skippedRuns) unreadable one(s) as they were (see journal check)" : "")
                       + "; file \(Format.bytes(report.bytesBefore)) → \(Format.bytes(report.bytesAfter))")
+            }
+        }
+    }
+}
+
+extension JournalCommand {
+    struct Copy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Copy every run from one journal to another (SQLite to PostgreSQL and back).",
+            discussion: """
+                Each run (its record, whole history and queued signals) is written to the destination in one \
+                transaction, oldest first; runs the destination has already are skipped, so an interrupted copy \
+                can be run again. Stop the workers of the source first: the copy refuses while any holds a lease. \
+                Point the workers at the destination afterwards.
+                """)
+
+        @Option(help: ArgumentHelp("The journal to copy: a SQLite file or a postgres:// URL.", valueName: "path|url"))
+        var from: String
+
+        @Option(help: ArgumentHelp("The journal to copy into (created if missing).", valueName: "path|url"))
+        var to: String
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func validate() throws {
+            let (source, destination) = (JournalConfiguration(from), JournalConfiguration(to))
+            if source.backend == destination.backend && source.location == destination.location {
+                throw ValidationError("--from and --to name the same journal")
+            }
+        }
+
+        func run() async throws {
+            let source = try await Engine(journal: JournalConfiguration(from, createIfMissing: false))
+            let destination = try await Engine(journal: JournalConfiguration(to))
+            let json = self.json
+            let report = try await copyJournal(from: source.journal, to: destination.journal) { done, total in
+                if !json && (done % 1_000 == 0 || done == total) { printProgress("copied \(done)/\(total) runs") }
+            }
+            await destination.journal.close()
+            await source.journal.close()
+            if json {
+                try Format.printJSON([
+                    "runs": report.copiedRuns, "events": report.copiedEvents, "signals": report.copiedSignals,
+                    "skippedRuns": report.skippedRuns, "from": source.journalLocation, "to": destination.journalLocation,
+                ] as [String: Any])
+            } else {
+                print("copied \(report.copiedRuns) run(s) (\(report.copiedEvents) events, \(report.copiedSignals) queued "
+                      + "signal(s)) from \(source.journalLocation) to \(destination.journalLocation)"
+                      + (report.skippedRuns > 0 ? "; \(report.skippedRuns) were there already" : ""))
             }
         }
     }
