@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(
@@ -55,6 +56,7 @@ let package = Package(
             dependencies: [
                 "DurableJournal",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -62,7 +64,7 @@ let package = Package(
         // Opens a journal by its location with the backend it names.
         .target(
             name: "DurableBackends",
-            dependencies: ["DurableJournal", "DurableSQLite"],
+            dependencies: ["DurableJournal", "DurableSQLite", "DurablePostgres"],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -1,4 +1,5 @@
 package import DurableJournal
+import DurablePostgres
 import DurableSQLite
 
 extension JournalConfiguration {
@@ -11,7 +12,7 @@ extension JournalConfiguration {
         case .sqlite:
             return try SQLiteJournal(self, lease: lease)
         case .postgres:
-            throw JournalError(.storage(reason: "\(displayLocation): this build has no PostgreSQL backend yet"))
+            return try await PostgresJournal.open(self, lease: lease)
         }
     }
 }

@@ -204,9 +204,9 @@ extension Engine {
                     try? await Task.sleep(for: takeoverInterval)
                     do {
                         try await self.takeOverRuns()
-                    } catch {
+                    } catch where !self.isStopping && !Task.isCancelled {
                         self.reportWorkerError(error)
-                    }
+                    } catch {}
                 }
             }
             group.addTask {
@@ -217,9 +217,9 @@ extension Engine {
                     do {
                         try await self.claimPendingRuns()
                         await self.deliverSignals()
-                    } catch {
+                    } catch where !self.isStopping && !Task.isCancelled {
                         self.reportWorkerError(error)
-                    }
+                    } catch {}
                 }
             }
             // Stops both when the engine stops (the change feed would otherwise wait for the next change).

@@ -13,7 +13,13 @@ import Synchronization
 /// A worker on the same host can tell whether a holder's process is still there, and take its runs
 /// over at once instead of waiting for its leases to expire.
 enum WorkerIdentity {
+    /// The host's name, or `DURABLE_WORKER_HOST` when set: workers on several machines (or containers
+    /// that share a host name) sharing a PostgreSQL journal must present different hosts, since a
+    /// lease holder on the same host is checked through `/proc` and one elsewhere only by its expiry.
     private static let host: String = {
+        if let name = ProcessInfo.processInfo.environment["DURABLE_WORKER_HOST"], !name.isEmpty {
+            return name.replacingOccurrences(of: "/", with: "_")
+        }
         var buffer = [CChar](repeating: 0, count: 256)
         guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)

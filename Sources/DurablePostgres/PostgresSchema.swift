@@ -1,0 +1,131 @@
+import DurableJournal
+import Logging
+import PostgresNIO
+
+/// The journal's tables in their schema, created and versioned by the backend.
+enum PostgresSchema {
+    /// The format this build writes (the `meta` table's `format_version`). Bump it with a step in
+    /// ``migrate(_:from:schema:logger:)``.
+    static let formatVersion = 1
+
+    static func create(_ s: String) -> [String] {
+        [
+            "CREATE SCHEMA IF NOT EXISTS \(s)",
+            "CREATE TABLE \(s).meta (key text PRIMARY KEY, value text NOT NULL)",
+            """
+            CREATE TABLE \(s).runs (
+                run_id           text PRIMARY KEY,
+                seq              bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+                workflow_id      text NOT NULL,
+                workflow_type    text NOT NULL,
+                status           text NOT NULL,
+                created_at       bigint NOT NULL,
+                updated_at       bigint NOT NULL,
+                closed_at        bigint,
+                seed             bigint NOT NULL,
+                error            text,
+                lease_owner      text,
+                lease_expires_at bigint,
+                lease_epoch      bigint NOT NULL DEFAULT 0,
+                next_idx         integer NOT NULL DEFAULT 0
+            )
+            """,
+            "CREATE UNIQUE INDEX runs_open_workflow_id ON \(s).runs (workflow_id) WHERE status IN ('pending','running','held')",
+            "CREATE INDEX runs_workflow_id ON \(s).runs (workflow_id, seq)",
+            "CREATE INDEX runs_status ON \(s).runs (status, seq)",
+            "CREATE INDEX runs_lease_owner ON \(s).runs (lease_owner) WHERE lease_owner IS NOT NULL",
+            """
+            CREATE TABLE \(s).events (
+                run_id  text NOT NULL,
+                idx     integer NOT NULL,
+                kind    smallint NOT NULL,
+                time    bigint NOT NULL,
+                seq     integer NOT NULL DEFAULT 0,
+                attempt integer NOT NULL DEFAULT 0,
+                name    text,
+                data    bytea,
+                meta    bytea,
+                PRIMARY KEY (run_id, idx)
+            )
+            """,
+            """
+            CREATE TABLE \(s).signals (
+                id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                run_id  text NOT NULL,
+                name    text NOT NULL,
+                data    bytea,
+                sent_at bigint NOT NULL
+            )
+            """,
+            "CREATE INDEX signals_run ON \(s).signals (run_id, id)",
+            """
+            CREATE TABLE \(s).packed_histories (
+                run_id        text PRIMARY KEY,
+                events        integer NOT NULL,
+                payload_bytes bigint NOT NULL,
+                data          bytea NOT NULL
+            )
+            """,
+            "CREATE TABLE \(s).workflow_types (name text PRIMARY KEY, registered_at bigint NOT NULL)",
+            "INSERT INTO \(s).meta (key, value) VALUES ('format_version', '\(formatVersion)')",
+        ]
+    }
+
+    /// The tables a journal has, for ``PostgresJournal/stats()`` and `check`.
+    static let tables = ["runs", "events", "signals", "packed_histories", "workflow_types", "meta"]
+
+    /// The schema's format version, or `nil` when it holds no journal.
+    static func version(_ connection: PostgresConnection, schema: String, logger: Logger) async throws -> Int? {
+        let exists = try await connection.query(
+            "SELECT to_regclass(\(schema + ".meta"))::text", logger: logger).collect()
+        guard try exists.first?.decode(String?.self) != nil else { return nil }
+        let rows = try await connection.query(
+            "SELECT value FROM \(unescaped: schema).meta WHERE key = 'format_version'", logger: logger).collect()
+        guard let text = try rows.first?.decode(String.self), let version = Int(text) else { return 0 }
+        return version
+    }
+
+    /// Checks the schema's format, creates the tables of a new journal, or upgrades an older format;
+    /// refuses a newer one without changing anything. Several workers starting at once take turns
+    /// (an advisory lock held by the transaction).
+    static func prepare(
+        _ connection: PostgresConnection, place: PostgresLocation, create mayCreate: Bool, location: String, logger: Logger
+    ) async throws {
+        let s = place.schema
+        if let found = try await version(connection, schema: s, logger: logger), found >= formatVersion {
+            if found > formatVersion {
+                throw JournalError(.newerFormat(path: location, found: found, supported: formatVersion))
+            }
+            return
+        }
+        guard mayCreate else { throw JournalError(.missing(path: location)) }
+        try await connection.query("BEGIN", logger: logger)
+        do {
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\("durable:" + s)))", logger: logger)
+            switch try await version(connection, schema: s, logger: logger) {
+            case nil:
+                for statement in create(s) { try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
+            case let found? where found > formatVersion:
+                throw JournalError(.newerFormat(path: location, found: found, supported: formatVersion))
+            case let found?:
+                try await migrate(connection, from: found, schema: s, location: location, logger: logger)
+            }
+            try await connection.query("COMMIT", logger: logger)
+        } catch {
+            _ = try? await connection.query("ROLLBACK", logger: logger)
+            throw error
+        }
+    }
+
+    /// Brings an older format up to ``formatVersion`` step by step, in the caller's transaction.
+    /// Format 1 is the first; a later format adds its step here and records the new version.
+    static func migrate(
+        _ connection: PostgresConnection, from version: Int, schema: String, location: String, logger: Logger
+    ) async throws {
+        guard version >= 1 else {
+            throw JournalError(.storage(reason: "\(location): journal format \(version) is unknown (expected 1 to \(formatVersion))"))
+        }
+        try await connection.query(
+            "UPDATE \(unescaped: schema).meta SET value = \(String(formatVersion)) WHERE key = 'format_version'", logger: logger)
+    }
+}

@@ -1,0 +1,318 @@
+import DurableJournal
+import Foundation
+import Logging
+import PostgresNIO
+import Synchronization
+
+/// Writes ``JournalBatch``es to PostgreSQL with group commit: every batch that arrives while a
+/// transaction is in flight goes into the next one, each in its own savepoint (when there are
+/// several), so that one that fails is rolled back alone.
+///
+/// Every batch that writes an existing run is fenced in the statement that writes it: the run's row
+/// must still name this writer as its lease owner and expect exactly the batch's first event index
+/// (`next_idx`), else nothing of the batch is written and it fails with a conflict.
+final class PostgresWriter: Sendable {
+    typealias Completion = @Sendable (Result<Void, any Error>) -> Void
+
+    private struct Pending: Sendable {
+        var batch: JournalBatch
+        var completion: Completion
+    }
+
+    private struct State {
+        var queue: [Pending] = []
+        var flushing = false
+    }
+
+    private let client: PostgresClient
+    private let schema: String
+    private let lease: LeaseSettings?
+    private let location: String
+    private let logger: Logger
+    private let state = Mutex(State())
+    /// Transactions committed so far.
+    let commits = Atomic<Int>(0)
+
+    init(client: PostgresClient, schema: String, lease: LeaseSettings?, location: String, logger: Logger) {
+        self.client = client
+        self.schema = schema
+        self.lease = lease
+        self.location = location
+        self.logger = logger
+    }
+
+    func submit(_ batch: JournalBatch, completion: @escaping Completion) {
+        let start = state.withLock { state in
+            state.queue.append(Pending(batch: batch, completion: completion))
+            if state.flushing { return false }
+            state.flushing = true
+            return true
+        }
+        if start { Task { await self.flush() } }
+    }
+
+    private func flush() async {
+        while true {
+            let group = state.withLock { state in
+                let group = state.queue
+                state.queue.removeAll(keepingCapacity: true)
+                if group.isEmpty { state.flushing = false }
+                return group
+            }
+            if group.isEmpty { return }
+            let results = await write(group.map(\.batch))
+            for (pending, result) in zip(group, results) { pending.completion(result) }
+        }
+    }
+
+    private func write(_ batches: [JournalBatch]) async -> [Result<Void, any Error>] {
+        var results = [Result<Void, any Error>](repeating: .success(()), count: batches.count)
+        let writing = batches.enumerated().filter { !$0.element.isEmpty }
+        if writing.isEmpty { return results }  // barriers only: everything before them has completed
+        let now = Date().journalMillis
+        let savepoints = writing.count > 1
+        do {
+            try await client.withConnection { connection in
+                try await connection.query("BEGIN", logger: logger)
+                do {
+                    var failedRuns: Set<String> = []
+                    var notify = false
+                    for (i, batch) in writing {
+                        if failedRuns.contains(batch.run.runID) {
+                            results[i] = .failure(JournalError(.conflict(
+                                runID: batch.run.runID, reason: "an earlier write of the run failed")))
+                            continue
+                        }
+                        if savepoints { try await connection.query("SAVEPOINT batch", logger: logger) }
+                        do {
+                            try await apply(batch, connection, now: now)
+                            if savepoints { try await connection.query("RELEASE batch", logger: logger) }
+                            notify = notify || Self.othersWait(for: batch)
+                        } catch {
+                            guard savepoints else { throw error }
+                            try await connection.query("ROLLBACK TO batch", logger: logger)
+                            try await connection.query("RELEASE batch", logger: logger)
+                            results[i] = .failure(await describe(error, batch, connection))
+                            failedRuns.insert(batch.run.runID)
+                        }
+                    }
+                    if notify { try await connection.query("SELECT pg_notify(\("durable_" + schema), '')", logger: logger) }
+                    try await connection.query("COMMIT", logger: logger)
+                } catch {
+                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    throw error
+                }
+            }
+            commits.add(1, ordering: .relaxed)
+        } catch {
+            if writing.count == 1, let (i, batch) = writing.first {
+                results[i] = .failure(await describeOutside(error, batch))
+                return results
+            }
+            let failure = JournalError(.storage(reason: "\(location): commit failed: \(PostgresJournal.describe(error))"))
+            for (i, _) in writing { results[i] = .failure(failure) }
+        }
+        return results
+    }
+
+    /// Whether another process may be waiting for what the batch writes: a run to claim, a signal,
+    /// a run that ends. An activity's progress alone wakes nobody (followers see it at the next poll).
+    private static func othersWait(for batch: JournalBatch) -> Bool {
+        batch.newRun?.status == .pending || !batch.childRuns.isEmpty || batch.continuation != nil || batch.notice != nil
+            || batch.statusChange != nil
+    }
+
+    // MARK: - One batch
+
+    private func apply(_ batch: JournalBatch, _ connection: PostgresConnection, now: Int64) async throws {
+        let runID = batch.run.runID
+        let s = schema
+        if let newRun = batch.newRun {
+            // A run started here to be driven here is leased at once; a pending one waits for a claim.
+            let leased = newRun.status == .running ? lease : nil
+            try await connection.query("""
+                INSERT INTO \(unescaped: s).runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, seed,
+                    lease_owner, lease_expires_at, lease_epoch, next_idx)
+                VALUES (\(runID), \(newRun.workflowID), \(newRun.workflowType), \(newRun.status.rawValue),
+                    \(newRun.createdAt.journalMillis), \(now), \(Int64(bitPattern: newRun.seed)), \(leased?.owner),
+                    \(leased.map { now + $0.durationMs }), \(Int64(leased == nil ? 0 : 1)), \(Int32(batch.events.count)))
+                """, logger: logger)
+            if !batch.events.isEmpty {
+                try await connection.query(try Self.insertEvents(batch.events, runID: runID, schema: s), logger: logger)
+            }
+        } else {
+            if batch.claim {
+                let claimed = try await connection.query("""
+                    UPDATE \(unescaped: s).runs SET status = 'running', updated_at = \(now), lease_owner = \(lease?.owner),
+                        lease_expires_at = \(lease.map { now + $0.durationMs }), lease_epoch = lease_epoch + 1
+                    WHERE run_id = \(runID) AND status = 'pending' RETURNING 1
+                    """, logger: logger).collect()
+                if claimed.isEmpty {
+                    throw JournalError(.conflict(runID: runID, reason: "run was claimed by another worker"))
+                }
+            }
+            if let first = batch.events.first?.index {
+                // The fence and the events in one statement: nothing is inserted unless the run's row
+                // still names this writer and expects exactly this index.
+                var query = try Self.insertEvents(batch.events, runID: runID, schema: s)
+                let fence = "WITH fence AS (UPDATE \(s).runs SET next_idx = $\(query.binds.count + 1) "
+                    + "WHERE run_id = $\(query.binds.count + 2) AND next_idx = $\(query.binds.count + 3) "
+                    + "AND lease_owner IS NOT DISTINCT FROM coalesce($\(query.binds.count + 4)::text, lease_owner) RETURNING 1) "
+                query.binds.append(Int32(first + batch.events.count))
+                query.binds.append(runID)
+                query.binds.append(Int32(first))
+                if let owner = lease?.owner { query.binds.append(owner) } else { query.binds.appendNull() }
+                query.sql = fence + query.sql.replacingOccurrences(of: "VALUES", with: "SELECT * FROM (VALUES")
+                    + ") AS v WHERE EXISTS (SELECT 1 FROM fence) RETURNING 1"
+                let inserted = try await connection.query(query, logger: logger).collect()
+                if inserted.isEmpty { throw try await fenceFailure(runID: runID, first: first, connection) }
+            }
+        }
+        if let signal = batch.deliveredSignal {
+            let deleted = try await connection.query(
+                "DELETE FROM \(unescaped: s).signals WHERE id = \(signal) RETURNING 1", logger: logger).collect()
+            if deleted.isEmpty {
+                throw JournalError(.conflict(runID: runID, reason: "signal \(signal) was delivered already"))
+            }
+        }
+        if let change = batch.statusChange {
+            let keepLease = change.status == .running
+            // Only the lease holder changes an existing run's status (a run written in this batch is new).
+            let owner: String? = batch.newRun == nil ? lease?.owner : nil
+            let changed = try await connection.query("""
+                UPDATE \(unescaped: s).runs SET status = \(change.status.rawValue), error = \(change.error), updated_at = \(now),
+                    closed_at = \(change.status.isOpen ? nil : now),
+                    lease_owner = CASE WHEN \(keepLease) THEN lease_owner END,
+                    lease_expires_at = CASE WHEN \(keepLease) THEN lease_expires_at END
+                WHERE run_id = \(runID) AND status IN ('pending','running','held')
+                    AND lease_owner IS NOT DISTINCT FROM coalesce(\(owner)::text, lease_owner)
+                RETURNING 1
+                """, logger: logger).collect()
+            if changed.isEmpty { throw try await statusFailure(runID: runID, connection) }
+            if !change.status.isOpen && batch.continuation == nil {  // signals nobody will receive any more
+                try await connection.query("DELETE FROM \(unescaped: s).signals WHERE run_id = \(runID)", logger: logger)
+            }
+        }
+        for (childRunID, child, started) in batch.childRuns {
+            try await insertPendingRun(childRunID, child, started, connection, now: now)
+        }
+        if let notice = batch.notice {
+            try await Self.queue(notice, schema: s, now: now, connection, logger: logger)
+        }
+        if let (nextRunID, next, started) = batch.continuation {
+            try await insertPendingRun(nextRunID, next, started, connection, now: now)
+            // Signals not taken yet go to the next run.
+            try await connection.query(
+                "UPDATE \(unescaped: s).signals SET run_id = \(nextRunID) WHERE run_id = \(runID)", logger: logger)
+        }
+    }
+
+    /// `INSERT INTO events … VALUES (…), (…)` with every value bound and typed.
+    static func insertEvents(_ events: [EventDraft], runID: String, schema: String) throws -> PostgresQuery {
+        var binds = PostgresBindings(capacity: events.count * 9)
+        var rows: [String] = []
+        rows.reserveCapacity(events.count)
+        for event in events {
+            let n = binds.count
+            binds.append(runID)
+            binds.append(Int32(event.index))
+            binds.append(Int16(event.kind.rawValue))
+            binds.append(event.time.journalMillis)
+            binds.append(Int32(event.seq))
+            binds.append(Int32(event.attempt))
+            binds.append(event.name)
+            try binds.append(event.data)
+            try binds.append(event.meta)
+            rows.append("($\(n + 1)::text, $\(n + 2)::int4, $\(n + 3)::int2, $\(n + 4)::int8, $\(n + 5)::int4, "
+                        + "$\(n + 6)::int4, $\(n + 7)::text, $\(n + 8)::bytea, $\(n + 9)::bytea)")
+        }
+        return PostgresQuery(
+            unsafeSQL: "INSERT INTO \(schema).events (run_id, idx, kind, time, seq, attempt, name, data, meta) VALUES "
+                + rows.joined(separator: ", "),
+            binds: binds)
+    }
+
+    /// Inserts a new pending run and its `WorkflowStarted` event.
+    private func insertPendingRun(
+        _ runID: String, _ run: JournalBatch.NewRun, _ started: EventDraft, _ connection: PostgresConnection, now: Int64
+    ) async throws {
+        try await connection.query("""
+            INSERT INTO \(unescaped: schema).runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, seed, next_idx)
+            VALUES (\(runID), \(run.workflowID), \(run.workflowType), \(run.status.rawValue), \(run.createdAt.journalMillis),
+                \(now), \(Int64(bitPattern: run.seed)), 1)
+            """, logger: logger)
+        var event = started
+        event.index = 0
+        try await connection.query(try Self.insertEvents([event], runID: runID, schema: schema), logger: logger)
+    }
+
+    /// Queues a message for another run, if that run is still open.
+    static func queue(_ notice: RunNotice, schema: String, now: Int64, _ connection: PostgresConnection, logger: Logger)
+        async throws
+    {
+        try await connection.query("""
+            INSERT INTO \(unescaped: schema).signals (run_id, name, data, sent_at)
+            SELECT \(notice.runID), \(notice.name), \(PayloadCodec.encode(notice.payload)), \(now)
+            WHERE EXISTS (SELECT 1 FROM \(unescaped: schema).runs WHERE run_id = \(notice.runID)
+                AND status IN ('pending','running','held'))
+            """, logger: logger)
+    }
+
+    // MARK: - Why a batch failed
+
+    private func fenceFailure(runID: String, first: Int, _ connection: PostgresConnection) async throws -> JournalError {
+        let rows = try await connection.query(
+            "SELECT lease_owner, next_idx, status FROM \(unescaped: schema).runs WHERE run_id = \(runID)", logger: logger
+        ).collect()
+        guard let (owner, next, status) = try rows.first?.decode((String?, Int32, String).self) else {
+            return JournalError(.conflict(runID: runID, reason: "run was never written to the journal"))
+        }
+        if let lease, owner != lease.owner {
+            if let owner { return JournalError.leaseLost(runID: runID, to: "worker \(owner)") }
+            return RunStatus(rawValue: status)?.isOpen == false
+                ? JournalError(.conflict(runID: runID, reason: "the run has already ended"))
+                : JournalError(.conflict(runID: runID, reason: "this worker does not hold the run's lease"))
+        }
+        return JournalError(.conflict(runID: runID, reason: "event \(first) is not the run's next (\(next)): written elsewhere"))
+    }
+
+    private func statusFailure(runID: String, _ connection: PostgresConnection) async throws -> JournalError {
+        let rows = try await connection.query(
+            "SELECT lease_owner, status FROM \(unescaped: schema).runs WHERE run_id = \(runID)", logger: logger
+        ).collect()
+        guard let (owner, status) = try rows.first?.decode((String?, String).self) else {
+            return JournalError(.conflict(runID: runID, reason: "run was never written to the journal"))
+        }
+        if RunStatus(rawValue: status)?.isOpen == false {
+            return JournalError(.conflict(runID: runID, reason: "the run has already ended"))
+        }
+        return owner.map { JournalError.leaseLost(runID: runID, to: "worker \($0)") }
+            ?? JournalError(.conflict(runID: runID, reason: "this worker does not hold the run's lease"))
+    }
+
+    /// Turns a unique violation on a new run (this one, a child it starts) into "workflow ID in use",
+    /// naming the open run; anything else into a storage error.
+    private func describe(_ error: any Error, _ batch: JournalBatch, _ connection: PostgresConnection) async -> any Error {
+        if let error = error as? JournalError { return error }
+        if let error = error as? PSQLError, error.serverInfo?[.sqlState] == "23505" {
+            let workflowIDs = [batch.newRun?.workflowID].compactMap { $0 } + batch.childRuns.map(\.run.workflowID)
+            for workflowID in workflowIDs {
+                if let rows = try? await connection.query("""
+                    SELECT run_id FROM \(unescaped: schema).runs
+                    WHERE workflow_id = \(workflowID) AND status IN ('pending','running','held')
+                    """, logger: logger).collect(), let existing = try? rows.first?.decode(String.self)
+                {
+                    return JournalError(.workflowIDInUse(workflowID: workflowID, runID: existing))
+                }
+            }
+        }
+        return JournalError(.storage(reason: "\(location): run \(batch.run.runID): \(PostgresJournal.describe(error))"))
+    }
+
+    /// ``describe(_:_:_:)`` after the transaction was rolled back, on a connection of the pool.
+    private func describeOutside(_ error: any Error, _ batch: JournalBatch) async -> any Error {
+        if let error = error as? JournalError { return error }
+        return (try? await client.withConnection { connection in await self.describe(error, batch, connection) })
+            ?? JournalError(.storage(reason: "\(location): run \(batch.run.runID): \(PostgresJournal.describe(error))"))
+    }
+}
