@@ -13,6 +13,10 @@
 #     probe (strace -c of Durable's `long`, to check that `full` really syncs), (d) writes the raw
 #     JSON lines to a results folder and prints a Markdown summary (also saved as summary.md).
 #
+# PostgreSQL (POSTGRES=0 skips it): a throwaway cluster (Scripts/postgres.sh, fsync on), pgbench's
+# one-client commit floor, durable-bench --journal postgres://… (long, seq, conc, conc_group, crash, and
+# 1/2/4 worker processes), and bench_dbos.py --system-db-url on the same server, each round.
+#
 # Environment: ROUNDS (3), BENCH_RESULTS (results folder, default .build/bench-results/<UTC stamp>),
 # DURABLE_SHARED (the shared folder, default ../shared beside the repository),
 # DBOS_PEER_VENV (default ~/.cache/dbos-peer-venv), SYNC_PROBE=0 to skip the strace probe.
@@ -89,6 +93,33 @@ for r in $(seq 1 "$ROUNDS"); do
   "$PY" "$PEER/sqlite_limit.py" --run-id "r$r" >>"$OUT/sqlite_limit.jsonl" 2>>"$OUT/stderr.log" \
     || log "sqlite_limit.py round $r failed"
 done
+
+# PostgreSQL: a throwaway cluster (fsync on), its one-client commit floor, Durable and DBOS on it.
+if [ "${POSTGRES:-1}" = 1 ]; then
+  PG_DIR="$OUT/pg-cluster"
+  log "PostgreSQL: starting a cluster in $PG_DIR"
+  PG_URL="$(bash "$HERE/postgres.sh" start "$PG_DIR")"
+  trap 'bash "$HERE/postgres.sh" stop "$PG_DIR"' EXIT
+  PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+  PG_PORT="$(cat "$PG_DIR/port")"
+  psql "$PG_URL" -qc "CREATE TABLE IF NOT EXISTS floor_probe (id bigserial PRIMARY KEY, v text)"
+  echo "INSERT INTO floor_probe (v) VALUES ('x');" >"$OUT/pgbench_insert.sql"
+  for r in $(seq 1 "$ROUNDS"); do
+    log "round $r/$ROUNDS: pgbench floor (1 client, 1 row per transaction)"
+    tps="$("$PG_BIN/pgbench" -n -c 1 -T 5 -f "$OUT/pgbench_insert.sql" "$PG_URL" 2>>"$OUT/stderr.log" \
+      | awk '/^tps/ {print $3; exit}')"
+    [ -n "$tps" ] && python3 -c "import json,sys; t=float(sys.argv[1]); print(json.dumps({'phase':'pgbench','run_id':'r$r','tps':t,'ms_per_commit':round(1000/t,4)}))" "$tps" >>"$OUT/pgbench.jsonl"
+    log "round $r/$ROUNDS: Durable on PostgreSQL (full)"
+    "$BENCH" --journal "$PG_URL" --durability full --workloads long,seq,conc,conc_group,crash --run-id "r$r" \
+      >>"$OUT/durable_pg.jsonl" 2>>"$OUT/stderr.log" || log "durable-bench on PostgreSQL round $r reported a failure"
+    log "round $r/$ROUNDS: DBOS on PostgreSQL"
+    "$PY" "$PEER/bench_dbos.py" --run-id "r$r" --system-db-url "postgresql://durable@127.0.0.1:$PG_PORT/postgres" \
+      >>"$OUT/dbos_pg.jsonl" 2>>"$OUT/stderr.log" || log "bench_dbos.py on PostgreSQL round $r failed"
+    log "round $r/$ROUNDS: Durable worker processes on PostgreSQL (1, 2, 4)"
+    "$BENCH" --journal "$PG_URL" --durability full --workloads workers --run-id "r$r" \
+      >>"$OUT/durable_pg.jsonl" 2>>"$OUT/stderr.log" || log "durable-bench workers round $r reported a failure"
+  done
+fi
 
 # A check, not a timing: how many fsync/fdatasync calls Durable makes for 500 one-commit steps.
 if [ "$SYNC_PROBE" = 1 ] && command -v strace >/dev/null 2>&1; then

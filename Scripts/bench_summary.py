@@ -320,5 +320,43 @@ def main():
         print()
 
 
+def postgres_section(d):
+    """Durable on PostgreSQL against DBOS on the same server, and the server's one-client floor."""
+    durable = load(os.path.join(d, "durable_pg.jsonl"))
+    if not durable:
+        return
+    dbos = load(os.path.join(d, "dbos_pg.jsonl"))
+    floor = values(load(os.path.join(d, "pgbench.jsonl")), "pgbench", "ms_per_commit")
+    print("## PostgreSQL: Durable and DBOS on one server, same run\n")
+    f = med(floor)
+    print(f"Full durability (`synchronous_commit=on`). The server's floor, pgbench with one client "
+          f"inserting one row per transaction: {fmt(f)} ms per commit (median of {len(floor)}).\n")
+    print("| workload | Durable-PG | DBOS-PG | Durable vs DBOS | target |")
+    print("|---|---|---|---|---|")
+    rows = [
+        ("long: ms per step", "long", "per_step_ms", "long", "per_step_ms", False, "≤ 0.5 ms, ≤ 1.5× floor, ≥ 14× DBOS"),
+        ("seq: workflows/s", "seq", "workflows_per_s", "seq", "workflows_per_s", True, ""),
+        ("conc: s until 500 × 5 done", "conc", "total_s", "conc_start", "total_s", False, ""),
+        ("conc_group: s until 500 × 5 done", "conc_group", "total_s", "conc_start", "total_s", False, "≥ 30× DBOS"),
+        ("crash: s from recovery spawn to result", "crash_recovery", "b_spawn_to_result_s", None, None, False,
+         "≥ 10× DBOS (crash_dbos.py has no PostgreSQL mode)"),
+    ]
+    for label, phase, metric, dphase, dmetric, higher, target in rows:
+        dv = med(values(durable, phase, metric, durability="full"))
+        pv = med(values(dbos, dphase, dmetric)) if dphase else None
+        print(f"| {label} | {fmt(dv)} | {fmt(pv)} | {ratio_text(dv, pv, higher) if pv else 'n/a'} | {target} |")
+    long_ms = med(values(durable, "long", "per_step_ms", durability="full"))
+    if long_ms and f:
+        print(f"\n`long` per step is {long_ms / f:.2f}× the one-client commit floor.")
+    scaling = [r for r in durable if r.get("phase") == "workers"]
+    if scaling:
+        print("\n| worker processes | steps/s (400 runs × 5 steps, submitted at once) |")
+        print("|---|---|")
+        for count in sorted({r.get("workers") for r in scaling}):
+            print(f"| {count} | {fmt(med([r['steps_per_s'] for r in scaling if r.get('workers') == count]))} |")
+    print()
+
+
 if __name__ == "__main__":
     main()
+    postgres_section(sys.argv[1])

@@ -74,6 +74,6 @@ stop() {
 case "$command_name" in
   start) start ;;
   stop) stop ;;
-  restart) stop; start >/dev/null ;;
+  restart) stop; sleep "${DURABLE_PG_DOWN_SECONDS:-0}"; start >/dev/null ;;
   *) echo "usage: $0 start|stop|restart DIR" >&2; exit 2 ;;
 esac

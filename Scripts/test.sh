@@ -1,19 +1,39 @@
 #!/usr/bin/env bash
-# The whole test suite: installs the system libraries when missing, builds every product (the tests
-# spawn the built executables as real processes), then runs the Swift Testing suites.
+# The whole test suite: installs what it needs when missing (SQLite and LZ4 headers, python3,
+# PostgreSQL), builds every product (the tests spawn the built executables as real processes), starts
+# a throwaway PostgreSQL cluster (stopped again on exit, whatever happens), then runs the Swift Testing
+# suites: all of them on SQLite, then the engine, test-kit and command-line suites again on
+# PostgreSQL. The storage conformance suite runs both backends in one pass.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash Scripts/install-deps.sh
 swift build --build-tests
-# Three runs. The suites whose checks have timing bounds (a timer fires when due, a heartbeat
-# timeout, a retry delay) run together but apart from the rest: on two cores, the crash tests'
-# worker processes and the CPU-bound replay tests starved them of threads for over half a second.
-# The multi-worker stress test runs alone at the end: it keeps both cores busy with worker processes
-# that are SIGKILLed and restarted every 250 ms.
-timed='WorkerRuntimeTests|ActivityRuntimeCoverageTests|ProcessPoolTests|WorkerProcessTests|TimerTests'
-swift test --skip-build --skip "$timed" --skip MultiWorkerTests "$@"
+
+cluster="$(mktemp -d "${TMPDIR:-/tmp}/durable-test-pg.XXXXXX")"
+trap 'bash Scripts/postgres.sh stop "$cluster"' EXIT
+DURABLE_TEST_POSTGRES_URL="$(DURABLE_PG_FSYNC=off bash Scripts/postgres.sh start "$cluster")"
+export DURABLE_TEST_POSTGRES_URL DURABLE_TEST_POSTGRES_DIR="$cluster"
+echo "test PostgreSQL cluster: $DURABLE_TEST_POSTGRES_URL (data in $cluster)" >&2
+
+# Three runs per backend. The suites whose checks have timing bounds (a timer fires when due, a
+# heartbeat timeout, a retry delay, the change feed's wake-up) run together but apart from the rest: on two cores, the crash
+# tests' worker processes and the CPU-bound replay tests starved them of threads for over half a
+# second. The multi-worker and chaos tests run alone at the end: they keep both cores busy with worker
+# processes that are SIGKILLed and restarted.
+timed='WorkerRuntimeTests|ActivityRuntimeCoverageTests|ProcessPoolTests|WorkerProcessTests|TimerTests|JournalConformanceTests'
+alone='MultiWorkerTests|PostgresChaosTests'
+echo "== SQLite" >&2
+swift test --skip-build --skip "$timed" --skip "$alone" "$@"
 swift test --skip-build --filter "$timed" "$@"
-swift test --skip-build --filter MultiWorkerTests "$@"
+swift test --skip-build --filter "$alone" "$@"
+echo "== PostgreSQL" >&2
+export DURABLE_TEST_BACKEND=postgres
+suites='DurableTests\.|DurableTestingTests\.|DurableCommandsTests\.'
+swift test --skip-build --filter "$suites" --skip "$timed" --skip "$alone" "$@"
+# One test at a time: with the database server on the same two cores, a commit under the parallel
+# load took long enough to shift the timing-bounded checks (a retry's queue wait, two late timers).
+swift test --skip-build --no-parallel --filter "$timed" "$@"
+swift test --skip-build --filter "$alone" "$@"
 # The suites' journals live in durable-tests-<pid> folders (on /dev/shm when it is writable, else in
 # $TMPDIR); remove those of test processes that have ended, this run's included.
 for folder in /dev/shm/durable-tests-* "${TMPDIR:-/tmp}"/durable-tests-*; do

@@ -54,6 +54,9 @@ struct WorkloadSettings {
     var crashKillAfter = 500
     var latencySubmissions = 100
     var payloadBytes = 100
+    var workerCounts = [1, 2, 4]
+    var scalingRuns = 400
+    var scalingSteps = 5
 }
 
 /// A fresh engine on a fresh journal file, with the workload's types registered.

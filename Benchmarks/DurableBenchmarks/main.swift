@@ -26,6 +26,7 @@ let usage = """
            durable-bench --workloads pools  (or pool_warm_cold,pool_overhead,process_pool,process_warm_cold)
                          [--pool-calls 200] [--pool-slots 4] [--pool-warm-up-ms 500] [--pool-call-ms 5]
            durable-bench --workloads submit_latency [--latency-submissions 100]
+           durable-bench --workloads workers [--worker-counts 1,2,4] [--scaling-runs 400] [--scaling-steps 5]
     The pool workloads run once per round, whatever --durability says (they choose their own).
     Journals go to a fresh folder under $TMPDIR (default /tmp) and are removed afterwards; with
     --journal, to a fresh schema each on that PostgreSQL server (left there).
@@ -34,7 +35,7 @@ let usage = """
 let peerWorkloads = ["long", "seq", "conc", "conc_group", "crash"]
 let poolWorkloads = ["pool_warm_cold", "pool_overhead", "process_pool", "process_warm_cold"]
 /// Durable's own figures across processes, per durability (the peer scripts have no such workload).
-let processWorkloads = ["submit_latency"]
+let processWorkloads = ["submit_latency", "workers"]
 
 struct Options {
     var workloads = ["long", "seq", "conc", "conc_group", "crash"]
@@ -46,6 +47,7 @@ struct Options {
     var pools = PoolSettings()
     var child: CrashChildOptions?
     var latencyWorker = false
+    var benchWorker = false
     /// `--journal postgres://…`: run the peer workloads on PostgreSQL.
     var journal: String?
 }
@@ -92,6 +94,13 @@ func parse(_ arguments: [String]) throws -> Options {
         case "--kill-after": options.settings.crashKillAfter = try int(flag)
         case "--latency-submissions": options.settings.latencySubmissions = max(1, try int(flag))
         case "--payload-bytes": options.settings.payloadBytes = try int(flag)
+        case "--worker-counts":
+            options.settings.workerCounts = try value(flag).split(separator: ",").map {
+                guard let n = Int($0), (1...64).contains(n) else { throw BenchError("--worker-counts: '\($0)' is not 1 to 64") }
+                return n
+            }
+        case "--scaling-runs": options.settings.scalingRuns = max(1, try int(flag))
+        case "--scaling-steps": options.settings.scalingSteps = max(1, try int(flag))
         case "--pool-calls": options.pools.calls = max(1, try int(flag))
         case "--pool-slots": options.pools.slots = max(1, try int(flag))
         case "--pool-warm-up-ms": options.pools.warmUpMs = try int(flag)
@@ -99,6 +108,7 @@ func parse(_ arguments: [String]) throws -> Options {
         // The crash test's child processes (hidden).
         case "--crash-child": isChild = true; child.phase = try value(flag)
         case "--latency-worker": isChild = true; options.latencyWorker = true
+        case "--bench-worker": isChild = true; options.benchWorker = true
         case "--journal":  // the crash and latency children's journal; at the top, the server to use
             child.journal = try value(flag)
             options.journal = child.journal
@@ -160,6 +170,9 @@ func describe(_ r: Record) -> String {
         return "proc  round trip to a Python echo worker: mean \(n("round_trip_mean_us")) µs, p50 \(n("round_trip_p50_us")) µs, "
             + "p99 \(n("round_trip_p99_us")) µs; per step via process \(n("process_pool_us_per_step")) µs, in-process "
             + "\(n("in_process_us_per_step")) µs, difference \(n("process_cost_us_per_step")) µs"
+    case "workers":
+        return "workers [\(d)] \(n("workers")) worker process(es), \(n("runs")) × \(n("steps_per_run")) steps: "
+            + "\(n("total_s")) s, \(n("steps_per_s")) steps/s"
     case "submit_latency":
         return "pick-up [\(d)] submit → first activity in an idle worker (another process), \(n("submissions")) runs: "
             + "p50 \(n("p50_ms")) ms, p90 \(n("p90_ms")) ms, p99 \(n("p99_ms")) ms, max \(n("max_ms")) ms (target p50 < 50 ms)"
@@ -179,6 +192,14 @@ func main() async -> Int32 {
     } catch {
         say("durable-bench: \(error)")
         return 2
+    }
+    if options.benchWorker, let child = options.child {
+        do {
+            return try await benchWorker(child)
+        } catch {
+            say("durable-bench worker: \(error)")
+            return 1
+        }
     }
     if options.latencyWorker, let child = options.child {
         do {
@@ -261,6 +282,14 @@ func main() async -> Int32 {
                             options.settings, path: path, durability: durability, round: round, concurrentStart: true)
                     case "submit_latency":
                         record = try await runSubmitLatency(options.settings, folder: folder, durability: durability, round: round)
+                    case "workers":
+                        var last = Record()
+                        for count in options.settings.workerCounts {
+                            last = try await runWorkerScaling(
+                                options.settings, workers: count, folder: folder, durability: durability, round: round)
+                            if count != options.settings.workerCounts.last { say(describe(last)) }
+                        }
+                        record = last
                     default: record = try runCrash(options.settings, folder: folder, durability: durability, round: round)
                     }
                     say(describe(record))

@@ -53,7 +53,7 @@ final class PostgresChangeWatcher: Sendable {
                 try await withTaskCancellationHandler {
                     try await connection.listen(on: channel) { notifications in
                         if failures > 0 {
-                            logger.warning("PostgreSQL at \(place.display) is reachable again; listening for changes")
+                            logger.warning("PostgreSQL at \(place.display) is reachable again")
                         }
                         failures = 0
                         broadcaster.notify()  // what was committed while not listening

@@ -146,7 +146,7 @@ package final class PostgresJournal: Journal {
         _ = try await withConnection { connection in
             try await connection.query("""
                 INSERT INTO \(unescaped: s).workflow_types (name, registered_at) SELECT unnest(\(names)::text[]), \(now)
-                ON CONFLICT (name) DO UPDATE SET registered_at = excluded.registered_at
+                ON CONFLICT (name) DO NOTHING
                 """, logger: logger)
         }
     }
@@ -284,29 +284,36 @@ package final class PostgresJournal: Journal {
         let framed = data.map(PayloadCodec.encode)
         let now = Date().journalMillis
         return try await inTransaction { connection in
-            let found = try await connection.query("""
-                SELECT \(unescaped: Self.runColumns) FROM \(unescaped: self.s).runs WHERE run_id = \(id)
-                UNION ALL (SELECT \(unescaped: Self.runColumns) FROM \(unescaped: self.s).runs WHERE workflow_id = \(id)
-                    ORDER BY seq DESC LIMIT 1)
-                LIMIT 1
-                """, logger: self.logger).collect()
-            guard let row = found.first else { throw JournalError(.runNotFound(id)) }
-            let run = try Self.runRecord(row)
-            // Inserted only while the run is open, checked in the same statement: a run that ends
-            // meanwhile takes no signal it would never receive.
-            let inserted = try await connection.query("""
-                INSERT INTO \(unescaped: self.s).signals (run_id, name, data, sent_at)
-                SELECT \(run.runID), \(name), \(framed), \(now)
-                WHERE EXISTS (SELECT 1 FROM \(unescaped: self.s).runs WHERE run_id = \(run.runID)
-                    AND status IN ('pending','running','held'))
-                RETURNING id
-                """, logger: self.logger).collect()
-            guard !inserted.isEmpty else {
-                let status = try await self.findRun(run.runID)?.status ?? run.status
-                throw JournalError(.runClosed(runID: run.runID, status: status.rawValue, operation: operation))
+            // The run's row is share-locked until the signal is committed: a run that ends (or
+            // continues as new, taking its queued signals along) waits for it, or the signal waits
+            // for the end and then goes to the workflow ID's newest run.
+            for _ in 0..<3 {
+                let found = try await connection.query("""
+                    SELECT \(unescaped: Self.runColumns) FROM \(unescaped: self.s).runs WHERE run_id = \(id)
+                    UNION ALL (SELECT \(unescaped: Self.runColumns) FROM \(unescaped: self.s).runs WHERE workflow_id = \(id)
+                        ORDER BY seq DESC LIMIT 1)
+                    LIMIT 1
+                    """, logger: self.logger).collect()
+                guard let row = found.first else { throw JournalError(.runNotFound(id)) }
+                let run = try Self.runRecord(row)
+                let locked = try await connection.query(
+                    "SELECT status FROM \(unescaped: self.s).runs WHERE run_id = \(run.runID) FOR SHARE", logger: self.logger
+                ).collect()
+                let status = try locked.first.map { RunStatus(rawValue: try $0.decode(String.self)) } ?? nil
+                guard let status, status.isOpen else {
+                    if run.runID != id { continue }  // by workflow ID: its newest run may have changed
+                    throw JournalError(.runClosed(
+                        runID: run.runID, status: (status ?? run.status).rawValue, operation: operation))
+                }
+                try await connection.query("""
+                    INSERT INTO \(unescaped: self.s).signals (run_id, name, data, sent_at)
+                    VALUES (\(run.runID), \(name), \(framed), \(now))
+                    """, logger: self.logger)
+                try await connection.query("SELECT pg_notify(\(self.channel), '')", logger: self.logger)
+                return run
             }
-            try await connection.query("SELECT pg_notify(\(self.channel), '')", logger: self.logger)
-            return run
+            let run = try await self.findRun(id)
+            throw JournalError(.runClosed(runID: run?.runID ?? id, status: run?.status.rawValue ?? "closed", operation: operation))
         }
     }
 

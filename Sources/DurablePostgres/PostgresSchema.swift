@@ -76,9 +76,12 @@ enum PostgresSchema {
 
     /// The schema's format version, or `nil` when it holds no journal.
     static func version(_ connection: PostgresConnection, schema: String, logger: Logger) async throws -> Int? {
+        // A scan of the catalog with the statement's snapshot (not to_regclass, whose cache may not
+        // have seen a table another session created while this one waited for the lock).
         let exists = try await connection.query(
-            "SELECT to_regclass(\(schema + ".meta"))::text", logger: logger).collect()
-        guard try exists.first?.decode(String?.self) != nil else { return nil }
+            "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = \(schema) AND tablename = 'meta'", logger: logger
+        ).collect()
+        guard try exists.first?.decode(Int64.self) == 1 else { return nil }
         let rows = try await connection.query(
             "SELECT value FROM \(unescaped: schema).meta WHERE key = 'format_version'", logger: logger).collect()
         guard let text = try rows.first?.decode(String.self), let version = Int(text) else { return 0 }

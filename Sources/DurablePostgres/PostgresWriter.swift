@@ -65,10 +65,27 @@ final class PostgresWriter: Sendable {
         }
     }
 
+    /// Writes a group; a transaction the server aborted as a deadlock victim or a serialization
+    /// failure wrote nothing and is tried again (at most three times).
     private func write(_ batches: [JournalBatch]) async -> [Result<Void, any Error>] {
+        var attempt = 1
+        while true {
+            let (results, retry) = await writeOnce(batches)
+            if !retry || attempt == 3 { return results }
+            attempt += 1
+            try? await Task.sleep(for: .milliseconds(Int.random(in: 1...20)))
+        }
+    }
+
+    private static func isRetryable(_ error: any Error) -> Bool {
+        guard let state = (error as? PSQLError)?.serverInfo?[.sqlState] else { return false }
+        return state == "40P01" || state == "40001"
+    }
+
+    private func writeOnce(_ batches: [JournalBatch]) async -> ([Result<Void, any Error>], retry: Bool) {
         var results = [Result<Void, any Error>](repeating: .success(()), count: batches.count)
         let writing = batches.enumerated().filter { !$0.element.isEmpty }
-        if writing.isEmpty { return results }  // barriers only: everything before them has completed
+        if writing.isEmpty { return (results, false) }  // barriers only: everything before them has completed
         let now = Date().journalMillis
         let savepoints = writing.count > 1
         do {
@@ -89,7 +106,7 @@ final class PostgresWriter: Sendable {
                             if savepoints { try await connection.query("RELEASE batch", logger: logger) }
                             notify = notify || Self.othersWait(for: batch)
                         } catch {
-                            guard savepoints else { throw error }
+                            guard savepoints, !Self.isRetryable(error) else { throw error }
                             try await connection.query("ROLLBACK TO batch", logger: logger)
                             try await connection.query("RELEASE batch", logger: logger)
                             results[i] = .failure(await describe(error, batch, connection))
@@ -105,14 +122,15 @@ final class PostgresWriter: Sendable {
             }
             commits.add(1, ordering: .relaxed)
         } catch {
+            if Self.isRetryable(error) { return (results, true) }
             if writing.count == 1, let (i, batch) = writing.first {
                 results[i] = .failure(await describeOutside(error, batch))
-                return results
+                return (results, false)
             }
             let failure = JournalError(.storage(reason: "\(location): commit failed: \(PostgresJournal.describe(error))"))
             for (i, _) in writing { results[i] = .failure(failure) }
         }
-        return results
+        return (results, false)
     }
 
     /// Whether another process may be waiting for what the batch writes: a run to claim, a signal,
@@ -142,13 +160,28 @@ final class PostgresWriter: Sendable {
             }
         } else {
             if batch.claim {
+                // SKIP LOCKED: a run another worker is claiming right now is theirs; waiting for its
+                // lock would only make this transaction (and every batch in it) wait, or deadlock.
                 let claimed = try await connection.query("""
+                    WITH candidate AS MATERIALIZED (
+                        SELECT run_id FROM \(unescaped: s).runs WHERE run_id = \(runID) AND status = 'pending'
+                        FOR UPDATE SKIP LOCKED)
                     UPDATE \(unescaped: s).runs SET status = 'running', updated_at = \(now), lease_owner = \(lease?.owner),
                         lease_expires_at = \(lease.map { now + $0.durationMs }), lease_epoch = lease_epoch + 1
-                    WHERE run_id = \(runID) AND status = 'pending' RETURNING 1
+                    WHERE run_id IN (SELECT run_id FROM candidate) RETURNING 1
                     """, logger: logger).collect()
                 if claimed.isEmpty {
-                    throw JournalError(.conflict(runID: runID, reason: "run was claimed by another worker"))
+                    // Skipped: another worker's claim, or a signal sender's share lock (it holds the row
+                    // only until its signal is committed). Then wait for the lock: if the run is still
+                    // pending afterwards, it is this worker's.
+                    let waited = try await connection.query("""
+                        UPDATE \(unescaped: s).runs SET status = 'running', updated_at = \(now), lease_owner = \(lease?.owner),
+                            lease_expires_at = \(lease.map { now + $0.durationMs }), lease_epoch = lease_epoch + 1
+                        WHERE run_id = \(runID) AND status = 'pending' RETURNING 1
+                        """, logger: logger).collect()
+                    if waited.isEmpty {
+                        throw JournalError(.conflict(runID: runID, reason: "run was claimed by another worker"))
+                    }
                 }
             }
             if let first = batch.events.first?.index {
@@ -253,8 +286,8 @@ final class PostgresWriter: Sendable {
         try await connection.query("""
             INSERT INTO \(unescaped: schema).signals (run_id, name, data, sent_at)
             SELECT \(notice.runID), \(notice.name), \(PayloadCodec.encode(notice.payload)), \(now)
-            WHERE EXISTS (SELECT 1 FROM \(unescaped: schema).runs WHERE run_id = \(notice.runID)
-                AND status IN ('pending','running','held'))
+            FROM \(unescaped: schema).runs WHERE run_id = \(notice.runID) AND status IN ('pending','running','held')
+            FOR SHARE
             """, logger: logger)
     }
 

@@ -18,7 +18,7 @@ import Glibc
 
     /// A journal in which a worker has run once (so workflow types are registered) with one completed run.
     func journalWithOneRun() async throws -> String {
-        let journal = temporaryPath()
+        let journal = temporaryJournal()
         let result = try await runCommand(
             app, ["run", "CrashFlow", "--input", #"{"tag":"cli"}"#, "--id", "cli-1", "--journal", journal],
             environment: ["STEP_MS": "1"])
@@ -48,9 +48,10 @@ import Glibc
         let appOnly = try await runCommand(app, ["submit", "CrashFlow", "--input", #"{"label":1}"#, "--journal", journal])
         #expect(appOnly.status == 2)
         #expect(appOnly.stderr.contains("error: input is not a valid CrashFlow input (Input): missing key 'tag'"))
-        let missing = try await runCommand(durable, ["runs", "list", "--journal", journal + ".missing"])
+        let absent = siblingJournal(of: journal, "missing")
+        let missing = try await runCommand(durable, ["runs", "list", "--journal", absent])
         #expect(missing.status == 3)
-        #expect(missing.stderr.contains("error: no journal at \(journal).missing"))
+        #expect(missing.stderr.contains("error: no journal at \(absent)"), "\(missing.stderr)")
     }
 
     @Test func inspectionCommandsPrintTheRun() async throws {
@@ -85,7 +86,7 @@ import Glibc
     }
 
     @Test func runsShowAndHistoryNameEachAttemptsSlotAndWhetherItWasWarm() async throws {
-        let journal = temporaryPath()
+        let journal = temporaryJournal()
         let result = try await runCommand(app, ["run", "PooledFlow", "--input", "2", "--id", "pooled", "--journal", journal])
         try #require(result.status == 0, "run failed: \(result.stderr)")
         let show = try await runCommand(durable, ["runs", "show", "pooled", "--json", "--journal", journal])

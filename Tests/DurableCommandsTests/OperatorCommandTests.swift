@@ -19,7 +19,7 @@ import Glibc
 
     /// Two completed CrashFlow runs (`op-1`, `op-2`) and two pending runs (`nap-1`, `gather-1`).
     func journalWithRuns() async throws -> String {
-        let journal = temporaryPath()
+        let journal = temporaryJournal()
         for id in ["op-1", "op-2"] {
             let run = try await runCommand(
                 app, ["run", "CrashFlow", "--input", #"{"tag":"\#(id)"}"#, "--id", id, "--journal", journal],
@@ -89,7 +89,8 @@ import Glibc
         #expect(queued.stdout.contains("lease:        none (no worker drives it)"), "the stopped worker released it")
     }
 
-    @Test func checkFindsACorruptPayloadAndStatsCountTheJournal() async throws {
+    @Test(.enabled(if: TestBackend.isSQLite, "damages a payload in the SQLite file"))
+    func checkFindsACorruptPayloadAndStatsCountTheJournal() async throws {
         let journal = try await journalWithRuns()
         let stats = try await runCommand(durable, ["journal", "stats", "--json", "--journal", journal])
         let object = try #require(try json(stats.stdout) as? [String: Any])
@@ -163,7 +164,9 @@ import Glibc
         let compact = try await runCommand(durable, ["journal", "compact", "--json", "--journal", journal])
         #expect(compact.status == 0, "\(compact.stderr)")
         let sizes = try #require(try json(compact.stdout) as? [String: Int])
-        #expect(try #require(sizes["bytesAfter"]) <= sizes["bytesBefore"] ?? 0)
+        if TestBackend.isSQLite {  // VACUUM rebuilds the file; PostgreSQL's plain VACUUM keeps its files for reuse
+            #expect(try #require(sizes["bytesAfter"]) <= sizes["bytesBefore"] ?? 0)
+        }
         let openStatus = try await runCommand(durable, ["journal", "prune", "--older-than", "0s", "--status", "running", "--journal", journal])
         #expect(openStatus.status == 64)
         #expect(openStatus.stderr.contains("only closed runs can be deleted"))
@@ -203,7 +206,8 @@ import Glibc
         #expect(statuses == ["completed", "completed"])
     }
 
-    @Test func aBackupTakenWhileAWorkerWritesIsAHealthyJournal() async throws {
+    @Test(.enabled(if: TestBackend.isSQLite, "opens the copy as a SQLite journal (a PostgreSQL backup is a pg_dump file)"))
+    func aBackupTakenWhileAWorkerWritesIsAHealthyJournal() async throws {
         let journal = try await journalWithRuns()
         for i in 0..<20 {
             _ = try await runCommand(durable, ["submit", "CrashFlow", "--input", #"{"tag":"bk\#(i)"}"#, "--journal", journal])

@@ -182,12 +182,13 @@ func result(_ journal: any Journal, _ batch: JournalBatch) async -> Result<Void,
         try await worker.append(newRun("r1"))
         var changes = worker.changes().makeAsyncIterator()
         _ = await changes.next()  // the first element comes at once
-        let sent = ContinuousClock.now
         let waiter = Task { await changes.next() != nil }
         try await Task.sleep(for: .milliseconds(50))
         _ = try await client.sendSignal(toRun: "r1", name: "review", data: Data("true".utf8))
+        let sent = ContinuousClock.now
         #expect(await waiter.value)
-        #expect(ContinuousClock.now - sent < .milliseconds(900), "woken by the commit, not by the slow poll")
+        // (Scripts/test.sh runs this suite with the timing-bounded ones, apart from the busy suites.)
+        #expect(ContinuousClock.now - sent < .milliseconds(900), "woken by the commit, not by the 1-2 s poll")
         await worker.close()
         await client.close()
     }

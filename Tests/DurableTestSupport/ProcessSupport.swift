@@ -107,6 +107,44 @@ public func temporaryPath(_ name: String = #function) -> String {
     return folder.appendingPathComponent("\(safe)-\(UUID().uuidString.prefix(8)).sqlite").path
 }
 
+/// The journal backend the engine and command-line suites run against: PostgreSQL when
+/// `DURABLE_TEST_BACKEND=postgres` (with `DURABLE_TEST_POSTGRES_URL`), else SQLite. `Scripts/test.sh`
+/// runs those suites once with each.
+public enum TestBackend: String, Sendable {
+    case sqlite
+    case postgres
+
+    public static let current: TestBackend =
+        ProcessInfo.processInfo.environment["DURABLE_TEST_BACKEND"] == "postgres" ? .postgres : .sqlite
+
+    /// For `.enabled(if: TestBackend.isSQLite, "…")` on tests about the SQLite file itself.
+    public static var isSQLite: Bool { current == .sqlite }
+}
+
+/// A fresh, empty journal for one test on the backend in use: a file path from ``temporaryPath(_:)``,
+/// or `DURABLE_TEST_POSTGRES_URL` with a schema of its own. Without that URL on PostgreSQL, a location
+/// whose opening fails with a message naming the missing variable (never a silent SQLite journal).
+public func temporaryJournal(_ name: String = #function) -> String {
+    switch TestBackend.current {
+    case .sqlite:
+        return temporaryPath(name)
+    case .postgres:
+        guard let url = ProcessInfo.processInfo.environment["DURABLE_TEST_POSTGRES_URL"], !url.isEmpty else {
+            return "postgres://DURABLE_TEST_POSTGRES_URL-is-not-set@/"
+        }
+        let tag = name.lowercased().filter { $0.isLetter || $0.isNumber }.prefix(40)
+        return url + (url.contains("?") ? "&" : "?") + "schema=t_\(tag)_\(UUID().uuidString.prefix(8).lowercased())"
+    }
+}
+
+/// Another journal beside `journal` on the same backend (`suffix` names it): a file next to a SQLite
+/// journal, another schema on the same PostgreSQL server.
+public func siblingJournal(of journal: String, _ suffix: String) -> String {
+    guard let schema = journal.range(of: "schema=") else { return journal + "." + suffix }
+    return String(journal[..<schema.upperBound]) + suffix.lowercased().filter { $0.isLetter || $0.isNumber } + "_"
+        + journal[schema.upperBound...]
+}
+
 /// Runs a command to its end (at most `timeout`) and returns its exit status and outputs.
 public func runCommand(
     _ executable: String, _ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(60)

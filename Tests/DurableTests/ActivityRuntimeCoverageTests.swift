@@ -99,7 +99,7 @@ import Testing
 
     @Test func errorTypesListedAsNonRetryableEndTheActivityAtTheFirstAttempt() async throws {
         let calls = CallLog()
-        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()))
+        let engine = try await Engine(journal: JournalConfiguration(temporaryJournalPath()))
         engine.register(ErrorThrowerFlow.self)
         engine.register(ErrorThrower(log: calls))
         // QuotaExceeded is a Swift error type listed by name; PaymentDeclined an ApplicationError type
@@ -195,7 +195,7 @@ import Testing
     }
 
     @Test func factorySlowerThanTheWarmUpTimeoutFailsTheAttemptWithARetryableSlotWarmUpFailed() async throws {
-        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()), metrics: metrics)
+        let engine = try await Engine(journal: JournalConfiguration(temporaryJournalPath()), metrics: metrics)
         engine.register(ProbeFlow.self)
         let calls = Tally()
         // The first warm-up would take a minute, the next ones no time; the pool allows 2 s (a margin
@@ -231,7 +231,7 @@ import Testing
 
     @Test
     func slotsInUseFallsBackToZeroAfterAFailedWarmUp() async throws {
-        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()), metrics: metrics)
+        let engine = try await Engine(journal: JournalConfiguration(temporaryJournalPath()), metrics: metrics)
         engine.register(ProbeFlow.self)
         engine.register(Probe.self, pool: .warm(min: 0, max: 1)) { () async throws -> Probe in
             throw ApplicationError("model file missing")
@@ -249,7 +249,7 @@ import Testing
 
     @Test
     func slotsInUseCountsAnAttemptHandedASpareThatWarmedWhileItWaited() async throws {
-        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()), metrics: metrics)
+        let engine = try await Engine(journal: JournalConfiguration(temporaryJournalPath()), metrics: metrics)
         engine.register(ProbeFlow.self)
         engine.register(Probe.self, pool: .warm(min: 1, max: 1)) { [log, factoryCalls] in
             factoryCalls.increment()
@@ -279,13 +279,13 @@ import Testing
 
     @Test func runWorkerWarmsThePoolMinimumBeforeItClaimsTheFirstRun() async throws {
         let path = temporaryJournalPath()
-        let submitter = try await Engine(journal: .sqlite(path: path))
+        let submitter = try await Engine(journal: JournalConfiguration(path))
         let (runID, _) = try await submitter.submit(
             workflowType: WarmStampFlow.name, input: try JSONEncoder().encode(["a", "b"]))
         await submitter.shutdown()
 
         let stamps = CallLog()
-        let worker = try await Engine(journal: .sqlite(path: path))
+        let worker = try await Engine(journal: JournalConfiguration(path))
         worker.register(WarmStampFlow.self)
         // Room for two more slots: an attempt that came during the warm-up would warm a slot of its own.
         worker.register(WarmStamp.self, pool: .warm(min: 1, max: 3)) {

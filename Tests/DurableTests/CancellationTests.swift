@@ -23,7 +23,7 @@ struct LongClaim: Workflow {
 
 @Suite(.timeLimit(.minutes(2))) struct CancellationTests {
     func engine(_ path: String) async throws -> Engine {
-        let engine = try await Engine(journal: .sqlite(path: path))
+        let engine = try await Engine(journal: JournalConfiguration(path))
         engine.register(LongClaim.self)
         engine.register(Slow())
         registerTestWorkflows(engine)

@@ -46,7 +46,7 @@ struct Guardian: Workflow {
 
 @Suite(.timeLimit(.minutes(2))) struct ChildWorkflowTests {
     func engine(_ path: String = temporaryJournalPath(#function)) async throws -> Engine {
-        let engine = try await Engine(journal: .sqlite(path: path))
+        let engine = try await Engine(journal: JournalConfiguration(path))
         engine.register(Square.self)
         engine.register(SumOfSquares.self)
         engine.register(Sleeper.self)

@@ -25,7 +25,7 @@ struct Relay: Workflow {
 
 @Suite(.timeLimit(.minutes(2))) struct ContinueAsNewTests {
     func engine(_ path: String) async throws -> Engine {
-        let engine = try await Engine(journal: .sqlite(path: path))
+        let engine = try await Engine(journal: JournalConfiguration(path))
         engine.register(Relay.self)
         engine.register(Slow())
         return engine

@@ -39,7 +39,7 @@ enum KillPoint: CustomStringConvertible, Sendable {
     func sigkilledWorkerResumesWithoutRerunningCompletedActivities(_ point: KillPoint) async throws {
         let worker = try productPath("durable-test-worker")
         let journal = temporaryJournalPath("crash")
-        let side = journal + ".side"
+        let side = temporaryPath("side")
         var environment = ["SIDE_FILE": side, "STEP_MS": "50"]
         if case .insideActivity(let label) = point { environment["KILL_IN"] = label }
 
@@ -116,7 +116,7 @@ enum KillPoint: CustomStringConvertible, Sendable {
     @Test func attemptAfterACrashResumesFromTheLastRecordedHeartbeat() async throws {
         let worker = try productPath("durable-test-worker")
         let journal = temporaryJournalPath("chunks")
-        let side = journal + ".side"
+        let side = temporaryPath("side")
         let first = try Child(
             worker, ["run", "ChunkFlow", "--input", "30", "--id", "chunks", "--journal", journal],
             environment: ["SIDE_FILE": side])
@@ -164,7 +164,7 @@ enum KillPoint: CustomStringConvertible, Sendable {
     @Test func processPoolWorkersDoNotOutliveAKilledWorker() async throws {
         let worker = try productPath("durable-test-worker")
         let journal = temporaryJournalPath("orphans")
-        let pids = journal + ".pids"
+        let pids = temporaryPath("pids")
         let environment = ["TEST_PROCESS_POOL": "1", "PID_FILE": pids]
         func started() -> [Int32] { pidsWritten(pids) }
         /// Running, not a zombie waiting for whoever adopted it to reap it.

@@ -39,7 +39,7 @@ import Testing
         var traces: [[String]] = []
         for _ in 0..<2 {
             let path = temporaryJournalPath()
-            let engine = try await Engine(journal: .sqlite(path: path, durability: .fast))
+            let engine = try await Engine(journal: JournalConfiguration(path, durability: .fast))
             engine.register(Ordered.self)
             engine.register(Echo())
             let run = try await engine.start(Ordered.self, input: 6)

@@ -119,10 +119,10 @@ import Testing
     /// first read the journal's change counter, is picked up all the same (it was missed once).
     @Test func aRunSubmittedWhileTheWorkerStartsIsPickedUp() async throws {
         let path = temporaryJournalPath()
-        let worker = try await Engine(journal: .sqlite(path: path))
+        let worker = try await Engine(journal: JournalConfiguration(path))
         registerTestWorkflows(worker)
         try await worker.recover()  // nothing to do yet
-        let submitter = try await Engine(journal: .sqlite(path: path))
+        let submitter = try await Engine(journal: JournalConfiguration(path))
         let (runID, _) = try await submitter.submit(workflowType: "Nap", input: Data("1".utf8), id: "late")
         let loop = Task { try await worker.runWorker() }  // reads the change counter after the submission
         let deadline = ContinuousClock.now + .seconds(10)

@@ -39,7 +39,7 @@ struct Clocked: Workflow {
 
 @Suite(.timeLimit(.minutes(2))) struct PrimitiveInteractionTests {
     func engine() async throws -> Engine {
-        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()))
+        let engine = try await Engine(journal: JournalConfiguration(temporaryJournalPath()))
         engine.register(Mailroom.self)
         engine.register(HoldAndWait.self)
         engine.register(Clocked.self)

@@ -96,7 +96,7 @@ func pidsWritten(_ path: String) -> [Int32] {
         _ name: String = #function, pool: PoolOptions = .warm(min: 1, max: 2), grace: Duration = .seconds(2),
         lineLimit: Int = 64 << 20
     ) async throws -> Engine {
-        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath(name)))
+        let engine = try await Engine(journal: JournalConfiguration(temporaryJournalPath(name)))
         engine.register(ModelFlow.self)
         engine.register(PyModel.self, processPool: ProcessPoolOptions(
             command: ["python3", fixture], pool: pool, terminationGrace: grace, lineLimit: lineLimit))
@@ -236,7 +236,7 @@ func pidsWritten(_ path: String) -> [Int32] {
 
     @Test func shutdownStopsAProcessThatIsStillLoadingItsModel() async throws {
         let pids = temporaryPath() + ".pids"
-        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()))
+        let engine = try await Engine(journal: JournalConfiguration(temporaryJournalPath()))
         engine.register(PyModel.self, processPool: ProcessPoolOptions(
             command: ["python3", fixture], environment: ["WARMUP_MS": "30000", "PID_FILE": pids],
             pool: .warm(min: 1, max: 1)))
@@ -254,7 +254,7 @@ func pidsWritten(_ path: String) -> [Int32] {
     @Test func idleProcessKilledFromOutsideIsReplacedAtOnceAndNeverHandedOut() async throws {
         let pids = temporaryPath() + ".pids"
         func started() -> [Int32] { pidsWritten(pids) }
-        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()))
+        let engine = try await Engine(journal: JournalConfiguration(temporaryJournalPath()))
         engine.register(ModelFlow.self)
         engine.register(PyModel.self, processPool: ProcessPoolOptions(
             command: ["python3", fixture], environment: ["PID_FILE": pids], pool: .warm(min: 1, max: 1)))
@@ -282,7 +282,7 @@ func pidsWritten(_ path: String) -> [Int32] {
         // error, breaks the protocol, hangs past its timeout, or hangs ignoring SIGTERM (so its process
         // lives through the grace period); the retry echoes. Meanwhile the test counts live processes.
         let pids = temporaryPath() + ".pids"
-        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()))
+        let engine = try await Engine(journal: JournalConfiguration(temporaryJournalPath()))
         engine.register(ModelFlow.self)
         engine.register(PyModel.self, processPool: ProcessPoolOptions(
             command: ["python3", fixture], environment: ["PID_FILE": pids], pool: .warm(min: 1, max: 3),
@@ -319,7 +319,7 @@ func pidsWritten(_ path: String) -> [Int32] {
     }
 
     @Test func aWorkerThatCannotStartIsReportedAndItsAttemptsFailClearly() async throws {
-        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()))
+        let engine = try await Engine(journal: JournalConfiguration(temporaryJournalPath()))
         engine.register(ModelFlow.self)
         engine.register(PyModel.self, processPool: ProcessPoolOptions(
             command: ["python3", fixture], environment: ["EXIT_BEFORE_READY": "1"], pool: .warm(min: 1, max: 1)))

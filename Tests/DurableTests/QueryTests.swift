@@ -18,7 +18,7 @@ struct Staged: Workflow {
 
 @Suite(.timeLimit(.minutes(2))) struct QueryTests {
     @Test func queryAnswersFromTheLiveRunAndFromAReplayAndIsNeverRecorded() async throws {
-        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()))
+        let engine = try await Engine(journal: JournalConfiguration(temporaryJournalPath()))
         engine.register(Staged.self)
         engine.register(Slow())
         let run = try await engine.start(Staged.self, input: "claim", id: "claim-9")

@@ -42,7 +42,7 @@ struct Book: Activity {
 @Suite(.timeLimit(.minutes(2))) struct SagaTests {
     @Test func compensationsRunInReverseAndOneFailingUndoDoesNotStopTheOthers() async throws {
         let log = CallLog()
-        let engine = try await Engine(journal: .sqlite(path: temporaryJournalPath()))
+        let engine = try await Engine(journal: JournalConfiguration(temporaryJournalPath()))
         engine.register(Booking.self)
         engine.register(Book(log: log))
 
@@ -62,7 +62,7 @@ struct Book: Activity {
     @Test func aCrashInTheMiddleOfACompensationResumesIt() async throws {
         let worker = try productPath("durable-test-worker")
         let journal = temporaryJournalPath()
-        let side = journal + ".side"
+        let side = temporaryPath("side")
         let first = try Child(
             worker, ["run", "Transfer", "--input", "\"t\"", "--id", "transfer", "--journal", journal],
             environment: ["SIDE_FILE": side, "STEP_MS": "10", "KILL_IN": "t-undo-reserve"])

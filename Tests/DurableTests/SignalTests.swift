@@ -33,7 +33,7 @@ struct CollectAfterWork: Workflow {
 
 @Suite(.timeLimit(.minutes(2))) struct SignalTests {
     func engine(_ path: String = temporaryJournalPath(#function)) async throws -> Engine {
-        let engine = try await Engine(journal: .sqlite(path: path))
+        let engine = try await Engine(journal: JournalConfiguration(path))
         engine.register(Approval.self)
         engine.register(CollectAfterWork.self)
         engine.register(Slow())
@@ -75,9 +75,10 @@ struct CollectAfterWork: Workflow {
         await engine.shutdown()
     }
 
-    @Test func aSignalWithAnUnreadablePayloadStaysQueuedAndDoesNotHoldUpOthers() async throws {
+    @Test(.enabled(if: TestBackend.isSQLite, "damages a queued signal in the SQLite file"))
+    func aSignalWithAnUnreadablePayloadStaysQueuedAndDoesNotHoldUpOthers() async throws {
         let path = temporaryJournalPath()
-        let sender = try await Engine(journal: .sqlite(path: path))
+        let sender = try await Engine(journal: JournalConfiguration(path))
         _ = try await sender.submit(workflowType: "Gather", input: Data("1".utf8), id: "g-bad")
         _ = try await sender.submit(workflowType: "Gather", input: Data("1".utf8), id: "g-good")
         try await sender.signal("g-bad", name: "item", "spoiled")

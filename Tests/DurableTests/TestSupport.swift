@@ -12,7 +12,7 @@ final class CallLog: Sendable {
 }
 
 /// A fresh journal path in a per-process temporary folder.
-func temporaryJournalPath(_ name: String = #function) -> String { temporaryPath(name) }
+func temporaryJournalPath(_ name: String = #function) -> String { temporaryJournal(name) }
 
 struct Transform: Activity {
     let log: CallLog
@@ -135,7 +135,7 @@ struct Failing: Workflow {
 }
 
 func makeEngine(_ path: String, log: CallLog = CallLog(), durability: Durability = .full) async throws -> Engine {
-    let engine = try await Engine(journal: .sqlite(path: path, durability: durability))
+    let engine = try await Engine(journal: JournalConfiguration(path, durability: durability))
     engine.register(FanOut.self)
     engine.register(RetryFlow.self)
     engine.register(RefuseFlow.self)

@@ -45,7 +45,7 @@ struct Race: Workflow {
 
 @Suite(.timeLimit(.minutes(2))) struct TimerTests {
     func engine(_ path: String) async throws -> Engine {
-        let engine = try await Engine(journal: .sqlite(path: path))
+        let engine = try await Engine(journal: JournalConfiguration(path))
         registerTestWorkflows(engine)
         engine.register(TwoNaps.self)
         engine.register(Race.self)

@@ -39,7 +39,7 @@ struct OrderV3: Workflow {
 
 @Suite(.timeLimit(.minutes(2))) struct VersioningTests {
     func engine<W: Workflow>(_ path: String, _ workflow: W.Type, log: CallLog = CallLog()) async throws -> Engine {
-        let engine = try await Engine(journal: .sqlite(path: path))
+        let engine = try await Engine(journal: JournalConfiguration(path))
         engine.register(workflow)
         engine.register(Slow())
         engine.register(Transform(log: log))

@@ -76,7 +76,7 @@ extension ProbeSuite {
     func probeEngine(
         _ name: String, pool: PoolOptions?, worker: WorkerOptions = WorkerOptions(), register: (Engine) -> Void
     ) async throws -> Engine {
-        let engine = try await Engine(journal: .sqlite(path: temporaryPath(name)), worker: worker, metrics: metrics)
+        let engine = try await Engine(journal: JournalConfiguration(temporaryJournal(name)), worker: worker, metrics: metrics)
         engine.register(ProbeFlow.self)
         register(engine)
         if let pool {

@@ -204,6 +204,7 @@ extension Engine {
                     try? await Task.sleep(for: takeoverInterval)
                     do {
                         try await self.takeOverRuns()
+                        self.reportWorkerRecovered()
                     } catch where !self.isStopping && !Task.isCancelled {
                         self.reportWorkerError(error)
                     } catch {}
@@ -217,6 +218,7 @@ extension Engine {
                     do {
                         try await self.claimPendingRuns()
                         await self.deliverSignals()
+                        self.reportWorkerRecovered()
                     } catch where !self.isStopping && !Task.isCancelled {
                         self.reportWorkerError(error)
                     } catch {}
@@ -230,17 +232,23 @@ extension Engine {
         }
     }
 
-    /// Says on stderr that a worker pass failed and will be tried again: the same error at most once
-    /// a second.
+    /// Says on stderr that a worker pass failed and will be tried again, once per outage: while passes
+    /// keep failing (the database restarting, the disk full) nothing more is said, until one succeeds
+    /// (``reportWorkerRecovered()``).
     private func reportWorkerError(_ error: any Error) {
         let text = "\(error)"
-        let now = ContinuousClock.now
         let say = lastWorkerError.withLock { last -> Bool in
-            if let last, last.text == text, now - last.at < .seconds(1) { return false }
-            last = (text, now)
-            return true
+            defer { if last == nil { last = (text, .now) } }
+            return last == nil
         }
         if say { FileHandle.standardError.write(Data("durable worker: \(text); trying again\n".utf8)) }
+    }
+
+    /// Ends the outage ``reportWorkerError(_:)`` reported, saying so once.
+    private func reportWorkerRecovered() {
+        guard let since = lastWorkerError.withLock({ last in defer { last = nil }; return last?.at }) else { return }
+        let seconds = (ContinuousClock.now - since).components.seconds
+        FileHandle.standardError.write(Data("durable worker: the journal works again (after \(seconds) s)\n".utf8))
     }
 
     /// Re-runs a run's code against its recorded history without writing anything.

@@ -229,7 +229,8 @@ public final class Engine: Sendable {
             source.schedule(deadline: .now() + .milliseconds(Int(every.milliseconds)), repeating: .milliseconds(Int(every.milliseconds)))
             source.setEventHandler { [weak self] in
                 guard let self else { return }
-                Task { await self.renewAndReconcile() }
+                // High priority: a renewal that waits behind busy workflows comes late and breaks the chain.
+                Task(priority: .high) { await self.renewAndReconcile() }
             }
             source.resume()
             timer = source
@@ -245,9 +246,16 @@ public final class Engine: Sendable {
         guard !driven.isEmpty, let leases = try? await journal.leases(ofRuns: driven.map(\.runID)) else { return }
         for driver in driven {
             guard let (owner, status) = leases[driver.runID] else { continue }
-            // Another worker holds it, or another worker has ended it. (No holder at all is a run
-            // this worker is claiming, not one it lost.)
-            let lostTo: String? = if let owner, owner != workerID { "worker \(owner)" } else if !status.isOpen { "another worker" } else { nil }
+            // Another worker holds it, or another worker has ended it. (No holder at all is a run this
+            // worker is claiming; an ended run whose driver here has closed its mailbox is one this
+            // worker ended itself and has not forgotten yet.)
+            let lostTo: String? = if let owner, owner != workerID {
+                "worker \(owner)"
+            } else if !status.isOpen && !driver.isClosed {
+                "another worker"
+            } else {
+                nil
+            }
             guard let lostTo else { continue }
             journalWriteFailed(runID: driver.runID, JournalError.leaseLost(runID: driver.runID, to: lostTo))
         }
