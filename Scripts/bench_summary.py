@@ -344,7 +344,7 @@ def postgres_section(d):
     for label, phase, metric, dphase, dmetric, higher, target in rows:
         dv = med(values(durable, phase, metric, durability="full"))
         pv = med(values(dbos, dphase, dmetric)) if dphase else None
-        print(f"| {label} | {fmt(dv)} | {fmt(pv)} | {ratio_text(dv, pv, higher) if pv else 'n/a'} | {target} |")
+        print(f"| {label} | {fmt(dv)} | {fmt(pv)} | {ratio_text(dv, pv, higher)[1] if pv else 'n/a'} | {target} |")
     long_ms = med(values(durable, "long", "per_step_ms", durability="full"))
     if long_ms and f:
         print(f"\n`long` per step is {long_ms / f:.2f}× the one-client commit floor.")

@@ -88,6 +88,18 @@ final class PostgresWriter: Sendable {
         if writing.isEmpty { return (results, false) }  // barriers only: everything before them has completed
         let now = Date().journalMillis
         let savepoints = writing.count > 1
+        // The common step of one run alone: its events, fenced, in one statement and its own
+        // transaction (no BEGIN and COMMIT round trips).
+        if writing.count == 1, let (i, batch) = writing.first, Self.isEventsOnly(batch) {
+            do {
+                try await client.withConnection { connection in try await apply(batch, connection, now: now) }
+                commits.add(1, ordering: .relaxed)
+            } catch {
+                if Self.isRetryable(error) { return (results, true) }
+                results[i] = .failure(await describeOutside(error, batch))
+            }
+            return (results, false)
+        }
         do {
             try await client.withConnection { connection in
                 try await connection.query("BEGIN", logger: logger)
@@ -131,6 +143,12 @@ final class PostgresWriter: Sendable {
             for (i, _) in writing { results[i] = .failure(failure) }
         }
         return (results, false)
+    }
+
+    /// A batch that only appends events to an existing run: one statement (the fence and the insert).
+    private static func isEventsOnly(_ batch: JournalBatch) -> Bool {
+        batch.newRun == nil && !batch.claim && !batch.events.isEmpty && batch.deliveredSignal == nil
+            && batch.statusChange == nil && batch.childRuns.isEmpty && batch.notice == nil && batch.continuation == nil
     }
 
     /// Whether another process may be waiting for what the batch writes: a run to claim, a signal,
