@@ -33,6 +33,51 @@ import Glibc
 
     func json(_ text: String) throws -> Any { try JSONSerialization.jsonObject(with: Data(text.utf8)) }
 
+    /// `journal copy` from SQLite to PostgreSQL and back: every run arrives, each history exports
+    /// byte for byte as from the source, queued signals come along, and a second copy skips what is there.
+    @Test func journalCopyMovesEveryRunToPostgreSQLAndBack() async throws {
+        guard let server = ProcessInfo.processInfo.environment["DURABLE_TEST_POSTGRES_URL"], !server.isEmpty else {
+            if ProcessInfo.processInfo.environment["CI"] != nil {
+                Issue.record("DURABLE_TEST_POSTGRES_URL is not set: journal copy to PostgreSQL is not tested")
+            }
+            return
+        }
+        let source = temporaryPath("copy-source")
+        for id in ["op-1", "op-2"] {
+            let run = try await runCommand(
+                app, ["run", "CrashFlow", "--input", #"{"tag":"\#(id)"}"#, "--id", id, "--journal", source],
+                environment: ["STEP_MS": "1"])
+            try #require(run.status == 0, "\(run.stderr)")
+        }
+        _ = try await runCommand(durable, ["submit", "Nap", "--input", "60000", "--id", "nap-1", "--journal", source])
+        let signal = try await runCommand(durable, ["signal", "nap-1", "wake", "--input", "1", "--journal", source])
+        try #require(signal.status == 0, "\(signal.stderr)")
+        let postgres = server + (server.contains("?") ? "&" : "?") + "schema=t_copy_\(UUID().uuidString.prefix(8).lowercased())"
+        let back = temporaryPath("copy-back")
+        for (from, to) in [(source, postgres), (postgres, back)] {
+            let copy = try await runCommand(durable, ["journal", "copy", "--from", from, "--to", to, "--json"])
+            #expect(copy.status == 0, "\(copy.stderr)")
+            let report = try #require(try json(copy.stdout) as? [String: Any])
+            #expect(report["runs"] as? Int == 3 && report["signals"] as? Int == 1 && report["skippedRuns"] as? Int == 0)
+        }
+        let again = try await runCommand(durable, ["journal", "copy", "--from", source, "--to", postgres, "--json"])
+        #expect((try json(again.stdout) as? [String: Any])?["skippedRuns"] as? Int == 3)
+        for id in ["op-1", "op-2", "nap-1"] {
+            var exports: [Data] = []
+            for journal in [source, postgres, back] {
+                let file = temporaryPath("export") + ".json"
+                let export = try await runCommand(durable, ["history", "export", id, "-o", file, "--journal", journal])
+                #expect(export.status == 0, "\(export.stderr)")
+                exports.append(FileManager.default.contents(atPath: file) ?? Data())
+            }
+            #expect(!exports[0].isEmpty && exports[1] == exports[0] && exports[2] == exports[0], "\(id): the histories differ")
+        }
+        let shown = try await runCommand(durable, ["runs", "show", "nap-1", "--json", "--journal", back])
+        #expect(shown.stdout.contains("wake"), "the queued signal came along: \(shown.stdout)")
+        let check = try await runCommand(durable, ["journal", "check", "--journal", back])
+        #expect(check.status == 0, "\(check.stdout)")
+    }
+
     @Test func runsAreFilteredSortedAndCounted() async throws {
         let journal = try await journalWithRuns()
         func ids(_ arguments: [String]) async throws -> [String] {

@@ -99,18 +99,7 @@ import Glibc
             let tag = run.workflowID
             let expected = "\(tag)-a!,\(tag)-side!,\(tag)-b1x!\(tag)-b1y!,\(tag)-b2x!\(tag)-b2y!,\(tag)-b3x!\(tag)-b3y!,\(tag)-z! #8"
             #expect(try await submitter.describe(run.runID).outcome == .completed(Data("\"\(expected)\"".utf8)))
-            #expect(events.map(\.index) == Array(0..<events.count), "\(tag): event indexes have a gap")
-            // No activity ran again after its completion was recorded: its attempts are distinct and
-            // the recorded one is the last that ran.
-            let labels = Dictionary(events.filter { $0.kind == .activityScheduled }.map {
-                ($0.seq, $0.data.flatMap { try? JSONDecoder().decode(String.self, from: $0) } ?? "?")
-            }) { a, _ in a }
-            for completed in events where completed.kind == .activityCompleted {
-                let label = labels[completed.seq] ?? "?"
-                let attempts = records.filter { $0.label == label }.map(\.attempt)
-                #expect(Set(attempts).count == attempts.count, "\(label): an attempt ran twice: \(attempts)")
-                #expect(attempts.max() == completed.attempt, "\(label): ran as \(attempts), completed as \(completed.attempt)")
-            }
+            checkAttempts(records.filter { $0.label.hasPrefix(tag + "-") }, events, run: tag)
         }
         // A worker that lived through the outage said so once, and once that the server was back.
         let lost = outputs.map { $0.components(separatedBy: "lost the connection to PostgreSQL").count - 1 }

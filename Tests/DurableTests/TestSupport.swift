@@ -2,6 +2,7 @@ import Durable
 import DurableTestSupport
 import Foundation
 import Synchronization
+import Testing
 
 /// Counts activity executions, by activity type and input.
 final class CallLog: Sendable {
@@ -166,4 +167,20 @@ func waitForRunning(_ id: String, journal: String, timeout: Duration = .seconds(
         try await Task.sleep(for: .milliseconds(10))
     }
     throw TestProcessError("run \(id) did not start within \(timeout)")
+}
+
+/// Each activity attempt ran at most once, and none ran after its completion was journaled: the
+/// attempts executed (the side file) are distinct and end with the one history records as completed.
+func checkAttempts(_ records: [SideRecord], _ history: [HistoryEvent], run: String) {
+    let labels = Dictionary(history.filter { $0.kind == .activityScheduled }.map {
+        ($0.seq, $0.data.flatMap { try? JSONDecoder().decode(String.self, from: $0) } ?? "?")
+    }) { a, _ in a }
+    for completed in history where completed.kind == .activityCompleted {
+        let label = labels[completed.seq] ?? "?"
+        let attempts = records.filter { $0.label == label }.map(\.attempt)
+        #expect(Set(attempts).count == attempts.count, "\(run) \(label): an attempt ran twice: \(attempts)")
+        #expect(attempts.max() == completed.attempt,
+                "\(run) \(label): ran as attempts \(attempts), completed as attempt \(completed.attempt)")
+    }
+    #expect(history.map(\.index) == Array(0..<history.count), "\(run): event indexes have a gap")
 }
