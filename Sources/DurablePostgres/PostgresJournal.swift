@@ -93,8 +93,13 @@ package final class PostgresJournal: Journal {
                 let state = error.serverInfo?[.sqlState].map { " [\($0)]" } ?? ""
                 return message + (error.serverInfo?[.detail].map { ": \($0)" } ?? "") + state
             }
-            let underlying = error.underlying.map { ": \($0)" } ?? ""
-            return "\(error.code)\(underlying)"
+            let underlying = error.underlying.map { "\($0)" } ?? ""
+            for (clue, text) in [("Connection refused", "connection refused"), ("timed out", "connection timed out"),
+                                 ("Connection reset", "connection reset"), ("No route", "no route to host")]
+            where underlying.contains(clue) {
+                return text
+            }
+            return underlying.isEmpty ? "\(error.code)" : "\(error.code): \(underlying)"
         }
         if let error = error as? JournalError { return error.description }
         return "\(error)"
