@@ -205,16 +205,18 @@ final class PostgresWriter: Sendable {
             if let first = batch.events.first?.index {
                 // The fence and the events in one statement: nothing is inserted unless the run's row
                 // still names this writer and expects exactly this index.
-                var query = try Self.insertEvents(batch.events, runID: runID, schema: s)
-                let fence = "WITH fence AS (UPDATE \(s).runs SET next_idx = $\(query.binds.count + 1) "
-                    + "WHERE run_id = $\(query.binds.count + 2) AND next_idx = $\(query.binds.count + 3) "
-                    + "AND lease_owner IS NOT DISTINCT FROM coalesce($\(query.binds.count + 4)::text, lease_owner) RETURNING 1) "
-                query.binds.append(Int32(first + batch.events.count))
-                query.binds.append(runID)
-                query.binds.append(Int32(first))
-                if let owner = lease?.owner { query.binds.append(owner) } else { query.binds.appendNull() }
-                query.sql = fence + query.sql.replacingOccurrences(of: "VALUES", with: "SELECT * FROM (VALUES")
-                    + ") AS v WHERE EXISTS (SELECT 1 FROM fence) RETURNING 1"
+                var binds = PostgresBindings(capacity: 4 + batch.events.count * 9)
+                binds.append(Int32(first + batch.events.count))
+                binds.append(runID)
+                binds.append(Int32(first))
+                if let owner = lease?.owner { binds.append(owner) } else { binds.appendNull() }
+                let rows = try Self.eventRows(batch.events, runID: runID, into: &binds)
+                let query = PostgresQuery(
+                    unsafeSQL: "WITH fence AS (UPDATE \(s).runs SET next_idx = $1 WHERE run_id = $2 AND next_idx = $3 "
+                        + "AND lease_owner IS NOT DISTINCT FROM coalesce($4::text, lease_owner) RETURNING 1) "
+                        + "INSERT INTO \(s).events (run_id, idx, kind, time, seq, attempt, name, data, meta) "
+                        + "SELECT * FROM (VALUES \(rows)) AS v WHERE EXISTS (SELECT 1 FROM fence) RETURNING 1",
+                    binds: binds)
                 let inserted = try await connection.query(query, logger: logger).collect()
                 if inserted.isEmpty { throw try await fenceFailure(runID: runID, first: first, connection) }
             }
@@ -261,6 +263,14 @@ final class PostgresWriter: Sendable {
     /// `INSERT INTO events … VALUES (…), (…)` with every value bound and typed.
     static func insertEvents(_ events: [EventDraft], runID: String, schema: String) throws -> PostgresQuery {
         var binds = PostgresBindings(capacity: events.count * 9)
+        let rows = try eventRows(events, runID: runID, into: &binds)
+        return PostgresQuery(
+            unsafeSQL: "INSERT INTO \(schema).events (run_id, idx, kind, time, seq, attempt, name, data, meta) VALUES " + rows,
+            binds: binds)
+    }
+
+    /// `($n::text, …), (…)`: the events' values appended to `binds`, as typed placeholders.
+    static func eventRows(_ events: [EventDraft], runID: String, into binds: inout PostgresBindings) throws -> String {
         var rows: [String] = []
         rows.reserveCapacity(events.count)
         for event in events {
@@ -277,10 +287,7 @@ final class PostgresWriter: Sendable {
             rows.append("($\(n + 1)::text, $\(n + 2)::int4, $\(n + 3)::int2, $\(n + 4)::int8, $\(n + 5)::int4, "
                         + "$\(n + 6)::int4, $\(n + 7)::text, $\(n + 8)::bytea, $\(n + 9)::bytea)")
         }
-        return PostgresQuery(
-            unsafeSQL: "INSERT INTO \(schema).events (run_id, idx, kind, time, seq, attempt, name, data, meta) VALUES "
-                + rows.joined(separator: ", "),
-            binds: binds)
+        return rows.joined(separator: ", ")
     }
 
     /// Inserts a new pending run and its `WorkflowStarted` event.
