@@ -455,13 +455,20 @@ package final class PostgresJournal: Journal {
     }
 
     package func runsToTakeOver(deadOwners: [String], limit: Int) async throws -> [RunRecord] {
-        guard let lease else { return [] }
+        guard lease != nil else { return [] }
         let now = Date().journalMillis
+        let limit = Int64(max(0, limit))
+        // Two index scans (format 2's takeover indexes), each limited: free or expired leases, longest
+        // expired first, then leases of owners known to be dead. A run leased to this worker that it
+        // no longer drives had its lease released by the engine (see `Engine.journalWriteFailed`).
         return try await rows("""
-            SELECT \(unescaped: Self.runColumns) FROM \(unescaped: s).runs WHERE status = 'running'
-                AND (lease_owner IS NULL OR lease_owner = \(lease.owner)
-                    OR lease_expires_at < \(now) OR lease_owner = ANY(\(deadOwners)))
-            ORDER BY seq LIMIT \(Int64(max(0, limit)))
+            (SELECT \(unescaped: Self.runColumns) FROM \(unescaped: s).runs
+                WHERE status = 'running' AND coalesce(lease_expires_at, 0) < \(now)
+                ORDER BY coalesce(lease_expires_at, 0) LIMIT \(limit))
+            UNION
+            (SELECT \(unescaped: Self.runColumns) FROM \(unescaped: s).runs
+                WHERE status = 'running' AND lease_owner = ANY(\(deadOwners)) ORDER BY lease_owner LIMIT \(limit))
+            ORDER BY created_at LIMIT \(limit)
             """).map(Self.runRecord)
     }
 

@@ -133,6 +133,26 @@ func result(_ journal: any Journal, _ batch: JournalBatch) async -> Result<Void,
         await b.close()
     }
 
+    @Test(arguments: Backend.allCases) func runsToTakeOverAreFoundAmongManyLiveLeases(_ backend: Backend) async throws {
+        guard let location = backend.freshLocation() else { return }
+        let a = try await openJournal(location, owner: "worker-a", leaseMs: 60_000)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<300 { group.addTask { try await a.append(newRun("live-\(i)")) } }
+            try await group.waitForAll()
+        }
+        let gone = try await openJournal(location, owner: "worker-gone", leaseMs: 50)
+        try await gone.append(newRun("orphan"))
+        try await a.releaseLease(runID: "live-7")
+        try await Task.sleep(for: .milliseconds(100))
+        let b = try await openJournal(location, owner: "worker-b")
+        // 300 live leases of worker-a come first by age; a limit far below that still finds the two.
+        #expect(Set(try await b.runsToTakeOver(deadOwners: [], limit: 5).map(\.runID)) == ["orphan", "live-7"])
+        #expect(try await a.runsToTakeOver(deadOwners: [], limit: 5).map(\.runID).contains("orphan"))
+        #expect(try await b.runsToTakeOver(deadOwners: ["worker-a"], limit: 20).count == 20)
+        #expect(try await b.runsToTakeOver(deadOwners: ["worker-a"], limit: 1_000).count == 301)
+        for journal in [a, gone, b] { await journal.close() }
+    }
+
     @Test(arguments: Backend.allCases) func takeoverIsACompareAndSet(_ backend: Backend) async throws {
         guard let location = backend.freshLocation() else { return }
         let a = try await openJournal(location, owner: "worker-a", leaseMs: 50)
@@ -346,8 +366,7 @@ func result(_ journal: any Journal, _ batch: JournalBatch) async -> Result<Void,
         case .sqlite:
             try setUserVersion(99, of: location)
         case .postgres:
-            let schema = String(location[try #require(location.range(of: "schema=")).upperBound...])
-            try psql(location, "UPDATE \(schema).meta SET value = '99' WHERE key = 'format_version'")
+            try psql(location, "UPDATE \(try schemaName(location)).meta SET value = '99' WHERE key = 'format_version'")
         }
         let error = try #require(await #expect(throws: JournalError.self) { try await openJournal(location, owner: "worker-b") })
         #expect(error.isNewerFormat, "\(error)")
@@ -356,6 +375,34 @@ func result(_ journal: any Journal, _ batch: JournalBatch) async -> Result<Void,
             try await JournalConfiguration(backend.freshLocation() ?? "", createIfMissing: false).open(lease: nil)
         })
         #expect("\(missing)".contains("no journal at"), "\(missing)")
+    }
+
+    @Test func aFormat1PostgreSQLSchemaIsUpgradedInPlace() async throws {
+        guard let location = Backend.postgres.freshLocation() else { return }
+        let first = try await openJournal(location, owner: "worker-a", leaseMs: 50)
+        try await first.append(newRun("r1"))
+        try await first.append(JournalBatch(run: RunRef(runID: "r1"), events: [completed(1, "1")]))
+        await first.close()
+        try await Task.sleep(for: .milliseconds(100))  // its lease expires
+        // The schema taken back to format 1: no takeover indexes.
+        let schema = try schemaName(location)
+        try psql(location, """
+            DROP INDEX \(schema).runs_running_expiry; DROP INDEX \(schema).runs_running_owner;
+            UPDATE \(schema).meta SET value = '1' WHERE key = 'format_version'
+            """)
+        let indexes = "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes "
+            + "WHERE schemaname = '\(schema)' AND indexname LIKE 'runs_running_%'"
+        #expect(try psql(location, indexes) == "")
+
+        let journal = try await openJournal(location, owner: "worker-b")
+        #expect(try await journal.stats().formatVersion == 2)
+        #expect(try psql(location, indexes) == "runs_running_expiry,runs_running_owner")
+        let run = try #require(try await journal.findRun("r1"))
+        #expect(try await journal.history(run, from: 0).map(\.index) == [0, 1])
+        #expect(try await journal.runsToTakeOver(deadOwners: []).map(\.runID) == ["r1"])
+        #expect(try await journal.acquireLease(runID: "r1", expected: RunLease(of: run)))
+        #expect(try await journal.check().integrity == ["ok"])
+        await journal.close()
     }
 
     @Test func anUnreachableServerIsAClearErrorNotAHang() async throws {
@@ -376,15 +423,26 @@ func setUserVersion(_ version: Int, of path: String) throws {
     try queue.close()
 }
 
-/// Runs one SQL statement with `psql` against the database of a journal URL (its `schema` left out).
-func psql(_ location: String, _ sql: String) throws {
+/// Runs SQL with `psql` against the database of a journal URL (its `schema` left out). - Returns: what
+/// it printed (unaligned, tuples only).
+@discardableResult
+func psql(_ location: String, _ sql: String) throws -> String {
     let url = String(location.prefix { $0 != "?" })
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["psql", url, "-qtAc", sql]
+    process.arguments = ["psql", url, "-v", "ON_ERROR_STOP=1", "-qtAc", sql]
+    let output = Pipe()
+    process.standardOutput = output
     try process.run()
+    let printed = output.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     #expect(process.terminationStatus == 0, "psql \(sql)")
+    return String(decoding: printed, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+/// The schema a PostgreSQL journal URL names.
+func schemaName(_ location: String) throws -> String {
+    String(location[try #require(location.range(of: "schema=")).upperBound...])
 }
 
 extension Result {

@@ -10,6 +10,7 @@ extension Engine {
             journalWriteFailed(runID: driver.runID, error)
             return
         }
+        if writesFailing.load(ordering: .relaxed) { writesFailing.store(false, ordering: .relaxed) }
         // Recording this run's previous result scheduled exactly one activity: it may start on this
         // thread (see ActivityExecution). Several would run one after another on it, so they do not.
         let inline = ActivityChain.runID == driver.runID
@@ -69,11 +70,30 @@ extension Engine {
         }
     }
 
-    /// Forgets a run whose activation could not be written; a later recovery replays what was committed.
+    /// Forgets a run whose activation could not be written and gives up its lease, so that a worker
+    /// (this one's next takeover pass, or another) replays what was committed and drives it on.
+    /// A write refused because the run is no longer this engine's (lease lost, run ended) is no news;
+    /// any other failure (the disk full, the database gone) is reported once per outage.
     func journalWriteFailed(runID: String, _ error: any Error) {
         let (driver, waiters) = forget(runID)
         driver?.terminate()
         for waiter in waiters { waiter.resume(throwing: error) }
+        guard driver != nil, journal.lease != nil else { return }
+        if let error = error as? JournalError, case .conflict = error.code {} else {
+            writesFailing.store(true, ordering: .relaxed)
+            reportWorkerError(error)
+        }
+        droppedRuns.withLock { _ = $0.insert(runID) }
+        Task { try? await releaseDroppedRuns() }
+    }
+
+    /// Releases the leases of the runs in ``droppedRuns``; a run whose release fails stays listed for
+    /// the next takeover pass.
+    func releaseDroppedRuns() async throws {
+        for runID in droppedRuns.withLock({ $0 }) {
+            if drivers.withLock({ $0[runID] == nil }) { try await journal.releaseLease(runID: runID) }
+            droppedRuns.withLock { _ = $0.remove(runID) }
+        }
     }
 
     private func closed(_ driver: RunDriver, outcome: RunOutcome) {

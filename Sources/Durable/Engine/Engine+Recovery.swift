@@ -128,6 +128,7 @@ extension Engine {
     @discardableResult
     func takeOverRuns() async throws -> [String] {
         startLeaseRenewals()
+        try await releaseDroppedRuns()
         let dead = try await journal.leaseOwners().keys.filter { $0 != workerID && WorkerIdentity.isAlive($0) == false }
         var taken: [String] = []
         for run in try await journal.runsToTakeOver(deadOwners: Array(dead)) {
@@ -235,7 +236,7 @@ extension Engine {
     /// Says on stderr that a worker pass failed and will be tried again, once per outage: while passes
     /// keep failing (the database restarting, the disk full) nothing more is said, until one succeeds
     /// (``reportWorkerRecovered()``).
-    private func reportWorkerError(_ error: any Error) {
+    func reportWorkerError(_ error: any Error) {
         let text = "\(error)"
         let say = lastWorkerError.withLock { last -> Bool in
             defer { if last == nil { last = (text, .now) } }
@@ -246,6 +247,7 @@ extension Engine {
 
     /// Ends the outage ``reportWorkerError(_:)`` reported, saying so once.
     private func reportWorkerRecovered() {
+        guard !writesFailing.load(ordering: .relaxed) else { return }
         guard let since = lastWorkerError.withLock({ last in defer { last = nil }; return last?.at }) else { return }
         let seconds = (ContinuousClock.now - since).components.seconds
         FileHandle.standardError.write(Data("durable worker: the journal works again (after \(seconds) s)\n".utf8))

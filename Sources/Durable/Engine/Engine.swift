@@ -38,6 +38,13 @@ public final class Engine: Sendable {
     let replacedPools = Mutex<[SlotPool]>([])
     /// Runs driven by this engine, by run ID.
     let drivers = Mutex(DriverTable())
+    /// Runs this engine stopped driving because a write failed, whose leases it may still hold. Their
+    /// leases are released (at once, or by a later takeover pass while the journal cannot be written),
+    /// so that a worker takes them over instead of waiting behind renewals that keep them alive.
+    let droppedRuns = Mutex<Set<String>>([])
+    /// Set by a write that failed (not for a lost lease), cleared by the next commit: while it is set, a
+    /// worker pass that reads the journal well does not announce that the journal works again.
+    let writesFailing = Atomic<Bool>(false)
     /// Callers of ``outcome(of:)`` waiting for runs driven here, by run ID.
     let outcomeWaiters = Mutex<[String: [CheckedContinuation<RunOutcome?, any Error>]]>([:])
     let workerOptions: WorkerOptions

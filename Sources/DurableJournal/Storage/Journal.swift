@@ -103,7 +103,9 @@ package protocol Journal: AnyObject, Sendable {
     func releaseLease(runID: String) async throws
     /// The owners holding leases on running runs, with how many each holds.
     func leaseOwners() async throws -> [String: Int]
-    /// Running runs whose lease is free, expired, or held by one of `deadOwners`, oldest first.
+    /// Running runs whose lease is free, expired, or held by one of `deadOwners`: at most `limit`,
+    /// oldest first, found without reading every running run (a journal may hold very many that are
+    /// leased and live).
     func runsToTakeOver(deadOwners: [String], limit: Int) async throws -> [RunRecord]
 
     // MARK: Change feed

@@ -1,0 +1,86 @@
+import Durable
+import DurableTestSupport
+import Foundation
+import GRDB
+import Testing
+
+/// Writes the journal refuses for a while (in life: a full disk, a database that went away).
+@Suite(.timeLimit(.minutes(2))) struct JournalFailureTests {
+    /// Makes the journal refuse (or accept again) every new event, with a trigger, behind the engine's back.
+    func refuseEvents(_ journal: String, _ refuse: Bool) throws {
+        switch TestBackend.current {
+        case .sqlite:
+            let queue = try DatabaseQueue(path: journal)
+            try queue.writeWithoutTransaction { db in
+                try db.execute(sql: refuse
+                    ? "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                    : "DROP TRIGGER refuse")
+            }
+            try queue.close()
+        case .postgres:
+            let schema = String(journal[try #require(journal.range(of: "schema=")).upperBound...])
+            let sql = refuse
+                ? """
+                CREATE FUNCTION \(schema).refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+                CREATE TRIGGER refuse BEFORE INSERT ON \(schema).events FOR EACH ROW EXECUTE FUNCTION \(schema).refuse();
+                """
+                : "DROP TRIGGER refuse ON \(schema).events"
+            let result = try runPsql(String(journal.prefix { $0 != "?" }), sql)
+            try #require(result.status == 0, "psql: \(result.stderr)")
+        }
+    }
+
+    func runPsql(_ url: String, _ sql: String) throws -> (status: Int32, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["psql", url, "-v", "ON_ERROR_STOP=1", "-qc", sql]
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        let text = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: text, as: UTF8.self))
+    }
+
+    /// A run whose write failed is not left behind the worker's own lease renewals: the worker gives
+    /// the lease up, takes the run back once the journal writes again (no restart), and the run
+    /// completes with every event once.
+    @Test func aRunWhoseWriteFailedIsDrivenOnOnceTheJournalWritesAgain() async throws {
+        let journal = temporaryJournalPath()
+        let worker = try await Engine(journal: JournalConfiguration(journal, durability: .fast))
+        registerTestWorkflows(worker)
+        let loop = Task { try await worker.runWorker() }
+        defer { loop.cancel() }
+        let client = try await Engine(journal: JournalConfiguration(journal, durability: .fast))
+        let (runID, _) = try await client.submit(workflowType: "Nap", input: Data("800".utf8), id: "refused")
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try await !client.history(runID).1.contains(where: { $0.kind == .timerStarted }) {
+            try #require(ContinuousClock.now < deadline, "the worker never started the run")
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try refuseEvents(journal, true)
+        // The timer fires; its event cannot be written, again and again while the refusal lasts.
+        try await Task.sleep(for: .milliseconds(1_500))
+        let during = try await client.describe(runID).run
+        #expect(during.status == .running)
+        #expect(try await client.history(runID).1.map(\.kind) == [.workflowStarted, .timerStarted])
+        try refuseEvents(journal, false)
+
+        let resumed = ContinuousClock.now + .seconds(20)
+        while try await client.describe(runID).run.status.isOpen {
+            try #require(ContinuousClock.now < resumed, "the run was not driven on after the journal wrote again")
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let outcome = try await client.outcome(of: runID)
+        guard case .completed(let result) = outcome else {
+            Issue.record("the run did not complete after the journal wrote again: \(String(describing: outcome))")
+            return
+        }
+        #expect(String(decoding: result, as: UTF8.self).contains("nap"))
+        let kinds = try await client.history(runID).1.map(\.kind)
+        #expect(kinds.filter { $0 == .timerFired }.count == 1, "\(kinds)")
+        #expect(kinds.last == .workflowCompleted)
+        await worker.shutdown()
+    }
+}
