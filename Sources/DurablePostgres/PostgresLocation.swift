@@ -86,6 +86,9 @@ struct PostgresLocation: Sendable {
         // `fast`: the server acknowledges a commit before its WAL is flushed (flushed within a
         // fraction of a second); a crash of the server may lose the last commits, never corrupt.
         if durability == .fast { configuration.options.additionalStartupParameters = [("synchronous_commit", "off")] }
+        // The journal's schema first: the writer's prepared statements name its tables unqualified
+        // (every other statement qualifies them).
+        configuration.options.additionalStartupParameters.append(("search_path", schema))
         return configuration
     }
 }

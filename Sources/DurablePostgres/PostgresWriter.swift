@@ -218,15 +218,17 @@ final class PostgresWriter: Sendable {
                 binds.append(runID)
                 binds.append(Int32(first))
                 if let owner = lease?.owner { binds.append(owner) } else { binds.appendNull() }
-                let rows = try Self.eventRows(batch.events, runID: runID, into: &binds)
-                let query = PostgresQuery(
-                    unsafeSQL: "WITH fence AS (UPDATE \(s).runs SET next_idx = $1 WHERE run_id = $2 AND next_idx = $3 "
-                        + "AND lease_owner IS NOT DISTINCT FROM coalesce($4::text, lease_owner) RETURNING 1) "
-                        + "INSERT INTO \(s).events (run_id, idx, kind, time, seq, attempt, name, data, meta) "
-                        + "SELECT * FROM (VALUES \(rows)) AS v WHERE EXISTS (SELECT 1 FROM fence) RETURNING 1",
-                    binds: binds)
-                let inserted = try await connection.query(query, logger: logger).collect()
-                if inserted.isEmpty { throw try await fenceFailure(runID: runID, first: first, connection) }
+                try Self.bindEvents(batch.events, runID: runID, into: &binds)
+                let inserted: Bool
+                switch batch.events.count {  // the common sizes prepared, the others parsed each time
+                case 1: inserted = try await FencedAppend<OneEvent>(binds: binds).run(connection, logger: logger)
+                case 2: inserted = try await FencedAppend<TwoEvents>(binds: binds).run(connection, logger: logger)
+                case 3: inserted = try await FencedAppend<ThreeEvents>(binds: binds).run(connection, logger: logger)
+                default:
+                    let query = PostgresQuery(unsafeSQL: FencedAppendSQL.text(count: batch.events.count), binds: binds)
+                    inserted = try await !connection.query(query, logger: logger).collect().isEmpty
+                }
+                if !inserted { throw try await fenceFailure(runID: runID, first: first, connection) }
             }
         }
         if let signal = batch.deliveredSignal {
@@ -271,18 +273,16 @@ final class PostgresWriter: Sendable {
     /// `INSERT INTO events … VALUES (…), (…)` with every value bound and typed.
     static func insertEvents(_ events: [EventDraft], runID: String, schema: String) throws -> PostgresQuery {
         var binds = PostgresBindings(capacity: events.count * 9)
-        let rows = try eventRows(events, runID: runID, into: &binds)
+        try bindEvents(events, runID: runID, into: &binds)
         return PostgresQuery(
-            unsafeSQL: "INSERT INTO \(schema).events (run_id, idx, kind, time, seq, attempt, name, data, meta) VALUES " + rows,
+            unsafeSQL: "INSERT INTO \(schema).events (run_id, idx, kind, time, seq, attempt, name, data, meta) VALUES "
+                + eventPlaceholders(count: events.count, after: 0),
             binds: binds)
     }
 
-    /// `($n::text, …), (…)`: the events' values appended to `binds`, as typed placeholders.
-    static func eventRows(_ events: [EventDraft], runID: String, into binds: inout PostgresBindings) throws -> String {
-        var rows: [String] = []
-        rows.reserveCapacity(events.count)
+    /// Appends the events' values to `binds`, nine per event in the column order of ``insertEvents(_:runID:schema:)``.
+    static func bindEvents(_ events: [EventDraft], runID: String, into binds: inout PostgresBindings) throws {
         for event in events {
-            let n = binds.count
             binds.append(runID)
             binds.append(Int32(event.index))
             binds.append(Int16(event.kind.rawValue))
@@ -292,10 +292,16 @@ final class PostgresWriter: Sendable {
             binds.append(event.name)
             try binds.append(event.data)
             try binds.append(event.meta)
-            rows.append("($\(n + 1)::text, $\(n + 2)::int4, $\(n + 3)::int2, $\(n + 4)::int8, $\(n + 5)::int4, "
-                        + "$\(n + 6)::int4, $\(n + 7)::text, $\(n + 8)::bytea, $\(n + 9)::bytea)")
         }
-        return rows.joined(separator: ", ")
+    }
+
+    /// `($n::text, …), (…)`: typed placeholders for `count` events whose values follow `offset` other binds.
+    static func eventPlaceholders(count: Int, after offset: Int) -> String {
+        (0..<count).map { i in
+            let n = offset + i * 9
+            return "($\(n + 1)::text, $\(n + 2)::int4, $\(n + 3)::int2, $\(n + 4)::int8, $\(n + 5)::int4, "
+                + "$\(n + 6)::int4, $\(n + 7)::text, $\(n + 8)::bytea, $\(n + 9)::bytea)"
+        }.joined(separator: ", ")
     }
 
     /// Inserts a new pending run and its `WorkflowStarted` event.
@@ -380,5 +386,46 @@ final class PostgresWriter: Sendable {
         if let error = error as? JournalError { return error }
         return (try? await client.withConnection { connection in await self.describe(error, batch, connection) })
             ?? JournalError(.storage(reason: "\(location): run \(batch.run.runID): \(PostgresJournal.describe(error))"))
+    }
+}
+
+// MARK: - The prepared fenced append
+
+/// The fence and insert of a step as SQL. Its tables are unqualified: the client's connections have
+/// the journal's schema as their `search_path`.
+enum FencedAppendSQL {
+    /// The text for `count` events (binds: next index, run, first index, owner, then the events').
+    static func text(count: Int) -> String {
+        "WITH fence AS (UPDATE runs SET next_idx = $1 WHERE run_id = $2 AND next_idx = $3 "
+            + "AND lease_owner IS NOT DISTINCT FROM coalesce($4::text, lease_owner) RETURNING 1) "
+            + "INSERT INTO events (run_id, idx, kind, time, seq, attempt, name, data, meta) "
+            + "SELECT * FROM (VALUES \(PostgresWriter.eventPlaceholders(count: count, after: 4))) AS v "
+            + "WHERE EXISTS (SELECT 1 FROM fence) RETURNING 1"
+    }
+
+    /// The prepared texts, by event count.
+    static let prepared: [Int: String] = Dictionary(uniqueKeysWithValues: (1...3).map { ($0, text(count: $0)) })
+}
+
+protocol FencedAppendSize: Sendable { static var count: Int { get } }
+enum OneEvent: FencedAppendSize { static var count: Int { 1 } }
+enum TwoEvents: FencedAppendSize { static var count: Int { 2 } }
+enum ThreeEvents: FencedAppendSize { static var count: Int { 3 } }
+
+/// ``FencedAppendSQL`` for `Size.count` events as a statement postgres-nio prepares once per
+/// connection (named after the type): the server parses it once, not at every step.
+struct FencedAppend<Size: FencedAppendSize>: PostgresPreparedStatement {
+    typealias Row = Int32
+    static var sql: String { FencedAppendSQL.prepared[Size.count]! }
+    let binds: PostgresBindings
+
+    func makeBindings() throws -> PostgresBindings { binds }
+    func decodeRow(_ row: PostgresRow) throws -> Int32 { try row.decode(Int32.self) }
+
+    /// Runs it. - Returns: whether the events were inserted (the fence held).
+    func run(_ connection: PostgresConnection, logger: Logger) async throws -> Bool {
+        var inserted = false
+        for try await _ in try await connection.execute(self, logger: logger) { inserted = true }
+        return inserted
     }
 }
