@@ -39,14 +39,12 @@ package final class PostgresJournal: Journal {
         // watcher and by the commands whose queries fail); only its errors are kept.
         var poolLogger = logger
         poolLogger.logLevel = .error
-        // All of the pool's connections on one event loop, which the writer's task also runs on.
-        let loop = PostgresClient.defaultEventLoopGroup.next()
         client = PostgresClient(configuration: place.clientConfiguration(durability: configuration.durability),
-                                eventLoopGroup: loop, backgroundLogger: poolLogger)
+                                backgroundLogger: poolLogger)
         let client = self.client
         clientTask = Task { await client.run() }
-        writer = PostgresWriter(client: client, executor: EventLoopExecutor(loop), schema: place.schema, lease: lease,
-                                location: configuration.displayLocation, logger: logger)
+        writer = PostgresWriter(client: client, schema: place.schema, lease: lease, location: configuration.displayLocation,
+                                logger: logger)
         let watcher = PostgresChangeWatcher(place: place, channel: "durable_" + place.schema, logger: logger)
         self.watcher = watcher
         broadcaster = ChangeBroadcaster { broadcaster, active in watcher.setActive(active, notifying: broadcaster) }

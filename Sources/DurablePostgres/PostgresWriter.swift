@@ -11,10 +11,6 @@ import Synchronization
 /// Every batch that writes an existing run is fenced in the statement that writes it: the run's row
 /// must still name this writer as its lease owner and expect exactly the batch's first event index
 /// (`next_idx`), else nothing of the batch is written and it fails with a conflict.
-///
-/// The flushing task runs on the event loop of the client's connections (``EventLoopExecutor``): its
-/// statements go out and their answers come back on that thread, and the completions are called
-/// there. Measured on `long` against the cooperative pool: 8 % less time and 17 % less CPU per step.
 final class PostgresWriter: Sendable {
     typealias Completion = @Sendable (Result<Void, any Error>) -> Void
 
@@ -29,8 +25,6 @@ final class PostgresWriter: Sendable {
     }
 
     private let client: PostgresClient
-    /// The event loop of the client's connections, as the flushing task's executor.
-    private let executor: EventLoopExecutor
     private let schema: String
     private let lease: LeaseSettings?
     private let location: String
@@ -39,10 +33,8 @@ final class PostgresWriter: Sendable {
     /// Transactions committed so far.
     let commits = Atomic<Int>(0)
 
-    init(client: PostgresClient, executor: EventLoopExecutor, schema: String, lease: LeaseSettings?, location: String,
-         logger: Logger) {
+    init(client: PostgresClient, schema: String, lease: LeaseSettings?, location: String, logger: Logger) {
         self.client = client
-        self.executor = executor
         self.schema = schema
         self.lease = lease
         self.location = location
@@ -56,7 +48,7 @@ final class PostgresWriter: Sendable {
             state.flushing = true
             return true
         }
-        if start { Task(executorPreference: executor) { await self.flush() } }
+        if start { Task { await self.flush() } }
     }
 
     private func flush() async {

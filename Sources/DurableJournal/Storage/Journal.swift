@@ -34,9 +34,7 @@ package protocol Journal: AnyObject, Sendable {
     // MARK: Writing
 
     /// Queues a batch for the next group commit; `completion` runs once the transaction holding it
-    /// committed (or failed). It may run on the caller's thread before this returns, or on a thread
-    /// the backend's I/O runs on (PostgreSQL: the connections' event loop). Keep it short: start
-    /// anything long in a task of its own.
+    /// committed (or failed). It may run on the caller's thread before this returns. Keep it short.
     /// A ``JournalBatch/barrier()`` writes nothing and completes once every batch handed over
     /// before it is committed.
     func append(_ batch: JournalBatch, completion: @escaping @Sendable (Result<Void, any Error>) -> Void)
