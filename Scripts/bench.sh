@@ -15,7 +15,8 @@
 #
 # PostgreSQL (POSTGRES=0 skips it): a throwaway cluster (Scripts/postgres.sh, fsync on), pgbench's
 # one-client commit floor, durable-bench --journal postgres://… (long, seq, conc, conc_group, crash, and
-# 1/2/4 worker processes), and bench_dbos.py --system-db-url on the same server, each round.
+# 1/2/4 worker processes), and bench_dbos.py --system-db-url and Scripts/crash_dbos_pg.py (DBOS's
+# crash recovery, which the shared crash_dbos.py runs on SQLite only) on the same server, each round.
 #
 # Environment: ROUNDS (3), BENCH_RESULTS (results folder, default .build/bench-results/<UTC stamp>),
 # DURABLE_SHARED (the shared folder, default ../shared beside the repository),
@@ -115,6 +116,9 @@ if [ "${POSTGRES:-1}" = 1 ]; then
     log "round $r/$ROUNDS: DBOS on PostgreSQL"
     "$PY" "$PEER/bench_dbos.py" --run-id "r$r" --system-db-url "postgresql://durable@127.0.0.1:$PG_PORT/postgres" \
       >>"$OUT/dbos_pg.jsonl" 2>>"$OUT/stderr.log" || log "bench_dbos.py on PostgreSQL round $r failed"
+    log "round $r/$ROUNDS: DBOS crash recovery on PostgreSQL"
+    "$PY" "$HERE/crash_dbos_pg.py" --run-id "r$r" --system-db-url "postgresql://durable@127.0.0.1:$PG_PORT/postgres" \
+      >>"$OUT/dbos_pg.jsonl" 2>>"$OUT/stderr.log" || log "crash_dbos_pg.py round $r failed"
     log "round $r/$ROUNDS: Durable worker processes on PostgreSQL (1, 2, 4)"
     "$BENCH" --journal "$PG_URL" --durability full --workloads workers --run-id "r$r" \
       >>"$OUT/durable_pg.jsonl" 2>>"$OUT/stderr.log" || log "durable-bench workers round $r reported a failure"
