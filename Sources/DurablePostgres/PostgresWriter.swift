@@ -87,7 +87,6 @@ final class PostgresWriter: Sendable {
         let writing = batches.enumerated().filter { !$0.element.isEmpty }
         if writing.isEmpty { return (results, false) }  // barriers only: everything before them has completed
         let now = Date().journalMillis
-        let savepoints = writing.count > 1
         // The common step of one run alone: its events, fenced, in one statement and its own
         // transaction (no BEGIN and COMMIT round trips).
         if writing.count == 1, let (i, batch) = writing.first, Self.isEventsOnly(batch) {
@@ -100,38 +99,25 @@ final class PostgresWriter: Sendable {
             }
             return (results, false)
         }
-        do {
-            try await client.withConnection { connection in
-                try await connection.query("BEGIN", logger: logger)
-                do {
-                    var failedRuns: Set<String> = []
-                    var notify = false
-                    for (i, batch) in writing {
-                        if failedRuns.contains(batch.run.runID) {
-                            results[i] = .failure(JournalError(.conflict(
-                                runID: batch.run.runID, reason: "an earlier write of the run failed")))
-                            continue
-                        }
-                        if savepoints { try await connection.query("SAVEPOINT batch", logger: logger) }
-                        do {
-                            try await apply(batch, connection, now: now)
-                            if savepoints { try await connection.query("RELEASE batch", logger: logger) }
-                            notify = notify || Self.othersWait(for: batch)
-                        } catch {
-                            guard savepoints, !Self.isRetryable(error) else { throw error }
-                            try await connection.query("ROLLBACK TO batch", logger: logger)
-                            try await connection.query("RELEASE batch", logger: logger)
-                            results[i] = .failure(await describe(error, batch, connection))
-                            failedRuns.insert(batch.run.runID)
-                        }
-                    }
-                    if notify { try await connection.query("SELECT pg_notify(\("durable_" + schema), '')", logger: logger) }
-                    try await connection.query("COMMIT", logger: logger)
-                } catch {
-                    _ = try? await connection.query("ROLLBACK", logger: logger)
-                    throw error
-                }
+        // Several batches: first in one transaction without savepoints (two round trips fewer per
+        // batch). If one fails, all is rolled back and the group written again with a savepoint around
+        // each batch, so that only the ones that failed fail.
+        var savepoints = false
+        if writing.count > 1 {
+            do {
+                _ = try await transaction(writing, savepoints: false, now: now)
+                commits.add(1, ordering: .relaxed)
+                return (results, false)
+            } catch is GroupFailed {
+                savepoints = true
+            } catch {
+                if Self.isRetryable(error) { return (results, true) }
+                failAll(writing, error, &results)
+                return (results, false)
             }
+        }
+        do {
+            for (i, error) in try await transaction(writing, savepoints: savepoints, now: now) { results[i] = .failure(error) }
             commits.add(1, ordering: .relaxed)
         } catch {
             if Self.isRetryable(error) { return (results, true) }
@@ -139,10 +125,61 @@ final class PostgresWriter: Sendable {
                 results[i] = .failure(await describeOutside(error, batch))
                 return (results, false)
             }
-            let failure = JournalError(.storage(reason: "\(location): commit failed: \(PostgresJournal.describe(error))"))
-            for (i, _) in writing { results[i] = .failure(failure) }
+            failAll(writing, error, &results)
         }
         return (results, false)
+    }
+
+    /// A batch of a group written without savepoints failed: the transaction was rolled back.
+    private struct GroupFailed: Error {}
+
+    /// Fails every batch of a group whose transaction failed.
+    private func failAll(_ writing: [(offset: Int, element: JournalBatch)], _ error: any Error,
+                         _ results: inout [Result<Void, any Error>]) {
+        let failure = JournalError(.storage(reason: "\(location): commit failed: \(PostgresJournal.describe(error))"))
+        for (i, _) in writing { results[i] = .failure(failure) }
+    }
+
+    /// Writes batches in one transaction. With `savepoints`, a batch that fails is rolled back alone
+    /// (and the run's later batches fail with it). Without, the first failure rolls back everything and
+    /// throws ``GroupFailed``, or the error itself when the transaction may simply be tried again.
+    /// - Returns: the failures, by position in the writer's group.
+    private func transaction(
+        _ writing: [(offset: Int, element: JournalBatch)], savepoints: Bool, now: Int64
+    ) async throws -> [Int: any Error] {
+        try await client.withConnection { connection in
+            try await connection.query("BEGIN", logger: logger)
+            do {
+                var failures: [Int: any Error] = [:]
+                var failedRuns: Set<String> = []
+                var notify = false
+                for (i, batch) in writing {
+                    if failedRuns.contains(batch.run.runID) {
+                        failures[i] = JournalError(.conflict(runID: batch.run.runID, reason: "an earlier write of the run failed"))
+                        continue
+                    }
+                    if savepoints { try await connection.query("SAVEPOINT batch", logger: logger) }
+                    do {
+                        try await apply(batch, connection, now: now)
+                        if savepoints { try await connection.query("RELEASE batch", logger: logger) }
+                        notify = notify || Self.othersWait(for: batch)
+                    } catch {
+                        if Self.isRetryable(error) { throw error }
+                        guard savepoints else { throw writing.count > 1 ? GroupFailed() : error }
+                        try await connection.query("ROLLBACK TO batch", logger: logger)
+                        try await connection.query("RELEASE batch", logger: logger)
+                        failures[i] = await describe(error, batch, connection)
+                        failedRuns.insert(batch.run.runID)
+                    }
+                }
+                if notify { try await connection.query("SELECT pg_notify(\("durable_" + schema), '')", logger: logger) }
+                try await connection.query("COMMIT", logger: logger)
+                return failures
+            } catch {
+                _ = try? await connection.query("ROLLBACK", logger: logger)
+                throw error
+            }
+        }
     }
 
     /// A batch that only appends events to an existing run: one statement (the fence and the insert).

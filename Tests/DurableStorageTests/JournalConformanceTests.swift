@@ -109,6 +109,32 @@ func result(_ journal: any Journal, _ batch: JournalBatch) async -> Result<Void,
         await journal.close()
     }
 
+    @Test(arguments: Backend.allCases) func aBatchThatFailsInAGroupCommitFailsAlone(_ backend: Backend) async throws {
+        guard let location = backend.freshLocation() else { return }
+        let journal = try await openJournal(location, owner: "w1")
+        try await journal.append(newRun("r0", workflowID: "taken"))
+        let commitsBefore = journal.commitCount
+        // Handed over at once, so that they share transactions: every third is refused.
+        let outcomes = await withTaskGroup(of: (Int, Result<Void, any Error>).self) { group in
+            for i in 1...30 {
+                group.addTask { (i, await result(journal, newRun("r\(i)", workflowID: i % 3 == 0 ? "taken" : "w\(i)"))) }
+            }
+            return await group.reduce(into: [Int: Result<Void, any Error>]()) { $0[$1.0] = $1.1 }
+        }
+        for i in 1...30 {
+            if i % 3 == 0 {
+                let error = outcomes[i]?.failure as? JournalError
+                #expect(error?.workflowIDInUse?.runID == "r0", "r\(i): \(String(describing: error))")
+                #expect(try await journal.findRun("r\(i)") == nil)
+            } else {
+                #expect(outcomes[i]?.failure == nil, "r\(i): \(String(describing: outcomes[i]?.failure))")
+                #expect(try await journal.history(try #require(try await journal.findRun("r\(i)")), from: 0).count == 1)
+            }
+        }
+        #expect(journal.commitCount - commitsBefore < 30, "the batches were committed in groups")
+        await journal.close()
+    }
+
     @Test(arguments: Backend.allCases) func fencingRefusesAWriterThatLostItsLease(_ backend: Backend) async throws {
         guard let location = backend.freshLocation() else { return }
         let a = try await openJournal(location, owner: "worker-a", leaseMs: 100)
