@@ -20,7 +20,8 @@
 #
 # Environment: ROUNDS (3), BENCH_RESULTS (results folder, default .build/bench-results/<UTC stamp>),
 # DURABLE_SHARED (the shared folder, default ../shared beside the repository),
-# DBOS_PEER_VENV (default ~/.cache/dbos-peer-venv), SYNC_PROBE=0 to skip the strace probe.
+# DBOS_PEER_VENV (default ~/.cache/dbos-peer-venv), SYNC_PROBE=0 to skip the strace probe, SQLITE=0
+# to run only the PostgreSQL phase.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -72,6 +73,7 @@ BENCH="$(cd "$ROOT" && swift build -c release --show-bin-path)/durable-bench"
 
 # ---- (c) rounds ----------------------------------------------------------------------------------
 for r in $(seq 1 "$ROUNDS"); do
+  [ "${SQLITE:-1}" = 1 ] || break
   log "round $r/$ROUNDS: Durable (full, fast)"
   "$BENCH" --durability full,fast --run-id "r$r" >>"$OUT/durable.jsonl" 2>>"$OUT/stderr.log" \
     || log "durable-bench round $r reported a failure (see stderr.log)"
@@ -126,7 +128,7 @@ if [ "${POSTGRES:-1}" = 1 ]; then
 fi
 
 # A check, not a timing: how many fsync/fdatasync calls Durable makes for 500 one-commit steps.
-if [ "$SYNC_PROBE" = 1 ] && command -v strace >/dev/null 2>&1; then
+if [ "$SYNC_PROBE" = 1 ] && [ "${SQLITE:-1}" = 1 ] && command -v strace >/dev/null 2>&1; then
   for d in full fast; do
     log "sync probe: $d"
     strace -f -qq -c -o "$OUT/sync_probe_$d.strace" -e trace=fsync,fdatasync \

@@ -140,6 +140,8 @@ def full_sync_ratio(d):
 def main():
     d = sys.argv[1]
     durable = load(os.path.join(d, "durable.jsonl"))
+    if not durable:  # SQLITE=0: the PostgreSQL phase only
+        return
     dbos = load(os.path.join(d, "dbos_default.jsonl"))
     wal = load(os.path.join(d, "dbos_wal_normal.jsonl"))
     crash = load(os.path.join(d, "dbos_crash.jsonl"))
