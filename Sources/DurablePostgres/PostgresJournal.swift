@@ -375,6 +375,23 @@ package final class PostgresJournal: Journal {
 
     // MARK: - Leases
 
+    package func claimPendingRuns(workflowTypes: [String], limit: Int) async throws -> [RunRecord] {
+        guard !workflowTypes.isEmpty, limit > 0 else { return [] }
+        let now = Date().journalMillis
+        // SKIP LOCKED: rows another worker is claiming (or a signal sender holds until its commit) are
+        // left to them; MATERIALIZED: the planner cannot fold the CTE into the UPDATE and update more
+        // rows than it locked.
+        return try await rows("""
+            WITH candidate AS MATERIALIZED (
+                SELECT run_id FROM \(unescaped: s).runs WHERE status = 'pending' AND workflow_type = ANY(\(workflowTypes))
+                ORDER BY seq LIMIT \(Int64(limit)) FOR UPDATE SKIP LOCKED)
+            UPDATE \(unescaped: s).runs SET status = 'running', updated_at = \(now), lease_owner = \(lease?.owner),
+                lease_expires_at = \(lease.map { now + $0.durationMs }), lease_epoch = lease_epoch + 1
+            WHERE run_id IN (SELECT run_id FROM candidate)
+            RETURNING \(unescaped: Self.runColumns)
+            """).map(Self.runRecord).sorted { $0.createdAt < $1.createdAt }
+    }
+
     package func acquireLease(runID: String, expected: RunLease) async throws -> Bool {
         guard let lease else { return true }
         let now = Date().journalMillis

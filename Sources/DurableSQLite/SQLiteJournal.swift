@@ -151,6 +151,34 @@ package final class SQLiteJournal: Journal {
 
     // MARK: - Leases
 
+    package func claimPendingRuns(workflowTypes: [String], limit: Int) async throws -> [RunRecord] {
+        guard !workflowTypes.isEmpty, limit > 0 else { return [] }
+        let now = Date().journalMillis
+        let types = workflowTypes.map { _ in "?" }.joined(separator: ",")
+        var arguments: StatementArguments = [now, lease?.owner, lease.map { now + $0.durationMs }]
+        arguments += StatementArguments(workflowTypes)
+        // A read first: most wake-ups find nothing pending, and take no write lock then.
+        let any = try read { db in
+            try Bool.fetchOne(
+                db, sql: "SELECT EXISTS (SELECT 1 FROM runs WHERE status = 'pending' AND workflow_type IN (\(types)))",
+                arguments: StatementArguments(workflowTypes)) ?? false
+        }
+        guard any else { return [] }
+        arguments += [limit]
+        return try write { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    UPDATE runs SET status = 'running', updated_at = ?, lease_owner = ?, lease_expires_at = ?
+                    WHERE id IN (SELECT id FROM runs WHERE status = 'pending' AND workflow_type IN (\(types))
+                        ORDER BY id LIMIT ?)
+                    RETURNING \(Self.runColumns)
+                    """,
+                arguments: arguments
+            ).map(Self.runRow).sorted { $0.key < $1.key }.map(\.run)
+        }
+    }
+
     package func acquireLease(runID: String, expected: RunLease) async throws -> Bool {
         guard let lease else { return true }
         return try write { db in

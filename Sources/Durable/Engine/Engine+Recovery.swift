@@ -92,9 +92,14 @@ extension Engine {
         let ref = RunRef(runID: run.runID)
         let events: [HistoryEvent]
         let pending: ReplayResult
+        // Only the start recorded (a run claimed, or held at its first activation, before that
+        // activation was committed): nothing is decided yet, so the start is activated afresh, as
+        // for a new claim, instead of replayed.
+        let fresh: HistoryEvent?
         do {
             events = try await journal.history(run)
-            pending = try instance.replay(events)
+            fresh = events.count == 1 && events[0].kind == .workflowStarted ? events[0] : nil
+            pending = fresh == nil ? try instance.replay(events) : ReplayResult()
         } catch {
             instance.tearDown()
             let reason = "\(error)"
@@ -116,6 +121,10 @@ extension Engine {
                 driver.terminate()
                 return "\(error)"
             }
+        }
+        if let fresh {
+            driver.post(.input(fresh, newRun: nil, claim: false, alreadyRecorded: true, committed: nil))
+            return nil
         }
         for activity in pending.activities { dispatch(driver, activity) }
         // Late timers fire now, in due order; the others when they are due.
@@ -153,36 +162,50 @@ extension Engine {
         return adopted
     }
 
-    /// Claims runs submitted by other processes (status `pending`) and starts them here.
+    /// Claims runs submitted by other processes (status `pending`) and starts them here, a few at a
+    /// time: a claim is one statement that takes several runs at once, so workers claiming together
+    /// each start different runs instead of all activating the same ones and all but one failing to
+    /// commit.
     @discardableResult
     func claimPendingRuns() async throws -> [String] {
         startLeaseRenewals()
+        let types = registry.withLock { $0.workflowNames }
         var claimed: [String] = []
-        for run in try await journal.runs(statuses: [.pending], limit: 256, oldestFirst: true) {
-            guard !isStopping, drivers.withLock({ $0[run.runID] == nil }),
-                let registration = workflowRegistration(run.workflowType)
-            else { continue }
-            let started: HistoryEvent
-            do {
-                guard let first = try await journal.history(run, from: 0).first, first.kind == .workflowStarted else {
-                    throw JournalError(.corruptRun(runID: run.runID, reason: "pending run has no WorkflowStarted event"))
+        while !isStopping {
+            let runs = try await journal.claimPendingRuns(workflowTypes: types, limit: Self.claimBatch)
+            for run in runs {
+                guard let registration = workflowRegistration(run.workflowType) else { continue }
+                let started: HistoryEvent
+                do {
+                    guard let first = try await journal.history(run, from: 0).first, first.kind == .workflowStarted else {
+                        throw JournalError(.corruptRun(runID: run.runID, reason: "pending run has no WorkflowStarted event"))
+                    }
+                    started = first
+                } catch {
+                    // Held with the reason; if even that cannot be written, the lease is given up so
+                    // that a takeover starts the run later (see `droppedRuns`).
+                    do {
+                        try await journal.append(JournalBatch(
+                            run: RunRef(runID: run.runID), statusChange: .init(status: .held, error: "\(error)")))
+                    } catch {
+                        droppedRuns.withLock { _ = $0.insert(run.runID) }
+                    }
+                    continue
                 }
-                started = first
-            } catch {
-                try? await journal.append(JournalBatch(
-                    run: RunRef(runID: run.runID), claim: true,
-                    statusChange: .init(status: .held, error: "\(error)")))
-                continue
+                let instance = WorkflowInstance(run: run, body: registration.body)
+                let driver = RunDriver(engine: self, ref: RunRef(runID: run.runID), instance: instance, nextEventIndex: 1)
+                guard adopt(driver) else { continue }
+                driver.post(.input(started, newRun: nil, claim: false, alreadyRecorded: true, committed: nil))
+                claimed.append(run.runID)
             }
-            let instance = WorkflowInstance(run: run, body: registration.body)
-            let driver = RunDriver(engine: self, ref: RunRef(runID: run.runID), instance: instance, nextEventIndex: 1)
-            guard adopt(driver) else { continue }
-            driver.post(.input(started, newRun: nil, claim: true, alreadyRecorded: true, committed: nil))
-            claimed.append(run.runID)
+            if runs.count < Self.claimBatch { break }
         }
         if !claimed.isEmpty { await deliverSignals() }  // a continued run's signals came with it
         return claimed
     }
+
+    /// How many pending runs a worker claims in one statement.
+    static let claimBatch = 32
 
     /// Warms the pools (``warmUp()``), recovers open runs (unless this engine has done so already),
     /// then keeps picking up runs submitted by other processes, and taking over runs of workers

@@ -85,6 +85,11 @@ package protocol Journal: AnyObject, Sendable {
 
     // MARK: Leases
 
+    /// Claims up to `limit` pending runs of `workflowTypes` for this journal's owner, oldest first, in
+    /// one statement: each becomes running and leased here. Runs another worker is claiming at the same
+    /// moment are skipped, not waited for, so workers claiming together each get different runs.
+    /// - Returns: the runs claimed, as they are now.
+    func claimPendingRuns(workflowTypes: [String], limit: Int) async throws -> [RunRecord]
     /// Takes the lease of an open run for this journal's owner if it is still `expected`.
     /// - Returns: whether this owner now holds it (always `true` for a journal without ``lease``).
     func acquireLease(runID: String, expected: RunLease) async throws -> Bool
