@@ -83,3 +83,35 @@ import Testing
         await worker.shutdown()
     }
 }
+
+/// A claim is committed before the run's first activation: a worker that dies in between leaves a
+/// running run whose history is only its start.
+@Suite(.timeLimit(.minutes(1))) struct ClaimTests {
+    @Test func aRunClaimedButNeverActivatedIsStartedByTheWorkerThatTakesItOver() async throws {
+        let journal = temporaryJournalPath()
+        let claimant = try await Engine(
+            journal: JournalConfiguration(journal, durability: .fast), worker: WorkerOptions(leaseDuration: .milliseconds(300)))
+        let (runID, _) = try await claimant.submit(workflowType: "Nap", input: Data("10".utf8), id: "claimed")
+        let claimed = try await claimant.journal.claimPendingRuns(workflowTypes: ["Nap"], limit: 8)
+        #expect(claimed.map(\.runID) == [runID])
+        #expect(claimed.first?.status == .running && claimed.first?.leaseOwner == claimant.workerID)
+        #expect(try await claimant.journal.claimPendingRuns(workflowTypes: ["Nap"], limit: 8).isEmpty, "claimed once")
+        // The claimant never activates it and never renews its lease, as if it had died.
+
+        let worker = try await Engine(journal: JournalConfiguration(journal, durability: .fast))
+        registerTestWorkflows(worker)
+        let loop = Task { try await worker.runWorker() }
+        defer { loop.cancel() }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try await worker.describe(runID).run.status.isOpen {
+            try #require(ContinuousClock.now < deadline, "the run was never taken over and started")
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let (run, events) = try await worker.history(runID)
+        #expect(run.status == .completed, "\(run.error ?? "")")
+        #expect(events.map(\.kind) == [
+            .workflowStarted, .timerStarted, .timerFired, .activityScheduled, .activityCompleted, .workflowCompleted,
+        ])
+        await worker.shutdown()
+    }
+}
