@@ -131,7 +131,7 @@ let package = Package(
         // The conformance suite every backend passes.
         .testTarget(
             name: "DurableStorageTests",
-            dependencies: ["DurableJournal", "DurableBackends", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["DurableJournal", "DurableBackends", "DurableTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,5 +1,6 @@
 import DurableBackends
 import DurableJournal
+import DurableTestSupport
 import Foundation
 import GRDB
 import Testing
@@ -449,21 +450,13 @@ func setUserVersion(_ version: Int, of path: String) throws {
     try queue.close()
 }
 
-/// Runs SQL with `psql` against the database of a journal URL (its `schema` left out). - Returns: what
-/// it printed (unaligned, tuples only).
+/// Runs SQL with `psql` against the database of a journal URL and expects it to succeed.
+/// - Returns: what it printed.
 @discardableResult
 func psql(_ location: String, _ sql: String) throws -> String {
-    let url = String(location.prefix { $0 != "?" })
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["psql", url, "-v", "ON_ERROR_STOP=1", "-qtAc", sql]
-    let output = Pipe()
-    process.standardOutput = output
-    try process.run()
-    let printed = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    #expect(process.terminationStatus == 0, "psql \(sql)")
-    return String(decoding: printed, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    let result = try runPsql(location, sql)
+    #expect(result.status == 0, "psql \(sql): \(result.stderr)")
+    return result.stdout
 }
 
 /// The schema a PostgreSQL journal URL names.

@@ -172,3 +172,23 @@ public func runCommand(
             (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
             (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
 }
+
+/// Runs SQL with `psql` (stopping at the first error) against the database of a PostgreSQL journal
+/// URL, its `?schema=` left out. - Returns: the exit status, what it printed (tuples only, unaligned,
+/// trimmed) and its errors.
+public func runPsql(_ location: String, _ sql: String) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["psql", String(location.prefix { $0 != "?" }), "-v", "ON_ERROR_STOP=1", "-qtAc", sql]
+    let output = Pipe()
+    let errors = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    try process.run()
+    let printed = output.fileHandleForReading.readDataToEndOfFile()
+    let complained = errors.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus,
+            String(decoding: printed, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines),
+            String(decoding: complained, as: UTF8.self))
+}

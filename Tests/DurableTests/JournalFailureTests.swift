@@ -26,21 +26,9 @@ import Testing
                 CREATE TRIGGER refuse BEFORE INSERT ON \(schema).events FOR EACH ROW EXECUTE FUNCTION \(schema).refuse();
                 """
                 : "DROP TRIGGER refuse ON \(schema).events"
-            let result = try runPsql(String(journal.prefix { $0 != "?" }), sql)
+            let result = try runPsql(journal, sql)
             try #require(result.status == 0, "psql: \(result.stderr)")
         }
-    }
-
-    func runPsql(_ url: String, _ sql: String) throws -> (status: Int32, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["psql", url, "-v", "ON_ERROR_STOP=1", "-qc", sql]
-        let errors = Pipe()
-        process.standardError = errors
-        try process.run()
-        let text = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: text, as: UTF8.self))
     }
 
     /// A run whose write failed is not left behind the worker's own lease renewals: the worker gives
