@@ -431,6 +431,13 @@ package final class PostgresJournal: Journal {
 
     package var leaseChainBroken: Bool { renewals.withLock { $0.broken } }
 
+    package func runsLeasedHere() async throws -> [String] {
+        guard let lease else { return [] }
+        return try await rows("""
+            SELECT run_id FROM \(unescaped: s).runs WHERE lease_owner = \(lease.owner) AND status IN ('pending','running','held')
+            """).map { try $0.decode(String.self) }
+    }
+
     package func leases(ofRuns runIDs: [String]) async throws -> [String: (owner: String?, status: RunStatus)] {
         var leases: [String: (owner: String?, status: RunStatus)] = [:]
         for row in try await rows(

@@ -241,6 +241,15 @@ package final class SQLiteJournal: Journal {
 
     package var leaseChainBroken: Bool { renewals.withLock { $0.broken } }
 
+    package func runsLeasedHere() async throws -> [String] {
+        guard let lease else { return [] }
+        return try read { db in
+            try String.fetchAll(
+                db, sql: "SELECT run_id FROM runs WHERE lease_owner = ? AND status IN \(RunStatus.openStatusesSQL)",
+                arguments: [lease.owner])
+        }
+    }
+
     package func leases(ofRuns runIDs: [String]) async throws -> [String: (owner: String?, status: RunStatus)] {
         try read { db in
             var leases: [String: (owner: String?, status: RunStatus)] = [:]

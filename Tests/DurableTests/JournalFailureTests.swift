@@ -102,4 +102,29 @@ import Testing
         ])
         await worker.shutdown()
     }
+
+    /// A claim whose answer was lost (the connection dropped after the server committed it) leaves
+    /// runs leased to a live worker that does not drive them, and whose renewals keep them leased.
+    @Test func runsOfAClaimWhoseAnswerWasLostAreGivenUpAndStarted() async throws {
+        let journal = temporaryJournalPath()
+        let worker = try await Engine(journal: JournalConfiguration(journal, durability: .fast))
+        registerTestWorkflows(worker)
+        _ = try await worker.recover()  // its recovery pass is done: the loop started below skips it
+        let client = try await Engine(journal: JournalConfiguration(journal, durability: .fast))
+        let (lost, _) = try await client.submit(workflowType: "Nap", input: Data("10".utf8), id: "lost")
+        // Claimed for the worker, which never hears of it: as a claim whose answer never came back.
+        #expect(try await worker.journal.claimPendingRuns(workflowTypes: ["Nap"], limit: 8).map(\.runID) == [lost])
+        worker.leasesAreUncertain = true
+        let loop = Task { try await worker.runWorker() }
+        defer { loop.cancel() }
+        _ = try await client.submit(workflowType: "Nap", input: Data("10".utf8), id: "wake")
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try await client.describe(lost).run.status.isOpen {
+            try #require(ContinuousClock.now < deadline, "the run leased by the lost claim was never started")
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(try await client.describe(lost).run.status == .completed)
+        #expect(!worker.leasesAreUncertain)
+        await worker.shutdown()
+    }
 }

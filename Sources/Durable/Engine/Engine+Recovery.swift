@@ -143,7 +143,7 @@ extension Engine {
         for run in try await journal.runsToTakeOver(deadOwners: Array(dead)) {
             guard !isStopping, drivers.withLock({ $0[run.runID] == nil }),
                 let registration = workflowRegistration(run.workflowType),
-                try await journal.acquireLease(runID: run.runID, expected: RunLease(of: run))
+                try await takingLeases({ try await journal.acquireLease(runID: run.runID, expected: RunLease(of: run)) })
             else { continue }
             _ = await resume(run, registration)
             taken.append(run.runID)
@@ -170,9 +170,18 @@ extension Engine {
     func claimPendingRuns() async throws -> [String] {
         startLeaseRenewals()
         let types = registry.withLock { $0.workflowNames }
+        if leasesUncertain.load(ordering: .relaxed) {
+            let driven = drivers.withLock { Set($0.values.map(\.runID)) }
+            let strays = try await journal.runsLeasedHere().filter { !driven.contains($0) }
+            droppedRuns.withLock { $0.formUnion(strays) }
+            try await releaseDroppedRuns()
+            leasesUncertain.store(false, ordering: .relaxed)
+        }
         var claimed: [String] = []
         while !isStopping {
-            let runs = try await journal.claimPendingRuns(workflowTypes: types, limit: Self.claimBatch)
+            let runs = try await takingLeases {
+                try await journal.claimPendingRuns(workflowTypes: types, limit: Self.claimBatch)
+            }
             for run in runs {
                 guard let registration = workflowRegistration(run.workflowType) else { continue }
                 let started: HistoryEvent
@@ -206,6 +215,24 @@ extension Engine {
 
     /// How many pending runs a worker claims in one statement.
     static let claimBatch = 32
+
+    /// Whether the leases held here are to be checked at the next claim pass (see ``leasesUncertain``);
+    /// setting it does what a failed claim does.
+    package var leasesAreUncertain: Bool {
+        get { leasesUncertain.load(ordering: .relaxed) }
+        set { leasesUncertain.store(newValue, ordering: .relaxed) }
+    }
+
+    /// Runs a statement that takes leases; if it fails, it may have committed all the same (the
+    /// answer was lost), so the leases held here are checked at the next claim pass.
+    private func takingLeases<T>(_ statement: () async throws -> T) async throws -> T {
+        do {
+            return try await statement()
+        } catch {
+            leasesUncertain.store(true, ordering: .relaxed)
+            throw error
+        }
+    }
 
     /// Warms the pools (``warmUp()``), recovers open runs (unless this engine has done so already),
     /// then keeps picking up runs submitted by other processes, and taking over runs of workers

@@ -42,6 +42,10 @@ public final class Engine: Sendable {
     /// leases are released (at once, or by a later takeover pass while the journal cannot be written),
     /// so that a worker takes them over instead of waiting behind renewals that keep them alive.
     let droppedRuns = Mutex<Set<String>>([])
+    /// Set when a statement that takes leases (a claim, a takeover) failed without an answer: it may
+    /// have committed, leaving runs leased here that nothing drives. The next claim pass compares the
+    /// runs leased here with the drivers and gives up the leases of the others.
+    let leasesUncertain = Atomic<Bool>(false)
     /// Set by a write that failed (not for a lost lease), cleared by the next commit: while it is set, a
     /// worker pass that reads the journal well does not announce that the journal works again.
     let writesFailing = Atomic<Bool>(false)

@@ -100,6 +100,8 @@ package protocol Journal: AnyObject, Sendable {
     func renewLeases() async throws -> Int
     /// Whether a renewal came late, so that runs driven here may have been taken over.
     var leaseChainBroken: Bool { get }
+    /// The IDs of the open runs leased to this journal's owner (none without ``lease``).
+    func runsLeasedHere() async throws -> [String]
     /// The lease holder (nil: none) and status of each of these runs that exists.
     func leases(ofRuns runIDs: [String]) async throws -> [String: (owner: String?, status: RunStatus)]
     /// Gives up every lease of this owner (it is stopping): others take its runs over at once.
