@@ -183,7 +183,10 @@ extension Engine {
                 try await journal.claimPendingRuns(workflowTypes: types, limit: Self.claimBatch)
             }
             for run in runs {
-                guard let registration = workflowRegistration(run.workflowType) else { continue }
+                guard let registration = workflowRegistration(run.workflowType) else {  // claimed by its type: not expected
+                    droppedRuns.withLock { _ = $0.insert(run.runID) }
+                    continue
+                }
                 let started: HistoryEvent
                 do {
                     guard let first = try await journal.history(run, from: 0).first, first.kind == .workflowStarted else {
