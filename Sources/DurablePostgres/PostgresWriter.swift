@@ -87,9 +87,9 @@ final class PostgresWriter: Sendable {
         let writing = batches.enumerated().filter { !$0.element.isEmpty }
         if writing.isEmpty { return (results, false) }  // barriers only: everything before them has completed
         let now = Date().journalMillis
-        // The common step of one run alone: its events, fenced, in one statement and its own
-        // transaction (no BEGIN and COMMIT round trips).
-        if writing.count == 1, let (i, batch) = writing.first, Self.isEventsOnly(batch) {
+        // The common step of one run alone (its events, fenced) or the start of a run driven here (its
+        // row and events): one statement in its own transaction, no BEGIN and COMMIT round trips.
+        if writing.count == 1, let (i, batch) = writing.first, Self.isEventsOnly(batch) || Self.isLeasedStartOnly(batch) {
             do {
                 try await client.withConnection { connection in try await apply(batch, connection, now: now) }
                 commits.add(1, ordering: .relaxed)
@@ -188,6 +188,13 @@ final class PostgresWriter: Sendable {
             && batch.statusChange == nil && batch.childRuns.isEmpty && batch.notice == nil && batch.continuation == nil
     }
 
+    /// A batch that only writes a new run driven here, with its events: one statement, and nobody to
+    /// notify (a pending run, which a worker waits for, goes through a transaction with its `NOTIFY`).
+    private static func isLeasedStartOnly(_ batch: JournalBatch) -> Bool {
+        batch.newRun?.status == .running && !batch.claim && batch.deliveredSignal == nil && batch.statusChange == nil
+            && batch.childRuns.isEmpty && batch.notice == nil && batch.continuation == nil
+    }
+
     /// Whether another process may be waiting for what the batch writes: a run to claim, a signal,
     /// a run that ends. An activity's progress alone wakes nobody (followers see it at the next poll).
     private static func othersWait(for batch: JournalBatch) -> Bool {
@@ -202,17 +209,30 @@ final class PostgresWriter: Sendable {
         let s = schema
         if let newRun = batch.newRun {
             // A run started here to be driven here is leased at once; a pending one waits for a claim.
+            // The run's row and its events in one statement (a data-modifying CTE).
             let leased = newRun.status == .running ? lease : nil
-            try await connection.query("""
-                INSERT INTO \(unescaped: s).runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, seed,
-                    lease_owner, lease_expires_at, lease_epoch, next_idx)
-                VALUES (\(runID), \(newRun.workflowID), \(newRun.workflowType), \(newRun.status.rawValue),
-                    \(newRun.createdAt.journalMillis), \(now), \(Int64(bitPattern: newRun.seed)), \(leased?.owner),
-                    \(leased.map { now + $0.durationMs }), \(Int64(leased == nil ? 0 : 1)), \(Int32(batch.events.count)))
-                """, logger: logger)
+            var binds = PostgresBindings(capacity: 11 + batch.events.count * 9)
+            binds.append(runID)
+            binds.append(newRun.workflowID)
+            binds.append(newRun.workflowType)
+            binds.append(newRun.status.rawValue)
+            binds.append(newRun.createdAt.journalMillis)
+            binds.append(now)
+            binds.append(Int64(bitPattern: newRun.seed))
+            binds.append(leased?.owner)
+            binds.append(leased.map { now + $0.durationMs })
+            binds.append(Int64(leased == nil ? 0 : 1))
+            binds.append(Int32(batch.events.count))
+            let insertRun = "INSERT INTO \(s).runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, "
+                + "seed, lease_owner, lease_expires_at, lease_epoch, next_idx) VALUES ($1::text, $2::text, $3::text, "
+                + "$4::text, $5::int8, $6::int8, $7::int8, $8::text, $9::int8, $10::int8, $11::int4)"
+            var sql = insertRun
             if !batch.events.isEmpty {
-                try await connection.query(try Self.insertEvents(batch.events, runID: runID, schema: s), logger: logger)
+                try Self.bindEvents(batch.events, runID: runID, into: &binds)
+                sql = "WITH run AS (\(insertRun)) INSERT INTO \(s).events (run_id, idx, kind, time, seq, attempt, name, "
+                    + "data, meta) VALUES " + Self.eventPlaceholders(count: batch.events.count, after: 11)
             }
+            try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
         } else {
             if batch.claim {
                 // SKIP LOCKED: a run another worker is claiming right now is theirs; waiting for its
