@@ -30,7 +30,10 @@ package final class PostgresJournal: Journal {
     /// The `NOTIFY` channel of this journal.
     var channel: String { "durable_" + place.schema }
 
-    private init(configuration: JournalConfiguration, place: PostgresLocation, lease: LeaseSettings?, logger: Logger) {
+    private init(
+        configuration: JournalConfiguration, place: PostgresLocation, writerConnection: PostgresConnection.Configuration,
+        lease: LeaseSettings?, logger: Logger
+    ) {
         location = configuration.displayLocation
         self.lease = lease
         self.place = place
@@ -43,8 +46,8 @@ package final class PostgresJournal: Journal {
                                 backgroundLogger: poolLogger)
         let client = self.client
         clientTask = Task { await client.run() }
-        writer = PostgresWriter(client: client, schema: place.schema, lease: lease, location: configuration.displayLocation,
-                                logger: logger)
+        writer = PostgresWriter(client: client, connectionConfiguration: writerConnection, schema: place.schema, lease: lease,
+                                location: configuration.displayLocation, logger: logger)
         let watcher = PostgresChangeWatcher(place: place, channel: "durable_" + place.schema, logger: logger)
         self.watcher = watcher
         broadcaster = ChangeBroadcaster { broadcaster, active in watcher.setActive(active, notifying: broadcaster) }
@@ -53,6 +56,8 @@ package final class PostgresJournal: Journal {
     deinit {
         clientTask.cancel()
         watcher.stop()
+        let writer = writer
+        Task { await writer.close() }
     }
 
     /// Connects, checks (or creates, or upgrades) the schema, and starts the connection pool.
@@ -79,7 +84,10 @@ package final class PostgresJournal: Journal {
             throw JournalError(.storage(reason: "\(configuration.displayLocation): \(describe(error))"))
         }
         try? await connection.close()
-        return PostgresJournal(configuration: configuration, place: place, lease: lease, logger: logger)
+        return PostgresJournal(
+            configuration: configuration, place: place,
+            writerConnection: try place.connectionConfiguration(durability: configuration.durability), lease: lease,
+            logger: logger)
     }
 
     package var commitCount: Int { writer.commits.load(ordering: .relaxed) }
@@ -503,6 +511,7 @@ package final class PostgresJournal: Journal {
     package func close() async {
         broadcaster.finish()
         watcher.stop()
+        await writer.close()
         clientTask.cancel()
     }
 

@@ -58,8 +58,9 @@ struct PostgresLocation: Sendable {
         self.sslMode = sslMode
     }
 
-    /// The connection settings postgres-nio takes.
-    func connectionConfiguration() throws -> PostgresConnection.Configuration {
+    /// The connection settings postgres-nio takes; with `durability`, those of a connection that
+    /// writes (see ``startupParameters(durability:)``).
+    func connectionConfiguration(durability: Durability? = nil) throws -> PostgresConnection.Configuration {
         let tls: PostgresConnection.Configuration.TLS
         switch sslMode {
         case "disable": tls = .disable
@@ -69,7 +70,17 @@ struct PostgresLocation: Sendable {
         var configuration = PostgresConnection.Configuration(
             host: host, port: port, username: user, password: password, database: database, tls: tls)
         configuration.options.connectTimeout = .seconds(5)
+        if let durability { configuration.options.additionalStartupParameters = startupParameters(durability: durability) }
         return configuration
+    }
+
+    /// The settings of every connection that writes: `fast` durability lets the server acknowledge a
+    /// commit before its WAL is flushed (flushed within a fraction of a second; a crash of the server
+    /// may lose the last commits, never corrupt); the journal's schema comes first in the search path,
+    /// since the writer's prepared statements name its tables unqualified (every other statement
+    /// qualifies them).
+    func startupParameters(durability: Durability) -> [(String, String)] {
+        (durability == .fast ? [("synchronous_commit", "off")] : []) + [("search_path", schema)]
     }
 
     func clientConfiguration(durability: Durability) -> PostgresClient.Configuration {
@@ -83,12 +94,7 @@ struct PostgresLocation: Sendable {
         configuration.options.connectTimeout = .seconds(5)
         configuration.options.maximumConnections = 8
         configuration.options.minimumConnections = 1
-        // `fast`: the server acknowledges a commit before its WAL is flushed (flushed within a
-        // fraction of a second); a crash of the server may lose the last commits, never corrupt.
-        if durability == .fast { configuration.options.additionalStartupParameters = [("synchronous_commit", "off")] }
-        // The journal's schema first: the writer's prepared statements name its tables unqualified
-        // (every other statement qualifies them).
-        configuration.options.additionalStartupParameters.append(("search_path", schema))
+        configuration.options.additionalStartupParameters = startupParameters(durability: durability)
         return configuration
     }
 }

@@ -33,12 +33,40 @@ final class PostgresWriter: Sendable {
     /// Transactions committed so far.
     let commits = Atomic<Int>(0)
 
-    init(client: PostgresClient, schema: String, lease: LeaseSettings?, location: String, logger: Logger) {
+    /// The writer's own connection, opened at the first write and again after it broke: a write does
+    /// not lease one from the pool (measured on `long`: 0.43-0.53 instead of 0.49-0.61 ms per step, CPU
+    /// 0.21-0.28 instead of 0.30-0.39 ms). Only the flushing task uses it, one transaction at a time.
+    private let connection = Mutex<PostgresConnection?>(nil)
+    private let connectionConfiguration: PostgresConnection.Configuration
+    private let connectionIDs = Atomic<Int>(1_000)
+
+    init(client: PostgresClient, connectionConfiguration: PostgresConnection.Configuration, schema: String,
+         lease: LeaseSettings?, location: String, logger: Logger) {
+        self.connectionConfiguration = connectionConfiguration
         self.client = client
         self.schema = schema
         self.lease = lease
         self.location = location
         self.logger = logger
+    }
+
+    /// Runs `body` on the writer's connection, opening one if there is none or it was closed.
+    private func withWriterConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        let current: PostgresConnection
+        if let open = connection.withLock({ $0 }), !open.isClosed {
+            current = open
+        } else {
+            let id = connectionIDs.add(1, ordering: .relaxed).newValue
+            current = try await PostgresConnection.connect(configuration: connectionConfiguration, id: id, logger: logger)
+            connection.withLock { $0 = current }
+        }
+        return try await body(current)
+    }
+
+    /// Closes the writer's connection (the journal is closing).
+    func close() async {
+        let open = connection.withLock { open in defer { open = nil }; return open }
+        try? await open?.close()
     }
 
     func submit(_ batch: JournalBatch, completion: @escaping Completion) {
@@ -91,7 +119,7 @@ final class PostgresWriter: Sendable {
         // row and events): one statement in its own transaction, no BEGIN and COMMIT round trips.
         if writing.count == 1, let (i, batch) = writing.first, Self.isEventsOnly(batch) || Self.isLeasedStartOnly(batch) {
             do {
-                try await client.withConnection { connection in try await apply(batch, connection, now: now) }
+                try await withWriterConnection { connection in try await apply(batch, connection, now: now) }
                 commits.add(1, ordering: .relaxed)
             } catch {
                 if Self.isRetryable(error) { return (results, true) }
@@ -147,7 +175,7 @@ final class PostgresWriter: Sendable {
     private func transaction(
         _ writing: [(offset: Int, element: JournalBatch)], savepoints: Bool, now: Int64
     ) async throws -> [Int: any Error] {
-        try await client.withConnection { connection in
+        try await withWriterConnection { connection in
             try await connection.query("BEGIN", logger: logger)
             do {
                 var failures: [Int: any Error] = [:]
