@@ -212,14 +212,14 @@ final class PostgresWriter: Sendable {
 
     /// A batch that only appends events to an existing run: one statement (the fence and the insert).
     private static func isEventsOnly(_ batch: JournalBatch) -> Bool {
-        batch.newRun == nil && !batch.claim && !batch.events.isEmpty && batch.deliveredSignal == nil
+        batch.newRun == nil && !batch.events.isEmpty && batch.deliveredSignal == nil
             && batch.statusChange == nil && batch.childRuns.isEmpty && batch.notice == nil && batch.continuation == nil
     }
 
     /// A batch that only writes a new run driven here, with its events: one statement, and nobody to
     /// notify (a pending run, which a worker waits for, goes through a transaction with its `NOTIFY`).
     private static func isLeasedStartOnly(_ batch: JournalBatch) -> Bool {
-        batch.newRun?.status == .running && !batch.claim && batch.deliveredSignal == nil && batch.statusChange == nil
+        batch.newRun?.status == .running && batch.deliveredSignal == nil && batch.statusChange == nil
             && batch.childRuns.isEmpty && batch.notice == nil && batch.continuation == nil
     }
 
@@ -262,31 +262,6 @@ final class PostgresWriter: Sendable {
             }
             try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
         } else {
-            if batch.claim {
-                // SKIP LOCKED: a run another worker is claiming right now is theirs; waiting for its
-                // lock would only make this transaction (and every batch in it) wait, or deadlock.
-                let claimed = try await connection.query("""
-                    WITH candidate AS MATERIALIZED (
-                        SELECT run_id FROM \(unescaped: s).runs WHERE run_id = \(runID) AND status = 'pending'
-                        FOR UPDATE SKIP LOCKED)
-                    UPDATE \(unescaped: s).runs SET status = 'running', updated_at = \(now), lease_owner = \(lease?.owner),
-                        lease_expires_at = \(lease.map { now + $0.durationMs }), lease_epoch = lease_epoch + 1
-                    WHERE run_id IN (SELECT run_id FROM candidate) RETURNING 1
-                    """, logger: logger).collect()
-                if claimed.isEmpty {
-                    // Skipped: another worker's claim, or a signal sender's share lock (it holds the row
-                    // only until its signal is committed). Then wait for the lock: if the run is still
-                    // pending afterwards, it is this worker's.
-                    let waited = try await connection.query("""
-                        UPDATE \(unescaped: s).runs SET status = 'running', updated_at = \(now), lease_owner = \(lease?.owner),
-                            lease_expires_at = \(lease.map { now + $0.durationMs }), lease_epoch = lease_epoch + 1
-                        WHERE run_id = \(runID) AND status = 'pending' RETURNING 1
-                        """, logger: logger).collect()
-                    if waited.isEmpty {
-                        throw JournalError(.conflict(runID: runID, reason: "run was claimed by another worker"))
-                    }
-                }
-            }
             if let first = batch.events.first?.index {
                 // The fence and the events in one statement: nothing is inserted unless the run's row
                 // still names this writer and expects exactly this index.

@@ -158,17 +158,7 @@ final class GroupCommitWriter: Sendable {
             key = found
             batch.run.storageKey = found
         }
-        if batch.claim {
-            try db.cachedStatement(
-                sql: """
-                    UPDATE runs SET status = 'running', updated_at = ?, lease_owner = ?, lease_expires_at = ?
-                    WHERE id = ? AND status = 'pending'
-                    """
-            ).execute(arguments: [now, lease?.owner, lease.map { now + $0.durationMs }, key])
-            if db.changesCount != 1 {
-                throw JournalError(.conflict(runID: runID, reason: "run was claimed by another worker"))
-            }
-        } else if checkLease, batch.newRun == nil, let lease, !batch.events.isEmpty || batch.statusChange != nil {
+        if checkLease, batch.newRun == nil, let lease, !batch.events.isEmpty || batch.statusChange != nil {
             // Fencing: only the lease holder writes a run's history. A worker whose lease was taken
             // over (it stalled past the expiry) finds out here and writes nothing more.
             let owner = try String.fetchOne(

@@ -209,8 +209,10 @@ func result(_ journal: any Journal, _ batch: JournalBatch) async -> Result<Void,
         let outcomes = await withTaskGroup(of: Bool.self) { group in
             for worker in workers {
                 group.addTask {
-                    (try? await worker.append(JournalBatch(
-                        run: RunRef(runID: "p1"), claim: true, events: [completed(1, #""claimed""#)]))) != nil
+                    guard (try? await worker.claimPendingRuns(workflowTypes: ["Flow"], limit: 8))?.map(\.runID) == ["p1"]
+                    else { return false }
+                    return (try? await worker.append(JournalBatch(run: RunRef(runID: "p1"), events: [completed(1, #""claimed""#)])))
+                        != nil
                 }
             }
             return await group.reduce(into: []) { $0.append($1) }
@@ -270,8 +272,9 @@ func result(_ journal: any Journal, _ batch: JournalBatch) async -> Result<Void,
         try await worker.append(next)
         #expect(try await worker.queuedSignalNames(runID: "r2") == ["second"])
         #expect(try await worker.findRun("claim-1")?.runID == "r2", "the workflow ID names its newest run")
+        #expect(try await worker.claimPendingRuns(workflowTypes: ["Flow"], limit: 8).map(\.runID) == ["r2"])
         try await worker.append(JournalBatch(
-            run: RunRef(runID: "r2"), claim: true,
+            run: RunRef(runID: "r2"),
             events: [EventDraft(HistoryEvent(index: 1, kind: .workflowCompleted, time: t0, data: Data("0".utf8)))],
             statusChange: .init(status: .completed)))
         #expect(try await worker.queuedSignals().isEmpty)

@@ -393,7 +393,7 @@ final class ActivityExecution: Sendable {
         let event = HistoryEvent(
             index: 0, kind: kind, time: engine.clock.now(), seq: seq, attempt: max(attempt, 0), data: data,
             meta: details.flatMap { $0 == AttemptDetails() ? nil : $0.json })
-        driver.post(.input(event, newRun: nil, claim: false, alreadyRecorded: false, committed: nil))
+        driver.post(.input(event, newRun: nil, alreadyRecorded: false, committed: nil))
     }
 
     // MARK: - Cancellation and timeouts from outside

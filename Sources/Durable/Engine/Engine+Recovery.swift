@@ -123,7 +123,7 @@ extension Engine {
             }
         }
         if let fresh {
-            driver.post(.input(fresh, newRun: nil, claim: false, alreadyRecorded: true, committed: nil))
+            driver.post(.input(fresh, newRun: nil, alreadyRecorded: true, committed: nil))
             return nil
         }
         for activity in pending.activities { dispatch(driver, activity) }
@@ -207,7 +207,7 @@ extension Engine {
                 let instance = WorkflowInstance(run: run, body: registration.body)
                 let driver = RunDriver(engine: self, ref: RunRef(runID: run.runID), instance: instance, nextEventIndex: 1)
                 guard adopt(driver) else { continue }
-                driver.post(.input(started, newRun: nil, claim: false, alreadyRecorded: true, committed: nil))
+                driver.post(.input(started, newRun: nil, alreadyRecorded: true, committed: nil))
                 claimed.append(run.runID)
             }
             if runs.count < Self.claimBatch { break }

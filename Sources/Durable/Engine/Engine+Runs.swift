@@ -226,7 +226,7 @@ extension Engine {
             workflowID: workflowID, workflowType: workflowType, seed: seed, status: .running, createdAt: now)
         do {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                driver.post(.input(started, newRun: newRun, claim: false, alreadyRecorded: false) { result in
+                driver.post(.input(started, newRun: newRun, alreadyRecorded: false) { result in
                     continuation.resume(with: result)
                 })
             }

@@ -11,8 +11,8 @@ import Synchronization
 final class RunDriver: Sendable {
     enum Item: Sendable {
         /// Deliver an input event (index assigned here). `alreadyRecorded`: the event is in the
-        /// journal already (a pending run's `WorkflowStarted`). `newRun`/`claim`: written with it.
-        case input(HistoryEvent, newRun: JournalBatch.NewRun?, claim: Bool, alreadyRecorded: Bool,
+        /// journal already (a claimed run's `WorkflowStarted`). `newRun`: written with it.
+        case input(HistoryEvent, newRun: JournalBatch.NewRun?, alreadyRecorded: Bool,
                    committed: (@Sendable (Result<Void, any Error>) -> Void)?)
         /// Deliver a queued signal: its `SignalReceived` event starts an activation, and its row leaves
         /// the queue in the same transaction.
@@ -213,7 +213,7 @@ final class RunDriver: Sendable {
 
     private func fireTimer(_ seq: Int) {
         post(.input(HistoryEvent(index: 0, kind: .timerFired, time: engine.clock.now(), seq: seq),
-                    newRun: nil, claim: false, alreadyRecorded: false, committed: nil))
+                    newRun: nil, alreadyRecorded: false, committed: nil))
     }
 
     /// Stops every activity of the run running here (the worker is stopping or the run ended here).
@@ -256,9 +256,9 @@ final class RunDriver: Sendable {
             return 0
         case .signal(let event, let queued):
             return activate(event, index: index, committed: nil, deliveredSignal: queued)
-        case .input(let event, let newRun, let claim, let alreadyRecorded, let committed):
+        case .input(let event, let newRun, let alreadyRecorded, let committed):
             return activate(
-                event, index: index, newRun: newRun, claim: claim, alreadyRecorded: alreadyRecorded, committed: committed)
+                event, index: index, newRun: newRun, alreadyRecorded: alreadyRecorded, committed: committed)
         }
     }
 
@@ -270,7 +270,7 @@ final class RunDriver: Sendable {
 
     /// Runs one activation and hands its batch to the journal. - Returns: the event indexes it used.
     private func activate(
-        _ event: HistoryEvent, index: Int, newRun: JournalBatch.NewRun? = nil, claim: Bool = false,
+        _ event: HistoryEvent, index: Int, newRun: JournalBatch.NewRun? = nil,
         alreadyRecorded: Bool = false, committed: (@Sendable (Result<Void, any Error>) -> Void)?,
         deliveredSignal: Int64? = nil
     ) -> Int {
@@ -331,7 +331,7 @@ final class RunDriver: Sendable {
                 Self.release(mailbox.withLock { closeMailbox(&$0) })
             }
             var batch = JournalBatch(
-                run: ref, newRun: newRun, claim: claim, events: events, statusChange: statusChange,
+                run: ref, newRun: newRun, events: events, statusChange: statusChange,
                 deliveredSignal: deliveredSignal)
             batch.continuation = continuation
             batch.childRuns = children

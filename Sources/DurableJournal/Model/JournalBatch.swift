@@ -79,8 +79,6 @@ package struct JournalBatch: Sendable {
     /// Insert the run's row first (a new run). Fails with ``JournalError`` `workflowIDInUse` when an
     /// open run already has the workflow ID; the batch then writes nothing.
     package var newRun: NewRun?
-    /// Move the run from `pending` to `running`; fails if another worker claimed it first.
-    package var claim: Bool
     package var events: [EventDraft]
     package var statusChange: StatusChange?
     /// The run this batch ends continues as a new run of the same workflow ID: its row (pending, for a
@@ -101,17 +99,16 @@ package struct JournalBatch: Sendable {
 
     /// Whether the batch writes nothing (a ``barrier()``).
     package var isEmpty: Bool {
-        newRun == nil && !claim && events.isEmpty && statusChange == nil && continuation == nil && childRuns.isEmpty
+        newRun == nil && events.isEmpty && statusChange == nil && continuation == nil && childRuns.isEmpty
             && notice == nil && deliveredSignal == nil
     }
 
     package init(
-        run: RunRef, newRun: NewRun? = nil, claim: Bool = false, events: [EventDraft] = [],
+        run: RunRef, newRun: NewRun? = nil, events: [EventDraft] = [],
         statusChange: StatusChange? = nil, deliveredSignal: Int64? = nil
     ) {
         self.run = run
         self.newRun = newRun
-        self.claim = claim
         self.events = events
         self.statusChange = statusChange
         self.deliveredSignal = deliveredSignal
