@@ -1,49 +1,80 @@
 import DurableJournal
+import Foundation
 import GRDB
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Notices commits to a journal file by any connection of any process: `PRAGMA data_version`, read
 /// on a connection of its own, changes whenever another connection has committed. While the change
-/// feed has subscribers, a task reads it every `interval` (a read of the file's header, no disk
-/// I/O when nothing changed) and wakes them when it moves.
+/// feed has subscribers, a thread reads it whenever the kernel reports a write to the journal or its
+/// write-ahead log (inotify on the folder, so the `-wal` file may come and go), and at least every
+/// `fallbackInterval` (a file system that reports nothing, such as a network share), and wakes them
+/// when it moves. An idle worker thus reads nothing and uses no CPU between commits.
+///
+/// Where inotify is not available, the thread reads `data_version` every `pollInterval` instead.
 final class DataVersionWatcher: Sendable {
     private let path: String
-    private let interval: Duration
-    private let task = Mutex<Task<Void, Never>?>(nil)
+    private let fallbackInterval: Duration
+    private let pollInterval: Duration
+    /// The running watch, if any: set `stopped` to end it.
+    private let current = Mutex<Watch?>(nil)
 
-    init(path: String, interval: Duration) {
+    private final class Watch: Sendable {
+        let stopped = Atomic<Bool>(false)
+    }
+
+    init(path: String, fallbackInterval: Duration = .seconds(1), pollInterval: Duration = .milliseconds(5)) {
         self.path = path
-        self.interval = interval
+        self.fallbackInterval = fallbackInterval
+        self.pollInterval = pollInterval
     }
 
     func setActive(_ active: Bool, notifying broadcaster: ChangeBroadcaster) {
-        let new: Task<Void, Never>? = active ? Task.detached { [path, interval] in
-            await Self.watch(path: path, interval: interval, broadcaster: broadcaster)
-        } : nil
-        let old = task.withLock { task in
-            defer { task = new }
-            return task
+        let new = active ? Watch() : nil
+        let old = current.withLock { current in
+            defer { current = new }
+            return current
         }
-        old?.cancel()
+        old?.stopped.store(true, ordering: .relaxed)
+        guard let new else { return }
+        let thread = Thread { [path, fallbackInterval, pollInterval] in
+            Self.watch(path: path, fallbackInterval: fallbackInterval, pollInterval: pollInterval,
+                       watch: new, broadcaster: broadcaster)
+        }
+        thread.name = "durable journal watch"
+        thread.stackSize = 1 << 18
+        thread.start()
     }
 
-    private static func watch(path: String, interval: Duration, broadcaster: ChangeBroadcaster) async {
+    private static func watch(
+        path: String, fallbackInterval: Duration, pollInterval: Duration, watch: Watch, broadcaster: ChangeBroadcaster
+    ) {
+        let events = FileEvents(path: path)
+        let wait = events == nil ? pollInterval : fallbackInterval
         var connection: DatabaseQueue?
         var last: Int?
-        while !Task.isCancelled {
+        while !watch.stopped.load(ordering: .relaxed) {
             // A read that fails (the file busy past the timeout) is tried again next round; the
             // subscribers are woken then, so that they look for themselves.
             do {
                 let queue = try connection ?? DatabaseQueue(path: path)
                 connection = queue
-                let version = try Self.dataVersion(queue)
-                if let last, version != last { broadcaster.notify() }
+                let version = try dataVersion(queue)
+                // The first read wakes the subscribers too: a commit between their subscribing (they
+                // looked once then) and this first read would otherwise go unnoticed.
+                if version != last { broadcaster.notify() }
                 last = version
             } catch {
                 last = nil
                 broadcaster.notify()
             }
-            try? await Task.sleep(for: interval)
+            if let events {
+                events.wait(upTo: wait) { watch.stopped.load(ordering: .relaxed) }
+            } else {
+                Thread.sleep(forTimeInterval: Double(wait.components.attoseconds) / 1e18 + Double(wait.components.seconds))
+            }
         }
         try? connection?.close()
     }
@@ -53,9 +84,76 @@ final class DataVersionWatcher: Sendable {
     }
 
     func stop() {
-        task.withLock { task in
-            task?.cancel()
-            task = nil
+        current.withLock { current in
+            current?.stopped.store(true, ordering: .relaxed)
+            current = nil
         }
     }
+}
+
+/// Writes to a journal file and its companions (`-wal`, `-journal`), as inotify reports them on the
+/// file's folder.
+private final class FileEvents {
+    #if os(Linux)
+    private let fd: Int32
+    private let names: Set<String>
+
+    init?(path: String) {
+        let url = URL(fileURLWithPath: path)
+        let folder = url.deletingLastPathComponent().path
+        let name = url.lastPathComponent
+        names = [name, name + "-wal", name + "-journal"]
+        fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
+        guard fd >= 0 else { return nil }
+        let mask = UInt32(IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO)
+        guard inotify_add_watch(fd, folder, mask) >= 0 else {
+            close(fd)
+            return nil
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Returns when one of the files was written, after `limit`, or soon after `isStopped` turns true
+    /// (it is asked every 250 ms).
+    func wait(upTo limit: Duration, isStopped: () -> Bool) {
+        let deadline = ContinuousClock.now + limit
+        while true {
+            let left = ContinuousClock.now.duration(to: deadline)
+            guard left > .zero else { return }
+            let (seconds, attoseconds) = left.components
+            let millis = min(250, Int32(seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&descriptor, 1, max(1, millis))
+            if ready > 0, drainMatches() { return }
+            if isStopped() { return }
+        }
+    }
+
+    /// Reads the queued events; whether one was about the journal's files.
+    private func drainMatches() -> Bool {
+        var matched = false
+        let size = 4096
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+        defer { buffer.deallocate() }
+        while true {
+            let count = read(fd, buffer, size)
+            guard count > 0 else { return matched }
+            var offset = 0
+            while offset + MemoryLayout<inotify_event>.size <= count {
+                let event = buffer.load(fromByteOffset: offset, as: inotify_event.self)
+                let nameStart = offset + MemoryLayout<inotify_event>.size
+                if event.mask & UInt32(IN_Q_OVERFLOW) != 0 { matched = true }  // events were lost: look
+                if event.len > 0 {
+                    let name = String(cString: buffer.advanced(by: nameStart).assumingMemoryBound(to: CChar.self))
+                    if names.contains(name) { matched = true }
+                }
+                offset = nameStart + Int(event.len)
+            }
+        }
+    }
+    #else
+    init?(path: String) { nil }
+    func wait(upTo limit: Duration, isStopped: () -> Bool) {}
+    #endif
 }

@@ -22,8 +22,6 @@ package final class SQLiteJournal: Journal {
     private let watcher: DataVersionWatcher
     /// The change feed's subscribers.
     private let broadcaster: ChangeBroadcaster
-    /// How often the change watcher reads `data_version` (one cheap read of the file's header).
-    static let watchInterval = Duration.milliseconds(5)
 
     /// The page size of new journals. A step commits a few small rows, and every page it touches is
     /// written to the WAL and synced: with 1 KiB pages a sequential step at `full` durability took about
@@ -62,7 +60,7 @@ package final class SQLiteJournal: Journal {
             throw JournalError(.storage(reason: "\(path): \(error.message ?? error.description)"))
         }
         writer = GroupCommitWriter(pool: pool, lease: lease)
-        let watcher = DataVersionWatcher(path: path, interval: Self.watchInterval)
+        let watcher = DataVersionWatcher(path: path)
         broadcaster = ChangeBroadcaster { broadcaster, active in watcher.setActive(active, notifying: broadcaster) }
         self.watcher = watcher
     }
