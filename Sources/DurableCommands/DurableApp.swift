@@ -44,7 +44,7 @@ public enum DurableApp {
             printError(error.message)
             return error.exitCode.rawValue
         } catch let error as JournalError {
-            printError(error.description)
+            printError(error.description + (error.code == .missing ? " (pass --journal PATH or set DURABLE_JOURNAL)" : ""))
             return error.isBadInput ? ExitCode.badInput.rawValue : ExitCode.journal.rawValue
         } catch let error as DurableError {
             printError(error.description)
@@ -99,12 +99,7 @@ struct CommandFailure: Error {
 extension JournalError {
     /// A mistake in what the user asked for (an unknown run, an unreadable history file), not a
     /// problem with the journal.
-    var isBadInput: Bool {
-        switch code {
-        case .runNotFound, .badHistoryFile: true
-        default: false
-        }
-    }
+    var isBadInput: Bool { code == .runNotFound || code == .badHistoryFile }
 }
 
 struct RootCommand: AsyncParsableCommand {

@@ -62,6 +62,23 @@ struct StartOptions: ParsableArguments {
 
     @Option(help: "Workflow ID (a business key); a new UUID when omitted.")
     var id: String?
+
+    @Option(
+        name: .customLong("id-reuse"),
+        help: ArgumentHelp(
+            "When a run with the workflow ID has ended: allow a new run, allow one only if that run did not "
+                + "complete (allow-failed), reject, or terminate an open run first (terminate-if-running).",
+            valueName: WorkflowIDReusePolicy.allCases.map(\.rawValue).joined(separator: "|")))
+    var idReuse: String = WorkflowIDReusePolicy.allowDuplicateFailedOnly.rawValue
+
+    /// The parsed `--id-reuse`.
+    func reusePolicy() throws -> WorkflowIDReusePolicy {
+        guard let policy = WorkflowIDReusePolicy(rawValue: idReuse) else {
+            throw ValidationError(
+                "--id-reuse must be one of: \(WorkflowIDReusePolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return policy
+    }
 }
 
 /// `<id> [--json]`, shared by the commands that look at one run.

@@ -41,6 +41,17 @@ struct Timeline {
                 spans[event.seq] = Span(kind: "child", label: "\(event.name ?? "?") #\(event.seq)", start: event.time,
                                         end: finish, note: "running", fill: "▒")
                 order.append(event.seq)
+            case .signalReceived where !(event.name ?? "").hasPrefix("durable."):
+                let key = -event.index - 1  // marks have no sequence number; negative keys stay apart
+                spans[key] = Span(kind: "signal", label: event.name ?? "?", start: event.time, end: event.time,
+                                  note: "received", fill: "◆")
+                order.append(key)
+            case .signalRejected:
+                let key = -event.index - 1
+                let reason = event.data.map { String(decoding: $0, as: UTF8.self) } ?? ""
+                spans[key] = Span(kind: "signal", label: event.name ?? "?", start: event.time, end: event.time,
+                                  note: "rejected: " + reason, fill: "✗")
+                order.append(key)
             case .activityAttemptFailed:
                 attempts[event.seq] = max(attempts[event.seq] ?? 0, event.attempt)
             case .activityCompleted, .activityFailed, .activityCancelled, .timerFired, .timerCancelled, .childClosed:
@@ -66,7 +77,7 @@ struct Timeline {
         let state = run.status.isOpen ? "\(run.status.rawValue), so far" : run.status.rawValue
         var lines = ["run \(run.runID)  \(run.workflowType)  \(state): \(Self.duration(total)) from start to "
                      + (run.status.isOpen ? "now" : "end")]
-        guard !spans.isEmpty else { return (lines + ["(no activities, timers or child runs)"]).joined(separator: "\n") }
+        guard !spans.isEmpty else { return (lines + ["(no activities, timers, child runs or signals)"]).joined(separator: "\n") }
         let labelWidth = min(28, spans.map(\.label.count).max() ?? 0)
         let axisEnd = Self.duration(total)
         lines.append(String(repeating: " ", count: 10 + labelWidth + 1) + "|0"

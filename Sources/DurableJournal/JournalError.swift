@@ -1,8 +1,58 @@
 /// An error from the journal, with the context a person needs to act on it.
 ///
-/// A struct around a private code, so that new cases do not break callers.
+/// Match on ``code`` (a struct over a private enum, so that new codes do not break callers):
+///
+/// ```swift
+/// do {
+///     try await client.signal("claim-1042", name: "review", input: decision)
+/// } catch let error as JournalError where error.code == .runNotFound {
+///     // no such run
+/// }
+/// ```
+///
+/// The description names what failed and where; it gives no advice about command-line options (the
+/// CLI adds that).
 public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable {
-    package enum Code: Sendable, Equatable {
+    /// What kind of journal error this is.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Base: String, Hashable, Sendable {
+            case missing, notADatabase, notAJournal, newerFormat, corruptEvent, corruptRun, workflowIDInUse,
+                runNotFound, runClosed, conflict, storage, badHistoryFile
+        }
+
+        private let base: Base
+
+        private init(_ base: Base) { self.base = base }
+
+        /// No journal at the path given (a read-only command never creates one).
+        public static let missing = Code(.missing)
+        /// The file is not a SQLite database that can be read.
+        public static let notADatabase = Code(.notADatabase)
+        /// The file or database holds something other than a Durable journal.
+        public static let notAJournal = Code(.notAJournal)
+        /// The journal was written by a newer Durable; it was not modified.
+        public static let newerFormat = Code(.newerFormat)
+        /// An event cannot be decoded.
+        public static let corruptEvent = Code(.corruptEvent)
+        /// A run's record or history is inconsistent.
+        public static let corruptRun = Code(.corruptRun)
+        /// An open run already has the workflow ID.
+        public static let workflowIDInUse = Code(.workflowIDInUse)
+        /// No run has the run ID or workflow ID.
+        public static let runNotFound = Code(.runNotFound)
+        /// The operation needs an open run and the run has ended.
+        public static let runClosed = Code(.runClosed)
+        /// Another worker or request changed the run first (a lost lease, a concurrent change).
+        public static let conflict = Code(.conflict)
+        /// The storage failed: a disk, a connection, a server.
+        public static let storage = Code(.storage)
+        /// A history file that cannot be read or replayed.
+        public static let badHistoryFile = Code(.badHistoryFile)
+
+        public var description: String { base.rawValue }
+    }
+
+    package enum Detail: Sendable, Equatable {
         case missing(path: String)
         case notADatabase(path: String, reason: String)
         case notAJournal(path: String)
@@ -18,35 +68,58 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         case badHistoryFile(path: String, reason: String)
     }
 
-    package let code: Code
+    package let detail: Detail
 
-    package init(_ code: Code) { self.code = code }
+    package init(_ detail: Detail) { self.detail = detail }
+
+    /// What kind of error this is.
+    public var code: Code {
+        switch detail {
+        case .missing: .missing
+        case .notADatabase: .notADatabase
+        case .notAJournal: .notAJournal
+        case .newerFormat: .newerFormat
+        case .corruptEvent: .corruptEvent
+        case .corruptRun: .corruptRun
+        case .workflowIDInUse: .workflowIDInUse
+        case .runNotFound: .runNotFound
+        case .runClosed: .runClosed
+        case .conflict: .conflict
+        case .storage: .storage
+        case .badHistoryFile: .badHistoryFile
+        }
+    }
+
+    /// The run the error is about, when it is about one.
+    public var runID: String? {
+        switch detail {
+        case .corruptEvent(let runID, _, _), .corruptRun(let runID, _), .workflowIDInUse(_, let runID),
+            .runClosed(let runID, _, _), .conflict(let runID, _):
+            runID
+        default: nil
+        }
+    }
 
     /// The run ID of an open run that already uses the workflow ID, for ``Code/workflowIDInUse``.
     package var existingRunID: String? {
-        if case .workflowIDInUse(_, let runID) = code { return runID }
+        if case .workflowIDInUse(_, let runID) = detail { return runID }
         return nil
     }
 
     /// The workflow ID and the open run using it, for ``Code/workflowIDInUse``.
     package var workflowIDInUse: (workflowID: String, runID: String)? {
-        if case .workflowIDInUse(let workflowID, let runID) = code { return (workflowID, runID) }
+        if case .workflowIDInUse(let workflowID, let runID) = detail { return (workflowID, runID) }
         return nil
     }
 
     /// The operation needs an open run and the run has ended.
-    public var isRunClosed: Bool {
-        if case .runClosed = code { return true }
-        return false
-    }
+    public var isRunClosed: Bool { code == .runClosed }
 
-    public var isNewerFormat: Bool {
-        if case .newerFormat = code { return true }
-        return false
-    }
+    public var isNewerFormat: Bool { code == .newerFormat }
 
+    /// The journal holds something that cannot be decoded or is inconsistent.
     public var isCorruption: Bool {
-        switch code {
+        switch detail {
         case .corruptEvent, .corruptRun, .notADatabase: true
         default: false
         }
@@ -58,9 +131,9 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
     }
 
     public var description: String {
-        switch code {
+        switch detail {
         case .missing(let path):
-            "no journal at \(path) (pass --journal PATH or set DURABLE_JOURNAL)"
+            "no journal at \(path)"
         case .notADatabase(let path, let reason):
             "\(path) is not a readable SQLite database: \(reason)"
         case .notAJournal(let path):

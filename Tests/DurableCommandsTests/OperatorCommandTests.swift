@@ -227,7 +227,14 @@ import Glibc
         let replayed = try await runCommand(app, ["replay", "--all", "--journal", journal])
         #expect(replayed.status == 0, "\(replayed.stderr)")
         #expect(replayed.stdout.contains("replayed 2 closed run(s)") && replayed.stdout.contains("2 match, 0 mismatch"))
-        #expect(replayed.stderr.contains("2/2 runs"), "the progress bar")
+        #expect(!replayed.stderr.contains("\r") && !replayed.stderr.contains("2/2 runs"),
+                "no progress bar when standard error is not a terminal: \(replayed.stderr)")
+        // On a terminal (script(1) gives the command one) the bar is drawn, and its line ends before the summary.
+        let onTerminal = try await runCommand(
+            "/usr/bin/script", ["-qec", "\(app) replay --all --journal '\(journal)'", "/dev/null"])
+        #expect(onTerminal.status == 0, "\(onTerminal.stdout)\(onTerminal.stderr)")
+        #expect(onTerminal.stdout.contains("2/2 runs\r\nreplayed 2 closed run(s)") || onTerminal.stdout.contains("2/2 runs\nreplayed 2"),
+                "\(onTerminal.stdout.debugDescription)")
 
         let badPoint = try await runCommand(durable, ["reset", "op-1", "--to", "3", "--journal", journal])
         #expect(badPoint.status == 2)
@@ -279,5 +286,62 @@ import Glibc
             #expect(script.status == 0)
             #expect(script.stdout.contains("journal") && script.stdout.contains("runs"), "\(shell)")
         }
+    }
+
+    /// `submit` refuses a workflow ID whose run completed unless `--id-reuse` allows it; a bad policy
+    /// name is a usage error.
+    @Test func submitFollowsTheWorkflowIDReusePolicy() async throws {
+        let journal = try await journalWithRuns()  // op-1 completed
+        let again = try await runCommand(durable, ["submit", "CrashFlow", "--input", #"{"tag":"x"}"#, "--id", "op-1", "--journal", journal])
+        #expect(again.status == 2, "\(again.stdout)\(again.stderr)")
+        #expect(again.stderr.contains("workflow ID op-1 was used by run") && again.stderr.contains("(completed)"), "\(again.stderr)")
+        #expect(again.stderr.split(separator: "\n").count == 1)
+        let allowed = try await runCommand(
+            durable, ["submit", "CrashFlow", "--input", #"{"tag":"x"}"#, "--id", "op-1", "--id-reuse", "allow", "--json", "--journal", journal])
+        #expect(allowed.status == 0, "\(allowed.stderr)")
+        #expect(try #require(try json(allowed.stdout) as? [String: Any])["existing"] as? Bool == false)
+        let bogus = try await runCommand(
+            durable, ["submit", "CrashFlow", "--input", "{}", "--id", "op-2", "--id-reuse", "sometimes", "--journal", journal])
+        #expect(bogus.status == 64)
+        #expect(bogus.stderr.contains("--id-reuse must be one of: allow, allow-failed, reject, terminate-if-running"), "\(bogus.stderr)")
+    }
+
+    /// A signal whose input does not decode: the application that names the signal's type refuses it
+    /// (exit 2, nothing queued); the code-less CLI sends it, and the workflow records it as rejected and
+    /// goes on waiting, which `runs show` and the timeline tell.
+    @Test func aSignalThatDoesNotDecodeIsRefusedOrShownAsRejected() async throws {
+        let journal = try await journalWithRuns()  // the workflow types are registered in it
+        let worker = try Child(app, ["worker", "--journal", journal], environment: ["STEP_MS": "1"])
+        defer { worker.kill(SIGKILL) }
+        let submitted = try await runCommand(durable, ["submit", "ReviewClaim", "--input", #""c-1""#, "--id", "c-1", "--journal", journal])
+        try #require(submitted.status == 0, "\(submitted.stderr)")
+        /// Polls `runs show c-1` until its output contains `text`.
+        func shown(containing text: String, json: Bool = false) async throws -> String {
+            let deadline = ContinuousClock.now + .seconds(20)
+            var shown = ""
+            while !shown.contains(text) {
+                try #require(ContinuousClock.now < deadline, "runs show never said '\(text)': \(shown)")
+                try await Task.sleep(for: .milliseconds(50))
+                shown = try await runCommand(app, ["runs", "show", "c-1", "--journal", journal] + (json ? ["--json"] : [])).stdout
+            }
+            return shown
+        }
+        _ = try await shown(containing: "waits for:    signal review")
+        let refused = try await runCommand(app, ["signal", "c-1", "review", "--input", #"{"approve": true}"#, "--journal", journal])
+        #expect(refused.status == 2, "\(refused.stderr)")
+        #expect(refused.stderr.contains("signal 'review' input is not a valid Review"), "\(refused.stderr)")
+        #expect(refused.stderr.split(separator: "\n").count == 1)
+        let sent = try await runCommand(durable, ["signal", "c-1", "review", "--input", #"{"approve": true}"#, "--journal", journal])
+        #expect(sent.status == 0, "\(sent.stderr)")
+        let rejected = try await shown(containing: "rejected:     signal review")
+        #expect(rejected.contains("status:       running"), "it goes on waiting: \(rejected)")
+        let timeline = try await runCommand(durable, ["history", "c-1", "--timeline", "--journal", journal])
+        #expect(timeline.stdout.contains("✗") && timeline.stdout.contains("rejected: input is not a valid Review"),
+                "\(timeline.stdout)")
+        let approved = try await runCommand(app, ["signal", "c-1", "review", "--input", #"{"approved": true}"#, "--journal", journal])
+        #expect(approved.status == 0, "\(approved.stderr)")
+        let object = try #require(try json(try await shown(containing: #""completed""#, json: true)) as? [String: Any])
+        #expect((object["rejectedSignals"] as? [[String: Any]])?.first?["name"] as? String == "review")
+        #expect(object["result"] as? String == "c-1 approved")
     }
 }

@@ -123,6 +123,24 @@ public struct Gather: Workflow {
     }
 }
 
+/// Waits for one "review" signal and answers whether it approved. It names the signal's type, so an
+/// application that registers it refuses a review that does not decode before it is sent.
+public struct ReviewClaim: Workflow {
+    public struct Review: Codable, Sendable {
+        public var approved: Bool
+        public init(approved: Bool) { self.approved = approved }
+    }
+
+    public static var signals: [String: any Decodable.Type] { ["review": Review.self] }
+
+    public init() {}
+
+    public func run(_ ctx: WorkflowContext, input: String) async throws -> String {
+        let review = try await ctx.waitForSignal(Review.self, named: "review")
+        return "\(input) \(review.approved ? "approved" : "declined")"
+    }
+}
+
 /// A transfer as a saga: debit, reserve, then a step that fails; the undos run in reverse.
 public struct Transfer: Workflow {
     public init() {}
@@ -237,6 +255,7 @@ public func registerTestWorkflows(_ engine: Engine) {
     engine.register(Shuffle.self)
     engine.register(Nap.self)
     engine.register(Gather.self)
+    engine.register(ReviewClaim.self)
     engine.register(Transfer.self)
     engine.register(Family.self)
     engine.register(ChunkFlow.self)

@@ -30,7 +30,9 @@ import Testing
         let second = try await engine.start(SlowFlow.self, input: 10, id: "same")
         #expect(first.runID == second.runID)
         #expect(try await first.result() == 10)
-        let third = try await engine.start(SlowFlow.self, input: 10, id: "same")
+        // Once it completed, the default reuse policy refuses a new run; `allowDuplicate` starts one.
+        await #expect(throws: DurableError.self) { _ = try await engine.start(SlowFlow.self, input: 10, id: "same") }
+        let third = try await engine.start(SlowFlow.self, input: 10, id: "same", idReuse: .allowDuplicate)
         #expect(third.runID != first.runID)
         await engine.shutdown()
     }

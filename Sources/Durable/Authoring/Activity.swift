@@ -99,7 +99,7 @@ public struct ActivityContext: Sendable {
 
     /// The details of the last heartbeat an earlier attempt recorded, decoded; `nil` if there is none.
     public func lastHeartbeatDetails<Details: Decodable>(as type: Details.Type) -> Details? {
-        lastHeartbeatData.flatMap { try? JSONDecoder().decode(Details.self, from: $0) }
+        lastHeartbeatData.flatMap { try? JSONDecoder.payload().decode(Details.self, from: $0) }
     }
 
     package init(

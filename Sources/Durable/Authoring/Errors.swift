@@ -43,8 +43,62 @@ public struct WorkflowFailure: Error, Sendable, CustomStringConvertible {
 }
 
 /// The engine's own errors, with the run, event and names a person needs.
+///
+/// Match on ``code`` (a struct over a private enum, so that new codes do not break callers):
+///
+/// ```swift
+/// do {
+///     _ = try await client.start(ClaimIntake.self, input: claim, id: "claim-1042")
+/// } catch let error as DurableError where error.code == .workflowIDReused {
+///     // the claim was handled before
+/// }
+/// ```
 public struct DurableError: Error, Sendable, CustomStringConvertible {
-    package enum Code: Sendable {
+    /// What kind of engine error this is.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Base: String, Hashable, Sendable {
+            case unknownWorkflowType, unknownActivityType, unknownQuery, badInput, badOutput, nonDeterminism,
+                contextMisuse, strayAwait, evicted, runHeld, badResetPoint, shuttingDown, workflowIDReused,
+                badSignalInput
+        }
+
+        private let base: Base
+
+        private init(_ base: Base) { self.base = base }
+
+        /// No workflow type of that name is registered (or recorded by a worker, for a code-less client).
+        public static let unknownWorkflowType = Code(.unknownWorkflowType)
+        /// No activity type of that name is registered in this worker.
+        public static let unknownActivityType = Code(.unknownActivityType)
+        /// The run's workflow has no query handler of that name.
+        public static let unknownQuery = Code(.unknownQuery)
+        /// An input does not encode or decode as the type asked for.
+        public static let badInput = Code(.badInput)
+        /// A result does not decode as the type asked for.
+        public static let badOutput = Code(.badOutput)
+        /// Replaying the code did not reproduce the recorded history.
+        public static let nonDeterminism = Code(.nonDeterminism)
+        /// Workflow code called its context from outside the workflow's task tree.
+        public static let contextMisuse = Code(.contextMisuse)
+        /// Workflow code awaited something outside the engine.
+        public static let strayAwait = Code(.strayAwait)
+        /// The run was evicted from this worker.
+        public static let evicted = Code(.evicted)
+        /// The run is held (its history does not replay, or it cannot go on) until an operator acts.
+        public static let runHeld = Code(.runHeld)
+        /// A reset to an event that is not an activation boundary, or past the history.
+        public static let badResetPoint = Code(.badResetPoint)
+        /// The engine is shutting down.
+        public static let shuttingDown = Code(.shuttingDown)
+        /// The workflow ID reuse policy refuses a new run for a workflow ID that was used before.
+        public static let workflowIDReused = Code(.workflowIDReused)
+        /// A signal's input does not decode as the type the workflow waits for.
+        public static let badSignalInput = Code(.badSignalInput)
+
+        public var description: String { base.rawValue }
+    }
+
+    package enum Detail: Sendable {
         case unknownWorkflowType(String, known: [String])
         case unknownActivityType(String)
         case unknownQuery(runID: String, name: String, known: [String])
@@ -57,20 +111,50 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         case runHeld(runID: String, reason: String)
         case badResetPoint(runID: String, index: Int, reason: String)
         case shuttingDown
+        case workflowIDReused(workflowID: String, runID: String, status: String, policy: String)
+        case badSignalInput(runID: String, signal: String, type: String, reason: String)
     }
 
-    package let code: Code
+    package let detail: Detail
 
-    package init(_ code: Code) { self.code = code }
+    package init(_ detail: Detail) { self.detail = detail }
+
+    /// What kind of error this is.
+    public var code: Code {
+        switch detail {
+        case .unknownWorkflowType: .unknownWorkflowType
+        case .unknownActivityType: .unknownActivityType
+        case .unknownQuery: .unknownQuery
+        case .badInput: .badInput
+        case .badOutput: .badOutput
+        case .nonDeterminism: .nonDeterminism
+        case .contextMisuse: .contextMisuse
+        case .strayAwait: .strayAwait
+        case .evicted: .evicted
+        case .runHeld: .runHeld
+        case .badResetPoint: .badResetPoint
+        case .shuttingDown: .shuttingDown
+        case .workflowIDReused: .workflowIDReused
+        case .badSignalInput: .badSignalInput
+        }
+    }
+
+    /// The run the error is about, when it is about one.
+    public var runID: String? {
+        switch detail {
+        case .unknownQuery(let runID, _, _), .nonDeterminism(let runID, _, _, _), .strayAwait(let runID),
+            .evicted(let runID), .runHeld(let runID, _), .badResetPoint(let runID, _, _),
+            .workflowIDReused(_, let runID, _, _), .badSignalInput(let runID, _, _, _):
+            runID
+        default: nil
+        }
+    }
 
     /// `true` for a replay that did not match the recorded history.
-    public var isNonDeterminism: Bool {
-        if case .nonDeterminism = code { return true }
-        return false
-    }
+    public var isNonDeterminism: Bool { code == .nonDeterminism }
 
     public var description: String {
-        switch code {
+        switch detail {
         case .unknownWorkflowType(let name, let known):
             "unknown workflow type '\(name)'"
                 + (known.isEmpty ? " (no workflow types are registered)" : "; known types: \(known.joined(separator: ", "))")
@@ -100,6 +184,10 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
             "cannot reset run \(runID) to event \(index): \(reason)"
         case .shuttingDown:
             "the engine is shutting down"
+        case .workflowIDReused(let workflowID, let runID, let status, let policy):
+            "workflow ID \(workflowID) was used by run \(runID) (\(status)); the reuse policy \(policy) refuses a new run"
+        case .badSignalInput(let runID, let signal, let type, let reason):
+            "run \(runID): signal '\(signal)' input is not a valid \(type): \(reason)"
         }
     }
 }

@@ -21,6 +21,17 @@ public protocol Workflow: Sendable {
     /// the type so that histories of open runs keep matching.
     static var name: String { get }
 
+    /// The input types of the signals this workflow waits for, by signal name (optional). A signal
+    /// named here whose input does not decode as its type is refused by ``Engine/signal(_:name:json:)``
+    /// (and the `signal` command of an application that registers the workflow, exit 2) before it is
+    /// sent. Signals not named here are checked only when the workflow takes them: one that does not
+    /// decode is recorded as rejected and the workflow goes on waiting.
+    ///
+    /// ```swift
+    /// static var signals: [String: any Decodable.Type] { ["review": Review.self] }
+    /// ```
+    static var signals: [String: any Decodable.Type] { get }
+
     init()
 
     func run(_ ctx: WorkflowContext, input: Input) async throws -> Output
@@ -28,4 +39,6 @@ public protocol Workflow: Sendable {
 
 extension Workflow {
     public static var name: String { String(describing: Self.self) }
+
+    public static var signals: [String: any Decodable.Type] { [:] }
 }

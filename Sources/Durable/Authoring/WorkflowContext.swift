@@ -9,7 +9,7 @@ public final class WorkflowContext: @unchecked Sendable {
     // @unchecked Sendable: the context is shared with `async let` and task-group children of the
     // workflow, which all run on the run's serial WorkflowExecutor; every operation checks that.
     let instance: WorkflowInstance
-    private let decoder = JSONDecoder()
+    private let decoder = JSONDecoder.payload()
     private let encoder = JSONEncoder.payload()
 
     init(instance: WorkflowInstance) {
@@ -213,27 +213,59 @@ public final class WorkflowContext: @unchecked Sendable {
     /// takes the oldest one that came before and was not taken yet. Signals are journaled when they
     /// are delivered, so none is lost or taken twice, across crashes.
     ///
+    /// A signal whose input does not decode as `Value` is rejected: recorded as `SignalRejected` (with
+    /// the reason) in the run's history, and the workflow goes on waiting, within the same timeout.
+    ///
     /// ```swift
     /// let review = try await ctx.waitForSignal(Review.self, named: "review", timeout: .seconds(48 * 3600))
     /// ```
     /// - Parameter timeout: a durable timer (see ``withTimeout(_:_:)``); `nil` waits for ever.
-    /// - Throws: ``WorkflowTimeout`` when the timeout fires first; ``DurableError`` when the signal's
-    ///   value is not a valid `Value`; `CancellationError` when the waiting task is cancelled.
+    /// - Throws: ``WorkflowTimeout`` when the timeout fires first; `CancellationError` when the
+    ///   waiting task is cancelled.
     public func waitForSignal<Value: Decodable & Sendable>(
         _ type: Value.Type, named name: String, timeout: Duration? = nil
     ) async throws -> Value {
-        let data: Data
-        if let buffered = try instance.takeBufferedSignal(named: name) {
-            data = buffered  // one is waiting: no timer
-        } else if let timeout {
-            data = try await withTimeout(timeout) { try await self.instance.waitForSignal(named: name) }
-        } else {
-            data = try await instance.waitForSignal(named: name)
-        }
-        do {
-            return try decoder.decode(Value.self, from: data)
-        } catch {
-            throw DurableError(.badInput(type: "signal '\(name)' (\(Value.self))", reason: describeDecoding(error)))
+        try await waitForSignal(
+            Value.self, named: name, until: timeout.map { now.addingTimeInterval(Double($0.milliseconds) / 1000) },
+            limit: timeout)
+    }
+
+    /// Waits for a signal until a point in time: ``waitForSignal(_:named:timeout:)`` with a deadline.
+    ///
+    /// ```swift
+    /// let review = try await ctx.waitForSignal(Review.self, named: "review", until: claim.reviewDeadline)
+    /// ```
+    /// - Throws: ``WorkflowTimeout`` when the deadline passes first (at once, when it has passed and no
+    ///   signal is waiting); `CancellationError` when the waiting task is cancelled.
+    public func waitForSignal<Value: Decodable & Sendable>(
+        _ type: Value.Type, named name: String, until deadline: Date
+    ) async throws -> Value {
+        try await waitForSignal(Value.self, named: name, until: deadline, limit: nil)
+    }
+
+    /// - Parameter limit: the timeout as given, for the first wait (so that its timer is recorded as
+    ///   before); later waits, after a rejected signal, use what is left until `deadline`.
+    private func waitForSignal<Value: Decodable & Sendable>(
+        _ type: Value.Type, named name: String, until deadline: Date?, limit: Duration?
+    ) async throws -> Value {
+        var limit = limit
+        while true {
+            let data: Data
+            if let buffered = try instance.takeBufferedSignal(named: name) {
+                data = buffered  // one is waiting: no timer
+            } else if let deadline {
+                let left = limit ?? .milliseconds(max(0, deadline.journalMillis - now.journalMillis))
+                data = try await withTimeout(left) { try await self.instance.waitForSignal(named: name) }
+            } else {
+                data = try await instance.waitForSignal(named: name)
+            }
+            do {
+                return try decoder.decode(Value.self, from: data)
+            } catch {
+                try instance.rejectSignal(
+                    named: name, reason: "input is not a valid \(Value.self): \(describeDecoding(error))")
+                limit = nil
+            }
         }
     }
 

@@ -16,6 +16,7 @@ extension Engine {
         let inline = ActivityChain.runID == driver.runID
             && commands.count { if case .scheduleActivity = $0 { true } else { false } } == 1
         var newRuns = false  // children or a continuation, written pending with this batch
+        var unregisteredChildren: [(seq: Int, type: String)] = []
         for command in commands {
             switch command {
             case .scheduleActivity(let seq, let type, let input, let options):
@@ -27,10 +28,11 @@ extension Engine {
                 driver.startTimer(seq, due: due)
             case .cancelTimer(let seq):
                 driver.cancelTimer(seq)
-            case .markPatch:
+            case .markPatch, .rejectSignal:
                 break
-            case .startChild:
+            case .startChild(let seq, let type, _, _, _):
                 newRuns = true
+                if workflowRegistration(type) == nil { unregisteredChildren.append((seq, type)) }
             case .cancelChild(_, let childRunID, let abandon):
                 if !abandon { Task { _ = try? await cancel(childRunID, reason: "its parent was cancelled") } }
             case .completeWorkflow(let result):
@@ -51,6 +53,22 @@ extension Engine {
                 self.clock.endWork()
             }
         }
+        if !unregisteredChildren.isEmpty { holdForUnregisteredChildren(driver, unregisteredChildren) }
+    }
+
+    /// Holds a run that started a child of a workflow type no worker has registered (the child would
+    /// stay pending, and the parent wait, for ever), as a missing activity type holds its run. The
+    /// child stays pending: a worker that registers its type picks it up once the parent is recovered.
+    private func holdForUnregisteredChildren(_ driver: RunDriver, _ children: [(seq: Int, type: String)]) {
+        clock.beginWork()
+        Task {
+            defer { clock.endWork() }
+            guard let known = try? await journal.knownWorkflowTypes() else { return }  // cannot tell: wait
+            guard let child = children.first(where: { !known.contains($0.type) }) else { return }
+            let reason = DurableError(.unknownWorkflowType(child.type, known: known)).description
+                + " (child workflow, seq \(child.seq)); no worker has registered it: register it and restart the worker"
+            driver.post(.hold(reason))
+        }
     }
 
     /// Called once a run's termination is committed (or failed to be).
@@ -64,7 +82,7 @@ extension Engine {
 
     /// Stops tracking a run driven here; returns its driver and the callers waiting for its outcome.
     /// Both maps change under the drivers lock, so ``outcome(of:)`` sees either the driver or the end.
-    private func forget(_ runID: String) -> (RunDriver?, [CheckedContinuation<RunOutcome?, any Error>]) {
+    private func forget(_ runID: String) -> (RunDriver?, [OutcomeWaiter]) {
         drivers.withLock { drivers in
             (drivers.removeValue(forKey: runID), outcomeWaiters.withLock { $0.removeValue(forKey: runID) } ?? [])
         }
@@ -77,9 +95,9 @@ extension Engine {
     func journalWriteFailed(runID: String, _ error: any Error) {
         let (driver, waiters) = forget(runID)
         driver?.terminate()
-        for waiter in waiters { waiter.resume(throwing: error) }
+        for waiter in waiters { waiter.continuation.resume(throwing: error) }
         guard driver != nil, journal.lease != nil else { return }
-        if let error = error as? JournalError, case .conflict = error.code {} else {
+        if let error = error as? JournalError, error.code == .conflict {} else {
             writesFailing.store(true, ordering: .relaxed)
             reportWorkerError(error)
         }
@@ -99,7 +117,7 @@ extension Engine {
     private func closed(_ driver: RunDriver, outcome: RunOutcome) {
         driver.terminate()
         let (_, waiters) = forget(driver.runID)
-        for waiter in waiters { waiter.resume(returning: outcome) }
+        for waiter in waiters { waiter.continuation.resume(returning: outcome) }
         for observer in closeObservers.withLock({ $0 }) { observer(driver.runID, outcome) }
         if driver.instance.parent != nil { Task { await deliverSignals() } }  // the parent's ChildClosed is queued
     }
@@ -121,7 +139,7 @@ extension Engine {
         let error = DurableError(.runHeld(runID: driver.runID, reason: reason))
         append(batch) { result in
             committed?(result)
-            for waiter in waiters { waiter.resume(throwing: error) }
+            for waiter in waiters { waiter.continuation.resume(throwing: error) }
         }
         driver.instance.tearDown()
     }

@@ -4,7 +4,8 @@ import Synchronization
 
 extension Engine {
     /// Asks a run a query registered with ``WorkflowContext/setQueryHandler(_:_:)`` and returns the
-    /// answer as JSON. A run driven here answers from its live state, between activations; any other
+    /// answer as JSON: the bytes the handler's return value encodes to (see
+    /// ``query(_:name:as:)`` for the decoded value). A run driven here answers from its live state, between activations; any other
     /// run (driven by another process, held, or ended) answers from a replay of its history in this
     /// process. Nothing is recorded.
     /// - Throws: ``JournalError`` for an unknown ID; ``DurableError`` for an unregistered workflow
@@ -22,5 +23,21 @@ extension Engine {
         let events = try await journal.history(run, from: 0)
         _ = try instance.replay(events, openEnded: true)
         return try instance.answer(query: name)
+    }
+
+    /// Asks a run a query and decodes the answer as `Value`, the type the query handler returns.
+    ///
+    /// ```swift
+    /// let progress = try await engine.query("claim-1042", name: "progress", as: ClaimProgress.self)
+    /// ```
+    /// - Throws: what ``query(_:name:)`` throws; ``DurableError`` `badOutput` when the answer is not a
+    ///   valid `Value`.
+    public func query<Value: Decodable>(_ id: String, name: String, as type: Value.Type) async throws -> Value {
+        let answer = try await query(id, name: name)
+        do {
+            return try JSONDecoder.payload().decode(Value.self, from: answer)
+        } catch {
+            throw DurableError(.badOutput(type: "answer to query '\(name)' (\(Value.self))", reason: describeDecoding(error)))
+        }
     }
 }

@@ -22,7 +22,7 @@ public struct WorkflowHandle<W: Workflow>: Sendable {
         switch outcome {
         case .completed(let data):
             do {
-                return try JSONDecoder().decode(W.Output.self, from: data)
+                return try JSONDecoder.payload().decode(W.Output.self, from: data)
             } catch {
                 throw DurableError(.badOutput(type: String(describing: W.Output.self), reason: describeDecoding(error)))
             }
@@ -62,9 +62,26 @@ public struct RunDescription: Sendable {
     /// when the run is not running or this engine has not registered the workflow type (the
     /// code-less `durable` CLI).
     public var awaitedSignals: [String]?
+    /// Signals the workflow rejected because their input did not decode (``EventKind/signalRejected``).
+    public var rejectedSignals: [RejectedSignal] = []
 
     /// The activities scheduled and not yet finished.
     public var pendingActivities: [ActivitySummary] { activities.filter { $0.state == .pending } }
+}
+
+/// A signal the workflow rejected: its input did not decode as the type the workflow waits for.
+public struct RejectedSignal: Sendable, Equatable {
+    public var name: String
+    /// When the workflow rejected it (the time of its delivery).
+    public var time: Date
+    public var reason: String
+
+    public static func from(_ events: [HistoryEvent]) -> [RejectedSignal] {
+        events.filter { $0.kind == .signalRejected }.map {
+            RejectedSignal(
+                name: $0.name ?? "", time: $0.time, reason: $0.data.map { String(decoding: $0, as: UTF8.self) } ?? "")
+        }
+    }
 }
 
 /// One child run of a run (``WorkflowContext/executeChild(_:_:id:cancellation:)``).
@@ -183,20 +200,30 @@ extension Engine {
     /// returns, so a started run survives a crash.
     /// - Parameters:
     ///   - id: the workflow ID (a business key); a UUID when `nil`.
-    public func start<W: Workflow>(_ workflow: W.Type, input: W.Input, id: String? = nil) async throws -> WorkflowHandle<W> {
+    ///   - idReuse: what to do when a run with the workflow ID has ended already; see
+    ///     ``WorkflowIDReusePolicy``. By default a completed run's ID is not run again.
+    /// - Throws: ``DurableError`` `workflowIDReused` when the policy refuses a new run;
+    ///   `unknownWorkflowType`, `badInput`, `shuttingDown`; ``JournalError`` when the journal fails.
+    public func start<W: Workflow>(
+        _ workflow: W.Type, input: W.Input, id: String? = nil,
+        idReuse: WorkflowIDReusePolicy = .allowDuplicateFailedOnly
+    ) async throws -> WorkflowHandle<W> {
         let data: Data
         do {
             data = try JSONEncoder.payload().encode(input)
         } catch {
             throw DurableError(.badInput(type: String(describing: W.Input.self), reason: "\(error)"))
         }
-        let runID = try await start(workflowType: W.name, input: data, id: id)
+        let runID = try await start(workflowType: W.name, input: data, id: id, idReuse: idReuse)
         return WorkflowHandle(runID: runID, workflowID: id ?? runID, engine: self)
     }
 
     /// Starts a run of a registered workflow type from JSON input; returns its run ID (or the run ID
-    /// of the open run that already has the workflow ID).
-    public func start(workflowType: String, input: Data, id: String? = nil) async throws -> String {
+    /// of the open run that already has the workflow ID). See ``start(_:input:id:idReuse:)``.
+    public func start(
+        workflowType: String, input: Data, id: String? = nil,
+        idReuse: WorkflowIDReusePolicy = .allowDuplicateFailedOnly
+    ) async throws -> String {
         guard let registration = workflowRegistration(workflowType) else {
             throw DurableError(.unknownWorkflowType(workflowType, known: workflowTypes))
         }
@@ -206,7 +233,7 @@ extension Engine {
         }
         let runID = UUID().uuidString.lowercased()
         let workflowID = id ?? runID
-        if id != nil, let existing = try await journal.openRun(workflowID: workflowID) {  // a generated ID is unused
+        if id != nil, let existing = try await admitStart(workflowID: workflowID, policy: idReuse) {  // a generated ID is unused
             return existing.runID
         }
         let seed = UInt64.random(in: .min ... .max)
@@ -239,10 +266,17 @@ extension Engine {
 
     /// Records a new run for a worker to pick up, without running any workflow code (what
     /// `durable submit` does). Returns the run ID and whether the workflow ID was already open.
-    public func submit(workflowType: String, input: Data, id: String? = nil) async throws -> (runID: String, existing: Bool) {
+    /// - Throws: ``DurableError`` `workflowIDReused` when `idReuse` refuses a new run (see
+    ///   ``WorkflowIDReusePolicy``); ``JournalError`` when the journal fails.
+    public func submit(
+        workflowType: String, input: Data, id: String? = nil,
+        idReuse: WorkflowIDReusePolicy = .allowDuplicateFailedOnly
+    ) async throws -> (runID: String, existing: Bool) {
         let runID = UUID().uuidString.lowercased()
         let workflowID = id ?? runID
-        if let existing = try await journal.openRun(workflowID: workflowID) { return (existing.runID, true) }
+        if id != nil, let existing = try await admitStart(workflowID: workflowID, policy: idReuse) {
+            return (existing.runID, true)
+        }
         let now = clock.now()
         let started = HistoryEvent(index: 0, kind: .workflowStarted, time: now, name: workflowType, data: input)
         let batch = JournalBatch(
@@ -270,14 +304,33 @@ extension Engine {
 
     private func awaitOutcome(of runID: String) async throws -> RunOutcome {
         // Driven here: wait to be resumed at its end (nil: not driven here, or it ended meanwhile).
-        let driven = try await withCheckedThrowingContinuation {
-            (continuation: CheckedContinuation<RunOutcome?, any Error>) in
-            let registered = drivers.withLock { drivers -> Bool in
-                guard drivers[runID] != nil else { return false }
-                outcomeWaiters.withLock { $0[runID, default: []].append(continuation) }
-                return true
+        // A cancelled caller stops waiting at once; the run goes on.
+        let token = outcomeWaiterTokens.add(1, ordering: .relaxed).newValue
+        let driven = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<RunOutcome?, any Error>) in
+                enum Registration { case waiting, notDriven, cancelled }
+                let registration = drivers.withLock { drivers -> Registration in
+                    guard drivers[runID] != nil else { return .notDriven }
+                    return outcomeWaiters.withLock { waiters in
+                        // Checked under the lock the cancellation handler takes: it ran already, or it
+                        // will find this waiter.
+                        if Task.isCancelled { return .cancelled }
+                        waiters[runID, default: []].append(OutcomeWaiter(token: token, continuation: continuation))
+                        return .waiting
+                    }
+                }
+                switch registration {
+                case .waiting: break
+                case .notDriven: continuation.resume(returning: nil)
+                case .cancelled: continuation.resume(throwing: CancellationError())
+                }
             }
-            if !registered { continuation.resume(returning: nil) }
+        } onCancel: {
+            let waiter = outcomeWaiters.withLock { waiters -> OutcomeWaiter? in
+                guard let index = waiters[runID]?.firstIndex(where: { $0.token == token }) else { return nil }
+                return waiters[runID]?.remove(at: index)
+            }
+            waiter?.continuation.resume(throwing: CancellationError())
         }
         if let driven { return driven }
         // Driven elsewhere: look again whenever the journal changes (the feed yields once at once).
@@ -331,6 +384,7 @@ extension Engine {
             activities: ActivitySummary.from(events), timers: TimerSummary.from(events),
             parent: events.first?.meta.flatMap { try? JSONDecoder().decode(ParentLink.self, from: $0) },
             children: ChildSummary.from(events), historyError: nil)
+        description.rejectedSignals = RejectedSignal.from(events)
         if run.status.isOpen {
             description.queuedSignals = try await journal.queuedSignalNames(runID: run.runID)
             // A pending run has not run yet; a held one does not replay.

@@ -38,6 +38,11 @@ extension Engine {
         } catch {
             throw DurableError(.badInput(type: "signal '\(name)' value", reason: "not valid JSON"))
         }
+        if registry.withLock({ $0.workflows.values.contains(where: \.declaresSignals) }),
+            let run = try await journal.findRun(id), let registration = workflowRegistration(run.workflowType)
+        {
+            try registration.validateSignal(run.runID, name, json)
+        }
         let run = try await journal.sendSignal(toRun: id, name: name, data: json)
         if drivers.withLock({ $0[run.runID] != nil }) { await deliverSignals() }
         return run.runID

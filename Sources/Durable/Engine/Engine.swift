@@ -18,6 +18,12 @@ public enum RunOutcome: Sendable, Equatable {
     case continuedAsNew(String)
 }
 
+/// A caller of ``Engine/outcome(of:)`` waiting for a run driven in this process.
+struct OutcomeWaiter {
+    var token: UInt64
+    var continuation: CheckedContinuation<RunOutcome?, any Error>
+}
+
 /// The in-process durable execution engine: registers workflows and activities, starts and drives
 /// runs, journals every activation, and recovers open runs after a restart.
 ///
@@ -50,7 +56,9 @@ public final class Engine: Sendable {
     /// worker pass that reads the journal well does not announce that the journal works again.
     let writesFailing = Atomic<Bool>(false)
     /// Callers of ``outcome(of:)`` waiting for runs driven here, by run ID.
-    let outcomeWaiters = Mutex<[String: [CheckedContinuation<RunOutcome?, any Error>]]>([:])
+    let outcomeWaiters = Mutex<[String: [OutcomeWaiter]]>([:])
+    /// Names each waiter, so that a cancelled one can be taken out.
+    let outcomeWaiterTokens = Atomic<UInt64>(0)
     let workerOptions: WorkerOptions
     /// The worker-wide limit on running attempts, if one is set.
     let permits: WorkerPermits?
@@ -317,7 +325,7 @@ public final class Engine: Sendable {
             defer { waiters.removeAll() }
             return waiters.values.flatMap { $0 }
         }
-        for waiter in waiters { waiter.resume(throwing: DurableError(.shuttingDown)) }
+        for waiter in waiters { waiter.continuation.resume(throwing: DurableError(.shuttingDown)) }
     }
 
     var isStopping: Bool { stopping.load(ordering: .relaxed) }

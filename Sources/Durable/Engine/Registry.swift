@@ -6,9 +6,13 @@ struct WorkflowRegistration: Sendable {
     var body: WorkflowBody
     /// Checks that JSON decodes as the workflow's input type.
     var validateInput: @Sendable (Data) throws -> Void
+    /// Whether the workflow names the input types of its signals (``Workflow/signals``).
+    var declaresSignals: Bool
+    /// Checks that a signal's JSON decodes as the type the workflow names for it (run ID, name, input).
+    var validateSignal: @Sendable (String, String, Data) throws -> Void
 
     init<W: Workflow>(_: W.Type) {
-        let decoder = JSONDecoder()
+        let decoder = JSONDecoder.payload()
         let encoder = JSONEncoder.payload()
         name = W.name
         body = { context, data in
@@ -20,6 +24,16 @@ struct WorkflowRegistration: Sendable {
             }
             let output = try await W().run(context, input: input)
             return try encoder.encode(output)
+        }
+        declaresSignals = !W.signals.isEmpty
+        validateSignal = { runID, name, data in
+            guard let type = W.signals[name] else { return }
+            func decode<Value: Decodable>(_: Value.Type) throws { _ = try decoder.decode(Value.self, from: data) }
+            do {
+                try decode(type)
+            } catch {
+                throw DurableError(.badSignalInput(runID: runID, signal: name, type: "\(type)", reason: describeDecoding(error)))
+            }
         }
         validateInput = { data in
             do {
@@ -42,7 +56,7 @@ struct ActivityRegistration: Sendable {
 
     /// An in-process activity: `resource` is an `A`.
     static func inProcess<A: Activity>(_: A.Type, pool: SlotPool) -> ActivityRegistration {
-        let decoder = JSONDecoder()
+        let decoder = JSONDecoder.payload()
         let encoder = JSONEncoder.payload()
         return ActivityRegistration(name: A.name, pool: pool) { resource, context, data in
             let input: A.Input
@@ -64,7 +78,7 @@ extension ActivityRegistration {
     /// against `A.Output`, so a worker that answers with the wrong shape fails the attempt, not the
     /// workflow.
     static func process<A: ActivityDeclaration>(_: A.Type, pool: SlotPool) -> ActivityRegistration {
-        let decoder = JSONDecoder()
+        let decoder = JSONDecoder.payload()
         return ActivityRegistration(name: A.name, pool: pool, invoke: { resource, context, input in
             // The pool holds only processes its factory launched.
             let process = resource as! WorkerProcess

@@ -323,7 +323,8 @@ final class RunDriver: Sendable {
                         index: 0, kind: .workflowStarted, time: event.time, name: instance.workflowType, data: input,
                         meta: parentLink)
                     continuation = (newRunID, next, EventDraft(started))
-                case .scheduleActivity, .cancelActivity, .startTimer, .cancelTimer, .markPatch, .cancelChild: break
+                case .scheduleActivity, .cancelActivity, .startTimer, .cancelTimer, .markPatch, .rejectSignal, .cancelChild:
+                    break
                 }
             }
             if statusChange != nil {

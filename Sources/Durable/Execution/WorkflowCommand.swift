@@ -13,6 +13,8 @@ package enum WorkflowCommand: Sendable, Equatable {
     case cancelChild(seq: Int, runID: String, abandon: Bool)
     /// ``WorkflowContext/patched(_:)`` took the new branch of this change.
     case markPatch(id: String)
+    /// A signal's input did not decode as the type the workflow waits for; it keeps waiting.
+    case rejectSignal(name: String, reason: String)
     case completeWorkflow(result: Data)
     case failWorkflow(FailureInfo)
     /// The workflow ended after a cancellation request, by throwing.
@@ -27,6 +29,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .startTimer: .timerStarted
         case .cancelTimer: .timerCancelled
         case .markPatch: .patchMarker
+        case .rejectSignal: .signalRejected
         case .startChild: .childStarted
         case .cancelChild: .childCancelRequested
         case .completeWorkflow: .workflowCompleted
@@ -44,6 +47,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .scheduleActivity(let seq, let type, _, _): return event.seq == seq && event.name == type
         case .cancelActivity(let seq), .startTimer(let seq, _), .cancelTimer(let seq): return event.seq == seq
         case .markPatch(let id): return event.name == id
+        case .rejectSignal(let name, _): return event.name == name
         case .startChild(let seq, let type, _, _, _): return event.seq == seq && event.name == type
         case .cancelChild(let seq, _, _): return event.seq == seq
         case .completeWorkflow, .failWorkflow, .cancelWorkflow, .continueAsNew: return true
@@ -58,6 +62,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         case .startTimer(let seq, _): "TimerStarted(seq \(seq))"
         case .cancelTimer(let seq): "TimerCancelled(seq \(seq))"
         case .markPatch(let id): "PatchMarker(\(id))"
+        case .rejectSignal(let name, _): "SignalRejected(\(name))"
         case .startChild(let seq, let type, _, _, _): "ChildStarted(seq \(seq), \(type))"
         case .cancelChild(let seq, _, _): "ChildCancelRequested(seq \(seq))"
         case .completeWorkflow: "WorkflowCompleted"
@@ -73,6 +78,8 @@ package enum WorkflowCommand: Sendable, Equatable {
              .activityCancelRequested, .activityCancelled, .activityHeartbeat, .timerStarted, .timerFired,
              .timerCancelled, .childStarted, .childClosed, .childCancelRequested:
             "\(event.kind.name)(seq \(event.seq)\(event.name.map { ", \($0)" } ?? ""))"
+        case .signalRejected, .patchMarker:
+            "\(event.kind.name)(\(event.name ?? ""))"
         default:
             event.kind.name
         }
@@ -84,6 +91,7 @@ package enum WorkflowCommand: Sendable, Equatable {
         switch self {
         case .scheduleActivity(_, _, let input, _): payload = input
         case .cancelActivity, .cancelTimer, .markPatch, .cancelChild: payload = Data()
+        case .rejectSignal(_, let reason): payload = Data(reason.utf8)
         case .startChild(_, _, _, _, let input): payload = input
         case .cancelWorkflow(let reason): payload = Data(reason.utf8)
         case .continueAsNew(let input, _): payload = input
@@ -110,6 +118,8 @@ package enum WorkflowCommand: Sendable, Equatable {
             return HistoryEvent(index: index, kind: .timerCancelled, time: time, seq: seq)
         case .markPatch(let id):
             return HistoryEvent(index: index, kind: .patchMarker, time: time, name: id)
+        case .rejectSignal(let name, let reason):
+            return HistoryEvent(index: index, kind: .signalRejected, time: time, name: name, data: Data(reason.utf8))
         case .startChild(let seq, let type, let workflowID, let runID, let input):
             let link = try? JSONEncoder.payload().encode(["workflowID": workflowID, "runID": runID])
             return HistoryEvent(index: index, kind: .childStarted, time: time, seq: seq, name: type, data: input, meta: link)

@@ -133,8 +133,8 @@ extension WorkflowInstance {
                     timers[seq] = due
                 case .cancelTimer(let seq):
                     timers[seq] = nil
-                case .markPatch, .completeWorkflow, .failWorkflow, .cancelWorkflow, .continueAsNew, .startChild,
-                     .cancelChild:
+                case .markPatch, .rejectSignal, .completeWorkflow, .failWorkflow, .cancelWorkflow, .continueAsNew,
+                     .startChild, .cancelChild:
                     break
                 }
                 k += 1

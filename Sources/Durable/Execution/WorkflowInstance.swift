@@ -335,6 +335,12 @@ package final class WorkflowInstance: @unchecked Sendable {
         return first
     }
 
+    /// Records that a signal taken by the workflow did not decode as the type it waits for.
+    func rejectSignal(named name: String, reason: String) throws {
+        try checkUse("waitForSignal(\(name))")
+        commands.append(.rejectSignal(name: name, reason: reason))
+    }
+
     /// The oldest signal of this name received and not yet taken; waits for one if there is none.
     /// Nothing is journaled: the signals are history already, and so is the order they arrived in.
     func waitForSignal(named name: String) async throws -> Data {

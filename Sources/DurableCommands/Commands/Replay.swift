@@ -71,12 +71,17 @@ struct Replay: AsyncParsableCommand {
         }
         var mismatches: [ReplayReport] = []
         var events = 0
-        let progress = ProgressBar(total: runs.count, enabled: !json)
-        for (i, run) in runs.enumerated() {
-            let report = try await engine.replay(run.runID)
-            events += report.eventCount
-            if report.mismatch != nil { mismatches.append(report) }
-            progress.update(i + 1, note: mismatches.isEmpty ? "" : "\(mismatches.count) mismatched")
+        let progress = ProgressBar(total: runs.count, enabled: !json && isatty(STDERR_FILENO) != 0)
+        do {
+            for (i, run) in runs.enumerated() {
+                let report = try await engine.replay(run.runID)
+                events += report.eventCount
+                if report.mismatch != nil { mismatches.append(report) }
+                progress.update(i + 1, note: mismatches.isEmpty ? "" : "\(mismatches.count) mismatched")
+            }
+        } catch {
+            progress.finish()  // the bar's line ends before the error is printed
+            throw error
         }
         progress.finish()
         if json {
@@ -105,7 +110,8 @@ struct Replay: AsyncParsableCommand {
     }
 }
 
-/// `[##########··········] 120/240 runs` on standard error, redrawn in place.
+/// `[##########··········] 120/240 runs` on standard error, redrawn in place; only when standard error
+/// is a terminal (a log file gets no carriage returns).
 struct ProgressBar {
     let total: Int
     let enabled: Bool

@@ -25,7 +25,8 @@ struct RunCommand: AsyncParsableCommand {
         let worker = Task { try await engine.runWorker() }
         var failure: (any Error)?
         do {
-            let runID = try await engine.start(workflowType: start.workflowType, input: data, id: start.id)
+            let runID = try await engine.start(
+                workflowType: start.workflowType, input: data, id: start.id, idReuse: try start.reusePolicy())
             try await printOutcome(engine, runID: runID, json: json)
         } catch {
             failure = error

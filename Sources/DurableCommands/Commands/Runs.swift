@@ -111,6 +111,9 @@ struct Runs: AsyncParsableCommand {
                 }
                 object["queuedSignals"] = description.queuedSignals
                 object["awaitedSignals"] = description.awaitedSignals ?? NSNull()
+                object["rejectedSignals"] = description.rejectedSignals.map {
+                    ["name": $0.name, "time": Format.time($0.time), "reason": $0.reason] as [String: Any]
+                }
                 try Format.printJSON(object)
                 return
             }
@@ -140,6 +143,9 @@ struct Runs: AsyncParsableCommand {
                 if !description.queuedSignals.isEmpty {
                     lines.append("queued:       signal " + description.queuedSignals.joined(separator: ", ") + " (not delivered yet)")
                 }
+            }
+            for rejected in description.rejectedSignals {
+                lines.append("rejected:     signal \(rejected.name) at \(Format.time(rejected.time)): \(rejected.reason)")
             }
             print(lines.joined(separator: "\n"))
             if let parent = description.parent {

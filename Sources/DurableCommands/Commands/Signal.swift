@@ -9,7 +9,10 @@ struct Signal: AsyncParsableCommand {
         discussion: """
             The signal is queued in the journal at once and delivered, exactly once and in order, by the \
             worker driving the run (at once if one runs, or when one starts). Workflow code receives it with \
-            ctx.waitForSignal(_:named:) or ctx.signals(_:named:).
+            ctx.waitForSignal(_:named:) or ctx.signals(_:named:). A signal whose input does not decode as the \
+            type the workflow waits for is recorded as rejected in the run's history and the workflow keeps \
+            waiting; an application whose workflow names its signal types (Workflow.signals) refuses such \
+            input here, with exit code 2.
             """)
 
     @OptionGroup var options: JournalOptions
@@ -28,7 +31,8 @@ struct Signal: AsyncParsableCommand {
 
     func run() async throws {
         let data = try readInput(input)
-        let engine = try await options.openExisting()
+        // An application checks the input against the signal types its workflows name.
+        let engine = try await options.openExisting(withCode: true)
         let runID = try await closedRunIsBadInput { try await engine.signal(id, name: name, json: data) }
         if json {
             try Format.printJSON(["runID": runID, "signal": name])

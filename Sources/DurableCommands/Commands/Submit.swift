@@ -7,7 +7,8 @@ struct Submit: AsyncParsableCommand {
         abstract: "Record a new run for a worker to execute.",
         discussion: """
             Prints the run ID. Submitting a workflow ID that is already open prints that run's ID instead \
-            of starting a duplicate. With --wait, waits until a worker finishes the run and prints its result.
+            of starting a duplicate. A workflow ID whose last run completed is refused (exit 2) unless \
+            --id-reuse allows it. With --wait, waits until a worker finishes the run and prints its result.
             """)
 
     @OptionGroup var options: JournalOptions
@@ -35,7 +36,8 @@ struct Submit: AsyncParsableCommand {
                 throw CommandFailure(message: "unknown workflow type '\(start.workflowType)'; \(hint)", exitCode: .badInput)
             }
         }
-        let (runID, existing) = try await engine.submit(workflowType: start.workflowType, input: data, id: start.id)
+        let (runID, existing) = try await engine.submit(
+            workflowType: start.workflowType, input: data, id: start.id, idReuse: try start.reusePolicy())
         if !wait {
             if json {
                 try Format.printJSON(["runID": runID, "existing": existing])

@@ -33,6 +33,9 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
     case childStarted = 20
     case childClosed = 21
     case childCancelRequested = 22
+    /// A signal whose input the workflow could not decode as the type it waits for; `name` is the
+    /// signal's name and `data` the reason. The workflow goes on waiting.
+    case signalRejected = 23
 
     public var name: String {
         switch self {
@@ -58,6 +61,7 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
         case .childStarted: "ChildStarted"
         case .childClosed: "ChildClosed"
         case .childCancelRequested: "ChildCancelRequested"
+        case .signalRejected: "SignalRejected"
         }
     }
 
@@ -76,7 +80,7 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
         switch self {
         case .activityScheduled, .activityCancelRequested, .timerStarted, .timerCancelled, .patchMarker,
              .workflowCompleted, .workflowFailed, .workflowCancelled, .workflowContinuedAsNew, .childStarted,
-             .childCancelRequested:
+             .childCancelRequested, .signalRejected:
             true
         default: false
         }
