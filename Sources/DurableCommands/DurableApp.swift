@@ -1,6 +1,7 @@
 public import Durable
 import ArgumentParser
 import Foundation
+import Logging
 import Synchronization
 
 /// Runs Durable's command tree, in the `durable` executable or in an application that embeds it.
@@ -26,6 +27,7 @@ public enum DurableApp {
     ) async -> Never {
         AppSetup.current.withLock { $0 = AppSetup(name: name, register: register) }
         lineBufferStandardOutput()
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)  // logs on stderr; results stay on stdout
         let code = await run(arguments ?? Array(CommandLine.arguments.dropFirst()))
         exit(code)
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Durable
 import Foundation
+import Logging
 import Synchronization
 
 /// `--journal PATH|URL`, shared by every command.
@@ -20,9 +21,16 @@ struct JournalOptions: ParsableArguments {
     /// The location for messages (a URL's password hidden).
     var path: String { JournalConfiguration(location).displayLocation }
 
-    /// Opens an existing journal for inspection; a missing one is an error, not a new journal.
+    /// Opens an existing journal as a client, with no workflow code: a missing journal is an error,
+    /// not a new one.
+    func openClient() async throws -> DurableClient {
+        try await DurableClient(journal: JournalConfiguration(location, createIfMissing: false))
+    }
+
+    /// Opens an existing journal with an engine (for what needs one: replay, queries, resets); a
+    /// missing one is an error, not a new journal.
     /// - Parameter withCode: register the application's workflows and activities (if any).
-    func openExisting(withCode: Bool = false) async throws -> Engine {
+    func openExisting(withCode: Bool) async throws -> Engine {
         let engine = try await Engine(journal: JournalConfiguration(location, createIfMissing: false))
         if withCode { AppSetup.registerCode(in: engine) }
         return engine
@@ -44,7 +52,26 @@ struct WorkOptions: ParsableArguments {
     @Option(help: "Seconds a run's lease lasts unless renewed; another worker takes the run over after that (or at once when this process is gone).")
     var lease: Double = 5
 
+    @Option(
+        name: .customLong("log-level"),
+        help: ArgumentHelp("What the worker logs on standard error: trace, debug, info, notice, warning, error or critical.",
+                           valueName: "level"))
+    var logLevel: String = "notice"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of: \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
     func parsedDurability() throws -> Durability { try parseDurability(durability) }
+
+    /// A logger at `--log-level` (the process's handler is bootstrapped once, to standard error).
+    func logger(_ label: String) -> Logger {
+        var logger = Logger(label: label)
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .notice
+        return logger
+    }
 
     func workerOptions() throws -> WorkerOptions {
         guard lease >= 0.3, lease.isFinite else { throw ValidationError("--lease must be at least 0.3 seconds") }

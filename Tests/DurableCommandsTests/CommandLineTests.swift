@@ -154,8 +154,10 @@ import Glibc
 
         let worker = try Child(app, ["worker", "--journal", journal], environment: ["STEP_MS": "1"])
         defer { worker.kill(SIGKILL) }
+        // A second workflow ID, submitted while the worker runs, waited for. (sub-1 again would be refused
+        // once its run has completed: the default reuse policy.)
         let waited = try await runCommand(
-            durable, ["submit", "CrashFlow", "--input", input, "--id", "sub-1", "--wait", "--journal", journal])
+            durable, ["submit", "CrashFlow", "--input", input, "--id", "sub-2", "--wait", "--journal", journal])
         #expect(waited.status == 0, "\(waited.stderr)")
         #expect(waited.stdout.contains("sub-a!,sub-side!"))
         worker.kill(SIGTERM)

@@ -134,7 +134,8 @@ struct Stamp: Workflow {
         let cancelledAt = ContinuousClock.now
         waiter.cancel()
         await #expect(throws: CancellationError.self) { try await waiter.value }
-        #expect(ContinuousClock.now - cancelledAt < .seconds(1))
+        // The run waits 600 s: returning within a few seconds (a loaded machine) means it did not wait for it.
+        #expect(ContinuousClock.now - cancelledAt < .seconds(10))
         // An already cancelled task does not wait at all.
         let early = Task {
             withUnsafeCurrentTask { $0?.cancel() }
@@ -170,11 +171,11 @@ struct Stamp: Workflow {
         let engine = try await engine()
         let run = try await engine.start(DecideBy.self, input: 1_500, id: "decide-late")
         try await engine.signal("decide-late", name: "decision", json: Data("42".utf8))
-        let started = ContinuousClock.now
         #expect(try await run.result() == "timed out")
-        #expect(ContinuousClock.now - started < .seconds(3), "the wait kept its deadline")
         let events = try await engine.history(run.runID).1
-        #expect(events.filter { $0.kind == .timerStarted }.count == 2, "a second timer for the time left")
+        let dues = events.filter { $0.kind == .timerStarted }.compactMap(\.timerDue)
+        #expect(dues.count == 2, "a second timer for the time left")
+        #expect(Set(dues).count == 1, "both timers are due at the deadline, not 1.5 s after each signal: \(dues)")
         #expect(events.contains { $0.kind == .signalRejected })
         #expect(try await engine.replay(run.runID).mismatch == nil)
         await engine.shutdown()

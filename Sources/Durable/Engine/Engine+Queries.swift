@@ -12,6 +12,10 @@ extension Engine {
     ///   type, a history the code no longer replays, or a query the run does not answer.
     public func query(_ id: String, name: String) async throws -> Data {
         guard let run = try await journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
+        return try await answer(run, query: name)
+    }
+
+    func answer(_ run: RunRecord, query name: String) async throws -> Data {
         if let driver = drivers.withLock({ $0[run.runID] }), let answer = try await driver.query(name) {
             return answer
         }
@@ -33,11 +37,6 @@ extension Engine {
     /// - Throws: what ``query(_:name:)`` throws; ``DurableError`` `badOutput` when the answer is not a
     ///   valid `Value`.
     public func query<Value: Decodable>(_ id: String, name: String, as type: Value.Type) async throws -> Value {
-        let answer = try await query(id, name: name)
-        do {
-            return try JSONDecoder.payload().decode(Value.self, from: answer)
-        } catch {
-            throw DurableError(.badOutput(type: "answer to query '\(name)' (\(Value.self))", reason: describeDecoding(error)))
-        }
+        try DurableClient.decodeAnswer(try await query(id, name: name), name: name, as: Value.self)
     }
 }

@@ -66,7 +66,7 @@ extension Engine {
             case .signalReceived:
                 try await journal.sendSignal(toRun: newRunID, name: event.name ?? "", data: event.data)
             case .childClosed:
-                try await journal.sendSignal(toRun: newRunID, name: Self.childSignal, data: event.data)
+                try await journal.sendSignal(toRun: newRunID, name: SystemSignal.child, data: event.data)
             default: continue
             }
             requeued += 1

@@ -38,6 +38,9 @@ struct OutcomeWaiter {
 public final class Engine: Sendable {
     /// The journal this engine reads and writes, whatever its backend.
     package let journal: any Journal
+    /// Starts, signals, inspects and awaits runs on this engine's journal; runs this engine drives
+    /// are reached directly through it. The engine's own methods of the same names call it.
+    public let client: DurableClient
     package let journalConfiguration: JournalConfiguration
     let registry = Mutex(Registry())
     /// Pools of activities registered again since: their processes may still be closing.
@@ -111,6 +114,8 @@ public final class Engine: Sendable {
         workerOptions = worker
         permits = worker.maximumConcurrentActivities.map { WorkerPermits(limit: $0) }
         metricsFactory = metrics ?? MetricsSystem.factory
+        client = DurableClient(journal: journal, clock: clock, ownsJournal: false)
+        client.attach(self)
     }
 
     /// Where the journal is: a file path, or a URL without its password.
@@ -231,11 +236,7 @@ public final class Engine: Sendable {
 
     /// Whether a run's lease lets this engine take the run over: free, expired, held by this engine,
     /// or held by a process that is gone.
-    func leaseIsFree(_ run: RunRecord) -> Bool {
-        guard let owner = run.leaseOwner, owner != workerID else { return true }
-        if let end = run.leaseExpiresAt, end < Date() { return true }
-        return WorkerIdentity.isAlive(owner) == false
-    }
+    func leaseIsFree(_ run: RunRecord) -> Bool { client.leaseIsFree(run) }
 
     /// Starts renewing this engine's leases (once). Called before the engine takes its first lease:
     /// when it starts a run, claims pending runs, or takes runs over.
@@ -341,4 +342,16 @@ public final class Engine: Sendable {
         if stopped { continuation.finish() }
         return stream
     }
+}
+
+extension Engine: LocalRuns {
+    package func drives(_ runID: String) -> Bool { drivers.withLock { $0[runID] != nil } }
+
+    package var checksSignalTypes: Bool { registry.withLock { $0.workflows.values.contains(where: \.declaresSignals) } }
+
+    package func checkSignal(_ run: RunRecord, name: String, json: Data) throws {
+        try workflowRegistration(run.workflowType)?.validateSignal(run.runID, name, json)
+    }
+
+    package func query(_ run: RunRecord, name: String) async throws -> Data { try await answer(run, query: name) }
 }

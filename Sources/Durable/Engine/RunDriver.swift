@@ -265,7 +265,7 @@ final class RunDriver: Sendable {
     /// The notice for this run's parent, if it is a child and has ended.
     private func parentNotice(_ outcome: ChildOutcome?) -> RunNotice? {
         guard let parent = instance.parent, let outcome else { return nil }
-        return Engine.parentNotice(parent, outcome)
+        return SystemSignal.parentNotice(parent, outcome)
     }
 
     /// Runs one activation and hands its batch to the journal. - Returns: the event indexes it used.

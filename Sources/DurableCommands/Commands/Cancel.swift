@@ -17,7 +17,7 @@ struct Cancel: AsyncParsableCommand {
     var reason = "cancelled from the command line"
 
     func run() async throws {
-        let engine = try await options.openExisting()
+        let engine = try await options.openClient()
         let runID = try await closedRunIsBadInput { try await engine.cancel(target.id, reason: reason) }
         if target.json {
             try Format.printJSON(["runID": runID, "requested": "cancel"])
@@ -42,7 +42,7 @@ struct Terminate: AsyncParsableCommand {
     var reason: String
 
     func run() async throws {
-        let engine = try await options.openExisting()
+        let engine = try await options.openClient()
         let runID = try await closedRunIsBadInput { try await engine.terminate(target.id, reason: reason) }
         if target.json {
             try Format.printJSON(["runID": runID, "requested": "terminate"])

@@ -23,7 +23,7 @@ struct ExportHistory: AsyncParsableCommand {
     var output: String?
 
     func run() async throws {
-        let engine = try await options.openExisting()
+        let engine = try await options.openClient()
         let (run, events) = try await engine.history(id)
         let document = try HistoryExport(run: run, events: events).encoded()
         guard let output else {
@@ -56,7 +56,7 @@ struct ShowHistory: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let engine = try await options.openExisting()
+        let engine = try await options.openClient()
         let (run, events) = try await engine.history(target.id)
         if timeline {
             print(Timeline(run: run, events: events, now: Date()).render(width: 50))
@@ -77,7 +77,7 @@ struct ShowHistory: AsyncParsableCommand {
 
     /// Prints the run's events from `printed` on as they are recorded, until the run is closed and
     /// everything recorded is printed.
-    private func followHistory(_ engine: Engine, _ run: RunRecord, printed: Int) async throws {
+    private func followHistory(_ engine: DurableClient, _ run: RunRecord, printed: Int) async throws {
         var printed = printed
         var start: Date?
         if !target.json {

@@ -17,7 +17,7 @@ struct JournalCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let engine = try await options.openExisting()
+            let engine = try await options.openClient()
             let json = self.json
             let report = try await engine.journal.check { done, total in
                 if !json && total >= 1_000 { printProgress("checked \(done)/\(total) runs") }
@@ -53,7 +53,7 @@ struct JournalCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let stats = try await options.openExisting().journal.stats()
+            let stats = try await options.openClient().journal.stats()
             let ratio = stats.storedPayloadBytes == 0 ? 1 : Double(stats.rawPayloadBytes) / Double(stats.storedPayloadBytes)
             let byStatus = Dictionary(uniqueKeysWithValues: stats.runsByStatus.map { ($0.key.rawValue, $0.value) })
             if json {
@@ -89,7 +89,7 @@ struct JournalCommand: AsyncParsableCommand {
         var destination: String
 
         func run() async throws {
-            let bytes = try await options.openExisting().journal.backup(to: destination)
+            let bytes = try await options.openClient().journal.backup(to: destination)
             print("backed up \(options.path) to \(destination) (\(Format.bytes(bytes)))")
         }
     }
@@ -123,7 +123,7 @@ struct JournalCommand: AsyncParsableCommand {
             }
             let cutoff = Date().addingTimeInterval(-age)
             let json = self.json
-            let deleted = try await options.openExisting().journal.deleteClosedRuns(
+            let deleted = try await options.openClient().journal.deleteClosedRuns(
                 closedBefore: cutoff, statuses: statuses, dryRun: dryRun
             ) { runs in if !json { printProgress("deleted \(runs) runs") } }
             if json {
@@ -151,7 +151,7 @@ struct JournalCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let engine = try await options.openExisting()
+            let engine = try await options.openClient()
             let json = self.json
             let report = try await engine.journal.compact { done, total in
                 if !json { printProgress("packed \(done)/\(total) closed runs") }

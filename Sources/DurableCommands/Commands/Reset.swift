@@ -23,7 +23,7 @@ struct Reset: AsyncParsableCommand {
     var reason: String = "reset"
 
     func run() async throws {
-        let engine = try await options.openExisting()
+        let engine = try await options.openExisting(withCode: false)
         let report = try await engine.reset(target.id, toEvent: to, reason: reason)
         if target.json {
             try Format.printJSON([

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Durable
 import Foundation
+import ServiceLifecycle
+import UnixSignals
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,19 +22,21 @@ struct RunCommand: AsyncParsableCommand {
         let data = try readInput(start.input)
         let engine = try await options.openForWork(durability: try work.parsedDurability(), worker: try work.workerOptions())
         try engine.validate(workflowType: start.workflowType, input: data)
-        let signals = StopSignals { Task { await engine.shutdown() } }
-        defer { withExtendedLifetime(signals) {} }
-        let worker = Task { try await engine.runWorker() }
+        // The worker runs as a service: SIGINT or SIGTERM stops it gracefully, and so does the end of the run.
+        let group = ServiceGroup(configuration: .init(
+            services: [DurableWorker(engine: engine)], gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: work.logger("durable.run")))
+        async let worker: Void = group.run()
         var failure: (any Error)?
         do {
             let runID = try await engine.start(
                 workflowType: start.workflowType, input: data, id: start.id, idReuse: try start.reusePolicy())
-            try await printOutcome(engine, runID: runID, json: json)
+            try await printOutcome(engine.client, runID: runID, json: json)
         } catch {
             failure = error
         }
-        worker.cancel()
-        await engine.shutdown()
+        await group.triggerGracefulShutdown()
+        try await worker
         if let failure { throw failure }
     }
 }

@@ -28,7 +28,7 @@ struct Runs: AsyncParsableCommand {
 
         func run() async throws {
             let filter = try filters.filter(limit: limit, oldestFirst: sort == "oldest")
-            let engine = try await options.openExisting()
+            let engine = try await options.openClient()
             let runs = try await engine.runs(filter)
             if json {
                 try Format.printJSON(runs.map(Format.runJSON))
@@ -57,7 +57,7 @@ struct Runs: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let counts = try await options.openExisting().countRuns(try filters.filter())
+            let counts = try await options.openClient().countRuns(try filters.filter())
             let total = counts.values.reduce(0, +)
             let byStatus = RunStatus.allCases.compactMap { status in counts[status].map { (status.rawValue, $0) } }
             if json {

@@ -22,13 +22,15 @@ struct Submit: AsyncParsableCommand {
 
     func run() async throws {
         let data = try readInput(start.input)
-        let engine: Engine
+        let client: DurableClient
+        var engine: Engine?  // kept alive while its client is used
         if AppSetup.hasCode {
-            engine = try await options.openForWork()
-            try engine.validate(workflowType: start.workflowType, input: data)
+            let app = try await options.openForWork()
+            try app.validate(workflowType: start.workflowType, input: data)
+            (engine, client) = (app, app.client)
         } else {
-            engine = try await options.openExisting()
-            let known = try await engine.journal.knownWorkflowTypes()
+            client = try await options.openClient()
+            let known = try await client.journal.knownWorkflowTypes()
             guard known.contains(start.workflowType) else {
                 let hint = known.isEmpty
                     ? "no worker has registered workflow types in \(options.path) yet; start a worker once first"
@@ -36,7 +38,7 @@ struct Submit: AsyncParsableCommand {
                 throw CommandFailure(message: "unknown workflow type '\(start.workflowType)'; \(hint)", exitCode: .badInput)
             }
         }
-        let (runID, existing) = try await engine.submit(
+        let (runID, existing) = try await client.submit(
             workflowType: start.workflowType, input: data, id: start.id, idReuse: try start.reusePolicy())
         if !wait {
             if json {
@@ -46,19 +48,20 @@ struct Submit: AsyncParsableCommand {
             }
             return
         }
-        try await printOutcome(engine, runID: runID, json: json)
+        try await printOutcome(client, runID: runID, json: json)
+        withExtendedLifetime(engine) {}
     }
 }
 
 /// Waits for a run's outcome and prints it; throws (exit code 1) when the run failed.
-func printOutcome(_ engine: Engine, runID: String, json: Bool) async throws {
+func printOutcome(_ client: DurableClient, runID: String, json: Bool) async throws {
     var outcome: RunOutcome
     var runID = runID
     do {
-        outcome = try await engine.outcome(of: runID)
+        outcome = try await client.outcome(of: runID)
         while case .continuedAsNew(let next) = outcome {  // follow the chain to the run that ends it
             runID = next
-            outcome = try await engine.outcome(of: next)
+            outcome = try await client.outcome(of: next)
         }
     } catch let error as DurableError {
         throw CommandFailure(message: error.description, exitCode: .runFailed)

@@ -1,7 +1,8 @@
 import ArgumentParser
-import Dispatch
 import Durable
 import Foundation
+import ServiceLifecycle
+import UnixSignals
 
 struct Worker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,41 +35,26 @@ struct Worker: AsyncParsableCommand {
             case .continuedAsNew(let next): print("run \(runID) continued as new run \(next)")
             }
         }
-        let signals = StopSignals { Task { await engine.shutdown() } }
         if !quiet {
             print("worker pid \(getpid()) (\(engine.workerID)) on \(options.path): workflow types \(engine.workflowTypes.joined(separator: ", "))")
         }
-        try await engine.registerWorkflowTypes()  // the types the code-less CLI may submit
-        let warming = Date()
-        await engine.warmUp()
-        if !quiet, let pools = engine.poolSummary {
-            print("pools warm in \(Format.duration(from: warming, to: Date())): \(pools)")
-        }
-        let report = try await engine.recover()
-        if !quiet {
+        let worker = DurableWorker(engine: engine) { startup in
+            guard !quiet else { return }
+            if let pools = engine.poolSummary {
+                let millis = startup.warmUp.components.seconds * 1000 + startup.warmUp.components.attoseconds / 1_000_000_000_000_000
+                print("pools warm in \(millis) ms: \(pools)")
+            }
+            let report = startup.recovery
             print("recovered \(report.resumed.count) open run(s), picked up \(report.claimed.count) submitted run(s)"
                   + (report.held.isEmpty ? "" : ", \(report.held.count) held")
                   + (report.drivenElsewhere.isEmpty ? "" : ", \(report.drivenElsewhere.count) driven by other workers"))
             for (runID, reason) in report.held.sorted(by: { $0.key < $1.key }) { print("held \(runID): \(reason)") }
         }
-        try await engine.runWorker()  // returns once a signal has started the shutdown
-        await engine.shutdown()  // waits for it: commits and lease releases are done before the exit
-        withExtendedLifetime(signals) {}
+        // Until SIGINT or SIGTERM, from the start (warm-up and recovery included): the service group
+        // then shuts the worker down gracefully, and commits and lease releases are done before it returns.
+        let group = ServiceGroup(configuration: .init(
+            services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: work.logger("durable.worker")))
+        try await group.run()
         if !quiet { print("worker stopped cleanly") }
-    }
-}
-
-/// Turns SIGINT and SIGTERM into a call of `onStop` (once).
-final class StopSignals {
-    private let sources: [any DispatchSourceSignal]
-
-    init(onStop: @escaping @Sendable () -> Void) {
-        sources = [SIGINT, SIGTERM].map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler(handler: onStop)
-            source.resume()
-            return source
-        }
     }
 }

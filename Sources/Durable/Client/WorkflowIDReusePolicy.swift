@@ -37,7 +37,7 @@ public enum WorkflowIDReusePolicy: String, Sendable, CaseIterable, Codable {
     }
 }
 
-extension Engine {
+extension DurableClient {
     /// Applies `policy` before a run with an explicit workflow ID is recorded.
     /// - Returns: the open run to return instead of starting one, or `nil` to start.
     /// - Throws: ``DurableError`` `workflowIDReused` when the policy refuses a new run.

@@ -1,0 +1,148 @@
+public import DurableJournal
+import DurableBackends
+public import Foundation
+import Synchronization
+
+/// Starts, signals, cancels, inspects and awaits runs, from any process, with no workflow code
+/// registered: what a claims portal, an operator's tool or a test harness needs. Runs are executed
+/// by workers (``DurableWorker``, or an ``Engine`` in the same process), which may run anywhere that
+/// reaches the same journal.
+///
+/// ```swift
+/// let client = try await DurableClient(journal: .postgres(url: "postgres://durable@db/claims"))
+/// let run = try await client.start(ClaimIntake.self, input: claim, id: "claim-1042")
+/// try await client.signal("claim-1042", name: "review", Review(approved: true, by: "j.weber"))
+/// let decision = try await run.result()
+/// await client.close()
+/// ```
+///
+/// An ``Engine`` has a client of its own (``Engine/client``) on the same journal; through it, runs
+/// the engine drives are reached directly (a signal is delivered at once, a result is handed over at
+/// commit).
+public final class DurableClient: Sendable {
+    /// The journal this client reads and writes, whatever its backend.
+    package let journal: any Journal
+    /// The time recorded in new runs' first events (an engine's clock, in a test engine a skipping one).
+    let clock: EngineClock
+    private let ownsJournal: Bool
+    /// The engine of this process whose runs this client reaches directly, if any.
+    private let local = Mutex<LocalRunsReference>(LocalRunsReference())
+
+    /// Opens (or creates) the journal: a SQLite file, or a PostgreSQL database for a `postgres://` URL.
+    /// - Throws: ``JournalError`` when the journal cannot be reached or opened, is not a journal, or
+    ///   is from a newer format.
+    public convenience init(journal configuration: JournalConfiguration) async throws {
+        try await self.init(journal: configuration.open(lease: nil), clock: EngineClock(), ownsJournal: true)
+    }
+
+    package init(journal: any Journal, clock: EngineClock, ownsJournal: Bool) {
+        self.journal = journal
+        self.clock = clock
+        self.ownsJournal = ownsJournal
+    }
+
+    /// Lets this client reach the runs `runs` drives directly (an engine attaches itself to its client).
+    func attach(_ runs: any LocalRuns) {
+        local.withLock { $0.runs = runs }
+    }
+
+    var localRuns: (any LocalRuns)? { local.withLock { $0.runs } }
+
+    /// Where the journal is: a file path, or a URL without its password.
+    public var journalLocation: String { journal.location }
+
+    /// Closes the journal this client opened (a client of an ``Engine`` leaves the engine's open).
+    public func close() async {
+        if ownsJournal { await journal.close() }
+    }
+
+    // MARK: - Starting runs
+
+    /// Records a new run of `W` for a worker to pick up and returns its handle; with the ID of an open
+    /// run, returns that run. The run is pending until a worker registered for `W` claims it.
+    /// - Parameters:
+    ///   - id: the workflow ID (a business key); a UUID when `nil`.
+    ///   - idReuse: what to do when a run with the workflow ID has ended already; see
+    ///     ``WorkflowIDReusePolicy``. By default a completed run's ID is not run again.
+    /// - Throws: ``DurableError`` `workflowIDReused` when the policy refuses a new run, `badInput` when
+    ///   the input does not encode; ``JournalError`` when the journal fails.
+    public func start<W: Workflow>(
+        _ workflow: W.Type, input: W.Input, id: String? = nil,
+        idReuse: WorkflowIDReusePolicy = .allowDuplicateFailedOnly
+    ) async throws -> WorkflowHandle<W> {
+        let data = try Self.encodeInput(input, of: W.self)
+        let (runID, _) = try await submit(workflowType: W.name, input: data, id: id, idReuse: idReuse)
+        return WorkflowHandle(runID: runID, workflowID: id ?? runID, client: self)
+    }
+
+    /// Records a new run for a worker to pick up, from JSON input (what `durable submit` does).
+    /// Returns the run ID and whether it is an open run that already had the workflow ID.
+    /// - Throws: ``DurableError`` `workflowIDReused` when `idReuse` refuses a new run (see
+    ///   ``WorkflowIDReusePolicy``); ``JournalError`` when the journal fails.
+    public func submit(
+        workflowType: String, input: Data, id: String? = nil,
+        idReuse: WorkflowIDReusePolicy = .allowDuplicateFailedOnly
+    ) async throws -> (runID: String, existing: Bool) {
+        let runID = UUID().uuidString.lowercased()
+        let workflowID = id ?? runID
+        if id != nil, let existing = try await admitStart(workflowID: workflowID, policy: idReuse) {
+            return (existing.runID, true)
+        }
+        let now = clock.now()
+        let started = HistoryEvent(index: 0, kind: .workflowStarted, time: now, name: workflowType, data: input)
+        let batch = JournalBatch(
+            run: RunRef(runID: runID),
+            newRun: .init(workflowID: workflowID, workflowType: workflowType,
+                          seed: UInt64.random(in: .min ... .max), status: .pending, createdAt: now),
+            events: [EventDraft(started)])
+        do {
+            try await journal.append(batch)
+        } catch let error as JournalError {
+            if let existing = error.existingRunID { return (existing, true) }
+            throw error
+        }
+        return (runID, false)
+    }
+
+    static func encodeInput<W: Workflow>(_ input: W.Input, of workflow: W.Type) throws -> Data {
+        do {
+            return try JSONEncoder.payload().encode(input)
+        } catch {
+            throw DurableError(.badInput(type: String(describing: W.Input.self), reason: "\(error)"))
+        }
+    }
+
+    /// Whether a run's lease lets this process act on it as if no worker drove it: free, expired, held
+    /// by the engine of this process, or held by a process of this host that is gone.
+    func leaseIsFree(_ run: RunRecord) -> Bool {
+        guard let owner = run.leaseOwner, owner != localRuns?.workerID else { return true }
+        if let end = run.leaseExpiresAt, end < Date() { return true }
+        return WorkerIdentity.isAlive(owner) == false
+    }
+}
+
+/// What an engine in the same process adds to its client: the runs it drives are reached directly.
+package protocol LocalRuns: AnyObject, Sendable {
+    /// The engine's name in the leases it holds.
+    var workerID: String { get }
+    /// Whether the engine drives this run now.
+    func drives(_ runID: String) -> Bool
+    /// Hands the signals queued for runs driven here to them.
+    func deliverSignals() async
+    /// Waits for a run driven here to end; `nil` when it is not driven here (or ended meanwhile).
+    func localOutcome(of runID: String) async throws -> RunOutcome?
+    /// Whether a registered workflow names its signal types (so that signals are checked before sending).
+    var checksSignalTypes: Bool { get }
+    /// Checks a signal's input against the type the run's workflow names for it.
+    func checkSignal(_ run: RunRecord, name: String, json: Data) throws
+    /// The signals an open run waits for, from a replay with the registered code; `nil` without it.
+    func awaitedSignals(_ run: RunRecord, _ events: [HistoryEvent]) -> [String]?
+    /// Answers a query with the registered code (from the live run, or a replay).
+    func query(_ run: RunRecord, name: String) async throws -> Data
+}
+
+/// A weak reference, so that a client does not keep its engine alive.
+private struct LocalRunsReference: @unchecked Sendable {
+    // @unchecked: only read and written under the client's Mutex; the referenced type is Sendable.
+    weak var runs: (any LocalRuns)?
+}
