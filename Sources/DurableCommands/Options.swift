@@ -37,8 +37,11 @@ struct JournalOptions: ParsableArguments {
     }
 
     /// Opens the journal, creating it if needed, with the application's registrations (if any).
-    func openForWork(durability: Durability = .full, worker: WorkerOptions = WorkerOptions()) async throws -> Engine {
-        let engine = try await Engine(journal: JournalConfiguration(location, durability: durability), worker: worker)
+    func openForWork(
+        durability: Durability = .full, worker: WorkerOptions = WorkerOptions(), logger: Logger = Logger(label: "durable")
+    ) async throws -> Engine {
+        let engine = try await Engine(
+            journal: JournalConfiguration(location, durability: durability), worker: worker, logger: logger)
         AppSetup.registerCode(in: engine)
         return engine
     }

@@ -1,5 +1,6 @@
 import Dispatch
 import DurableJournal
+import Logging
 import Foundation
 import Synchronization
 
@@ -96,8 +97,10 @@ extension Engine {
         let (driver, waiters) = forget(runID)
         driver?.terminate()
         for waiter in waiters { waiter.continuation.resume(throwing: error) }
-        guard driver != nil, journal.lease != nil else { return }
-        if let error = error as? JournalError, error.code == .conflict {} else {
+        guard let driver, journal.lease != nil else { return }
+        if let error = error as? JournalError, error.code == .conflict {
+            logger.notice("stopped driving the run: \(error)", metadata: runMetadata(driver))
+        } else {
             writesFailing.store(true, ordering: .relaxed)
             reportWorkerError(error)
         }
@@ -115,6 +118,11 @@ extension Engine {
     }
 
     private func closed(_ driver: RunDriver, outcome: RunOutcome) {
+        switch outcome {
+        case .failed(let failure): logger.info("run failed: \(failure)", metadata: runMetadata(driver))
+        case .terminated(let reason): logger.info("run terminated: \(reason)", metadata: runMetadata(driver))
+        default: logger.debug("run closed: \(outcome)", metadata: runMetadata(driver))
+        }
         driver.terminate()
         let (_, waiters) = forget(driver.runID)
         for waiter in waiters { waiter.continuation.resume(returning: outcome) }
@@ -137,11 +145,18 @@ extension Engine {
             batch.events = [EventDraft(started)]
         }
         let error = DurableError(.runHeld(runID: driver.runID, reason: reason))
+        logger.error("run held: \(reason)", metadata: runMetadata(driver))
         append(batch) { result in
             committed?(result)
             for waiter in waiters { waiter.continuation.resume(throwing: error) }
         }
         driver.instance.tearDown()
+    }
+
+    /// What a log entry about a run carries.
+    func runMetadata(_ driver: RunDriver) -> Logger.Metadata {
+        ["durable.run": "\(driver.runID)", "durable.workflow-id": "\(driver.instance.workflowID)",
+         "durable.workflow-type": "\(driver.instance.workflowType)"]
     }
 
     /// Hands a batch to the journal's writer; `done` runs on the writer's thread once the batch is

@@ -1,4 +1,5 @@
 import DurableJournal
+import Logging
 import Synchronization
 import Foundation
 
@@ -286,7 +287,7 @@ extension Engine {
         }
     }
 
-    /// Says on stderr that a worker pass failed and will be tried again, once per outage: while passes
+    /// Logs that a worker pass failed and will be tried again, once per outage: while passes
     /// keep failing (the database restarting, the disk full) nothing more is said, until one succeeds
     /// (``reportWorkerRecovered()``).
     func reportWorkerError(_ error: any Error) {
@@ -295,7 +296,7 @@ extension Engine {
             defer { if last == nil { last = (text, .now) } }
             return last == nil
         }
-        if say { FileHandle.standardError.write(Data("durable worker: \(text); trying again\n".utf8)) }
+        if say { logger.warning("journal pass failed: \(text); trying again") }
     }
 
     /// Ends the outage ``reportWorkerError(_:)`` reported, saying so once.
@@ -303,7 +304,7 @@ extension Engine {
         guard !writesFailing.load(ordering: .relaxed) else { return }
         guard let since = lastWorkerError.withLock({ last in defer { last = nil }; return last?.at }) else { return }
         let seconds = (ContinuousClock.now - since).components.seconds
-        FileHandle.standardError.write(Data("durable worker: the journal works again (after \(seconds) s)\n".utf8))
+        logger.notice("the journal works again (after \(seconds) s)")
     }
 
     /// Re-runs a run's code against its recorded history without writing anything.

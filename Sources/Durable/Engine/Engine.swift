@@ -3,6 +3,7 @@ public import CoreMetrics
 public import DurableJournal
 import DurableBackends
 public import Foundation
+public import Logging
 import Synchronization
 
 /// How a run ended.
@@ -84,6 +85,9 @@ public final class Engine: Sendable {
     let hasRecovered = Atomic<Bool>(false)
     /// Durable timers, activity timeouts, retry delays and pool idle checks, on the engine's clock.
     let timeouts: TimeoutScheduler
+    /// Where the engine tells what happens to runs (held, failed, lost to another worker) and to the
+    /// journal (outages), with the worker's name in its metadata (`durable.worker`).
+    package let logger: Logger
 
     /// The time the engine records in history and waits by.
     package var clock: EngineClock { timeouts.clock }
@@ -92,21 +96,26 @@ public final class Engine: Sendable {
     /// - Parameters:
     ///   - worker: limits for the whole worker, such as the most activity attempts at once.
     ///   - metrics: where pool metrics go; the process-wide `MetricsSystem.factory` when `nil`.
+    ///   - logger: where the engine logs (swift-log); each entry carries `durable.worker` and, when it is
+    ///     about a run, `durable.run`, `durable.workflow-id` and `durable.workflow-type`.
     /// - Throws: ``JournalError`` when the journal cannot be reached or opened, is not a journal, or
     ///   is from a newer format.
     public convenience init(
         journal configuration: JournalConfiguration, worker: WorkerOptions = WorkerOptions(),
-        metrics: (any MetricsFactory)? = nil
+        metrics: (any MetricsFactory)? = nil, logger: Logger = Logger(label: "durable")
     ) async throws {
-        try await self.init(journal: configuration, worker: worker, metrics: metrics, clock: EngineClock())
+        try await self.init(journal: configuration, worker: worker, metrics: metrics, logger: logger, clock: EngineClock())
     }
 
     /// An engine on the given clock (a test engine's skipping clock, see DurableTesting).
     package init(
         journal configuration: JournalConfiguration, worker: WorkerOptions = WorkerOptions(),
-        metrics: (any MetricsFactory)? = nil, clock: EngineClock
+        metrics: (any MetricsFactory)? = nil, logger: Logger = Logger(label: "durable"), clock: EngineClock
     ) async throws {
         workerID = WorkerIdentity.next()
+        var logger = logger
+        logger[metadataKey: "durable.worker"] = "\(workerID)"
+        self.logger = logger
         journalConfiguration = configuration
         journal = try await configuration.open(
             lease: LeaseSettings(owner: workerID, durationMs: Int64(worker.leaseDuration.milliseconds)))

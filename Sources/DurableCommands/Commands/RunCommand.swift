@@ -20,7 +20,8 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let data = try readInput(start.input)
-        let engine = try await options.openForWork(durability: try work.parsedDurability(), worker: try work.workerOptions())
+        let engine = try await options.openForWork(
+            durability: try work.parsedDurability(), worker: try work.workerOptions(), logger: work.logger("durable"))
         try engine.validate(workflowType: start.workflowType, input: data)
         // The worker runs as a service: SIGINT or SIGTERM stops it gracefully, and so does the end of the run.
         let group = ServiceGroup(configuration: .init(

@@ -23,7 +23,8 @@ struct Worker: AsyncParsableCommand {
     var quiet = false
 
     func run() async throws {
-        let engine = try await options.openForWork(durability: try work.parsedDurability(), worker: try work.workerOptions())
+        let engine = try await options.openForWork(
+            durability: try work.parsedDurability(), worker: try work.workerOptions(), logger: work.logger("durable"))
         let quiet = self.quiet
         engine.onRunClosed { runID, outcome in
             guard !quiet else { return }
