@@ -39,22 +39,39 @@ final class DataVersionWatcher: Sendable {
         }
         old?.stopped.store(true, ordering: .relaxed)
         guard let new else { return }
+        // The kernel's watch first, then the version to compare with, both before the first subscriber
+        // looks at the journal (it does once `subscribe()` returns): a commit after that look changes
+        // the version, and the watch reports the write.
+        let events = FileEvents(path: path)
+        let connection = try? DatabaseQueue(path: path)
+        let baseline = connection.flatMap { try? Self.dataVersion($0) }
+        let start = Start(events: events, connection: connection, baseline: baseline)
         let thread = Thread { [path, fallbackInterval, pollInterval] in
             Self.watch(path: path, fallbackInterval: fallbackInterval, pollInterval: pollInterval,
-                       watch: new, broadcaster: broadcaster)
+                       start: start, watch: new, broadcaster: broadcaster)
         }
         thread.name = "durable journal watch"
         thread.stackSize = 1 << 18
         thread.start()
     }
 
-    private static func watch(
-        path: String, fallbackInterval: Duration, pollInterval: Duration, watch: Watch, broadcaster: ChangeBroadcaster
-    ) {
-        let events = FileEvents(path: path)
-        let wait = events == nil ? pollInterval : fallbackInterval
+    /// What a watch starts from: taken on the subscriber's thread, handed to the watch's thread.
+    private struct Start: @unchecked Sendable {
+        // @unchecked: created before the thread starts and used by that thread alone afterwards.
+        var events: FileEvents?
         var connection: DatabaseQueue?
-        var last: Int?
+        var baseline: Int?
+    }
+
+    private static func watch(
+        path: String, fallbackInterval: Duration, pollInterval: Duration, start: Start, watch: Watch,
+        broadcaster: ChangeBroadcaster
+    ) {
+        let events = start.events
+        let wait = events == nil ? pollInterval : fallbackInterval
+        var connection = start.connection
+        var last = start.baseline
+        if last != nil { events?.wait(upTo: wait) { watch.stopped.load(ordering: .relaxed) } }
         while !watch.stopped.load(ordering: .relaxed) {
             // A read that fails (the file busy past the timeout) is tried again next round; the
             // subscribers are woken then, so that they look for themselves.
@@ -62,8 +79,8 @@ final class DataVersionWatcher: Sendable {
                 let queue = try connection ?? DatabaseQueue(path: path)
                 connection = queue
                 let version = try dataVersion(queue)
-                // The first read wakes the subscribers too: a commit between their subscribing (they
-                // looked once then) and this first read would otherwise go unnoticed.
+                // Without a baseline (it could not be read at the start, or a read failed since) the
+                // first read wakes the subscribers too: a commit meanwhile would go unnoticed.
                 if version != last { broadcaster.notify() }
                 last = version
             } catch {
