@@ -143,7 +143,8 @@ let package = Package(
         .testTarget(
             name: "DurableTests",
             dependencies: [
-                "Durable", "DurableJournal", "DurableTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+                "Durable", "DurableJournal", "DurableTesting", "DurableTestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

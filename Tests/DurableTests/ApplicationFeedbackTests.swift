@@ -1,6 +1,7 @@
 import Durable
 import DurableJournal
 import DurableTestSupport
+import DurableTesting
 import Foundation
 import Synchronization
 import Testing
@@ -167,25 +168,30 @@ struct Stamp: Workflow {
         await engine.shutdown()
     }
 
+    /// On the test kit's clock, which skips to the deadline once the run only waits: 48 hours in no time.
     @Test func aRejectedSignalKeepsTheDeadlineOfTheWait() async throws {
-        let engine = try await engine()
-        let run = try await engine.start(DecideBy.self, input: 1_500, id: "decide-late")
-        try await engine.signal("decide-late", name: "decision", json: Data("42".utf8))
+        let env = try await TestEnvironment(journal: JournalConfiguration(temporaryJournal()))
+        env.register(DecideBy.self)
+        let run = try await env.engine.start(DecideBy.self, input: 48 * 3_600_000, id: "decide-late")
+        try await env.engine.signal("decide-late", name: "decision", json: Data("42".utf8))
         #expect(try await run.result() == "timed out")
-        let events = try await engine.history(run.runID).1
+        #expect(env.skipped >= .seconds(47 * 3600), "the clock skipped to the deadline")
+        let events = try await env.engine.history(run.runID).1
         let dues = events.filter { $0.kind == .timerStarted }.compactMap(\.timerDue)
         #expect(dues.count == 2, "a second timer for the time left")
-        #expect(Set(dues).count == 1, "both timers are due at the deadline, not 1.5 s after each signal: \(dues)")
+        #expect(Set(dues).count == 1, "both timers are due at the deadline, not 48 h after each signal: \(dues)")
         #expect(events.contains { $0.kind == .signalRejected })
-        #expect(try await engine.replay(run.runID).mismatch == nil)
-        await engine.shutdown()
+        #expect(try await env.engine.replay(run.runID).mismatch == nil)
+        await env.close()
     }
 
     @Test func aDeadlineThatHasPassedTimesOutAtOnce() async throws {
-        let engine = try await engine()
-        let run = try await engine.start(DecideBy.self, input: -1_000, id: "decide-past")
+        let env = try await TestEnvironment(journal: JournalConfiguration(temporaryJournal()))
+        env.register(DecideBy.self)
+        let run = try await env.engine.start(DecideBy.self, input: -1_000, id: "decide-past")
         #expect(try await run.result() == "timed out")
-        await engine.shutdown()
+        #expect(env.skipped < .seconds(1))
+        await env.close()
     }
 
     @Test func aSignalTypeTheWorkflowNamesIsCheckedBeforeItIsSent() async throws {
