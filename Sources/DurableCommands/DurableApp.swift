@@ -23,7 +23,7 @@ public enum DurableApp {
     /// Parses `arguments` (the process's by default), runs the command, and exits the process with
     /// the command's exit code. See `Docs/cli.md` for the codes.
     public static func main(
-        name: String, arguments: [String]? = nil, register: (@Sendable (Engine) -> Void)? = nil
+        name: String, arguments: [String]? = nil, register: (@Sendable (DurableWorker) -> Void)? = nil
     ) async -> Never {
         AppSetup.current.withLock { $0 = AppSetup(name: name, register: register) }
         lineBufferStandardOutput()
@@ -70,14 +70,14 @@ func printError(_ message: String) {
 /// The host's name and, in an application, its registrations.
 struct AppSetup: Sendable {
     var name: String
-    var register: (@Sendable (Engine) -> Void)?
+    var register: (@Sendable (DurableWorker) -> Void)?
 
     static let current = Mutex(AppSetup(name: "durable", register: nil))
 
     static var hasCode: Bool { current.withLock { $0.register != nil } }
 
     /// Registers the application's workflows and activities, if it has any.
-    static func registerCode(in engine: Engine) {
+    static func registerCode(in engine: DurableWorker) {
         if let register = current.withLock({ $0.register }) { register(engine) }
     }
 }

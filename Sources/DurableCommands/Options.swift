@@ -27,11 +27,12 @@ struct JournalOptions: ParsableArguments {
         try await DurableClient(journal: JournalConfiguration(location, createIfMissing: false))
     }
 
-    /// Opens an existing journal with an engine (for what needs one: replay, queries, resets); a
-    /// missing one is an error, not a new journal.
+    /// Opens an existing journal with a worker that takes no work (for what needs the code or the
+    /// engine room: replay, queries, resets, the signal types); a missing one is an error, not a new
+    /// journal.
     /// - Parameter withCode: register the application's workflows and activities (if any).
-    func openExisting(withCode: Bool) async throws -> Engine {
-        let engine = try await Engine(journal: JournalConfiguration(location, createIfMissing: false))
+    func openExisting(withCode: Bool) async throws -> DurableWorker {
+        let engine = try await DurableWorker(journal: JournalConfiguration(location, createIfMissing: false))
         if withCode { AppSetup.registerCode(in: engine) }
         return engine
     }
@@ -39,9 +40,9 @@ struct JournalOptions: ParsableArguments {
     /// Opens the journal, creating it if needed, with the application's registrations (if any).
     func openForWork(
         durability: Durability = .full, worker: WorkerOptions = WorkerOptions(), logger: Logger = Logger(label: "durable")
-    ) async throws -> Engine {
-        let engine = try await Engine(
-            journal: JournalConfiguration(location, durability: durability), worker: worker, logger: logger)
+    ) async throws -> DurableWorker {
+        let engine = try await DurableWorker(
+            journal: JournalConfiguration(location, durability: durability), options: worker, logger: logger)
         AppSetup.registerCode(in: engine)
         return engine
     }

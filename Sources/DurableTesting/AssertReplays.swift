@@ -17,7 +17,7 @@ public import Foundation
 ///   a history of another workflow type.
 @discardableResult
 public func assertReplays<W: Workflow>(history path: String, workflow: W.Type) throws -> ReplayReport {
-    let report = try Engine.replay(history: try HistoryExport.read(from: path), path: path, as: W.self)
+    let report = try DurableWorker.replay(history: try HistoryExport.read(from: path), path: path, as: W.self)
     if let mismatch = report.mismatch { throw ReplayMismatch(path: path, report: report, mismatch: mismatch) }
     return report
 }

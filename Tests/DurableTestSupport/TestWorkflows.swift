@@ -250,7 +250,10 @@ private let fixtureScript = URL(fileURLWithPath: #filePath).deletingLastPathComp
     .appendingPathComponent("Fixtures/model_worker.py").path
 
 /// Registers the shared workflows and activities.
-public func registerTestWorkflows(_ engine: Engine) {
+public func registerTestWorkflows(_ engine: Engine) { registerTestWorkflows(engine.worker) }
+
+/// Registers the shared workflows and activities on a worker.
+public func registerTestWorkflows(_ engine: DurableWorker) {
     engine.register(CrashFlow.self)
     engine.register(Shuffle.self)
     engine.register(Nap.self)

@@ -15,7 +15,7 @@ import Testing
         journal: String, _ body: @Sendable (DurableWorker) async throws -> Void
     ) async throws {
         let worker = try await DurableWorker(journal: JournalConfiguration(journal))
-        registerTestWorkflows(worker.engine)
+        registerTestWorkflows(worker)
         let group = ServiceGroup(configuration: .init(services: [worker], logger: Logger(label: "test")))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -73,7 +73,7 @@ import Testing
         try await withWorker(journal: journal) { worker in
             _ = try await client.start(Nap.self, input: 600_000, id: "nap-g")
             let deadline = ContinuousClock.now + .seconds(10)
-            while try await client.describe("nap-g").run.leaseOwner != worker.engine.workerID {
+            while try await client.describe("nap-g").run.leaseOwner != worker.workerID {
                 try #require(ContinuousClock.now < deadline, "the worker never took the run")
                 try await Task.sleep(for: .milliseconds(20))
             }

@@ -114,7 +114,7 @@ import Testing
         let (lost, _) = try await client.submit(workflowType: "Nap", input: Data("10".utf8), id: "lost")
         // Claimed for the worker, which never hears of it: as a claim whose answer never came back.
         #expect(try await worker.journal.claimPendingRuns(workflowTypes: ["Nap"], limit: 8).map(\.runID) == [lost])
-        worker.leasesAreUncertain = true
+        worker.worker.leasesAreUncertain = true
         let loop = Task { try await worker.runWorker() }
         defer { loop.cancel() }
         _ = try await client.submit(workflowType: "Nap", input: Data("10".utf8), id: "wake")
@@ -124,7 +124,7 @@ import Testing
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(try await client.describe(lost).run.status == .completed)
-        #expect(!worker.leasesAreUncertain)
+        #expect(!worker.worker.leasesAreUncertain)
         await worker.shutdown()
     }
 }

@@ -195,17 +195,33 @@ extension DurableClient {
 
     // MARK: - Queries
 
-    /// Asks a run a query and returns the answer as JSON: the bytes the handler's return value encodes
-    /// to. Answering takes the workflow's code: the engine of this process answers with its registered
-    /// code; without one, use ``query(_:name:workflow:)`` with the workflow type.
-    /// - Throws: ``DurableError`` `unknownWorkflowType` when no engine in this process has the
-    ///   workflow's code; see ``Engine/query(_:name:)`` for the rest.
+    /// Asks a run a query registered with ``WorkflowContext/setQueryHandler(_:_:)`` and returns the
+    /// answer as JSON: the bytes the handler's return value encodes to. Answering takes the workflow's
+    /// code: a worker's client (``DurableWorker/client``, ``Engine/client``) answers with the worker's
+    /// registered code, from the live run when the worker drives it (between activations), else from
+    /// a replay of its history; nothing is recorded. A client with no worker uses
+    /// ``query(_:name:workflow:as:)`` with the workflow type.
+    /// - Throws: ``JournalError`` `runNotFound`; ``DurableError`` `unknownWorkflowType` when no worker
+    ///   of this process has the workflow's code, `nonDeterminism` when the code no longer replays the
+    ///   history, `unknownQuery` for a query the run does not answer.
     public func query(_ id: String, name: String) async throws -> Data {
         guard let run = try await journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
         guard let local = localRuns else {
             throw DurableError(.unknownWorkflowType(run.workflowType, known: []))
         }
         return try await local.query(run, name: name)
+    }
+
+    /// Asks a run a query (see ``query(_:name:)``) and decodes the answer as `Value`, the type the
+    /// query handler returns.
+    ///
+    /// ```swift
+    /// let progress = try await engine.client.query("claim-1042", name: "progress", as: ClaimProgress.self)
+    /// ```
+    /// - Throws: what ``query(_:name:)`` throws; ``DurableError`` `badOutput` when the answer is not a
+    ///   valid `Value`.
+    public func query<Value: Decodable>(_ id: String, name: String, as type: Value.Type) async throws -> Value {
+        try Self.decodeAnswer(try await query(id, name: name), name: name, as: Value.self)
     }
 
     /// Asks a run of `W` a query, answered from a replay of its history through `W`'s code in this

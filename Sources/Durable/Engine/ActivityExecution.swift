@@ -18,7 +18,7 @@ import Synchronization
 /// handed over later (when another attempt releases one) always start a new task, so attempts never
 /// nest on one stack.
 final class ActivityExecution: Sendable {
-    private let engine: Engine
+    private let engine: DurableWorker
     let driver: RunDriver
     let pending: PendingActivity
     private let firstRegistration: ActivityRegistration
@@ -40,7 +40,7 @@ final class ActivityExecution: Sendable {
 
     private let state: Mutex<State>
 
-    init(engine: Engine, driver: RunDriver, pending: PendingActivity, registration: ActivityRegistration) {
+    init(engine: DurableWorker, driver: RunDriver, pending: PendingActivity, registration: ActivityRegistration) {
         self.engine = engine
         self.driver = driver
         self.pending = pending

@@ -84,7 +84,7 @@ package final class EngineClock: Sendable {
     }
 }
 
-extension Engine {
+extension DurableWorker {
     /// Moves a skipping clock ahead by `duration`: skips to each deadline on the way once the work
     /// before it has settled, then to the end. See DurableTesting's `TestEnvironment.advanceTime(by:)`.
     package func advanceClock(by duration: Duration) async {

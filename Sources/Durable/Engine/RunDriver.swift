@@ -55,7 +55,7 @@ final class RunDriver: Sendable {
 
     let ref: RunRef
     let instance: WorkflowInstance
-    private let engine: Engine
+    private let engine: DurableWorker
     private let mailbox: Mutex<Mailbox>
     /// What the run has going on here (`nil` once the run stopped here).
     private struct Tracked {
@@ -73,7 +73,7 @@ final class RunDriver: Sendable {
     var runID: String { ref.runID }
     var workflowID: String { instance.workflowID }
 
-    init(engine: Engine, ref: RunRef, instance: WorkflowInstance, nextEventIndex: Int) {
+    init(engine: DurableWorker, ref: RunRef, instance: WorkflowInstance, nextEventIndex: Int) {
         self.engine = engine
         self.ref = ref
         self.instance = instance

@@ -198,8 +198,8 @@ extension JournalCommand {
         }
 
         func run() async throws {
-            let source = try await Engine(journal: JournalConfiguration(from, createIfMissing: false))
-            let destination = try await Engine(journal: JournalConfiguration(to))
+            let source = try await DurableClient(journal: JournalConfiguration(from, createIfMissing: false))
+            let destination = try await DurableClient(journal: JournalConfiguration(to))
             let json = self.json
             let report = try await copyJournal(from: source.journal, to: destination.journal) { done, total in
                 if !json && (done % 1_000 == 0 || done == total) { printProgress("copied \(done)/\(total) runs") }

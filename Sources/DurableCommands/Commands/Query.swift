@@ -18,9 +18,9 @@ struct Query: AsyncParsableCommand {
 
     func run() async throws {
         let engine = try await options.openExisting(withCode: true)
-        let answer = try await engine.query(target.id, name: name)
+        let answer = try await engine.client.query(target.id, name: name)
         if target.json {
-            let run = try await engine.describe(target.id).run
+            let run = try await engine.client.describe(target.id).run
             try Format.printJSON(["runID": run.runID, "query": name, "result": Format.jsonValue(answer)])
         } else {
             print(String(decoding: answer, as: UTF8.self))

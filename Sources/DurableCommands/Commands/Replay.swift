@@ -36,12 +36,12 @@ struct Replay: AsyncParsableCommand {
         let report: ReplayReport
         if let file {
             let history = try HistoryExport.read(from: file)
-            // The code's registrations need an engine, and an engine a journal: a scratch one.
+            // The code's registrations need a worker, and a worker a journal: a scratch one.
             let scratch = JournalConfiguration.temporary()
             defer { scratch.removeFiles() }
-            let engine = try await Engine(journal: scratch)
-            AppSetup.registerCode(in: engine)
-            report = try engine.replay(history: history, path: file)
+            let worker = try await DurableWorker(journal: scratch)
+            AppSetup.registerCode(in: worker)
+            report = try worker.replay(history: history, path: file)
         } else if let id {
             report = try await options.openExisting(withCode: true).replay(id)
         } else {
@@ -67,7 +67,7 @@ struct Replay: AsyncParsableCommand {
         let closed = RunStatus.allCases.filter { !$0.isOpen }
         var runs: [RunRecord] = []
         for type in types {
-            runs += try await engine.runs(RunFilter(statuses: closed, workflowType: type, oldestFirst: true))
+            runs += try await engine.client.runs(RunFilter(statuses: closed, workflowType: type, oldestFirst: true))
         }
         var mismatches: [ReplayReport] = []
         var events = 0

@@ -25,7 +25,7 @@ struct RunCommand: AsyncParsableCommand {
         try engine.validate(workflowType: start.workflowType, input: data)
         // The worker runs as a service: SIGINT or SIGTERM stops it gracefully, and so does the end of the run.
         let group = ServiceGroup(configuration: .init(
-            services: [DurableWorker(engine: engine)], gracefulShutdownSignals: [.sigterm, .sigint],
+            services: [engine], gracefulShutdownSignals: [.sigterm, .sigint],
             logger: work.logger("durable.run")))
         async let worker: Void = group.run()
         var failure: (any Error)?

@@ -77,7 +77,7 @@ struct Runs: AsyncParsableCommand {
 
         func run() async throws {
             let engine = try await options.openExisting(withCode: true)  // an application tells what a run waits for
-            let description = try await engine.describe(target.id)
+            let description = try await engine.client.describe(target.id)
             let run = description.run
             var result: Data?
             var failure: FailureInfo?

@@ -33,7 +33,7 @@ struct Signal: AsyncParsableCommand {
         let data = try readInput(input)
         // An application checks the input against the signal types its workflows name.
         let engine = try await options.openExisting(withCode: true)
-        let runID = try await closedRunIsBadInput { try await engine.signal(id, name: name, json: data) }
+        let runID = try await closedRunIsBadInput { try await engine.client.signal(id, name: name, json: data) }
         if json {
             try Format.printJSON(["runID": runID, "signal": name])
         } else {

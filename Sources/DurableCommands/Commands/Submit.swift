@@ -23,7 +23,7 @@ struct Submit: AsyncParsableCommand {
     func run() async throws {
         let data = try readInput(start.input)
         let client: DurableClient
-        var engine: Engine?  // kept alive while its client is used
+        var engine: DurableWorker?  // kept alive while its client is used
         if AppSetup.hasCode {
             let app = try await options.openForWork()
             try app.validate(workflowType: start.workflowType, input: data)

@@ -23,10 +23,10 @@ struct Worker: AsyncParsableCommand {
     var quiet = false
 
     func run() async throws {
-        let engine = try await options.openForWork(
+        let worker = try await options.openForWork(
             durability: try work.parsedDurability(), worker: try work.workerOptions(), logger: work.logger("durable"))
         let quiet = self.quiet
-        engine.onRunClosed { runID, outcome in
+        worker.onRunClosed { runID, outcome in
             guard !quiet else { return }
             switch outcome {
             case .completed: print("run \(runID) completed")
@@ -37,11 +37,11 @@ struct Worker: AsyncParsableCommand {
             }
         }
         if !quiet {
-            print("worker pid \(getpid()) (\(engine.workerID)) on \(options.path): workflow types \(engine.workflowTypes.joined(separator: ", "))")
+            print("worker pid \(getpid()) (\(worker.workerID)) on \(options.path): workflow types \(worker.workflowTypes.joined(separator: ", "))")
         }
-        let worker = DurableWorker(engine: engine) { startup in
+        worker.onReady { startup in
             guard !quiet else { return }
-            if let pools = engine.poolSummary {
+            if let pools = worker.poolSummary {
                 let millis = startup.warmUp.components.seconds * 1000 + startup.warmUp.components.attoseconds / 1_000_000_000_000_000
                 print("pools warm in \(millis) ms: \(pools)")
             }

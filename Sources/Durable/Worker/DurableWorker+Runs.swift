@@ -2,7 +2,7 @@ public import DurableJournal
 public import Foundation
 import Synchronization
 
-extension Engine {
+extension DurableWorker {
     // MARK: - Starting runs
 
     /// Starts a run in this process, or returns the open run that already has the workflow ID.
@@ -70,23 +70,7 @@ extension Engine {
         return runID
     }
 
-    /// Records a new run for a worker to pick up, without running any workflow code (what
-    /// `durable submit` does); see ``DurableClient/submit(workflowType:input:id:idReuse:)``.
-    public func submit(
-        workflowType: String, input: Data, id: String? = nil,
-        idReuse: WorkflowIDReusePolicy = .allowDuplicateFailedOnly
-    ) async throws -> (runID: String, existing: Bool) {
-        try await client.submit(workflowType: workflowType, input: input, id: id, idReuse: idReuse)
-    }
-
     // MARK: - Outcomes
-
-    /// Waits until the run ends; see ``DurableClient/outcome(of:)``. A run driven here resumes the
-    /// caller at commit.
-    /// - Throws: ``DurableError`` `runHeld` when the run is or becomes held.
-    public func outcome(of runID: String) async throws -> RunOutcome {
-        try await client.outcome(of: runID)
-    }
 
     /// Waits for a run driven here to end: `nil` when it is not driven here, or ended meanwhile.
     /// A cancelled caller stops waiting at once; the run goes on.
@@ -125,10 +109,6 @@ extension Engine {
 
     // MARK: - Inspection
 
-    /// The run with this run ID, or the newest run with this workflow ID; see
-    /// ``DurableClient/describe(_:)``. The signals an open run waits for come from a replay here.
-    public func describe(_ id: String) async throws -> RunDescription { try await client.describe(id) }
-
     /// The signal names an open run's workflow waits for, from a replay of its history here.
     package func awaitedSignals(_ run: RunRecord, _ events: [HistoryEvent]) -> [String]? {
         guard let registration = workflowRegistration(run.workflowType) else { return nil }
@@ -137,18 +117,4 @@ extension Engine {
         guard (try? instance.replay(events, openEnded: true)) != nil else { return nil }
         return instance.awaitedSignalNames
     }
-
-    /// Runs, newest first.
-    public func runs(status: RunStatus? = nil, limit: Int? = nil) async throws -> [RunRecord] {
-        try await client.runs(status: status, limit: limit)
-    }
-
-    /// Runs matching `filter`.
-    public func runs(_ filter: RunFilter) async throws -> [RunRecord] { try await client.runs(filter) }
-
-    /// How many runs match `filter`, by status.
-    public func countRuns(_ filter: RunFilter) async throws -> [RunStatus: Int] { try await client.countRuns(filter) }
-
-    /// A run's recorded events; see ``DurableClient/history(_:)``.
-    public func history(_ id: String) async throws -> (RunRecord, [HistoryEvent]) { try await client.history(id) }
 }

@@ -29,7 +29,7 @@ public struct ReplayReport: Sendable {
     public var decisions: [String] = []
 }
 
-extension Engine {
+extension DurableWorker {
     /// Continues every open run of a registered workflow type that no live worker drives (its lease
     /// is free, expired, or held by a process that is gone): takes its lease, replays its history
     /// through the current code and dispatches the activities still owed a result. Runs whose

@@ -2,36 +2,7 @@ public import Foundation
 import DurableJournal
 import Synchronization
 
-extension Engine {
-    /// Sends a signal to an open run, by run ID or workflow ID, from this or any other process: the
-    /// client's ``DurableClient/signal(_:name:_:)``. A run driven here gets it at once.
-    ///
-    /// ```swift
-    /// try await engine.signal("claim-1042", name: "review", Review(approved: true, by: "j.weber"))
-    /// ```
-    @discardableResult
-    public func signal<Value: Encodable>(_ id: String, name: String, _ value: Value) async throws -> String {
-        try await client.signal(id, name: name, value)
-    }
-
-    /// Sends a signal whose value is JSON already; see ``DurableClient/signal(_:name:json:)``.
-    @discardableResult
-    public func signal(_ id: String, name: String, json: Data) async throws -> String {
-        try await client.signal(id, name: name, json: json)
-    }
-
-    /// Asks a run to stop; see ``DurableClient/cancel(_:reason:)``.
-    @discardableResult
-    public func cancel(_ id: String, reason: String = "cancelled") async throws -> String {
-        try await client.cancel(id, reason: reason)
-    }
-
-    /// Ends a run at once; see ``DurableClient/terminate(_:reason:)``.
-    @discardableResult
-    public func terminate(_ id: String, reason: String) async throws -> String {
-        try await client.terminate(id, reason: reason)
-    }
-
+extension DurableWorker {
     /// Hands the queued signals of runs driven here to their runs, each once: a run's mailbox takes
     /// a signal only if it is newer than the last it took (a signal whose delivery failed is taken
     /// again by the run's next driver). Runs no live worker drives (held ones) are terminated here

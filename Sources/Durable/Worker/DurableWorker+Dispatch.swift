@@ -4,7 +4,7 @@ import Logging
 import Foundation
 import Synchronization
 
-extension Engine {
+extension DurableWorker {
     /// Called on the journal writer's thread once an activation's batch is committed (or failed).
     func afterCommit(_ driver: RunDriver, commands: [WorkflowCommand], result: Result<Void, any Error>) {
         if case .failure(let error) = result {
@@ -35,7 +35,7 @@ extension Engine {
                 newRuns = true
                 if workflowRegistration(type) == nil { unregisteredChildren.append((seq, type)) }
             case .cancelChild(_, let childRunID, let abandon):
-                if !abandon { Task { _ = try? await cancel(childRunID, reason: "its parent was cancelled") } }
+                if !abandon { Task { _ = try? await client.cancel(childRunID, reason: "its parent was cancelled") } }
             case .completeWorkflow(let result):
                 closed(driver, outcome: .completed(result))
             case .failWorkflow(let failure):

@@ -14,7 +14,7 @@ public struct ResetReport: Sendable, Equatable {
     public var requeued: Int
 }
 
-extension Engine {
+extension DurableWorker {
     /// Starts a new run of a run's workflow ID that replays the source's history up to, not
     /// including, event `index`, and continues from there with the current code: for recovering
     /// runs that a bad deployment sent down a wrong path.
@@ -43,7 +43,7 @@ extension Engine {
         }
         let newRunID = UUID().uuidString.lowercased()
         if source.status.isOpen {
-            try await terminate(source.runID, reason: "\(reason): reset to event \(index) as run \(newRunID)")
+            try await client.terminate(source.runID, reason: "\(reason): reset to event \(index) as run \(newRunID)")
             let deadline = ContinuousClock.now + .seconds(30)
             while try await journal.findRun(source.runID)?.status.isOpen == true {
                 guard ContinuousClock.now < deadline else {
