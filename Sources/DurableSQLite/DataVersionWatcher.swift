@@ -88,9 +88,12 @@ final class DataVersionWatcher: Sendable {
                 broadcaster.notify()
             }
             if let events {
+                // At most one read per `pollInterval`: a busy journal commits thousands of times a
+                // second, and the subscribers need one wake per burst, not one per commit.
+                Thread.sleep(forTimeInterval: pollInterval.seconds)
                 events.wait(upTo: wait) { watch.stopped.load(ordering: .relaxed) }
             } else {
-                Thread.sleep(forTimeInterval: Double(wait.components.attoseconds) / 1e18 + Double(wait.components.seconds))
+                Thread.sleep(forTimeInterval: wait.seconds)
             }
         }
         try? connection?.close()
@@ -173,4 +176,8 @@ private final class FileEvents {
     init?(path: String) { nil }
     func wait(upTo limit: Duration, isStopped: () -> Bool) {}
     #endif
+}
+
+extension Duration {
+    fileprivate var seconds: TimeInterval { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
