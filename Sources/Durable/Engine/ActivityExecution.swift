@@ -8,9 +8,10 @@ import Synchronization
 /// its timeouts, and turns the attempt's end into a history event (a result, a failure, a retry, a
 /// cancellation).
 ///
-/// Every attempt ends exactly once (``AttemptRun/settle()``): by its code returning or throwing, by a
-/// timeout, by a cancellation while it waits, or by the worker stopping. Whoever settles it releases
-/// its slot and reports the outcome; everyone else finds it settled and does nothing.
+/// Every attempt ends exactly once, as its ``AttemptStateMachine`` decides: by its code returning or
+/// throwing, by a timeout, by the workflow's cancellation, or by the worker stopping. The machine
+/// returns the settlement to the one event that ended it; this type carries it out (releases the
+/// slot, records the outcome). Every other event finds the attempt settled.
 ///
 /// **Inline start.** When recording an attempt's result makes the same run schedule exactly one
 /// activity, and its slot is free at once, the new attempt starts on the same thread
@@ -113,7 +114,11 @@ final class ActivityExecution: Sendable {
         // Looked up again for retries: an activity registered again serves the next attempt.
         let registration = number == 1 ? firstRegistration
             : engine.activityRegistration(pending.activityType) ?? firstRegistration
-        let attempt = AttemptRun(execution: self, registration: registration, number: number)
+        let configuration = AttemptRun.Machine.Configuration(
+            scheduleToStart: options.scheduleToStart, startToClose: options.startToClose,
+            heartbeatTimeout: options.heartbeatTimeout, recycleAfterFailure: registration.pool.options.recycleAfterFailure,
+            heartbeatJournalNanos: UInt64(max(0, engine.workerOptions.heartbeatJournalInterval.milliseconds)) * 1_000_000)
+        let attempt = AttemptRun(execution: self, registration: registration, number: number, configuration: configuration)
         let proceed = state.withLock { state -> Bool? in  // nil: the activity ended; false: cancelled
             state.retryTimer = nil
             if state.finished || state.closeExpired { return nil }
@@ -127,73 +132,100 @@ final class ActivityExecution: Sendable {
             finish(.activityCancelled, attempt: number - 1, data: encode(cancelledFailure), details: nil)
             return
         }
-        engine.clock.beginWork()  // until settle() has posted the attempt's outcome
-        if let limit = options.scheduleToStart {
-            attempt.addTimer(engine.timeouts.schedule(after: limit) {
-                self.settle(attempt, .timedOut(ScheduleToStartTimeout(
-                    limit: limit, activityType: self.pending.activityType, sequence: self.seq, attempt: number)))
-            }, startTimer: true)
-        }
-        let pool = registration.pool
-        let ticket = pool.newTicket()
-        guard attempt.setSlotTicket(ticket, inline: inline) else { return }
-        pool.acquire(ticket: ticket) { grant in self.granted(attempt, grant) }
-        attempt.endInlineWindow()
+        engine.clock.beginWork()  // until the attempt's settlement is carried out
+        let ticket = registration.pool.newTicket()
+        perform(attempt) { $0.requestSlot(ticket: ticket, inline: inline) }
     }
 
-    private func granted(_ attempt: AttemptRun, _ grant: Grant) {
-        let pool = attempt.registration.pool
-        pool.metrics.queueWait.recordNanoseconds(Int64(attempt.markGranted()))
-        switch grant {
-        case .warm(let lease):
-            acquirePermit(attempt, lease)
-        case .cold(let slot):
+    // MARK: - Carrying out the attempt's actions
+
+    /// Passes one event to the attempt's machine and carries out the action it returns.
+    private func perform(_ attempt: AttemptRun, _ event: (inout AttemptRun.Machine) -> AttemptRun.Machine.Action) {
+        carryOut(attempt.handle(event), for: attempt)
+    }
+
+    private func carryOut(_ action: consuming AttemptRun.Machine.Action, for attempt: AttemptRun) {
+        switch consume action {
+        case .none:
+            break
+        case .requestSlot(let ticket, let startTimeout):
+            if let limit = startTimeout {
+                let timer = engine.timeouts.schedule(after: limit) { self.timedOut(attempt, .scheduleToStart) }
+                perform(attempt) { $0.timerArmed(.scheduleToStart, id: timer) }
+            }
+            attempt.registration.pool.acquire(ticket: ticket) { grant in self.granted(attempt, grant) }
+            attempt.slotRequestReturned()
+        case .warmUp(let slot):
             Task {
+                let pool = attempt.registration.pool
                 do {
-                    self.acquirePermit(attempt, try await pool.warmUp(slot: slot))
+                    let lease = try await pool.warmUp(slot: slot)
+                    let permit = self.engine.permits?.newTicket()
+                    let now = Self.now()
+                    self.perform(attempt) { $0.slotGranted(lease, waited: 0, permitTicket: permit, now: now) }
                 } catch {
-                    self.settle(attempt, .finished(.failure(error)))
+                    let now = Self.now()
+                    self.perform(attempt) { $0.slotUnavailable(error, now: now) }
                 }
             }
-        case .unavailable(let error):
-            settle(attempt, .finished(.failure(error)))
+        case .requestPermit(let ticket):
+            engine.permits?.acquire(ticket: ticket) {
+                let now = Self.now()
+                self.perform(attempt) { $0.permitGranted(now: now) }
+            }
+        case .run(let run):
+            self.run(attempt, run)
+        case .releaseSlot(let lease):
+            attempt.registration.pool.release(lease, retire: false)
+        case .releasePermit:
+            engine.permits?.release()
+        case .cancelWork(let task):
+            task.cancel()
+        case .cancelTimer(let timer):
+            engine.timeouts.cancel(timer)
+        case .checkHeartbeat(let delay):
+            armHeartbeatCheck(attempt, after: delay)
+        case .settle(let settlement):
+            settle(attempt, settlement)
         }
     }
 
-    private func acquirePermit(_ attempt: AttemptRun, _ lease: Lease) {
-        guard attempt.hold(lease) else {  // settled while it waited: give the slot back
-            attempt.registration.pool.release(lease, retire: false)
-            return
+    private static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    private func granted(_ attempt: AttemptRun, _ grant: Grant) {
+        let now = Self.now()
+        let waited = now &- attempt.issuedAt
+        attempt.registration.pool.metrics.queueWait.recordNanoseconds(Int64(waited))
+        switch grant {
+        case .warm(let lease):
+            let permit = engine.permits?.newTicket()
+            perform(attempt) { $0.slotGranted(lease, waited: waited, permitTicket: permit, now: now) }
+        case .cold(let slot):
+            perform(attempt) { $0.coldSlotGranted(slot: slot, waited: waited) }
+        case .unavailable(let error):
+            perform(attempt) { $0.slotUnavailable(error, now: now) }
         }
-        guard let permits = engine.permits else {
-            run(attempt, lease)
-            return
-        }
-        let ticket = permits.newTicket()
-        guard attempt.setPermitTicket(ticket) else { return }  // settled meanwhile: settle released the slot
-        permits.acquire(ticket: ticket) { self.run(attempt, lease) }
+    }
+
+    private func timedOut(_ attempt: AttemptRun, _ kind: TimeoutKind) {
+        let now = Self.now()
+        perform(attempt) { $0.timedOut(kind, now: now) }
     }
 
     // MARK: - Running
 
-    private func run(_ attempt: AttemptRun, _ lease: Lease) {
-        guard let (startTimer, inline) = attempt.beginRunning() else {  // settled while it waited for a permit
-            engine.permits?.release()
-            return
-        }
-        if startTimer != 0 { engine.timeouts.cancel(startTimer) }
-        let number = attempt.number
+    private func run(_ attempt: AttemptRun, _ run: AttemptRun.Machine.Run) {
+        if let timer = run.cancelTimer { engine.timeouts.cancel(timer) }
+        let lease = run.lease
         let context = ActivityContext(
             runID: driver.runID, workflowID: driver.workflowID, activityType: pending.activityType, sequence: seq,
-            attempt: number, startedAt: engine.clock.now(), slot: lease.name,
+            attempt: attempt.number, startedAt: engine.clock.now(), slot: lease.name,
             lastHeartbeatData: state.withLock { $0.lastHeartbeat }, heartbeats: attempt)
-        if let limit = options.startToClose {
-            attempt.addTimer(engine.timeouts.schedule(after: limit) {
-                self.settle(attempt, .timedOut(StartToCloseTimeout(
-                    limit: limit, activityType: self.pending.activityType, sequence: self.seq, attempt: number)))
-            })
+        if let limit = run.startToClose {
+            let timer = engine.timeouts.schedule(after: limit) { self.timedOut(attempt, .startToClose) }
+            perform(attempt) { $0.timerArmed(.startToClose, id: timer) }
         }
-        if let limit = options.heartbeatTimeout { armHeartbeatCheck(attempt, limit, after: limit) }
+        if let limit = run.heartbeatTimeout { armHeartbeatCheck(attempt, after: limit) }
         let invoke = attempt.registration.invoke
         let input = pending.input
         let runID = driver.runID
@@ -204,24 +236,33 @@ final class ActivityExecution: Sendable {
             } catch {
                 result = .failure(error)
             }
-            ActivityChain.$runID.withValue(runID) { self.settle(attempt, .finished(result)) }
+            ActivityChain.$runID.withValue(runID) { self.finished(attempt, lease, result) }
         }
-        attempt.setTask(inline ? Task.immediate(operation: body) : Task(operation: body))
+        let task = run.inline ? Task.immediate(operation: body) : Task(operation: body)
+        perform(attempt) { $0.started(task) }
     }
 
-    /// Checks the gap since the attempt's last heartbeat when `after` has passed; fires the heartbeat
-    /// timeout or checks again when the next heartbeat could be overdue (no timer per heartbeat).
-    private func armHeartbeatCheck(_ attempt: AttemptRun, _ limit: Duration, after delay: Duration) {
-        attempt.setHeartbeatTimer(engine.timeouts.schedule(after: delay) {
-            let quiet = attempt.nanosSinceHeartbeat()
-            let limitNanos = UInt64(limit.milliseconds) * 1_000_000
-            if quiet >= limitNanos {
-                self.settle(attempt, .timedOut(HeartbeatTimeout(
-                    limit: limit, activityType: self.pending.activityType, sequence: self.seq, attempt: attempt.number)))
-            } else if !attempt.isSettled {
-                self.armHeartbeatCheck(attempt, limit, after: .nanoseconds(Int64(limitNanos - quiet)))
-            }
-        })
+    /// The attempt's code returned or threw.
+    private func finished(_ attempt: AttemptRun, _ lease: Lease, _ result: Result<Data, any Error>) {
+        let now = Self.now()
+        switch result {
+        case .success(let output):
+            perform(attempt) { $0.completed(output, now: now) }
+        case .failure(let error):
+            // A Bool test first: no dynamic cast on the path of every in-process step. A process that
+            // answered with an error stays in service.
+            let serves = attempt.registration.isProcessPool && lease.resource is WorkerProcess && error is ApplicationError
+            perform(attempt) { $0.failed(error, slotServes: serves, now: now) }
+        }
+    }
+
+    /// Arms the attempt's next heartbeat check (see ``AttemptStateMachine/heartbeatCheckDue(now:)``).
+    private func armHeartbeatCheck(_ attempt: AttemptRun, after delay: Duration) {
+        let timer = engine.timeouts.schedule(after: delay) {
+            let now = Self.now()
+            self.perform(attempt) { $0.heartbeatCheckDue(now: now) }
+        }
+        perform(attempt) { $0.timerArmed(.heartbeatCheck, id: timer) }
     }
 
     /// Journals an attempt's heartbeat details (throttled by the caller). Posted from another thread:
@@ -236,102 +277,89 @@ final class ActivityExecution: Sendable {
         }
     }
 
-    func cancelTimer(_ timer: Int) { engine.timeouts.cancel(timer) }
-
-    var heartbeatJournalNanos: UInt64 { UInt64(max(0, engine.workerOptions.heartbeatJournalInterval.milliseconds)) * 1_000_000 }
-
     // MARK: - Ending attempts
 
-    enum Outcome {
-        case finished(Result<Data, any Error>)
-        case timedOut(any ActivityTimeoutError)
-        /// Cancelled by the workflow before its code ran, or the worker is stopping.
-        case cancelled
-    }
-
-    /// Ends an attempt, once: releases what it holds and reports the outcome.
-    func settle(_ attempt: AttemptRun, _ outcome: Outcome) {
-        guard let held = attempt.settle() else { return }
+    /// Carries out an attempt's settlement (once per attempt: the machine returns it once): lets go
+    /// of what it held and reports how it ended.
+    private func settle(_ attempt: AttemptRun, _ settlement: consuming AttemptRun.Machine.Settlement) {
         let pool = attempt.registration.pool
-        for timer in held.timers { engine.timeouts.cancel(timer) }
-        if let ticket = held.slotTicket { _ = pool.cancel(ticket: ticket) }
-        // A permit granted meanwhile reaches run(), which finds the attempt settled and releases it.
-        if let ticket = held.permitTicket { _ = engine.permits?.cancel(ticket: ticket) }
-        let codeRan = held.runNanos != nil
+        settlement.forEachTimer { engine.timeouts.cancel($0) }
+        if let ticket = settlement.slotTicket { _ = pool.cancel(ticket: ticket) }
+        // A permit granted meanwhile reaches the machine, which finds the attempt settled and gives it back.
+        if let ticket = settlement.permitTicket { _ = engine.permits?.cancel(ticket: ticket) }
         // A Bool test first: no dynamic cast on the path of every in-process step.
-        let process = attempt.registration.isProcessPool ? held.lease?.resource as? WorkerProcess : nil
+        let process = attempt.registration.isProcessPool ? settlement.lease?.resource as? WorkerProcess : nil
         var stderr: String?
-        if case .timedOut = outcome, codeRan, let tail = process?.stderrTail(), !tail.isEmpty {
+        if settlement.codeRan, settlement.ending.timedOut, let tail = process?.stderrTail(), !tail.isEmpty {
             stderr = tail  // what a hung process wrote (before it is stopped below) explains the hang
         }
-        var failed = true
-        var retire = false
-        switch outcome {
-        case .finished(.success):
-            failed = false
-        case .finished(.failure(let error)) where error is CancellationError && held.task?.isCancelled == true:
-            // The code stopped because it was cancelled: like a cancellation, its slot is replaced
-            // and it is not the activity's failure.
-            retire = true
-            failed = false
-        case .finished(.failure(let error)):
-            // A process that answered with an error (or with output of the wrong shape) is in
-            // service; one that crashed or broke the protocol is unhealthy and replaced regardless.
-            retire = pool.options.recycleAfterFailure && !(process != nil && error is ApplicationError)
-        case .timedOut, .cancelled:
-            // Code that was running is cancelled (a process is killed) and may still use its slot.
-            held.task?.cancel()
-            retire = codeRan
-            if case .cancelled = outcome { failed = false }  // not the activity's failure
-        }
+        // Code that was cut off is cancelled (a process is killed) and may still use its slot.
+        settlement.work?.cancel()
         // A shared pool has no queue and no slots: its attempts record only their run time.
         var details = AttemptDetails(
-            queueMs: pool.isShared ? nil : held.queueNanos.map { Double($0) / 1e6 },
-            heartbeat: held.heartbeat.map { String(decoding: $0, as: UTF8.self) })
-        if let lease = held.lease {
+            queueMs: pool.isShared ? nil : settlement.queueNanos.map { Double($0) / 1e6 },
+            heartbeat: settlement.heartbeat.map { String(decoding: $0, as: UTF8.self) })
+        if let lease = settlement.lease.take() {
             if !pool.isShared {
                 details.slot = lease.name
                 details.cold = lease.cold
             }
             if lease.cold { details.warmUpMs = Double(lease.warmUpNanos) / 1e6 }
             details.pid = process?.pid
-            if let runNanos = held.runNanos {
+            if let runNanos = settlement.runNanos {
                 details.runMs = Double(runNanos) / 1e6
                 pool.metrics.run.recordNanoseconds(Int64(runNanos))
-                engine.permits?.release()
             }
-            pool.release(lease, retire: retire)
+            if settlement.releasePermit { engine.permits?.release() }
+            pool.release(lease, retire: settlement.retire)
         }
-        if failed { pool.metrics.failures.increment() }
-        ended(attempt.number, outcome, details, isShared: pool.isShared, stderr: stderr)
+        if settlement.countsAsFailure { pool.metrics.failures.increment() }
+        ended(attempt.number, settlement.ending, details, isShared: pool.isShared, stderr: stderr)
         engine.clock.endWork()
     }
 
     /// - Parameter stderr: the stderr tail of a process whose attempt timed out, for the failure.
-    private func ended(_ number: Int, _ outcome: Outcome, _ details: AttemptDetails, isShared: Bool, stderr: String?) {
+    private func ended(
+        _ number: Int, _ ending: AttemptRun.Machine.Ending, _ details: AttemptDetails, isShared: Bool, stderr: String?
+    ) {
         guard !engine.isStopping else { return }
         let cancelRequested = state.withLock { state -> Bool in
             if let beat = details.heartbeat { state.lastHeartbeat = Data(beat.utf8) }
             return state.cancelRequested
         }
-        switch outcome {
-        case .finished(.success(let output)):
+        // The workflow's cancellation may reach the activity just before its attempt: an attempt that
+        // failed meanwhile ends the activity as cancelled all the same.
+        switch ending {
+        case .stopped:
+            break  // nothing is recorded: the run is driven elsewhere now, or later
+        case .completed(let output):
             // An activity without a pool records details only when it fails: a success's duration is
             // in the event times, and the details would cost a sequential step several per cent.
             finish(.activityCompleted, attempt: number, data: output, details: isShared ? nil : details)
-        case .finished(.failure(let error)) where cancelRequested:
+        case .failed(.threw(let error)) where cancelRequested, .cancelled(.threw(let error)):
             let failure = error is CancellationError ? cancelledFailure : FailureInfo(error, retryable: false)
             finish(.activityCancelled, attempt: number, data: encode(failure), details: details)
-        case .timedOut(let error) where cancelRequested:
+        case .failed(.timedOut(let kind)) where cancelRequested, .cancelled(.timedOut(let kind)):
+            let error = timeoutError(kind, attempt: number)
             finish(.activityCancelled, attempt: number, data: encode(FailureInfo(error, retryable: false, stderr: stderr)),
                    details: details)
-        case .cancelled:
+        case .cancelled(nil):
             finish(.activityCancelled, attempt: number, data: encode(cancelledFailure), details: details)
-        case .finished(.failure(let error)):
+        case .failed(.threw(let error)):
             failed(attempt: number, error, details: details)
-        case .timedOut(let error):
-            failed(attempt: number, error, details: details, stderr: stderr)
+        case .failed(.timedOut(let kind)):
+            failed(attempt: number, timeoutError(kind, attempt: number), details: details, stderr: stderr)
         }
+    }
+
+    private func timeoutError(_ kind: TimeoutKind, attempt: Int) -> any ActivityTimeoutError {
+        let limit = switch kind {
+        case .scheduleToStart: options.scheduleToStart
+        case .startToClose: options.startToClose
+        case .scheduleToClose: options.scheduleToClose
+        case .heartbeat: options.heartbeatTimeout
+        }
+        return kind.error(limit: limit ?? .zero, activityType: pending.activityType, sequence: seq, attempt: attempt)
     }
 
     /// Records a failed attempt and schedules the next, or ends the activity when no retry is due.
@@ -413,10 +441,12 @@ final class ActivityExecution: Sendable {
         }
         if let betweenAttempts {
             finish(.activityCancelled, attempt: betweenAttempts, data: encode(cancelledFailure), details: nil)
-        } else if let attempt, !attempt.cancelRunningCode() {
-            settle(attempt, .cancelled)
+        } else if let attempt {
+            // An attempt that waits ends now; running code is asked to stop. One that has ended has
+            // its failure record being committed: scheduleAttempt sees the request.
+            let now = Self.now()
+            perform(attempt) { $0.cancelRequested(now: now) }
         }
-        // Otherwise a failure record is being committed: scheduleAttempt sees the request.
     }
 
     private func scheduleToCloseExpired(_ limit: Duration) {
@@ -428,15 +458,16 @@ final class ActivityExecution: Sendable {
             return (state.attempt, state.lastAttempt)
         }
         guard let current else { return }
+        // An attempt that has not ended is settled by the timeout (and not retried); one that ended by
+        // itself first has its failure find the deadline passed (failed(attempt:_:details:)).
+        if let attempt = current.attempt {
+            let now = Self.now()
+            let action = attempt.handle { $0.timedOut(.scheduleToClose, now: now) }
+            if case .settle = action { return carryOut(action, for: attempt) }
+        }
         let error = ScheduleToCloseTimeout(
             limit: limit, activityType: pending.activityType, sequence: seq, attempt: current.number)
-        // An attempt that ends by itself meanwhile wins the settle; its failure then finds the
-        // deadline passed and is not retried (failed(attempt:_:details:)).
-        if let attempt = current.attempt, !attempt.isSettled {
-            settle(attempt, .timedOut(error))
-        } else {
-            finish(.activityFailed, attempt: error.attempt, data: encode(FailureInfo(error, retryable: false)), details: nil)
-        }
+        finish(.activityFailed, attempt: error.attempt, data: encode(FailureInfo(error, retryable: false)), details: nil)
     }
 
     /// The run stopped here (the worker is stopping, or the run ended or is held): cancel whatever
@@ -448,7 +479,8 @@ final class ActivityExecution: Sendable {
             return (state.attempt, [state.closeTimer, state.retryTimer].compactMap { $0 })
         }
         for timer in timers { engine.timeouts.cancel(timer) }
-        if let attempt { settle(attempt, .cancelled) }
+        let now = Self.now()
+        if let attempt { perform(attempt) { $0.workerStopping(now: now) } }
     }
 
     private var cancelledFailure: FailureInfo {
