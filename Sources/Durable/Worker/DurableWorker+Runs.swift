@@ -1,4 +1,4 @@
-public import DurableJournal
+import DurableJournal
 public import Foundation
 import Synchronization
 
