@@ -8,10 +8,12 @@ import Synchronization
 /// its timeouts, and turns the attempt's end into a history event (a result, a failure, a retry, a
 /// cancellation).
 ///
-/// Every attempt ends exactly once, as its ``AttemptStateMachine`` decides: by its code returning or
-/// throwing, by a timeout, by the workflow's cancellation, or by the worker stopping. The machine
-/// returns the settlement to the one event that ended it; this type carries it out (releases the
-/// slot, records the outcome). Every other event finds the attempt settled.
+/// Two value machines decide; this type carries out their actions (slots, permits, timers, tasks,
+/// journal records). Each attempt is an ``AttemptStateMachine`` (in its ``AttemptRun``) and ends
+/// exactly once, with one ``AttemptStateMachine/Ending``: its code returned or threw, a timeout, the
+/// workflow's cancellation, or the worker stopping. The ``ActivityStateMachine`` learns that ending
+/// and decides what follows: the activity's end, or a retry once the failure is journaled; it also
+/// owns the retry timer, the schedule-to-close deadline and a cancellation between attempts.
 ///
 /// **Inline start.** When recording an attempt's result makes the same run schedule exactly one
 /// activity, and its slot is free at once, the new attempt starts on the same thread
@@ -23,41 +25,57 @@ final class ActivityExecution: Sendable {
     let driver: RunDriver
     let pending: PendingActivity
     private let firstRegistration: ActivityRegistration
+    /// For an activity found unfinished after a restart: what the previous worker left.
+    private let recovery: Recovery?
+    /// When the schedule-to-close timeout ends the activity, counted from its scheduling.
+    private let closeDeadline: Date?
 
-    private struct State {
-        var attempt: AttemptRun?
-        /// The number of the last attempt issued (0 before the first): what a timeout or cancellation
-        /// between attempts is recorded with.
-        var lastAttempt: Int
-        /// The timer that starts the next attempt after a retry delay.
-        var retryTimer: Int?
-        var closeTimer: Int?
-        /// The schedule-to-close deadline has passed: no attempt may start.
-        var closeExpired = false
-        var cancelRequested = false
-        var finished = false
-        var lastHeartbeat: Data?
+    private typealias Machine = ActivityStateMachine<AttemptRun>
+    private let machine: Mutex<Machine>
+
+    /// What a recovered activity resumes from. An attempt counts as issued once the journal holds the
+    /// event that issues it: the ActivityScheduled event for attempt 1, the previous failure plus its
+    /// retry delay after that.
+    private struct Recovery {
+        /// The attempt the previous worker issued and never reported on, to be recorded as lost.
+        var lost: Int?
+        /// The rest of the retry delay of the last recorded failure, when it has not passed.
+        var retryIn: Duration?
+        var lastIssued: Int
     }
-
-    private let state: Mutex<State>
 
     init(engine: DurableWorker, driver: RunDriver, pending: PendingActivity, registration: ActivityRegistration) {
         self.engine = engine
         self.driver = driver
         self.pending = pending
         self.firstRegistration = registration
-        self.state = Mutex(State(
-            lastAttempt: pending.failedAttempts, cancelRequested: pending.cancelRequested,
+        var recovery: Recovery?
+        if pending.recovered {
+            var lost: Int? = pending.failedAttempts + 1
+            var retryIn: Duration?
+            if pending.failedAttempts > 0, let failedAt = pending.lastFailureAt {
+                let wait = failedAt.addingTimeInterval(Double(pending.retryDelayMs) / 1000)
+                    .timeIntervalSince(engine.clock.now())
+                if wait > 0 {
+                    lost = nil
+                    retryIn = .milliseconds(Int64(wait * 1000))
+                }
+            }
+            recovery = Recovery(lost: lost, retryIn: retryIn, lastIssued: lost ?? pending.failedAttempts)
+        }
+        self.recovery = recovery
+        let closeDeadline = pending.options.scheduleToClose.map {
+            pending.scheduledAt.addingTimeInterval(Double($0.milliseconds) / 1000)
+        }
+        self.closeDeadline = closeDeadline
+        self.machine = Mutex(Machine(
+            retry: pending.options.retry, closeDeadline: closeDeadline,
+            lastAttempt: recovery?.lastIssued ?? pending.failedAttempts, cancelRequested: pending.cancelRequested,
             lastHeartbeat: pending.lastHeartbeat))
     }
 
     var seq: Int { pending.seq }
     private var options: ActivityOptions { pending.options }
-
-    /// When the schedule-to-close timeout ends the activity, counted from its scheduling.
-    private var closeDeadline: Date? {
-        options.scheduleToClose.map { pending.scheduledAt.addingTimeInterval(Double($0.milliseconds) / 1000) }
-    }
 
     // MARK: - Start
 
@@ -65,48 +83,33 @@ final class ActivityExecution: Sendable {
     /// attempt the previous worker issued and never reported on (``WorkerLost``).
     /// - Parameter inline: the first attempt may start on this thread (see the type's discussion).
     func begin(inline: Bool) {
-        guard pending.recovered else {
+        guard let recovery else {
             armCloseTimer()
             startAttempt(1, inline: inline)
             return
         }
-        // An attempt counts as issued once the journal holds the event that issues it: the
-        // ActivityScheduled event for attempt 1, the previous failure plus its retry delay after that.
-        var lost: Int? = pending.failedAttempts + 1
-        var retryIn: Duration?
-        if pending.failedAttempts > 0, let failedAt = pending.lastFailureAt {
-            let wait = failedAt.addingTimeInterval(Double(pending.retryDelayMs) / 1000).timeIntervalSince(engine.clock.now())
-            if wait > 0 {
-                lost = nil
-                retryIn = .milliseconds(Int64(wait * 1000))
-            }
-        }
-        let lastIssued = lost ?? pending.failedAttempts
-        state.withLock { $0.lastAttempt = lastIssued }
         if pending.cancelRequested {  // the workflow cancelled it before the restart: nothing more runs
-            let failure = lost.map { FailureInfo(WorkerLost(attempt: $0), retryable: false) } ?? cancelledFailure
-            finish(.activityCancelled, attempt: lastIssued, data: encode(failure), details: nil)
+            let failure = recovery.lost.map { FailureInfo(WorkerLost(attempt: $0), retryable: false) } ?? cancelledFailure
+            carryOut(machine.withLock { $0.endCancelledBeforeRestart() }) { _ in (encode(failure), nil) }
             return
         }
-        if let limit = options.scheduleToClose, let deadline = closeDeadline, deadline <= engine.clock.now() {
+        if let closeDeadline, closeDeadline <= engine.clock.now() {
             // Its time ran out while no worker drove it: no attempt starts after the deadline.
-            let error = ScheduleToCloseTimeout(
-                limit: limit, activityType: pending.activityType, sequence: seq, attempt: lastIssued)
-            finish(.activityFailed, attempt: lastIssued, data: encode(FailureInfo(error, retryable: false)), details: nil)
+            carryOut(machine.withLock { $0.closeDeadlinePassed() })
             return
         }
         armCloseTimer()
-        if let lost {
-            failed(attempt: lost, WorkerLost(attempt: lost), details: AttemptDetails())
-        } else if let retryIn {
-            scheduleAttempt(pending.failedAttempts + 1, after: retryIn)
+        if let lost = recovery.lost {
+            attemptFailed(lost, WorkerLost(attempt: lost), details: AttemptDetails())
+        } else if let retryIn = recovery.retryIn {
+            carryOut(machine.withLock { $0.retryPending(pending.failedAttempts, after: retryIn) })
         }
     }
 
     private func armCloseTimer() {
-        guard let limit = options.scheduleToClose, let deadline = closeDeadline else { return }
-        let timer = engine.timeouts.schedule(at: deadline) { self.scheduleToCloseExpired(limit) }
-        state.withLock { $0.closeTimer = timer }
+        guard let closeDeadline else { return }
+        let timer = engine.timeouts.schedule(at: closeDeadline) { self.carryOut(self.machine.withLock { $0.closeDeadlinePassed() }) }
+        carryOut(machine.withLock { $0.closeTimerArmed(timer) })
     }
 
     private func startAttempt(_ number: Int, inline: Bool = false) {
@@ -119,22 +122,82 @@ final class ActivityExecution: Sendable {
             heartbeatTimeout: options.heartbeatTimeout, recycleAfterFailure: registration.pool.options.recycleAfterFailure,
             heartbeatJournalNanos: UInt64(max(0, engine.workerOptions.heartbeatJournalInterval.milliseconds)) * 1_000_000)
         let attempt = AttemptRun(execution: self, registration: registration, number: number, configuration: configuration)
-        let proceed = state.withLock { state -> Bool? in  // nil: the activity ended; false: cancelled
-            state.retryTimer = nil
-            if state.finished || state.closeExpired { return nil }
-            if state.cancelRequested { return false }
-            state.attempt = attempt
-            state.lastAttempt = number
-            return true
-        }
-        guard let proceed else { return }
-        guard proceed else {
-            finish(.activityCancelled, attempt: number - 1, data: encode(cancelledFailure), details: nil)
-            return
-        }
+        let action = machine.withLock { $0.issue(attempt, number: number) }
+        guard case .start = action else { return carryOut(action) }  // ended, or cancelled meanwhile
+        request(attempt, inline: inline)
+    }
+
+    /// The attempt asks for its slot.
+    private func request(_ attempt: AttemptRun, inline: Bool) {
         engine.clock.beginWork()  // until the attempt's settlement is carried out
-        let ticket = registration.pool.newTicket()
+        let ticket = attempt.registration.pool.newTicket()
         perform(attempt) { $0.requestSlot(ticket: ticket, inline: inline) }
+    }
+
+    // MARK: - Carrying out the activity's actions
+
+    /// Carries out an action of the activity's machine.
+    /// - Parameter record: the data and details of the activity's end, if the action ends it; by
+    ///   default those of an end between attempts (a cancellation, the schedule-to-close deadline).
+    private func carryOut(
+        _ action: consuming Machine.Action,
+        record: (Machine.Finish) -> (data: Data?, details: AttemptDetails?) = { _ in (nil, nil) }
+    ) {
+        switch consume action {
+        case .none:
+            break
+        case .start(let attempt):
+            request(attempt, inline: false)
+        case .cancelAttempt(let attempt):
+            // An attempt that waits ends now; running code is asked to stop.
+            let now = Self.now()
+            perform(attempt) { $0.cancelRequested(now: now) }
+        case .timeOutAttempt(let attempt, let number):
+            // An attempt that has not ended is settled by the timeout (and not retried); if it ended by
+            // itself, the deadline ends the activity unless the attempt's end got there first.
+            let now = Self.now()
+            let settled = attempt.handle { $0.timedOut(.scheduleToClose, now: now) }
+            if case .settle = settled { return carryOut(settled, for: attempt) }
+            carryOut(machine.withLock { $0.closeDeadlinePassedAfterAttempt(number) })
+        case .recordFailure:
+            break  // only attemptFailed(_:_:details:stderr:) gets it, and handles it
+        case .armRetryTimer(let next, let delay):
+            let timer = engine.timeouts.schedule(after: delay) { self.startAttempt(next) }
+            carryOut(machine.withLock { $0.retryTimerArmed(timer) })
+        case .cancelTimer(let timer):
+            engine.timeouts.cancel(timer)
+        case .finish(let finish):
+            let (recorded, details) = record(finish)
+            let data = recorded ?? {
+                switch finish.outcome {
+                case .cancelled: encode(cancelledFailure)
+                case .timedOut: encode(FailureInfo(timeoutError(.scheduleToClose, attempt: finish.attempt), retryable: false))
+                case .completed, .failed: nil
+                }
+            }()
+            self.finish(finish, data: data, details: details)
+        case .stop(let stop):
+            if let timer = stop.timers.close { engine.timeouts.cancel(timer) }
+            if let timer = stop.timers.retry { engine.timeouts.cancel(timer) }
+            let now = Self.now()
+            if let attempt = stop.attempt { perform(attempt) { $0.workerStopping(now: now) } }
+        }
+    }
+
+    /// Ends the activity with an input event for the workflow.
+    private func finish(_ finish: Machine.Finish, data: Data?, details: AttemptDetails?) {
+        if let timer = finish.timers.close { engine.timeouts.cancel(timer) }
+        if let timer = finish.timers.retry { engine.timeouts.cancel(timer) }
+        driver.untrack(self)
+        let kind: EventKind = switch finish.outcome {
+        case .completed: .activityCompleted
+        case .failed, .timedOut: .activityFailed
+        case .cancelled: .activityCancelled
+        }
+        let event = HistoryEvent(
+            index: 0, kind: kind, time: engine.clock.now(), seq: seq, attempt: finish.attempt, data: data,
+            meta: details.flatMap { $0 == AttemptDetails() ? nil : $0.json })
+        driver.post(.input(event, newRun: nil, alreadyRecorded: false, committed: nil))
     }
 
     // MARK: - Carrying out the attempt's actions
@@ -220,7 +283,7 @@ final class ActivityExecution: Sendable {
         let context = ActivityContext(
             runID: driver.runID, workflowID: driver.workflowID, activityType: pending.activityType, sequence: seq,
             attempt: attempt.number, startedAt: engine.clock.now(), slot: lease.name,
-            lastHeartbeatData: state.withLock { $0.lastHeartbeat }, heartbeats: attempt)
+            lastHeartbeatData: machine.withLock { $0.lastHeartbeat }, heartbeats: attempt)
         if let limit = run.startToClose {
             let timer = engine.timeouts.schedule(after: limit) { self.timedOut(attempt, .startToClose) }
             perform(attempt) { $0.timerArmed(.startToClose, id: timer) }
@@ -323,33 +386,33 @@ final class ActivityExecution: Sendable {
         _ number: Int, _ ending: AttemptRun.Machine.Ending, _ details: AttemptDetails, isShared: Bool, stderr: String?
     ) {
         guard !engine.isStopping else { return }
-        let cancelRequested = state.withLock { state -> Bool in
-            if let beat = details.heartbeat { state.lastHeartbeat = Data(beat.utf8) }
-            return state.cancelRequested
-        }
-        // The workflow's cancellation may reach the activity just before its attempt: an attempt that
-        // failed meanwhile ends the activity as cancelled all the same.
+        if let beat = details.heartbeat { machine.withLock { $0.heartbeatRecorded(Data(beat.utf8)) } }
         switch ending {
         case .stopped:
             break  // nothing is recorded: the run is driven elsewhere now, or later
         case .completed(let output):
             // An activity without a pool records details only when it fails: a success's duration is
             // in the event times, and the details would cost a sequential step several per cent.
-            finish(.activityCompleted, attempt: number, data: output, details: isShared ? nil : details)
-        case .failed(.threw(let error)) where cancelRequested, .cancelled(.threw(let error)):
-            let failure = error is CancellationError ? cancelledFailure : FailureInfo(error, retryable: false)
-            finish(.activityCancelled, attempt: number, data: encode(failure), details: details)
-        case .failed(.timedOut(let kind)) where cancelRequested, .cancelled(.timedOut(let kind)):
-            let error = timeoutError(kind, attempt: number)
-            finish(.activityCancelled, attempt: number, data: encode(FailureInfo(error, retryable: false, stderr: stderr)),
-                   details: details)
-        case .cancelled(nil):
-            finish(.activityCancelled, attempt: number, data: encode(cancelledFailure), details: details)
-        case .failed(.threw(let error)):
-            failed(attempt: number, error, details: details)
-        case .failed(.timedOut(let kind)):
-            failed(attempt: number, timeoutError(kind, attempt: number), details: details, stderr: stderr)
+            carryOut(machine.withLock { $0.attemptCompleted(number) }) { _ in (output, isShared ? nil : details) }
+        case .cancelled(let failure):
+            let data = encode(failure.map { cancellation(after: error(of: $0, attempt: number), stderr: stderr) } ?? cancelledFailure)
+            carryOut(machine.withLock { $0.attemptCancelled(number) }) { _ in (data, details) }
+        case .failed(let failure):
+            attemptFailed(number, error(of: failure, attempt: number), details: details, stderr: stderr)
         }
+    }
+
+    private func error(of failure: AttemptRun.Machine.Failure, attempt: Int) -> any Error {
+        switch failure {
+        case .threw(let error): error
+        case .timedOut(let kind): timeoutError(kind, attempt: attempt)
+        }
+    }
+
+    /// What a cancelled activity records when its cancelled attempt ended otherwise: stopped by the
+    /// cancellation, it threw `CancellationError`; or it threw another error, or timed out.
+    private func cancellation(after error: any Error, stderr: String?) -> FailureInfo {
+        error is CancellationError ? cancelledFailure : FailureInfo(error, retryable: false, stderr: stderr)
     }
 
     private func timeoutError(_ kind: TimeoutKind, attempt: Int) -> any ActivityTimeoutError {
@@ -362,66 +425,33 @@ final class ActivityExecution: Sendable {
         return kind.error(limit: limit ?? .zero, activityType: pending.activityType, sequence: seq, attempt: attempt)
     }
 
-    /// Records a failed attempt and schedules the next, or ends the activity when no retry is due.
-    private func failed(attempt number: Int, _ error: any Error, details: AttemptDetails, stderr: String? = nil) {
-        let policy = options.retry
+    /// Records a failed attempt and, once that is journaled, schedules the next; or ends the activity
+    /// when no retry is due (or the workflow cancelled it).
+    private func attemptFailed(_ number: Int, _ error: any Error, details: AttemptDetails, stderr: String? = nil) {
         var failure = FailureInfo(error, stderr: stderr)
-        let retryable = failure.retryable != false && !policy.nonRetryableErrorTypes.contains(failure.type)
-        guard retryable && policy.allowsAttempt(after: number) else {
-            failure.retryable = false
-            finish(.activityFailed, attempt: number, data: encode(failure), details: details)
-            return
-        }
+        let retryable = failure.retryable != false && !options.retry.nonRetryableErrorTypes.contains(failure.type)
+        let now = engine.clock.now()
         // A lost attempt is retried at once: nothing suggests the activity itself needs a pause.
-        let delay = error is WorkerLost ? .zero : policy.delay(afterAttempt: number)
-        if let deadline = closeDeadline, state.withLock({ $0.closeExpired })
-            || engine.clock.now().addingTimeInterval(Double(delay.milliseconds) / 1000) >= deadline {
-            // The next attempt could not start before the schedule-to-close deadline (or it has
-            // passed while this attempt ended): this attempt's failure is the activity's.
-            failure.retryable = false
-            finish(.activityFailed, attempt: number, data: encode(failure), details: details)
-            return
+        let action = machine.withLock {
+            $0.attemptFailed(number, retryable: retryable, immediately: error is WorkerLost, now: now)
+        }
+        guard case .recordFailure(_, let delay) = action else {
+            return carryOut(action) { finish in
+                if finish.outcome == .cancelled { return (encode(cancellation(after: error, stderr: stderr)), details) }
+                failure.retryable = false
+                return (encode(failure), details)
+            }
         }
         failure.retryable = true
         failure.nextRetryDelayMs = Int(delay.milliseconds)
         let event = HistoryEvent(
-            index: 0, kind: .activityAttemptFailed, time: engine.clock.now(), seq: seq, attempt: number, data: encode(failure),
+            index: 0, kind: .activityAttemptFailed, time: now, seq: seq, attempt: number, data: encode(failure),
             meta: details.json)
         // The next attempt is issued only once this failure is journaled: after a crash, recovery
         // then knows which attempt numbers were used.
         driver.post(.record(event, committed: { result in
-            if case .success = result { self.scheduleAttempt(number + 1, after: delay) }
+            if case .success = result { self.carryOut(self.machine.withLock { $0.failureRecorded(number) }) }
         }))
-    }
-
-    /// Starts attempt `number` after `delay`, unless the workflow cancelled the activity meanwhile.
-    private func scheduleAttempt(_ number: Int, after delay: Duration) {
-        // The timer is registered under the lock, so a cancel sees it, and it cannot fire before
-        // its registration is recorded (its callback takes the same lock).
-        let cancelled = state.withLock { state -> Bool in
-            guard !state.finished else { return false }
-            if state.cancelRequested { return true }
-            state.retryTimer = engine.timeouts.schedule(after: max(delay, .zero)) { self.startAttempt(number) }
-            return false
-        }
-        if cancelled { finish(.activityCancelled, attempt: number - 1, data: encode(cancelledFailure), details: nil) }
-    }
-
-    /// Ends the activity with an input event for the workflow.
-    private func finish(_ kind: EventKind, attempt: Int, data: Data?, details: AttemptDetails?) {
-        let timers = state.withLock { state -> [Int]? in
-            guard !state.finished else { return nil }
-            state.finished = true
-            state.attempt = nil
-            return [state.closeTimer, state.retryTimer].compactMap { $0 }
-        }
-        guard let timers else { return }
-        for timer in timers { engine.timeouts.cancel(timer) }
-        driver.untrack(self)
-        let event = HistoryEvent(
-            index: 0, kind: kind, time: engine.clock.now(), seq: seq, attempt: max(attempt, 0), data: data,
-            meta: details.flatMap { $0 == AttemptDetails() ? nil : $0.json })
-        driver.post(.input(event, newRun: nil, alreadyRecorded: false, committed: nil))
     }
 
     // MARK: - Cancellation and timeouts from outside
@@ -429,58 +459,13 @@ final class ActivityExecution: Sendable {
     /// The workflow cancelled the activity: a waiting attempt ends now, a running one is cancelled and
     /// reports when it stops, a retry delay is cut short.
     func requestCancel() {
-        let (attempt, betweenAttempts) = state.withLock { state -> (AttemptRun?, Int?) in
-            guard !state.finished, !state.cancelRequested else { return (nil, nil) }
-            state.cancelRequested = true
-            if let timer = state.retryTimer {
-                engine.timeouts.cancel(timer)
-                state.retryTimer = nil
-                return (nil, state.lastAttempt)
-            }
-            return (state.attempt, nil)
-        }
-        if let betweenAttempts {
-            finish(.activityCancelled, attempt: betweenAttempts, data: encode(cancelledFailure), details: nil)
-        } else if let attempt {
-            // An attempt that waits ends now; running code is asked to stop. One that has ended has
-            // its failure record being committed: scheduleAttempt sees the request.
-            let now = Self.now()
-            perform(attempt) { $0.cancelRequested(now: now) }
-        }
-    }
-
-    private func scheduleToCloseExpired(_ limit: Duration) {
-        let current = state.withLock { state -> (attempt: AttemptRun?, number: Int)? in
-            guard !state.finished else { return nil }
-            state.closeTimer = nil
-            state.closeExpired = true  // a retry timer firing at the same moment starts nothing
-            if let timer = state.retryTimer { engine.timeouts.cancel(timer) }
-            return (state.attempt, state.lastAttempt)
-        }
-        guard let current else { return }
-        // An attempt that has not ended is settled by the timeout (and not retried); one that ended by
-        // itself first has its failure find the deadline passed (failed(attempt:_:details:)).
-        if let attempt = current.attempt {
-            let now = Self.now()
-            let action = attempt.handle { $0.timedOut(.scheduleToClose, now: now) }
-            if case .settle = action { return carryOut(action, for: attempt) }
-        }
-        let error = ScheduleToCloseTimeout(
-            limit: limit, activityType: pending.activityType, sequence: seq, attempt: current.number)
-        finish(.activityFailed, attempt: error.attempt, data: encode(FailureInfo(error, retryable: false)), details: nil)
+        carryOut(machine.withLock { $0.cancel() })
     }
 
     /// The run stopped here (the worker is stopping, or the run ended or is held): cancel whatever
     /// runs; nothing more is recorded.
     func stop() {
-        let (attempt, timers) = state.withLock { state -> (AttemptRun?, [Int]) in
-            state.finished = true
-            defer { state.attempt = nil }
-            return (state.attempt, [state.closeTimer, state.retryTimer].compactMap { $0 })
-        }
-        for timer in timers { engine.timeouts.cancel(timer) }
-        let now = Self.now()
-        if let attempt { perform(attempt) { $0.workerStopping(now: now) } }
+        carryOut(machine.withLock { $0.stop() })
     }
 
     private var cancelledFailure: FailureInfo {
