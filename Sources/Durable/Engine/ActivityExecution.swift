@@ -2,6 +2,7 @@ import CoreMetrics
 import Dispatch
 import DurableJournal
 import Foundation
+import Logging
 import Synchronization
 
 /// One activity of a run driven here, across its attempts: gets each attempt a slot, runs it under
@@ -436,6 +437,7 @@ final class ActivityExecution: Sendable {
             $0.attemptFailed(number, retryable: retryable, immediately: error is WorkerLost, now: now)
         }
         guard case .recordFailure(_, let delay) = action else {
+            engine.logger.notice("activity failed: \(failure)", metadata: logMetadata(attempt: number))
             return carryOut(action) { finish in
                 if finish.outcome == .cancelled { return (encode(cancellation(after: error, stderr: stderr)), details) }
                 failure.retryable = false
@@ -444,6 +446,7 @@ final class ActivityExecution: Sendable {
         }
         failure.retryable = true
         failure.nextRetryDelayMs = Int(delay.milliseconds)
+        engine.logger.info("activity attempt failed, retrying in \(delay): \(failure)", metadata: logMetadata(attempt: number))
         let event = HistoryEvent(
             index: 0, kind: .activityAttemptFailed, time: now, seq: seq, attempt: number, data: encode(failure),
             meta: details.json)
@@ -452,6 +455,15 @@ final class ActivityExecution: Sendable {
         driver.post(.record(event, committed: { result in
             if case .success = result { self.carryOut(self.machine.withLock { $0.failureRecorded(number) }) }
         }))
+    }
+
+    /// What a log entry about an attempt carries: the run's keys, the activity and the attempt.
+    private func logMetadata(attempt: Int) -> Logger.Metadata {
+        var metadata = engine.runMetadata(driver)
+        metadata["durable.activity"] = "\(pending.activityType)"
+        metadata["durable.seq"] = "\(seq)"
+        metadata["durable.attempt"] = "\(attempt)"
+        return metadata
     }
 
     // MARK: - Cancellation and timeouts from outside
