@@ -2,8 +2,9 @@ import CoreMetrics
 import Dispatch
 import Synchronization
 
-/// A slot held by one attempt.
-package struct Lease: Sendable {
+/// A slot held by one attempt. A class: the attempt's state machine moves it from state to state,
+/// and a reference costs one retain where this struct's existential and string cost several.
+package final class Lease: Sendable {
     package let slot: Int
     /// `"<pool>#<slot>"`, as recorded in attempt details.
     package let name: String
@@ -11,6 +12,14 @@ package struct Lease: Sendable {
     /// The slot was warmed for this attempt.
     package let cold: Bool
     package let warmUpNanos: UInt64
+
+    package init(slot: Int, name: String, resource: any Sendable, cold: Bool, warmUpNanos: UInt64) {
+        self.slot = slot
+        self.name = name
+        self.resource = resource
+        self.cold = cold
+        self.warmUpNanos = warmUpNanos
+    }
 }
 
 /// What an attempt gets from ``SlotPool/acquire(_:)``.
@@ -48,6 +57,8 @@ package final class SlotPool: Sendable {
     private let watch: (@Sendable (any Sendable, @escaping @Sendable () -> Void) -> Void)?
     /// For a shared pool, the one resource.
     private let shared: (any Sendable)?
+    /// The one lease every attempt of a shared pool gets.
+    private let sharedLease: Lease?
     let metrics: PoolMetrics
     private let timers: TimeoutScheduler
     private let machine: Mutex<Machine>
@@ -65,6 +76,7 @@ package final class SlotPool: Sendable {
         self.isHealthy = isHealthy
         self.watch = watch
         self.shared = nil
+        self.sharedLease = nil
         self.metrics = metrics
         self.timers = timers
         self.machine = Mutex(Machine(options: options, closesResources: close != nil))
@@ -85,6 +97,7 @@ package final class SlotPool: Sendable {
         self.isHealthy = { _ in true }
         self.watch = nil
         self.shared = shared
+        self.sharedLease = Lease(slot: 0, name: name, resource: shared, cold: false, warmUpNanos: 0)
         self.metrics = metrics
         self.timers = timers
         self.machine = Mutex(Machine(options: options, closesResources: false))
@@ -100,8 +113,8 @@ package final class SlotPool: Sendable {
     /// Asks for a slot. `granted` is called at once, on this thread, when a slot is free (or the pool
     /// stopped), or later from whichever thread frees one.
     package func acquire(ticket: Int, _ granted: @escaping @Sendable (Grant) -> Void) {
-        if let shared {
-            granted(.warm(Lease(slot: 0, name: name, resource: shared, cold: false, warmUpNanos: 0)))
+        if let sharedLease {
+            granted(.warm(sharedLease))
             return
         }
         run { $0.acquire(ticket: ticket, granted) }
