@@ -192,3 +192,16 @@ public func runPsql(_ location: String, _ sql: String) throws -> (status: Int32,
             String(decoding: printed, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines),
             String(decoding: complained, as: UTF8.self))
 }
+
+/// Waits until `condition` holds, asking every 10 ms for at most `timeout`: a test waits for what it
+/// needs to see, not for a guess of how long that takes.
+/// - Throws: ``TestProcessError`` naming `what` when the time runs out; what `condition` throws.
+public func eventually(
+    _ what: @autoclosure () -> String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while try await !condition() {
+        guard ContinuousClock.now < deadline else { throw TestProcessError("\(what()) did not happen within \(timeout)") }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}

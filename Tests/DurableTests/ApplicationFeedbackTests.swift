@@ -234,7 +234,9 @@ struct Stamp: Workflow {
         let engine = try await engine()
         let run = try await engine.start(Gather.self, input: 2, id: "gather-q")
         try await engine.signal("gather-q", name: "item", "one")
-        try await Task.sleep(for: .milliseconds(100))
+        try await eventually("the signal's delivery") {
+            try await engine.history("gather-q").1.contains { $0.kind == .signalReceived }
+        }
         #expect(try await engine.query("gather-q", name: "items", as: [String].self) == ["one"])
         await #expect(throws: DurableError.self) { _ = try await engine.query("gather-q", name: "items", as: Int.self) }
         try await engine.signal("gather-q", name: "item", "two")

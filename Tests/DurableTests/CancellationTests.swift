@@ -33,7 +33,7 @@ struct LongClaim: Workflow {
     @Test func cancelledWorkflowCleansUpAndEndsAsCancelled() async throws {
         let engine = try await engine(temporaryJournalPath())
         let run = try await engine.start(LongClaim.self, input: 30_000, id: "long")
-        try await Task.sleep(for: .milliseconds(100))
+        try await eventually("the activity's start") { try await engine.describe("long").activities.count == 1 }
         try await engine.cancel("long", reason: "customer withdrew the claim")
         await #expect { _ = try await run.result() } throws: { error in
             (error as? WorkflowFailure)?.cause.type == "Cancelled"
@@ -53,7 +53,7 @@ struct LongClaim: Workflow {
     @Test func terminateEndsARunAtOnceWithItsReason() async throws {
         let engine = try await engine(temporaryJournalPath())
         let run = try await engine.start(LongClaim.self, input: 30_000)
-        try await Task.sleep(for: .milliseconds(100))
+        try await eventually("the activity's start") { try await engine.describe(run.runID).activities.count == 1 }
         let started = ContinuousClock.now
         try await engine.terminate(run.runID, reason: "duplicate submission")
         #expect(try await engine.outcome(of: run.runID) == .terminated("duplicate submission"))

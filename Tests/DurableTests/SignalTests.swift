@@ -44,7 +44,9 @@ struct CollectAfterWork: Workflow {
     @Test func signalWakesAWaitingWorkflowAndIsJournaledOnce() async throws {
         let engine = try await engine()
         let run = try await engine.start(Approval.self, input: 10_000, id: "claim-7")
-        try await Task.sleep(for: .milliseconds(100))
+        try await eventually("the run waits for its signal") {
+            try await engine.describe("claim-7").awaitedSignals == ["decision"]
+        }
         #expect(try await engine.signal("claim-7", name: "decision", "ana") == run.runID)
         #expect(try await run.result() == "approved by ana")
         let events = try await engine.history(run.runID).1
@@ -133,10 +135,8 @@ struct CollectAfterWork: Workflow {
         }
         let live = try await send("a")  // delivered by the running worker
         #expect(live.status == 0 && live.stdout.contains("signal 'item' queued for run"), "\(live.stderr)")
-        while try await engine.history("gather").1.filter({ $0.kind == .signalReceived }).count < 1,
-            ContinuousClock.now < deadline
-        {
-            try await Task.sleep(for: .milliseconds(10))
+        try await eventually("the first signal's delivery", timeout: deadline - .now) {
+            try await engine.history("gather").1.filter { $0.kind == .signalReceived }.count >= 1
         }
         first.kill(SIGKILL)
         _ = try await first.wait()
@@ -145,14 +145,12 @@ struct CollectAfterWork: Workflow {
 
         let second = try Child(worker, ["worker", "--quiet", "--journal", journal])
         defer { second.kill(SIGKILL) }
-        while try await engine.history("gather").1.filter({ $0.kind == .signalReceived }).count < 2,
-            ContinuousClock.now < deadline
-        {
-            try await Task.sleep(for: .milliseconds(10))
+        try await eventually("the queued signal's delivery", timeout: deadline - .now) {
+            try await engine.history("gather").1.filter { $0.kind == .signalReceived }.count >= 2
         }
         #expect(try await send("c").status == 0)
-        while try await engine.describe("gather").run.status.isOpen, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(10))
+        try await eventually("the run's end", timeout: deadline - .now) {
+            try await !engine.describe("gather").run.status.isOpen
         }
         #expect(try await engine.describe("gather").outcome == .completed(Data(#""a,b,c""#.utf8)))
         let received = try await engine.history("gather").1.filter { $0.kind == .signalReceived }

@@ -16,7 +16,7 @@ extension DurableWorker {
         // thread (see ActivityExecution). Several would run one after another on it, so they do not.
         let inline = ActivityChain.runID == driver.runID
             && commands.count { if case .scheduleActivity = $0 { true } else { false } } == 1
-        var newRuns = false  // children or a continuation, written pending with this batch
+        var newRuns: [String] = []  // children or a continuation of registered types, written pending with this batch
         var unregisteredChildren: [(seq: Int, type: String)] = []
         for command in commands {
             switch command {
@@ -31,9 +31,12 @@ extension DurableWorker {
                 driver.cancelTimer(seq)
             case .markPatch, .rejectSignal:
                 break
-            case .startChild(let seq, let type, _, _, _):
-                newRuns = true
-                if workflowRegistration(type) == nil { unregisteredChildren.append((seq, type)) }
+            case .startChild(let seq, let type, _, let childRunID, _):
+                if workflowRegistration(type) == nil {
+                    unregisteredChildren.append((seq, type))
+                } else {
+                    newRuns.append(childRunID)
+                }
             case .cancelChild(_, let childRunID, let abandon):
                 if !abandon { Task { _ = try? await client.cancel(childRunID, reason: "its parent was cancelled") } }
             case .completeWorkflow(let result):
@@ -44,17 +47,33 @@ extension DurableWorker {
                 closed(driver, outcome: .cancelled(reason))
             case .continueAsNew(_, let newRunID):
                 closed(driver, outcome: .continuedAsNew(newRunID))
-                newRuns = true
+                newRuns.append(newRunID)
             }
         }
-        if newRuns {  // one pass claims them all
-            clock.beginWork()
-            Task {
-                _ = try? await self.claimPendingRuns()
-                self.clock.endWork()
-            }
-        }
+        if !newRuns.isEmpty { claimNewRuns(newRuns) }
         if !unregisteredChildren.isEmpty { holdForUnregisteredChildren(driver, unregisteredChildren) }
+    }
+
+    /// Claims the runs an activation just wrote pending (children, a continuation), so that they start
+    /// at once, with or without a worker loop. A claim skips a run whose row another transaction holds
+    /// (PostgreSQL's `SKIP LOCKED`: a signal being queued for it, say); such a run is claimed again a
+    /// little later, until it is no longer pending here (started, or taken by another worker), for up
+    /// to 5 s (a worker loop, if one runs, claims it after that).
+    private func claimNewRuns(_ runIDs: [String]) {
+        clock.beginWork()
+        Task {
+            defer { clock.endWork() }
+            for attempt in 0..<250 {
+                if attempt > 0 { try? await Task.sleep(for: .milliseconds(20)) }
+                guard !isStopping else { return }
+                _ = try? await claimPendingRuns()
+                var pending = false
+                for runID in runIDs where drivers.withLock({ $0[runID] == nil }) {
+                    if (try? await journal.findRun(runID))?.status == .pending { pending = true }
+                }
+                if !pending { return }
+            }
+        }
     }
 
     /// Holds a run that started a child of a workflow type no worker has registered (the child would
