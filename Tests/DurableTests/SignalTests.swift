@@ -1,6 +1,7 @@
 import Durable
 import DurableJournal
 import DurableTestSupport
+import DurableTesting
 import Foundation
 import GRDB
 import Testing
@@ -69,12 +70,15 @@ struct CollectAfterWork: Workflow {
         await engine.shutdown()
     }
 
+    /// On the test kit's clock: a 48-hour timeout in no time.
     @Test func waitForSignalTimesOutOnADurableTimer() async throws {
-        let engine = try await engine()
-        let run = try await engine.start(Approval.self, input: 200)
+        let env = try await TestEnvironment(journal: JournalConfiguration(temporaryJournalPath()))
+        env.register(Approval.self)
+        let run = try await env.engine.start(Approval.self, input: 48 * 3_600_000)
         #expect(try await run.result() == "timed out")
-        #expect(try await engine.history(run.runID).1.contains { $0.kind == .timerFired })
-        await engine.shutdown()
+        #expect(env.skipped > .seconds(47 * 3600), "the clock skipped to the timer")
+        #expect(try await env.engine.history(run.runID).1.contains { $0.kind == .timerFired })
+        await env.close()
     }
 
     @Test(.enabled(if: TestBackend.isSQLite, "damages a queued signal in the SQLite file"))
