@@ -108,7 +108,13 @@ struct Guardian: Workflow {
         let worker = try productPath("durable-test-worker")
         let journal = temporaryJournalPath()
         let first = try Child(worker, ["run", "Family", "--input", "1500", "--id", "fam", "--journal", journal])
-        let inspector = try await waitForRunning("fam/1", journal: journal)
+        let inspector: Engine
+        do {
+            inspector = try await waitForRunning("fam/1", journal: journal)
+        } catch {
+            Issue.record("\(error); the run command said: \(first.output)")  // what held it up
+            throw error
+        }
         let deadline = ContinuousClock.now + .seconds(20)
         while try await !inspector.history("fam/1").1.contains(where: { $0.kind == .timerStarted }), ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))

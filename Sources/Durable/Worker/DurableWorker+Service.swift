@@ -5,7 +5,8 @@ import Synchronization
 public struct WorkerStartup: Sendable {
     /// How long warming the pools' minimum slots took.
     public var warmUp: Duration
-    /// The open runs it recovered, the submitted runs it picked up, the runs it holds.
+    /// The open runs it recovered, the submitted runs it picked up, the runs it holds (empty when a
+    /// start in this process ran the first recovery pass before).
     public var recovery: RecoveryReport
 }
 
@@ -27,7 +28,9 @@ extension DurableWorker: Service {
             let warming = ContinuousClock.now
             await warmUp()
             let warmUp = ContinuousClock.now - warming
-            let recovery = try await recover()
+            // The first recovery pass, unless a start in this process ran it already (a second pass
+            // beside that start's run would only race it for the same leases).
+            let recovery = try await recoverOnce() ?? RecoveryReport()
             let startup = WorkerStartup(warmUp: warmUp, recovery: recovery)
             for observer in readyObservers.withLock({ $0 }) { observer(startup) }
             try await runWorker()
