@@ -247,12 +247,22 @@ extension DurableWorker {
     /// or a cancellation from any process wakes it.
     /// - Parameter takeoverInterval: how often runs of gone workers are looked for.
     public func runWorker(takeoverInterval: Duration = .milliseconds(250)) async throws {
+        try await work(takeoverInterval: takeoverInterval, ready: nil)
+    }
+
+    /// ``runWorker(takeoverInterval:)``, telling `ready` what start-up did before the loop takes work.
+    func work(takeoverInterval: Duration, ready: ((WorkerStartup) -> Void)?) async throws {
+        try await registerWorkflowTypes()  // the types the code-less CLI may submit
+        let warming = ContinuousClock.now
         await warmUp()
-        try await registerWorkflowTypes()
+        let warmUp = ContinuousClock.now - warming
         // Subscribed before recovering: what is committed meanwhile (a submission, a signal) wakes
         // the loop below, which then looks at what is there.
         let changes = journal.changes()
-        _ = try await recoverOnce()  // nothing to do if recover() or a start did it already
+        // The first recovery pass, unless a start in this process ran it already (a second pass
+        // beside that start's runs would only race it for the same leases).
+        let recovery = try await recoverOnce() ?? RecoveryReport()
+        ready?(WorkerStartup(warmUp: warmUp, recovery: recovery))
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 while !self.isStopping && !Task.isCancelled {

@@ -24,16 +24,9 @@ extension DurableWorker: Service {
     /// them), everything recorded committed, pool processes stopped, leases released.
     public func run() async throws {
         try await withGracefulShutdownHandler {
-            try await registerWorkflowTypes()  // the types the code-less CLI may submit
-            let warming = ContinuousClock.now
-            await warmUp()
-            let warmUp = ContinuousClock.now - warming
-            // The first recovery pass, unless a start in this process ran it already (a second pass
-            // beside that start's run would only race it for the same leases).
-            let recovery = try await recoverOnce() ?? RecoveryReport()
-            let startup = WorkerStartup(warmUp: warmUp, recovery: recovery)
-            for observer in readyObservers.withLock({ $0 }) { observer(startup) }
-            try await runWorker()
+            try await work(takeoverInterval: .milliseconds(250)) { startup in
+                for observer in self.readyObservers.withLock({ $0 }) { observer(startup) }
+            }
         } onGracefulShutdown: { [self] in
             Task { await shutdown() }
         }

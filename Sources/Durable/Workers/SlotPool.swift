@@ -55,9 +55,7 @@ package final class SlotPool: Sendable {
     private let isHealthy: @Sendable (any Sendable) -> Bool
     /// Asks to be told when a resource breaks by itself (a process exits).
     private let watch: (@Sendable (any Sendable, @escaping @Sendable () -> Void) -> Void)?
-    /// For a shared pool, the one resource.
-    private let shared: (any Sendable)?
-    /// The one lease every attempt of a shared pool gets.
+    /// For a shared pool, the one lease (around the one resource) every attempt gets.
     private let sharedLease: Lease?
     let metrics: PoolMetrics
     private let timers: TimeoutScheduler
@@ -75,7 +73,6 @@ package final class SlotPool: Sendable {
         self.closeResource = close
         self.isHealthy = isHealthy
         self.watch = watch
-        self.shared = nil
         self.sharedLease = nil
         self.metrics = metrics
         self.timers = timers
@@ -96,7 +93,6 @@ package final class SlotPool: Sendable {
         self.closeResource = nil
         self.isHealthy = { _ in true }
         self.watch = nil
-        self.shared = shared
         self.sharedLease = Lease(slot: 0, name: name, resource: shared, cold: false, warmUpNanos: 0)
         self.metrics = metrics
         self.timers = timers
@@ -146,7 +142,7 @@ package final class SlotPool: Sendable {
     /// Gives a slot back.
     /// - Parameter retire: close the slot instead of keeping it (failed, timed out, or broken).
     package func release(_ lease: Lease, retire: Bool) {
-        guard shared == nil else { return }
+        guard sharedLease == nil else { return }
         let retire = retire || !isHealthy(lease.resource)
         let now = timers.clock.uptimeNanos()
         run { $0.release(slot: lease.slot, retire: retire, now: now) }
@@ -156,7 +152,7 @@ package final class SlotPool: Sendable {
 
     /// Warms the minimum slots and waits until they are ready (or failed). Once: later calls return.
     package func start() async {
-        guard shared == nil else { return }
+        guard sharedLease == nil else { return }
         var spares: [Int] = []
         run { machine in
             machine.start().filter { action in
@@ -193,7 +189,7 @@ package final class SlotPool: Sendable {
     var lastWarmUpFailure: String? { machine.withLock { $0.lastWarmUpFailure } }
 
     /// A pool around one shared resource (an activity registered without a pool).
-    var isShared: Bool { shared != nil }
+    var isShared: Bool { sharedLease != nil }
 
     // MARK: - Carrying out actions
 

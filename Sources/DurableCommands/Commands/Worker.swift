@@ -42,8 +42,7 @@ struct Worker: AsyncParsableCommand {
         worker.onReady { startup in
             guard !quiet else { return }
             if let pools = worker.poolSummary {
-                let millis = startup.warmUp.components.seconds * 1000 + startup.warmUp.components.attoseconds / 1_000_000_000_000_000
-                print("pools warm in \(millis) ms: \(pools)")
+                print("pools warm in \(startup.warmUp.milliseconds) ms: \(pools)")
             }
             let report = startup.recovery
             print("recovered \(report.resumed.count) open run(s), picked up \(report.claimed.count) submitted run(s)"
