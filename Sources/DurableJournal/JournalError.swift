@@ -17,7 +17,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
             case missing, notADatabase, notAJournal, newerFormat, corruptEvent, corruptRun, workflowIDInUse,
-                runNotFound, runClosed, conflict, storage, badHistoryFile
+                runNotFound, runClosed, conflict, storage, badHistoryFile, filesChanged
         }
 
         private let base: Base
@@ -48,6 +48,10 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         public static let storage = Code(.storage)
         /// A history file that cannot be read or replayed.
         public static let badHistoryFile = Code(.badHistoryFile)
+        /// A SQLite journal's files are not the ones this process opened (its `-wal` or `-shm` file
+        /// deleted or replaced, the file replaced), or the file has a second name (a hard link): a
+        /// worker stops rather than write where commits could be lost.
+        public static let filesChanged = Code(.filesChanged)
 
         public var description: String { base.rawValue }
     }
@@ -66,6 +70,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         case storage(reason: String)
         /// A history file (`durable history export`) that cannot be read or replayed.
         case badHistoryFile(path: String, reason: String)
+        case filesChanged(path: String, reason: String)
     }
 
     package let detail: Detail
@@ -87,6 +92,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         case .conflict: .conflict
         case .storage: .storage
         case .badHistoryFile: .badHistoryFile
+        case .filesChanged: .filesChanged
         }
     }
 
@@ -157,6 +163,8 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
             "journal storage error: \(reason)"
         case .badHistoryFile(let path, let reason):
             "history file \(path) \(reason)"
+        case .filesChanged(_, let reason):
+            "journal files changed: \(reason)"
         }
     }
 }

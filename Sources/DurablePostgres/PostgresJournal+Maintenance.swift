@@ -97,35 +97,35 @@ extension PostgresJournal {
 
     // MARK: - Backup
 
-    /// A `pg_dump` of the journal's schema (custom format, for `pg_restore`) to a new file.
+    /// A `pg_dump` of the journal's schema (custom format, for `pg_restore`) to a new file, which
+    /// appears whole or not at all (``NewFile``), readable by its owner only.
     package func backup(to destination: String) async throws -> Int64 {
-        guard !FileManager.default.fileExists(atPath: destination) else {
-            throw JournalError(.storage(reason: "\(destination) exists; a backup goes to a new file"))
-        }
+        try NewFile.checkDestination(destination, what: "backup")
         guard let pgDump = Self.executable("pg_dump") else {
             throw JournalError(.storage(reason: """
                 \(location): backing up a PostgreSQL journal runs pg_dump, which is not on PATH \
                 (install the PostgreSQL client, or use your database's own backups)
                 """))
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: pgDump)
-        process.arguments = [
-            "--format=custom", "--schema=\(s)", "--file=\(destination)", "--host=\(place.host)", "--port=\(place.port)",
-            "--username=\(place.user)", "--no-password", place.database,
-        ]
-        var environment = ProcessInfo.processInfo.environment
-        if let password = place.password { environment["PGPASSWORD"] = password }
-        process.environment = environment
-        let errors = Pipe()
-        process.standardError = errors
-        try process.run()
-        let message = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            try? FileManager.default.removeItem(atPath: destination)
-            let text = String(decoding: message, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
-            throw JournalError(.storage(reason: "backup to \(destination) failed: pg_dump: \(text)"))
+        try NewFile.create(destination, what: "backup") { temporary in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: pgDump)
+            process.arguments = [
+                "--format=custom", "--schema=\(s)", "--file=\(temporary)", "--host=\(place.host)", "--port=\(place.port)",
+                "--username=\(place.user)", "--no-password", place.database,
+            ]
+            var environment = ProcessInfo.processInfo.environment
+            if let password = place.password { environment["PGPASSWORD"] = password }
+            process.environment = environment
+            let errors = Pipe()
+            process.standardError = errors
+            try process.run()
+            let message = errors.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else {
+                let text = String(decoding: message, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
+                throw JournalError(.storage(reason: "backup to \(destination) failed: pg_dump: \(text)"))
+            }
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: destination)[.size] as? NSNumber)?.int64Value
         return size ?? 0

@@ -276,27 +276,23 @@ extension SQLiteJournal {
     }
 
     /// Writes a consistent copy of the journal to `destination` (SQLite's online backup), while
-    /// workers keep writing: the copy holds every transaction committed before it began.
+    /// workers keep writing: the copy holds every transaction committed before it began. The copy is
+    /// written beside `destination` and linked into place once synced (``NewFile``): it appears
+    /// whole or not at all, readable by its owner only.
     /// - Returns: the copy's size in bytes.
-    /// - Throws: ``JournalError`` when `destination` exists or cannot be written.
+    /// - Throws: ``JournalError`` when `destination` is not a new file's path or cannot be written.
     package func backup(to destination: String) async throws -> Int64 {
-        guard !FileManager.default.fileExists(atPath: destination) else {
-            throw JournalError(.storage(reason: "\(destination) exists; a backup goes to a new file"))
-        }
-        do {
-            try copyFile(to: destination)
-        } catch let error as DatabaseError {
-            try? FileManager.default.removeItem(atPath: destination)
-            throw JournalError(.storage(reason: "backup to \(destination) failed: \(error.message ?? error.description)"))
+        try NewFile.create(destination, what: "backup") { temporary in
+            do {
+                let copy = try DatabaseQueue(path: temporary)
+                try pool.backup(to: copy)
+                try copy.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA journal_mode = DELETE") }
+                try copy.close()
+            } catch let error as DatabaseError {
+                throw JournalError(.storage(reason: "backup to \(destination) failed: \(error.message ?? error.description)"))
+            }
         }
         return Self.fileSize(destination)
-    }
-
-    private func copyFile(to destination: String) throws {
-        let copy = try DatabaseQueue(path: destination)
-        try pool.backup(to: copy)
-        try copy.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA journal_mode = DELETE") }
-        try copy.close()
     }
 
     // MARK: - Copying

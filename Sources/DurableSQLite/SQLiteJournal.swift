@@ -22,6 +22,8 @@ package final class SQLiteJournal: Journal {
     private let watcher: DataVersionWatcher
     /// The change feed's subscribers.
     private let broadcaster: ChangeBroadcaster
+    /// The journal's files as opened (``verifyFiles()``).
+    let files = Mutex<JournalFiles?>(nil)
 
     /// The page size of new journals. A step commits a few small rows, and every page it touches is
     /// written to the WAL and synced: with 1 KiB pages a sequential step at `full` durability took about
@@ -42,7 +44,9 @@ package final class SQLiteJournal: Journal {
         if !FileManager.default.fileExists(atPath: path) {
             // Set before the file's first write (GRDB's WAL setup); an existing journal keeps its size.
             config.prepareDatabase { db in try db.execute(sql: "PRAGMA page_size = \(Self.pageSize)") }
+            try Self.createPrivateFile(path)
         }
+        try Self.checkLinks(path)
         let synchronous = configuration.durability == .full ? "FULL" : "NORMAL"
         let path = self.path
         do {
@@ -63,6 +67,7 @@ package final class SQLiteJournal: Journal {
         let watcher = DataVersionWatcher(path: path)
         broadcaster = ChangeBroadcaster { broadcaster, active in watcher.setActive(active, notifying: broadcaster) }
         self.watcher = watcher
+        recordFiles()
     }
 
     package var location: String { path }
@@ -295,6 +300,7 @@ package final class SQLiteJournal: Journal {
 
     package func runsToTakeOver(deadOwners: [String], limit: Int) async throws -> [RunRecord] {
         guard let lease else { return [] }
+        try verifyFiles()  // a worker asks every quarter of a second
         let dead = deadOwners.map { _ in "?" }.joined(separator: ",")
         var arguments: StatementArguments = [Date().journalMillis, lease.owner]
         arguments += StatementArguments(deadOwners)

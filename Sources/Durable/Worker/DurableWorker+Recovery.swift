@@ -295,12 +295,23 @@ extension DurableWorker {
             await group.next()
             group.cancelAll()
         }
+        if let error = fatalError.withLock({ $0 }) {
+            await shutdown()
+            throw error
+        }
     }
 
     /// Logs that a worker pass failed and will be tried again, once per outage: while passes
     /// keep failing (the database restarting, the disk full) nothing more is said, until one succeeds
     /// (``reportWorkerRecovered()``).
     func reportWorkerError(_ error: any Error) {
+        if let error = error as? JournalError, error.code == .filesChanged {
+            // Writing on could lose commits: stop (graceful: what is recorded is committed, leases released).
+            guard fatalError.withLock({ fatal in defer { if fatal == nil { fatal = error } }; return fatal == nil }) else { return }
+            logger.critical("stopping: \(error)")
+            Task { await shutdown() }
+            return
+        }
         let text = "\(error)"
         let say = lastWorkerError.withLock { last -> Bool in
             defer { if last == nil { last = (text, .now) } }
