@@ -86,6 +86,7 @@ public struct ActivityContext: Sendable {
         } catch {
             throw DurableError(.badInput(type: "heartbeat details (\(Details.self))", reason: "\(error)"))
         }
+        try DurableError.checkPayload(data, "heartbeat details")
         try heartbeats?.heartbeat(data)
         try Task.checkCancellation()
     }

@@ -59,7 +59,7 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
             case unknownWorkflowType, unknownActivityType, unknownQuery, badInput, badOutput, nonDeterminism,
                 contextMisuse, strayAwait, evicted, runHeld, badResetPoint, shuttingDown, workflowIDReused,
-                badSignalInput
+                badSignalInput, payloadTooLarge
         }
 
         private let base: Base
@@ -94,6 +94,8 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         public static let workflowIDReused = Code(.workflowIDReused)
         /// A signal's input does not decode as the type the workflow waits for.
         public static let badSignalInput = Code(.badSignalInput)
+        /// A payload is larger than ``DurableLimits/maximumPayloadBytes``; nothing was recorded.
+        public static let payloadTooLarge = Code(.payloadTooLarge)
 
         public var description: String { base.rawValue }
     }
@@ -113,6 +115,7 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         case shuttingDown
         case workflowIDReused(workflowID: String, runID: String, status: String, policy: String)
         case badSignalInput(runID: String, signal: String, type: String, reason: String)
+        case payloadTooLarge(what: String, bytes: Int)
     }
 
     package let detail: Detail
@@ -136,6 +139,7 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         case .shuttingDown: .shuttingDown
         case .workflowIDReused: .workflowIDReused
         case .badSignalInput: .badSignalInput
+        case .payloadTooLarge: .payloadTooLarge
         }
     }
 
@@ -147,6 +151,13 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
             .workflowIDReused(_, let runID, _, _), .badSignalInput(let runID, _, _, _):
             runID
         default: nil
+        }
+    }
+
+    /// Throws `payloadTooLarge` naming `what` when `data` is over ``DurableLimits/maximumPayloadBytes``.
+    static func checkPayload(_ data: Data?, _ what: @autoclosure () -> String) throws(DurableError) {
+        if let data, data.count > DurableLimits.maximumPayloadBytes {
+            throw DurableError(.payloadTooLarge(what: what(), bytes: data.count))
         }
     }
 
@@ -188,6 +199,9 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
             "workflow ID \(workflowID) was used by run \(runID) (\(status)); the reuse policy \(policy) refuses a new run"
         case .badSignalInput(let runID, let signal, let type, let reason):
             "run \(runID): signal '\(signal)' input is not a valid \(type): \(reason)"
+        case .payloadTooLarge(let what, let bytes):
+            "\(what) is \(bytes) bytes, over the limit of \(DurableLimits.maximumPayloadBytes) bytes "
+                + "(\(DurableLimits.maximumPayloadBytes >> 20) MiB) a payload may have; pass a reference instead"
         }
     }
 }

@@ -69,6 +69,7 @@ public final class WorkflowContext: @unchecked Sendable {
         } catch {
             throw DurableError(.badInput(type: String(describing: W.Input.self), reason: "\(error)"))
         }
+        try DurableError.checkPayload(inputData, "the input of child workflow \(W.name)")
         let data = try await instance.executeChild(
             workflowType: W.name, workflowID: id, input: inputData, abandonOnCancel: cancellation == .abandon)
         let outcome: ChildOutcome
@@ -144,7 +145,11 @@ public final class WorkflowContext: @unchecked Sendable {
     /// the workflow's own input type (the new run fails at once otherwise).
     public func continueAsNew<Input: Encodable>(with input: Input) -> any Error {
         do {
-            return ContinueAsNew(input: try encoder.encode(input))
+            let data = try encoder.encode(input)
+            try DurableError.checkPayload(data, "the continue-as-new input")
+            return ContinueAsNew(input: data)
+        } catch let error as DurableError {
+            return error
         } catch {
             return DurableError(.badInput(type: "continue-as-new input (\(Input.self))", reason: "\(error)"))
         }
@@ -295,6 +300,7 @@ public final class WorkflowContext: @unchecked Sendable {
         } catch {
             throw DurableError(.badInput(type: String(describing: A.Input.self), reason: "\(error)"))
         }
+        try DurableError.checkPayload(inputData, "the input of activity \(A.name)")
         let output = try await instance.scheduleActivity(type: A.name, input: inputData, options: options)
         do {
             return try decoder.decode(A.Output.self, from: output)

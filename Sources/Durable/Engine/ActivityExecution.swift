@@ -296,7 +296,15 @@ final class ActivityExecution: Sendable {
         let body: @Sendable () async -> Void = {
             let result: Result<Data, any Error>
             do {
-                result = .success(try await invoke(lease.resource, context, input))
+                let output = try await invoke(lease.resource, context, input)
+                if output.count > DurableLimits.maximumPayloadBytes {
+                    // Recording it would be refused; a retry would most likely return as much again.
+                    throw ApplicationError(
+                        DurableError(.payloadTooLarge(what: "the result of activity \(context.activityType)", bytes: output.count))
+                            .description,
+                        type: "PayloadTooLarge", nonRetryable: true)
+                }
+                result = .success(output)
             } catch {
                 result = .failure(error)
             }

@@ -22,8 +22,9 @@ struct WorkflowRegistration: Sendable {
             } catch {
                 throw DurableError(.badInput(type: "\(W.name) input (\(W.Input.self))", reason: describeDecoding(error)))
             }
-            let output = try await W().run(context, input: input)
-            return try encoder.encode(output)
+            let output = try encoder.encode(try await W().run(context, input: input))
+            try DurableError.checkPayload(output, "the result of workflow \(W.name)")
+            return output
         }
         declaresSignals = !W.signals.isEmpty
         validateSignal = { runID, name, data in

@@ -1,0 +1,9 @@
+/// The documented limits on what Durable records (Docs/operations.md, "Limits").
+public enum DurableLimits {
+    /// The largest payload Durable records, in bytes of JSON: a run's input or result, an activity's
+    /// input or result, a child's or a continued run's input, a signal's input, heartbeat details.
+    /// A larger one is refused where it is written, with ``DurableError`` `payloadTooLarge` (an
+    /// activity whose result is larger fails without retries; a workflow whose result is larger fails).
+    /// Pass references (a path, an object-store key) for documents and images.
+    public static let maximumPayloadBytes = 16 * 1024 * 1024
+}
