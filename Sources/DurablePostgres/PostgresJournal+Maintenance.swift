@@ -234,32 +234,37 @@ extension PostgresJournal {
     // MARK: - Copying
 
     package func importRun(_ run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal]) async throws {
-        let drafts = events.map(EventDraft.init)
         try await inTransaction { connection in
-            let inserted = try await connection.query("""
-                INSERT INTO \(unescaped: self.s).runs (run_id, workflow_id, workflow_type, status, created_at, updated_at,
-                    closed_at, seed, error, next_idx)
-                VALUES (\(run.runID), \(run.workflowID), \(run.workflowType), \(run.status.rawValue),
-                    \(run.createdAt.journalMillis), \(run.updatedAt.journalMillis), \(run.closedAt?.journalMillis),
-                    \(Int64(bitPattern: run.seed)), \(run.error), \(Int32(drafts.count)))
-                ON CONFLICT (run_id) DO NOTHING RETURNING 1
-                """, logger: self.logger).collect()
-            if inserted.isEmpty {
-                throw JournalError(.conflict(runID: run.runID, reason: "a run with this run ID is in the journal already"))
-            }
-            for start in stride(from: 0, to: drafts.count, by: 500) {
-                let chunk = Array(drafts[start..<min(start + 500, drafts.count)])
-                try await connection.query(try PostgresWriter.insertEvents(chunk, runID: run.runID, schema: self.s), logger: self.logger)
-            }
-            for signal in signals {
-                try await connection.query("""
-                    INSERT INTO \(unescaped: self.s).signals (run_id, name, data, sent_at)
-                    VALUES (\(run.runID), \(signal.name), \(signal.data.map(PayloadCodec.encode)), \(signal.sentAt.journalMillis))
-                    """, logger: self.logger)
-            }
+            try await self.insert(run, events: events, signals: signals, connection)
             if !signals.isEmpty || run.status == .pending {
                 try await connection.query("SELECT pg_notify(\(self.channel), '')", logger: self.logger)
             }
+        }
+    }
+
+    /// Inserts a run without a lease, its events and its queued signals.
+    func insert(_ run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal], _ connection: PostgresConnection) async throws {
+        let drafts = events.map(EventDraft.init)
+        let inserted = try await connection.query("""
+            INSERT INTO \(unescaped: self.s).runs (run_id, workflow_id, workflow_type, status, created_at, updated_at,
+                closed_at, seed, error, next_idx)
+            VALUES (\(run.runID), \(run.workflowID), \(run.workflowType), \(run.status.rawValue),
+                \(run.createdAt.journalMillis), \(run.updatedAt.journalMillis), \(run.closedAt?.journalMillis),
+                \(Int64(bitPattern: run.seed)), \(run.error), \(Int32(drafts.count)))
+            ON CONFLICT (run_id) DO NOTHING RETURNING 1
+            """, logger: self.logger).collect()
+        if inserted.isEmpty {
+            throw JournalError(.conflict(runID: run.runID, reason: "a run with this run ID is in the journal already"))
+        }
+        for start in stride(from: 0, to: drafts.count, by: 500) {
+            let chunk = Array(drafts[start..<min(start + 500, drafts.count)])
+            try await connection.query(try PostgresWriter.insertEvents(chunk, runID: run.runID, schema: self.s), logger: self.logger)
+        }
+        for signal in signals {
+            try await connection.query("""
+                INSERT INTO \(unescaped: self.s).signals (run_id, name, data, sent_at)
+                VALUES (\(run.runID), \(signal.name), \(signal.data.map(PayloadCodec.encode)), \(signal.sentAt.journalMillis))
+                """, logger: self.logger)
         }
     }
 }

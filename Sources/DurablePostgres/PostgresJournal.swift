@@ -357,28 +357,46 @@ package final class PostgresJournal: Journal {
     }
 
     package func terminateRun(_ runID: String, reason: String, expected: RunLease, notice: RunNotice?) async throws -> Bool {
-        let reasonData = PayloadCodec.encode(Data(reason.utf8))
-        let now = Date().journalMillis
+        let termination = RunTermination(runID: runID, reason: reason, expected: expected, notice: notice)
         return try await inTransaction { connection in
-            // The compare-and-set: the lease still as the caller saw it, the run still open.
-            let taken = try await connection.query("""
-                UPDATE \(unescaped: self.s).runs SET status = 'terminated', error = \(reason), updated_at = \(now),
-                    closed_at = \(now), lease_owner = NULL, lease_expires_at = NULL, next_idx = next_idx + 1
-                WHERE run_id = \(runID) AND status IN ('pending','running','held')
-                    AND lease_owner IS NOT DISTINCT FROM \(expected.owner)
-                    AND lease_expires_at IS NOT DISTINCT FROM \(expected.expiresAtMillis)
-                RETURNING next_idx - 1
-                """, logger: self.logger).collect()
-            guard let index = try taken.first?.decode(Int32.self) else { return false }
-            try await connection.query("""
-                INSERT INTO \(unescaped: self.s).events (run_id, idx, kind, time, seq, attempt, data)
-                VALUES (\(runID), \(index), \(Int16(EventKind.workflowTerminated.rawValue)), \(now), 0, 0, \(reasonData))
-                """, logger: self.logger)
-            try await connection.query("DELETE FROM \(unescaped: self.s).signals WHERE run_id = \(runID)", logger: self.logger)
-            if let notice { try await PostgresWriter.queue(notice, schema: self.s, now: now, connection, logger: self.logger) }
+            guard try await self.terminate(termination, connection) else { return false }
             try await connection.query("SELECT pg_notify(\(self.channel), '')", logger: self.logger)
             return true
         }
+    }
+
+    package func replaceRun(
+        _ termination: RunTermination, with run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal]
+    ) async throws -> Bool {
+        try await inTransaction { connection in
+            guard try await self.terminate(termination, connection) else { return false }
+            try await self.insert(run, events: events, signals: signals, connection)
+            try await connection.query("SELECT pg_notify(\(self.channel), '')", logger: self.logger)
+            return true
+        }
+    }
+
+    /// Ends the open run as terminated, if its lease is still as expected. - Returns: whether it did.
+    func terminate(_ termination: RunTermination, _ connection: PostgresConnection) async throws -> Bool {
+        let (runID, reason, expected) = (termination.runID, termination.reason, termination.expected)
+        let now = Date().journalMillis
+        // The compare-and-set: the lease still as the caller saw it, the run still open.
+        let taken = try await connection.query("""
+            UPDATE \(unescaped: s).runs SET status = 'terminated', error = \(reason), updated_at = \(now),
+                closed_at = \(now), lease_owner = NULL, lease_expires_at = NULL, next_idx = next_idx + 1
+            WHERE run_id = \(runID) AND status IN ('pending','running','held')
+                AND lease_owner IS NOT DISTINCT FROM \(expected.owner)
+                AND lease_expires_at IS NOT DISTINCT FROM \(expected.expiresAtMillis)
+            RETURNING next_idx - 1
+            """, logger: logger).collect()
+        guard let index = try taken.first?.decode(Int32.self) else { return false }
+        try await connection.query("""
+            INSERT INTO \(unescaped: s).events (run_id, idx, kind, time, seq, attempt, data)
+            VALUES (\(runID), \(index), \(Int16(EventKind.workflowTerminated.rawValue)), \(now), 0, 0, \(termination.framedReason))
+            """, logger: logger)
+        try await connection.query("DELETE FROM \(unescaped: s).signals WHERE run_id = \(runID)", logger: logger)
+        if let notice = termination.notice { try await PostgresWriter.queue(notice, schema: s, now: now, connection, logger: logger) }
+        return true
     }
 
     // MARK: - Leases

@@ -299,33 +299,41 @@ extension SQLiteJournal {
 
     package func importRun(_ run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal]) async throws {
         let drafts = events.map(EventDraft.init)
-        let framedSignals = signals.map { ($0.name, $0.data.map(PayloadCodec.encode), $0.sentAt.journalMillis) }
-        try write { db in
-            if try Self.key(of: run.runID, db) != nil {
-                throw JournalError(.conflict(runID: run.runID, reason: "a run with this run ID is in the journal already"))
-            }
+        let framedSignals = Self.frame(signals)
+        try write { db in try Self.insert(run, drafts, framedSignals, db) }
+    }
+
+    /// Signals as ``insert(_:_:_:_:)`` writes them: name, framed payload, time sent.
+    static func frame(_ signals: [QueuedSignal]) -> [(String, Data?, Int64)] {
+        signals.map { ($0.name, $0.data.map(PayloadCodec.encode), $0.sentAt.journalMillis) }
+    }
+
+    /// Inserts a run without a lease, its events and its queued signals.
+    static func insert(_ run: RunRecord, _ drafts: [EventDraft], _ framedSignals: [(String, Data?, Int64)], _ db: Database) throws {
+        if try Self.key(of: run.runID, db) != nil {
+            throw JournalError(.conflict(runID: run.runID, reason: "a run with this run ID is in the journal already"))
+        }
+        try db.execute(
+            sql: """
+                INSERT INTO runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, closed_at, seed, error)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                run.runID, run.workflowID, run.workflowType, run.status.rawValue, run.createdAt.journalMillis,
+                run.updatedAt.journalMillis, run.closedAt?.journalMillis, Int64(bitPattern: run.seed), run.error,
+            ])
+        let key = db.lastInsertedRowID
+        let insert = try db.cachedStatement(
+            sql: "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta) VALUES (?,?,?,?,?,?,?,?,?)")
+        for event in drafts {
+            try insert.execute(arguments: [
+                key, event.index, event.kind.rawValue, event.time.journalMillis, event.seq, event.attempt,
+                event.name, event.data, event.meta,
+            ])
+        }
+        for (name, data, sentAt) in framedSignals {
             try db.execute(
-                sql: """
-                    INSERT INTO runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, closed_at, seed, error)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [
-                    run.runID, run.workflowID, run.workflowType, run.status.rawValue, run.createdAt.journalMillis,
-                    run.updatedAt.journalMillis, run.closedAt?.journalMillis, Int64(bitPattern: run.seed), run.error,
-                ])
-            let key = db.lastInsertedRowID
-            let insert = try db.cachedStatement(
-                sql: "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta) VALUES (?,?,?,?,?,?,?,?,?)")
-            for event in drafts {
-                try insert.execute(arguments: [
-                    key, event.index, event.kind.rawValue, event.time.journalMillis, event.seq, event.attempt,
-                    event.name, event.data, event.meta,
-                ])
-            }
-            for (name, data, sentAt) in framedSignals {
-                try db.execute(
-                    sql: "INSERT INTO signals (run, name, data, sent_at) VALUES (?, ?, ?, ?)", arguments: [key, name, data, sentAt])
-            }
+                sql: "INSERT INTO signals (run, name, data, sent_at) VALUES (?, ?, ?, ?)", arguments: [key, name, data, sentAt])
         }
     }
 

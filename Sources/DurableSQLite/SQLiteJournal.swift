@@ -131,25 +131,43 @@ package final class SQLiteJournal: Journal {
     }
 
     package func terminateRun(_ runID: String, reason: String, expected lease: RunLease, notice: RunNotice?) async throws -> Bool {
-        let reasonData = PayloadCodec.encode(Data(reason.utf8))
+        let termination = RunTermination(runID: runID, reason: reason, expected: lease, notice: notice)
+        let framed = termination.framedReason
+        return try write { db in try Self.terminate(termination, framedReason: framed, db) }
+    }
+
+    package func replaceRun(
+        _ termination: RunTermination, with run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal]
+    ) async throws -> Bool {
+        let framed = termination.framedReason
+        let drafts = events.map(EventDraft.init)
+        let framedSignals = Self.frame(signals)
         return try write { db in
-            guard let row = try Row.fetchOne(
-                db, sql: "SELECT id, status, lease_owner, lease_expires_at FROM runs WHERE run_id = ?", arguments: [runID]),
-                RunStatus(rawValue: row[1])?.isOpen == true, RunLease(row[2], row[3]) == lease
-            else { return false }
-            let key: Int64 = row[0]
-            let next = try Int.fetchOne(db, sql: "SELECT COALESCE(MAX(idx), -1) + 1 FROM events WHERE run = ?", arguments: [key]) ?? 0
-            let now = Date().journalMillis
-            try db.execute(
-                sql: "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta) VALUES (?,?,?,?,0,0,NULL,?,NULL)",
-                arguments: [key, next, EventKind.workflowTerminated.rawValue, now, reasonData])
-            try db.execute(
-                sql: "UPDATE runs SET status = 'terminated', error = ?, updated_at = ?, closed_at = ? WHERE id = ?",
-                arguments: [reason, now, now, key])
-            try db.execute(sql: "DELETE FROM signals WHERE run = ?", arguments: [key])
-            if let notice { try GroupCommitWriter.queue(notice, db, now: now) }
+            guard try Self.terminate(termination, framedReason: framed, db) else { return false }
+            try Self.insert(run, drafts, framedSignals, db)
             return true
         }
+    }
+
+    /// Ends the open run as terminated, if its lease is still as expected. - Returns: whether it did.
+    static func terminate(_ termination: RunTermination, framedReason: Data, _ db: Database) throws -> Bool {
+        guard let row = try Row.fetchOne(
+            db, sql: "SELECT id, status, lease_owner, lease_expires_at FROM runs WHERE run_id = ?",
+            arguments: [termination.runID]),
+            RunStatus(rawValue: row[1])?.isOpen == true, RunLease(row[2], row[3]) == termination.expected
+        else { return false }
+        let key: Int64 = row[0]
+        let next = try Int.fetchOne(db, sql: "SELECT COALESCE(MAX(idx), -1) + 1 FROM events WHERE run = ?", arguments: [key]) ?? 0
+        let now = Date().journalMillis
+        try db.execute(
+            sql: "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta) VALUES (?,?,?,?,0,0,NULL,?,NULL)",
+            arguments: [key, next, EventKind.workflowTerminated.rawValue, now, framedReason])
+        try db.execute(
+            sql: "UPDATE runs SET status = 'terminated', error = ?, updated_at = ?, closed_at = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
+            arguments: [termination.reason, now, now, key])
+        try db.execute(sql: "DELETE FROM signals WHERE run = ?", arguments: [key])
+        if let notice = termination.notice { try GroupCommitWriter.queue(notice, db, now: now) }
+        return true
     }
 
     // MARK: - Leases

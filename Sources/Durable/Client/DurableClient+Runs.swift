@@ -87,12 +87,17 @@ extension DurableClient {
     /// - Returns: whether it was terminated here (its lease was still as `run` says).
     @discardableResult
     func terminateUndriven(_ run: RunRecord, reason: String) async throws -> Bool {
-        let notice = try await journal.history(run, from: 0).first?.meta
+        try await journal.terminateRun(
+            run.runID, reason: reason, expected: RunLease(of: run), notice: try await terminationNotice(run, reason: reason))
+    }
+
+    /// What a child run's parent is told when the child is terminated (`nil` for a run that is no child).
+    func terminationNotice(_ run: RunRecord, reason: String) async throws -> RunNotice? {
+        try await journal.history(run, from: 0).first?.meta
             .flatMap { try? JSONDecoder().decode(ParentLink.self, from: $0) }
             .flatMap { link in SystemSignal.parentNotice(link, ChildOutcome(
                 seq: 0, childRunID: run.runID, status: RunStatus.terminated.rawValue,
                 failure: FailureInfo(type: "Terminated", message: reason))) }
-        return try await journal.terminateRun(run.runID, reason: reason, expected: RunLease(of: run), notice: notice)
     }
 
     // MARK: - Outcomes

@@ -42,40 +42,49 @@ extension DurableWorker {
                         + "the nearest ones are \(below) and \(above)"))
         }
         let newRunID = UUID().uuidString.lowercased()
-        if source.status.isOpen {
-            try await client.terminate(source.runID, reason: "\(reason): reset to event \(index) as run \(newRunID)")
-            let deadline = ContinuousClock.now + .seconds(30)
-            while try await journal.findRun(source.runID)?.status.isOpen == true {
-                guard ContinuousClock.now < deadline else {
-                    throw DurableError(.badResetPoint(
-                        runID: source.runID, index: index, reason: "the run did not end within 30 s of its termination"))
-                }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-        }
         let kept = Array(events.prefix(index))
-        let batch = JournalBatch(
-            run: RunRef(runID: newRunID),
-            newRun: .init(workflowID: source.workflowID, workflowType: source.workflowType, seed: source.seed,
-                          status: .running, createdAt: clock.now()),
-            events: kept.map(EventDraft.init))
-        try await journal.append(batch)
-        var requeued = 0
+        var requeued: [QueuedSignal] = []
         for event in events.dropFirst(index) {
+            let name: String
             switch event.kind {
-            case .signalReceived:
-                try await journal.sendSignal(toRun: newRunID, name: event.name ?? "", data: event.data)
-            case .childClosed:
-                try await journal.sendSignal(toRun: newRunID, name: SystemSignal.child, data: event.data)
+            case .signalReceived: name = event.name ?? ""
+            case .childClosed: name = SystemSignal.child
             default: continue
             }
-            requeued += 1
+            requeued.append(QueuedSignal(id: 0, runID: newRunID, name: name, data: event.data, sentAt: event.time))
         }
-        // Written with this engine's lease (a run written as running is leased to its writer): give it
-        // up so that a worker takes the run over now.
-        try await journal.releaseLease(runID: newRunID)
+        let now = clock.now()
+        // Without a lease: the next worker that looks takes it over.
+        let newRun = RunRecord(
+            runID: newRunID, workflowID: source.workflowID, workflowType: source.workflowType, status: .running,
+            createdAt: now, updatedAt: now, closedAt: nil, seed: source.seed, error: nil)
+        var replaced = false
+        if source.status.isOpen && leaseIsFree(source) && !drives(source.runID) {
+            // No worker drives it: end it and record the new run in one transaction.
+            let termination = RunTermination(
+                runID: source.runID, reason: "\(reason): reset to event \(index) as run \(newRunID)",
+                expected: RunLease(of: source), notice: try await client.terminationNotice(source, reason: reason))
+            replaced = try await journal.replaceRun(termination, with: newRun, events: kept, signals: requeued)
+        }
+        if !replaced {
+            if try await journal.findRun(source.runID)?.status.isOpen == true {
+                // A worker drives it: its driver records the end, then the new run is recorded. (A reset
+                // cut off in between leaves the source terminated; the same reset again finishes it.)
+                try await client.terminate(
+                    source.runID, reason: "\(reason): reset to event \(index); the new run is recorded once this one has ended")
+                let deadline = ContinuousClock.now + .seconds(30)
+                while try await journal.findRun(source.runID)?.status.isOpen == true {
+                    guard ContinuousClock.now < deadline else {
+                        throw DurableError(.badResetPoint(
+                            runID: source.runID, index: index, reason: "the run did not end within 30 s of its termination"))
+                    }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            try await journal.importRun(newRun, events: kept, signals: requeued)
+        }
         return ResetReport(
             sourceRunID: source.runID, newRunID: newRunID, workflowID: source.workflowID, eventsKept: kept.count,
-            requeued: requeued)
+            requeued: requeued.count)
     }
 }

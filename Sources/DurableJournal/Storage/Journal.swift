@@ -155,6 +155,15 @@ package protocol Journal: AnyObject, Sendable {
     /// - Throws: ``JournalError`` when a run with the same run ID exists here.
     func importRun(_ run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal]) async throws
 
+    /// Terminates an open run and records another in its place, in one transaction: what a reset of
+    /// an open run no worker drives writes, so that a crash leaves both or neither. The new run is
+    /// recorded as ``importRun(_:events:signals:)`` records one (a `running` run without a lease is
+    /// taken over by the next worker that looks).
+    /// - Returns: `false`, with nothing written, when the run to end is closed or its lease is not
+    ///   `termination.expected`.
+    func replaceRun(_ termination: RunTermination, with run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal])
+        async throws -> Bool
+
     /// Releases connections and stops background work; the journal is unusable afterwards.
     func close() async
 }

@@ -28,7 +28,7 @@ package enum NewFile {
         // link() refuses an existing destination atomically, where rename() would replace it.
         if link(temporary, destination) != 0 {
             let code = errno
-            guard code != EEXIST else { throw failure(what, destination, "it exists; \(what) goes to a new file") }
+            guard code != EEXIST else { throw failure(what, destination, "it exists; a \(what) goes to a new file") }
             guard code == EPERM || code == ENOTSUP || code == EOPNOTSUPP || code == EMLINK,
                   !FileManager.default.fileExists(atPath: destination), rename(temporary, destination) == 0
             else { throw failure(what, destination, String(cString: strerror(code))) }
@@ -45,7 +45,7 @@ package enum NewFile {
         }
         var isFolder: ObjCBool = false
         if FileManager.default.fileExists(atPath: destination, isDirectory: &isFolder) {
-            throw failure(what, destination, isFolder.boolValue ? "it is a folder" : "it exists; \(what) goes to a new file")
+            throw failure(what, destination, isFolder.boolValue ? "it is a folder" : "it exists; a \(what) goes to a new file")
         }
         let folder = URL(fileURLWithPath: destination).deletingLastPathComponent().path
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
