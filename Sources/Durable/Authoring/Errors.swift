@@ -59,7 +59,7 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
             case unknownWorkflowType, unknownActivityType, unknownQuery, badInput, badOutput, nonDeterminism,
                 contextMisuse, strayAwait, evicted, runHeld, badResetPoint, shuttingDown, workflowIDReused,
-                badSignalInput
+                badSignalInput, invalidIdentifier
         }
 
         private let base: Base
@@ -94,6 +94,9 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         public static let workflowIDReused = Code(.workflowIDReused)
         /// A signal's input does not decode as the type the workflow waits for.
         public static let badSignalInput = Code(.badSignalInput)
+        /// A workflow ID, workflow type or signal name is empty or longer than
+        /// ``DurableClient/maximumIdentifierBytes`` bytes of UTF-8.
+        public static let invalidIdentifier = Code(.invalidIdentifier)
 
         public var description: String { base.rawValue }
     }
@@ -113,6 +116,8 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         case shuttingDown
         case workflowIDReused(workflowID: String, runID: String, status: String, policy: String)
         case badSignalInput(runID: String, signal: String, type: String, reason: String)
+        /// `what` is "workflow ID", "workflow type" or "signal name"; `bytes` its length in UTF-8.
+        case invalidIdentifier(what: String, bytes: Int)
     }
 
     package let detail: Detail
@@ -136,6 +141,7 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         case .shuttingDown: .shuttingDown
         case .workflowIDReused: .workflowIDReused
         case .badSignalInput: .badSignalInput
+        case .invalidIdentifier: .invalidIdentifier
         }
     }
 
@@ -188,6 +194,10 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
             "workflow ID \(workflowID) was used by run \(runID) (\(status)); the reuse policy \(policy) refuses a new run"
         case .badSignalInput(let runID, let signal, let type, let reason):
             "run \(runID): signal '\(signal)' input is not a valid \(type): \(reason)"
+        case .invalidIdentifier(let what, let bytes):
+            bytes == 0
+                ? "the \(what) is empty"
+                : "the \(what) is \(bytes) bytes long; at most \(DurableClient.maximumIdentifierBytes) bytes of UTF-8 are allowed"
         }
     }
 }
