@@ -63,8 +63,10 @@ public enum DurableApp {
     }
 }
 
+/// Prints `error: <message>` on standard error, as one line with its control characters escaped (a
+/// message may quote a hostile ID).
 func printError(_ message: String) {
-    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    FileHandle.standardError.write(Data("error: \(message.escaped)\n".utf8))
 }
 
 /// The host's name and, in an application, its registrations.

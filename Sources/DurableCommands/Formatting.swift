@@ -30,12 +30,13 @@ enum Format {
     /// JSON bytes as one line, cut to `limit` characters.
     static func payload(_ data: Data?, limit: Int = 60) -> String {
         guard let data else { return "" }
-        let text = String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\n", with: " ")
+        let text = String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\n", with: " ").escaped
         return text.count > limit ? String(text.prefix(limit - 1)) + "…" : text
     }
 
-    /// A fixed-width table with a header row.
+    /// A fixed-width table with a header row; the cells are printed ``Swift/String/escaped``.
     static func table(_ header: [String], _ rows: [[String]]) -> String {
+        let rows = rows.map { $0.map(\.escaped) }
         var widths = header.map(\.count)
         for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
         func line(_ cells: [String]) -> String {
@@ -94,5 +95,47 @@ enum Format {
             "lastFailure": failureJSON(activity.lastFailure), "lastAttempt": attemptJSON(activity.lastAttempt),
             "lastHeartbeat": activity.lastHeartbeat.map { jsonValue(Data($0.utf8)) } ?? NSNull(),
         ]
+    }
+}
+
+extension String {
+    /// The text as it may be printed to a terminal: control characters and other invisible or
+    /// layout-changing ones written visibly (`\e`, `\n`, `\r`, `\t`, otherwise `\u{7}`). IDs, names and
+    /// messages from the journal go through this in every human-readable output; JSON output escapes
+    /// them as JSON does. Escaping escaped text changes nothing.
+    ///
+    /// ```swift
+    /// "evil\u{1B}[31mRED\u{07}".escaped  // evil\e[31mRED\u{7}
+    /// ```
+    var escaped: String {
+        if unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value < 0x7F }) { return self }
+        var text = ""
+        for scalar in unicodeScalars {
+            switch scalar {
+            case "\n": text += "\\n"
+            case "\r": text += "\\r"
+            case "\t": text += "\\t"
+            case "\u{1B}": text += "\\e"
+            default:
+                if scalar.isPrintable {
+                    text.unicodeScalars.append(scalar)
+                } else {
+                    text += "\\u{" + String(scalar.value, radix: 16) + "}"
+                }
+            }
+        }
+        return text
+    }
+}
+
+extension Unicode.Scalar {
+    /// Not a control, format (bidirectional overrides, zero-width characters other than the joiner
+    /// emoji use), separator, private-use, surrogate or unassigned code point.
+    fileprivate var isPrintable: Bool {
+        switch properties.generalCategory {
+        case .control, .lineSeparator, .paragraphSeparator, .privateUse, .surrogate, .unassigned: false
+        case .format: self == "\u{200D}"
+        default: true
+        }
     }
 }

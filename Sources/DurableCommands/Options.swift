@@ -10,7 +10,8 @@ struct JournalOptions: ParsableArguments {
         name: .long,
         help: ArgumentHelp(
             "Journal: a SQLite file, or a postgres:// URL (default: $DURABLE_JOURNAL or ./durable.sqlite).",
-            valueName: "path|url"))
+            valueName: "path|url"),
+        transform: OptionValue.nonEmpty)
     var journal: String?
 
     /// The journal's location as given: a file path or a URL.
@@ -53,8 +54,14 @@ struct WorkOptions: ParsableArguments {
     @Option(help: "full: fsync every commit (survives power loss); fast: survives process crashes only.")
     var durability: String = "full"
 
-    @Option(help: "Seconds a run's lease lasts unless renewed; another worker takes the run over after that (or at once when this process is gone).")
-    var lease: Double = 5
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            "Seconds a run's lease lasts unless renewed, 0.3 to 86400 (default: 5); another worker takes the run "
+                + "over after that (or at once when this process is gone).",
+            valueName: "seconds"),
+        transform: { try OptionValue.seconds($0, in: OptionLimits.lease) })
+    var lease: Duration = .seconds(5)
 
     @Option(
         name: .customLong("log-level"),
@@ -78,8 +85,7 @@ struct WorkOptions: ParsableArguments {
     }
 
     func workerOptions() throws -> WorkerOptions {
-        guard lease >= 0.3, lease.isFinite else { throw ValidationError("--lease must be at least 0.3 seconds") }
-        return WorkerOptions(leaseDuration: .milliseconds(Int64(lease * 1000)))
+        WorkerOptions(leaseDuration: lease)  // in range: checked when parsed
     }
 }
 
@@ -91,7 +97,8 @@ struct StartOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Input as JSON, or @file to read it from a file.", valueName: "json|@file"))
     var input: String
 
-    @Option(help: "Workflow ID (a business key); a new UUID when omitted.")
+    @Option(
+        help: "Workflow ID (a business key, 1 to 1000 bytes of UTF-8); a new UUID when omitted.")
     var id: String?
 
     @Option(
@@ -101,6 +108,11 @@ struct StartOptions: ParsableArguments {
                 + "complete (allow-failed), reject, or terminate an open run first (terminate-if-running).",
             valueName: WorkflowIDReusePolicy.allCases.map(\.rawValue).joined(separator: "|")))
     var idReuse: String = WorkflowIDReusePolicy.allowDuplicateFailedOnly.rawValue
+
+    func validate() throws {
+        try OptionValue.checkIdentifier(workflowType, "<workflow-type>")
+        if let id { try OptionValue.checkIdentifier(id, "--id") }
+    }
 
     /// The parsed `--id-reuse`.
     func reusePolicy() throws -> WorkflowIDReusePolicy {
@@ -114,7 +126,7 @@ struct StartOptions: ParsableArguments {
 
 /// `<id> [--json]`, shared by the commands that look at one run.
 struct RunReference: ParsableArguments {
-    @Argument(help: "Run ID, or workflow ID (its newest run).")
+    @Argument(help: "Run ID, or workflow ID (its newest run).", transform: OptionValue.nonEmpty)
     var id: String
 
     @Flag(help: "Print JSON.")
@@ -135,6 +147,15 @@ func readInput(_ argument: String) throws -> Data {
     let source: String
     if argument.hasPrefix("@") {
         let path = String(argument.dropFirst())
+        // Refused before it is read: a payload over the limit would be refused anyway.
+        if let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber,
+            size.intValue > DurableLimits.maximumPayloadBytes
+        {
+            throw CommandFailure(
+                message: "input file \(path) is \(size.intValue) bytes, over the limit of \(DurableLimits.maximumPayloadBytes) "
+                    + "bytes (\(DurableLimits.maximumPayloadBytes >> 20) MiB) a payload may have",
+                exitCode: .badInput)
+        }
         guard let contents = FileManager.default.contents(atPath: path) else {
             throw CommandFailure(message: "cannot read input file \(path)", exitCode: .badInput)
         }
@@ -155,47 +176,36 @@ func readInput(_ argument: String) throws -> Data {
 
 /// The filters of `runs list` and `runs count`.
 struct RunFilterOptions: ParsableArguments {
-    @Option(help: "Only runs with these statuses, comma-separated (\(RunStatus.allCases.map(\.rawValue).joined(separator: ", "))).")
-    var status: String?
+    @Option(
+        help: ArgumentHelp(
+            "Only runs with these statuses, comma-separated (\(RunStatus.allCases.map(\.rawValue).joined(separator: ", "))).",
+            valueName: "status"),
+        transform: OptionValue.statuses)
+    var status: [RunStatus]?
 
-    @Option(help: "Only runs of this workflow type.")
+    @Option(help: "Only runs of this workflow type.", transform: OptionValue.nonEmpty)
     var type: String?
 
-    @Option(help: "Only runs whose workflow ID starts with this.")
+    @Option(help: "Only runs whose workflow ID starts with this.", transform: OptionValue.nonEmpty)
     var idPrefix: String?
 
-    @Option(help: ArgumentHelp("Only runs started at or after this time: ISO 8601 (2026-11-29T09:00:00Z, 2026-11-29) or an age (90s, 30m, 2h, 7d).", valueName: "time"))
-    var startedAfter: String?
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            "Only runs started at or after this time: ISO 8601 (2026-11-29T09:00:00Z, 2026-11-29) or an age "
+                + "(90s, 30m, 2h, 7d; at most 100 years).",
+            valueName: "time"),
+        transform: { try OptionValue.time($0) })
+    var startedAfter: Date?
 
-    @Option(help: ArgumentHelp("Only runs started before this time (same forms).", valueName: "time"))
-    var startedBefore: String?
+    @Option(
+        parsing: .unconditional, help: ArgumentHelp("Only runs started before this time (same forms).", valueName: "time"),
+        transform: { try OptionValue.time($0) })
+    var startedBefore: Date?
 
-    func filter(limit: Int? = nil, oldestFirst: Bool = false) throws -> RunFilter {
+    func filter(limit: Int? = nil, oldestFirst: Bool = false) -> RunFilter {
         RunFilter(
-            statuses: try status.map(parseStatuses),
-            workflowType: type, workflowIDPrefix: idPrefix,
-            startedAfter: try startedAfter.map { try parseTimeOption($0, "--started-after") },
-            startedBefore: try startedBefore.map { try parseTimeOption($0, "--started-before") },
-            oldestFirst: oldestFirst, limit: limit)
-    }
-}
-
-/// An ISO 8601 time or date, or an age such as `30m` (that long ago).
-func parseTimeOption(_ text: String, _ option: String, now: Date = Date()) throws -> Date {
-    if let age = parseAge(text) { return now.addingTimeInterval(-age) }
-    if let time = HistoryExport.parseTime(text) { return time }
-    if let day = try? Date.ISO8601FormatStyle().year().month().day().parse(text) { return day }
-    throw ValidationError("\(option) '\(text)' is neither an ISO 8601 time (2026-11-29T09:00:00Z, 2026-11-29) nor an age (90s, 30m, 2h, 7d)")
-}
-
-/// `90s`, `30m`, `2h`, `7d` in seconds.
-func parseAge(_ text: String) -> TimeInterval? {
-    guard let unit = text.last, let value = Double(text.dropLast()), value >= 0 else { return nil }
-    switch unit {
-    case "s": return value
-    case "m": return value * 60
-    case "h": return value * 3_600
-    case "d": return value * 86_400
-    default: return nil
+            statuses: status, workflowType: type, workflowIDPrefix: idPrefix,
+            startedAfter: startedAfter, startedBefore: startedBefore, oldestFirst: oldestFirst, limit: limit)
     }
 }

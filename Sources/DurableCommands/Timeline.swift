@@ -69,13 +69,17 @@ struct Timeline {
             default: break
             }
         }
-        self.spans = order.compactMap { spans[$0] }
+        self.spans = order.compactMap { spans[$0] }.map { span in
+            var span = span
+            (span.label, span.note) = (span.label.escaped, span.note.escaped)  // names and reasons from the journal
+            return span
+        }
     }
 
     func render(width: Int) -> String {
         let total = max(finish.timeIntervalSince(origin), 0.001)
         let state = run.status.isOpen ? "\(run.status.rawValue), so far" : run.status.rawValue
-        var lines = ["run \(run.runID)  \(run.workflowType)  \(state): \(Self.duration(total)) from start to "
+        var lines = ["run \(run.runID.escaped)  \(run.workflowType.escaped)  \(state): \(Self.duration(total)) from start to "
                      + (run.status.isOpen ? "now" : "end")]
         guard !spans.isEmpty else { return (lines + ["(no activities, timers, child runs or signals)"]).joined(separator: "\n") }
         let labelWidth = min(28, spans.map(\.label.count).max() ?? 0)

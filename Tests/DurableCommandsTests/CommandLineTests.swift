@@ -142,6 +142,20 @@ import Glibc
         #expect(both.status == 64)
     }
 
+    /// `history export -o` into a directory, or into a folder that does not exist, says so plainly.
+    @Test func historyExportSaysPlainlyWhyItCannotWrite() async throws {
+        let journal = try await journalWithOneRun()
+        let folder = temporaryPath() + ".d"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let cases = [(folder, "error: cannot write \(folder): is a directory"),
+                     (folder + "/no/such/file.json", "error: cannot write \(folder)/no/such/file.json: no such directory \(folder)/no/such")]
+        for (path, message) in cases {
+            let export = try await runCommand(durable, ["history", "export", "cli-1", "-o", path, "--journal", journal])
+            #expect(export.status == 2, "\(export.stderr)")
+            #expect(export.stderr == message + "\n", "\(export.stderr)")
+        }
+    }
+
     /// `durable submit` from one process, a worker in another picks the run up; `--wait` prints the result.
     @Test func submittedRunIsPickedUpByARunningWorker() async throws {
         let journal = try await journalWithOneRun()

@@ -111,6 +111,28 @@ struct Oversize: Workflow {
         await engine.shutdown()
     }
 
+    @Test func aClientRefusesAnInputOrASignalOverTheLimitAndRecordsNothing() async throws {
+        let engine = try await engine(CallLog())
+        let big = Data(("\"" + String(repeating: "x", count: over) + "\"").utf8)
+        do {
+            _ = try await engine.client.submit(workflowType: "Oversize", input: big, id: "too-big")
+            Issue.record("an input of \(big.count) bytes was accepted")
+        } catch let error as DurableError {
+            #expect(error.code == .payloadTooLarge, "\(error)")
+            #expect("\(error)".hasPrefix("the input of workflow Oversize is \(big.count) bytes, over the limit"))
+        }
+        #expect(try await engine.client.runs().isEmpty)
+        let waiting = try await engine.start(Oversize.self, input: .init(mode: "activity-input", bytes: 1))
+        do {
+            try await engine.client.signal(waiting.runID, name: "note", json: big)
+            Issue.record("a signal of \(big.count) bytes was accepted")
+        } catch let error as DurableError {
+            #expect(error.code == .payloadTooLarge, "\(error)")
+        }
+        #expect(try await engine.client.journal.queuedSignals().isEmpty)
+        await engine.shutdown()
+    }
+
     @Test func payloadsAtTheLimitAreRecorded() async throws {
         let log = CallLog()
         let engine = try await engine(log)

@@ -59,7 +59,7 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
             case unknownWorkflowType, unknownActivityType, unknownQuery, badInput, badOutput, nonDeterminism,
                 contextMisuse, strayAwait, evicted, runHeld, badResetPoint, shuttingDown, workflowIDReused,
-                badSignalInput, payloadTooLarge
+                badSignalInput, payloadTooLarge, invalidIdentifier
         }
 
         private let base: Base
@@ -96,6 +96,9 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         public static let badSignalInput = Code(.badSignalInput)
         /// A payload is larger than ``DurableLimits/maximumPayloadBytes``; nothing was recorded.
         public static let payloadTooLarge = Code(.payloadTooLarge)
+        /// A workflow ID, workflow type or signal name is empty or longer than
+        /// ``DurableLimits/maximumIdentifierBytes`` bytes of UTF-8.
+        public static let invalidIdentifier = Code(.invalidIdentifier)
 
         public var description: String { base.rawValue }
     }
@@ -116,6 +119,8 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         case workflowIDReused(workflowID: String, runID: String, status: String, policy: String)
         case badSignalInput(runID: String, signal: String, type: String, reason: String)
         case payloadTooLarge(what: String, bytes: Int)
+        /// `what` is "workflow ID", "workflow type" or "signal name"; `bytes` its length in UTF-8.
+        case invalidIdentifier(what: String, bytes: Int)
     }
 
     package let detail: Detail
@@ -140,6 +145,7 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         case .workflowIDReused: .workflowIDReused
         case .badSignalInput: .badSignalInput
         case .payloadTooLarge: .payloadTooLarge
+        case .invalidIdentifier: .invalidIdentifier
         }
     }
 
@@ -202,6 +208,10 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         case .payloadTooLarge(let what, let bytes):
             "\(what) is \(bytes) bytes, over the limit of \(DurableLimits.maximumPayloadBytes) bytes "
                 + "(\(DurableLimits.maximumPayloadBytes >> 20) MiB) a payload may have; pass a reference instead"
+        case .invalidIdentifier(let what, let bytes):
+            bytes == 0
+                ? "the \(what) is empty"
+                : "the \(what) is \(bytes) bytes long; at most \(DurableLimits.maximumIdentifierBytes) bytes of UTF-8 are allowed"
         }
     }
 }

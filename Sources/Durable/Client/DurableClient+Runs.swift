@@ -17,7 +17,8 @@ extension DurableClient {
     /// - Returns: the run ID.
     /// - Throws: ``JournalError`` `runNotFound` or `runClosed`; ``DurableError`` `badInput` when the
     ///   value cannot be encoded, `badSignalInput` when the run's workflow is registered in this
-    ///   process and names another type for the signal (``Workflow/signals``).
+    ///   process and names another type for the signal (``Workflow/signals``), `invalidIdentifier`
+    ///   when the name is empty or longer than ``DurableLimits/maximumIdentifierBytes``.
     @discardableResult
     public func signal<Value: Encodable>(_ id: String, name: String, _ value: Value) async throws -> String {
         let data: Data
@@ -32,6 +33,8 @@ extension DurableClient {
     /// Sends a signal whose value is JSON already (what `durable signal --input` sends).
     @discardableResult
     public func signal(_ id: String, name: String, json: Data) async throws -> String {
+        try Self.checkIdentifier(name, "signal name")
+        try DurableError.checkPayload(json, "the input of signal '\(name)'")
         guard !name.hasPrefix("durable.") else {
             throw DurableError(.badInput(type: "signal name '\(name)'", reason: "names starting with 'durable.' are reserved"))
         }

@@ -65,7 +65,8 @@ public final class DurableClient: Sendable {
     ///   - idReuse: what to do when a run with the workflow ID has ended already; see
     ///     ``WorkflowIDReusePolicy``. By default a completed run's ID is not run again.
     /// - Throws: ``DurableError`` `workflowIDReused` when the policy refuses a new run, `badInput` when
-    ///   the input does not encode; ``JournalError`` when the journal fails.
+    ///   the input does not encode, `invalidIdentifier` when the ID is empty or longer than
+    ///   ``DurableLimits/maximumIdentifierBytes``; ``JournalError`` when the journal fails.
     public func start<W: Workflow>(
         _ workflow: W.Type, input: W.Input, id: String? = nil,
         idReuse: WorkflowIDReusePolicy = .allowDuplicateFailedOnly
@@ -78,11 +79,15 @@ public final class DurableClient: Sendable {
     /// Records a new run for a worker to pick up, from JSON input (what `durable submit` does).
     /// Returns the run ID and whether it is an open run that already had the workflow ID.
     /// - Throws: ``DurableError`` `workflowIDReused` when `idReuse` refuses a new run (see
-    ///   ``WorkflowIDReusePolicy``); ``JournalError`` when the journal fails.
+    ///   ``WorkflowIDReusePolicy``), `invalidIdentifier` when the workflow type or ID is empty or longer
+    ///   than ``DurableLimits/maximumIdentifierBytes``; ``JournalError`` when the journal fails.
     public func submit(
         workflowType: String, input: Data, id: String? = nil,
         idReuse: WorkflowIDReusePolicy = .allowDuplicateFailedOnly
     ) async throws -> (runID: String, existing: Bool) {
+        try Self.checkIdentifier(workflowType, "workflow type")
+        if let id { try Self.checkIdentifier(id, "workflow ID") }
+        try DurableError.checkPayload(input, "the input of workflow \(workflowType)")
         let runID = UUID().uuidString.lowercased()
         let workflowID = id ?? runID
         if id != nil, let existing = try await admitStart(workflowID: workflowID, policy: idReuse) {

@@ -40,8 +40,10 @@ public enum WorkflowIDReusePolicy: String, Sendable, CaseIterable, Codable {
 extension DurableClient {
     /// Applies `policy` before a run with an explicit workflow ID is recorded.
     /// - Returns: the open run to return instead of starting one, or `nil` to start.
-    /// - Throws: ``DurableError`` `workflowIDReused` when the policy refuses a new run.
+    /// - Throws: ``DurableError`` `workflowIDReused` when the policy refuses a new run,
+    ///   `invalidIdentifier` when the ID is empty or too long (a worker's `start` checks it here).
     func admitStart(workflowID: String, policy: WorkflowIDReusePolicy) async throws -> RunRecord? {
+        try Self.checkIdentifier(workflowID, "workflow ID")
         if let open = try await journal.openRun(workflowID: workflowID) {
             guard policy == .terminateIfRunning else { return open }
             try await terminate(open.runID, reason: "a new run of workflow ID \(workflowID) replaced it (terminate-if-running)")

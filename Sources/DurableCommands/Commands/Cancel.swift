@@ -13,8 +13,8 @@ struct Cancel: AsyncParsableCommand {
     @OptionGroup var options: JournalOptions
     @OptionGroup var target: RunReference
 
-    @Option(help: "Why, recorded with the request.")
-    var reason = "cancelled from the command line"
+    @Option(help: "Why, recorded with the request.", transform: OptionValue.nonEmpty)
+    var reason: String = "cancelled from the command line"
 
     func run() async throws {
         let engine = try await options.openClient()
@@ -22,7 +22,7 @@ struct Cancel: AsyncParsableCommand {
         if target.json {
             try Format.printJSON(["runID": runID, "requested": "cancel"])
         } else {
-            print("cancellation requested for run \(runID)")
+            print("cancellation requested for run \(runID.escaped)")
         }
     }
 }
@@ -38,7 +38,7 @@ struct Terminate: AsyncParsableCommand {
     @OptionGroup var options: JournalOptions
     @OptionGroup var target: RunReference
 
-    @Option(help: "Why, recorded in the run's history.")
+    @Option(help: "Why, recorded in the run's history.", transform: OptionValue.nonEmpty)
     var reason: String
 
     func run() async throws {
@@ -47,7 +47,7 @@ struct Terminate: AsyncParsableCommand {
         if target.json {
             try Format.printJSON(["runID": runID, "requested": "terminate"])
         } else {
-            print("termination requested for run \(runID)")
+            print("termination requested for run \(runID.escaped)")
         }
     }
 }

@@ -16,10 +16,12 @@ struct ExportHistory: AsyncParsableCommand {
 
     @OptionGroup var options: JournalOptions
 
-    @Argument(help: "Run ID, or workflow ID (its newest run).")
+    @Argument(help: "Run ID, or workflow ID (its newest run).", transform: OptionValue.nonEmpty)
     var id: String
 
-    @Option(name: [.short, .customLong("output")], help: "File to write (standard output when omitted).")
+    @Option(
+        name: [.short, .customLong("output")], help: "File to write (standard output when omitted).",
+        transform: OptionValue.nonEmpty)
     var output: String?
 
     func run() async throws {
@@ -33,9 +35,9 @@ struct ExportHistory: AsyncParsableCommand {
         do {
             try document.write(to: URL(fileURLWithPath: output), options: .atomic)
         } catch {
-            throw CommandFailure(message: "cannot write \(output): \(error.localizedDescription)", exitCode: .badInput)
+            throw CommandFailure(message: writeFailure(output, error), exitCode: .badInput)
         }
-        print("wrote \(events.count) events of run \(run.runID) (\(run.workflowType), \(run.status.rawValue)) to \(output)")
+        print("wrote \(events.count) events of run \(run.runID.escaped) (\(run.workflowType.escaped), \(run.status.rawValue)) to \(output.escaped)")
     }
 }
 
@@ -70,7 +72,7 @@ struct ShowHistory: AsyncParsableCommand {
             try Format.printJSON(events.map(Self.eventJSON))
             return
         }
-        print("run \(run.runID)  workflow ID \(run.workflowID)  \(run.workflowType)  \(run.status.rawValue)")
+        print("run \(run.runID.escaped)  workflow ID \(run.workflowID.escaped)  \(run.workflowType.escaped)  \(run.status.rawValue)")
         let start = events.first?.time ?? run.createdAt
         print(Format.table(["#", "+MS", "EVENT", "SEQ", "ATTEMPT", "DETAILS"], events.map { Self.row($0, start: start) }))
     }
@@ -81,7 +83,7 @@ struct ShowHistory: AsyncParsableCommand {
         var printed = printed
         var start: Date?
         if !target.json {
-            print("run \(run.runID)  workflow ID \(run.workflowID)  \(run.workflowType)")
+            print("run \(run.runID.escaped)  workflow ID \(run.workflowID.escaped)  \(run.workflowType.escaped)")
             print("#     +MS       EVENT                    SEQ   ATTEMPT  DETAILS")
         }
         // Woken by every commit to the journal (the feed yields once at once).
@@ -93,7 +95,7 @@ struct ShowHistory: AsyncParsableCommand {
                 if target.json {
                     try Format.printJSONLine(Self.eventJSON(event))
                 } else {
-                    let cells = Self.row(event, start: start ?? event.time)
+                    let cells = Self.row(event, start: start ?? event.time).map(\.escaped)
                     print([cells[0].padded(6), cells[1].padded(10), cells[2].padded(25), cells[3].padded(6),
                            cells[4].padded(9), cells[5]].joined())
                 }

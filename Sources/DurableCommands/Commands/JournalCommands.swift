@@ -28,10 +28,10 @@ struct JournalCommand: AsyncParsableCommand {
                     "runs": report.runsChecked, "events": report.eventsChecked, "problems": report.problems,
                 ] as [String: Any])
             } else {
-                print("journal \(options.path): format \(report.formatVersion), \(report.runsChecked) runs, "
+                print("journal \(options.path.escaped): format \(report.formatVersion), \(report.runsChecked) runs, "
                       + "\(report.eventsChecked) events")
-                print("file integrity: " + report.integrity.prefix(20).joined(separator: "\n  "))
-                for problem in report.problems.prefix(50) { print("problem: \(problem)") }
+                print("file integrity: " + report.integrity.prefix(20).map(\.escaped).joined(separator: "\n  "))
+                for problem in report.problems.prefix(50) { print("problem: \(problem.escaped)") }
                 if report.problems.count > 50 { print("… and \(report.problems.count - 50) more problems") }
                 print(report.isHealthy ? "healthy" : "NOT healthy")
             }
@@ -67,7 +67,7 @@ struct JournalCommand: AsyncParsableCommand {
                 return
             }
             print("""
-                journal:   \(options.path) (format \(stats.formatVersion))
+                journal:   \(options.path.escaped) (format \(stats.formatVersion))
                 size:      \(Format.bytes(stats.fileBytes))\(stats.walBytes > 0 ? " + WAL \(Format.bytes(stats.walBytes))" : "")
                 runs:      \(stats.runs)\(stats.runs == 0 ? "" : " (" + RunStatus.allCases.compactMap { status in
                     stats.runsByStatus[status].map { "\(status.rawValue) \($0)" } }.joined(separator: ", ") + ")")
@@ -85,12 +85,12 @@ struct JournalCommand: AsyncParsableCommand {
 
         @OptionGroup var options: JournalOptions
 
-        @Argument(help: "The copy to write (must not exist).")
+        @Argument(help: "The copy to write (must not exist).", transform: OptionValue.nonEmpty)
         var destination: String
 
         func run() async throws {
             let bytes = try await options.openClient().journal.backup(to: destination)
-            print("backed up \(options.path) to \(destination) (\(Format.bytes(bytes)))")
+            print("backed up \(options.path.escaped) to \(destination.escaped) (\(Format.bytes(bytes)))")
         }
     }
 
@@ -101,11 +101,17 @@ struct JournalCommand: AsyncParsableCommand {
 
         @OptionGroup var options: JournalOptions
 
-        @Option(help: ArgumentHelp("Age of the runs to delete: 90s, 30m, 2h, 7d.", valueName: "age"))
-        var olderThan: String
+        @Option(
+            parsing: .unconditional,
+            help: ArgumentHelp("Age of the runs to delete: 90s, 30m, 2h, 7d (at most 100 years).", valueName: "age"),
+            transform: OptionValue.age)
+        var olderThan: TimeInterval
 
-        @Option(help: "Only runs with these closed statuses, comma-separated (default: all closed ones).")
-        var status: String?
+        @Option(
+            help: ArgumentHelp(
+                "Only runs with these closed statuses, comma-separated (default: all closed ones).", valueName: "status"),
+            transform: OptionValue.statuses)
+        var status: [RunStatus]?
 
         @Flag(help: "Count what would be deleted; delete nothing.")
         var dryRun = false
@@ -113,15 +119,15 @@ struct JournalCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON.")
         var json = false
 
-        func run() async throws {
-            guard let age = parseAge(olderThan) else {
-                throw ValidationError("--older-than '\(olderThan)' is not an age such as 90s, 30m, 2h or 7d")
-            }
-            let statuses = try status.map(parseStatuses)
-            if let open = statuses?.first(where: \.isOpen) {
+        func validate() throws {
+            if let open = status?.first(where: \.isOpen) {
                 throw ValidationError("--status \(open.rawValue): only closed runs can be deleted")
             }
-            let cutoff = Date().addingTimeInterval(-age)
+        }
+
+        func run() async throws {
+            let statuses = status
+            let cutoff = Date().addingTimeInterval(-olderThan)
             let json = self.json
             let deleted = try await options.openClient().journal.deleteClosedRuns(
                 closedBefore: cutoff, statuses: statuses, dryRun: dryRun
@@ -181,10 +187,14 @@ extension JournalCommand {
                 Point the workers at the destination afterwards.
                 """)
 
-        @Option(help: ArgumentHelp("The journal to copy: a SQLite file or a postgres:// URL.", valueName: "path|url"))
+        @Option(
+            help: ArgumentHelp("The journal to copy: a SQLite file or a postgres:// URL.", valueName: "path|url"),
+            transform: OptionValue.nonEmpty)
         var from: String
 
-        @Option(help: ArgumentHelp("The journal to copy into (created if missing).", valueName: "path|url"))
+        @Option(
+            help: ArgumentHelp("The journal to copy into (created if missing).", valueName: "path|url"),
+            transform: OptionValue.nonEmpty)
         var to: String
 
         @Flag(help: "Print JSON.")
@@ -213,7 +223,7 @@ extension JournalCommand {
                 ] as [String: Any])
             } else {
                 print("copied \(report.copiedRuns) run(s) (\(report.copiedEvents) events, \(report.copiedSignals) queued "
-                      + "signal(s)) from \(source.journalLocation) to \(destination.journalLocation)"
+                      + "signal(s)) from \(source.journalLocation.escaped) to \(destination.journalLocation.escaped)"
                       + (report.skippedRuns > 0 ? "; \(report.skippedRuns) were there already" : ""))
             }
         }

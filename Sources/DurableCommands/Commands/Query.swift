@@ -13,7 +13,7 @@ struct Query: AsyncParsableCommand {
     @OptionGroup var options: JournalOptions
     @OptionGroup var target: RunReference
 
-    @Argument(help: "The query's name, as the workflow registers it.")
+    @Argument(help: "The query's name, as the workflow registers it.", transform: OptionValue.nonEmpty)
     var name: String
 
     func run() async throws {
@@ -23,7 +23,7 @@ struct Query: AsyncParsableCommand {
             let run = try await engine.client.describe(target.id).run
             try Format.printJSON(["runID": run.runID, "query": name, "result": Format.jsonValue(answer)])
         } else {
-            print(String(decoding: answer, as: UTF8.self))
+            print(String(decoding: answer, as: UTF8.self))  // JSON: no raw control characters
         }
     }
 }

@@ -9,16 +9,18 @@ struct Replay: AsyncParsableCommand {
 
     @OptionGroup var options: JournalOptions
 
-    @Argument(help: "Run ID, or workflow ID (its newest run).")
+    @Argument(help: "Run ID, or workflow ID (its newest run).", transform: OptionValue.nonEmpty)
     var id: String?
 
-    @Option(help: "Replay a history file written by `history export` instead of a run in the journal.")
+    @Option(
+        help: "Replay a history file written by `history export` instead of a run in the journal.",
+        transform: OptionValue.nonEmpty)
     var file: String?
 
     @Flag(help: "Replay every closed run of the application's workflow types (or of --type), with a progress bar and a summary.")
     var all = false
 
-    @Option(help: "With --all: only runs of this workflow type.")
+    @Option(help: "With --all: only runs of this workflow type.", transform: OptionValue.nonEmpty)
     var type: String?
 
     @Flag(help: "Print JSON.")
@@ -50,7 +52,7 @@ struct Replay: AsyncParsableCommand {
         if json {
             try Format.printJSON(Self.reportJSON(report))
         } else if report.mismatch == nil {
-            print("run \(report.runID) (\(report.workflowType)): \(report.eventCount) events replayed, the code matches the history")
+            print("run \(report.runID.escaped) (\(report.workflowType.escaped)): \(report.eventCount) events replayed, the code matches the history")
         }
         if let mismatch = report.mismatch {
             throw CommandFailure(message: mismatch.description, exitCode: .runFailed)
@@ -90,9 +92,9 @@ struct Replay: AsyncParsableCommand {
                 "mismatched": mismatches.map { Self.reportJSON($0) },
             ] as [String: Any])
         } else {
-            print("replayed \(runs.count) closed run(s) of \(types.joined(separator: ", ")) (\(events) events): "
+            print("replayed \(runs.count) closed run(s) of \(types.map(\.escaped).joined(separator: ", ")) (\(events) events): "
                   + "\(runs.count - mismatches.count) match, \(mismatches.count) mismatch")
-            for report in mismatches.prefix(20) { print("mismatch: \(report.mismatch.map { "\($0)" } ?? "")") }
+            for report in mismatches.prefix(20) { print("mismatch: \(report.mismatch.map { "\($0)".escaped } ?? "")") }
             if mismatches.count > 20 { print("… and \(mismatches.count - 20) more (--json lists them all)") }
         }
         if !mismatches.isEmpty {

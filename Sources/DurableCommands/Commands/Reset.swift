@@ -16,10 +16,13 @@ struct Reset: AsyncParsableCommand {
     @OptionGroup var options: JournalOptions
     @OptionGroup var target: RunReference
 
-    @Option(help: ArgumentHelp("Keep the events before this index.", valueName: "event-index"))
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp("Keep the events before this index (0 to 2147483647).", valueName: "event-index"),
+        transform: { try OptionValue.integer($0, in: OptionLimits.eventIndex) })
     var to: Int
 
-    @Option(help: "Why (recorded in the terminated run).")
+    @Option(help: "Why (recorded in the terminated run).", transform: OptionValue.nonEmpty)
     var reason: String = "reset"
 
     func run() async throws {
@@ -31,8 +34,8 @@ struct Reset: AsyncParsableCommand {
                 "eventsKept": report.eventsKept, "requeued": report.requeued,
             ] as [String: Any])
         } else {
-            print("run \(report.sourceRunID) reset to event \(to): new run \(report.newRunID) of workflow ID "
-                  + "\(report.workflowID) keeps \(report.eventsKept) events"
+            print("run \(report.sourceRunID.escaped) reset to event \(to): new run \(report.newRunID.escaped) of workflow ID "
+                  + "\(report.workflowID.escaped) keeps \(report.eventsKept) events"
                   + (report.requeued > 0 ? ", \(report.requeued) signal(s) queued again" : "")
                   + "; a worker continues it")
         }

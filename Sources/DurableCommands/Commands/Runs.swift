@@ -12,7 +12,10 @@ struct Runs: AsyncParsableCommand {
         @OptionGroup var options: JournalOptions
         @OptionGroup var filters: RunFilterOptions
 
-        @Option(help: "At most this many runs.")
+        @Option(
+            parsing: .unconditional,
+            help: ArgumentHelp("At most this many runs, 0 to 1000000 (default: 100).", valueName: "count"),
+            transform: { try OptionValue.integer($0, in: OptionLimits.limit) })
         var limit: Int = 100
 
         @Option(help: "newest (the default) or oldest first, by start.")
@@ -23,11 +26,10 @@ struct Runs: AsyncParsableCommand {
 
         func validate() throws {
             guard ["newest", "oldest"].contains(sort) else { throw ValidationError("--sort must be newest or oldest") }
-            guard limit >= 0 else { throw ValidationError("--limit must not be negative") }
         }
 
         func run() async throws {
-            let filter = try filters.filter(limit: limit, oldestFirst: sort == "oldest")
+            let filter = filters.filter(limit: limit, oldestFirst: sort == "oldest")
             let engine = try await options.openClient()
             let runs = try await engine.runs(filter)
             if json {
@@ -57,7 +59,7 @@ struct Runs: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let counts = try await options.openClient().countRuns(try filters.filter())
+            let counts = try await options.openClient().countRuns(filters.filter())
             let total = counts.values.reduce(0, +)
             let byStatus = RunStatus.allCases.compactMap { status in counts[status].map { (status.rawValue, $0) } }
             if json {
@@ -118,9 +120,9 @@ struct Runs: AsyncParsableCommand {
                 return
             }
             var lines = [
-                "run ID:       \(run.runID)",
-                "workflow ID:  \(run.workflowID)",
-                "type:         \(run.workflowType)",
+                "run ID:       \(run.runID.escaped)",
+                "workflow ID:  \(run.workflowID.escaped)",
+                "type:         \(run.workflowType.escaped)",
                 "status:       \(run.status.rawValue)",
                 "started:      \(Format.time(run.createdAt))",
                 "closed:       \(Format.time(run.closedAt))",
@@ -128,31 +130,31 @@ struct Runs: AsyncParsableCommand {
                 "input:        \(Format.payload(description.input, limit: 200))",
             ]
             if let result { lines.append("result:       \(Format.payload(result, limit: 200))") }
-            if let failure { lines.append("failure:      \(failure)") }
-            if let continuedAs { lines.append("continued as: run \(continuedAs)") }
-            if let error = run.error, failure == nil { lines.append("error:        \(error)") }
-            if let error = description.historyError { lines.append("history:      \(error)") }
+            if let failure { lines.append("failure:      \("\(failure)".escaped)") }
+            if let continuedAs { lines.append("continued as: run \(continuedAs.escaped)") }
+            if let error = run.error, failure == nil { lines.append("error:        \(error.escaped)") }
+            if let error = description.historyError { lines.append("history:      \("\(error)".escaped)") }
             if run.status.isOpen {
                 lines.append("lease:        " + (run.leaseOwner.map {
-                    "worker \($0), until \(Format.time(run.leaseExpiresAt))"
+                    "worker \($0.escaped), until \(Format.time(run.leaseExpiresAt))"
                         + ((run.leaseExpiresAt ?? .distantFuture) < Date() ? " (expired)" : "")
                 } ?? "none (no worker drives it)"))
                 if let awaited = description.awaitedSignals, !awaited.isEmpty {
-                    lines.append("waits for:    signal " + awaited.joined(separator: ", "))
+                    lines.append("waits for:    signal " + awaited.map(\.escaped).joined(separator: ", "))
                 }
                 if !description.queuedSignals.isEmpty {
-                    lines.append("queued:       signal " + description.queuedSignals.joined(separator: ", ") + " (not delivered yet)")
+                    lines.append("queued:       signal " + description.queuedSignals.map(\.escaped).joined(separator: ", ") + " (not delivered yet)")
                 }
             }
             for rejected in description.rejectedSignals {
-                lines.append("rejected:     signal \(rejected.name) at \(Format.time(rejected.time)): \(rejected.reason)")
+                lines.append("rejected:     signal \(rejected.name.escaped) at \(Format.time(rejected.time)): \(rejected.reason.escaped)")
             }
             print(lines.joined(separator: "\n"))
             if let parent = description.parent {
-                print("parent:       run \(parent.parentRunID) (seq \(parent.parentSeq))")
+                print("parent:       run \(parent.parentRunID.escaped) (seq \(parent.parentSeq))")
             }
             for child in description.children {
-                print("child:        seq \(child.seq) \(child.workflowType) \(child.workflowID) run \(child.runID) \(child.state)")
+                print("child:        seq \(child.seq) \(child.workflowType.escaped) \(child.workflowID.escaped) run \(child.runID.escaped) \(child.state.escaped)")
             }
             for timer in description.timers where timer.state == .waiting {
                 print("timer:        seq \(timer.seq) due \(Format.time(timer.due))")
@@ -172,18 +174,4 @@ struct Runs: AsyncParsableCommand {
             }
         }
     }
-}
-
-
-func parseStatus(_ text: String) throws -> RunStatus {
-    guard let status = RunStatus(rawValue: text) else {
-        throw ValidationError(
-            "unknown status '\(text)'; use one of \(RunStatus.allCases.map(\.rawValue).joined(separator: ", "))")
-    }
-    return status
-}
-
-/// `completed,failed`: a comma-separated list of statuses.
-func parseStatuses(_ text: String) throws -> [RunStatus] {
-    try text.split(separator: ",").map { try parseStatus(String($0)) }
 }

@@ -17,10 +17,11 @@ struct Signal: AsyncParsableCommand {
 
     @OptionGroup var options: JournalOptions
 
-    @Argument(help: "Run ID, or workflow ID (its newest run).")
+    @Argument(help: "Run ID, or workflow ID (its newest run).", transform: OptionValue.nonEmpty)
     var id: String
 
-    @Argument(help: "The signal's name, as the workflow waits for it.")
+    @Argument(
+        help: "The signal's name, as the workflow waits for it (1 to 1000 bytes of UTF-8).")
     var name: String
 
     @Option(help: "The signal's value: JSON, or @file to read it from a file.")
@@ -28,6 +29,10 @@ struct Signal: AsyncParsableCommand {
 
     @Flag(help: "Print JSON.")
     var json = false
+
+    func validate() throws {
+        try OptionValue.checkIdentifier(name, "signal name <name>")
+    }
 
     func run() async throws {
         let data = try readInput(input)
@@ -37,7 +42,7 @@ struct Signal: AsyncParsableCommand {
         if json {
             try Format.printJSON(["runID": runID, "signal": name])
         } else {
-            print("signal '\(name)' queued for run \(runID)")
+            print("signal '\(name.escaped)' queued for run \(runID.escaped)")
         }
     }
 }

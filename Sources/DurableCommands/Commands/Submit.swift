@@ -44,7 +44,7 @@ struct Submit: AsyncParsableCommand {
             if json {
                 try Format.printJSON(["runID": runID, "existing": existing])
             } else {
-                print(existing ? "\(runID) (workflow ID \(start.id ?? runID) was already open)" : runID)
+                print(existing ? "\(runID.escaped) (workflow ID \((start.id ?? runID).escaped) was already open)" : runID.escaped)
             }
             return
         }
@@ -71,7 +71,7 @@ func printOutcome(_ client: DurableClient, runID: String, json: Bool) async thro
         if json {
             try Format.printJSON(["runID": runID, "status": "completed", "result": Format.jsonValue(result)])
         } else {
-            print(String(decoding: result, as: UTF8.self))
+            print(String(decoding: result, as: UTF8.self))  // JSON: no raw control characters
         }
     case .failed(let failure):
         if json {

@@ -29,15 +29,15 @@ struct Worker: AsyncParsableCommand {
         worker.onRunClosed { runID, outcome in
             guard !quiet else { return }
             switch outcome {
-            case .completed: print("run \(runID) completed")
-            case .failed(let failure): print("run \(runID) failed: \(failure)")
-            case .cancelled(let reason): print("run \(runID) cancelled: \(reason)")
-            case .terminated(let reason): print("run \(runID) terminated: \(reason)")
-            case .continuedAsNew(let next): print("run \(runID) continued as new run \(next)")
+            case .completed: print("run \(runID.escaped) completed")
+            case .failed(let failure): print("run \(runID.escaped) failed: \("\(failure)".escaped)")
+            case .cancelled(let reason): print("run \(runID.escaped) cancelled: \(reason.escaped)")
+            case .terminated(let reason): print("run \(runID.escaped) terminated: \(reason.escaped)")
+            case .continuedAsNew(let next): print("run \(runID.escaped) continued as new run \(next.escaped)")
             }
         }
         if !quiet {
-            print("worker pid \(getpid()) (\(worker.workerID)) on \(options.path): workflow types \(worker.workflowTypes.joined(separator: ", "))")
+            print("worker pid \(getpid()) (\(worker.workerID)) on \(options.path.escaped): workflow types \(worker.workflowTypes.map(\.escaped).joined(separator: ", "))")
         }
         worker.onReady { startup in
             guard !quiet else { return }
@@ -48,7 +48,7 @@ struct Worker: AsyncParsableCommand {
             print("recovered \(report.resumed.count) open run(s), picked up \(report.claimed.count) submitted run(s)"
                   + (report.held.isEmpty ? "" : ", \(report.held.count) held")
                   + (report.drivenElsewhere.isEmpty ? "" : ", \(report.drivenElsewhere.count) driven by other workers"))
-            for (runID, reason) in report.held.sorted(by: { $0.key < $1.key }) { print("held \(runID): \(reason)") }
+            for (runID, reason) in report.held.sorted(by: { $0.key < $1.key }) { print("held \(runID.escaped): \(reason.escaped)") }
         }
         // Until SIGINT or SIGTERM, from the start (warm-up and recovery included): the service group
         // then shuts the worker down gracefully, and commits and lease releases are done before it returns.

@@ -6,4 +6,11 @@ public enum DurableLimits {
     /// activity whose result is larger fails without retries; a workflow whose result is larger fails).
     /// Pass references (a path, an object-store key) for documents and images.
     public static let maximumPayloadBytes = 16 * 1024 * 1024
+
+    /// The longest workflow ID, workflow type or signal name, in bytes of UTF-8: 1,000.
+    ///
+    /// Longer ones, and empty ones, are refused with ``DurableError`` `invalidIdentifier` by
+    /// `DurableClient`'s `submit`, `start` and `signal` and a worker's `start`. Any other character is
+    /// allowed (and stored as given); the command line prints control characters escaped.
+    public static let maximumIdentifierBytes = 1_000
 }

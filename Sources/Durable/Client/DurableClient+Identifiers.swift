@@ -1,0 +1,11 @@
+extension DurableClient {
+    /// Checks a workflow ID, workflow type or signal name against the limits.
+    /// - Parameter what: "workflow ID", "workflow type" or "signal name", for the message.
+    /// - Throws: ``DurableError`` `invalidIdentifier` when `value` is empty or too long.
+    static func checkIdentifier(_ value: String, _ what: String) throws {
+        let bytes = value.utf8.count
+        guard bytes > 0, bytes <= DurableLimits.maximumIdentifierBytes else {
+            throw DurableError(.invalidIdentifier(what: what, bytes: bytes))
+        }
+    }
+}
