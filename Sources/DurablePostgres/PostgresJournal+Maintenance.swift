@@ -66,7 +66,8 @@ extension PostgresJournal {
         let runs = try await self.runs(RunFilter(oldestFirst: true))
         for run in runs {
             do {
-                let events = try await history(run, from: 0)
+                let events = try await withConnection { try await self.history(run, from: 0, $0, payloads: self.payloads.markingMissing) }
+                report.countUnverified(events)
                 report.eventsChecked += events.count
                 if events.isEmpty {
                     problem("run \(run.runID): no events (not even WorkflowStarted)")
@@ -86,7 +87,7 @@ extension PostgresJournal {
         for row in try await rows("SELECT id, run_id, name, data FROM \(unescaped: s).signals WHERE data IS NOT NULL") {
             let (id, runID, name, data) = try row.decode((Int64, String, String, Data).self)
             do {
-                _ = try PayloadCodec.decode(data)
+                if let keyID = try payloads.verify(data) { report.unverifiedPayloads[keyID, default: 0] += 1 }
             } catch {
                 problem("run \(runID): queued signal \(id) '\(name)' payload unreadable: \(error)")
             }
@@ -204,7 +205,7 @@ extension PostgresJournal {
                 var packed = 0
                 var skipped = 0
                 for run in runs {
-                    guard let events = try? await self.history(run, from: 0, connection) else {
+                    guard let events = try? await self.history(run, from: 0, connection, payloads: self.payloads.keepingEncrypted) else {
                         skipped += 1
                         continue
                     }
@@ -234,7 +235,8 @@ extension PostgresJournal {
     // MARK: - Copying
 
     package func importRun(_ run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal]) async throws {
-        let drafts = events.map(EventDraft.init)
+        let drafts = try payloads.seal(JournalBatch(run: RunRef(runID: run.runID), events: events.map(EventDraft.init))).events
+        let signals = try signals.map { signal in (signal, try signal.data.map(payloads.encode)) }
         try await inTransaction { connection in
             let inserted = try await connection.query("""
                 INSERT INTO \(unescaped: self.s).runs (run_id, workflow_id, workflow_type, status, created_at, updated_at,
@@ -251,10 +253,10 @@ extension PostgresJournal {
                 let chunk = Array(drafts[start..<min(start + 500, drafts.count)])
                 try await connection.query(try PostgresWriter.insertEvents(chunk, runID: run.runID, schema: self.s), logger: self.logger)
             }
-            for signal in signals {
+            for (signal, framed) in signals {
                 try await connection.query("""
                     INSERT INTO \(unescaped: self.s).signals (run_id, name, data, sent_at)
-                    VALUES (\(run.runID), \(signal.name), \(signal.data.map(PayloadCodec.encode)), \(signal.sentAt.journalMillis))
+                    VALUES (\(run.runID), \(signal.name), \(framed), \(signal.sentAt.journalMillis))
                     """, logger: self.logger)
             }
             if !signals.isEmpty || run.status == .pending {
