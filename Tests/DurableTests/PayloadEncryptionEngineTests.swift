@@ -44,6 +44,12 @@ import Testing
             #expect(bytes.range(of: Data(Self.secret.utf8)) == nil, "the input is not in the file")
             #expect(bytes.range(of: Data(Self.secret.uppercased().utf8)) == nil, "nor the activity's result")
             #expect(bytes.range(of: Data("TwoSteps".utf8)) != nil, "names stay in clear")
+        } else if let schema = path.components(separatedBy: "schema=").last {
+            let stored = try runPsql(path, """
+                SELECT count(data), count(*) FILTER (WHERE position(convert_to('\(Self.secret)', 'UTF8') IN data) > 0)
+                FROM \(schema).events
+                """)
+            #expect(stored.stdout == "6|0", "six payloads, none holding the input in clear: \(stored.stderr)")
         }
 
         // With the key: a replay reproduces every decision.
