@@ -194,6 +194,8 @@ import Testing
         let document = try HistoryExport(run: record, events: [started]).encoded()
         #expect(document.range(of: Data("Jane Roe".utf8)) == nil)
         let read = try HistoryExport.decode(document, path: "h.json")
+        #expect(read.version == 2, "a build that reads version 1 only refuses it")
+        #expect(HistoryExport(run: record, events: [HistoryEvent(index: 0, kind: .workflowStarted, time: t0)]).version == 1)
         #expect(read.events[0].dataKeyID == "k1")
         #expect(try read.decoded(path: "h.json", payloadKeys: keys).1[0].data == Self.claim)
         let error = try #require(throws: JournalError.self) { try read.decoded(path: "h.json", payloadKeys: PayloadKeys.empty) }

@@ -20,8 +20,10 @@ public import Foundation
 /// reading the document back decrypts it with the keys of the environment.
 public struct HistoryExport: Codable, Sendable, Equatable {
     public static let formatName = "durable.history"
-    /// The newest format version this build reads and the one it writes.
-    public static let currentVersion = 1
+    /// The newest format version this build reads. It writes version 1, or 2 when the document holds
+    /// encrypted payloads (`dataEncrypted`), which a build that reads only version 1 must refuse
+    /// rather than replay without them.
+    public static let currentVersion = 2
 
     public var format: String
     public var version: Int
@@ -63,7 +65,7 @@ public struct HistoryExport: Codable, Sendable, Equatable {
 
     public init(run record: RunRecord, events: [HistoryEvent]) {
         format = Self.formatName
-        version = Self.currentVersion
+        version = events.contains { $0.encryptedData != nil } ? 2 : 1
         run = Run(
             runID: record.runID, workflowID: record.workflowID, workflowType: record.workflowType,
             status: record.status.rawValue, seed: String(record.seed), createdAt: Self.timeText(record.createdAt),
