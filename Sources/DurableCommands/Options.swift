@@ -23,9 +23,13 @@ struct JournalOptions: ParsableArguments {
     var path: String { JournalConfiguration(location).displayLocation }
 
     /// Opens an existing journal as a client, with no workflow code: a missing journal is an error,
-    /// not a new one.
-    func openClient() async throws -> DurableClient {
-        try await DurableClient(journal: JournalConfiguration(location, createIfMissing: false))
+    /// not a new one. Payload keys come from the environment (`DURABLE_PAYLOAD_KEYS_FILE`,
+    /// `DURABLE_PAYLOAD_KEY`).
+    /// - Parameter encryptedPayloads: what reads do with a payload whose key is not held (default: fail).
+    func openClient(encryptedPayloads: EncryptedPayloadReading = .requireKey) async throws -> DurableClient {
+        var configuration = JournalConfiguration(location, createIfMissing: false)
+        configuration.encryptedPayloads = encryptedPayloads
+        return try await DurableClient(journal: configuration)
     }
 
     /// Opens an existing journal with a worker that takes no work (for what needs the code or the

@@ -17,7 +17,8 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
             case missing, notADatabase, notAJournal, newerFormat, corruptEvent, corruptRun, workflowIDInUse,
-                runNotFound, runClosed, conflict, storage, badHistoryFile, filesChanged
+                runNotFound, runClosed, conflict, storage, badHistoryFile, filesChanged, missingPayloadKey,
+                wrongPayloadKey, badPayloadKeys
         }
 
         private let base: Base
@@ -52,6 +53,12 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         /// deleted or replaced, the file replaced), or the file has a second name (a hard link): a
         /// worker stops rather than write where commits could be lost.
         public static let filesChanged = Code(.filesChanged)
+        /// A payload is encrypted with a key this process does not hold (its ID is in the message).
+        public static let missingPayloadKey = Code(.missingPayloadKey)
+        /// A payload does not decrypt with the key of its ID: another key under the same ID, or damage.
+        public static let wrongPayloadKey = Code(.wrongPayloadKey)
+        /// The payload keys given (a key file, `DURABLE_PAYLOAD_KEY`, code) cannot be used.
+        public static let badPayloadKeys = Code(.badPayloadKeys)
 
         public var description: String { base.rawValue }
     }
@@ -71,6 +78,11 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         /// A history file (`durable history export`) that cannot be read or replayed.
         case badHistoryFile(path: String, reason: String)
         case filesChanged(path: String, reason: String)
+        /// `what` names the payload: "run R, event 3 (ActivityCompleted)", "queued signal 7".
+        case missingPayloadKey(what: String, keyID: String, runID: String?)
+        case wrongPayloadKey(what: String, keyID: String, runID: String?)
+        /// `source` names where the keys came from: a file, an environment variable.
+        case badPayloadKeys(source: String, reason: String)
     }
 
     package let detail: Detail
@@ -93,6 +105,9 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         case .storage: .storage
         case .badHistoryFile: .badHistoryFile
         case .filesChanged: .filesChanged
+        case .missingPayloadKey: .missingPayloadKey
+        case .wrongPayloadKey: .wrongPayloadKey
+        case .badPayloadKeys: .badPayloadKeys
         }
     }
 
@@ -101,6 +116,8 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         switch detail {
         case .corruptEvent(let runID, _, _), .corruptRun(let runID, _), .workflowIDInUse(_, let runID),
             .runClosed(let runID, _, _), .conflict(let runID, _):
+            runID
+        case .missingPayloadKey(_, _, let runID), .wrongPayloadKey(_, _, let runID):
             runID
         default: nil
         }
@@ -165,6 +182,12 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
             "history file \(path) \(reason)"
         case .filesChanged(_, let reason):
             "journal files changed: \(reason)"
+        case .missingPayloadKey(let what, let keyID, _):
+            "\(what): payload is encrypted with key '\(keyID)', which is not among this process's payload keys"
+        case .wrongPayloadKey(let what, let keyID, _):
+            "\(what): cannot decrypt the payload with key '\(keyID)': wrong key or damaged"
+        case .badPayloadKeys(let source, let reason):
+            "payload keys from \(source): \(reason)"
         }
     }
 }

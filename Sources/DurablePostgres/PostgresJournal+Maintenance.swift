@@ -66,7 +66,8 @@ extension PostgresJournal {
         let runs = try await self.runs(RunFilter(oldestFirst: true))
         for run in runs {
             do {
-                let events = try await history(run, from: 0)
+                let events = try await withConnection { try await self.history(run, from: 0, $0, payloads: self.payloads.markingMissing) }
+                report.countUnverified(events)
                 report.eventsChecked += events.count
                 if events.isEmpty {
                     problem("run \(run.runID): no events (not even WorkflowStarted)")
@@ -86,7 +87,7 @@ extension PostgresJournal {
         for row in try await rows("SELECT id, run_id, name, data FROM \(unescaped: s).signals WHERE data IS NOT NULL") {
             let (id, runID, name, data) = try row.decode((Int64, String, String, Data).self)
             do {
-                _ = try PayloadCodec.decode(data)
+                if let keyID = try payloads.verify(data) { report.unverifiedPayloads[keyID, default: 0] += 1 }
             } catch {
                 problem("run \(runID): queued signal \(id) '\(name)' payload unreadable: \(error)")
             }
@@ -204,7 +205,7 @@ extension PostgresJournal {
                 var packed = 0
                 var skipped = 0
                 for run in runs {
-                    guard let events = try? await self.history(run, from: 0, connection) else {
+                    guard let events = try? await self.history(run, from: 0, connection, payloads: self.payloads.keepingEncrypted) else {
                         skipped += 1
                         continue
                     }
@@ -234,37 +235,54 @@ extension PostgresJournal {
     // MARK: - Copying
 
     package func importRun(_ run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal]) async throws {
+        let (drafts, framedSignals) = try framed(events, signals, of: run)
         try await inTransaction { connection in
-            try await self.insert(run, events: events, signals: signals, connection)
+            try await self.insert(run, drafts, framedSignals, connection)
             if !signals.isEmpty || run.status == .pending {
                 try await connection.query("SELECT pg_notify(\(self.channel), '')", logger: self.logger)
             }
         }
     }
 
-    /// Inserts a run without a lease, its events and its queued signals.
-    func insert(_ run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal], _ connection: PostgresConnection) async throws {
-        let drafts = events.map(EventDraft.init)
+    /// A run's events and queued signals framed (and encrypted) as this journal writes them.
+    func framed(_ events: [HistoryEvent], _ signals: [QueuedSignal], of run: RunRecord) throws
+        -> (drafts: [EventDraft], signals: [(QueuedSignal, Data?)])
+    {
+        let drafts = try payloads.seal(JournalBatch(run: RunRef(runID: run.runID), events: events.map(EventDraft.init))).events
+        return (drafts, try signals.map { signal in (signal, try signal.data.map(payloads.encode)) })
+    }
+
+    /// A termination whose notice for a parent is framed (and encrypted) as this journal writes it.
+    func sealed(_ termination: RunTermination) throws -> RunTermination {
+        var termination = termination
+        termination.notice = try termination.notice.map(payloads.seal)
+        return termination
+    }
+
+    /// Inserts a run without a lease, its events and its queued signals (as ``framed(_:_:of:)`` made them).
+    func insert(
+        _ run: RunRecord, _ drafts: [EventDraft], _ signals: [(QueuedSignal, Data?)], _ connection: PostgresConnection
+    ) async throws {
         let inserted = try await connection.query("""
-            INSERT INTO \(unescaped: self.s).runs (run_id, workflow_id, workflow_type, status, created_at, updated_at,
+            INSERT INTO \(unescaped: s).runs (run_id, workflow_id, workflow_type, status, created_at, updated_at,
                 closed_at, seed, error, next_idx)
             VALUES (\(run.runID), \(run.workflowID), \(run.workflowType), \(run.status.rawValue),
                 \(run.createdAt.journalMillis), \(run.updatedAt.journalMillis), \(run.closedAt?.journalMillis),
                 \(Int64(bitPattern: run.seed)), \(run.error), \(Int32(drafts.count)))
             ON CONFLICT (run_id) DO NOTHING RETURNING 1
-            """, logger: self.logger).collect()
+            """, logger: logger).collect()
         if inserted.isEmpty {
             throw JournalError(.conflict(runID: run.runID, reason: "a run with this run ID is in the journal already"))
         }
         for start in stride(from: 0, to: drafts.count, by: 500) {
             let chunk = Array(drafts[start..<min(start + 500, drafts.count)])
-            try await connection.query(try PostgresWriter.insertEvents(chunk, runID: run.runID, schema: self.s), logger: self.logger)
+            try await connection.query(try PostgresWriter.insertEvents(chunk, runID: run.runID, schema: s), logger: logger)
         }
-        for signal in signals {
+        for (signal, framed) in signals {
             try await connection.query("""
-                INSERT INTO \(unescaped: self.s).signals (run_id, name, data, sent_at)
-                VALUES (\(run.runID), \(signal.name), \(signal.data.map(PayloadCodec.encode)), \(signal.sentAt.journalMillis))
-                """, logger: self.logger)
+                INSERT INTO \(unescaped: s).signals (run_id, name, data, sent_at)
+                VALUES (\(run.runID), \(signal.name), \(framed), \(signal.sentAt.journalMillis))
+                """, logger: logger)
         }
     }
 }

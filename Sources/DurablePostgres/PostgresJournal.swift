@@ -15,6 +15,8 @@ import Synchronization
 package final class PostgresJournal: Journal {
     package let location: String
     package let lease: LeaseSettings?
+    /// The payload keys, and what reads do without one.
+    let payloads: JournalPayloads
     let place: PostgresLocation
     let client: PostgresClient
     private let clientTask: Task<Void, Never>
@@ -36,6 +38,7 @@ package final class PostgresJournal: Journal {
     ) {
         location = configuration.displayLocation
         self.lease = lease
+        payloads = JournalPayloads(configuration)
         self.place = place
         self.logger = logger
         // The pool's own log says little a user can act on (outages are reported once by the change
@@ -151,7 +154,11 @@ package final class PostgresJournal: Journal {
     // MARK: - Writing
 
     package func append(_ batch: JournalBatch, completion: @escaping @Sendable (Result<Void, any Error>) -> Void) {
-        writer.submit(batch, completion: completion)
+        do {
+            writer.submit(try payloads.seal(batch), completion: completion)
+        } catch {
+            completion(.failure(error))
+        }
     }
 
     package func registerWorkflowTypes(_ names: [String]) async throws {
@@ -251,7 +258,10 @@ package final class PostgresJournal: Journal {
         try await withConnection { connection in try await self.history(run, from: index, connection) }
     }
 
-    func history(_ run: RunRecord, from index: Int, _ connection: PostgresConnection) async throws -> [HistoryEvent] {
+    func history(
+        _ run: RunRecord, from index: Int, _ connection: PostgresConnection, payloads: JournalPayloads? = nil
+    ) async throws -> [HistoryEvent] {
+        let payloads = payloads ?? self.payloads
         let rows = try await connection.query("""
             SELECT idx, kind, time, seq, attempt, name, data, meta FROM \(unescaped: s).events
             WHERE run_id = \(run.runID) AND idx >= \(index) ORDER BY idx
@@ -261,7 +271,7 @@ package final class PostgresJournal: Journal {
                 "SELECT data FROM \(unescaped: s).packed_histories WHERE run_id = \(run.runID)", logger: logger
             ).collect()
             if let block = try packed.first?.decode(Data.self) {
-                return Array(try HistoryPack.decode(block, runID: run.runID).dropFirst(index))
+                return Array(try HistoryPack.decode(block, runID: run.runID, payloads: payloads).dropFirst(index))
             }
         }
         var events: [HistoryEvent] = []
@@ -276,17 +286,12 @@ package final class PostgresJournal: Journal {
             guard let kind = EventKind(rawValue: Int(kindValue)) else {
                 throw JournalError(.corruptEvent(runID: run.runID, index: Int(idx), reason: "unknown event kind \(kindValue)"))
             }
-            var data: Data?
-            if let blob {
-                do {
-                    data = try PayloadCodec.decode(blob)
-                } catch {
-                    throw JournalError(.corruptEvent(runID: run.runID, index: Int(idx), reason: "\(kind.name) payload: \(error)"))
-                }
-            }
-            events.append(HistoryEvent(
+            let (data, encrypted) = try payloads.read(blob, runID: run.runID, index: Int(idx), kind: kind)
+            var event = HistoryEvent(
                 index: Int(idx), kind: kind, time: Date(journalMillis: time), seq: Int(seq), attempt: Int(attempt),
-                name: name, data: data, meta: meta))
+                name: name, data: data, meta: meta)
+            event.encryptedData = encrypted
+            events.append(event)
         }
         return events
     }
@@ -294,7 +299,7 @@ package final class PostgresJournal: Journal {
     // MARK: - Signals
 
     package func sendSignal(toRun id: String, name: String, data: Data?, operation: String) async throws -> RunRecord {
-        let framed = data.map(PayloadCodec.encode)
+        let framed = try data.map(payloads.encode)
         let now = Date().journalMillis
         return try await inTransaction { connection in
             // The run's row is share-locked until the signal is committed: a run that ends (or
@@ -346,7 +351,7 @@ package final class PostgresJournal: Journal {
             payloads[id] = (data, sentAt)
         }
         return heads.compactMap { id, runID, name in
-            guard let (framed, sentAt) = payloads[id], let data = try? framed.map(PayloadCodec.decode) else { return nil }
+            guard let (framed, sentAt) = payloads[id], let data = try? framed.map(self.payloads.decode) else { return nil }
             return QueuedSignal(id: id, runID: runID, name: name, data: data, sentAt: Date(journalMillis: sentAt))
         }
     }
@@ -357,9 +362,10 @@ package final class PostgresJournal: Journal {
     }
 
     package func terminateRun(_ runID: String, reason: String, expected: RunLease, notice: RunNotice?) async throws -> Bool {
-        let termination = RunTermination(runID: runID, reason: reason, expected: expected, notice: notice)
+        let termination = try sealed(RunTermination(runID: runID, reason: reason, expected: expected, notice: notice))
+        let framed = try payloads.encode(Data(reason.utf8))
         return try await inTransaction { connection in
-            guard try await self.terminate(termination, connection) else { return false }
+            guard try await self.terminate(termination, framedReason: framed, connection) else { return false }
             try await connection.query("SELECT pg_notify(\(self.channel), '')", logger: self.logger)
             return true
         }
@@ -368,16 +374,19 @@ package final class PostgresJournal: Journal {
     package func replaceRun(
         _ termination: RunTermination, with run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal]
     ) async throws -> Bool {
-        try await inTransaction { connection in
-            guard try await self.terminate(termination, connection) else { return false }
-            try await self.insert(run, events: events, signals: signals, connection)
+        let termination = try sealed(termination)
+        let reason = try payloads.encode(Data(termination.reason.utf8))
+        let (drafts, framedSignals) = try framed(events, signals, of: run)
+        return try await inTransaction { connection in
+            guard try await self.terminate(termination, framedReason: reason, connection) else { return false }
+            try await self.insert(run, drafts, framedSignals, connection)
             try await connection.query("SELECT pg_notify(\(self.channel), '')", logger: self.logger)
             return true
         }
     }
 
     /// Ends the open run as terminated, if its lease is still as expected. - Returns: whether it did.
-    func terminate(_ termination: RunTermination, _ connection: PostgresConnection) async throws -> Bool {
+    func terminate(_ termination: RunTermination, framedReason: Data, _ connection: PostgresConnection) async throws -> Bool {
         let (runID, reason, expected) = (termination.runID, termination.reason, termination.expected)
         let now = Date().journalMillis
         // The compare-and-set: the lease still as the caller saw it, the run still open.
@@ -392,7 +401,7 @@ package final class PostgresJournal: Journal {
         guard let index = try taken.first?.decode(Int32.self) else { return false }
         try await connection.query("""
             INSERT INTO \(unescaped: s).events (run_id, idx, kind, time, seq, attempt, data)
-            VALUES (\(runID), \(index), \(Int16(EventKind.workflowTerminated.rawValue)), \(now), 0, 0, \(termination.framedReason))
+            VALUES (\(runID), \(index), \(Int16(EventKind.workflowTerminated.rawValue)), \(now), 0, 0, \(framedReason))
             """, logger: logger)
         try await connection.query("DELETE FROM \(unescaped: s).signals WHERE run_id = \(runID)", logger: logger)
         if let notice = termination.notice { try await PostgresWriter.queue(notice, schema: s, now: now, connection, logger: logger) }

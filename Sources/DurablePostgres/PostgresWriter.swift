@@ -376,7 +376,7 @@ final class PostgresWriter: Sendable {
     {
         try await connection.query("""
             INSERT INTO \(unescaped: schema).signals (run_id, name, data, sent_at)
-            SELECT \(notice.runID), \(notice.name), \(PayloadCodec.encode(notice.payload)), \(now)
+            SELECT \(notice.runID), \(notice.name), \(notice.frame ?? PayloadCodec.encode(notice.payload)), \(now)
             FROM \(unescaped: schema).runs WHERE run_id = \(notice.runID) AND status IN ('pending','running','held')
             FOR SHARE
             """, logger: logger)

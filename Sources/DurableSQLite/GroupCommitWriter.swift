@@ -244,7 +244,7 @@ final class GroupCommitWriter: Sendable {
                 INSERT INTO signals (run, name, data, sent_at)
                 SELECT id, ?, ?, ? FROM runs WHERE run_id = ? AND status IN \(RunStatus.openStatusesSQL)
                 """
-        ).execute(arguments: [notice.name, PayloadCodec.encode(notice.payload), now, notice.runID])
+        ).execute(arguments: [notice.name, notice.frame ?? PayloadCodec.encode(notice.payload), now, notice.runID])
     }
 
     /// Turns a constraint failure on a new run into "workflow ID in use", naming the open run.

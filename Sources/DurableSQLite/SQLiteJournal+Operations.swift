@@ -128,7 +128,7 @@ extension SQLiteJournal {
                     if EventKind(rawValue: kind) == nil { problem("run \(run.runID), event \(index): unknown event kind \(kind)") }
                     if let blob = event[2] as Data? {
                         do {
-                            _ = try PayloadCodec.decode(blob)
+                            if let keyID = try payloads.verify(blob) { report.unverifiedPayloads[keyID, default: 0] += 1 }
                         } catch {
                             problem("run \(run.runID), event \(index): payload unreadable: \(error)")
                         }
@@ -141,7 +141,8 @@ extension SQLiteJournal {
                     db, sql: "SELECT data FROM packed_histories WHERE run = ?", arguments: [key])
                 {
                     do {
-                        let events = try HistoryPack.decode(packed, runID: run.runID)
+                        let events = try HistoryPack.decode(packed, runID: run.runID, payloads: payloads.markingMissing)
+                        report.countUnverified(events)
                         expected = events.count
                         lastKind = events.last?.kind.rawValue
                         report.eventsChecked += events.count
@@ -165,7 +166,7 @@ extension SQLiteJournal {
                 """)
             while let row = try signals.next() {
                 do {
-                    _ = try PayloadCodec.decode(row[3] as Data)
+                    if let keyID = try payloads.verify(row[3] as Data) { report.unverifiedPayloads[keyID, default: 0] += 1 }
                 } catch {
                     problem("run \(row[2] as String): queued signal \(row[0] as Int64) '\(row[1] as String)' payload unreadable: \(error)")
                 }
@@ -244,7 +245,7 @@ extension SQLiteJournal {
                     var packed = 0
                     var skipped = 0
                     for (key, run) in runs {
-                        guard let events = try? Self.history(run, key: key, db) else {
+                        guard let events = try? Self.history(run, key: key, db, payloads: payloads.keepingEncrypted) else {
                             skipped += 1
                             continue
                         }
@@ -298,14 +299,21 @@ extension SQLiteJournal {
     // MARK: - Copying
 
     package func importRun(_ run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal]) async throws {
-        let drafts = events.map(EventDraft.init)
-        let framedSignals = Self.frame(signals)
+        let drafts = try payloads.seal(JournalBatch(run: RunRef(runID: run.runID), events: events.map(EventDraft.init))).events
+        let framedSignals = try frame(signals)
         try write { db in try Self.insert(run, drafts, framedSignals, db) }
     }
 
-    /// Signals as ``insert(_:_:_:_:)`` writes them: name, framed payload, time sent.
-    static func frame(_ signals: [QueuedSignal]) -> [(String, Data?, Int64)] {
-        signals.map { ($0.name, $0.data.map(PayloadCodec.encode), $0.sentAt.journalMillis) }
+    /// Signals as ``insert(_:_:_:_:)`` writes them: name, framed (and encrypted) payload, time sent.
+    func frame(_ signals: [QueuedSignal]) throws -> [(String, Data?, Int64)] {
+        try signals.map { ($0.name, try $0.data.map(payloads.encode), $0.sentAt.journalMillis) }
+    }
+
+    /// A termination whose notice for a parent is framed (and encrypted) as this journal writes it.
+    func sealed(_ termination: RunTermination) throws -> RunTermination {
+        var termination = termination
+        termination.notice = try termination.notice.map(payloads.seal)
+        return termination
     }
 
     /// Inserts a run without a lease, its events and its queued signals.

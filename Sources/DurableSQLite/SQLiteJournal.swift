@@ -13,6 +13,8 @@ package final class SQLiteJournal: Journal {
     package let durability: Durability
     /// The lease this journal's writer takes on the runs it drives, and checks before it writes one.
     package let lease: LeaseSettings?
+    /// The payload keys, and what reads do without one.
+    let payloads: JournalPayloads
     let pool: DatabasePool
     let writer: GroupCommitWriter
     /// The chain of lease renewals (see ``renewLeases()``): when the last one began, and whether one
@@ -35,6 +37,7 @@ package final class SQLiteJournal: Journal {
         path = configuration.location
         durability = configuration.durability
         self.lease = lease
+        payloads = JournalPayloads(configuration)
         if !configuration.createIfMissing && !FileManager.default.fileExists(atPath: path) {
             throw JournalError(.missing(path: path))
         }
@@ -78,14 +81,22 @@ package final class SQLiteJournal: Journal {
     /// batch committed (or failed), on the thread that committed it: the caller's own when the journal
     /// was idle (no thread hop on a sequential workflow's step), else the writer thread. Keep it short.
     package func append(_ batch: JournalBatch, completion: @escaping @Sendable (Result<Void, any Error>) -> Void) {
-        writer.submit(batch, completion: completion)
+        do {
+            writer.submit(try payloads.seal(batch), completion: completion)
+        } catch {
+            completion(.failure(error))
+        }
     }
 
     /// Writes a batch and returns once it is committed with the durability configured. The commit
     /// happens on the writer thread (the caller awaits it anyway), so concurrent callers share it.
     package func append(_ batch: JournalBatch) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            writer.submit(batch, inline: false) { continuation.resume(with: $0) }
+            do {
+                writer.submit(try payloads.seal(batch), inline: false) { continuation.resume(with: $0) }
+            } catch {
+                continuation.resume(throwing: error)
+            }
         }
     }
 
@@ -107,7 +118,7 @@ package final class SQLiteJournal: Journal {
     // MARK: - Signals
 
     package func sendSignal(toRun id: String, name: String, data: Data?, operation: String) async throws -> RunRecord {
-        let framed = data.map(PayloadCodec.encode)
+        let framed = try data.map(payloads.encode)
         return try write { db in
             guard let row = try Row.fetchOne(
                 db,
@@ -131,17 +142,18 @@ package final class SQLiteJournal: Journal {
     }
 
     package func terminateRun(_ runID: String, reason: String, expected lease: RunLease, notice: RunNotice?) async throws -> Bool {
-        let termination = RunTermination(runID: runID, reason: reason, expected: lease, notice: notice)
-        let framed = termination.framedReason
+        let termination = try sealed(RunTermination(runID: runID, reason: reason, expected: lease, notice: notice))
+        let framed = try payloads.encode(Data(reason.utf8))
         return try write { db in try Self.terminate(termination, framedReason: framed, db) }
     }
 
     package func replaceRun(
         _ termination: RunTermination, with run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal]
     ) async throws -> Bool {
-        let framed = termination.framedReason
-        let drafts = events.map(EventDraft.init)
-        let framedSignals = Self.frame(signals)
+        let termination = try sealed(termination)
+        let framed = try payloads.encode(Data(termination.reason.utf8))
+        let drafts = try payloads.seal(JournalBatch(run: RunRef(runID: run.runID), events: events.map(EventDraft.init))).events
+        let framedSignals = try frame(signals)
         return try write { db in
             guard try Self.terminate(termination, framedReason: framed, db) else { return false }
             try Self.insert(run, drafts, framedSignals, db)
@@ -351,7 +363,7 @@ package final class SQLiteJournal: Journal {
                 let (id, runID, name): (Int64, String, String) = (row[0], row[1], row[2])
                 guard include(runID, name) else { continue }
                 let framed: Data? = row[4]
-                guard let data = try? framed.map(PayloadCodec.decode) else { continue }
+                guard let data = try? framed.map(payloads.decode) else { continue }
                 signals.append(QueuedSignal(id: id, runID: runID, name: name, data: data, sentAt: Date(journalMillis: row[3])))
             }
             return signals
@@ -429,7 +441,7 @@ package final class SQLiteJournal: Journal {
     package func history(_ run: RunRecord, from index: Int) async throws -> [HistoryEvent] {
         try read { db in
             guard let key = try Self.key(of: run.runID, db) else { throw JournalError(.runNotFound(run.runID)) }
-            return try Self.history(run, key: key, from: index, db)
+            return try Self.history(run, key: key, from: index, db, payloads: payloads)
         }
     }
 
@@ -438,7 +450,9 @@ package final class SQLiteJournal: Journal {
         try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM runs WHERE run_id = ?"), arguments: [runID])
     }
 
-    static func history(_ run: RunRecord, key: Int64, from index: Int = 0, _ db: Database) throws -> [HistoryEvent] {
+    static func history(
+        _ run: RunRecord, key: Int64, from index: Int = 0, _ db: Database, payloads: JournalPayloads
+    ) throws -> [HistoryEvent] {
         let rows = try Row.fetchAll(
             db,
             sql: """
@@ -449,7 +463,7 @@ package final class SQLiteJournal: Journal {
         if rows.isEmpty, let packed = try Data.fetchOne(
             db, sql: "SELECT data FROM packed_histories WHERE run = ?", arguments: [key])
         {
-            return Array(try HistoryPack.decode(packed, runID: run.runID).dropFirst(index))
+            return Array(try HistoryPack.decode(packed, runID: run.runID, payloads: payloads).dropFirst(index))
         }
         var events: [HistoryEvent] = []
         events.reserveCapacity(rows.count)
@@ -463,17 +477,12 @@ package final class SQLiteJournal: Journal {
             guard let kind = EventKind(rawValue: kindValue) else {
                 throw JournalError(.corruptEvent(runID: run.runID, index: idx, reason: "unknown event kind \(kindValue)"))
             }
-            var data: Data?
-            if let blob: Data = row[6] {
-                do {
-                    data = try PayloadCodec.decode(blob)
-                } catch {
-                    throw JournalError(.corruptEvent(runID: run.runID, index: idx, reason: "\(kind.name) payload: \(error)"))
-                }
-            }
-            events.append(HistoryEvent(
+            let (data, encrypted) = try payloads.read(row[6], runID: run.runID, index: idx, kind: kind)
+            var event = HistoryEvent(
                 index: idx, kind: kind, time: Date(journalMillis: row[2]), seq: row[3], attempt: row[4],
-                name: row[5], data: data, meta: row[7]))
+                name: row[5], data: data, meta: row[7])
+            event.encryptedData = encrypted
+            events.append(event)
         }
         return events
     }

@@ -53,7 +53,7 @@ import Testing
             ("{\"events\": [", "is not a JSON object"),
             (#"{"format": "something.else", "version": 1}"#, "is not a Durable history"),
             (original.replacingOccurrences(of: #""version" : 1"#, with: #""version" : 9"#),
-             "is history format version 9, from a newer Durable; this build reads up to version 1"),
+             "is history format version 9, from a newer Durable; this build reads up to version 2"),
             (original.replacingOccurrences(of: #""kind" : "TimerFired""#, with: #""kind" : "TimerRang""#),
              "event 2 (index 2) has unknown kind 'TimerRang'"),
             (original.replacingOccurrences(of: #""seed" : ""#, with: #""seed" : "x"#), "is not an unsigned 64-bit integer"),

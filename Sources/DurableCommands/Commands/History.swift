@@ -12,7 +12,8 @@ struct ExportHistory: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
         abstract: "Write a run's history as a JSON file that `replay --file` and tests can replay.",
-        discussion: "The file holds the run (type, IDs, seed) and every event with its payload as recorded; see Docs/cli.md.")
+        discussion: "The file holds the run (type, IDs, seed) and every event with its payload as recorded; see Docs/cli.md. "
+            + "Encrypted payloads stay encrypted (base64, with their key ID) unless --decrypt is given.")
 
     @OptionGroup var options: JournalOptions
 
@@ -24,8 +25,11 @@ struct ExportHistory: AsyncParsableCommand {
         transform: OptionValue.nonEmpty)
     var output: String?
 
+    @Flag(help: "Write encrypted payloads decrypted (needs their keys) instead of as stored.")
+    var decrypt = false
+
     func run() async throws {
-        let engine = try await options.openClient()
+        let engine = try await options.openClient(encryptedPayloads: decrypt ? .requireKey : .keepEncrypted)
         let (run, events) = try await engine.history(id)
         let document = try HistoryExport(run: run, events: events).encoded()
         guard let output else {
@@ -58,7 +62,7 @@ struct ShowHistory: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let engine = try await options.openClient()
+        let engine = try await options.openClient(encryptedPayloads: .markMissing)
         let (run, events) = try await engine.history(target.id)
         if timeline {
             print(Timeline(run: run, events: events, now: Date()).render(width: 50))
@@ -111,7 +115,9 @@ struct ShowHistory: AsyncParsableCommand {
         if event.seq != 0 { object["seq"] = event.seq }
         if event.attempt != 0 { object["attempt"] = event.attempt }
         if let name = event.name { object["name"] = name }
-        if let failure = event.failure {
+        if let encrypted = event.encryptedData {
+            object["encrypted"] = ["keyID": encrypted.keyID]
+        } else if let failure = event.failure {
             object["failure"] = Format.failureJSON(failure)
         } else if event.data != nil {
             object["data"] = Format.jsonValue(event.data)
@@ -126,7 +132,9 @@ struct ShowHistory: AsyncParsableCommand {
 
     static func row(_ event: HistoryEvent, start: Date) -> [String] {
         let details: String
-        if let failure = event.failure {
+        if let encrypted = event.encryptedData {
+            details = [event.name, "encrypted (key \(encrypted.keyID))"].compactMap { $0 }.joined(separator: " ")
+        } else if let failure = event.failure {
             details = failure.description
         } else {
             details = [event.name, event.data.map { Format.payload($0) }].compactMap { $0 }.joined(separator: " ")

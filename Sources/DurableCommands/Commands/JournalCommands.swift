@@ -26,11 +26,15 @@ struct JournalCommand: AsyncParsableCommand {
                 try Format.printJSON([
                     "healthy": report.isHealthy, "formatVersion": report.formatVersion, "integrity": report.integrity,
                     "runs": report.runsChecked, "events": report.eventsChecked, "problems": report.problems,
+                    "unverifiedPayloads": report.unverifiedPayloads,
                 ] as [String: Any])
             } else {
                 print("journal \(options.path.escaped): format \(report.formatVersion), \(report.runsChecked) runs, "
                       + "\(report.eventsChecked) events")
                 print("file integrity: " + report.integrity.prefix(20).map(\.escaped).joined(separator: "\n  "))
+                for (keyID, count) in report.unverifiedPayloads.sorted(by: { $0.key < $1.key }) {
+                    print("not verified: \(count) payload(s) encrypted with key '\(keyID.escaped)', not held here (frames checked)")
+                }
                 for problem in report.problems.prefix(50) { print("problem: \(problem.escaped)") }
                 if report.problems.count > 50 { print("… and \(report.problems.count - 50) more problems") }
                 print(report.isHealthy ? "healthy" : "NOT healthy")

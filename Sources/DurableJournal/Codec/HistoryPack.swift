@@ -9,12 +9,19 @@ package import Foundation
 /// kind, time (milliseconds since 1970), sequence number and attempt, then name, data and meta, each
 /// as a varint of its length plus one (0 for none) followed by its bytes. A leading byte holds the
 /// layout's version.
+///
+/// Layout 2, written when some payload is encrypted (``HistoryEvent/encryptedData``): each `data`
+/// field starts with a byte, 0 for a payload in clear and 1 for an encrypted payload frame as it was
+/// stored. Compaction so moves encrypted payloads without decrypting them (or needing their keys), and
+/// everything else in the block stays readable without the keys.
 package enum HistoryPack {
     static let layoutVersion: UInt8 = 1
+    static let encryptedLayoutVersion: UInt8 = 2
 
     /// The block, and the bytes of the payloads (`data`) in it, as written by the workflows.
     package static func encode(_ events: [HistoryEvent]) -> (block: Data, payloadBytes: Int) {
-        var out = Data([layoutVersion])
+        let tagged = events.contains { $0.encryptedData != nil }
+        var out = Data([tagged ? encryptedLayoutVersion : layoutVersion])
         var payloadBytes = 0
         func bytes(_ value: Data?) {
             guard let value else { return PayloadCodec.appendVarint(0, to: &out) }
@@ -28,16 +35,24 @@ package enum HistoryPack {
             PayloadCodec.appendVarint(UInt64(max(0, event.seq)), to: &out)
             PayloadCodec.appendVarint(UInt64(max(0, event.attempt)), to: &out)
             bytes(event.name.map { Data($0.utf8) })
-            bytes(event.data)
+            if let encrypted = event.encryptedData {
+                bytes(Data([1]) + encrypted.frame)
+                payloadBytes += encrypted.frame.count
+            } else {
+                bytes(tagged ? event.data.map { Data([0]) + $0 } : event.data)
+                payloadBytes += event.data?.count ?? 0
+            }
             bytes(event.meta)
-            payloadBytes += event.data?.count ?? 0
         }
         return (PayloadCodec.encode(out), payloadBytes)
     }
 
-    /// The events of a block.
-    /// - Throws: ``JournalError`` `corruptRun` naming the run and what is wrong.
-    package static func decode(_ block: Data, runID: String) throws -> [HistoryEvent] {
+    /// The events of a block, encrypted payloads read as `payloads` says.
+    /// - Throws: ``JournalError`` `corruptRun` naming the run and what is wrong; for an encrypted
+    ///   payload, what ``JournalPayloads/read(_:runID:index:kind:)`` throws.
+    package static func decode(
+        _ block: Data, runID: String, payloads: JournalPayloads = JournalPayloads()
+    ) throws -> [HistoryEvent] {
         func corrupt(_ reason: String) -> JournalError { JournalError(.corruptRun(runID: runID, reason: "packed history: \(reason)")) }
         let raw: Data
         do {
@@ -46,7 +61,10 @@ package enum HistoryPack {
             throw corrupt("\(error)")
         }
         let bytes = [UInt8](raw)
-        guard bytes.first == layoutVersion else { throw corrupt("unknown layout \(bytes.first.map(String.init) ?? "none")") }
+        guard bytes.first == layoutVersion || bytes.first == encryptedLayoutVersion else {
+            throw corrupt("unknown layout \(bytes.first.map(String.init) ?? "none")")
+        }
+        let tagged = bytes.first == encryptedLayoutVersion
         var cursor = 1
         func number() throws -> UInt64 {
             guard let value = PayloadCodec.readVarint(bytes, &cursor) else { throw corrupt("truncated at byte \(cursor)") }
@@ -69,9 +87,20 @@ package enum HistoryPack {
             let seq = Int(try number())
             let attempt = Int(try number())
             let name = try field().map { String(decoding: $0, as: UTF8.self) }
-            events.append(HistoryEvent(
-                index: index, kind: kind, time: time, seq: seq, attempt: attempt, name: name, data: try field(),
-                meta: try field()))
+            var data = try field()
+            var encrypted: EncryptedPayload?
+            if tagged, let tagAndBytes = data {
+                switch tagAndBytes.first {
+                case 0: data = Data(tagAndBytes.dropFirst())
+                case 1: (data, encrypted) = try payloads.read(Data(tagAndBytes.dropFirst()), runID: runID, index: index, kind: kind)
+                default: throw corrupt("event \(index) has a payload of unknown kind")
+                }
+            }
+            var event = HistoryEvent(
+                index: index, kind: kind, time: time, seq: seq, attempt: attempt, name: name, data: data,
+                meta: try field())
+            event.encryptedData = encrypted
+            events.append(event)
         }
         return events
     }

@@ -12,6 +12,10 @@ package import Foundation
 /// rest        the body (raw or LZ4-compressed)
 /// ```
 ///
+/// A journal with payload keys wraps that frame in an encrypted one (format 2, AES-256-GCM; see
+/// `PayloadCodec+Encryption.swift`), whose header names the key. ``decode(_:)`` reads plain frames
+/// only and reports an encrypted one as ``PayloadCodecError/encrypted(keyID:)``.
+///
 /// Payloads shorter than ``compressionThreshold`` or that LZ4 cannot shrink are stored as is: a
 /// tiny JSON value gains nothing from compression and LZ4's block overhead would make it larger.
 package enum PayloadCodec {
@@ -22,6 +26,8 @@ package enum PayloadCodec {
     package enum Format: UInt8 {
         case raw = 0
         case lz4 = 1
+        /// AES-256-GCM around a raw or LZ4 frame: see `PayloadCodec+Encryption.swift`.
+        case aesGCM = 2
     }
 
     package static func encode(_ raw: Data) -> Data {
@@ -46,6 +52,7 @@ package enum PayloadCodec {
     /// - Throws: ``PayloadCodecError`` describing what is wrong with the frame.
     package static func decode(_ blob: Data) throws(PayloadCodecError) -> Data {
         let bytes = [UInt8](blob)
+        if bytes.first == Format.aesGCM.rawValue { throw .encrypted(keyID: try sealedParts(blob).keyID) }
         let (format, length, start) = try header(bytes)
         var cursor = start
         guard cursor + 4 <= bytes.count else { throw .truncatedHeader }
@@ -73,6 +80,8 @@ package enum PayloadCodec {
                 throw .lengthMismatch(expected: Int(length), actual: Int(written))
             }
             raw = Data(output)
+        case .aesGCM:
+            throw .truncatedHeader  // handled above
         }
         let actual = fnv1a(raw)
         guard actual == expected else { throw .checksumMismatch }
@@ -88,7 +97,7 @@ package enum PayloadCodec {
     /// The format byte and the original length; `cursor` is where the checksum starts.
     private static func header(_ bytes: [UInt8]) throws(PayloadCodecError) -> (format: Format, length: UInt64, cursor: Int) {
         guard let first = bytes.first else { throw .empty }
-        guard let format = Format(rawValue: first) else { throw .unknownFormat(first) }
+        guard let format = Format(rawValue: first), format != .aesGCM else { throw .unknownFormat(first) }
         var cursor = 1
         guard let length = readVarint(bytes, &cursor) else { throw .truncatedHeader }
         guard length <= UInt64(maximumPayloadLength) else { throw .implausibleLength(length) }
@@ -164,6 +173,10 @@ package enum PayloadCodecError: Error, CustomStringConvertible, Equatable {
     case lengthMismatch(expected: Int, actual: Int)
     case corruptCompressedData
     case checksumMismatch
+    /// An encrypted frame read without its key (or by a reader that does not decrypt).
+    case encrypted(keyID: String)
+    /// An encrypted frame that the key of its ID does not open: another key, or damage.
+    case cannotDecrypt(keyID: String)
 
     package var description: String {
         switch self {
@@ -175,6 +188,8 @@ package enum PayloadCodecError: Error, CustomStringConvertible, Equatable {
             "payload is truncated or padded: expected \(expected) bytes, found \(actual)"
         case .corruptCompressedData: "LZ4 data is corrupt"
         case .checksumMismatch: "payload checksum does not match its contents"
+        case .encrypted(let keyID): "payload is encrypted with key '\(keyID)'"
+        case .cannotDecrypt(let keyID): "cannot decrypt the payload with key '\(keyID)': wrong key or damaged"
         }
     }
 }

@@ -108,6 +108,9 @@ public struct HistoryEvent: Sendable, Equatable {
     /// Secondary details as JSON: the activity options of a scheduled activity; for an attempt's end
     /// (completed, failed, attempt failed, cancelled) its ``AttemptDetails``.
     public var meta: Data?
+    /// Set when the payload is encrypted and was not decrypted (this process holds no key with its
+    /// ID, or the reader keeps payloads encrypted): ``data`` is then `nil`.
+    public var encryptedData: EncryptedPayload?
 
     public init(
         index: Int, kind: EventKind, time: Date, seq: Int = 0, attempt: Int = 0,
@@ -147,6 +150,19 @@ public struct HistoryEvent: Sendable, Equatable {
             let meta
         else { return nil }
         return try? JSONDecoder().decode(AttemptDetails.self, from: meta)
+    }
+}
+
+/// A payload as stored, encrypted (AES-256-GCM) with the key ``keyID`` names (see ``PayloadKeys``).
+public struct EncryptedPayload: Sendable, Equatable {
+    /// The ID of the key that decrypts it.
+    public var keyID: String
+    /// The encrypted frame, as stored.
+    package var frame: Data
+
+    package init(keyID: String, frame: Data) {
+        self.keyID = keyID
+        self.frame = frame
     }
 }
 

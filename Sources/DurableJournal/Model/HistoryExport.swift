@@ -14,10 +14,16 @@ public import Foundation
 ///  "events": [{"index": 0, "kind": "WorkflowStarted", "time": "2026-11-29T12:00:00.000Z",
 ///              "name": "ClaimIntake", "data": "{\"claim\":1042}"}, …]}
 /// ```
+///
+/// A payload encrypted at rest (see ``PayloadKeys``) is exported as stored unless the exporter
+/// decrypted it: `dataEncrypted` holds the encrypted frame in base64 and `dataKeyID` the key's ID;
+/// reading the document back decrypts it with the keys of the environment.
 public struct HistoryExport: Codable, Sendable, Equatable {
     public static let formatName = "durable.history"
-    /// The newest format version this build reads and the one it writes.
-    public static let currentVersion = 1
+    /// The newest format version this build reads. It writes version 1, or 2 when the document holds
+    /// encrypted payloads (`dataEncrypted`), which a build that reads only version 1 must refuse
+    /// rather than replay without them.
+    public static let currentVersion = 2
 
     public var format: String
     public var version: Int
@@ -49,13 +55,17 @@ public struct HistoryExport: Codable, Sendable, Equatable {
         public var data: String?
         /// The payload in base64, when it is not UTF-8.
         public var dataBase64: String?
+        /// The payload as stored in the journal, encrypted, in base64 (with ``dataKeyID``).
+        public var dataEncrypted: String?
+        /// The ID of the key that decrypts ``dataEncrypted``.
+        public var dataKeyID: String?
         /// Options or attempt details as recorded (JSON text).
         public var meta: String?
     }
 
     public init(run record: RunRecord, events: [HistoryEvent]) {
         format = Self.formatName
-        version = Self.currentVersion
+        version = events.contains { $0.encryptedData != nil } ? 2 : 1
         run = Run(
             runID: record.runID, workflowID: record.workflowID, workflowType: record.workflowType,
             status: record.status.rawValue, seed: String(record.seed), createdAt: Self.timeText(record.createdAt),
@@ -65,7 +75,10 @@ public struct HistoryExport: Codable, Sendable, Equatable {
                 index: event.index, kind: event.kind.name, time: Self.timeText(event.time),
                 seq: event.seq == 0 ? nil : event.seq, attempt: event.attempt == 0 ? nil : event.attempt,
                 name: event.name, meta: event.meta.map { String(decoding: $0, as: UTF8.self) })
-            if let data = event.data {
+            if let encrypted = event.encryptedData {
+                exported.dataEncrypted = encrypted.frame.base64EncodedString()
+                exported.dataKeyID = encrypted.keyID
+            } else if let data = event.data {
                 if let text = String(data: data, encoding: .utf8) {
                     exported.data = text
                 } else {
@@ -117,9 +130,12 @@ public struct HistoryExport: Codable, Sendable, Equatable {
     }
 
     /// The run and its events, checked: every kind known, indexes in order, times and seed readable.
+    /// Encrypted payloads are decrypted with `payloadKeys` (`nil`: the environment's, see
+    /// ``PayloadKeys/fromEnvironment(_:)``).
     /// - Throws: ``JournalError`` `badHistoryFile`, naming the event.
-    public func decoded(path: String) throws -> (RunRecord, [HistoryEvent]) {
+    public func decoded(path: String, payloadKeys: PayloadKeys? = nil) throws -> (RunRecord, [HistoryEvent]) {
         func bad(_ reason: String) -> JournalError { JournalError(.badHistoryFile(path: path, reason: reason)) }
+        var keys = payloadKeys
         guard let seed = UInt64(run.seed) else { throw bad("run seed '\(run.seed)' is not an unsigned 64-bit integer") }
         guard let createdAt = Self.parseTime(run.createdAt) else { throw bad("run createdAt '\(run.createdAt)' is not an ISO 8601 time") }
         let kinds = Dictionary(uniqueKeysWithValues: EventKind.allCases.map { ($0.name, $0) })
@@ -134,6 +150,17 @@ public struct HistoryExport: Codable, Sendable, Equatable {
             if let base64 = event.dataBase64 {
                 guard let decoded = Data(base64Encoded: base64) else { throw bad("\(which) has dataBase64 that is not base64") }
                 data = decoded
+            }
+            if let base64 = event.dataEncrypted {
+                guard let frame = Data(base64Encoded: base64) else { throw bad("\(which) has dataEncrypted that is not base64") }
+                if keys == nil { keys = try PayloadKeys.fromEnvironment() ?? PayloadKeys.empty }
+                do throws(PayloadCodecError) {
+                    data = try (keys ?? PayloadKeys.empty).decode(frame)
+                } catch .encrypted(let keyID) {
+                    throw bad("\(which) has a payload encrypted with key '\(keyID)', which is not among this process's payload keys")
+                } catch {
+                    throw bad("\(which) has an encrypted payload that cannot be read: \(error)")
+                }
             }
             events.append(HistoryEvent(
                 index: event.index, kind: kind, time: time, seq: event.seq ?? 0, attempt: event.attempt ?? 0,

@@ -22,7 +22,8 @@ package final class RunRef: Sendable {
     }
 }
 
-/// An event ready to be written: its payloads already framed by ``PayloadCodec``.
+/// An event ready to be written: its payloads already framed by ``PayloadCodec`` (and encrypted by the
+/// journal's ``JournalPayloads`` when it has a current key).
 package struct EventDraft: Sendable {
     package var index: Int
     package var kind: EventKind
@@ -33,7 +34,7 @@ package struct EventDraft: Sendable {
     package var data: Data?
     package var meta: Data?
 
-    /// Frames the raw payloads; call off the writer thread.
+    /// Frames the raw payloads (an encrypted one is kept as stored); call off the writer thread.
     package init(_ event: HistoryEvent) {
         index = event.index
         kind = event.kind
@@ -41,7 +42,7 @@ package struct EventDraft: Sendable {
         seq = event.seq
         attempt = event.attempt
         name = event.name
-        data = event.data.map(PayloadCodec.encode)
+        data = event.encryptedData?.frame ?? event.data.map(PayloadCodec.encode)
         meta = event.meta
     }
 }

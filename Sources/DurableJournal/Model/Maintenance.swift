@@ -82,11 +82,19 @@ public struct JournalCheckReport: Sendable {
     public var eventsChecked = 0
     /// Problems found in runs, events and signals, each naming what and where.
     public var problems: [String] = []
+    /// Encrypted payloads whose key this process does not hold, by key ID: only their frames'
+    /// headers were checked (not a problem; check again with the keys to verify them).
+    public var unverifiedPayloads: [String: Int] = [:]
 
     public var isHealthy: Bool { integrity == ["ok"] && problems.isEmpty }
 
     package init(formatVersion: Int, integrity: [String]) {
         self.formatVersion = formatVersion
         self.integrity = integrity
+    }
+
+    /// Counts the events' payloads left encrypted for want of their key.
+    package mutating func countUnverified(_ events: [HistoryEvent]) {
+        for case let encrypted? in events.map(\.encryptedData) { unverifiedPayloads[encrypted.keyID, default: 0] += 1 }
     }
 }

@@ -1,5 +1,3 @@
-package import Foundation
-
 /// Ending an open run from outside (``Journal/terminateRun(_:reason:expected:notice:)``, ``Journal/replaceRun(_:with:events:signals:)``):
 /// a compare-and-set on the run's lease, so that a run some worker took meanwhile is left to it.
 package struct RunTermination: Sendable {
@@ -16,7 +14,4 @@ package struct RunTermination: Sendable {
         self.expected = expected
         self.notice = notice
     }
-
-    /// The `WorkflowTerminated` event's payload, framed.
-    package var framedReason: Data { PayloadCodec.encode(Data(reason.utf8)) }
 }

@@ -233,6 +233,9 @@ package struct RunNotice: Sendable, Equatable {
     package var name: String
     /// The message, raw (the journal frames it).
     package var payload: Data
+    /// The message as stored, framed and encrypted by the journal's payload keys before it is written
+    /// (``JournalPayloads/seal(_:)``); `nil`: framed in clear when written.
+    package var frame: Data?
 
     package init(runID: String, name: String, payload: Data) {
         self.runID = runID

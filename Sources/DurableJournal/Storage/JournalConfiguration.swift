@@ -35,13 +35,35 @@ public struct JournalConfiguration: Sendable, Equatable {
     /// Inspection commands set this to `false` so that a mistyped location is reported instead of
     /// silently creating an empty journal.
     public var createIfMissing: Bool
+    /// The keys that encrypt payloads at rest and decrypt them (see ``PayloadKeys``).
+    ///
+    /// `nil` (the default) takes them from the environment when the journal is opened: a key file
+    /// named by `DURABLE_PAYLOAD_KEYS_FILE`, or one key in `DURABLE_PAYLOAD_KEY` (`ID:BASE64`); with
+    /// neither set, payloads are written in clear. So workers and the `durable` command pick keys up
+    /// without code or flags. ``PayloadKeys/empty`` means no keys whatever the environment says.
+    public var payloadKeys: PayloadKeys?
+    /// What reads do with a payload encrypted with a key not held: fail (the default), or return it
+    /// marked as encrypted (showing a history) or keep every encrypted payload as stored (exporting).
+    package var encryptedPayloads: EncryptedPayloadReading = .requireKey
 
     /// A journal at `location`: PostgreSQL for a `postgres://` or `postgresql://` URL, else a SQLite
     /// file at that path.
-    public init(_ location: String, durability: Durability = .full, createIfMissing: Bool = true) {
+    public init(
+        _ location: String, durability: Durability = .full, createIfMissing: Bool = true, payloadKeys: PayloadKeys? = nil
+    ) {
         self.location = location
         self.durability = durability
         self.createIfMissing = createIfMissing
+        self.payloadKeys = payloadKeys
+    }
+
+    /// The configuration with ``payloadKeys`` taken from the environment when it names none.
+    /// - Throws: ``JournalError`` `badPayloadKeys` when the environment's keys cannot be used.
+    public func resolvingPayloadKeys() throws -> JournalConfiguration {
+        guard payloadKeys == nil else { return self }
+        var resolved = self
+        resolved.payloadKeys = try PayloadKeys.fromEnvironment() ?? PayloadKeys.empty
+        return resolved
     }
 
     /// A SQLite journal at `path`.
