@@ -17,7 +17,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
             case missing, notADatabase, notAJournal, newerFormat, corruptEvent, corruptRun, workflowIDInUse,
-                runNotFound, runClosed, conflict, storage, badHistoryFile
+                runNotFound, runClosed, conflict, storage, badHistoryFile, damaged
         }
 
         private let base: Base
@@ -48,6 +48,9 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         public static let storage = Code(.storage)
         /// A history file that cannot be read or replayed.
         public static let badHistoryFile = Code(.badHistoryFile)
+        /// A stored row no longer matches its checksum: the storage changed it (a disk fault, a
+        /// tool writing to the file), not the workflow's code.
+        public static let damaged = Code(.damaged)
 
         public var description: String { base.rawValue }
     }
@@ -56,6 +59,10 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         case missing(path: String)
         case notADatabase(path: String, reason: String)
         case notAJournal(path: String)
+        /// A file of zero bytes where an existing journal was expected.
+        case emptyFile(path: String)
+        /// The path names something other than a regular file (`what`: "a directory", ...).
+        case notAFile(path: String, what: String)
         case newerFormat(path: String, found: Int, supported: Int)
         case corruptEvent(runID: String, index: Int, reason: String)
         case corruptRun(runID: String, reason: String)
@@ -66,6 +73,9 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         case storage(reason: String)
         /// A history file (`durable history export`) that cannot be read or replayed.
         case badHistoryFile(path: String, reason: String)
+        /// A stored row whose checksum does not match: `row` says which ("event 4", "queued signal
+        /// 12 'review'", "run record").
+        case damaged(runID: String, row: String, reason: String)
     }
 
     package let detail: Detail
@@ -77,7 +87,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         switch detail {
         case .missing: .missing
         case .notADatabase: .notADatabase
-        case .notAJournal: .notAJournal
+        case .notAJournal, .emptyFile, .notAFile: .notAJournal
         case .newerFormat: .newerFormat
         case .corruptEvent: .corruptEvent
         case .corruptRun: .corruptRun
@@ -87,6 +97,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         case .conflict: .conflict
         case .storage: .storage
         case .badHistoryFile: .badHistoryFile
+        case .damaged: .damaged
         }
     }
 
@@ -94,7 +105,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
     public var runID: String? {
         switch detail {
         case .corruptEvent(let runID, _, _), .corruptRun(let runID, _), .workflowIDInUse(_, let runID),
-            .runClosed(let runID, _, _), .conflict(let runID, _):
+            .runClosed(let runID, _, _), .conflict(let runID, _), .damaged(let runID, _, _):
             runID
         default: nil
         }
@@ -120,7 +131,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
     /// The journal holds something that cannot be decoded or is inconsistent.
     public var isCorruption: Bool {
         switch detail {
-        case .corruptEvent, .corruptRun, .notADatabase: true
+        case .corruptEvent, .corruptRun, .notADatabase, .damaged: true
         default: false
         }
     }
@@ -138,6 +149,10 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
             "\(path) is not a readable SQLite database: \(reason)"
         case .notAJournal(let path):
             "\(path) is a SQLite database but not a Durable journal"
+        case .emptyFile(let path):
+            "\(path) is empty (0 bytes), not a journal"
+        case .notAFile(let path, let what):
+            "\(path) is \(what), not a journal file"
         case .newerFormat(let path, let found, let supported):
             "journal \(path) uses format version \(found), newer than this build of Durable supports "
                 + "(\(supported)); upgrade Durable to open it (the journal was not modified)"
@@ -157,6 +172,9 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
             "journal storage error: \(reason)"
         case .badHistoryFile(let path, let reason):
             "history file \(path) \(reason)"
+        case .damaged(let runID, let row, let reason):
+            "damaged journal: run \(runID), \(row): \(reason) (the stored bytes changed after they were written: "
+                + "a disk or storage fault, not the workflow's code)"
         }
     }
 }
