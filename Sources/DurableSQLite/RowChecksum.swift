@@ -16,8 +16,10 @@ import GRDB
 /// - `events`: run key, idx, kind, time, seq, attempt, name, data (frame prefix), meta.
 /// - `signals`: run key, name, sent_at, data (frame prefix).
 /// - `runs`: run_id, workflow_id, workflow_type, created_at, seed, error. `status` and `closed_at`
-///   change as the run proceeds and are checked against its history instead; `updated_at` and the
-///   lease columns are operational state, not covered.
+///   change as the run proceeds and are checked against its history instead (a closed status needs
+///   its closing event and a `closed_at` no earlier than `created_at`; an open one neither): a
+///   change between open statuses, or of a closed run's `closed_at` to another plausible time, is
+///   not detected. `updated_at` and the lease columns are operational state, not covered.
 struct RowChecksum {
     /// The bytes of a payload frame the row sum covers: its header (format, length, checksum) fits.
     static let framePrefix = 16

@@ -148,6 +148,8 @@ extension SQLiteJournal {
                 if run.status.isOpen != (run.closedAt == nil) {
                     problem("run \(run.runID) is \(run.status.rawValue) but its closed_at is "
                         + (run.closedAt == nil ? "not set" : "set"))
+                } else if let closedAt = run.closedAt, closedAt < run.createdAt {
+                    problem("run \(run.runID) closed (\(closedAt.journalMillis)) before it was created (\(run.createdAt.journalMillis))")
                 }
                 var expected = 0
                 var lastKind: EventKind?
@@ -179,10 +181,14 @@ extension SQLiteJournal {
                             JournalError(.corruptRun(runID: run.runID, reason: "packed history: \($0)"))
                         }
                         let count = try stored.int(0, "events", in: Self.countRange)
-                        _ = try stored.integer(1, "payload_bytes", in: 0...Int64.max)
+                        let payloadBytes = try stored.integer(1, "payload_bytes", in: 0...Int64.max)
                         let events = try HistoryPack.decode(try stored.blob(2, "data"), runID: run.runID)
                         if events.count != count {
                             problem("run \(run.runID): packed history holds \(events.count) events, its record says \(count)")
+                        }
+                        let actualBytes = events.reduce(0) { $0 + ($1.data?.count ?? 0) }
+                        if actualBytes != payloadBytes {
+                            problem("run \(run.runID): packed history holds \(actualBytes) payload bytes, its record says \(payloadBytes)")
                         }
                         expected = events.count
                         lastKind = events.last?.kind

@@ -24,7 +24,9 @@ struct SplitMix: RandomNumberGenerator {
 /// **Content** is a logical dump of the journal: `PRAGMA application_id` and `user_version`, and
 /// every row of `runs`, `events`, `signals` and `packed_histories` (each value with its storage
 /// class, SQLite's `quote()`), leaving out `runs.updated_at`, `runs.lease_owner` and
-/// `runs.lease_expires_at` (operational state a worker rewrites all the time) and the
+/// `runs.lease_expires_at` (operational state a worker rewrites all the time), the value of
+/// `runs.closed_at` (only whether it is set counts: it is checked against the status and the
+/// creation time, not covered by the row's checksum, see `RowChecksum`) and the
 /// `workflow_types` table (a registry every worker rewrites when it starts). A case whose file
 /// cannot be dumped at all (SQLite refuses it) counts as changed. A changed journal counts as
 /// **reported** when opening it throws a `JournalError`, or `check()` throws or finds it not
@@ -101,14 +103,14 @@ struct SplitMix: RandomNumberGenerator {
         return try? queue.read { db -> String in
             var dump = "\(try Int64.fetchOne(db, sql: "PRAGMA application_id") ?? 0) \(try Int64.fetchOne(db, sql: "PRAGMA user_version") ?? 0)\n"
             let tables: [(String, [String])] = [
-                ("runs", ["id", "run_id", "workflow_id", "workflow_type", "status", "created_at", "closed_at", "seed", "error", "sum"]),
+                ("runs", ["id", "run_id", "workflow_id", "workflow_type", "status", "created_at", "closed_at IS NULL", "seed", "error", "sum"]),
                 ("events", ["run", "idx", "kind", "time", "seq", "attempt", "name", "data", "meta", "sum"]),
                 ("signals", ["id", "run", "name", "data", "sent_at", "sum"]),
                 ("packed_histories", ["run", "events", "payload_bytes", "data"]),
             ]
             for (table, columns) in tables {
                 let values = columns.map { "quote(\($0))" }.joined(separator: " || ',' || ")
-                let rows = try String.fetchAll(db, sql: "SELECT \(values) FROM \(table) ORDER BY 1, 2")
+                let rows = try String.fetchAll(db, sql: "SELECT \(values) FROM \(table) ORDER BY 1")
                 dump += table + ":\n" + rows.joined(separator: "\n") + "\n"
             }
             return dump
