@@ -147,7 +147,7 @@ extension SQLiteJournal {
             do {
                 data = try PayloadCodec.decode(framed)
             } catch {
-                throw JournalError(.corruptEvent(runID: runID, index: index, reason: "\(kind.name) payload: \(error)"))
+                throw JournalError(.corruptEvent(runID: runID, index: index, reason: "payload unreadable (\(kind.name)): \(error)"))
             }
         }
         if sum != RowChecksum.event([key.databaseValue] + (0...7).map(stored.value)) {
