@@ -257,6 +257,12 @@ extension Date {
     /// year 9999. A time outside it is damage (date arithmetic and formatting downstream stay safe).
     package static let journalMillisRange: ClosedRange<Int64> = 0...253_402_300_799_999
 
+    /// A stored time, or `nil` when it lies outside ``journalMillisRange`` (damage).
+    package init?(checkedJournalMillis millis: Int64) {
+        guard Self.journalMillisRange.contains(millis) else { return nil }
+        self.init(journalMillis: millis)
+    }
+
     package init(journalMillis: Int64) {
         self.init(timeIntervalSince1970: Double(journalMillis) / 1000)
     }
