@@ -18,7 +18,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         private enum Base: String, Hashable, Sendable {
             case missing, notADatabase, notAJournal, newerFormat, corruptEvent, corruptRun, workflowIDInUse,
                 runNotFound, runClosed, conflict, storage, badHistoryFile, filesChanged, missingPayloadKey,
-                wrongPayloadKey, badPayloadKeys
+                wrongPayloadKey, badPayloadKeys, damaged
         }
 
         private let base: Base
@@ -59,6 +59,9 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         public static let wrongPayloadKey = Code(.wrongPayloadKey)
         /// The payload keys given (a key file, `DURABLE_PAYLOAD_KEY`, code) cannot be used.
         public static let badPayloadKeys = Code(.badPayloadKeys)
+        /// A stored row no longer matches its checksum: the storage changed it (a disk fault, a
+        /// tool writing to the file), not the workflow's code.
+        public static let damaged = Code(.damaged)
 
         public var description: String { base.rawValue }
     }
@@ -67,6 +70,10 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         case missing(path: String)
         case notADatabase(path: String, reason: String)
         case notAJournal(path: String)
+        /// A file of zero bytes where an existing journal was expected.
+        case emptyFile(path: String)
+        /// The path names something other than a regular file (`what`: "a directory", ...).
+        case notAFile(path: String, what: String)
         case newerFormat(path: String, found: Int, supported: Int)
         case corruptEvent(runID: String, index: Int, reason: String)
         case corruptRun(runID: String, reason: String)
@@ -83,6 +90,9 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         case wrongPayloadKey(what: String, keyID: String, runID: String?)
         /// `source` names where the keys came from: a file, an environment variable.
         case badPayloadKeys(source: String, reason: String)
+        /// A stored row whose checksum does not match: `row` says which ("event 4", "queued signal
+        /// 12 'review'", "run record").
+        case damaged(runID: String, row: String, reason: String)
     }
 
     package let detail: Detail
@@ -94,7 +104,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         switch detail {
         case .missing: .missing
         case .notADatabase: .notADatabase
-        case .notAJournal: .notAJournal
+        case .notAJournal, .emptyFile, .notAFile: .notAJournal
         case .newerFormat: .newerFormat
         case .corruptEvent: .corruptEvent
         case .corruptRun: .corruptRun
@@ -108,6 +118,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         case .missingPayloadKey: .missingPayloadKey
         case .wrongPayloadKey: .wrongPayloadKey
         case .badPayloadKeys: .badPayloadKeys
+        case .damaged: .damaged
         }
     }
 
@@ -115,7 +126,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
     public var runID: String? {
         switch detail {
         case .corruptEvent(let runID, _, _), .corruptRun(let runID, _), .workflowIDInUse(_, let runID),
-            .runClosed(let runID, _, _), .conflict(let runID, _):
+            .runClosed(let runID, _, _), .conflict(let runID, _), .damaged(let runID, _, _):
             runID
         case .missingPayloadKey(_, _, let runID), .wrongPayloadKey(_, _, let runID):
             runID
@@ -143,7 +154,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
     /// The journal holds something that cannot be decoded or is inconsistent.
     public var isCorruption: Bool {
         switch detail {
-        case .corruptEvent, .corruptRun, .notADatabase: true
+        case .corruptEvent, .corruptRun, .notADatabase, .damaged: true
         default: false
         }
     }
@@ -161,6 +172,10 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
             "\(path) is not a readable SQLite database: \(reason)"
         case .notAJournal(let path):
             "\(path) is a SQLite database but not a Durable journal"
+        case .emptyFile(let path):
+            "\(path) is empty (0 bytes), not a journal"
+        case .notAFile(let path, let what):
+            "\(path) is \(what), not a journal file"
         case .newerFormat(let path, let found, let supported):
             "journal \(path) uses format version \(found), newer than this build of Durable supports "
                 + "(\(supported)); upgrade Durable to open it (the journal was not modified)"
@@ -188,6 +203,9 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
             "\(what): cannot decrypt the payload with key '\(keyID)': wrong key or damaged"
         case .badPayloadKeys(let source, let reason):
             "payload keys from \(source): \(reason)"
+        case .damaged(let runID, let row, let reason):
+            "damaged journal: run \(runID), \(row): \(reason) (the stored bytes changed after they were written: "
+                + "a disk or storage fault, not the workflow's code)"
         }
     }
 }

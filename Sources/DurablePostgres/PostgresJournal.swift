@@ -184,13 +184,20 @@ package final class PostgresJournal: Journal {
         let (runID, workflowID, type, statusText, created, updated, closed, seed, error, owner, expires) = try row.decode(
             (String, String, String, String, Int64, Int64, Int64?, Int64, String?, String?, Int64?).self)
         guard let status = RunStatus(rawValue: statusText) else {
-            throw JournalError(.corruptRun(runID: runID, reason: "unknown status '\(statusText)'"))
+            throw JournalError(.corruptRun(runID: runID, reason: "unknown status '\(statusText.prefix(40))'"))
+        }
+        /// A stored time in range (years 1970 through 9999), so that date arithmetic downstream cannot trap.
+        func time(_ millis: Int64, _ column: String) throws -> Date {
+            guard let date = Date(checkedJournalMillis: millis) else {
+                throw JournalError(.corruptRun(runID: runID, reason: "column \(column) holds \(millis), out of range"))
+            }
+            return date
         }
         return RunRecord(
             runID: runID, workflowID: workflowID, workflowType: type, status: status,
-            createdAt: Date(journalMillis: created), updatedAt: Date(journalMillis: updated),
-            closedAt: closed.map(Date.init(journalMillis:)), seed: UInt64(bitPattern: seed), error: error,
-            leaseOwner: owner, leaseExpiresAt: expires.map(Date.init(journalMillis:)))
+            createdAt: try time(created, "created_at"), updatedAt: try time(updated, "updated_at"),
+            closedAt: try closed.map { try time($0, "closed_at") }, seed: UInt64(bitPattern: seed), error: error,
+            leaseOwner: owner, leaseExpiresAt: try expires.map { try time($0, "lease_expires_at") })
     }
 
     package func findRun(_ id: String) async throws -> RunRecord? {
@@ -286,10 +293,16 @@ package final class PostgresJournal: Journal {
             guard let kind = EventKind(rawValue: Int(kindValue)) else {
                 throw JournalError(.corruptEvent(runID: run.runID, index: Int(idx), reason: "unknown event kind \(kindValue)"))
             }
+            guard let date = Date(checkedJournalMillis: time) else {
+                throw JournalError(.corruptEvent(runID: run.runID, index: Int(idx), reason: "column time holds \(time), out of range"))
+            }
+            guard seq >= 0, attempt >= 0 else {
+                throw JournalError(.corruptEvent(
+                    runID: run.runID, index: Int(idx), reason: "negative sequence number \(seq) or attempt \(attempt)"))
+            }
             let (data, encrypted) = try payloads.read(blob, runID: run.runID, index: Int(idx), kind: kind)
             var event = HistoryEvent(
-                index: Int(idx), kind: kind, time: Date(journalMillis: time), seq: Int(seq), attempt: Int(attempt),
-                name: name, data: data, meta: meta)
+                index: Int(idx), kind: kind, time: date, seq: Int(seq), attempt: Int(attempt), name: name, data: data, meta: meta)
             event.encryptedData = encrypted
             events.append(event)
         }
@@ -351,8 +364,10 @@ package final class PostgresJournal: Journal {
             payloads[id] = (data, sentAt)
         }
         return heads.compactMap { id, runID, name in
-            guard let (framed, sentAt) = payloads[id], let data = try? framed.map(self.payloads.decode) else { return nil }
-            return QueuedSignal(id: id, runID: runID, name: name, data: data, sentAt: Date(journalMillis: sentAt))
+            guard let (framed, sentAt) = payloads[id], let data = try? framed.map(self.payloads.decode),
+                let sent = Date(checkedJournalMillis: sentAt)
+            else { return nil }  // left queued; journal check names it
+            return QueuedSignal(id: id, runID: runID, name: name, data: data, sentAt: sent)
         }
     }
 

@@ -138,13 +138,13 @@ final class GroupCommitWriter: Sendable {
             try db.cachedStatement(
                 sql: """
                     INSERT INTO runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, seed,
-                        lease_owner, lease_expires_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        lease_owner, lease_expires_at, sum)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """
             ).execute(arguments: [
                 runID, newRun.workflowID, newRun.workflowType, newRun.status.rawValue,
                 newRun.createdAt.journalMillis, now, Int64(bitPattern: newRun.seed),
-                leased?.owner, leased.map { now + $0.durationMs },
+                leased?.owner, leased.map { now + $0.durationMs }, runSum(runID, newRun),
             ])
             batch.run.storageKey = db.lastInsertedRowID
         }
@@ -169,13 +169,9 @@ final class GroupCommitWriter: Sendable {
             }
         }
         if !batch.events.isEmpty {
-            let insert = try db.cachedStatement(
-                sql: "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta) VALUES (?,?,?,?,?,?,?,?,?)")
+            let insert = try db.cachedStatement(sql: insertEvent)
             for event in batch.events {
-                try insert.execute(arguments: [
-                    key, event.index, event.kind.rawValue, event.time.journalMillis, event.seq, event.attempt,
-                    event.name, event.data, event.meta,
-                ])
+                try insert.execute(arguments: eventArguments(key, event))
             }
         }
         if let signal = batch.deliveredSignal {
@@ -190,7 +186,9 @@ final class GroupCommitWriter: Sendable {
                     UPDATE runs SET status = ?, error = ?, updated_at = ?,
                         closed_at = CASE WHEN ?4 THEN ?5 ELSE NULL END,
                         lease_owner = CASE WHEN ?1 = 'running' THEN lease_owner END,
-                        lease_expires_at = CASE WHEN ?1 = 'running' THEN lease_expires_at END
+                        lease_expires_at = CASE WHEN ?1 = 'running' THEN lease_expires_at END,
+                        sum = CASE WHEN error IS ?2 THEN sum
+                            ELSE durable_run_resum(sum, run_id, workflow_id, workflow_type, created_at, seed, error, ?2) END
                     WHERE id = ?6 AND status IN \(RunStatus.openStatusesSQL)
                     """
             ).execute(arguments: [change.status.rawValue, change.error, now, !change.status.isOpen, now, key])
@@ -210,7 +208,8 @@ final class GroupCommitWriter: Sendable {
         if let (nextRunID, next, started) = batch.continuation {
             let nextKey = try insertRun(nextRunID, next, started, db, now: now)
             // Signals not taken yet go to the next run.
-            try db.cachedStatement(sql: "UPDATE signals SET run = ? WHERE run = ?").execute(arguments: [nextKey, key])
+            try db.cachedStatement(sql: "UPDATE signals SET run = ?1, sum = durable_signal_resum(sum, run, name, sent_at, data, ?1) WHERE run = ?2")
+                .execute(arguments: [nextKey, key])
         }
     }
 
@@ -221,30 +220,50 @@ final class GroupCommitWriter: Sendable {
     ) throws -> Int64 {
         try db.cachedStatement(
             sql: """
-                INSERT INTO runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, seed)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, seed, sum)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """
         ).execute(arguments: [
             runID, run.workflowID, run.workflowType, run.status.rawValue, run.createdAt.journalMillis, now,
-            Int64(bitPattern: run.seed),
+            Int64(bitPattern: run.seed), runSum(runID, run),
         ])
         let key = db.lastInsertedRowID
-        try db.cachedStatement(
-            sql: "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta) VALUES (?,?,?,?,?,?,?,?,?)"
-        ).execute(arguments: [
-            key, 0, started.kind.rawValue, started.time.journalMillis, 0, 0, started.name, started.data, started.meta,
-        ])
+        var first = started
+        (first.index, first.seq, first.attempt) = (0, 0, 0)
+        try db.cachedStatement(sql: insertEvent).execute(arguments: eventArguments(key, first))
         return key
+    }
+
+    static let insertEvent =
+        "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta, sum) VALUES (?,?,?,?,?,?,?,?,?,?)"
+
+    /// The arguments of ``insertEvent`` for an event of the run with key `key`, its checksum with them.
+    static func eventArguments(_ key: Int64, _ event: EventDraft) -> StatementArguments {
+        let time = event.time.journalMillis
+        let sum = RowChecksum.event(
+            run: key, index: event.index, kind: event.kind.rawValue, time: time, seq: event.seq, attempt: event.attempt,
+            name: event.name, data: event.data, meta: event.meta)
+        return [key, event.index, event.kind.rawValue, time, event.seq, event.attempt, event.name, event.data, event.meta, sum]
+    }
+
+    /// The checksum of a new run's row (no error yet).
+    static func runSum(_ runID: String, _ run: JournalBatch.NewRun) -> Int64 {
+        RowChecksum.run(
+            runID: runID, workflowID: run.workflowID, workflowType: run.workflowType, createdAt: run.createdAt.journalMillis,
+            seed: Int64(bitPattern: run.seed), error: nil)
     }
 
     /// Queues a message for another run (if that run is still open).
     static func queue(_ notice: RunNotice, _ db: Database, now: Int64) throws {
-        try db.cachedStatement(
-            sql: """
-                INSERT INTO signals (run, name, data, sent_at)
-                SELECT id, ?, ?, ? FROM runs WHERE run_id = ? AND status IN \(RunStatus.openStatusesSQL)
-                """
-        ).execute(arguments: [notice.name, notice.frame ?? PayloadCodec.encode(notice.payload), now, notice.runID])
+        guard let key = try Int64.fetchOne(
+            db.cachedStatement(sql: "SELECT id FROM runs WHERE run_id = ? AND status IN \(RunStatus.openStatusesSQL)"),
+            arguments: [notice.runID])
+        else { return }
+        let framed = notice.frame ?? PayloadCodec.encode(notice.payload)
+        try db.cachedStatement(sql: "INSERT INTO signals (run, name, data, sent_at, sum) VALUES (?, ?, ?, ?, ?)")
+            .execute(arguments: [
+                key, notice.name, framed, now, RowChecksum.signal(run: key, name: notice.name, sentAt: now, data: framed),
+            ])
     }
 
     /// Turns a constraint failure on a new run into "workflow ID in use", naming the open run.

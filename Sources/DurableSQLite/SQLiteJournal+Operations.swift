@@ -48,7 +48,7 @@ extension SQLiteJournal {
         return try read { db in
             var counts: [RunStatus: Int] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT status, count(*) FROM runs" + clause + " GROUP BY status", arguments: arguments) {
-                if let status = RunStatus(rawValue: row[0]) { counts[status] = row[1] }
+                if let (status, count) = Self.statusCount(row) { counts[status] = count }
             }
             return counts
         }
@@ -66,33 +66,57 @@ extension SQLiteJournal {
                 storedPayloadBytes: 0, rawPayloadBytes: 0,
                 queuedSignals: try Int.fetchOne(db, sql: "SELECT count(*) FROM signals") ?? 0, packedRuns: 0)
             for row in try Row.fetchAll(db, sql: "SELECT status, count(*) FROM runs GROUP BY status") {
-                if let status = RunStatus(rawValue: row[0]) { stats.runsByStatus[status] = row[1] }
+                if let (status, count) = Self.statusCount(row) { stats.runsByStatus[status] = count }
             }
             let payloads = try Row.fetchCursor(db, sql: "SELECT data FROM events WHERE data IS NOT NULL")
             while let row = try payloads.next() {
-                let blob: Data = row[0]
+                guard case .blob(let blob) = (row[0] as DatabaseValue).storage else { continue }  // damage: check says so
                 stats.storedPayloadBytes += blob.count
                 stats.rawPayloadBytes += PayloadCodec.decodedLength(blob) ?? blob.count
             }
             // A packed history's block holds its payloads and the rest of its events: all of it counts
             // as stored payload, against the payloads alone as written.
+            // total() is a REAL that never overflows; a damaged count is clamped, never trapped on.
             if let packed = try Row.fetchOne(db, sql: """
-                SELECT count(*), coalesce(sum(events), 0), coalesce(sum(payload_bytes), 0), coalesce(sum(length(data)), 0)
-                FROM packed_histories
+                SELECT count(*), total(events), total(payload_bytes), total(length(data)) FROM packed_histories
                 """)
             {
-                stats.packedRuns = packed[0]
-                stats.events += packed[1] as Int
-                stats.rawPayloadBytes += packed[2] as Int
-                stats.storedPayloadBytes += packed[3] as Int
+                func count(_ index: Int) -> Int {
+                    switch (packed[index] as DatabaseValue).storage {
+                    case .int64(let v): Int(clamping: v)
+                    case .double(let v): v.isFinite ? Int(min(max(v, 0), 1e15)) : 0
+                    default: 0
+                    }
+                }
+                stats.packedRuns = count(0)
+                stats.events += count(1)
+                stats.rawPayloadBytes += count(2)
+                stats.storedPayloadBytes += count(3)
             }
             return stats
         }
     }
 
-    /// Checks the file (`PRAGMA integrity_check`) and every run: event indexes without gaps, a
-    /// closed run ending with the event that closes it, every payload readable, signals for
-    /// existing runs. `progress(done, total)` is called every 1,000 runs and at the end.
+    /// A `status, count(*)` row, `nil` when the status is not one (damage `check` reports).
+    static func statusCount(_ row: Row) -> (RunStatus, Int)? {
+        guard case .string(let text) = (row[0] as DatabaseValue).storage, let status = RunStatus(rawValue: text),
+            case .int64(let count) = (row[1] as DatabaseValue).storage
+        else { return nil }
+        return (status, Int(count))
+    }
+
+    /// The event that closes a run with each closed status.
+    static let closingEvent: [RunStatus: EventKind] = [
+        .completed: .workflowCompleted, .failed: .workflowFailed, .cancelled: .workflowCancelled,
+        .terminated: .workflowTerminated, .continuedAsNew: .workflowContinuedAsNew,
+    ]
+
+    /// Checks the file (`PRAGMA integrity_check`) and every row: each run's record (types, ranges and
+    /// checksum), its events (types, ranges, payloads, checksums, indexes without gaps) or packed
+    /// history, its status and `closed_at` against its history (a closed run ends with the event
+    /// that closes it with that status, an open one with none); queued signals (types, payloads,
+    /// checksums, for existing open runs); events and packed histories of runs that do not exist.
+    /// `progress(done, total)` is called every 1,000 runs and at the end.
     package func check(progress: @escaping @Sendable (Int, Int) -> Void) async throws -> JournalCheckReport {
         try read { db in
             var report = JournalCheckReport(
@@ -101,74 +125,134 @@ extension SQLiteJournal {
             func problem(_ text: String) {
                 if report.problems.count < 1_000 { report.problems.append(text) }
             }
+            /// An error as a problem line: a journal error's text without its "corrupt journal: " lead.
+            func problem(_ error: any Error) {
+                let text = "\(error)"
+                problem(text.hasPrefix("corrupt journal: ") ? String(text.dropFirst("corrupt journal: ".count)) : text)
+            }
             let total = try Int.fetchOne(db, sql: "SELECT count(*) FROM runs") ?? 0
             let runs = try Row.fetchCursor(db, sql: "SELECT \(Self.runColumns) FROM runs ORDER BY id")
-            let closing: Set<EventKind> = [.workflowCompleted, .workflowFailed, .workflowCancelled, .workflowTerminated,
-                                           .workflowContinuedAsNew]
+            let closing = Set(Self.closingEvent.values)
+            var openKeys: Set<Int64> = []
             while let row = try runs.next() {
                 let key: Int64
                 let run: RunRecord
                 do {
                     (key, run) = try Self.runRow(row)
                 } catch {
-                    problem("\(error)")
+                    problem(error)
+                    report.runsChecked += 1
                     continue
                 }
-                var expected = 0
-                var lastKind: Int?
-                let events = try Row.fetchCursor(
-                    db, sql: "SELECT idx, kind, data FROM events WHERE run = ? ORDER BY idx", arguments: [key])
-                while let event = try events.next() {
-                    let index: Int = event[0]
-                    if index != expected {
-                        problem("run \(run.runID): event \(expected) is missing (next is \(index))")
-                        expected = index
-                    }
-                    let kind: Int = event[1]
-                    if EventKind(rawValue: kind) == nil { problem("run \(run.runID), event \(index): unknown event kind \(kind)") }
-                    if let blob = event[2] as Data? {
-                        do {
-                            if let keyID = try payloads.verify(blob) { report.unverifiedPayloads[keyID, default: 0] += 1 }
-                        } catch {
-                            problem("run \(run.runID), event \(index): payload unreadable: \(error)")
-                        }
-                    }
-                    lastKind = kind
-                    expected += 1
-                    report.eventsChecked += 1
+                if run.status.isOpen { openKeys.insert(key) }
+                if run.status.isOpen != (run.closedAt == nil) {
+                    problem("run \(run.runID) is \(run.status.rawValue) but its closed_at is "
+                        + (run.closedAt == nil ? "not set" : "set"))
+                } else if let closedAt = run.closedAt, closedAt < run.createdAt {
+                    problem("run \(run.runID) closed (\(closedAt.journalMillis)) before it was created (\(run.createdAt.journalMillis))")
                 }
-                if expected == 0, let packed = try Data.fetchOne(
-                    db, sql: "SELECT data FROM packed_histories WHERE run = ?", arguments: [key])
+                var expected = 0
+                var lastKind: EventKind?
+                var readable = true
+                let events = try Row.fetchCursor(
+                    db, sql: "SELECT \(Self.eventColumns) FROM events WHERE run = ? ORDER BY idx", arguments: [key])
+                while let row = try events.next() {
+                    report.eventsChecked += 1
+                    do {
+                        let event = try Self.event(row, key: key, runID: run.runID, label: expected, payloads: payloads.markingMissing)
+                        if let encrypted = event.encryptedData { report.unverifiedPayloads[encrypted.keyID, default: 0] += 1 }
+                        if event.index != expected {
+                            problem("run \(run.runID): event \(expected) is missing (next is \(event.index))")
+                            readable = false
+                        }
+                        lastKind = event.kind
+                        expected = event.index + 1
+                    } catch {
+                        problem(error)
+                        readable = false
+                        lastKind = nil
+                        expected += 1
+                    }
+                }
+                if expected == 0, let packed = try Row.fetchOne(
+                    db, sql: "SELECT events, payload_bytes, data FROM packed_histories WHERE run = ?", arguments: [key])
                 {
                     do {
-                        let events = try HistoryPack.decode(packed, runID: run.runID, payloads: payloads.markingMissing)
-                        report.countUnverified(events)
+                        let stored = StoredRow(row: packed) {
+                            JournalError(.corruptRun(runID: run.runID, reason: "packed history: \($0)"))
+                        }
+                        let count = try stored.int(0, "events", in: Self.countRange)
+                        let payloadBytes = try stored.integer(1, "payload_bytes", in: 0...Int64.max)
+                        // As stored: encrypted payloads as their frames (what compaction counted).
+                        let events = try HistoryPack.decode(
+                            try stored.blob(2, "data"), runID: run.runID, payloads: payloads.keepingEncrypted)
+                        if events.count != count {
+                            problem("run \(run.runID): packed history holds \(events.count) events, its record says \(count)")
+                        }
+                        let actualBytes = events.reduce(0) { $0 + ($1.data?.count ?? $1.encryptedData?.frame.count ?? 0) }
+                        if actualBytes != payloadBytes {
+                            problem("run \(run.runID): packed history holds \(actualBytes) payload bytes, its record says \(payloadBytes)")
+                        }
+                        for case let encrypted? in events.map(\.encryptedData) {
+                            do {
+                                if let keyID = try payloads.verify(encrypted.frame) { report.unverifiedPayloads[keyID, default: 0] += 1 }
+                            } catch {
+                                problem("run \(run.runID): packed history: encrypted payload unreadable: \(error)")
+                            }
+                        }
                         expected = events.count
-                        lastKind = events.last?.kind.rawValue
+                        lastKind = events.last?.kind
                         report.eventsChecked += events.count
                     } catch {
-                        problem("\(error)")
+                        problem(error)
+                        readable = false
                     }
                 }
                 if expected == 0 {
-                    problem("run \(run.runID): no events (not even WorkflowStarted)")
-                } else if !run.status.isOpen, let kind = lastKind.flatMap(EventKind.init(rawValue:)), !closing.contains(kind) {
-                    problem("run \(run.runID) is \(run.status.rawValue) but its last event is \(kind.name)")
+                    if readable { problem("run \(run.runID): no events (not even WorkflowStarted)") }
+                } else if readable, let kind = lastKind {
+                    if let closedBy = Self.closingEvent[run.status], kind != closedBy {
+                        problem("run \(run.runID) is \(run.status.rawValue) but its last event is \(kind.name)")
+                    } else if run.status.isOpen, closing.contains(kind) {
+                        problem("run \(run.runID) is \(run.status.rawValue) but its last event is \(kind.name), which closes it")
+                    }
                 }
                 report.runsChecked += 1
                 if report.runsChecked % 1_000 == 0 { progress(report.runsChecked, total) }
             }
+            for (table, what) in [("events", "event row(s)"), ("packed_histories", "packed histories")] {
+                let orphans = try Int.fetchOne(
+                    db, sql: "SELECT count(*) FROM \(table) WHERE run NOT IN (SELECT id FROM runs)") ?? 0
+                if orphans > 0 { problem("\(orphans) \(what) of runs that do not exist") }
+            }
             let orphans = try Int.fetchOne(db, sql: "SELECT count(*) FROM signals WHERE run NOT IN (SELECT id FROM runs)") ?? 0
             if orphans > 0 { problem("\(orphans) queued signal(s) for runs that do not exist") }
             let signals = try Row.fetchCursor(db, sql: """
-                SELECT signals.id, signals.name, runs.run_id, signals.data FROM signals JOIN runs ON runs.id = signals.run
-                WHERE signals.data IS NOT NULL
+                SELECT \(Self.signalColumns), runs.run_id, runs.id FROM signals JOIN runs ON runs.id = signals.run
+                ORDER BY signals.id
                 """)
             while let row = try signals.next() {
+                let runID = switch (row[6] as DatabaseValue).storage {
+                case .string(let text): text
+                default: "with key \(StoredRow.storageClass(row[7]))"
+                }
                 do {
-                    if let keyID = try payloads.verify(row[3] as Data) { report.unverifiedPayloads[keyID, default: 0] += 1 }
+                    let signal = try Self.signal(row, runID: runID, payloads: payloads)
+                    if let keyID = signal.unverifiedKey { report.unverifiedPayloads[keyID, default: 0] += 1 }
+                    if case .int64(let key) = (row[7] as DatabaseValue).storage, !openKeys.contains(key) {
+                        problem("run \(runID): queued signal \(signal.id) '\(signal.name)' for a run that has ended")
+                    }
                 } catch {
-                    problem("run \(row[2] as String): queued signal \(row[0] as Int64) '\(row[1] as String)' payload unreadable: \(error)")
+                    problem(error)
+                }
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT name, registered_at FROM workflow_types") {
+                let stored = StoredRow(row: row) { JournalError(.storage(reason: "workflow type row: \($0)")) }
+                do {
+                    _ = try stored.text(0, "name")
+                    _ = try stored.time(1, "registered_at")
+                } catch {
+                    problem("workflow types: \(error)")
                 }
             }
             progress(report.runsChecked, total)
@@ -316,32 +400,33 @@ extension SQLiteJournal {
         return termination
     }
 
-    /// Inserts a run without a lease, its events and its queued signals.
+    /// Inserts a run without a lease, its events and its queued signals, with their checksums.
     static func insert(_ run: RunRecord, _ drafts: [EventDraft], _ framedSignals: [(String, Data?, Int64)], _ db: Database) throws {
         if try Self.key(of: run.runID, db) != nil {
             throw JournalError(.conflict(runID: run.runID, reason: "a run with this run ID is in the journal already"))
         }
+        let createdAt = run.createdAt.journalMillis
         try db.execute(
             sql: """
-                INSERT INTO runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, closed_at, seed, error)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO runs (run_id, workflow_id, workflow_type, status, created_at, updated_at, closed_at, seed, error, sum)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
             arguments: [
-                run.runID, run.workflowID, run.workflowType, run.status.rawValue, run.createdAt.journalMillis,
+                run.runID, run.workflowID, run.workflowType, run.status.rawValue, createdAt,
                 run.updatedAt.journalMillis, run.closedAt?.journalMillis, Int64(bitPattern: run.seed), run.error,
+                RowChecksum.run(
+                    runID: run.runID, workflowID: run.workflowID, workflowType: run.workflowType, createdAt: createdAt,
+                    seed: Int64(bitPattern: run.seed), error: run.error),
             ])
         let key = db.lastInsertedRowID
-        let insert = try db.cachedStatement(
-            sql: "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta) VALUES (?,?,?,?,?,?,?,?,?)")
+        let insert = try db.cachedStatement(sql: GroupCommitWriter.insertEvent)
         for event in drafts {
-            try insert.execute(arguments: [
-                key, event.index, event.kind.rawValue, event.time.journalMillis, event.seq, event.attempt,
-                event.name, event.data, event.meta,
-            ])
+            try insert.execute(arguments: GroupCommitWriter.eventArguments(key, event))
         }
         for (name, data, sentAt) in framedSignals {
             try db.execute(
-                sql: "INSERT INTO signals (run, name, data, sent_at) VALUES (?, ?, ?, ?)", arguments: [key, name, data, sentAt])
+                sql: "INSERT INTO signals (run, name, data, sent_at, sum) VALUES (?, ?, ?, ?, ?)",
+                arguments: [key, name, data, sentAt, RowChecksum.signal(run: key, name: name, sentAt: sentAt, data: data)])
         }
     }
 

@@ -3,7 +3,7 @@ import GRDB
 
 extension SQLiteJournal {
     /// The journal format this build writes. Bump it with a migration in ``migrate(_:from:)``.
-    package static let formatVersion = 7
+    package static let formatVersion = 8
     /// `PRAGMA application_id` of a Durable journal: "DurJ".
     package static let applicationID: Int32 = 0x4475_724A
 
@@ -74,17 +74,27 @@ extension SQLiteJournal {
         );
         """
 
-    /// Creates the schema in an empty database, checks the format of an existing one, and migrates
-    /// an older format. Refuses databases that are not journals and journals from a newer format.
-    static func prepareSchema(_ db: Database, path: String) throws {
+    /// Row checksums (format 8, see ``RowChecksum``): a `sum` column on `events`, `signals` and `runs`.
+    static let sumColumns = """
+        ALTER TABLE events ADD COLUMN sum INTEGER;
+        ALTER TABLE signals ADD COLUMN sum INTEGER;
+        ALTER TABLE runs ADD COLUMN sum INTEGER;
+        """
+
+    /// Creates the schema in an empty database (when `create` allows), checks the format of an
+    /// existing one, and migrates an older format. Refuses databases that are not journals and
+    /// journals from a newer format.
+    static func prepareSchema(_ db: Database, path: String, create: Bool) throws {
         let appID = try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0
         let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
         let tableCount = try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") ?? 0
         if appID == 0 && version == 0 && tableCount == 0 {
+            guard create else { throw JournalError(.notAJournal(path: path)) }
             try db.execute(sql: schemaV1)
             try db.execute(sql: signalsTable)
             try db.execute(sql: leaseColumns)
             try db.execute(sql: packedHistoriesTable)
+            try db.execute(sql: sumColumns)
             try db.execute(sql: "PRAGMA application_id = \(applicationID)")
             try db.execute(sql: "PRAGMA user_version = \(formatVersion)")
             return
@@ -99,18 +109,24 @@ extension SQLiteJournal {
     }
 
     /// Checks an existing file through a read-only connection before anything opens it for writing,
-    /// so that a journal from a newer format is refused without a single byte changed.
-    static func preflight(_ path: String) throws {
+    /// so that a journal from a newer format, or a database that is not a journal, is refused without
+    /// a single byte changed (opening it for writing would switch it to WAL mode). An empty database
+    /// passes only when `create` allows making it a journal.
+    static func preflight(_ path: String, create: Bool) throws {
         var configuration = Configuration()
         configuration.readonly = true
         configuration.busyMode = .timeout(30)  // as the journal's own connections: another process may be writing
         let queue = try DatabaseQueue(path: path, configuration: configuration)
         defer { try? queue.close() }
-        let (appID, version) = try queue.read { db in
-            (try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0, try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0)
+        let (appID, version, tables) = try queue.read { db in
+            (try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0, try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0,
+             try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") ?? 0)
         }
         if appID == applicationID && version > formatVersion {
             throw JournalError(.newerFormat(path: path, found: version, supported: formatVersion))
+        }
+        if appID != applicationID && !(create && appID == 0 && version == 0 && tables == 0) {
+            throw JournalError(.notAJournal(path: path))
         }
     }
 
@@ -120,7 +136,9 @@ extension SQLiteJournal {
     ///   `meta`; format 3 adds timer events; format 4 adds signal events, patch markers, workflow
     ///   cancellation and termination (events and run statuses) and the `signals` table; format 5 adds
     ///   child workflow events; format 6 adds the lease columns of `runs`; format 7 the
-    ///   `packed_histories` table.
+    ///   `packed_histories` table; format 8 the row checksums (``RowChecksum``), computed here for
+    ///   every existing row (one pass over `runs`, `events` and `signals`; payloads are not read
+    ///   beyond their frame headers).
     ///   Besides those, an upgrade only records the new version, so that an older build refuses the
     ///   file instead of misreading the new events.
     static func migrate(_ db: Database, from version: Int) throws {
@@ -130,6 +148,14 @@ extension SQLiteJournal {
         if version < 4 { try db.execute(sql: signalsTable) }
         if version < 6 { try db.execute(sql: leaseColumns) }
         if version < 7 { try db.execute(sql: packedHistoriesTable) }
+        if version < 8 {
+            try db.execute(sql: sumColumns)
+            try db.execute(sql: """
+                UPDATE events SET sum = durable_event_sum(run, idx, kind, time, seq, attempt, name, data, meta);
+                UPDATE signals SET sum = durable_signal_sum(run, name, sent_at, data);
+                UPDATE runs SET sum = durable_run_sum(run_id, workflow_id, workflow_type, created_at, seed, error);
+                """)
+        }
         try db.execute(sql: "PRAGMA user_version = \(formatVersion)")
     }
 }

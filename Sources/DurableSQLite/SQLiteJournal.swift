@@ -33,31 +33,44 @@ package final class SQLiteJournal: Journal {
     /// 20 KB took the same time, and nothing else got slower (Docs/architecture.md).
     package static let pageSize = 1024
 
+    /// Opens the journal file, creating it when `configuration.createIfMissing` allows.
+    ///
+    /// With `createIfMissing == false` (the inspection commands) the file must be an existing
+    /// journal: a missing file, an empty (0-byte) file or a SQLite database that is not a journal is
+    /// refused and nothing is written. With `createIfMissing == true`, a new journal is created in a
+    /// missing file, an empty file or an empty SQLite database; any other database is refused.
+    /// - Throws: ``JournalError``: `missing`, `notAJournal` (an empty file, a directory, a device,
+    ///   another database), `notADatabase`, `newerFormat`, `storage`.
     package init(_ configuration: JournalConfiguration, lease: LeaseSettings? = nil) throws {
         path = configuration.location
         durability = configuration.durability
         self.lease = lease
         payloads = JournalPayloads(configuration)
-        if !configuration.createIfMissing && !FileManager.default.fileExists(atPath: path) {
-            throw JournalError(.missing(path: path))
+        let create = configuration.createIfMissing
+        let existing = try Self.inspectPath(path)
+        if !create {
+            guard let existing else { throw JournalError(.missing(path: path)) }
+            if existing == 0 { throw JournalError(.emptyFile(path: path)) }
         }
         var config = Configuration()
         config.busyMode = .timeout(30)
         config.maximumReaderCount = 4
-        if !FileManager.default.fileExists(atPath: path) {
+        let isNew = (existing ?? 0) == 0
+        config.prepareDatabase { db in
+            for function in RowChecksum.functions { db.add(function: function) }
             // Set before the file's first write (GRDB's WAL setup); an existing journal keeps its size.
-            config.prepareDatabase { db in try db.execute(sql: "PRAGMA page_size = \(Self.pageSize)") }
-            try Self.createPrivateFile(path)
+            if isNew { try db.execute(sql: "PRAGMA page_size = \(Self.pageSize)") }
         }
+        if existing == nil { try Self.createPrivateFile(path) }
         try Self.checkLinks(path)
         let synchronous = configuration.durability == .full ? "FULL" : "NORMAL"
         let path = self.path
         do {
-            if FileManager.default.fileExists(atPath: path) { try Self.preflight(path) }
+            if !isNew { try Self.preflight(path, create: create) }
             pool = try DatabasePool(path: path, configuration: config)
             // Set on the writer connection after GRDB's own WAL setup, which sets synchronous=NORMAL.
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous)") }
-            try pool.write { db in try Self.prepareSchema(db, path: path) }
+            try pool.write { db in try Self.prepareSchema(db, path: path, create: create) }
         } catch let error as JournalError {
             throw error
         } catch let error as DatabaseError {
@@ -65,6 +78,8 @@ package final class SQLiteJournal: Journal {
                 throw JournalError(.notADatabase(path: path, reason: error.message ?? "\(error.resultCode)"))
             }
             throw JournalError(.storage(reason: "\(path): \(error.message ?? error.description)"))
+        } catch {
+            throw JournalError(.storage(reason: "\(path): \(error)"))
         }
         writer = GroupCommitWriter(pool: pool, lease: lease)
         let watcher = DataVersionWatcher(path: path)
@@ -74,6 +89,20 @@ package final class SQLiteJournal: Journal {
     }
 
     package var location: String { path }
+
+    /// The size of the regular file at `path`, or `nil` when nothing is there.
+    /// - Throws: ``JournalError`` `notAJournal` when the path names a directory, a device or
+    ///   anything else that is not a regular file.
+    static func inspectPath(_ path: String) throws -> Int64? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: return Int64(info.st_size)
+        case S_IFDIR: throw JournalError(.notAFile(path: path, what: "a directory"))
+        case S_IFCHR, S_IFBLK: throw JournalError(.notAFile(path: path, what: "a device"))
+        default: throw JournalError(.notAFile(path: path, what: "a special file (not a regular file)"))
+        }
+    }
 
     // MARK: - Writing
 
@@ -134,9 +163,10 @@ package final class SQLiteJournal: Journal {
             guard run.status.isOpen else {
                 throw JournalError(.runClosed(runID: run.runID, status: run.status.rawValue, operation: operation))
             }
+            let now = Date().journalMillis
             try db.execute(
-                sql: "INSERT INTO signals (run, name, data, sent_at) VALUES (?, ?, ?, ?)",
-                arguments: [key, name, framed, Date().journalMillis])
+                sql: "INSERT INTO signals (run, name, data, sent_at, sum) VALUES (?, ?, ?, ?, ?)",
+                arguments: [key, name, framed, now, RowChecksum.signal(run: key, name: name, sentAt: now, data: framed)])
             return run
         }
     }
@@ -163,20 +193,33 @@ package final class SQLiteJournal: Journal {
 
     /// Ends the open run as terminated, if its lease is still as expected. - Returns: whether it did.
     static func terminate(_ termination: RunTermination, framedReason: Data, _ db: Database) throws -> Bool {
+        let runID = termination.runID
         guard let row = try Row.fetchOne(
-            db, sql: "SELECT id, status, lease_owner, lease_expires_at FROM runs WHERE run_id = ?",
-            arguments: [termination.runID]),
-            RunStatus(rawValue: row[1])?.isOpen == true, RunLease(row[2], row[3]) == termination.expected
+            db, sql: "SELECT id, status, lease_owner, lease_expires_at FROM runs WHERE run_id = ?", arguments: [runID])
         else { return false }
-        let key: Int64 = row[0]
-        let next = try Int.fetchOne(db, sql: "SELECT COALESCE(MAX(idx), -1) + 1 FROM events WHERE run = ?", arguments: [key]) ?? 0
+        let stored = StoredRow(row: row) { JournalError(.corruptRun(runID: runID, reason: $0)) }
+        let key = try stored.integer(0, "id")
+        guard RunStatus(rawValue: try stored.text(1, "status"))?.isOpen == true,
+            RunLease(try stored.optionalText(2, "lease_owner"), try stored.optionalInteger(3, "lease_expires_at"))
+                == termination.expected
+        else { return false }
+        let last = try Row.fetchOne(db, sql: "SELECT MAX(idx) FROM events WHERE run = ?", arguments: [key])
+        let next = Int(try last.map { try StoredRow(row: $0) { JournalError(.corruptRun(runID: runID, reason: $0)) }
+            .optionalInteger(0, "idx", in: Self.countRange) ?? -1 } ?? -1) + 1
         let now = Date().journalMillis
+        let kind = EventKind.workflowTerminated.rawValue
         try db.execute(
-            sql: "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta) VALUES (?,?,?,?,0,0,NULL,?,NULL)",
-            arguments: [key, next, EventKind.workflowTerminated.rawValue, now, framedReason])
+            sql: "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta, sum) VALUES (?,?,?,?,0,0,NULL,?,NULL,?)",
+            arguments: [key, next, kind, now, framedReason, RowChecksum.event(
+                run: key, index: next, kind: kind, time: now, seq: 0, attempt: 0, name: nil, data: framedReason, meta: nil)])
         try db.execute(
-            sql: "UPDATE runs SET status = 'terminated', error = ?, updated_at = ?, closed_at = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
-            arguments: [termination.reason, now, now, key])
+            sql: """
+                UPDATE runs SET status = 'terminated', error = ?1, updated_at = ?2, closed_at = ?2,
+                    lease_owner = NULL, lease_expires_at = NULL,
+                    sum = durable_run_resum(sum, run_id, workflow_id, workflow_type, created_at, seed, error, ?1)
+                WHERE id = ?3
+                """,
+            arguments: [termination.reason, now, key])
         try db.execute(sql: "DELETE FROM signals WHERE run = ?", arguments: [key])
         if let notice = termination.notice { try GroupCommitWriter.queue(notice, db, now: now) }
         return true
@@ -293,7 +336,10 @@ package final class SQLiteJournal: Journal {
                     sql: "SELECT run_id, lease_owner, status FROM runs WHERE run_id IN (\(chunk.map { _ in "?" }.joined(separator: ",")))",
                     arguments: StatementArguments(chunk))
                 for row in rows {
-                    if let status = RunStatus(rawValue: row[2]) { leases[row[0]] = (row[1], status) }
+                    let stored = StoredRow(row: row) { JournalError(.corruptRun(runID: "\(row[0] as DatabaseValue)", reason: $0)) }
+                    if let status = RunStatus(rawValue: try stored.text(2, "status")) {
+                        leases[try stored.text(0, "run_id")] = (try stored.optionalText(1, "lease_owner"), status)
+                    }
                 }
             }
             return leases
@@ -324,7 +370,13 @@ package final class SQLiteJournal: Journal {
         try read { db in
             let rows = try Row.fetchAll(
                 db, sql: "SELECT lease_owner, count(*) FROM runs WHERE status = 'running' AND lease_owner IS NOT NULL GROUP BY 1")
-            return Dictionary(uniqueKeysWithValues: rows.map { ($0[0] as String, $0[1] as Int) })
+            var owners: [String: Int] = [:]
+            for row in rows {
+                if case .string(let owner) = (row[0] as DatabaseValue).storage, case .int64(let count) = (row[1] as DatabaseValue).storage {
+                    owners[owner, default: 0] += Int(count)
+                }
+            }
+            return owners
         }
     }
 
@@ -355,16 +407,17 @@ package final class SQLiteJournal: Journal {
             // A cursor: the payload of a signal left out is never read (SQLite reads a column, and its
             // overflow pages, only when asked for it).
             var signals: [QueuedSignal] = []
+            // A damaged or unreadable signal is left queued (journal check names it).
             let rows = try Row.fetchCursor(db, sql: """
-                SELECT signals.id, runs.run_id, signals.name, signals.sent_at, signals.data
+                SELECT \(Self.signalColumns), runs.run_id
                 FROM signals JOIN runs ON runs.id = signals.run ORDER BY signals.id
                 """)
             while let row = try rows.next() {
-                let (id, runID, name): (Int64, String, String) = (row[0], row[1], row[2])
-                guard include(runID, name) else { continue }
-                let framed: Data? = row[4]
-                guard let data = try? framed.map(payloads.decode) else { continue }
-                signals.append(QueuedSignal(id: id, runID: runID, name: name, data: data, sentAt: Date(journalMillis: row[3])))
+                guard case .string(let runID) = (row[6] as DatabaseValue).storage,
+                    case .string(let name) = (row[2] as DatabaseValue).storage, include(runID, name),
+                    let signal = try? Self.signal(row, runID: runID, payloads: payloads), signal.unverifiedKey == nil
+                else { continue }
+                signals.append(QueuedSignal(id: signal.id, runID: runID, name: name, data: signal.data, sentAt: signal.sentAt))
             }
             return signals
         }
@@ -372,35 +425,16 @@ package final class SQLiteJournal: Journal {
 
     package func queuedSignalNames(runID: String) async throws -> [String] {
         try read { db in
-            try String.fetchAll(
+            try Row.fetchAll(
                 db, sql: "SELECT name FROM signals WHERE run = (SELECT id FROM runs WHERE run_id = ?) ORDER BY id",
-                arguments: [runID])
+                arguments: [runID]
+            ).map { row in
+                try StoredRow(row: row) { JournalError(.corruptRun(runID: runID, reason: "queued signal: \($0)")) }.text(0, "name")
+            }
         }
     }
 
     // MARK: - Reading
-
-    static let runColumns =
-        "id, run_id, workflow_id, workflow_type, status, created_at, updated_at, closed_at, seed, error, lease_owner, lease_expires_at"
-
-    /// A row of ``runColumns``: the run's key in this file and its record.
-    static func runRow(_ row: Row) throws -> (key: Int64, run: RunRecord) {
-        let runID: String = row[1]
-        let statusText: String = row[4]
-        guard let status = RunStatus(rawValue: statusText) else {
-            throw JournalError(.corruptRun(runID: runID, reason: "unknown status '\(statusText)'"))
-        }
-        let seed: Int64 = row[8]
-        let closed: Int64? = row[7]
-        let leaseEnd: Int64? = row[11]
-        return (row[0], RunRecord(
-            runID: runID, workflowID: row[2], workflowType: row[3], status: status,
-            createdAt: Date(journalMillis: row[5]), updatedAt: Date(journalMillis: row[6]),
-            closedAt: closed.map(Date.init(journalMillis:)), seed: UInt64(bitPattern: seed), error: row[9],
-            leaseOwner: row[10], leaseExpiresAt: leaseEnd.map(Date.init(journalMillis:))))
-    }
-
-    static func runRecord(_ row: Row) throws -> RunRecord { try runRow(row).run }
 
     package func findRun(_ id: String) async throws -> RunRecord? {
         try read { db in
@@ -434,7 +468,10 @@ package final class SQLiteJournal: Journal {
             guard let key = try Self.key(of: run.runID, db) else { return 0 }
             let rows = try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE run = ?", arguments: [key]) ?? 0
             if rows > 0 { return rows }
-            return try Int.fetchOne(db, sql: "SELECT events FROM packed_histories WHERE run = ?", arguments: [key]) ?? 0
+            guard let packed = try Row.fetchOne(db, sql: "SELECT events FROM packed_histories WHERE run = ?", arguments: [key])
+            else { return 0 }
+            return try StoredRow(row: packed) { JournalError(.corruptRun(runID: run.runID, reason: "packed history: \($0)")) }
+                .int(0, "events", in: Self.countRange)
         }
     }
 
@@ -454,34 +491,22 @@ package final class SQLiteJournal: Journal {
         _ run: RunRecord, key: Int64, from index: Int = 0, _ db: Database, payloads: JournalPayloads
     ) throws -> [HistoryEvent] {
         let rows = try Row.fetchAll(
-            db,
-            sql: """
-                SELECT idx, kind, time, seq, attempt, name, data, meta FROM events
-                WHERE run = ? AND idx >= ? ORDER BY idx
-                """,
-            arguments: [key, index])
-        if rows.isEmpty, let packed = try Data.fetchOne(
+            db, sql: "SELECT \(eventColumns) FROM events WHERE run = ? AND idx >= ? ORDER BY idx", arguments: [key, index])
+        if rows.isEmpty, let packed = try Row.fetchOne(
             db, sql: "SELECT data FROM packed_histories WHERE run = ?", arguments: [key])
         {
-            return Array(try HistoryPack.decode(packed, runID: run.runID, payloads: payloads).dropFirst(index))
+            let block = try StoredRow(row: packed) { JournalError(.corruptRun(runID: run.runID, reason: "packed history: \($0)")) }
+                .blob(0, "data")
+            return Array(try HistoryPack.decode(block, runID: run.runID, payloads: payloads).dropFirst(index))
         }
         var events: [HistoryEvent] = []
         events.reserveCapacity(rows.count)
         for row in rows {
-            let idx: Int = row[0]
-            if idx != index + events.count {
+            let event = try Self.event(row, key: key, runID: run.runID, label: index + events.count, payloads: payloads)
+            if event.index != index + events.count {
                 throw JournalError(.corruptEvent(
-                    runID: run.runID, index: index + events.count, reason: "event is missing (next is \(idx))"))
+                    runID: run.runID, index: index + events.count, reason: "event is missing (next is \(event.index))"))
             }
-            let kindValue: Int = row[1]
-            guard let kind = EventKind(rawValue: kindValue) else {
-                throw JournalError(.corruptEvent(runID: run.runID, index: idx, reason: "unknown event kind \(kindValue)"))
-            }
-            let (data, encrypted) = try payloads.read(row[6], runID: run.runID, index: idx, kind: kind)
-            var event = HistoryEvent(
-                index: idx, kind: kind, time: Date(journalMillis: row[2]), seq: row[3], attempt: row[4],
-                name: row[5], data: data, meta: row[7])
-            event.encryptedData = encrypted
             events.append(event)
         }
         return events
@@ -522,6 +547,8 @@ package final class SQLiteJournal: Journal {
             throw error
         } catch let error as DatabaseError {
             throw JournalError(.storage(reason: "\(path): \(error.message ?? error.description)"))
+        } catch {
+            throw JournalError(.storage(reason: "\(path): \(error)"))
         }
     }
 
@@ -538,6 +565,8 @@ package final class SQLiteJournal: Journal {
             throw error
         } catch let error as DatabaseError {
             throw JournalError(.storage(reason: "\(path): \(error.message ?? error.description)"))
+        } catch {
+            throw JournalError(.storage(reason: "\(path): \(error)"))
         }
     }
 }

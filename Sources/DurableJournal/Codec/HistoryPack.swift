@@ -77,15 +77,23 @@ package enum HistoryPack {
             defer { cursor += Int(length - 1) }
             return Data(bytes[cursor..<cursor + Int(length - 1)])
         }
+        /// A stored number that must lie in `range` (checked before any conversion can trap).
+        func bounded(_ what: String, _ range: ClosedRange<Int64>, event: Int) throws -> Int64 {
+            let value = try number()
+            guard value <= UInt64(range.upperBound), range.contains(Int64(value)) else {
+                throw corrupt("event \(event) has \(what) \(value), out of range")
+            }
+            return Int64(value)
+        }
         var events: [HistoryEvent] = []
         while cursor < bytes.count {
-            let index = Int(try number())
+            let index = Int(try bounded("index", 0...Int64(Int32.max), event: events.count))
             guard index == events.count else { throw corrupt("event \(events.count) is missing (next is \(index))") }
-            let kindValue = Int(try number())
+            let kindValue = Int(try bounded("kind", 0...Int64(UInt8.max), event: index))
             guard let kind = EventKind(rawValue: kindValue) else { throw corrupt("event \(index) has unknown kind \(kindValue)") }
-            let time = Date(journalMillis: Int64(bitPattern: try number()))
-            let seq = Int(try number())
-            let attempt = Int(try number())
+            let time = Date(journalMillis: try bounded("time", Date.journalMillisRange, event: index))
+            let seq = Int(try bounded("sequence number", 0...Int64(Int32.max), event: index))
+            let attempt = Int(try bounded("attempt", 0...Int64(Int32.max), event: index))
             let name = try field().map { String(decoding: $0, as: UTF8.self) }
             var data = try field()
             var encrypted: EncryptedPayload?

@@ -86,7 +86,7 @@ package struct JournalPayloads: Sendable {
         } catch .cannotDecrypt(let keyID) {
             throw JournalError(.wrongPayloadKey(what: what, keyID: keyID, runID: runID))
         } catch {
-            throw JournalError(.corruptEvent(runID: runID, index: index, reason: "\(kind.name) payload: \(error)"))
+            throw JournalError(.corruptEvent(runID: runID, index: index, reason: "payload unreadable (\(kind.name)): \(error)"))
         }
     }
 

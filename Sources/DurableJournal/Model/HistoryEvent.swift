@@ -260,8 +260,24 @@ public struct FailureInfo: Codable, Sendable, Equatable, CustomStringConvertible
 }
 
 extension Date {
-    /// Milliseconds since 1970, the unit times are stored in.
-    package var journalMillis: Int64 { Int64((timeIntervalSince1970 * 1000).rounded()) }
+    /// Milliseconds since 1970, the unit times are stored in (clamped to ``journalMillisRange``, so
+    /// that no date, however far off, traps the conversion).
+    package var journalMillis: Int64 {
+        let millis = (timeIntervalSince1970 * 1000).rounded()
+        guard millis.isFinite else { return 0 }
+        let range = Self.journalMillisRange
+        return Int64(min(max(millis, Double(range.lowerBound)), Double(range.upperBound)))
+    }
+
+    /// The stored times a journal accepts, in milliseconds since 1970: from 1970 through the end of
+    /// year 9999. A time outside it is damage (date arithmetic and formatting downstream stay safe).
+    package static let journalMillisRange: ClosedRange<Int64> = 0...253_402_300_799_999
+
+    /// A stored time, or `nil` when it lies outside ``journalMillisRange`` (damage).
+    package init?(checkedJournalMillis millis: Int64) {
+        guard Self.journalMillisRange.contains(millis) else { return nil }
+        self.init(journalMillis: millis)
+    }
 
     package init(journalMillis: Int64) {
         self.init(timeIntervalSince1970: Double(journalMillis) / 1000)
