@@ -46,7 +46,12 @@ public enum DurableApp {
             printError(error.message)
             return error.exitCode.rawValue
         } catch let error as JournalError {
-            printError(error.description + (error.code == .missing ? " (pass --journal PATH or set DURABLE_JOURNAL)" : ""))
+            let advice = switch error.code {
+            case .missing: " (pass --journal PATH or set DURABLE_JOURNAL)"
+            case .missingPayloadKey: " (set DURABLE_PAYLOAD_KEYS_FILE or DURABLE_PAYLOAD_KEY to a key file or key holding it)"
+            default: ""
+            }
+            printError(error.description + advice)
             return error.isBadInput ? ExitCode.badInput.rawValue : ExitCode.journal.rawValue
         } catch let error as DurableError {
             printError(error.description)

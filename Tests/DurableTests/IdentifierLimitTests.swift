@@ -4,6 +4,17 @@ import DurableTestSupport
 import Foundation
 import Testing
 
+/// Starts a child with the workflow ID it is given; answers what happened.
+struct ChildWithID: Workflow {
+    func run(_ ctx: WorkflowContext, input: String) async throws -> String {
+        do {
+            return try await ctx.executeChild(Nap.self, 1, id: input)
+        } catch let error as DurableError {
+            return "\(error.code): \(error)"
+        }
+    }
+}
+
 /// Workflow IDs, workflow types and signal names are refused when empty or longer than
 /// ``DurableLimits/maximumIdentifierBytes`` bytes of UTF-8, by the client and by a worker starting a run.
 @Suite(.timeLimit(.minutes(2))) struct IdentifierLimitTests {
@@ -49,6 +60,20 @@ import Testing
         await expectRefused("a long workflow ID") {
             _ = try await worker.start(workflowType: "Nap", input: Data("1".utf8), id: Self.tooLong)
         }
+        await worker.shutdown()
+    }
+
+    @Test func workflowCodeGetsTheErrorForAnEmptyOrOverLongChildWorkflowID() async throws {
+        let worker = try await DurableWorker(journal: JournalConfiguration(temporaryJournal()))
+        registerTestWorkflows(worker)
+        worker.register(ChildWithID.self)
+        for id in ["", Self.tooLong] {
+            let run = try await worker.start(ChildWithID.self, input: id)
+            let answer = try await run.result()
+            #expect(answer.hasPrefix("invalidIdentifier: the child workflow ID is"), "\(answer)")
+            #expect(try await worker.replay(run.runID).mismatch == nil)
+        }
+        #expect(try await worker.client.runs().count == 2, "no child was started")
         await worker.shutdown()
     }
 }

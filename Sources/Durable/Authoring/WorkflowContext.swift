@@ -70,6 +70,7 @@ public final class WorkflowContext: @unchecked Sendable {
             throw DurableError(.badInput(type: String(describing: W.Input.self), reason: "\(error)"))
         }
         try DurableError.checkPayload(inputData, "the input of child workflow \(W.name)")
+        if let id { try DurableClient.checkIdentifier(id, "child workflow ID") }
         let data = try await instance.executeChild(
             workflowType: W.name, workflowID: id, input: inputData, abandonOnCancel: cancellation == .abandon)
         let outcome: ChildOutcome

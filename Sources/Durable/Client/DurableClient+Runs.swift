@@ -157,13 +157,18 @@ extension DurableClient {
     /// activities with their attempts and last failure, timers, children, and queued and rejected
     /// signals. The signals an open run waits for need its workflow's code: they are filled in when
     /// the engine of this process has the workflow type registered.
+    /// A run whose history cannot be read (damaged, or encrypted with a key this process lacks) is
+    /// described from its record, with ``RunDescription/historyError`` saying why.
     /// - Throws: ``JournalError`` `runNotFound`.
     public func describe(_ id: String) async throws -> RunDescription {
         guard let run = try await journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
         let events: [HistoryEvent]
         do {
             events = try await journal.history(run, from: 0)
-        } catch let error as JournalError where error.isCorruption {
+        } catch let error as JournalError
+            where error.isCorruption || error.code == .missingPayloadKey || error.code == .wrongPayloadKey
+        {
+            // What the run record says, and why its history cannot be shown.
             return RunDescription(
                 run: run, eventCount: try await journal.eventCount(run), input: nil, outcome: nil, activities: [],
                 historyError: error)

@@ -31,9 +31,10 @@ public struct JournalConfiguration: Sendable, Equatable {
     /// (`postgres://user:password@host:port/database?schema=durable&sslmode=disable`).
     public var location: String
     public var durability: Durability
-    /// Create the journal when it does not exist (a SQLite file; PostgreSQL: the schema's tables).
-    /// Inspection commands set this to `false` so that a mistyped location is reported instead of
-    /// silently creating an empty journal.
+    /// Create the journal when it does not exist (a SQLite file, also in an empty file; PostgreSQL:
+    /// the schema's tables). `false`: the location must hold a journal already (not be missing, an
+    /// empty file or another database), and nothing is created. Inspection commands set it to `false`
+    /// so that a mistyped location is reported instead of silently creating an empty journal.
     public var createIfMissing: Bool
     /// The keys that encrypt payloads at rest and decrypt them (see ``PayloadKeys``).
     ///
