@@ -15,21 +15,27 @@ DURABLE_TEST_POSTGRES_URL="$(DURABLE_PG_FSYNC=off bash Scripts/postgres.sh start
 export DURABLE_TEST_POSTGRES_URL DURABLE_TEST_POSTGRES_DIR="$cluster"
 echo "test PostgreSQL cluster: $DURABLE_TEST_POSTGRES_URL (data in $cluster)" >&2
 
-# Three runs per backend. The suites whose checks have timing bounds (a timer fires when due, a
+# Several runs per backend. The suites whose checks have timing bounds (a timer fires when due, a
 # heartbeat timeout, a retry delay, the change feed's wake-up) run together but apart from the rest: on two cores, the crash
 # tests' worker processes and the CPU-bound replay tests starved them of threads for over half a
 # second. The multi-worker and chaos tests run alone at the end: they keep both cores busy with worker
 # processes that are SIGKILLed and restarted.
 timed='WorkerRuntimeTests|ActivityRuntimeCoverageTests|ProcessPoolTests|WorkerProcessTests|TimerTests|JournalConformanceTests'
 alone='MultiWorkerTests|PostgresChaosTests'
+# CPU-bound suites that run in the test process (the corruption fuzzer, 16 MiB payloads) or spawn a
+# process per bad option value: beside the others they held both cores (and Swift's cooperative
+# threads) for seconds, and tests waiting for a worker process timed out.
+heavy='CorruptionFuzzTests|PayloadLimitTests|BadValueSweepTests'
 echo "== SQLite" >&2
-swift test --skip-build --skip "$timed" --skip "$alone" "$@"
+swift test --skip-build --skip "$timed" --skip "$alone" --skip "$heavy" "$@"
+swift test --skip-build --filter "$heavy" "$@"
 swift test --skip-build --filter "$timed" "$@"
 swift test --skip-build --filter "$alone" "$@"
 echo "== PostgreSQL" >&2
 export DURABLE_TEST_BACKEND=postgres
 suites='DurableTests\.|DurableTestingTests\.|DurableCommandsTests\.'
-swift test --skip-build --filter "$suites" --skip "$timed" --skip "$alone" "$@"
+swift test --skip-build --filter "$suites" --skip "$timed" --skip "$alone" --skip "$heavy" "$@"
+swift test --skip-build --filter 'PayloadLimitTests' "$@"
 # One test at a time: with the database server on the same two cores, a commit under the parallel
 # load took long enough to shift the timing-bounded checks (a retry's queue wait, two late timers).
 # WorkerProcessTests and the conformance suite are left out here: the first never opens a journal,
