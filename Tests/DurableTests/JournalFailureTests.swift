@@ -10,7 +10,10 @@ import Testing
     func refuseEvents(_ journal: String, _ refuse: Bool) throws {
         switch TestBackend.current {
         case .sqlite:
-            let queue = try DatabaseQueue(path: journal)
+            // The worker writes too (it retries its refused commits): wait for its lock, as it waits for ours.
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(10)
+            let queue = try DatabaseQueue(path: journal, configuration: configuration)
             try queue.writeWithoutTransaction { db in
                 try db.execute(sql: refuse
                     ? "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
