@@ -107,10 +107,13 @@ struct Guardian: Workflow {
     @Test func aSigkilledWorkerInTheMiddleOfAChildRunFinishesBothAfterTheRestart() async throws {
         let worker = try productPath("durable-test-worker")
         let journal = temporaryJournalPath()
-        let first = try Child(worker, ["run", "Family", "--input", "1500", "--id", "fam", "--journal", journal])
-        let inspector: Engine
+        // Opened (the journal created) before the run command starts, so that watching for the child
+        // does not wait for an open: under the whole suite's load, that took longer than the child's
+        // nap, and the run had finished unseen. The nap leaves seconds to see the child running.
+        let inspector = try await Engine(journal: JournalConfiguration(journal))
+        let first = try Child(worker, ["run", "Family", "--input", "4000", "--id", "fam", "--journal", journal])
         do {
-            inspector = try await waitForRunning("fam/1", journal: journal)
+            try await eventually("run fam/1 running") { (try? await inspector.describe("fam/1"))?.run.status == .running }
         } catch {
             Issue.record("\(error); the run command said: \(first.output)")  // what held it up
             throw error
