@@ -45,7 +45,11 @@ swift test --skip-build --no-parallel \
 swift test --skip-build --filter "$alone" "$@"
 # The suites' journals live in durable-tests-<pid> folders (on /dev/shm when it is writable, else in
 # $TMPDIR); remove those of test processes that have ended, this run's included.
+# A test process killed inside DiskFullTests may leave its small tmpfs mounted there.
 for folder in /dev/shm/durable-tests-* "${TMPDIR:-/tmp}"/durable-tests-*; do
-    [ -d "$folder" ] && [ ! -d "/proc/${folder##*-}" ] && rm -rf "$folder"
+    if [ -d "$folder" ] && [ ! -d "/proc/${folder##*-}" ]; then
+        for mounted in "$folder"/fs-*; do [ -d "$mounted" ] && { umount -l "$mounted" 2>/dev/null || true; }; done
+        rm -rf "$folder" || echo "could not remove $folder" >&2
+    fi
 done
 exit 0
