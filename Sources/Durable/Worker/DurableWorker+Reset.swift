@@ -21,9 +21,15 @@ extension DurableWorker {
     ///
     /// `index` must be an activation boundary: the index of an event that starts an activation (an
     /// activity's result, a timer firing, a signal, a child's outcome), so that every decision kept
-    /// is kept with the input that caused it. The source is terminated first if it is open. Signals
-    /// and child outcomes recorded after the reset point are queued again for the new run; activities
-    /// whose results are cut off run again (as attempts after a `WorkerLost` record).
+    /// is kept with the input that caused it. Signals and child outcomes recorded after the reset
+    /// point are queued again for the new run; activities whose results are cut off run again (as
+    /// attempts after a `WorkerLost` record).
+    ///
+    /// An open source is terminated. When no live worker drives it, its end and the new run (with its
+    /// queued signals) are one transaction (``Journal/replaceRun(_:with:events:signals:)``): a crash
+    /// leaves both or neither. When a live worker drives it, that worker records the end first and the
+    /// new run follows; cut off in between, the source is left terminated, and the same reset again
+    /// (of the closed run) finishes it.
     /// - Throws: ``DurableError`` `badResetPoint` for an index that is not a boundary (naming the
     ///   nearest ones); ``JournalError`` for an unknown run.
     @discardableResult
