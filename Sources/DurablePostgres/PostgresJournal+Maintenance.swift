@@ -235,34 +235,18 @@ extension PostgresJournal {
     // MARK: - Copying
 
     package func importRun(_ run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal]) async throws {
-        let (drafts, framedSignals) = try framed(events, signals, of: run)
+        let framed = try payloads.frame(run.runID, events: events, signals: signals)
         try await inTransaction { connection in
-            try await self.insert(run, drafts, framedSignals, connection)
+            try await self.insert(run, framed, connection)
             if !signals.isEmpty || run.status == .pending {
                 try await connection.query("SELECT pg_notify(\(self.channel), '')", logger: self.logger)
             }
         }
     }
 
-    /// A run's events and queued signals framed (and encrypted) as this journal writes them.
-    func framed(_ events: [HistoryEvent], _ signals: [QueuedSignal], of run: RunRecord) throws
-        -> (drafts: [EventDraft], signals: [(QueuedSignal, Data?)])
-    {
-        let drafts = try payloads.seal(JournalBatch(run: RunRef(runID: run.runID), events: events.map(EventDraft.init))).events
-        return (drafts, try signals.map { signal in (signal, try signal.data.map(payloads.encode)) })
-    }
-
-    /// A termination whose notice for a parent is framed (and encrypted) as this journal writes it.
-    func sealed(_ termination: RunTermination) throws -> RunTermination {
-        var termination = termination
-        termination.notice = try termination.notice.map(payloads.seal)
-        return termination
-    }
-
-    /// Inserts a run without a lease, its events and its queued signals (as ``framed(_:_:of:)`` made them).
-    func insert(
-        _ run: RunRecord, _ drafts: [EventDraft], _ signals: [(QueuedSignal, Data?)], _ connection: PostgresConnection
-    ) async throws {
+    /// Inserts a run without a lease, its events and its queued signals.
+    func insert(_ run: RunRecord, _ framed: FramedRun, _ connection: PostgresConnection) async throws {
+        let drafts = framed.drafts
         let inserted = try await connection.query("""
             INSERT INTO \(unescaped: s).runs (run_id, workflow_id, workflow_type, status, created_at, updated_at,
                 closed_at, seed, error, next_idx)
@@ -278,10 +262,10 @@ extension PostgresJournal {
             let chunk = Array(drafts[start..<min(start + 500, drafts.count)])
             try await connection.query(try PostgresWriter.insertEvents(chunk, runID: run.runID, schema: s), logger: logger)
         }
-        for (signal, framed) in signals {
+        for (signal, frame) in framed.signals {
             try await connection.query("""
                 INSERT INTO \(unescaped: s).signals (run_id, name, data, sent_at)
-                VALUES (\(run.runID), \(signal.name), \(framed), \(signal.sentAt.journalMillis))
+                VALUES (\(run.runID), \(signal.name), \(frame), \(signal.sentAt.journalMillis))
                 """, logger: logger)
         }
     }

@@ -377,8 +377,8 @@ package final class PostgresJournal: Journal {
     }
 
     package func terminateRun(_ runID: String, reason: String, expected: RunLease, notice: RunNotice?) async throws -> Bool {
-        let termination = try sealed(RunTermination(runID: runID, reason: reason, expected: expected, notice: notice))
-        let framed = try payloads.encode(Data(reason.utf8))
+        let (termination, framed) = try payloads.seal(
+            RunTermination(runID: runID, reason: reason, expected: expected, notice: notice))
         return try await inTransaction { connection in
             guard try await self.terminate(termination, framedReason: framed, connection) else { return false }
             try await connection.query("SELECT pg_notify(\(self.channel), '')", logger: self.logger)
@@ -389,12 +389,11 @@ package final class PostgresJournal: Journal {
     package func replaceRun(
         _ termination: RunTermination, with run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal]
     ) async throws -> Bool {
-        let termination = try sealed(termination)
-        let reason = try payloads.encode(Data(termination.reason.utf8))
-        let (drafts, framedSignals) = try framed(events, signals, of: run)
+        let (termination, reason) = try payloads.seal(termination)
+        let replacement = try payloads.frame(run.runID, events: events, signals: signals)
         return try await inTransaction { connection in
             guard try await self.terminate(termination, framedReason: reason, connection) else { return false }
-            try await self.insert(run, drafts, framedSignals, connection)
+            try await self.insert(run, replacement, connection)
             try await connection.query("SELECT pg_notify(\(self.channel), '')", logger: self.logger)
             return true
         }

@@ -383,25 +383,12 @@ extension SQLiteJournal {
     // MARK: - Copying
 
     package func importRun(_ run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal]) async throws {
-        let drafts = try payloads.seal(JournalBatch(run: RunRef(runID: run.runID), events: events.map(EventDraft.init))).events
-        let framedSignals = try frame(signals)
-        try write { db in try Self.insert(run, drafts, framedSignals, db) }
-    }
-
-    /// Signals as ``insert(_:_:_:_:)`` writes them: name, framed (and encrypted) payload, time sent.
-    func frame(_ signals: [QueuedSignal]) throws -> [(String, Data?, Int64)] {
-        try signals.map { ($0.name, try $0.data.map(payloads.encode), $0.sentAt.journalMillis) }
-    }
-
-    /// A termination whose notice for a parent is framed (and encrypted) as this journal writes it.
-    func sealed(_ termination: RunTermination) throws -> RunTermination {
-        var termination = termination
-        termination.notice = try termination.notice.map(payloads.seal)
-        return termination
+        let framed = try payloads.frame(run.runID, events: events, signals: signals)
+        try write { db in try Self.insert(run, framed, db) }
     }
 
     /// Inserts a run without a lease, its events and its queued signals, with their checksums.
-    static func insert(_ run: RunRecord, _ drafts: [EventDraft], _ framedSignals: [(String, Data?, Int64)], _ db: Database) throws {
+    static func insert(_ run: RunRecord, _ framed: FramedRun, _ db: Database) throws {
         if try Self.key(of: run.runID, db) != nil {
             throw JournalError(.conflict(runID: run.runID, reason: "a run with this run ID is in the journal already"))
         }
@@ -420,10 +407,11 @@ extension SQLiteJournal {
             ])
         let key = db.lastInsertedRowID
         let insert = try db.cachedStatement(sql: GroupCommitWriter.insertEvent)
-        for event in drafts {
+        for event in framed.drafts {
             try insert.execute(arguments: GroupCommitWriter.eventArguments(key, event))
         }
-        for (name, data, sentAt) in framedSignals {
+        for (signal, data) in framed.signals {
+            let (name, sentAt) = (signal.name, signal.sentAt.journalMillis)
             try db.execute(
                 sql: "INSERT INTO signals (run, name, data, sent_at, sum) VALUES (?, ?, ?, ?, ?)",
                 arguments: [key, name, data, sentAt, RowChecksum.signal(run: key, name: name, sentAt: sentAt, data: data)])

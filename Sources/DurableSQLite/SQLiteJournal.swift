@@ -172,21 +172,18 @@ package final class SQLiteJournal: Journal {
     }
 
     package func terminateRun(_ runID: String, reason: String, expected lease: RunLease, notice: RunNotice?) async throws -> Bool {
-        let termination = try sealed(RunTermination(runID: runID, reason: reason, expected: lease, notice: notice))
-        let framed = try payloads.encode(Data(reason.utf8))
+        let (termination, framed) = try payloads.seal(RunTermination(runID: runID, reason: reason, expected: lease, notice: notice))
         return try write { db in try Self.terminate(termination, framedReason: framed, db) }
     }
 
     package func replaceRun(
         _ termination: RunTermination, with run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal]
     ) async throws -> Bool {
-        let termination = try sealed(termination)
-        let framed = try payloads.encode(Data(termination.reason.utf8))
-        let drafts = try payloads.seal(JournalBatch(run: RunRef(runID: run.runID), events: events.map(EventDraft.init))).events
-        let framedSignals = try frame(signals)
+        let (termination, framed) = try payloads.seal(termination)
+        let replacement = try payloads.frame(run.runID, events: events, signals: signals)
         return try write { db in
             guard try Self.terminate(termination, framedReason: framed, db) else { return false }
-            try Self.insert(run, drafts, framedSignals, db)
+            try Self.insert(run, replacement, db)
             return true
         }
     }

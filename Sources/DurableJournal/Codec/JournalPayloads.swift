@@ -66,6 +66,24 @@ package struct JournalPayloads: Sendable {
         return notice
     }
 
+    /// A run's events and queued signals with their payloads framed (and encrypted), as
+    /// ``Journal/importRun(_:events:signals:)`` and ``Journal/replaceRun(_:with:events:signals:)`` write them.
+    /// - Throws: ``JournalError`` `storage` if encryption fails.
+    package func frame(_ runID: String, events: [HistoryEvent], signals: [QueuedSignal]) throws -> FramedRun {
+        FramedRun(
+            drafts: try seal(JournalBatch(run: RunRef(runID: runID), events: events.map(EventDraft.init))).events,
+            signals: try signals.map { ($0, try $0.data.map(encode)) })
+    }
+
+    /// A termination as the journal writes it: its parent's notice sealed, and the framed reason that
+    /// is the `WorkflowTerminated` event's payload.
+    /// - Throws: ``JournalError`` `storage` if encryption fails.
+    package func seal(_ termination: RunTermination) throws -> (termination: RunTermination, reason: Data) {
+        var sealed = termination
+        sealed.notice = try termination.notice.map(seal)
+        return (sealed, try encode(Data(termination.reason.utf8)))
+    }
+
     /// An event's stored payload as a history holds it: decoded, or kept encrypted as ``reading`` says.
     /// - Throws: ``JournalError``: `missingPayloadKey` (reading `requireKey`), `wrongPayloadKey`, or
     ///   `corruptEvent` saying what is wrong with the frame.
@@ -105,4 +123,11 @@ package struct JournalPayloads: Sendable {
             return keyID
         }
     }
+}
+
+/// A run's events and queued signals ready to be written (``JournalPayloads/frame(_:events:signals:)``).
+package struct FramedRun: Sendable {
+    package var drafts: [EventDraft]
+    /// Each queued signal with its payload's frame.
+    package var signals: [(signal: QueuedSignal, frame: Data?)]
 }
