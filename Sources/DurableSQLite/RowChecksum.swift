@@ -34,53 +34,36 @@ struct RowChecksum {
         case null = 0, integer = 1, real = 2, text = 3, blob = 4
     }
 
-    private var hash: UInt32 = 0x811C_9DC5
+    private var hash = FNV1a()
 
-    init(_ kind: RowKind) { byte(kind.rawValue) }
+    init(_ kind: RowKind) { hash.add(kind.rawValue) }
 
     /// The sum as stored (a non-negative integer).
-    var value: Int64 { Int64(hash) }
-
-    private mutating func byte(_ value: UInt8) {
-        hash ^= UInt32(value)
-        hash &*= 0x0100_0193
-    }
-
-    private mutating func word(_ value: UInt64) {
-        var v = value
-        for _ in 0..<8 {
-            byte(UInt8(truncatingIfNeeded: v))
-            v >>= 8
-        }
-    }
-
-    private mutating func bytes(_ buffer: UnsafeRawBufferPointer) {
-        for b in buffer { byte(b) }
-    }
+    var value: Int64 { Int64(hash.value) }
 
     mutating func add(_ value: Int64) {
-        byte(Tag.integer.rawValue)
-        word(UInt64(bitPattern: value))
+        hash.add(Tag.integer.rawValue)
+        hash.add(word: UInt64(bitPattern: value))
     }
 
     mutating func add(_ value: Int) { add(Int64(value)) }
 
     mutating func add(_ text: String?) {
-        guard var text else { return byte(Tag.null.rawValue) }
-        byte(Tag.text.rawValue)
+        guard var text else { return hash.add(Tag.null.rawValue) }
+        hash.add(Tag.text.rawValue)
         text.withUTF8 { utf8 in
-            word(UInt64(utf8.count))
-            bytes(UnsafeRawBufferPointer(utf8))
+            hash.add(word: UInt64(utf8.count))
+            hash.add(UnsafeRawBufferPointer(utf8))
         }
     }
 
     /// A blob, whole (`prefix == nil`) or its length and first `prefix` bytes.
     mutating func add(_ blob: Data?, prefix: Int? = nil) {
-        guard let blob else { return byte(Tag.null.rawValue) }
-        byte(Tag.blob.rawValue)
-        word(UInt64(blob.count))
+        guard let blob else { return hash.add(Tag.null.rawValue) }
+        hash.add(Tag.blob.rawValue)
+        hash.add(word: UInt64(blob.count))
         blob.withUnsafeBytes { raw in
-            bytes(prefix.map { UnsafeRawBufferPointer(rebasing: raw.prefix($0)) } ?? raw)
+            hash.add(prefix.map { UnsafeRawBufferPointer(rebasing: raw.prefix($0)) } ?? raw)
         }
     }
 
@@ -88,11 +71,11 @@ struct RowChecksum {
     /// `prefix` bytes).
     mutating func add(_ value: DatabaseValue, prefix: Int? = nil) {
         switch value.storage {
-        case .null: byte(Tag.null.rawValue)
+        case .null: hash.add(Tag.null.rawValue)
         case .int64(let v): add(v)
         case .double(let v):
-            byte(Tag.real.rawValue)
-            word(v.bitPattern)
+            hash.add(Tag.real.rawValue)
+            hash.add(word: v.bitPattern)
         case .string(let s): add(s)
         case .blob(let d): add(d, prefix: prefix)
         }

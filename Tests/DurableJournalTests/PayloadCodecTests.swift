@@ -19,6 +19,14 @@ import Testing
         #expect(PayloadCodec.decodedLength(framed) == raw.count, "read from the header alone")
     }
 
+    /// The published FNV-1a (32-bit) test vectors: the checksum stored in every frame and row must not
+    /// change, or journals written before would read as damaged.
+    @Test func theChecksumIsFNV1a() {
+        #expect(PayloadCodec.fnv1a(Data()) == 0x811C_9DC5)
+        #expect(PayloadCodec.fnv1a(Data("a".utf8)) == 0xE40C_292C)
+        #expect(PayloadCodec.fnv1a(Data("foobar".utf8)) == 0xBF9C_F968)
+    }
+
     @Test func anUnreadableHeaderHasNoLength() {
         #expect(PayloadCodec.decodedLength(Data()) == nil)
         #expect(PayloadCodec.decodedLength(Data([7, 1])) == nil)  // unknown format

@@ -124,14 +124,9 @@ package enum PayloadCodec {
 
     /// FNV-1a, 32 bits: the frames' checksum, also used for payload digests in replay traces.
     package static func fnv1a(_ data: Data) -> UInt32 {
-        data.withUnsafeBytes { bytes in
-            var hash: UInt32 = 0x811C_9DC5
-            for byte in bytes {
-                hash ^= UInt32(byte)
-                hash &*= 0x0100_0193
-            }
-            return hash
-        }
+        var hash = FNV1a()
+        data.withUnsafeBytes { hash.add($0) }
+        return hash.value
     }
 
     static func appendChecksum(_ value: UInt32, to out: inout Data) {
