@@ -156,8 +156,7 @@ func readInput(_ argument: String) throws -> Data {
             size.intValue > DurableLimits.maximumPayloadBytes
         {
             throw CommandFailure(
-                message: "input file \(path) is \(size.intValue) bytes, over the limit of \(DurableLimits.maximumPayloadBytes) "
-                    + "bytes (\(DurableLimits.maximumPayloadBytes >> 20) MiB) a payload may have",
+                message: DurableError(.payloadTooLarge(what: "input file \(path)", bytes: size.intValue)).description,
                 exitCode: .badInput)
         }
         guard let contents = FileManager.default.contents(atPath: path) else {

@@ -1,3 +1,4 @@
+import Durable
 import DurableTestSupport
 import Foundation
 import Testing
@@ -154,6 +155,21 @@ import Glibc
             #expect(export.status == 2, "\(export.stderr)")
             #expect(export.stderr == message + "\n", "\(export.stderr)")
         }
+    }
+
+    /// An `--input @file` over the payload limit is refused before it is read, and nothing is recorded.
+    @Test func anInputFileOverThePayloadLimitIsRefused() async throws {
+        let journal = try await journalWithOneRun()
+        let file = temporaryPath("big") + ".json"
+        // A JSON string one byte over the limit, quotes included.
+        try Data("\"".utf8 + [UInt8](repeating: UInt8(ascii: "x"), count: DurableLimits.maximumPayloadBytes - 1) + "\"".utf8)
+            .write(to: URL(fileURLWithPath: file))
+        let submit = try await runCommand(durable, ["submit", "CrashFlow", "--input", "@" + file, "--id", "big-1", "--journal", journal])
+        #expect(submit.status == 2, "\(submit.stderr)")
+        #expect(submit.stderr == "error: input file \(file) is \(DurableLimits.maximumPayloadBytes + 1) bytes, over the limit of "
+            + "\(DurableLimits.maximumPayloadBytes) bytes (16 MiB) a payload may have; pass a reference instead\n", "\(submit.stderr)")
+        let list = try await runCommand(durable, ["runs", "list", "--json", "--journal", journal])
+        #expect(!list.stdout.contains("big-1"))
     }
 
     /// `durable submit` from one process, a worker in another picks the run up; `--wait` prints the result.
