@@ -14,7 +14,7 @@ import Glibc
 /// replaced while a process has the journal open, or the journal has a second name (a hard link),
 /// two processes can write two different WALs for one database, and commits are lost without an
 /// error. What can be seen from here is checked: a journal with more than one link is not opened, and
-/// a worker that finds its files changed stops (``SQLiteJournal/verifyFiles()``).
+/// a worker that finds its files changed stops (``SQLiteJournal/checkFiles()``).
 struct JournalFiles: Equatable {
     struct Identity: Equatable {
         var device: UInt64
@@ -80,9 +80,10 @@ extension SQLiteJournal {
     }
 
     /// Checks that the journal's files are the ones this process opened: the database file not
-    /// replaced and with one name, its `-wal` and `-shm` files not deleted or replaced.
+    /// replaced and with one name, its `-wal` and `-shm` files not deleted or replaced. When the
+    /// WAL is gone, what this process committed is first copied into the journal file.
     /// - Throws: ``JournalError`` `filesChanged`: go no further (a worker stops).
-    package func verifyFiles() throws {
+    package func checkFiles() throws {
         guard let opened = files.withLock({ $0 }) else { return }
         let now = JournalFiles.read(path)
         guard let change = opened.change(to: now, path: path) else { return }

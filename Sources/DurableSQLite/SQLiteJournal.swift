@@ -24,7 +24,7 @@ package final class SQLiteJournal: Journal {
     private let watcher: DataVersionWatcher
     /// The change feed's subscribers.
     private let broadcaster: ChangeBroadcaster
-    /// The journal's files as opened (``verifyFiles()``).
+    /// The journal's files as opened (``checkFiles()``).
     let files = Mutex<JournalFiles?>(nil)
 
     /// The page size of new journals. A step commits a few small rows, and every page it touches is
@@ -379,7 +379,6 @@ package final class SQLiteJournal: Journal {
 
     package func runsToTakeOver(deadOwners: [String], limit: Int) async throws -> [RunRecord] {
         guard let lease else { return [] }
-        try verifyFiles()  // a worker asks every quarter of a second
         let dead = deadOwners.map { _ in "?" }.joined(separator: ",")
         var arguments: StatementArguments = [Date().journalMillis, lease.owner]
         arguments += StatementArguments(deadOwners)

@@ -137,6 +137,7 @@ extension DurableWorker {
     /// as a worker does every ``takeoverInterval``. - Returns: the runs taken over.
     @discardableResult
     func takeOverRuns() async throws -> [String] {
+        try journal.checkFiles()  // every takeover pass: a quarter of a second
         startLeaseRenewals()
         try await releaseDroppedRuns()
         let dead = try await journal.leaseOwners().keys.filter { $0 != workerID && WorkerIdentity.isAlive($0) == false }
@@ -295,7 +296,7 @@ extension DurableWorker {
             await group.next()
             group.cancelAll()
         }
-        if let error = fatalError.withLock({ $0 }) {
+        if let error = stoppedBy.withLock({ $0 }) {
             await shutdown()
             throw error
         }
@@ -307,7 +308,12 @@ extension DurableWorker {
     func reportWorkerError(_ error: any Error) {
         if let error = error as? JournalError, error.code == .filesChanged {
             // Writing on could lose commits: stop (graceful: what is recorded is committed, leases released).
-            guard fatalError.withLock({ fatal in defer { if fatal == nil { fatal = error } }; return fatal == nil }) else { return }
+            let first = stoppedBy.withLock { stopped -> Bool in
+                guard stopped == nil else { return false }
+                stopped = error
+                return true
+            }
+            guard first else { return }
             logger.critical("stopping: \(error)")
             Task { await shutdown() }
             return

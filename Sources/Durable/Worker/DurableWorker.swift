@@ -85,7 +85,7 @@ public final class DurableWorker: Sendable {
     let lastWorkerError = Mutex<(text: String, at: ContinuousClock.Instant)?>(nil)
     /// Why the worker stopped by itself (its journal's files changed under it), which ``runWorker()``
     /// and ``run()`` then throw.
-    let fatalError = Mutex<(any Error)?>(nil)
+    let stoppedBy = Mutex<(any Error)?>(nil)
     /// The one shutdown, which every caller of ``shutdown()`` waits for.
     let shutdownTask = Mutex<Task<Void, Never>?>(nil)
     let closeObservers = Mutex<[@Sendable (String, RunOutcome) -> Void]>([])

@@ -147,6 +147,11 @@ package protocol Journal: AnyObject, Sendable {
     /// Moves buffered writes into the main storage (SQLite: a WAL checkpoint); a no-op where there
     /// is nothing to move.
     func checkpoint() async throws
+    /// Checks that the journal's storage is still what this process opened (SQLite: the file not
+    /// replaced and with one name, its `-wal` and `-shm` files not deleted or replaced); a worker
+    /// calls it on every takeover pass. Nothing to check elsewhere.
+    /// - Throws: ``JournalError`` `filesChanged`: write no more (a worker stops).
+    func checkFiles() throws
 
     // MARK: Copying
 
@@ -169,6 +174,8 @@ package protocol Journal: AnyObject, Sendable {
 }
 
 extension Journal {
+    package func checkFiles() throws {}
+
     package func append(_ batch: JournalBatch) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             append(batch) { continuation.resume(with: $0) }
