@@ -6,18 +6,6 @@ import Testing
 @testable import DurableJournal
 @testable import DurableSQLite
 
-/// A small seeded generator (SplitMix64), so that a failing case can be run again.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Damages copies of a journal at random and checks that nothing traps or hangs and that every
 /// change to the journal's content is reported by `journal check`.
 ///
@@ -141,7 +129,7 @@ struct SplitMix: RandomNumberGenerator {
     static let eventColumns = ["run", "idx", "kind", "time", "seq", "attempt", "name", "data", "meta", "sum"]
     static let confusedValues = ["'text'", "X'00'", "9223372036854775807", "-9223372036854775808", "1.5", "NULL", "-1", "X''", "''"]
 
-    static func randomDamage(_ rng: inout SplitMix, fileSize: Int) -> Damage {
+    static func randomDamage(_ rng: inout SplitMix64, fileSize: Int) -> Damage {
         switch Int.random(in: 0..<10, using: &rng) {
         case 0..<4:
             return .flip((0..<Int.random(in: 1...3, using: &rng)).map { _ in
@@ -174,7 +162,7 @@ struct SplitMix: RandomNumberGenerator {
         }
     }
 
-    static func randomUpdate(_ rng: inout SplitMix, value: String) -> String {
+    static func randomUpdate(_ rng: inout SplitMix64, value: String) -> String {
         switch Int.random(in: 0..<4, using: &rng) {
         case 0, 1:
             let column = eventColumns.randomElement(using: &rng)!
@@ -305,7 +293,7 @@ struct SplitMix: RandomNumberGenerator {
         let baseBytes = try Data(contentsOf: URL(fileURLWithPath: base))
         let executable = Self.durable
         if executable == nil { print("note: the durable executable is not built; the subprocess sample is skipped") }
-        var rng = SplitMix(state: seed)
+        var rng = SplitMix64(seed: seed)
         var counts = (flips: 0, truncations: 0, sql: 0, changed: 0, reported: 0, unchangedPassed: 0, readFailures: 0,
                       subprocess: 0)
         for number in 0..<cases {

@@ -1,13 +1,14 @@
 /// SplitMix64: a small, fast generator whose sequence depends only on its seed, so that workflow
-/// code draws the same numbers on every replay.
-struct SplitMix64: RandomNumberGenerator, Sendable {
+/// code draws the same numbers on every replay (from the seed a run's record keeps). Tests use it for
+/// seeded damage too.
+package struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
-    init(seed: UInt64) {
+    package init(seed: UInt64) {
         state = seed
     }
 
-    mutating func next() -> UInt64 {
+    package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
