@@ -87,7 +87,7 @@ extension PostgresJournal {
         for row in try await rows("SELECT id, run_id, name, data FROM \(unescaped: s).signals WHERE data IS NOT NULL") {
             let (id, runID, name, data) = try row.decode((Int64, String, String, Data).self)
             do {
-                if let keyID = try payloads.verify(data) { report.unverifiedPayloads[keyID, default: 0] += 1 }
+                report.countUnverified(keyID: try payloads.verify(data))
             } catch {
                 problem("run \(runID): queued signal \(id) '\(name)' payload unreadable: \(error)")
             }

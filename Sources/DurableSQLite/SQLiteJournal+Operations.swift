@@ -160,7 +160,7 @@ extension SQLiteJournal {
                     report.eventsChecked += 1
                     do {
                         let event = try Self.event(row, key: key, runID: run.runID, label: expected, payloads: payloads.markingMissing)
-                        if let encrypted = event.encryptedData { report.unverifiedPayloads[encrypted.keyID, default: 0] += 1 }
+                        report.countUnverified(keyID: event.encryptedData?.keyID)
                         if event.index != expected {
                             problem("run \(run.runID): event \(expected) is missing (next is \(event.index))")
                             readable = false
@@ -195,7 +195,7 @@ extension SQLiteJournal {
                         }
                         for case let encrypted? in events.map(\.encryptedData) {
                             do {
-                                if let keyID = try payloads.verify(encrypted.frame) { report.unverifiedPayloads[keyID, default: 0] += 1 }
+                                report.countUnverified(keyID: try payloads.verify(encrypted.frame))
                             } catch {
                                 problem("run \(run.runID): packed history: encrypted payload unreadable: \(error)")
                             }
@@ -238,7 +238,7 @@ extension SQLiteJournal {
                 }
                 do {
                     let signal = try Self.signal(row, runID: runID, payloads: payloads)
-                    if let keyID = signal.unverifiedKey { report.unverifiedPayloads[keyID, default: 0] += 1 }
+                    report.countUnverified(keyID: signal.unverifiedKey)
                     if case .int64(let key) = (row[7] as DatabaseValue).storage, !openKeys.contains(key) {
                         problem("run \(runID): queued signal \(signal.id) '\(signal.name)' for a run that has ended")
                     }

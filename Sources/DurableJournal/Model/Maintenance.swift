@@ -93,8 +93,13 @@ public struct JournalCheckReport: Sendable {
         self.integrity = integrity
     }
 
+    /// Counts a payload that could not be verified for want of key `keyID` (nothing when `nil`: it was).
+    package mutating func countUnverified(keyID: String?) {
+        if let keyID { unverifiedPayloads[keyID, default: 0] += 1 }
+    }
+
     /// Counts the events' payloads left encrypted for want of their key.
     package mutating func countUnverified(_ events: [HistoryEvent]) {
-        for case let encrypted? in events.map(\.encryptedData) { unverifiedPayloads[encrypted.keyID, default: 0] += 1 }
+        for event in events { countUnverified(keyID: event.encryptedData?.keyID) }
     }
 }
