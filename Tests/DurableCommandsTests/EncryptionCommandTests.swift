@@ -15,12 +15,19 @@ import Testing
         app = try productPath("durable-test-worker")
     }
 
-    @Test func historyShowsMetadataWithoutTheKeyAndPayloadsWithIt() async throws {
+    /// A journal holding one completed run, `id`, whose payloads (its input names "secret-claimant")
+    /// are encrypted with ``key``.
+    func encryptedJournal(withRun id: String) async throws -> String {
         let journal = temporaryJournal()
         let run = try await runCommand(
-            app, ["run", "CrashFlow", "--input", #"{"tag":"secret-claimant"}"#, "--id", "enc-1", "--journal", journal],
+            app, ["run", "CrashFlow", "--input", #"{"tag":"secret-claimant"}"#, "--id", id, "--journal", journal],
             environment: ["STEP_MS": "1", "DURABLE_PAYLOAD_KEY": Self.key])
         try #require(run.status == 0, "run failed: \(run.stderr)")
+        return journal
+    }
+
+    @Test func historyShowsMetadataWithoutTheKeyAndPayloadsWithIt() async throws {
+        let journal = try await encryptedJournal(withRun: "enc-1")
 
         let blind = try await runCommand(durable, ["history", "enc-1", "--journal", journal])
         #expect(blind.status == 0, "\(blind.stderr)")
@@ -57,11 +64,7 @@ import Testing
     }
 
     @Test func exportKeepsPayloadsEncryptedUnlessAskedToDecrypt() async throws {
-        let journal = temporaryJournal()
-        let run = try await runCommand(
-            app, ["run", "CrashFlow", "--input", #"{"tag":"secret-claimant"}"#, "--id", "enc-2", "--journal", journal],
-            environment: ["STEP_MS": "1", "DURABLE_PAYLOAD_KEY": Self.key])
-        try #require(run.status == 0, "run failed: \(run.stderr)")
+        let journal = try await encryptedJournal(withRun: "enc-2")
 
         let sealed = try await runCommand(durable, ["history", "export", "enc-2", "--journal", journal])
         #expect(sealed.status == 0, "\(sealed.stderr)")
