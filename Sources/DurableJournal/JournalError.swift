@@ -93,6 +93,8 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         /// A stored row whose checksum does not match: `row` says which ("event 4", "queued signal
         /// 12 'review'", "run record").
         case damaged(runID: String, row: String, reason: String)
+        /// An audit log entry that cannot be read or does not match its row checksum.
+        case damagedAudit(seq: String, reason: String)
     }
 
     package let detail: Detail
@@ -118,7 +120,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         case .missingPayloadKey: .missingPayloadKey
         case .wrongPayloadKey: .wrongPayloadKey
         case .badPayloadKeys: .badPayloadKeys
-        case .damaged: .damaged
+        case .damaged, .damagedAudit: .damaged
         }
     }
 
@@ -154,7 +156,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
     /// The journal holds something that cannot be decoded or is inconsistent.
     public var isCorruption: Bool {
         switch detail {
-        case .corruptEvent, .corruptRun, .notADatabase, .damaged: true
+        case .corruptEvent, .corruptRun, .notADatabase, .damaged, .damagedAudit: true
         default: false
         }
     }
@@ -206,6 +208,8 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         case .damaged(let runID, let row, let reason):
             "damaged journal: run \(runID), \(row): \(reason) (the stored bytes changed after they were written: "
                 + "a disk or storage fault, not the workflow's code)"
+        case .damagedAudit(let seq, let reason):
+            "damaged journal: audit entry \(seq): \(reason)"
         }
     }
 }

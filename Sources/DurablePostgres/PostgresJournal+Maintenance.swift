@@ -92,6 +92,19 @@ extension PostgresJournal {
                 problem("run \(runID): queued signal \(id) '\(name)' payload unreadable: \(error)")
             }
         }
+        var chain = AuditChainCheck()
+        try await withConnection { connection in
+            let entries = try await connection.query(
+                "SELECT \(unescaped: Self.auditColumns) FROM \(unescaped: self.s).audit ORDER BY seq", logger: self.logger)
+            for try await row in entries {
+                report.auditEntriesChecked += 1
+                do {
+                    chain.check(try Self.auditEntry(row)).forEach(problem)
+                } catch {
+                    problem("\(error)")
+                }
+            }
+        }
         progress(report.runsChecked, runs.count)
         return report
     }

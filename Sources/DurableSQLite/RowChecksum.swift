@@ -20,6 +20,9 @@ import GRDB
 ///   its closing event and a `closed_at` no earlier than `created_at`; an open one neither): a
 ///   change between open statuses, or of a closed run's `closed_at` to another plausible time, is
 ///   not detected. `updated_at` and the lease columns are operational state, not covered.
+/// - `audit` (format 9): seq, time, actor, source, action, target, outcome, detail, hash: a row
+///   changed on disk reads as damage; one rewritten on purpose, sum and all, breaks the entries' hash
+///   chain instead (``AuditChain``).
 struct RowChecksum {
     /// The bytes of a payload frame the row sum covers: its header (format, length, checksum) fits.
     static let framePrefix = 16
@@ -28,6 +31,7 @@ struct RowChecksum {
         case event = 1
         case run = 2
         case signal = 3
+        case audit = 4
     }
 
     private enum Tag: UInt8 {
@@ -141,6 +145,25 @@ struct RowChecksum {
     /// The sum of a run row as read: `values` are run_id, workflow_id, workflow_type, created_at, seed, error.
     static func run(_ values: [DatabaseValue]) -> Int64 {
         var sum = RowChecksum(.run)
+        for value in values { sum.add(value) }
+        return sum.value
+    }
+
+    /// The sum of an audit row as written.
+    static func audit(_ entry: AuditEntry) -> Int64 {
+        var sum = RowChecksum(.audit)
+        sum.add(entry.seq)
+        sum.add(entry.time.journalMillis)
+        for field in [entry.actor, entry.source, entry.action, entry.target, entry.outcome, entry.detail, entry.hash] {
+            sum.add(field)
+        }
+        return sum.value
+    }
+
+    /// The sum of an audit row as read: `values` are seq, time, actor, source, action, target, outcome,
+    /// detail, hash.
+    static func audit(_ values: [DatabaseValue]) -> Int64 {
+        var sum = RowChecksum(.audit)
         for value in values { sum.add(value) }
         return sum.value
     }

@@ -115,7 +115,8 @@ extension SQLiteJournal {
     /// checksum), its events (types, ranges, payloads, checksums, indexes without gaps) or packed
     /// history, its status and `closed_at` against its history (a closed run ends with the event
     /// that closes it with that status, an open one with none); queued signals (types, payloads,
-    /// checksums, for existing open runs); events and packed histories of runs that do not exist.
+    /// checksums, for existing open runs); events and packed histories of runs that do not exist;
+    /// the audit log (types, row checksums, numbering and hash chain, ``AuditChainCheck``).
     /// `progress(done, total)` is called every 1,000 runs and at the end.
     package func check(progress: @escaping @Sendable (Int, Int) -> Void) async throws -> JournalCheckReport {
         try read { db in
@@ -253,6 +254,18 @@ extension SQLiteJournal {
                     _ = try stored.time(1, "registered_at")
                 } catch {
                     problem("workflow types: \(error)")
+                }
+            }
+            var chain = AuditChainCheck()
+            let audit = try Row.fetchCursor(db, sql: "SELECT \(Self.auditColumns) FROM audit ORDER BY seq")
+            while let row = try audit.next() {
+                report.auditEntriesChecked += 1
+                do {
+                    let (entry, damage) = try Self.auditRow(row)
+                    if let damage { problem(damage) }
+                    chain.check(entry).forEach(problem)
+                } catch {
+                    problem(error)
                 }
             }
             progress(report.runsChecked, total)

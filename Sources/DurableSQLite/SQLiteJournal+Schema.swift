@@ -3,7 +3,7 @@ import GRDB
 
 extension SQLiteJournal {
     /// The journal format this build writes. Bump it with a migration in ``migrate(_:from:)``.
-    package static let formatVersion = 8
+    package static let formatVersion = 9
     /// `PRAGMA application_id` of a Durable journal: "DurJ".
     package static let applicationID: Int32 = 0x4475_724A
 
@@ -81,6 +81,29 @@ extension SQLiteJournal {
         ALTER TABLE runs ADD COLUMN sum INTEGER;
         """
 
+    /// The append-only audit log (format 9, see ``AuditEntry``): one row per entry, numbered from 1,
+    /// each with its chain hash (``AuditChain``) and row checksum. The triggers refuse every `UPDATE`
+    /// and `DELETE` (a `REPLACE` could delete only with recursive triggers on, which Durable never
+    /// turns on, and Durable never writes one here).
+    static let auditTable = """
+        CREATE TABLE audit (
+            seq     INTEGER PRIMARY KEY,
+            time    INTEGER NOT NULL,
+            actor   TEXT NOT NULL,
+            source  TEXT NOT NULL,
+            action  TEXT NOT NULL,
+            target  TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            detail  TEXT,
+            hash    TEXT NOT NULL,
+            sum     INTEGER NOT NULL
+        );
+        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: its entries cannot be changed'); END;
+        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: its entries cannot be deleted'); END;
+        """
+
     /// Creates the schema in an empty database (when `create` allows), checks the format of an
     /// existing one, and migrates an older format. Refuses databases that are not journals and
     /// journals from a newer format.
@@ -95,6 +118,7 @@ extension SQLiteJournal {
             try db.execute(sql: leaseColumns)
             try db.execute(sql: packedHistoriesTable)
             try db.execute(sql: sumColumns)
+            try db.execute(sql: auditTable)
             try db.execute(sql: "PRAGMA application_id = \(applicationID)")
             try db.execute(sql: "PRAGMA user_version = \(formatVersion)")
             return
@@ -138,7 +162,7 @@ extension SQLiteJournal {
     ///   child workflow events; format 6 adds the lease columns of `runs`; format 7 the
     ///   `packed_histories` table; format 8 the row checksums (``RowChecksum``), computed here for
     ///   every existing row (one pass over `runs`, `events` and `signals`; payloads are not read
-    ///   beyond their frame headers).
+    ///   beyond their frame headers); format 9 the `audit` table and its triggers.
     ///   Besides those, an upgrade only records the new version, so that an older build refuses the
     ///   file instead of misreading the new events.
     static func migrate(_ db: Database, from version: Int) throws {
@@ -156,6 +180,7 @@ extension SQLiteJournal {
                 UPDATE runs SET sum = durable_run_sum(run_id, workflow_id, workflow_type, created_at, seed, error);
                 """)
         }
+        if version < 9 { try db.execute(sql: auditTable) }
         try db.execute(sql: "PRAGMA user_version = \(formatVersion)")
     }
 }

@@ -536,17 +536,7 @@ package final class SQLiteJournal: Journal {
         try writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
     }
 
-    func read<T>(_ body: (Database) throws -> T) throws -> T {
-        do {
-            return try pool.read(body)
-        } catch let error as JournalError {
-            throw error
-        } catch let error as DatabaseError {
-            throw JournalError(.storage(reason: "\(path): \(error.message ?? error.description)"))
-        } catch {
-            throw JournalError(.storage(reason: "\(path): \(error)"))
-        }
-    }
+    func read<T>(_ body: (Database) throws -> T) throws -> T { try mappingErrors { try pool.read(body) } }
 
     /// GRDB's blocking `write`, without this journal's error mapping (the caller maps errors).
     func writeSync<T>(_ body: (Database) throws -> T) throws -> T { try pool.write(body) }
@@ -554,9 +544,33 @@ package final class SQLiteJournal: Journal {
     /// GRDB's blocking `writeWithoutTransaction` (async callers would otherwise get GRDB's async one).
     func writeWithoutTransaction(_ body: (Database) throws -> Void) throws { try pool.writeWithoutTransaction(body) }
 
-    func write<T>(_ body: (Database) throws -> T) throws -> T {
+    func write<T>(_ body: (Database) throws -> T) throws -> T { try mappingErrors { try pool.write(body) } }
+
+    /// A write transaction (`IMMEDIATE`: it holds the file's write lock from its first statement)
+    /// committed at `full` durability, synced to disk, even in a journal opened `fast`.
+    func writeDurably<T>(_ body: (Database) throws -> T) throws -> T {
+        try mappingErrors {
+            try pool.writeWithoutTransaction { db in
+                let fast = durability != .full
+                if fast { try db.execute(sql: "PRAGMA synchronous = FULL") }
+                defer { if fast { try? db.execute(sql: "PRAGMA synchronous = NORMAL") } }
+                try db.execute(sql: "BEGIN IMMEDIATE")
+                do {
+                    let value = try body(db)
+                    try db.execute(sql: "COMMIT")
+                    return value
+                } catch {
+                    if db.isInsideTransaction { try? db.execute(sql: "ROLLBACK") }
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// Runs `body`, turning GRDB's errors into ``JournalError`` `storage` naming the file.
+    private func mappingErrors<T>(_ body: () throws -> T) throws -> T {
         do {
-            return try pool.write(body)
+            return try body()
         } catch let error as JournalError {
             throw error
         } catch let error as DatabaseError {

@@ -181,10 +181,11 @@ func integrityJournal() async throws -> String {
             ALTER TABLE events DROP COLUMN sum;
             ALTER TABLE signals DROP COLUMN sum;
             ALTER TABLE runs DROP COLUMN sum;
+            DROP TABLE audit;
             PRAGMA user_version = 7;
             """)
         let journal = try SQLiteJournal(JournalConfiguration(path, createIfMissing: false))
-        #expect(try await journal.stats().formatVersion == 8)
+        #expect(try await journal.stats().formatVersion == SQLiteJournal.formatVersion)
         let report = try await journal.check()
         #expect(report.isHealthy, "\(report.problems)")
         let run = try #require(try await journal.findRun("r1"))
@@ -208,5 +209,47 @@ func integrityJournal() async throws -> String {
         #expect(try await journal.findRun("r2")?.error == "stop")
         let report = try await journal.check()
         #expect(report.isHealthy, "\(report.problems)")
+    }
+
+    // MARK: - The audit log (format 9)
+
+    @Test func aFormat8JournalIsUpgradedWithAnAppendOnlyAuditLog() async throws {
+        let path = try await integrityJournal()
+        try await alter(path, "DROP TABLE audit; PRAGMA user_version = 8")
+        let journal = try SQLiteJournal(JournalConfiguration(path, createIfMissing: false))
+        #expect(try await journal.stats().formatVersion == 9)
+        #expect(try await journal.appendAudit(AuditDraft(actor: "user:root", source: "cli", action: "cancel", target: "r1",
+                                                        outcome: "ok")).seq == 1)
+        await #expect(throws: DatabaseError.self) { try await alter(path, "DELETE FROM audit") }
+        let report = try await journal.check()
+        #expect(report.isHealthy && report.auditEntriesChecked == 1, "\(report.problems)")
+    }
+
+    @Test func anAuditRowChangedOnDiskIsDamageAndOneRewrittenWithItsSumBreaksTheChain() async throws {
+        let path = try await integrityJournal()
+        let journal = try SQLiteJournal(JournalConfiguration(path, createIfMissing: false))
+        var entries: [AuditEntry] = []
+        for n in 1...3 {
+            entries.append(try await journal.appendAudit(AuditDraft(
+                actor: "user:root", source: "cli", action: "signal", target: "r\(n)", outcome: "ok")))
+        }
+        try await alter(path, "DROP TRIGGER audit_no_update")
+        // A byte changed on disk: the row's checksum says so, reads refuse the entry.
+        try await alter(path, "UPDATE audit SET outcome = 'ol' WHERE seq = 2")
+        let error = await #expect(throws: JournalError.self) { _ = try await journal.auditEntries(limit: 10) }
+        #expect(error?.code == .damaged && error?.description.contains("audit entry 2") == true, "\(String(describing: error))")
+        #expect(try await journal.check().problems.allSatisfy { $0.contains("audit entry 2") })
+        // Rewritten on purpose, checksum and hash recomputed: the next entry's link breaks.
+        var forged = entries[1]
+        forged.outcome = "runNotFound"
+        forged.hash = AuditChain.hash(of: forged, previous: entries[0].hash)
+        try await alter(
+            path, "UPDATE audit SET outcome = ?, hash = ?, sum = ? WHERE seq = 2",
+            arguments: [forged.outcome, forged.hash, RowChecksum.audit(forged)])
+        #expect(try await journal.auditEntries(after: 1, limit: 1) == [forged])
+        #expect(try await journal.check().problems == [
+            "audit entry 3: its hash does not follow from its fields and the entry before it "
+                + "(this entry or the one before it was changed after it was written)",
+        ])
     }
 }

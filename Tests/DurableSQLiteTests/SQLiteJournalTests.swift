@@ -63,8 +63,9 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
     }
 
     @Test func aFormat5JournalIsUpgradedInPlaceAndKeepsItsRuns() async throws {
-        // The file taken back to format 5: no row checksums, no lease columns, no packed histories.
+        // The file taken back to format 5: no audit log, no row checksums, no lease columns, no packed histories.
         let path = try await journalFile(changedBy: """
+            DROP TABLE audit;
             ALTER TABLE events DROP COLUMN sum;
             ALTER TABLE signals DROP COLUMN sum;
             ALTER TABLE runs DROP COLUMN sum;

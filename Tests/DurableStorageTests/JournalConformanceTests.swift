@@ -418,6 +418,7 @@ func result(_ journal: any Journal, _ batch: JournalBatch) async -> Result<Void,
         let schema = try schemaName(location)
         try psql(location, """
             DROP INDEX \(schema).runs_running_expiry; DROP INDEX \(schema).runs_running_owner;
+            DROP TABLE \(schema).audit; DROP FUNCTION \(schema).audit_append_only;
             UPDATE \(schema).meta SET value = '1' WHERE key = 'format_version'
             """)
         let indexes = "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes "
@@ -425,13 +426,16 @@ func result(_ journal: any Journal, _ batch: JournalBatch) async -> Result<Void,
         #expect(try psql(location, indexes) == "")
 
         let journal = try await openJournal(location, owner: "worker-b")
-        #expect(try await journal.stats().formatVersion == 2)
+        #expect(try await journal.stats().formatVersion == 3)
         #expect(try psql(location, indexes) == "runs_running_expiry,runs_running_owner")
         let run = try #require(try await journal.findRun("r1"))
         #expect(try await journal.history(run, from: 0).map(\.index) == [0, 1])
         #expect(try await journal.runsToTakeOver(deadOwners: []).map(\.runID) == ["r1"])
         #expect(try await journal.acquireLease(runID: "r1", expected: RunLease(of: run)))
         #expect(try await journal.check().integrity == ["ok"])
+        // Format 3's audit log, with its trigger.
+        #expect(try await journal.appendAudit(AuditDraft(actor: "a", source: "s", action: "x", target: "t", outcome: "ok")).seq == 1)
+        #expect(try runPsql(location, "DELETE FROM \(schema).audit").stderr.contains("append-only"))
         await journal.close()
     }
 

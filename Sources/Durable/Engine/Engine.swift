@@ -194,6 +194,15 @@ public final class Engine: Sendable {
         try await client.query(id, name: name, as: Value.self)
     }
 
+    /// Records an entry in the journal's audit log; see ``DurableClient/recordAudit(_:)``.
+    @discardableResult
+    public func recordAudit(_ draft: AuditDraft) async throws -> AuditEntry { try await client.recordAudit(draft) }
+
+    /// A page of the audit log; see ``DurableClient/auditLog(after:limit:newestFirst:)``.
+    public func auditLog(after: Int64? = nil, limit: Int = 100, newestFirst: Bool = false) async throws -> [AuditEntry] {
+        try await client.auditLog(after: after, limit: limit, newestFirst: newestFirst)
+    }
+
     // MARK: - For the package's tests and tools
 
     package var journal: any Journal { worker.journal }

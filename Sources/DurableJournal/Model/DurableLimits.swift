@@ -13,4 +13,13 @@ public enum DurableLimits {
     /// `DurableClient`'s `submit`, `start` and `signal` and a worker's `start`. Any other character is
     /// allowed (and stored as given); the command line prints control characters escaped.
     public static let maximumIdentifierBytes = 1_000
+
+    /// The longest actor, source, action, target or outcome of an audit entry (``AuditDraft``), in
+    /// bytes of UTF-8: 2,048, room for an HTTP request line or a target that quotes a workflow ID of
+    /// the longest kind. A longer one is clipped to end in `…`, never refused: an action is not left
+    /// unaudited for what a caller sent.
+    public static let maximumAuditFieldBytes = 2_048
+
+    /// The longest detail of an audit entry, in bytes of UTF-8: 4,096 (clipped as the other fields).
+    public static let maximumAuditDetailBytes = 4_096
 }

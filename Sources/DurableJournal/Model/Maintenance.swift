@@ -80,7 +80,9 @@ public struct JournalCheckReport: Sendable {
     public var integrity: [String]
     public var runsChecked = 0
     public var eventsChecked = 0
-    /// Problems found in runs, events and signals, each naming what and where.
+    /// Entries of the audit log checked: their hash chain, numbering and (SQLite) row checksums.
+    public var auditEntriesChecked = 0
+    /// Problems found in runs, events, signals and the audit log, each naming what and where.
     public var problems: [String] = []
     /// Encrypted payloads whose key this process does not hold, by key ID: only their frames'
     /// headers were checked (not a problem; check again with the keys to verify them).

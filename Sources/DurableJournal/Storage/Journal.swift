@@ -153,6 +153,23 @@ package protocol Journal: AnyObject, Sendable {
     /// - Throws: ``JournalError`` `filesChanged`: write no more (a worker stops).
     func checkFiles() throws
 
+    // MARK: Audit log
+
+    /// Appends an entry to the journal's append-only audit log and returns it once it is committed,
+    /// at full durability whatever the journal's (it is not a group-commit batch): numbered one past
+    /// the last entry, timed now, its fields clipped (``AuditDraft/clipped``) and chained
+    /// (``AuditChain``). Appends are serialized across processes, so that the chain is one line.
+    ///
+    /// The storage refuses to change or delete an entry (triggers), and no maintenance (prune,
+    /// compact, reset, copy) touches the log.
+    func appendAudit(_ draft: AuditDraft) async throws -> AuditEntry
+    /// Audit entries in order of ``AuditEntry/seq``, at most `limit`: oldest first, those after
+    /// `cursor` (from the first when `nil`); or, with `newestFirst`, newest first, those before
+    /// `cursor` (from the last when `nil`). Pass the last seq of a page as the next page's `cursor`.
+    /// - Throws: ``JournalError`` `damaged` naming the entry when a stored one cannot be read (SQLite:
+    ///   or does not match its row checksum); the hash chain is ``check(progress:)``'s to verify.
+    func auditEntries(after cursor: Int64?, limit: Int, newestFirst: Bool) async throws -> [AuditEntry]
+
     // MARK: Copying
 
     /// Writes one run exactly as another journal holds it: its record (without a lease), all its
@@ -196,6 +213,10 @@ extension Journal {
     }
 
     package func check() async throws -> JournalCheckReport { try await check(progress: { _, _ in }) }
+
+    package func auditEntries(after cursor: Int64? = nil, limit: Int) async throws -> [AuditEntry] {
+        try await auditEntries(after: cursor, limit: limit, newestFirst: false)
+    }
 
     package func compact() async throws -> CompactionReport { try await compact(progress: { _, _ in }) }
 

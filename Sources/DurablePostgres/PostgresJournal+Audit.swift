@@ -1,0 +1,54 @@
+package import DurableJournal
+import Foundation
+import PostgresNIO
+
+extension PostgresJournal {
+    /// The columns of `audit` read by ``auditEntry(_:)``.
+    static let auditColumns = "seq, time, actor, source, action, target, outcome, detail, hash"
+
+    /// Appends the entry in its own transaction, committed with `synchronous_commit = on` whatever the
+    /// journal's durability. An advisory lock held until the commit keeps other appends (from any
+    /// process) out between reading the last entry and inserting the next, so that the chain stays
+    /// one line.
+    package func appendAudit(_ draft: AuditDraft) async throws -> AuditEntry {
+        try await inTransaction { connection in
+            try await connection.query("SET LOCAL synchronous_commit = on", logger: self.logger)
+            try await connection.query(
+                "SELECT pg_advisory_xact_lock(hashtext(\("durable-audit:" + self.s)))", logger: self.logger)
+            let last = try await connection.query("""
+                SELECT \(unescaped: Self.auditColumns) FROM \(unescaped: self.s).audit ORDER BY seq DESC LIMIT 1
+                """, logger: self.logger).collect()
+            let previous = try last.first.map(Self.auditEntry)
+            let entry = AuditChain.entry(
+                draft, seq: (previous?.seq ?? 0) + 1, time: Date(), previous: previous?.hash ?? AuditChain.start)
+            try await connection.query("""
+                INSERT INTO \(unescaped: self.s).audit (\(unescaped: Self.auditColumns))
+                VALUES (\(entry.seq), \(entry.time.journalMillis), \(entry.actor), \(entry.source), \(entry.action),
+                    \(entry.target), \(entry.outcome), \(entry.detail), \(entry.hash))
+                """, logger: self.logger)
+            return entry
+        }
+    }
+
+    package func auditEntries(after cursor: Int64?, limit: Int, newestFirst: Bool) async throws -> [AuditEntry] {
+        let cursor = cursor ?? (newestFirst ? Int64.max : 0)
+        let limit = Int64(max(0, limit))
+        let query: PostgresQuery = newestFirst
+            ? "SELECT \(unescaped: Self.auditColumns) FROM \(unescaped: s).audit WHERE seq < \(cursor) ORDER BY seq DESC LIMIT \(limit)"
+            : "SELECT \(unescaped: Self.auditColumns) FROM \(unescaped: s).audit WHERE seq > \(cursor) ORDER BY seq LIMIT \(limit)"
+        return try await rows(query).map(Self.auditEntry)
+    }
+
+    /// An audit row of ``auditColumns``.
+    /// - Throws: ``JournalError`` `damaged` naming the entry when its time is out of range.
+    static func auditEntry(_ row: PostgresRow) throws -> AuditEntry {
+        let (seq, millis, actor, source, action, target, outcome, detail, hash) = try row.decode(
+            (Int64, Int64, String, String, String, String, String, String?, String).self)
+        guard let time = Date(checkedJournalMillis: millis) else {
+            throw JournalError(.damagedAudit(seq: "\(seq)", reason: "column time holds \(millis), out of range"))
+        }
+        return AuditEntry(
+            seq: seq, time: time, actor: actor, source: source, action: action, target: target, outcome: outcome,
+            detail: detail, hash: hash)
+    }
+}

@@ -1,0 +1,61 @@
+package import DurableJournal
+import Foundation
+import GRDB
+
+extension SQLiteJournal {
+    /// The columns of `audit` read by ``auditRow(_:)``.
+    static let auditColumns = "seq, time, actor, source, action, target, outcome, detail, hash, sum"
+
+    /// Appends the entry in its own `IMMEDIATE` transaction, synced whatever the journal's durability:
+    /// the write lock, taken before the last entry is read, keeps other processes' appends out until
+    /// this one is committed, so that the chain stays one line.
+    package func appendAudit(_ draft: AuditDraft) async throws -> AuditEntry {
+        try writeDurably { db in
+            let last = try Row.fetchOne(db, sql: "SELECT \(Self.auditColumns) FROM audit ORDER BY seq DESC LIMIT 1")
+            let previous = try last.map { try Self.auditRow($0) }
+            if let damage = previous?.damage { throw damage }
+            let entry = AuditChain.entry(
+                draft, seq: (previous?.entry.seq ?? 0) + 1, time: Date(), previous: previous?.entry.hash ?? AuditChain.start)
+            try db.execute(
+                sql: "INSERT INTO audit (\(Self.auditColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                arguments: [
+                    entry.seq, entry.time.journalMillis, entry.actor, entry.source, entry.action, entry.target, entry.outcome,
+                    entry.detail, entry.hash, RowChecksum.audit(entry),
+                ])
+            return entry
+        }
+    }
+
+    package func auditEntries(after cursor: Int64?, limit: Int, newestFirst: Bool) async throws -> [AuditEntry] {
+        let sql = "SELECT \(Self.auditColumns) FROM audit "
+            + (newestFirst ? "WHERE seq < ? ORDER BY seq DESC LIMIT ?" : "WHERE seq > ? ORDER BY seq LIMIT ?")
+        let cursor: Int64 = cursor ?? (newestFirst ? .max : 0)
+        let arguments: StatementArguments = [cursor, max(0, limit)]
+        return try read { db in
+            try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+                let (entry, damage) = try Self.auditRow(row)
+                if let damage { throw damage }
+                return entry
+            }
+        }
+    }
+
+    /// An audit row of ``auditColumns``, and the damage its row checksum shows (`nil`: none).
+    /// - Throws: ``JournalError`` `damaged` naming the entry for a value of the wrong type or range.
+    static func auditRow(_ row: Row) throws -> (entry: AuditEntry, damage: JournalError?) {
+        let label = switch (row[0] as DatabaseValue).storage {
+        case .int64(let seq): "\(seq)"
+        default: "with seq \(StoredRow.storageClass(row[0]))"
+        }
+        let stored = StoredRow(row: row) { JournalError(.damagedAudit(seq: label, reason: $0)) }
+        let entry = AuditEntry(
+            seq: try stored.integer(0, "seq"), time: try stored.time(1, "time"), actor: try stored.text(2, "actor"),
+            source: try stored.text(3, "source"), action: try stored.text(4, "action"), target: try stored.text(5, "target"),
+            outcome: try stored.text(6, "outcome"), detail: try stored.optionalText(7, "detail"), hash: try stored.text(8, "hash"))
+        let sum = try stored.optionalInteger(9, "sum")
+        guard sum != RowChecksum.audit((0...8).map(stored.value)) else { return (entry, nil) }
+        return (entry, JournalError(.damagedAudit(
+            seq: label, reason: (sum == nil ? "the row has no checksum" : "the row does not match its checksum")
+                + " (the stored bytes changed after they were written)")))
+    }
+}

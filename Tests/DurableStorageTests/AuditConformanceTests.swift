@@ -1,0 +1,196 @@
+import DurableJournal
+import DurableTestSupport
+import Foundation
+import GRDB
+import Testing
+
+/// The audit log, on every backend: appended in one numbered, hash-chained line; read back in pages;
+/// never changed or deleted through the database; every change made behind its back named by `check`.
+@Suite(.timeLimit(.minutes(2))) struct AuditConformanceTests {
+    func draft(_ n: Int, detail: String? = nil) -> AuditDraft {
+        AuditDraft(
+            actor: "user:alice", source: "cli pid \(n) on test", action: "signal", target: "claim-\(n)", outcome: "ok",
+            detail: detail)
+    }
+
+    /// Runs raw SQL against the journal's storage, the way a tool with access to it would; returns the
+    /// error text when the database refuses it (nil when it ran).
+    func rawSQL(_ backend: Backend, _ location: String, _ sql: String) async throws -> String? {
+        switch backend {
+        case .sqlite:
+            let queue = try DatabaseQueue(path: location)
+            defer { try? queue.close() }
+            do {
+                try await queue.writeWithoutTransaction { db in try db.execute(sql: sql) }
+                return nil
+            } catch let error as DatabaseError {
+                return error.message ?? "\(error)"
+            }
+        case .postgres:
+            let result = try runPsql(location, "SET search_path = \(try schemaName(location)); \(sql)")
+            return result.status == 0 ? nil : result.stderr
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func entriesAreNumberedInOrderAndReadBackInPages(_ backend: Backend) async throws {
+        guard let location = backend.freshLocation() else { return }
+        let journal = try await openJournal(location)
+        var written: [AuditEntry] = []
+        for n in 1...5 { written.append(try await journal.appendAudit(draft(n, detail: n == 2 ? "signal 'review'" : nil))) }
+        #expect(written.map(\.seq) == [1, 2, 3, 4, 5])
+        #expect(written[1].detail == "signal 'review'" && written[0].detail == nil && written[3].target == "claim-4")
+        #expect(written.allSatisfy { Date(journalMillis: $0.time.journalMillis) == $0.time }, "times are whole milliseconds")
+        #expect(Set(written.map(\.hash)).count == 5 && written.allSatisfy { $0.hash.count == 64 })
+        #expect(try await journal.auditEntries(limit: 100) == written, "every entry reads back as it was returned")
+        #expect(try await journal.auditEntries(after: 2, limit: 2) == Array(written[2...3]))
+        #expect(try await journal.auditEntries(after: 5, limit: 2).isEmpty)
+        #expect(try await journal.auditEntries(after: nil, limit: 2, newestFirst: true).map(\.seq) == [5, 4])
+        #expect(try await journal.auditEntries(after: 3, limit: 10, newestFirst: true).map(\.seq) == [2, 1])
+        #expect(try await journal.auditEntries(limit: 0).isEmpty)
+        // Each hash follows from the one before.
+        var previous = AuditChain.start
+        for entry in written {
+            #expect(entry.hash == AuditChain.hash(of: entry, previous: previous))
+            previous = entry.hash
+        }
+        let report = try await journal.check()
+        #expect(report.isHealthy && report.auditEntriesChecked == 5, "\(report.problems)")
+        #expect(try await journal.effectiveDurability() == .fast, "the synced audit commit leaves the journal's durability as it was")
+        await journal.close()
+    }
+
+    @Test(arguments: Backend.allCases) func oversizedFieldsAreClippedAndNULIsReplaced(_ backend: Backend) async throws {
+        guard let location = backend.freshLocation() else { return }
+        let journal = try await openJournal(location)
+        let long = String(repeating: "é", count: 5_000)  // 10,000 bytes
+        let entry = try await journal.appendAudit(AuditDraft(
+            actor: "token:a\u{0}b", source: long, action: "POST /v1/workflows/\(long)/runs", target: "t", outcome: "201",
+            detail: long))
+        #expect(entry.actor == "token:a\u{FFFD}b")
+        #expect(entry.source.utf8.count <= DurableLimits.maximumAuditFieldBytes && entry.source.hasSuffix("é…"))
+        #expect(entry.action.utf8.count <= DurableLimits.maximumAuditFieldBytes && entry.action.hasPrefix("POST /v1/workflows/éé"))
+        #expect(entry.detail.map { $0.utf8.count <= DurableLimits.maximumAuditDetailBytes && $0.utf8.count > 4_000 } == true)
+        #expect(try await journal.auditEntries(limit: 1) == [entry])
+        #expect(try await journal.check().isHealthy)
+        await journal.close()
+    }
+
+    @Test(arguments: Backend.allCases) func appendsFromSeveralConnectionsFormOneChain(_ backend: Backend) async throws {
+        guard let location = backend.freshLocation() else { return }
+        let first = try await openJournal(location)
+        let second = try await openJournal(location)
+        let seqs = try await withThrowingTaskGroup(of: Int64.self) { group in
+            for n in 0..<24 {
+                let (journal, draft) = (n % 2 == 0 ? first : second, draft(n))
+                group.addTask { try await journal.appendAudit(draft).seq }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(seqs.sorted() == Array(1...24))
+        let report = try await first.check()
+        #expect(report.isHealthy && report.auditEntriesChecked == 24, "\(report.problems)")
+        await first.close()
+        await second.close()
+    }
+
+    @Test(arguments: Backend.allCases) func theDatabaseRefusesToChangeOrDeleteEntries(_ backend: Backend) async throws {
+        guard let location = backend.freshLocation() else { return }
+        let journal = try await openJournal(location)
+        for n in 1...3 { _ = try await journal.appendAudit(draft(n)) }
+        let before = try await journal.auditEntries(limit: 10)
+        var statements = ["UPDATE audit SET actor = 'user:mallory' WHERE seq = 2", "DELETE FROM audit WHERE seq = 3",
+                          "DELETE FROM audit"]
+        if backend == .postgres { statements.append("TRUNCATE audit") }
+        for sql in statements {
+            let refusal = try await rawSQL(backend, location, sql)
+            #expect(refusal?.contains("append-only") == true, "\(sql): \(refusal ?? "ran")")
+        }
+        #expect(try await journal.auditEntries(limit: 10) == before)
+        #expect(try await journal.check().isHealthy)
+        await journal.close()
+    }
+
+    @Test(arguments: Backend.allCases) func checkNamesAnEntryChangedBehindTheTriggersBack(_ backend: Backend) async throws {
+        guard let location = backend.freshLocation() else { return }
+        let journal = try await openJournal(location)
+        var entries: [AuditEntry] = []
+        for n in 1...5 { entries.append(try await journal.appendAudit(draft(n))) }
+        let disable = backend == .sqlite
+            ? "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete"
+            : "ALTER TABLE audit DISABLE TRIGGER audit_append_only"
+        #expect(try await rawSQL(backend, location, disable) == nil)
+
+        // A field changed in place: the entry's hash no longer follows.
+        #expect(try await rawSQL(backend, location, "UPDATE audit SET target = 'claim-9' WHERE seq = 2") == nil)
+        var problems = try await journal.check().problems
+        #expect(!problems.isEmpty && problems.allSatisfy { $0.contains("audit entry 2") }, "\(problems)")
+
+        // An entry removed: the next one does not follow.
+        #expect(try await rawSQL(backend, location, "UPDATE audit SET target = 'claim-2' WHERE seq = 2") == nil)
+        #expect(try await journal.check().isHealthy, "put back as it was, the chain holds again")
+        #expect(try await rawSQL(backend, location, "DELETE FROM audit WHERE seq = 4") == nil)
+        problems = try await journal.check().problems
+        #expect(problems.contains { $0.hasPrefix("audit entry 5: follows entry 3") }, "\(problems)")
+        #expect(problems.contains { $0.hasPrefix("audit entry 5: its hash does not follow") }, "\(problems)")
+        await journal.close()
+    }
+
+    @Test func anEntryRewrittenWithAFreshHashBreaksTheLinkToTheNext() async throws {
+        // PostgreSQL rows carry no checksum of their own: the chain alone shows the change.
+        guard let location = Backend.postgres.freshLocation() else { return }
+        let journal = try await openJournal(location)
+        var entries: [AuditEntry] = []
+        for n in 1...3 { entries.append(try await journal.appendAudit(draft(n))) }
+        var forged = entries[1]
+        forged.outcome = "runNotFound"
+        let hash = AuditChain.hash(of: forged, previous: entries[0].hash)
+        #expect(try await rawSQL(.postgres, location, """
+            ALTER TABLE audit DISABLE TRIGGER audit_append_only;
+            UPDATE audit SET outcome = 'runNotFound', hash = '\(hash)' WHERE seq = 2
+            """) == nil)
+        let problems = try await journal.check().problems
+        #expect(problems == ["audit entry 3: its hash does not follow from its fields and the entry before it "
+            + "(this entry or the one before it was changed after it was written)"])
+        await journal.close()
+    }
+
+    @Test(arguments: Backend.allCases) func pruneCompactAndResetLeaveTheAuditLog(_ backend: Backend) async throws {
+        guard let location = backend.freshLocation() else { return }
+        let journal = try await openJournal(location, owner: "worker-a")
+        _ = try await journal.appendAudit(draft(1))
+        for id in ["done", "open"] {
+            try await journal.append(newRun(id))
+            try await journal.append(JournalBatch(run: RunRef(runID: id), events: [completed(1, "1")]))
+        }
+        try await journal.append(JournalBatch(
+            run: RunRef(runID: "done"), events: [EventDraft(HistoryEvent(index: 2, kind: .workflowCompleted, time: t0))],
+            statusChange: .init(status: .completed)))
+        _ = try await journal.appendAudit(draft(2))
+        let open = try #require(try await journal.findRun("open"))
+        let replacement = RunRecord(
+            runID: "open-2", workflowID: "open-2", workflowType: "Flow", status: .running, createdAt: t0, updatedAt: t0,
+            closedAt: nil, seed: 1, error: nil)
+        #expect(try await journal.replaceRun(
+            RunTermination(runID: "open", reason: "reset", expected: RunLease(of: open), notice: nil),
+            with: replacement, events: Array(try await journal.history(open, from: 0).prefix(1)), signals: []))
+        _ = try await journal.compact()
+        #expect(try await journal.deleteClosedRuns(closedBefore: Date().addingTimeInterval(60)).runs == 2)
+        #expect(try await journal.auditEntries(limit: 10).map(\.seq) == [1, 2])
+        let report = try await journal.check()
+        #expect(report.isHealthy && report.auditEntriesChecked == 2, "\(report.problems)")
+        await journal.close()
+    }
+
+    @Test func anEntryEncodesWithStableFieldNames() throws {
+        let entry = AuditChain.entry(
+            AuditDraft(actor: "token:ops", source: "http 10.0.0.7:51234", action: "POST /v1/runs/r1/cancel", target: "r1",
+                       outcome: "202"),
+            seq: 7, time: Date(journalMillis: 1_795_000_000_021), previous: AuditChain.start)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let json = String(decoding: try encoder.encode(entry), as: UTF8.self)
+        #expect(json == #"{"action":"POST /v1/runs/r1/cancel","actor":"token:ops","detail":null,"hash":"\#(entry.hash)","#
+            + #""outcome":"202","seq":7,"source":"http 10.0.0.7:51234","target":"r1","time":"2026-11-18T11:06:40.021Z"}"#)
+        #expect(try JSONDecoder().decode(AuditEntry.self, from: Data(json.utf8)) == entry)
+    }
+}
