@@ -30,8 +30,12 @@ enum Format {
     /// JSON bytes as one line, cut to `limit` characters.
     static func payload(_ data: Data?, limit: Int = 60) -> String {
         guard let data else { return "" }
-        let text = String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\n", with: " ").escaped
-        return text.count > limit ? String(text.prefix(limit - 1)) + "…" : text
+        return clipped(String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\n", with: " ").escaped, to: limit)
+    }
+
+    /// Text cut to `limit` characters, ending in `…` when it was longer.
+    static func clipped(_ text: String, to limit: Int) -> String {
+        text.count > limit ? String(text.prefix(limit - 1)) + "…" : text
     }
 
     /// A fixed-width table with a header row; the cells are printed ``Swift/String/escaped``.

@@ -16,6 +16,8 @@ enum OptionLimits {
     static let limit: ClosedRange<Int> = 0...1_000_000
     /// `reset --to`: an event index.
     static let eventIndex: ClosedRange<Int> = 0...Int(Int32.max)
+    /// `audit list --after`: an audit entry's seq, up to 10^15 (31,000 years of 1,000 entries a second).
+    static let auditSeq: ClosedRange<Int> = 0...1_000_000_000_000_000
 }
 
 /// Why an option's value was refused; ArgumentParser prints it after "The value '…' is invalid for

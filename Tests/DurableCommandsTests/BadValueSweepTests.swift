@@ -36,6 +36,8 @@ import Testing
         NumericOption(path: "runs count", option: "--started-before", valid: "7d"),
         NumericOption(path: "journal prune", option: "--older-than", valid: "7d"),
         NumericOption(path: "reset", option: "--to", required: ["some-run"], valid: "3"),
+        NumericOption(path: "audit list", option: "--after", valid: "7"),
+        NumericOption(path: "audit list", option: "--limit", valid: "10"),
     ]
 
     /// Every other option that takes a value (text, names, paths, JSON), by subcommand path.
@@ -56,6 +58,7 @@ import Testing
         "run --journal", "run --input", "run --id", "run --id-reuse", "run --durability", "run --log-level",
         "replay --journal", "replay --file", "replay --type",
         "query --journal",
+        "audit list --journal",
     ]
 
     /// Too large, infinite, not a number, negative, empty; with and without a duration unit.

@@ -56,6 +56,11 @@ import Glibc
         expectClean(list.stdout, "runs list")
         #expect(list.stdout.contains(Self.escapedID), "\(list.stdout.debugDescription)")
 
+        let audit = try await runCommand(durable, ["audit", "list", "--journal", journal])
+        expectClean(audit.stdout, "audit list")
+        #expect(audit.stdout.contains(Self.escapedID) && audit.stdout.contains(Self.escapedSignal),
+                "\(audit.stdout.debugDescription)")
+
         let show = try await runCommand(durable, ["runs", "show", Self.hostileID, "--journal", journal])
         #expect(show.status == 0, "\(show.stderr)")
         expectClean(show.stdout, "runs show")

@@ -12,7 +12,7 @@ import Synchronization
 ///
 /// A worker on the same host can tell whether a holder's process is still there, and take its runs
 /// over at once instead of waiting for its leases to expire.
-enum WorkerIdentity {
+package enum WorkerIdentity {
     /// The host's name, or `DURABLE_WORKER_HOST` when set: workers on several machines (or containers
     /// that share a host name) sharing a PostgreSQL journal must present different hosts, since a
     /// lease holder on the same host is checked through `/proc` and one elsewhere only by its expiry.
@@ -20,10 +20,14 @@ enum WorkerIdentity {
         if let name = ProcessInfo.processInfo.environment["DURABLE_WORKER_HOST"], !name.isEmpty {
             return name.replacingOccurrences(of: "/", with: "_")
         }
+        return systemHostName.replacingOccurrences(of: "/", with: "_")
+    }()
+
+    /// The host's name as the system has it (`gethostname`), `localhost` when it cannot be read.
+    package static let systemHostName: String = {
         var buffer = [CChar](repeating: 0, count: 256)
         guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            .replacingOccurrences(of: "/", with: "_")
     }()
 
     private static let process = "\(host)/\(getpid())/\(startTime(of: getpid()) ?? 0)"

@@ -17,8 +17,14 @@ struct Cancel: AsyncParsableCommand {
     var reason: String = "cancelled from the command line"
 
     func run() async throws {
-        let engine = try await options.openClient()
-        let runID = try await closedRunIsBadInput { try await engine.cancel(target.id, reason: reason) }
+        let client = try await options.openClient()
+        let runID = try await closedRunIsBadInput {
+            try await audited(client, "cancel", target: target.id, detail: "reason: \(reason)") { note in
+                let runID = try await client.cancel(target.id, reason: reason)
+                note.resolved(runID)
+                return runID
+            }
+        }
         if target.json {
             try Format.printJSON(["runID": runID, "requested": "cancel"])
         } else {
@@ -42,8 +48,14 @@ struct Terminate: AsyncParsableCommand {
     var reason: String
 
     func run() async throws {
-        let engine = try await options.openClient()
-        let runID = try await closedRunIsBadInput { try await engine.terminate(target.id, reason: reason) }
+        let client = try await options.openClient()
+        let runID = try await closedRunIsBadInput {
+            try await audited(client, "terminate", target: target.id, detail: "reason: \(reason)") { note in
+                let runID = try await client.terminate(target.id, reason: reason)
+                note.resolved(runID)
+                return runID
+            }
+        }
         if target.json {
             try Format.printJSON(["runID": runID, "requested": "terminate"])
         } else {

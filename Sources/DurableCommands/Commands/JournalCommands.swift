@@ -9,7 +9,7 @@ struct JournalCommand: AsyncParsableCommand {
 
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Check the file and every run's history; exit 0 when healthy, 3 when not.")
+            abstract: "Check the file, every run's history and the audit log; exit 0 when healthy, 3 when not.")
 
         @OptionGroup var options: JournalOptions
 
@@ -25,12 +25,13 @@ struct JournalCommand: AsyncParsableCommand {
             if json {
                 try Format.printJSON([
                     "healthy": report.isHealthy, "formatVersion": report.formatVersion, "integrity": report.integrity,
-                    "runs": report.runsChecked, "events": report.eventsChecked, "problems": report.problems,
+                    "runs": report.runsChecked, "events": report.eventsChecked, "auditEntries": report.auditEntriesChecked,
+                    "problems": report.problems,
                     "unverifiedPayloads": report.unverifiedPayloads,
                 ] as [String: Any])
             } else {
                 print("journal \(options.path.escaped): format \(report.formatVersion), \(report.runsChecked) runs, "
-                      + "\(report.eventsChecked) events")
+                      + "\(report.eventsChecked) events, \(report.auditEntriesChecked) audit entries")
                 print("file integrity: " + report.integrity.prefix(20).map(\.escaped).joined(separator: "\n  "))
                 for (keyID, count) in report.unverifiedPayloads.sorted(by: { $0.key < $1.key }) {
                     print("not verified: \(count) payload(s) encrypted with key '\(keyID.escaped)', not held here (frames checked)")
@@ -133,9 +134,20 @@ struct JournalCommand: AsyncParsableCommand {
             let statuses = status
             let cutoff = Date().addingTimeInterval(-olderThan)
             let json = self.json
-            let deleted = try await options.openClient().journal.deleteClosedRuns(
-                closedBefore: cutoff, statuses: statuses, dryRun: dryRun
-            ) { runs in if !json { printProgress("deleted \(runs) runs") } }
+            let client = try await options.openClient()
+            func prune() async throws -> (runs: Int, events: Int) {
+                try await client.journal.deleteClosedRuns(closedBefore: cutoff, statuses: statuses, dryRun: dryRun) { runs in
+                    if !json { printProgress("deleted \(runs) runs") }
+                }
+            }
+            // A dry run changes nothing and is not recorded.
+            let what = "closed before \(Format.time(cutoff))"
+                + (statuses.map { "; status " + $0.map(\.rawValue).joined(separator: ",") } ?? "")
+            let deleted = dryRun ? try await prune() : try await audited(client, "prune", target: options.path, detail: what) { note in
+                let deleted = try await prune()
+                note.add("deleted \(deleted.runs) runs (\(deleted.events) events)")
+                return deleted
+            }
             if json {
                 try Format.printJSON(["runs": deleted.runs, "events": deleted.events, "dryRun": dryRun,
                                       "closedBefore": Format.time(cutoff)] as [String: Any])
@@ -161,10 +173,14 @@ struct JournalCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let engine = try await options.openClient()
+            let client = try await options.openClient()
             let json = self.json
-            let report = try await engine.journal.compact { done, total in
-                if !json { printProgress("packed \(done)/\(total) closed runs") }
+            let report = try await audited(client, "compact", target: options.path) { note in
+                let report = try await client.journal.compact { done, total in
+                    if !json { printProgress("packed \(done)/\(total) closed runs") }
+                }
+                note.add("packed \(report.packedRuns) runs, skipped \(report.skippedRuns)")
+                return report
             }
             if json {
                 try Format.printJSON([
@@ -215,8 +231,16 @@ extension JournalCommand {
             let source = try await DurableClient(journal: JournalConfiguration(from, createIfMissing: false))
             let destination = try await DurableClient(journal: JournalConfiguration(to))
             let json = self.json
-            let report = try await copyJournal(from: source.journal, to: destination.journal) { done, total in
-                if !json && (done % 1_000 == 0 || done == total) { printProgress("copied \(done)/\(total) runs") }
+            // Recorded in the journal it writes; the source's audit log stays in the source.
+            let report = try await audited(
+                destination, "copy", target: destination.journalLocation, detail: "from \(source.journalLocation)"
+            ) { note in
+                let report = try await copyJournal(from: source.journal, to: destination.journal) { done, total in
+                    if !json && (done % 1_000 == 0 || done == total) { printProgress("copied \(done)/\(total) runs") }
+                }
+                note.add("copied \(report.copiedRuns) runs (\(report.copiedEvents) events, \(report.copiedSignals) signals), "
+                         + "skipped \(report.skippedRuns)")
+                return report
             }
             await destination.journal.close()
             await source.journal.close()

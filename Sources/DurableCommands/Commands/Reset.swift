@@ -27,7 +27,14 @@ struct Reset: AsyncParsableCommand {
 
     func run() async throws {
         let engine = try await options.openExisting(withCode: false)
-        let report = try await engine.reset(target.id, toEvent: to, reason: reason)
+        let report = try await audited(
+            engine.client, "reset", target: target.id, detail: "to event \(to); reason: \(reason)"
+        ) { note in
+            let report = try await engine.reset(target.id, toEvent: to, reason: reason)
+            note.resolved(report.sourceRunID)
+            note.add("new run \(report.newRunID)")
+            return report
+        }
         if target.json {
             try Format.printJSON([
                 "sourceRunID": report.sourceRunID, "newRunID": report.newRunID, "workflowID": report.workflowID,

@@ -20,6 +20,7 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let data = try readInput(start.input)
+        let policy = try start.reusePolicy()
         let engine = try await options.openForWork(
             durability: try work.parsedDurability(), worker: try work.workerOptions(), logger: work.logger("durable"))
         try engine.validate(workflowType: start.workflowType, input: data)
@@ -30,8 +31,15 @@ struct RunCommand: AsyncParsableCommand {
         async let worker: Void = group.run()
         var failure: (any Error)?
         do {
-            let runID = try await engine.start(
-                workflowType: start.workflowType, input: data, id: start.id, idReuse: try start.reusePolicy())
+            let runID = try await audited(
+                engine.client, "run", target: start.id ?? "-", detail: "workflow type \(start.workflowType)"
+            ) { note in
+                let runID = try await engine.start(
+                    workflowType: start.workflowType, input: data, id: start.id, idReuse: policy)
+                note.target = start.id ?? runID
+                note.resolved(runID)
+                return runID
+            }
             try await printOutcome(engine.client, runID: runID, json: json)
         } catch {
             failure = error

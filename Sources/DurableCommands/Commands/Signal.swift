@@ -38,7 +38,13 @@ struct Signal: AsyncParsableCommand {
         let data = try readInput(input)
         // An application checks the input against the signal types its workflows name.
         let engine = try await options.openExisting(withCode: true)
-        let runID = try await closedRunIsBadInput { try await engine.client.signal(id, name: name, json: data) }
+        let runID = try await closedRunIsBadInput {
+            try await audited(engine.client, "signal", target: id, detail: "signal '\(name)'") { note in
+                let runID = try await engine.client.signal(id, name: name, json: data)
+                note.resolved(runID)
+                return runID
+            }
+        }
         if json {
             try Format.printJSON(["runID": runID, "signal": name])
         } else {

@@ -22,24 +22,30 @@ struct Submit: AsyncParsableCommand {
 
     func run() async throws {
         let data = try readInput(start.input)
-        let client: DurableClient
-        var engine: DurableWorker?  // kept alive while its client is used
-        if AppSetup.hasCode {
-            let app = try await options.openForWork()
-            try app.validate(workflowType: start.workflowType, input: data)
-            (engine, client) = (app, app.client)
-        } else {
-            client = try await options.openClient()
-            let known = try await client.journal.knownWorkflowTypes()
-            guard known.contains(start.workflowType) else {
-                let hint = known.isEmpty
-                    ? "no worker has registered workflow types in \(options.path) yet; start a worker once first"
-                    : "known types: \(known.joined(separator: ", "))"
-                throw CommandFailure(message: "unknown workflow type '\(start.workflowType)'; \(hint)", exitCode: .badInput)
+        let policy = try start.reusePolicy()
+        let engine: DurableWorker? = AppSetup.hasCode ? try await options.openForWork() : nil  // kept alive while its client is used
+        let client = if let engine { engine.client } else { try await options.openClient() }
+        let (runID, existing) = try await audited(
+            client, "submit", target: start.id ?? "-", detail: "workflow type \(start.workflowType)"
+        ) { note in
+            if let engine {
+                try engine.validate(workflowType: start.workflowType, input: data)
+            } else {
+                let known = try await client.journal.knownWorkflowTypes()
+                guard known.contains(start.workflowType) else {
+                    let hint = known.isEmpty
+                        ? "no worker has registered workflow types in \(options.path) yet; start a worker once first"
+                        : "known types: \(known.joined(separator: ", "))"
+                    throw CommandFailure(message: "unknown workflow type '\(start.workflowType)'; \(hint)", exitCode: .badInput)
+                }
             }
+            let submitted = try await client.submit(
+                workflowType: start.workflowType, input: data, id: start.id, idReuse: policy)
+            note.target = start.id ?? submitted.runID
+            note.resolved(submitted.runID)
+            if submitted.existing { note.add("already open") }
+            return submitted
         }
-        let (runID, existing) = try await client.submit(
-            workflowType: start.workflowType, input: data, id: start.id, idReuse: try start.reusePolicy())
         if !wait {
             if json {
                 try Format.printJSON(["runID": runID, "existing": existing])
