@@ -132,25 +132,29 @@ enum PostgresSchema {
         return version
     }
 
-    /// Checks the schema's format, creates the tables of a new journal, or upgrades an older format;
-    /// refuses a newer one without changing anything. Several workers starting at once take turns
-    /// (an advisory lock held by the transaction).
+    /// Checks the schema's format, creates the tables of a new journal (when `mayCreate` allows), or
+    /// upgrades an older format (whatever `mayCreate` says, as SQLite's journal does: a command that
+    /// only reads still sees an older journal, not a missing one); refuses a newer one without
+    /// changing anything. Several workers starting at once take turns (an advisory lock held by the
+    /// transaction).
     static func prepare(
         _ connection: PostgresConnection, place: PostgresLocation, create mayCreate: Bool, location: String, logger: Logger
     ) async throws {
         let s = place.schema
-        if let found = try await version(connection, schema: s, logger: logger), found >= formatVersion {
+        let found = try await version(connection, schema: s, logger: logger)
+        if let found, found >= formatVersion {
             if found > formatVersion {
                 throw JournalError(.newerFormat(path: location, found: found, supported: formatVersion))
             }
             return
         }
-        guard mayCreate else { throw JournalError(.missing(path: location)) }
+        guard mayCreate || found != nil else { throw JournalError(.missing(path: location)) }
         try await connection.query("BEGIN", logger: logger)
         do {
             try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\("durable:" + s)))", logger: logger)
             switch try await version(connection, schema: s, logger: logger) {
             case nil:
+                guard mayCreate else { throw JournalError(.missing(path: location)) }
                 for statement in create(s) { try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
             case let found? where found > formatVersion:
                 throw JournalError(.newerFormat(path: location, found: found, supported: formatVersion))

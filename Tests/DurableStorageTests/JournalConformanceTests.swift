@@ -425,6 +425,9 @@ func result(_ journal: any Journal, _ batch: JournalBatch) async -> Result<Void,
             + "WHERE schemaname = '\(schema)' AND indexname LIKE 'runs_running_%'"
         #expect(try psql(location, indexes) == "")
 
+        // A command that only reads upgrades it too (it is an older journal, not a missing one).
+        let reader = try await JournalConfiguration(location, createIfMissing: false).open(lease: nil)
+        await reader.close()
         let journal = try await openJournal(location, owner: "worker-b")
         #expect(try await journal.stats().formatVersion == 3)
         #expect(try psql(location, indexes) == "runs_running_expiry,runs_running_owner")
