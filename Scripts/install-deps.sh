@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what Durable builds against and tests with, when missing: the SQLite and LZ4 headers,
-# python3 (the process-pool tests and benchmark run it as a model worker, stdlib only) and PostgreSQL
-# (the server binaries for the tests' throwaway cluster, and pg_dump). Used by Scripts/demo.sh and
-# Scripts/test.sh; safe to run again.
+# python3 (the process-pool tests and benchmark run it as a model worker, stdlib only) with venv (the
+# API fuzz run's schemathesis comes from PyPI into a venv) and PostgreSQL (the server binaries for the
+# tests' throwaway cluster, and pg_dump). Used by Scripts/demo.sh and Scripts/test.sh; safe to run again.
 set -euo pipefail
 missing=()
 for pkg in libsqlite3-dev liblz4-dev pkg-config; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-command -v python3 >/dev/null || missing+=(python3)
+command -v /usr/bin/python3 >/dev/null || missing+=(python3)
+/usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2

@@ -3,7 +3,8 @@
 # PostgreSQL), builds every product (the tests spawn the built executables as real processes), starts
 # a throwaway PostgreSQL cluster (stopped again on exit, whatever happens), then runs the Swift Testing
 # suites: all of them on SQLite, then the engine, test-kit and command-line suites again on
-# PostgreSQL. The storage conformance suite runs both backends in one pass.
+# PostgreSQL. The storage conformance suite runs both backends in one pass. Last, a property-based
+# fuzz run of the HTTP API against its OpenAPI document (Scripts/api-fuzz.sh, schemathesis from PyPI).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash Scripts/install-deps.sh
@@ -33,7 +34,7 @@ swift test --skip-build --filter "$timed" "$@"
 swift test --skip-build --filter "$alone" "$@"
 echo "== PostgreSQL" >&2
 export DURABLE_TEST_BACKEND=postgres
-suites='DurableTests\.|DurableTestingTests\.|DurableCommandsTests\.'
+suites='DurableTests\.|DurableTestingTests\.|DurableCommandsTests\.|DurableServerTests\.'
 swift test --skip-build --filter "$suites" --skip "$timed" --skip "$alone" --skip "$heavy" "$@"
 swift test --skip-build --filter 'PayloadLimitTests' "$@"
 # One test at a time: with the database server on the same two cores, a commit under the parallel
@@ -43,6 +44,9 @@ swift test --skip-build --filter 'PayloadLimitTests' "$@"
 swift test --skip-build --no-parallel \
     --filter 'WorkerRuntimeTests|ActivityRuntimeCoverageTests|ProcessPoolTests|TimerTests' "$@"
 swift test --skip-build --filter "$alone" "$@"
+unset DURABLE_TEST_BACKEND
+echo "== HTTP API fuzz run" >&2
+bash Scripts/api-fuzz.sh
 # The suites' journals live in durable-tests-<pid> folders (on /dev/shm when it is writable, else in
 # $TMPDIR); remove those of test processes that have ended, this run's included.
 # A test process killed inside DiskFullTests may leave its small tmpfs mounted there.

@@ -1,4 +1,5 @@
 public import Durable
+public import DurableServer
 import ArgumentParser
 import Foundation
 import Logging
@@ -22,10 +23,14 @@ import Synchronization
 public enum DurableApp {
     /// Parses `arguments` (the process's by default), runs the command, and exits the process with
     /// the command's exit code. See `Docs/cli.md` for the codes.
+    /// - Parameters:
+    ///   - eventRoutes: what `serve` does with the events posted to `/v1/events` (a `--events` file
+    ///     replaces them).
     public static func main(
-        name: String, arguments: [String]? = nil, register: (@Sendable (DurableWorker) -> Void)? = nil
+        name: String, arguments: [String]? = nil, eventRoutes: EventRoutes? = nil,
+        register: (@Sendable (DurableWorker) -> Void)? = nil
     ) async -> Never {
-        AppSetup.current.withLock { $0 = AppSetup(name: name, register: register) }
+        AppSetup.current.withLock { $0 = AppSetup(name: name, register: register, eventRoutes: eventRoutes) }
         lineBufferStandardOutput()
         LoggingSystem.bootstrap(StreamLogHandler.standardError)  // logs on stderr; results stay on stdout
         let code = await run(arguments ?? Array(CommandLine.arguments.dropFirst()))
@@ -78,6 +83,7 @@ func printError(_ message: String) {
 struct AppSetup: Sendable {
     var name: String
     var register: (@Sendable (DurableWorker) -> Void)?
+    var eventRoutes: EventRoutes?
 
     static let current = Mutex(AppSetup(name: "durable", register: nil))
 
@@ -116,7 +122,7 @@ struct RootCommand: AsyncParsableCommand {
         let name = AppSetup.current.withLock { $0.name }
         var subcommands: [any ParsableCommand.Type] = [
             Submit.self, Runs.self, History.self, Signal.self, Cancel.self, Terminate.self, Reset.self, JournalCommand.self,
-            Audit.self,
+            Audit.self, Serve.self, Auth.self,
         ]
         if AppSetup.hasCode {
             subcommands += [Worker.self, RunCommand.self, Replay.self, Query.self]

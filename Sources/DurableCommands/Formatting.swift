@@ -1,4 +1,5 @@
 import Durable
+import DurableServer
 import Foundation
 
 enum Format {
@@ -51,54 +52,13 @@ enum Format {
         return ([line(header)] + rows.map(line)).joined(separator: "\n")
     }
 
-    /// JSON data embedded as a value (or as a string when it is not JSON).
-    static func jsonValue(_ data: Data?) -> Any {
-        guard let data else { return NSNull() }
-        return (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]))
-            ?? String(decoding: data, as: UTF8.self)
-    }
-
     static func printJSON(_ value: Any) throws {
-        let data = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes])
-        print(String(decoding: data, as: UTF8.self))
+        print(String(decoding: try RunJSON.data(value, pretty: true), as: UTF8.self))
     }
 
     /// One JSON object on one line (JSON lines).
     static func printJSONLine(_ value: Any) throws {
-        let data = try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .withoutEscapingSlashes])
-        print(String(decoding: data, as: UTF8.self))
-    }
-
-    static func runJSON(_ run: RunRecord) -> [String: Any] {
-        [
-            "runID": run.runID, "workflowID": run.workflowID, "workflowType": run.workflowType,
-            "status": run.status.rawValue, "createdAt": time(run.createdAt),
-            "closedAt": run.closedAt.map(time) ?? NSNull(), "error": run.error ?? NSNull(),
-            "leaseOwner": run.leaseOwner ?? NSNull(), "leaseExpiresAt": run.leaseExpiresAt.map(time) ?? NSNull(),
-        ]
-    }
-
-    static func failureJSON(_ failure: FailureInfo?) -> Any {
-        guard let failure else { return NSNull() }
-        var object: [String: Any] = ["type": failure.type, "message": failure.message]
-        if let retryable = failure.retryable { object["retryable"] = retryable }
-        if let delay = failure.nextRetryDelayMs { object["nextRetryDelayMs"] = delay }
-        if let limit = failure.limitMs { object["limitMs"] = limit }
-        return object
-    }
-
-    static func attemptJSON(_ details: AttemptDetails?) -> Any {
-        guard let details, let data = try? JSONEncoder().encode(details) else { return NSNull() }
-        return jsonValue(data)
-    }
-
-    static func activityJSON(_ activity: ActivitySummary) -> [String: Any] {
-        [
-            "seq": activity.seq, "activityType": activity.activityType, "state": activity.state.rawValue,
-            "attempts": activity.attempts, "cancelRequested": activity.cancelRequested,
-            "lastFailure": failureJSON(activity.lastFailure), "lastAttempt": attemptJSON(activity.lastAttempt),
-            "lastHeartbeat": activity.lastHeartbeat.map { jsonValue(Data($0.utf8)) } ?? NSNull(),
-        ]
+        print(String(decoding: try RunJSON.data(value), as: UTF8.self))
     }
 }
 

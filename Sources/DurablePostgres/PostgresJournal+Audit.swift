@@ -39,6 +39,13 @@ extension PostgresJournal {
         return try await rows(query).map(Self.auditEntry)
     }
 
+    package func auditEntries(target: String, limit: Int) async throws -> [AuditEntry] {
+        try await rows("""
+            SELECT \(unescaped: Self.auditColumns) FROM \(unescaped: s).audit WHERE target = \(target)
+            ORDER BY seq LIMIT \(Int64(max(0, limit)))
+            """).map(Self.auditEntry)
+    }
+
     /// An audit row of ``auditColumns``.
     /// - Throws: ``JournalError`` `damaged` naming the entry when its time is out of range.
     static func auditEntry(_ row: PostgresRow) throws -> AuditEntry {

@@ -217,7 +217,7 @@ package final class PostgresJournal: Journal {
     }
 
     /// The `WHERE` clause of a filter, with its binds appended to `binds`.
-    static func clause(_ filter: RunFilter, _ binds: inout PostgresBindings) -> String {
+    func clause(_ filter: RunFilter, _ binds: inout PostgresBindings) -> String {
         var conditions: [String] = []
         func bind(_ value: some PostgresDynamicTypeEncodable) -> String {
             binds.append(value)
@@ -230,12 +230,15 @@ package final class PostgresJournal: Journal {
         }
         if let after = filter.startedAfter { conditions.append("created_at >= \(bind(after.journalMillis))") }
         if let before = filter.startedBefore { conditions.append("created_at < \(bind(before.journalMillis))") }
+        if let after = filter.afterRunID {
+            conditions.append("seq \(filter.oldestFirst ? ">" : "<") (SELECT seq FROM \(s).runs WHERE run_id = \(bind(after)))")
+        }
         return conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
     }
 
     package func runs(_ filter: RunFilter) async throws -> [RunRecord] {
         var binds = PostgresBindings()
-        var sql = "SELECT \(Self.runColumns) FROM \(s).runs" + Self.clause(filter, &binds)
+        var sql = "SELECT \(Self.runColumns) FROM \(s).runs" + clause(filter, &binds)
             + (filter.oldestFirst ? " ORDER BY seq" : " ORDER BY seq DESC")
         if let limit = filter.limit { sql += " LIMIT \(max(0, limit))" }
         return try await rows(PostgresQuery(unsafeSQL: sql, binds: binds)).map(Self.runRecord)
@@ -243,7 +246,7 @@ package final class PostgresJournal: Journal {
 
     package func countRuns(_ filter: RunFilter) async throws -> [RunStatus: Int] {
         var binds = PostgresBindings()
-        let sql = "SELECT status, count(*) FROM \(s).runs" + Self.clause(filter, &binds) + " GROUP BY status"
+        let sql = "SELECT status, count(*) FROM \(s).runs" + clause(filter, &binds) + " GROUP BY status"
         var counts: [RunStatus: Int] = [:]
         for row in try await rows(PostgresQuery(unsafeSQL: sql, binds: binds)) {
             let (status, count) = try row.decode((String, Int64).self)

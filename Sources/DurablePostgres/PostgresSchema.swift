@@ -101,6 +101,7 @@ enum PostgresSchema {
                 hash    text NOT NULL
             )
             """,
+            "CREATE INDEX audit_by_target ON \(s).audit (target, seq)",
             """
             CREATE FUNCTION \(s).audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN

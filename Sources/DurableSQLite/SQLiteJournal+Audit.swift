@@ -40,6 +40,19 @@ extension SQLiteJournal {
         }
     }
 
+    package func auditEntries(target: String, limit: Int) async throws -> [AuditEntry] {
+        try read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT \(Self.auditColumns) FROM audit WHERE target = ? ORDER BY seq LIMIT ?",
+                arguments: [target, max(0, limit)]
+            ).map { row in
+                let (entry, damage) = try Self.auditRow(row)
+                if let damage { throw damage }
+                return entry
+            }
+        }
+    }
+
     /// An audit row of ``auditColumns``, and the damage its row checksum shows (`nil`: none).
     /// - Throws: ``JournalError`` `damaged` naming the entry for a value of the wrong type or range.
     static func auditRow(_ row: Row) throws -> (entry: AuditEntry, damage: JournalError?) {

@@ -27,6 +27,10 @@ extension RunFilter {
             conditions.append("created_at < ?")
             arguments += [startedBefore.journalMillis]
         }
+        if let afterRunID {
+            conditions.append("id \(oldestFirst ? ">" : "<") (SELECT id FROM runs WHERE run_id = ?)")
+            arguments += [afterRunID]
+        }
         return (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "), arguments)
     }
 }

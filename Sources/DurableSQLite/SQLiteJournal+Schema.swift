@@ -98,6 +98,7 @@ extension SQLiteJournal {
             hash    TEXT NOT NULL,
             sum     INTEGER NOT NULL
         );
+        CREATE INDEX audit_by_target ON audit (target, seq);
         CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: its entries cannot be changed'); END;
         CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit

@@ -47,6 +47,12 @@ import Testing
         #expect(try await journal.auditEntries(after: nil, limit: 2, newestFirst: true).map(\.seq) == [5, 4])
         #expect(try await journal.auditEntries(after: 3, limit: 10, newestFirst: true).map(\.seq) == [2, 1])
         #expect(try await journal.auditEntries(limit: 0).isEmpty)
+        // By target (the index `POST /v1/events` looks a handled event up in), oldest first.
+        let again = try await journal.appendAudit(draft(4))
+        #expect(try await journal.auditEntries(target: "claim-4", limit: 10) == [written[3], again])
+        #expect(try await journal.auditEntries(target: "claim-4", limit: 1) == [written[3]])
+        #expect(try await journal.auditEntries(target: "claim-9", limit: 10).isEmpty)
+        written.append(again)
         // Each hash follows from the one before.
         var previous = AuditChain.start
         for entry in written {
@@ -54,7 +60,7 @@ import Testing
             previous = entry.hash
         }
         let report = try await journal.check()
-        #expect(report.isHealthy && report.auditEntriesChecked == 5, "\(report.problems)")
+        #expect(report.isHealthy && report.auditEntriesChecked == 6, "\(report.problems)")
         #expect(try await journal.effectiveDurability() == .fast, "the synced audit commit leaves the journal's durability as it was")
         await journal.close()
     }

@@ -100,6 +100,23 @@ func result(_ journal: any Journal, _ batch: JournalBatch) async -> Result<Void,
         await journal.close()
     }
 
+    @Test(arguments: Backend.allCases) func runsArePagedAfterAGivenRunInEitherOrder(_ backend: Backend) async throws {
+        guard let location = backend.freshLocation() else { return }
+        let journal = try await openJournal(location, owner: "w1")
+        for n in 1...5 { try await journal.append(newRun("r\(n)", workflowID: "page-\(n)")) }
+        try await journal.append(newRun("x1", workflowID: "other-1"))
+        func page(after: String?, oldestFirst: Bool) async throws -> [String] {
+            try await journal.runs(RunFilter(workflowIDPrefix: "page-", oldestFirst: oldestFirst, limit: 2, afterRunID: after)).map(\.runID)
+        }
+        #expect(try await page(after: nil, oldestFirst: false) == ["r5", "r4"])
+        #expect(try await page(after: "r4", oldestFirst: false) == ["r3", "r2"])
+        #expect(try await page(after: "r2", oldestFirst: false) == ["r1"])
+        #expect(try await page(after: "r1", oldestFirst: false).isEmpty)
+        #expect(try await page(after: "r2", oldestFirst: true) == ["r3", "r4"])
+        #expect(try await page(after: "x1", oldestFirst: false) == ["r5", "r4"], "a cursor outside the filter pages by its place")
+        await journal.close()
+    }
+
     @Test(arguments: Backend.allCases) func aSecondOpenRunWithTheSameWorkflowIDIsRefused(_ backend: Backend) async throws {
         guard let location = backend.freshLocation() else { return }
         let journal = try await openJournal(location, owner: "w1")

@@ -40,4 +40,10 @@ extension DurableClient {
     public func auditLog(after: Int64? = nil, limit: Int = 100, newestFirst: Bool = false) async throws -> [AuditEntry] {
         try await journal.auditEntries(after: after, limit: limit, newestFirst: newestFirst)
     }
+
+    /// The first `limit` audit entries (oldest first) whose target is `target`: what was done to a run
+    /// (by its ID as the actions named it), or, for `event:ID`, how `POST /v1/events` handled an event.
+    public func auditLog(target: String, limit: Int = 100) async throws -> [AuditEntry] {
+        try await journal.auditEntries(target: target, limit: limit)
+    }
 }

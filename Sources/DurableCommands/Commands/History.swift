@@ -1,5 +1,6 @@
 import ArgumentParser
 import Durable
+import DurableServer
 import Foundation
 
 struct History: AsyncParsableCommand {
@@ -73,7 +74,7 @@ struct ShowHistory: AsyncParsableCommand {
             return
         }
         if target.json {
-            try Format.printJSON(events.map(Self.eventJSON))
+            try Format.printJSON(events.map(RunJSON.event))
             return
         }
         print("run \(run.runID.escaped)  workflow ID \(run.workflowID.escaped)  \(run.workflowType.escaped)  \(run.status.rawValue)")
@@ -97,7 +98,7 @@ struct ShowHistory: AsyncParsableCommand {
             let events = try await engine.journal.history(run, from: printed)
             for event in events {
                 if target.json {
-                    try Format.printJSONLine(Self.eventJSON(event))
+                    try Format.printJSONLine(RunJSON.event(event))
                 } else {
                     let cells = Self.row(event, start: start ?? event.time).map(\.escaped)
                     print([cells[0].padded(6), cells[1].padded(10), cells[2].padded(25), cells[3].padded(6),
@@ -108,26 +109,6 @@ struct ShowHistory: AsyncParsableCommand {
             printed += events.count
             if !current.status.isOpen { return }
         }
-    }
-
-    static func eventJSON(_ event: HistoryEvent) -> [String: Any] {
-        var object: [String: Any] = ["index": event.index, "kind": event.kind.name, "time": Format.time(event.time)]
-        if event.seq != 0 { object["seq"] = event.seq }
-        if event.attempt != 0 { object["attempt"] = event.attempt }
-        if let name = event.name { object["name"] = name }
-        if let encrypted = event.encryptedData {
-            object["encrypted"] = ["keyID": encrypted.keyID]
-        } else if let failure = event.failure {
-            object["failure"] = Format.failureJSON(failure)
-        } else if event.data != nil {
-            object["data"] = Format.jsonValue(event.data)
-        }
-        if event.attemptDetails != nil {
-            object["attemptDetails"] = Format.jsonValue(event.meta)
-        } else if let meta = event.meta {
-            object["options"] = Format.jsonValue(meta)
-        }
-        return object
     }
 
     static func row(_ event: HistoryEvent, start: Date) -> [String] {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Durable
+import DurableServer
 import Foundation
 
 struct Query: AsyncParsableCommand {
@@ -21,7 +22,7 @@ struct Query: AsyncParsableCommand {
         let answer = try await engine.client.query(target.id, name: name)
         if target.json {
             let run = try await engine.client.describe(target.id).run
-            try Format.printJSON(["runID": run.runID, "query": name, "result": Format.jsonValue(answer)])
+            try Format.printJSON(["runID": run.runID, "query": name, "result": RunJSON.value(answer)])
         } else {
             print(String(decoding: answer, as: UTF8.self))  // JSON: no raw control characters
         }

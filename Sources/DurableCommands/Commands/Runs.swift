@@ -1,5 +1,6 @@
 import ArgumentParser
 import Durable
+import DurableServer
 import Foundation
 
 struct Runs: AsyncParsableCommand {
@@ -33,7 +34,7 @@ struct Runs: AsyncParsableCommand {
             let engine = try await options.openClient()
             let runs = try await engine.runs(filter)
             if json {
-                try Format.printJSON(runs.map(Format.runJSON))
+                try Format.printJSON(runs.map(RunJSON.run))
                 return
             }
             if runs.isEmpty {
@@ -81,6 +82,10 @@ struct Runs: AsyncParsableCommand {
             let engine = try await options.openExisting(withCode: true)  // an application tells what a run waits for
             let description = try await engine.client.describe(target.id)
             let run = description.run
+            if target.json {
+                try Format.printJSON(RunJSON.description(description))
+                return
+            }
             var result: Data?
             var failure: FailureInfo?
             var continuedAs: String?
@@ -91,33 +96,6 @@ struct Runs: AsyncParsableCommand {
             case .terminated(let reason): failure = FailureInfo(type: "Terminated", message: reason)
             case .continuedAsNew(let next): continuedAs = next
             case nil: break
-            }
-            if target.json {
-                var object = Format.runJSON(run)
-                object["eventCount"] = description.eventCount
-                object["historyError"] = description.historyError.map { "\($0)" } ?? NSNull()
-                object["input"] = Format.jsonValue(description.input)
-                object["result"] = Format.jsonValue(result)
-                object["failure"] = Format.failureJSON(failure)
-                object["continuedAs"] = continuedAs ?? NSNull()
-                object["activities"] = description.activities.map(Format.activityJSON)
-                object["parent"] = description.parent.map {
-                    ["runID": $0.parentRunID, "seq": $0.parentSeq] as [String: Any]
-                } ?? NSNull()
-                object["children"] = description.children.map {
-                    ["seq": $0.seq, "workflowType": $0.workflowType, "workflowID": $0.workflowID, "runID": $0.runID,
-                     "state": $0.state] as [String: Any]
-                }
-                object["timers"] = description.timers.map {
-                    ["seq": $0.seq, "due": Format.time($0.due), "state": $0.state.rawValue] as [String: Any]
-                }
-                object["queuedSignals"] = description.queuedSignals
-                object["awaitedSignals"] = description.awaitedSignals ?? NSNull()
-                object["rejectedSignals"] = description.rejectedSignals.map {
-                    ["name": $0.name, "time": Format.time($0.time), "reason": $0.reason] as [String: Any]
-                }
-                try Format.printJSON(object)
-                return
             }
             var lines = [
                 "run ID:       \(run.runID.escaped)",

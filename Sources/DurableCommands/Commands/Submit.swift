@@ -1,5 +1,6 @@
 import ArgumentParser
 import Durable
+import DurableServer
 import Foundation
 
 struct Submit: AsyncParsableCommand {
@@ -75,13 +76,13 @@ func printOutcome(_ client: DurableClient, runID: String, json: Bool) async thro
     switch outcome {
     case .completed(let result):
         if json {
-            try Format.printJSON(["runID": runID, "status": "completed", "result": Format.jsonValue(result)])
+            try Format.printJSON(["runID": runID, "status": "completed", "result": RunJSON.value(result)])
         } else {
             print(String(decoding: result, as: UTF8.self))  // JSON: no raw control characters
         }
     case .failed(let failure):
         if json {
-            try Format.printJSON(["runID": runID, "status": "failed", "failure": Format.failureJSON(failure)])
+            try Format.printJSON(["runID": runID, "status": "failed", "failure": RunJSON.failure(failure)])
         }
         throw CommandFailure(message: "run \(runID) failed: \(failure)", exitCode: .runFailed)
     case .continuedAsNew:

@@ -11,11 +11,15 @@ public struct RunFilter: Sendable, Equatable {
     public var startedBefore: Date?
     public var oldestFirst: Bool
     public var limit: Int?
+    /// Only runs after this run in the order asked for (a page's last run: keyset paging).
+    public var afterRunID: String?
 
     public init(
         statuses: [RunStatus]? = nil, workflowType: String? = nil, workflowIDPrefix: String? = nil,
-        startedAfter: Date? = nil, startedBefore: Date? = nil, oldestFirst: Bool = false, limit: Int? = nil
+        startedAfter: Date? = nil, startedBefore: Date? = nil, oldestFirst: Bool = false, limit: Int? = nil,
+        afterRunID: String? = nil
     ) {
+        self.afterRunID = afterRunID
         self.statuses = statuses
         self.workflowType = workflowType
         self.workflowIDPrefix = workflowIDPrefix

@@ -169,6 +169,9 @@ package protocol Journal: AnyObject, Sendable {
     /// - Throws: ``JournalError`` `damaged` naming the entry when a stored one cannot be read (SQLite:
     ///   or does not match its row checksum); the hash chain is ``check(progress:)``'s to verify.
     func auditEntries(after cursor: Int64?, limit: Int, newestFirst: Bool) async throws -> [AuditEntry]
+    /// The first `limit` audit entries (oldest first) whose target is `target` (indexed): what was
+    /// done to one run, or whether an event ID was handled already.
+    func auditEntries(target: String, limit: Int) async throws -> [AuditEntry]
 
     // MARK: Copying
 

@@ -1,0 +1,58 @@
+import Hummingbird
+import HummingbirdAuth
+import NIOCore
+
+/// A request's context: who sent it (from the bearer token), from where, and the body size it may have.
+struct ServerContext: AuthRequestContext, RequestContext {
+    var coreContext: CoreRequestContextStorage
+    var identity: Caller?
+    /// Whether a token was presented that no entry matches (to tell "bad token" from "no token").
+    var presentedUnknownToken = false
+    /// The peer's address, `ip:port`.
+    let peer: String
+    /// Set by the server for each request, from its options.
+    var bodyLimit = 2 * 1024 * 1024
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        identity = nil
+        let address = source.channel.remoteAddress
+        peer = address.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
+    }
+
+    var maxUploadSize: Int { bodyLimit }
+
+    /// The caller, when its role is `role` or above.
+    /// - Throws: a 401 problem without a (valid) token, a 403 problem for a role too low.
+    func require(_ role: Role) throws -> Caller {
+        guard let identity else {
+            throw Problem(
+                .unauthorized, "unauthorized",
+                presentedUnknownToken ? "the bearer token is not valid" : "this route needs a bearer token (Authorization: Bearer TOKEN)",
+                headers: [.wwwAuthenticate: "Bearer realm=\"durable\""])
+        }
+        guard identity.role >= role else {
+            throw Problem(.forbidden, "forbidden", "token '\(identity.name)' has role \(identity.role.rawValue); this needs \(role.rawValue) or above")
+        }
+        return identity
+    }
+}
+
+/// Finds the caller of each request from its `Authorization: Bearer` header.
+struct TokenAuthenticator: RouterMiddleware {
+    typealias Context = ServerContext
+    let verifier: TokenVerifier
+    let bodyLimit: Int
+
+    func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
+        var context = context
+        context.bodyLimit = bodyLimit
+        if let bearer = request.headers.bearer {
+            context.identity = verifier.caller(presenting: bearer.token)
+            context.presentedUnknownToken = context.identity == nil
+        } else if request.headers[.authorization] != nil {
+            context.presentedUnknownToken = true
+        }
+        return try await next(request, context)
+    }
+}
