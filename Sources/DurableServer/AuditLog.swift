@@ -12,6 +12,9 @@ struct AuditMiddleware: RouterMiddleware {
     typealias Context = ServerContext
     let client: DurableClient
     let logger: Logger
+    /// How long the answer waits for its entry to be written (the entry is written later if the
+    /// journal takes longer, and the answer goes out).
+    let timeout: Duration
 
     func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
         guard request.method != .get, request.method != .head else { return try await next(request, context) }
@@ -39,8 +42,11 @@ struct AuditMiddleware: RouterMiddleware {
             target: target.removingPercentEncoding ?? target,
             outcome: String(problem?.status.code ?? status ?? 0),
             detail: detail.isEmpty ? nil : detail)
+        let client = self.client
         do {
-            _ = try await client.recordAudit(entry)
+            _ = try await withTimeout(timeout) { try await client.recordAudit(entry) }
+        } catch let problem as Problem where problem.code == "timeout" {
+            logger.warning("audit log: the entry for \(entry.action) by \(entry.actor) is late; it is written when the journal takes it")
         } catch {
             logger.error("audit log: cannot record \(entry.action) by \(entry.actor): \(error)")
         }

@@ -93,8 +93,8 @@ public struct DurableServer: Sendable {
         router.add(middleware: HTTPMetricsMiddleware(factory: metricsFactory))
         router.add(middleware: TracingMiddleware())
         router.add(middleware: TokenAuthenticator(verifier: TokenVerifier(options.tokens), bodyLimit: options.maximumBodyBytes))
-        router.add(middleware: AuditMiddleware(client: client, logger: logger))
-        var book = RouteBook(router: router, requestTimeout: options.requestTimeout)
+        router.add(middleware: AuditMiddleware(client: client, logger: logger, timeout: options.requestTimeout))
+        var book = RouteBook(router: router, requestTimeout: options.requestTimeout, maximumWait: options.maximumWait)
         Self.addRoutes(to: &book, server: self)
         return router
     }
@@ -149,32 +149,50 @@ public struct DurableServer: Sendable {
 struct RouteBook {
     let router: Router<ServerContext>?
     let requestTimeout: Duration
+    let maximumWait: Duration
     var routes: [(method: String, path: String, role: Role?)] = []
 
-    init(router: Router<ServerContext>?, requestTimeout: Duration) {
+    init(router: Router<ServerContext>?, requestTimeout: Duration, maximumWait: Duration) {
         self.router = router
         self.requestTimeout = requestTimeout
+        self.maximumWait = maximumWait
+    }
+
+    /// How long a route may take.
+    enum Deadline {
+        /// The request timeout.
+        case request
+        /// The request timeout plus the request's `?wait=`.
+        case requestAndWait
+        /// None: a stream that lasts as long as its run (bounded by the number of waiters).
+        case stream
     }
 
     static func describe(_ body: (inout RouteBook) -> Void) -> [(method: String, path: String, role: Role?)] {
-        var book = RouteBook(router: nil, requestTimeout: .zero)
+        var book = RouteBook(router: nil, requestTimeout: .zero, maximumWait: .zero)
         body(&book)
         return book.routes
     }
 
     /// Adds a route that answers only callers with `role` or above (anyone when `nil`). A route is
-    /// answered 503 when it takes longer than the request timeout, unless it `waits` on purpose
-    /// (`?wait=`, history streams: those are bounded by their own limits).
+    /// answered 503 when it takes longer than its `deadline`.
     mutating func add(
-        _ method: HTTPRequest.Method, _ path: String, role: Role?, waits: Bool = false,
+        _ method: HTTPRequest.Method, _ path: String, role: Role?, deadline: Deadline = .request,
         _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
     ) {
         routes.append((method.rawValue, path, role))
-        let timeout = requestTimeout
+        let (timeout, maximumWait) = (requestTimeout, maximumWait)
         router?.on(RouterPath(path), method: method) { request, context in
             if let role { _ = try context.require(role) }
-            if waits { return try await handler(request, context) }
-            return try await withTimeout(timeout) { try await handler(request, context) }
+            switch deadline {
+            case .stream:
+                return try await handler(request, context)
+            case .request:
+                return try await withTimeout(timeout) { try await handler(request, context) }
+            case .requestAndWait:
+                let wait = try parseWait(QueryParameters(request)["wait"], maximum: maximumWait) ?? .zero
+                return try await withTimeout(timeout + wait) { try await handler(request, context) }
+            }
         }
     }
 }
@@ -227,19 +245,43 @@ struct QueryParameters {
     }
 }
 
-/// Runs `body`, throwing a 503 problem when it takes longer than `limit` (and cancelling it).
+/// Runs `body`, throwing a 503 problem when it takes longer than `limit`. The body runs on in an
+/// unstructured task after that (a journal write blocked on a lock cannot be called back): its effect,
+/// if any, lands in the journal later, which the problem says.
 func withTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            return nil
+    let work = Task { try await body() }
+    let race = FirstResult<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            race.start(continuation, timer: Task {
+                guard (try? await Task.sleep(for: limit)) != nil else { return }
+                race.finish(.failure(Problem(
+                    .serviceUnavailable, "timeout",
+                    "the request took longer than \(limit); what it did, if anything, is written to the journal when the journal takes it (retry with the same Idempotency-Key)",
+                    headers: [.retryAfter: "1"])))
+            })
+            Task { race.finish(await work.result) }
         }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else {
-            throw Problem(.serviceUnavailable, "timeout", "the request took longer than \(limit) and was abandoned; its effect, if any, is in the journal (retry with the same Idempotency-Key)", headers: [.retryAfter: "1"])
+    } onCancel: {
+        work.cancel()
+    }
+}
+
+/// Resumes a continuation with whichever result comes first, once, and stops the timer.
+private final class FirstResult<T: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<T, any Error>?, timer: Task<Void, Never>?)>((nil, nil))
+
+    func start(_ continuation: CheckedContinuation<T, any Error>, timer: Task<Void, Never>) {
+        state.withLock { $0 = (continuation, timer) }
+    }
+
+    func finish(_ result: Result<T, any Error>) {
+        let (continuation, timer) = state.withLock { state in
+            defer { state = (nil, nil) }
+            return state
         }
-        return value
+        timer?.cancel()
+        continuation?.resume(with: result)
     }
 }
 

@@ -14,7 +14,7 @@ extension HTTPField.Name {
 
 extension DurableServer {
     static func addRunRoutes(to book: inout RouteBook, server: DurableServer?) {
-        book.add(.post, "/v1/workflows/{type}/runs", role: .submitter, waits: true) { request, context in
+        book.add(.post, "/v1/workflows/{type}/runs", role: .submitter, deadline: .requestAndWait) { request, context in
             try await server!.startRun(request, context)
         }
         book.add(.get, "/v1/runs", role: .reader) { request, _ in
@@ -23,13 +23,13 @@ extension DurableServer {
         book.add(.get, "/v1/runs/{id}", role: .reader) { _, context in
             try JSONResponse.ok(RunJSON.description(try await server!.client.describe(try context.parameter("id"))))
         }
-        book.add(.get, "/v1/runs/{id}/result", role: .reader, waits: true) { request, context in
+        book.add(.get, "/v1/runs/{id}/result", role: .reader, deadline: .requestAndWait) { request, context in
             let server = server!
             let run = try await server.findRun(try context.parameter("id"))
             let wait = try parseWait(QueryParameters(request)["wait"], maximum: server.options.maximumWait) ?? .zero
             return try await server.answer(run, waitingUpTo: wait, replayed: false)
         }
-        book.add(.get, "/v1/runs/{id}/history", role: .reader, waits: true) { request, context in
+        book.add(.get, "/v1/runs/{id}/history", role: .reader, deadline: .stream) { request, context in
             try await server!.history(request, context)
         }
         book.add(.get, "/v1/runs/{id}/export", role: .reader) { _, context in

@@ -1,6 +1,7 @@
 @testable import DurableServer
 import DurableTestSupport
 import Foundation
+import GRDB
 import Testing
 
 #if canImport(Glibc)
@@ -232,6 +233,43 @@ import Glibc
             cursor = page.json["nextCursor"] as? String
         } while cursor != nil
         #expect(seen == (0..<5).reversed().map { "page-\($0)" })
+    }
+
+    /// A journal another process holds locked: the request is answered 503 `timeout` at the request
+    /// timeout (not when the lock goes), and what it did lands in the journal once the lock is gone,
+    /// so the same request with the same Idempotency-Key then finds that run.
+    @Test(.enabled(if: TestBackend.isSQLite, "locks the SQLite file")) func aRequestTheJournalCannotTakeInTimeIsAnswered503() async throws {
+        let server = try await ServerProcess(arguments: ["--request-timeout", "0.5"])
+        _ = try await server.start("Gather", input: 1)  // the journal exists, the type is known
+        // Another process's exclusive lock, held on a thread of its own until released.
+        let lock = try DatabaseQueue(path: server.journal)
+        let (locked, release) = (DispatchSemaphore(value: 0), DispatchSemaphore(value: 0))
+        Thread {
+            try? lock.inDatabase { db in
+                try db.execute(sql: "BEGIN EXCLUSIVE")
+                locked.signal()
+                release.wait()
+                try db.execute(sql: "COMMIT")
+            }
+        }.start()
+        locked.wait()
+        let began = ContinuousClock.now
+        let headers = ["Idempotency-Key": "locked-1"]
+        let reply = try await server.request("POST", "/v1/workflows/Gather/runs", role: .submitter, json: ["input": 1], headers: headers)
+        let took = ContinuousClock.now - began
+        #expect(reply.status == 503, "\(reply.text)")
+        #expect(reply.json["code"] as? String == "timeout")
+        #expect(reply.header("Retry-After") == "1")
+        #expect(took < .seconds(5), "answered at the timeout, not when the lock went: \(took)")
+        release.signal()
+        var again = reply
+        try await eventually("the held start landing in the journal") {
+            again = try await server.request("POST", "/v1/workflows/Gather/runs", role: .submitter, json: ["input": 1], headers: headers)
+            return again.header("Idempotent-Replayed") == "true"
+        }
+        #expect(again.status == 202)
+        let runs = try await server.request("GET", "/v1/runs?type=Gather", role: .reader)
+        #expect((runs.json["runs"] as? [Any])?.count == 2, "one run for the held request, none more")
     }
 
     @Test func operatorActionsCancelTerminateAndReset() async throws {
