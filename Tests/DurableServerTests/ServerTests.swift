@@ -430,6 +430,28 @@ import Glibc
         #expect(verifier.caller(presenting: token + "x") == nil)
     }
 
+    @Test func workflowIDTemplatesFillFromTheEventAndNameWhatIsMissing() throws {
+        let data: [String: Any] = ["claim": ["id": "C-7", "amount": 1200], "flag": true]
+        #expect(try Template("claim-{data.claim.id}").fill(id: "e1", name: "n", data: data) == "claim-C-7")
+        #expect(try Template("{name}/{id}/{data.claim.amount}").fill(id: "e1", name: "claim.filed", data: data) == "claim.filed/e1/1200")
+        #expect(try Template("fixed").fill(id: "e1", name: "n", data: nil) == "fixed")
+        for missing in ["x-{data.claim.nope}", "x-{data.flag}", "x-{data.claim}"] {
+            #expect(throws: Problem.self, "\(missing)") { try Template(missing).fill(id: "e1", name: "n", data: data) }
+        }
+        #expect(Template("x-{data.a}").problem == nil)
+        #expect(Template("x-{data}").problem != nil)
+        #expect(Template("x-{other}").problem != nil)
+        #expect(Template("x-{id").problem != nil)
+        // A route table file is checked when loaded.
+        let path = temporaryPath("routes") + ".json"
+        try Data(#"{"a": {"start": "T", "signal": "s", "workflowID": "x"}}"#.utf8).write(to: URL(fileURLWithPath: path))
+        #expect(throws: EventRoutesError.self) { try EventRoutes.load(path) }
+        try Data(#"{"a": {"start": "T", "workflowID": "x-{bad}"}}"#.utf8).write(to: URL(fileURLWithPath: path))
+        #expect(throws: EventRoutesError.self) { try EventRoutes.load(path) }
+        try Data(#"{"a": {"signal": "s", "workflowID": "x-{data.k}"}}"#.utf8).write(to: URL(fileURLWithPath: path))
+        #expect(try EventRoutes.load(path) == EventRoutes(["a": .signal("s", workflowID: "x-{data.k}")]))
+    }
+
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
 
