@@ -67,19 +67,22 @@ package enum RunJSON {
         return object
     }
 
+    /// A run's outcome as its result, its failure (a cancellation or termination as one, with the
+    /// reason), or the run it continued as; all `nil` while the run is open.
+    package static func parts(of outcome: RunOutcome?) -> (result: Data?, failure: FailureInfo?, continuedAs: String?) {
+        switch outcome {
+        case .completed(let data): (data, nil, nil)
+        case .failed(let info): (nil, info, nil)
+        case .cancelled(let reason): (nil, FailureInfo(type: "Cancelled", message: reason), nil)
+        case .terminated(let reason): (nil, FailureInfo(type: "Terminated", message: reason), nil)
+        case .continuedAsNew(let next): (nil, nil, next)
+        case nil: (nil, nil, nil)
+        }
+    }
+
     /// A run's outcome as `result`, `failure` and `continuedAs` members.
     package static func outcome(_ outcome: RunOutcome?) -> [String: Any] {
-        var result: Data?
-        var failure: FailureInfo?
-        var continuedAs: String?
-        switch outcome {
-        case .completed(let data): result = data
-        case .failed(let info): failure = info
-        case .cancelled(let reason): failure = FailureInfo(type: "Cancelled", message: reason)
-        case .terminated(let reason): failure = FailureInfo(type: "Terminated", message: reason)
-        case .continuedAsNew(let next): continuedAs = next
-        case nil: break
-        }
+        let (result, failure, continuedAs) = parts(of: outcome)
         return ["result": value(result), "failure": Self.failure(failure), "continuedAs": continuedAs ?? NSNull()]
     }
 

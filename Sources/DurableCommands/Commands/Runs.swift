@@ -86,17 +86,7 @@ struct Runs: AsyncParsableCommand {
                 try Format.printJSON(RunJSON.description(description))
                 return
             }
-            var result: Data?
-            var failure: FailureInfo?
-            var continuedAs: String?
-            switch description.outcome {
-            case .completed(let data): result = data
-            case .failed(let info): failure = info
-            case .cancelled(let reason): failure = FailureInfo(type: "Cancelled", message: reason)
-            case .terminated(let reason): failure = FailureInfo(type: "Terminated", message: reason)
-            case .continuedAsNew(let next): continuedAs = next
-            case nil: break
-            }
+            let (result, failure, continuedAs) = RunJSON.parts(of: description.outcome)
             var lines = [
                 "run ID:       \(run.runID.escaped)",
                 "workflow ID:  \(run.workflowID.escaped)",
