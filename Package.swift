@@ -183,7 +183,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DurableServerTests",
-            dependencies: ["DurableServer", "DurableTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Durable", "DurableServer", "DurableTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

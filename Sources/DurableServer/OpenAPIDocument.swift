@@ -539,7 +539,7 @@ components:
         limitMs: {type: integer}
     Activity:
       type: object
-      required: [seq, activityType, state, attempts, cancelRequested, lastFailure, lastAttempt, lastHeartbeat]
+      required: [seq, activityType, state, attempts, cancelRequested, lastFailure, lastAttempt, lastHeartbeat, nextRetryAt]
       properties:
         seq: {type: integer}
         activityType: {type: string}
@@ -549,6 +549,7 @@ components:
         lastFailure: {oneOf: [{type: "null"}, {$ref: "#/components/schemas/Failure"}], description: "With nextRetryDelayMs while a retry waits."}
         lastAttempt: {type: [object, "null"], description: "Worker, slot (warm or cold), timing of the last attempt."}
         lastHeartbeat: {description: "The last heartbeat's details (JSON), or null."}
+        nextRetryAt: {type: [string, "null"], description: "When the next attempt is due after a failed one that is retried (in the past: it has started)."}
     RunDescription:
       allOf:
         - $ref: "#/components/schemas/Run"

@@ -44,6 +44,7 @@ package enum RunJSON {
             "attempts": activity.attempts, "cancelRequested": activity.cancelRequested,
             "lastFailure": failure(activity.lastFailure), "lastAttempt": attempt(activity.lastAttempt),
             "lastHeartbeat": activity.lastHeartbeat.map { value(Data($0.utf8)) } ?? NSNull(),
+            "nextRetryAt": activity.nextRetryAt.map(time) ?? NSNull(),
         ]
     }
 

@@ -1,3 +1,4 @@
+import Durable
 @testable import DurableServer
 import DurableTestSupport
 import Foundation
@@ -450,6 +451,23 @@ import Glibc
         #expect(throws: EventRoutesError.self) { try EventRoutes.load(path) }
         try Data(#"{"a": {"signal": "s", "workflowID": "x-{data.k}"}}"#.utf8).write(to: URL(fileURLWithPath: path))
         #expect(try EventRoutes.load(path) == EventRoutes(["a": .signal("s", workflowID: "x-{data.k}")]))
+    }
+
+    /// A pending activity's next retry: the failed attempt's time plus the delay it was given,
+    /// cleared when the activity ends.
+    @Test func aRetriedActivityShowsWhenItsNextAttemptIsDue() throws {
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        let failure = try JSONEncoder().encode(FailureInfo(type: "Timeout", message: "model busy", retryable: true, nextRetryDelayMs: 2_500))
+        var events = [
+            HistoryEvent(index: 1, kind: .activityScheduled, time: t0, seq: 1, name: "Score"),
+            HistoryEvent(index: 2, kind: .activityAttemptFailed, time: t0.addingTimeInterval(1), seq: 1, attempt: 1, data: failure),
+        ]
+        let pending = try #require(ActivitySummary.from(events).first)
+        #expect(pending.nextRetryAt == t0.addingTimeInterval(3.5))
+        #expect(RunJSON.activity(pending)["nextRetryAt"] as? String == RunJSON.time(t0.addingTimeInterval(3.5)))
+        events.append(HistoryEvent(index: 3, kind: .activityCompleted, time: t0.addingTimeInterval(4), seq: 1, attempt: 2, data: Data("1".utf8)))
+        #expect(ActivitySummary.from(events).first?.nextRetryAt == nil)
+        #expect(RunJSON.activity(try #require(ActivitySummary.from(events).first))["nextRetryAt"] is NSNull)
     }
 
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

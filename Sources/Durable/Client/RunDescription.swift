@@ -123,6 +123,9 @@ public struct ActivitySummary: Sendable, Equatable {
     public var lastAttempt: AttemptDetails?
     /// The last heartbeat details recorded (JSON).
     public var lastHeartbeat: String?
+    /// When the next attempt is due, after a failed attempt that is retried (`nil` once the activity
+    /// has ended, and when no retry is waiting). A time in the past means the attempt has started.
+    public var nextRetryAt: Date?
 
     /// Reads activity summaries from a history.
     public static func from(_ events: [HistoryEvent]) -> [ActivitySummary] {
@@ -143,7 +146,11 @@ public struct ActivitySummary: Sendable, Equatable {
             case .activityHeartbeat: summary.lastHeartbeat = event.data.map { String(decoding: $0, as: UTF8.self) }
             default: break
             }
-            if let failure = event.failure { summary.lastFailure = failure }
+            if let failure = event.failure {
+                summary.lastFailure = failure
+                summary.nextRetryAt = failure.nextRetryDelayMs.map { event.time.addingTimeInterval(Double($0) / 1000) }
+            }
+            if summary.state != .pending { summary.nextRetryAt = nil }
             if let details = event.attemptDetails {
                 summary.lastAttempt = details
                 if let beat = details.heartbeat { summary.lastHeartbeat = beat }
