@@ -2,6 +2,7 @@ public import DurableJournal
 import DurableBackends
 public import Foundation
 import Synchronization
+public import Tracing
 
 /// Starts, signals, cancels, inspects and awaits runs, from any process, with no workflow code
 /// registered: what a claims portal, an operator's tool or a test harness needs. Runs are executed
@@ -25,21 +26,30 @@ public final class DurableClient: Sendable {
     /// The time recorded in new runs' first events (an engine's clock, in a test engine a skipping one).
     let clock: EngineClock
     private let ownsJournal: Bool
+    /// Where ``submit(workflowType:input:id:idReuse:)`` starts its span; `nil`: the process-wide
+    /// `InstrumentationSystem.tracer` at each call.
+    private let givenTracer: (any Tracer)?
     /// The engine of this process whose runs this client reaches directly, if any.
     private let local = Mutex<LocalRunsReference>(LocalRunsReference())
 
     /// Opens (or creates) the journal: a SQLite file, or a PostgreSQL database for a `postgres://` URL.
+    /// - Parameter tracer: where the `durable.start_run` span of each start goes; the process-wide
+    ///   `InstrumentationSystem.tracer` when `nil`.
     /// - Throws: ``JournalError`` when the journal cannot be reached or opened, is not a journal, or
     ///   is from a newer format.
-    public convenience init(journal configuration: JournalConfiguration) async throws {
-        try await self.init(journal: configuration.open(lease: nil), clock: EngineClock(), ownsJournal: true)
+    public convenience init(journal configuration: JournalConfiguration, tracer: (any Tracer)? = nil) async throws {
+        try await self.init(
+            journal: configuration.open(lease: nil), clock: EngineClock(), ownsJournal: true, tracer: tracer)
     }
 
-    package init(journal: any Journal, clock: EngineClock, ownsJournal: Bool) {
+    package init(journal: any Journal, clock: EngineClock, ownsJournal: Bool, tracer: (any Tracer)? = nil) {
         self.journal = journal
         self.clock = clock
         self.ownsJournal = ownsJournal
+        self.givenTracer = tracer
     }
+
+    var tracer: any Tracer { givenTracer ?? InstrumentationSystem.tracer }
 
     /// Lets this client reach the runs `runs` drives directly (an engine attaches itself to its client).
     func attach(_ runs: any LocalRuns) {
@@ -78,12 +88,30 @@ public final class DurableClient: Sendable {
 
     /// Records a new run for a worker to pick up, from JSON input (what `durable submit` does).
     /// Returns the run ID and whether it is an open run that already had the workflow ID.
+    ///
+    /// It runs in a `durable.start_run` span, a child of the caller's current span (an HTTP request's,
+    /// say); the run's activations and activity attempts are traced under it, by whichever worker
+    /// drives them (see `Docs/operations.md`).
     /// - Throws: ``DurableError`` `workflowIDReused` when `idReuse` refuses a new run (see
     ///   ``WorkflowIDReusePolicy``), `invalidIdentifier` when the workflow type or ID is empty or longer
     ///   than ``DurableLimits/maximumIdentifierBytes``; ``JournalError`` when the journal fails.
     public func submit(
         workflowType: String, input: Data, id: String? = nil,
         idReuse: WorkflowIDReusePolicy = .allowDuplicateFailedOnly
+    ) async throws -> (runID: String, existing: Bool) {
+        let tracer = self.tracer
+        return try await tracer.startingRun(workflowType: workflowType) { span in
+            let (runID, existing) = try await record(
+                workflowType: workflowType, input: input, id: id, idReuse: idReuse
+            ) { StartedMeta.encode(parent: nil, trace: tracer.carrier(span.context)) }
+            span.startedRun(runID, workflowID: id ?? runID, existing: existing)
+            return (runID, existing)
+        }
+    }
+
+    /// ``submit(workflowType:input:id:idReuse:)`` without its span; `meta` makes the start event's `meta`.
+    private func record(
+        workflowType: String, input: Data, id: String?, idReuse: WorkflowIDReusePolicy, meta: () -> Data?
     ) async throws -> (runID: String, existing: Bool) {
         try Self.checkIdentifier(workflowType, "workflow type")
         if let id { try Self.checkIdentifier(id, "workflow ID") }
@@ -94,7 +122,8 @@ public final class DurableClient: Sendable {
             return (existing.runID, true)
         }
         let now = clock.now()
-        let started = HistoryEvent(index: 0, kind: .workflowStarted, time: now, name: workflowType, data: input)
+        let started = HistoryEvent(
+            index: 0, kind: .workflowStarted, time: now, name: workflowType, data: input, meta: meta())
         let batch = JournalBatch(
             run: RunRef(runID: runID),
             newRun: .init(workflowID: workflowID, workflowType: workflowType,

@@ -4,6 +4,7 @@ import DurableJournal
 import Foundation
 import Logging
 import Synchronization
+import Tracing
 
 /// One activity of a run driven here, across its attempts: gets each attempt a slot, runs it under
 /// its timeouts, and turns the attempt's end into a history event (a result, a failure, a retry, a
@@ -122,10 +123,31 @@ final class ActivityExecution: Sendable {
             scheduleToStart: options.scheduleToStart, startToClose: options.startToClose,
             heartbeatTimeout: options.heartbeatTimeout, recycleAfterFailure: registration.pool.options.recycleAfterFailure,
             heartbeatJournalNanos: UInt64(max(0, engine.workerOptions.heartbeatJournalInterval.milliseconds)) * 1_000_000)
-        let attempt = AttemptRun(execution: self, registration: registration, number: number, configuration: configuration)
+        let attempt = AttemptRun(
+            execution: self, registration: registration, number: number, configuration: configuration,
+            span: attemptSpan(number))
         let action = machine.withLock { $0.issue(attempt, number: number) }
-        guard case .start = action else { return carryOut(action) }  // ended, or cancelled meanwhile
+        guard case .start = action else {  // ended, or cancelled meanwhile
+            attempt.span?.span.end()
+            return carryOut(action)
+        }
         request(attempt, inline: inline)
+    }
+
+    /// The `durable.activity` span of attempt `number`, under the run's trace context (none without a tracer).
+    private func attemptSpan(_ number: Int) -> SpanBox? {
+        guard engine.traces else { return nil }
+        let span = engine.tracer.startSpan(DurableSpan.activity, context: driver.traceContext, ofKind: .consumer)
+        if span.isRecording {
+            span.updateAttributes { attributes in
+                attributes["durable.activity_type"] = pending.activityType
+                attributes["durable.attempt"] = number
+                attributes["durable.seq"] = seq
+                attributes["durable.run_id"] = driver.runID
+                attributes["durable.workflow_type"] = driver.instance.workflowType
+            }
+        }
+        return SpanBox(span)
     }
 
     /// The attempt asks for its slot.
@@ -280,6 +302,7 @@ final class ActivityExecution: Sendable {
 
     private func run(_ attempt: AttemptRun, _ run: AttemptRun.Machine.Run) {
         if let timer = run.cancelTimer { engine.timeouts.cancel(timer) }
+        attempt.registration.pool.metrics.attempts.started(after: run.startedAt &- attempt.issuedAt)
         let lease = run.lease
         let context = ActivityContext(
             runID: driver.runID, workflowID: driver.workflowID, activityType: pending.activityType, sequence: seq,
@@ -293,10 +316,19 @@ final class ActivityExecution: Sendable {
         let invoke = attempt.registration.invoke
         let input = pending.input
         let runID = driver.runID
+        let traceContext = attempt.span?.span.context
         let body: @Sendable () async -> Void = {
             let result: Result<Data, any Error>
             do {
-                let output = try await invoke(lease.resource, context, input)
+                let output: Data
+                if let traceContext {
+                    // The attempt's span is the current one in the activity's code (its spans nest under it).
+                    output = try await ServiceContext.$current.withValue(traceContext) {
+                        try await invoke(lease.resource, context, input)
+                    }
+                } else {
+                    output = try await invoke(lease.resource, context, input)
+                }
                 if output.count > DurableLimits.maximumPayloadBytes {
                     // Recording it would be refused; a retry would most likely return as much again.
                     throw ApplicationError(
@@ -386,8 +418,20 @@ final class ActivityExecution: Sendable {
             pool.release(lease, retire: settlement.retire)
         }
         if settlement.countsAsFailure { pool.metrics.failures.increment() }
+        pool.metrics.attempts.ended(settlement.ending, runNanos: settlement.runNanos)
+        endSpan(attempt, settlement.ending)
         ended(attempt.number, settlement.ending, details, isShared: pool.isShared, stderr: stderr)
         engine.clock.endWork()
+    }
+
+    /// Ends the attempt's span with its outcome, and the error of a failed or timed-out attempt.
+    private func endSpan(_ attempt: AttemptRun, _ ending: AttemptRun.Machine.Ending) {
+        guard let span = attempt.span?.span else { return }
+        if span.isRecording {
+            span.attributes["durable.outcome"] = ActivityMetrics.outcome(ending)
+            if case .failed(let failure) = ending { span.recordFailure(error(of: failure, attempt: attempt.number)) }
+        }
+        span.end()
     }
 
     /// - Parameter stderr: the stderr tail of a process whose attempt timed out, for the failure.

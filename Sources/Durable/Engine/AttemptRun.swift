@@ -14,15 +14,18 @@ final class AttemptRun: HeartbeatSink {
     private let execution: ActivityExecution  // the cycle ends when the execution drops its attempt
     /// When the attempt was issued (uptime nanoseconds): its wait for a slot counts from here.
     let issuedAt = DispatchTime.now().uptimeNanoseconds
+    /// The attempt's `durable.activity` span, from its issue to its settlement (none without a tracer).
+    let span: SpanBox?
     private let machine: Mutex<Machine>
 
     init(
         execution: ActivityExecution, registration: ActivityRegistration, number: Int,
-        configuration: Machine.Configuration
+        configuration: Machine.Configuration, span: SpanBox?
     ) {
         self.execution = execution
         self.registration = registration
         self.number = number
+        self.span = span
         self.machine = Mutex(Machine(number: number, configuration: configuration))
     }
 

@@ -78,6 +78,8 @@ extension AttemptStateMachine {
         package var startToClose: Duration?
         /// Arm the first heartbeat check after this long.
         package var heartbeatTimeout: Duration?
+        /// When the code starts (the `now` of the event that started it).
+        package var startedAt: UInt64
     }
 
     /// What a settled attempt held, to let go of, and how it ended.

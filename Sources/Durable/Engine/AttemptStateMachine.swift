@@ -168,7 +168,7 @@ package struct AttemptStateMachine<Lease: Sendable, Work: Sendable>: Sendable {
         state = .running(Running(lease: lease, since: now, waited: waited, holdsPermit: holdsPermit))
         return .run(Run(
             lease: lease, inline: inline, cancelTimer: startTimer, startToClose: configuration.startToClose,
-            heartbeatTimeout: configuration.heartbeatTimeout))
+            heartbeatTimeout: configuration.heartbeatTimeout, startedAt: now))
     }
 
     // MARK: - Running

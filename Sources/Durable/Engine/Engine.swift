@@ -2,6 +2,7 @@ public import CoreMetrics
 public import DurableJournal
 public import Foundation
 public import Logging
+public import Tracing
 
 /// A worker and its client in one value, for a program that both runs workflows and starts them:
 /// what most in-process uses and tests want. It adds nothing of its own: registration, in-process
@@ -27,20 +28,22 @@ public final class Engine: Sendable {
     public var client: DurableClient { worker.client }
 
     /// Opens (or creates) the journal: a SQLite file, or a PostgreSQL database for a `postgres://` URL.
-    /// See ``DurableWorker/init(journal:options:metrics:logger:)``.
+    /// See ``DurableWorker/init(journal:options:metrics:tracer:logger:)``.
     public convenience init(
         journal configuration: JournalConfiguration, worker options: WorkerOptions = WorkerOptions(),
-        metrics: (any MetricsFactory)? = nil, logger: Logger = Logger(label: "durable")
+        metrics: (any MetricsFactory)? = nil, tracer: (any Tracer)? = nil, logger: Logger = Logger(label: "durable")
     ) async throws {
-        self.init(worker: try await DurableWorker(journal: configuration, options: options, metrics: metrics, logger: logger))
+        self.init(worker: try await DurableWorker(
+            journal: configuration, options: options, metrics: metrics, tracer: tracer, logger: logger))
     }
 
     /// An engine on the given clock (a test engine's skipping clock, see DurableTesting).
     package convenience init(
         journal configuration: JournalConfiguration, worker options: WorkerOptions = WorkerOptions(),
-        metrics: (any MetricsFactory)? = nil, clock: EngineClock
+        metrics: (any MetricsFactory)? = nil, tracer: (any Tracer)? = nil, clock: EngineClock
     ) async throws {
-        self.init(worker: try await DurableWorker(journal: configuration, worker: options, metrics: metrics, clock: clock))
+        self.init(worker: try await DurableWorker(
+            journal: configuration, worker: options, metrics: metrics, tracer: tracer, clock: clock))
     }
 
     /// An engine around a worker.

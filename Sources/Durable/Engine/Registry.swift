@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 
 /// What the engine knows of a registered workflow type.
@@ -10,8 +11,12 @@ struct WorkflowRegistration: Sendable {
     var declaresSignals: Bool
     /// Checks that a signal's JSON decodes as the type the workflow names for it (run ID, name, input).
     var validateSignal: @Sendable (String, String, Data) throws -> Void
+    /// The type's run counters.
+    var metrics: WorkflowMetrics
 
-    init<W: Workflow>(_: W.Type) {
+    /// - Parameter metrics: where the type's run counters go (nowhere for a registration that only replays).
+    init<W: Workflow>(_: W.Type, metrics: any MetricsFactory = NOOPMetricsHandler.instance) {
+        self.metrics = WorkflowMetrics(workflowType: W.name, factory: metrics)
         let decoder = JSONDecoder.payload()
         let encoder = JSONEncoder.payload()
         name = W.name

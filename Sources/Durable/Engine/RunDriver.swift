@@ -1,6 +1,7 @@
 import DurableJournal
 import Foundation
 import Synchronization
+import Tracing
 
 /// Drives one run in this process: a mailbox that serializes the run's activations, and the
 /// bookkeeping that turns each activation into one journal batch.
@@ -55,6 +56,11 @@ final class RunDriver: Sendable {
 
     let ref: RunRef
     let instance: WorkflowInstance
+    /// The run's workflow type's counters.
+    let metrics: WorkflowMetrics
+    /// The run's trace context (from its `WorkflowStarted` event): the parent of its activation and
+    /// activity spans.
+    let traceContext: ServiceContext
     private let engine: DurableWorker
     private let mailbox: Mutex<Mailbox>
     /// What the run has going on here (`nil` once the run stopped here).
@@ -73,10 +79,15 @@ final class RunDriver: Sendable {
     var runID: String { ref.runID }
     var workflowID: String { instance.workflowID }
 
-    init(engine: DurableWorker, ref: RunRef, instance: WorkflowInstance, nextEventIndex: Int) {
+    init(
+        engine: DurableWorker, ref: RunRef, instance: WorkflowInstance, nextEventIndex: Int, metrics: WorkflowMetrics,
+        traceContext: ServiceContext
+    ) {
         self.engine = engine
         self.ref = ref
         self.instance = instance
+        self.metrics = metrics
+        self.traceContext = traceContext
         self.mailbox = Mutex(Mailbox(nextEventIndex: nextEventIndex))
     }
 
@@ -262,6 +273,12 @@ final class RunDriver: Sendable {
         }
     }
 
+    /// The trace context of an activation's span, for the runs it starts (none without a tracer).
+    private func carrier(_ span: SpanBox?) -> [String: String] {
+        guard let span else { return [:] }
+        return engine.tracer.carrier(span.span.context)
+    }
+
     /// The notice for this run's parent, if it is a child and has ended.
     private func parentNotice(_ outcome: ChildOutcome?) -> RunNotice? {
         guard let parent = instance.parent, let outcome else { return nil }
@@ -276,11 +293,22 @@ final class RunDriver: Sendable {
     ) -> Int {
             var event = event
             if !alreadyRecorded { event.index = index }
+            let span = engine.traces
+                ? SpanBox(engine.tracer.startSpan(DurableSpan.activation, context: traceContext)) : nil
+            if let span = span?.span, span.isRecording {
+                span.updateAttributes { attributes in
+                    attributes["durable.workflow_type"] = instance.workflowType
+                    attributes["durable.run_id"] = runID
+                    attributes["durable.event"] = event.kind.name
+                }
+            }
             let commands: [WorkflowCommand]
             do {
                 commands = try instance.activate(event)
             } catch {
                 // Nothing of this activation is recorded: the run is held with the reason.
+                span?.span.recordFailure(error)
+                span?.span.end()
                 engine.hold(self, reason: error.description, newRun: newRun, started: event, committed: committed)
                 return 0
             }
@@ -292,7 +320,6 @@ final class RunDriver: Sendable {
             var continuation: (runID: String, run: JournalBatch.NewRun, started: EventDraft)?
             var children: [(runID: String, run: JournalBatch.NewRun, started: EventDraft)] = []
             var outcome: ChildOutcome?
-            let parentLink = instance.parent.flatMap { try? JSONEncoder().encode($0) }
             for command in commands {
                 events.append(EventDraft(command.event(index: next, time: event.time)))
                 next += 1
@@ -309,7 +336,9 @@ final class RunDriver: Sendable {
                     outcome = ChildOutcome(seq: 0, childRunID: runID, status: "cancelled",
                                            failure: FailureInfo(type: "Cancelled", message: reason))
                 case .startChild(let seq, let type, let workflowID, let childRunID, let input):
-                    let link = try? JSONEncoder().encode(ParentLink(parentRunID: runID, parentSeq: seq))
+                    // The child's trace goes on from this activation's span.
+                    let link = StartedMeta.encode(
+                        parent: ParentLink(parentRunID: runID, parentSeq: seq), trace: carrier(span))
                     children.append((childRunID, JournalBatch.NewRun(
                         workflowID: workflowID, workflowType: type, seed: UInt64.random(in: .min ... .max),
                         status: .pending, createdAt: event.time), EventDraft(HistoryEvent(
@@ -319,9 +348,9 @@ final class RunDriver: Sendable {
                     let next = JournalBatch.NewRun(
                         workflowID: instance.workflowID, workflowType: instance.workflowType,
                         seed: UInt64.random(in: .min ... .max), status: .pending, createdAt: event.time)
-                    let started = HistoryEvent(  // a child's next run keeps its parent
+                    let started = HistoryEvent(  // a child's next run keeps its parent, and the trace goes on
                         index: 0, kind: .workflowStarted, time: event.time, name: instance.workflowType, data: input,
-                        meta: parentLink)
+                        meta: StartedMeta.encode(parent: instance.parent, trace: carrier(span)))
                     continuation = (newRunID, next, EventDraft(started))
                 case .scheduleActivity, .cancelActivity, .startTimer, .cancelTimer, .markPatch, .rejectSignal, .cancelChild:
                     break
@@ -339,6 +368,13 @@ final class RunDriver: Sendable {
             batch.notice = parentNotice(outcome)
             let childIDs = children.map(\.run.workflowID)
             engine.append(batch) { [self, event] result in
+                switch result {
+                case .success:
+                    if event.kind == .workflowStarted { metrics.countStart() }
+                case .failure(let error):
+                    span?.span.recordFailure(error)
+                }
+                span?.span.end()
                 // A child whose workflow ID an open run uses could not start: nothing of the activation
                 // is written; the run is held with the reason instead (a new run with its start event).
                 if case .failure(let error) = result, let error = error as? JournalError,

@@ -142,6 +142,7 @@ extension DurableWorker {
         case .terminated(let reason): logger.info("run terminated: \(reason)", metadata: runMetadata(driver))
         default: logger.debug("run closed: \(outcome)", metadata: runMetadata(driver))
         }
+        driver.metrics.countClose(outcome)
         driver.terminate()
         let (_, waiters) = forget(driver.runID)
         for waiter in waiters { waiter.continuation.resume(returning: outcome) }
@@ -165,7 +166,8 @@ extension DurableWorker {
         }
         let error = DurableError(.runHeld(runID: driver.runID, reason: reason))
         logger.error("run held: \(reason)", metadata: runMetadata(driver))
-        append(batch) { result in
+        append(batch) { [metrics = driver.metrics] result in
+            if case .success = result { metrics.countHold() }
             committed?(result)
             for waiter in waiters { waiter.continuation.resume(throwing: error) }
         }
@@ -179,13 +181,20 @@ extension DurableWorker {
     }
 
     /// Hands a batch to the journal's writer; `done` runs on the writer's thread once the batch is
-    /// committed (or failed). A skipping clock counts the batch as work in progress until then.
+    /// committed (or failed), after its commit time and size are recorded. A skipping clock counts the
+    /// batch as work in progress until then.
     func append(_ batch: JournalBatch, done: @escaping @Sendable (Result<Void, any Error>) -> Void) {
-        guard clock.skipping else { return journal.append(batch, completion: done) }
-        clock.beginWork()
+        let metrics = journalMetrics
+        let events = batch.events.count
+        let skipping = clock.skipping
+        if skipping { clock.beginWork() }
+        let handedOver = DispatchTime.now().uptimeNanoseconds
         journal.append(batch) { [clock] result in
+            if case .success = result {
+                metrics.committed(after: DispatchTime.now().uptimeNanoseconds &- handedOver, events: events)
+            }
             done(result)
-            clock.endWork()
+            if skipping { clock.endWork() }
         }
     }
 

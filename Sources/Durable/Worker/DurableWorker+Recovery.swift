@@ -105,11 +105,14 @@ extension DurableWorker {
             instance.tearDown()
             let reason = "\(error)"
             if run.status != .held || run.error != reason {
-                try? await journal.append(JournalBatch(run: ref, statusChange: .init(status: .held, error: reason)))
+                let held = JournalBatch(run: ref, statusChange: .init(status: .held, error: reason))
+                if (try? await journal.append(held)) != nil { registration.metrics.countHold() }
             }
             return reason
         }
-        let driver = RunDriver(engine: self, ref: ref, instance: instance, nextEventIndex: events.count)
+        let driver = RunDriver(
+            engine: self, ref: ref, instance: instance, nextEventIndex: events.count, metrics: registration.metrics,
+            traceContext: runTraceContext(events.first))
         guard adopt(driver) else {  // another recovery pass got there first
             instance.tearDown()
             return nil
@@ -207,7 +210,9 @@ extension DurableWorker {
                     continue
                 }
                 let instance = WorkflowInstance(run: run, body: registration.body)
-                let driver = RunDriver(engine: self, ref: RunRef(runID: run.runID), instance: instance, nextEventIndex: 1)
+                let driver = RunDriver(
+                    engine: self, ref: RunRef(runID: run.runID), instance: instance, nextEventIndex: 1,
+                    metrics: registration.metrics, traceContext: runTraceContext(started))
                 guard adopt(driver) else { continue }
                 driver.post(.input(started, newRun: nil, alreadyRecorded: true, committed: nil))
                 claimed.append(run.runID)

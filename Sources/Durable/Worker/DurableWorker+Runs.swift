@@ -1,6 +1,7 @@
 import DurableJournal
 public import Foundation
 import Synchronization
+import Tracing
 
 extension DurableWorker {
     // MARK: - Starting runs
@@ -26,10 +27,26 @@ extension DurableWorker {
 
     /// Starts a run of a registered workflow type from JSON input; returns its run ID (or the run ID
     /// of the open run that already has the workflow ID). See ``start(_:input:id:idReuse:)``.
+    ///
+    /// It runs in a `durable.start_run` span, a child of the caller's current span; the run's
+    /// activations and activity attempts are traced under it.
     public func start(
         workflowType: String, input: Data, id: String? = nil,
         idReuse: WorkflowIDReusePolicy = .allowDuplicateFailedOnly
     ) async throws -> String {
+        try await tracer.startingRun(workflowType: workflowType) { span in
+            let (runID, existing) = try await start(
+                workflowType: workflowType, input: input, id: id, idReuse: idReuse, span: span)
+            span.startedRun(runID, workflowID: id ?? runID, existing: existing)
+            return runID
+        }
+    }
+
+    /// ``start(workflowType:input:id:idReuse:)`` in its span. - Returns: the run ID, and whether it is
+    /// an open run that had the workflow ID already.
+    private func start(
+        workflowType: String, input: Data, id: String?, idReuse: WorkflowIDReusePolicy, span: any Span
+    ) async throws -> (String, Bool) {
         guard let registration = workflowRegistration(workflowType) else {
             throw DurableError(.unknownWorkflowType(workflowType, known: workflowTypes))
         }
@@ -40,21 +57,25 @@ extension DurableWorker {
         let runID = UUID().uuidString.lowercased()
         let workflowID = id ?? runID
         if id != nil, let existing = try await client.admitStart(workflowID: workflowID, policy: idReuse) {  // a generated ID is unused
-            return existing.runID
+            return (existing.runID, true)
         }
         let seed = UInt64.random(in: .min ... .max)
         let now = clock.now()
         let instance = WorkflowInstance(
             runID: runID, workflowID: workflowID, workflowType: workflowType, seed: seed, body: registration.body)
-        let driver = RunDriver(engine: self, ref: RunRef(runID: runID), instance: instance, nextEventIndex: 0)
+        let driver = RunDriver(
+            engine: self, ref: RunRef(runID: runID), instance: instance, nextEventIndex: 0,
+            metrics: registration.metrics, traceContext: span.context)
         let existing = drivers.withLock { drivers -> String? in
             if let existing = drivers.runID(forWorkflowID: workflowID) { return existing }
             drivers[runID] = driver
             return nil
         }
-        if let existing { return existing }
+        if let existing { return (existing, true) }
         startLeaseRenewals()
-        let started = HistoryEvent(index: 0, kind: .workflowStarted, time: now, name: workflowType, data: input)
+        let started = HistoryEvent(
+            index: 0, kind: .workflowStarted, time: now, name: workflowType, data: input,
+            meta: StartedMeta.encode(parent: nil, trace: tracer.carrier(span.context)))
         let newRun = JournalBatch.NewRun(
             workflowID: workflowID, workflowType: workflowType, seed: seed, status: .running, createdAt: now)
         do {
@@ -64,10 +85,15 @@ extension DurableWorker {
                 })
             }
         } catch let error as JournalError {
-            if let existing = error.existingRunID { return existing }
+            if let existing = error.existingRunID { return (existing, true) }
             throw error
         }
-        return runID
+        return (runID, false)
+    }
+
+    /// The trace context a run's `WorkflowStarted` event records, for its driver.
+    func runTraceContext(_ started: HistoryEvent?) -> ServiceContext {
+        traces ? tracer.runContext(started) : .topLevel
     }
 
     // MARK: - Outcomes

@@ -5,6 +5,7 @@ import DurableBackends
 public import Foundation
 public import Logging
 import Synchronization
+public import Tracing
 
 /// How a run ended.
 public enum RunOutcome: Sendable, Equatable {
@@ -74,6 +75,13 @@ public final class DurableWorker: Sendable {
     /// The worker-wide limit on running attempts, if one is set.
     let permits: WorkerPermits?
     let metricsFactory: any MetricsFactory
+    /// Batch commit times and sizes (see `WorkerMetrics.swift`).
+    let journalMetrics: JournalMetrics
+    /// Where the worker's spans go (see `RunTracing.swift`).
+    let tracer: any Tracer
+    /// Whether ``tracer`` is a real one: with the no-op tracer, activations and attempts skip their
+    /// spans altogether.
+    let traces: Bool
     let stopping = Atomic<Bool>(false)
     /// Finished when the engine starts stopping (see ``stopSignal()``).
     let stopWaiters = Mutex<[AsyncStream<Void>.Continuation]>([])
@@ -108,22 +116,29 @@ public final class DurableWorker: Sendable {
     /// - Parameters:
     ///   - options: limits for the whole worker, such as the most activity attempts at once, and its
     ///     lease duration.
-    ///   - metrics: where pool metrics go; the process-wide `MetricsSystem.factory` when `nil`.
+    ///   - metrics: where the worker's metrics go (runs, activity attempts, journal commits, pools; see
+    ///     `Docs/operations.md`); the process-wide `MetricsSystem.factory` when `nil`.
+    ///   - tracer: where the worker's spans go (run starts, activations, activity attempts; see
+    ///     `Docs/operations.md`); the process-wide `InstrumentationSystem.tracer` when `nil`. Either
+    ///     process-wide one is read once, here: bootstrap it before making the worker.
     ///   - logger: where the engine logs (swift-log); each entry carries `durable.worker` and, when it is
     ///     about a run, `durable.run`, `durable.workflow-id` and `durable.workflow-type`.
     /// - Throws: ``JournalError`` when the journal cannot be reached or opened, is not a journal, or
     ///   is from a newer format.
     public convenience init(
         journal configuration: JournalConfiguration, options: WorkerOptions = WorkerOptions(),
-        metrics: (any MetricsFactory)? = nil, logger: Logger = Logger(label: "durable")
+        metrics: (any MetricsFactory)? = nil, tracer: (any Tracer)? = nil, logger: Logger = Logger(label: "durable")
     ) async throws {
-        try await self.init(journal: configuration, worker: options, metrics: metrics, logger: logger, clock: EngineClock())
+        try await self.init(
+            journal: configuration, worker: options, metrics: metrics, tracer: tracer, logger: logger,
+            clock: EngineClock())
     }
 
     /// A worker on the given clock (a test engine's skipping clock, see DurableTesting).
     package init(
         journal configuration: JournalConfiguration, worker: WorkerOptions = WorkerOptions(),
-        metrics: (any MetricsFactory)? = nil, logger: Logger = Logger(label: "durable"), clock: EngineClock
+        metrics: (any MetricsFactory)? = nil, tracer: (any Tracer)? = nil, logger: Logger = Logger(label: "durable"),
+        clock: EngineClock
     ) async throws {
         workerID = WorkerIdentity.next()
         var logger = logger
@@ -136,7 +151,11 @@ public final class DurableWorker: Sendable {
         workerOptions = worker
         permits = worker.maximumConcurrentActivities.map { WorkerPermits(limit: $0) }
         metricsFactory = metrics ?? MetricsSystem.factory
-        client = DurableClient(journal: journal, clock: clock, ownsJournal: false)
+        journalMetrics = JournalMetrics(factory: metricsFactory)
+        let tracer = tracer ?? InstrumentationSystem.tracer
+        self.tracer = tracer
+        traces = !(tracer is NoOpTracer)
+        client = DurableClient(journal: journal, clock: clock, ownsJournal: false, tracer: tracer)
         client.attach(self)
     }
 
@@ -147,7 +166,8 @@ public final class DurableWorker: Sendable {
 
     /// Registers a workflow type under ``Workflow/name``.
     public func register<W: Workflow>(_ workflow: W.Type) {
-        registry.withLock { $0.workflows[W.name] = WorkflowRegistration(W.self) }
+        let registration = WorkflowRegistration(W.self, metrics: metricsFactory)
+        registry.withLock { $0.workflows[W.name] = registration }
     }
 
     /// Registers an activity implementation under ``ActivityDeclaration/name``. The one value serves

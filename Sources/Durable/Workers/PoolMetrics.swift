@@ -14,6 +14,11 @@ import CoreMetrics
 /// | `durable_pool_warm_up_seconds` | timer | factory time per slot |
 /// | `durable_pool_run_seconds` | timer | the activity code's time per attempt |
 /// | `durable_pool_slots_in_use` | gauge | slots running or warming for an attempt |
+/// | `durable_pool_slots_idle` | gauge | warm slots waiting for an attempt |
+///
+/// An activity registered without a pool (one shared value) has no slots: of these it reports only
+/// `durable_pool_queue_wait_seconds`, `durable_pool_run_seconds` and `durable_pool_failures_total`.
+/// The engine's own metrics (runs, attempts, journal commits) are in `WorkerMetrics.swift`.
 struct PoolMetrics: Sendable {
     let coldStarts: Counter
     let warmHits: Counter
@@ -25,6 +30,10 @@ struct PoolMetrics: Sendable {
     let warmUp: Timer
     let run: Timer
     let slotsInUse: Gauge
+    let slotsIdle: Gauge
+    /// The activity type's attempts (dimension `activity_type`; see `WorkerMetrics.swift`), kept here
+    /// because a pool serves exactly one activity type.
+    let attempts: ActivityMetrics
 
     init(pool: String, factory: any MetricsFactory) {
         let dimensions = [("pool", pool)]
@@ -40,5 +49,7 @@ struct PoolMetrics: Sendable {
         warmUp = timer("durable_pool_warm_up_seconds")
         run = timer("durable_pool_run_seconds")
         slotsInUse = Gauge(label: "durable_pool_slots_in_use", dimensions: dimensions, factory: factory)
+        slotsIdle = Gauge(label: "durable_pool_slots_idle", dimensions: dimensions, factory: factory)
+        attempts = ActivityMetrics(activityType: pool, factory: factory)
     }
 }

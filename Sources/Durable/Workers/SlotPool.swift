@@ -193,13 +193,14 @@ package final class SlotPool: Sendable {
 
     // MARK: - Carrying out actions
 
-    /// Applies one event to the machine under the lock (recording the slots-in-use gauge there, so
-    /// that the values recorded follow the changes in order), then carries out its actions.
+    /// Applies one event to the machine under the lock (recording the slot gauges there, so that the
+    /// values recorded follow the changes in order), then carries out its actions.
     private func run(_ event: (inout Machine) -> [Machine.Action]) {
         let actions = machine.withLock { machine in
-            let inUse = machine.inUse
+            let (inUse, idle) = (machine.inUse, machine.idleCount)
             let actions = event(&machine)
             if machine.inUse != inUse { metrics.slotsInUse.record(machine.inUse) }
+            if machine.idleCount != idle { metrics.slotsIdle.record(machine.idleCount) }
             return actions
         }
         for action in actions { perform(action) }

@@ -106,7 +106,8 @@ public struct HistoryEvent: Sendable, Equatable {
     /// activity's heartbeat details, or a started timer's due time (``timerDue``).
     public var data: Data?
     /// Secondary details as JSON: the activity options of a scheduled activity; for an attempt's end
-    /// (completed, failed, attempt failed, cancelled) its ``AttemptDetails``.
+    /// (completed, failed, attempt failed, cancelled) its ``AttemptDetails``; for `WorkflowStarted`, a
+    /// child's ``ParentLink`` and the trace context of the span that started the run (`trace`), if any.
     public var meta: Data?
     /// Set when the payload is encrypted and was not decrypted (this process holds no key with its
     /// ID, or the reader keeps payloads encrypted): ``data`` is then `nil`.
