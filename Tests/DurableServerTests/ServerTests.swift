@@ -375,6 +375,11 @@ import Glibc
         #expect(metrics.text.contains(#"durable_http_requests_total{method="GET",route="/v1/runs/{id}",status="200"} 1"#), "\(metrics.text)")
         #expect(metrics.text.contains(#"durable_http_request_duration_seconds_bucket{method="POST",route="/v1/workflows/{type}/runs""#))
         #expect(!metrics.text.contains(runID))
+        // The engine's metrics of this process (the worker of `serve --worker`) are there too.
+        #expect(metrics.text.contains(#"durable_runs_closed_total{workflow_type="Nap",outcome="completed"} 1"#))
+        #expect(metrics.text.contains(#"durable_activity_attempts_total{activity_type="Step",outcome="completed"} 1"#))
+        #expect(metrics.text.contains("durable_activity_schedule_to_start_seconds_bucket"))
+        #expect(metrics.text.contains("durable_journal_commit_seconds_bucket"))
     }
 
     @Test func theServedDocumentIsTheCommittedOneAndListsExactlyTheServedRoutes() async throws {

@@ -95,7 +95,7 @@ struct Serve: AsyncParsableCommand {
 
         // Every metric of this process (the engine's, the pools', the server's) goes to /metrics.
         let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        MetricsSystem.bootstrap(DurableServer.metricsFactory(registry: registry))
 
         let logger = work.logger("durable.server")
         let engine = try await options.openForWork(
