@@ -673,7 +673,7 @@ components:
       properties:
         seq: {type: integer}
         time: {type: string}
-        actor: {type: string, description: "token:NAME or user:NAME"}
+        actor: {type: string, description: "token:NAME, anonymous (an HTTP request without a valid token), or user:NAME"}
         source: {type: string, description: "http ADDRESS:PORT, or cli pid PID on HOST"}
         action: {type: string}
         target: {type: string}
