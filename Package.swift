@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "DurableJournal", targets: ["DurableJournal"]),
         .library(name: "DurableSQLite", targets: ["DurableSQLite"]),
         .library(name: "DurablePostgres", targets: ["DurablePostgres"]),
+        .library(name: "DurableServer", targets: ["DurableServer"]),
         .library(name: "DurableCommands", targets: ["DurableCommands"]),
         .library(name: "DurableTesting", targets: ["DurableTesting"]),
         .executable(name: "durable", targets: ["DurableCLI"]),

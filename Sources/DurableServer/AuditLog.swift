@@ -7,7 +7,8 @@ import Logging
 /// Records every request that is not a GET in the journal's audit log, after it is answered: who
 /// (the token's name), from where, the method and route, the target (the run, workflow type or
 /// event), and the status it was answered with. A request the audit log cannot take is still
-/// answered, and the failure is logged.
+/// answered, and the failure is logged. Requests without a valid token (401) are logged, not
+/// recorded: anyone who reaches the port could otherwise grow the log with synced writes.
 struct AuditMiddleware: RouterMiddleware {
     typealias Context = ServerContext
     let client: DurableClient
@@ -18,30 +19,29 @@ struct AuditMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
         guard request.method != .get, request.method != .head else { return try await next(request, context) }
-        let status: Int
-        let response: Response
         do {
-            response = try await next(request, context)
-            status = response.status.code
+            let response = try await next(request, context)
+            await record(request, context, status: response.status.code, problem: nil)
+            return response
         } catch {
-            await record(request, context, outcome: Problem.from(error))
+            let problem = Problem.answering(error, to: request)
+            await record(request, context, status: problem.status.code, problem: problem)
             throw error
         }
-        await record(request, context, outcome: nil, status: status)
-        return response
     }
 
-    private func record(_ request: Request, _ context: ServerContext, outcome problem: Problem?, status: Int? = nil) async {
+    private func record(_ request: Request, _ context: ServerContext, status: Int, problem: Problem?) async {
+        let action = "\(request.method.rawValue) \(context.route ?? request.uri.path)"
+        guard let caller = context.identity else {
+            logger.notice("refused \(action) from \(context.peer): \(problem?.detail ?? "no token") (not in the audit log)")
+            return
+        }
         let target = context.parameters.get("id") ?? context.parameters.get("type") ?? ""
         let detail = [context.parameters.get("name").map { "name \($0)" }, problem.map { "\($0.code): \($0.detail)" }]
             .compactMap { $0 }.joined(separator: "; ")
         let entry = AuditDraft(
-            actor: context.identity.map { "token:\($0.name)" } ?? "anonymous",
-            source: "http \(context.peer)",
-            action: "\(request.method.rawValue) \(context.endpointPath ?? request.uri.path)",
-            target: target.removingPercentEncoding ?? target,
-            outcome: String(problem?.status.code ?? status ?? 0),
-            detail: detail.isEmpty ? nil : detail)
+            actor: "token:\(caller.name)", source: "http \(context.peer)", action: action,
+            target: target.removingPercentEncoding ?? target, outcome: String(status), detail: detail.isEmpty ? nil : detail)
         let client = self.client
         do {
             _ = try await withTimeout(timeout) { try await client.recordAudit(entry) }

@@ -8,6 +8,7 @@ public import Logging
 import NIOCore
 public import Prometheus
 import ServiceLifecycle
+import Synchronization
 
 /// How `durable serve` serves: where, who may, and how much.
 public struct ServerOptions: Sendable {
@@ -93,10 +94,26 @@ public struct DurableServer: Sendable {
             logger: logger)
     }
 
+    /// What a failure to start serving means, said plainly (`nil` when it is not one of those): the
+    /// address is in use, or not this host's, or the port needs privileges.
+    public static func startupProblem(_ error: any Error, host: String, port: Int) -> String? {
+        guard let error = error as? IOError else { return nil }
+        let reason = switch error.errnoCode {
+        case EADDRINUSE: "the address is in use (another server listens there)"
+        case EADDRNOTAVAIL: "the address is not one of this host's"
+        case EACCES: "the port needs privileges (use one above 1023)"
+        default: String(cString: strerror(error.errnoCode))
+        }
+        return "cannot listen on \(host):\(port): \(reason)"
+    }
+
     /// Every route, with the role it needs (`nil`: none), as the OpenAPI document lists them.
     public static var routes: [(method: String, path: String, role: Role?)] {
         RouteBook.describe { book in DurableServer.addRoutes(to: &book, server: nil) }
     }
+
+    /// The routes' path templates.
+    static let routePaths = Set(routes.map(\.path))
 
     /// The routes' methods by the number of segments of their paths (for 405 answers).
     static let routeMethods: [Int: [(method: String, segments: [Substring])]] = Dictionary(
@@ -129,9 +146,11 @@ public struct DurableServer: Sendable {
             let server = server!
             do {
                 _ = try await withTimeout(.seconds(5)) { try await server.client.runs(RunFilter(limit: 1)) }
-                return try JSONResponse.ok(["status": "ready", "journal": server.client.journalLocation])
+                return try JSONResponse.ok(["status": "ready"])
             } catch {
-                throw Problem(.serviceUnavailable, "notReady", "the journal \(server.client.journalLocation) cannot be read: \(error)")
+                // Anyone may ask: say nothing of where the journal is or why (the log says).
+                server.logger.error("readyz: the journal \(server.client.journalLocation) cannot be read: \(error)")
+                throw Problem(.serviceUnavailable, "notReady", "the journal cannot be read; the server's log says why")
             }
         }
         book.add(.get, "/openapi.yaml", role: nil) { _, _ in
@@ -272,7 +291,7 @@ func withTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () 
                 guard (try? await Task.sleep(for: limit)) != nil else { return }
                 race.finish(.failure(Problem(
                     .serviceUnavailable, "timeout",
-                    "the request took longer than \(limit); what it did, if anything, is written to the journal when the journal takes it (retry with the same Idempotency-Key)",
+                    "the request took longer than \(limit); what it did, if anything, is written to the journal when the journal takes it: look before you retry (a start retried with the same Idempotency-Key finds its run)",
                     headers: [.retryAfter: "1"])))
             })
             Task { race.finish(await work.result) }
@@ -315,4 +334,3 @@ final class KnownWorkflowTypes: Sendable {
     }
 }
 
-import Synchronization

@@ -2,6 +2,7 @@ import Foundation
 import Durable
 import DurableJournal
 import HTTPTypes
+import Logging
 import Hummingbird
 import Synchronization
 
@@ -192,7 +193,9 @@ extension DurableServer {
                     "detail": "an event with this ID is being handled now"]
         }
         defer { withExtendedLifetime(claim) {} }
-        if let first = try await client.auditLog(target: key, limit: 1).first {
+        // Only the intake's own entries count (its actions start with "event "): a request that merely
+        // names `event:ID` as a run ID is audited with that target too.
+        if let first = try await client.auditLog(target: key, limit: 100).first(where: { $0.action.hasPrefix("event ") }) {
             return ["id": event.id, "name": event.name, "outcome": "duplicate", "workflowID": event.workflowID,
                     "first": AuditJSON.entry(first)]
         }
@@ -218,11 +221,17 @@ extension DurableServer {
             result["error"] = ["code": problem.code, "status": problem.status.code, "detail": problem.detail] as [String: Any]
             return result  // not recorded with the key: the same event may be posted again once the cause is fixed
         }
-        // The record that the event was handled: what a repeated post of its ID finds.
-        try await client.recordAudit(AuditDraft(
-            actor: "token:\(caller)", source: "http \(peer)", action: action, target: key,
-            outcome: result["outcome"] as? String ?? "ok",
-            detail: "workflow \(event.workflowID) run \(result["runID"] as? String ?? "?")"))
+        // The record that the event was handled: what a repeated post of its ID finds. The event took
+        // effect already, so a failure here is logged and answered, not thrown.
+        do {
+            try await client.recordAudit(AuditDraft(
+                actor: "token:\(caller)", source: "http \(peer)", action: action, target: key,
+                outcome: result["outcome"] as? String ?? "ok",
+                detail: "workflow \(event.workflowID) run \(result["runID"] as? String ?? "?")"))
+        } catch {
+            logger.error("event \(event.id) was handled but not recorded in the audit log, so posting it again would handle it again: \(error)")
+            result["detail"] = "handled, but not recorded: posting this event ID again would handle it again"
+        }
         return result
     }
 }

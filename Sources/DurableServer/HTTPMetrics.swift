@@ -19,13 +19,13 @@ struct HTTPMetricsMiddleware: RouterMiddleware {
             record(request, context, status: status, since: start)
             return response
         } catch {
-            record(request, context, status: Problem.from(error).status.code, since: start)
+            record(request, context, status: Problem.answering(error, to: request).status.code, since: start)
             throw error
         }
     }
 
     private func record(_ request: Request, _ context: ServerContext, status: Int, since start: ContinuousClock.Instant) {
-        let route = context.endpointPath ?? "unmatched"
+        let route = context.route ?? "unmatched"
         let method = request.method.rawValue
         Counter(label: "durable_http_requests_total", dimensions: [("method", method), ("route", route), ("status", String(status))], factory: factory)
             .increment()

@@ -24,7 +24,8 @@ extension DurableServer {
         let follow = try query.bool("follow") ?? (format == .events)
         let run = try await findRun(try context.parameter("id"))
         guard let format else {
-            let events = try await client.journal.history(run, from: from)
+            let journal = client.journal
+            let events = try await withTimeout(options.requestTimeout) { try await journal.history(run, from: from) }
             return try JSONResponse.ok(["run": RunJSON.run(run), "events": events.map(RunJSON.event)] as [String: Any])
         }
         let ticket = follow ? try waiters.enter() : nil
@@ -73,7 +74,9 @@ extension DurableServer {
             } onGracefulShutdown: {
                 continuation.finish()
             }
-            if format == .events {
+            // `end` only for a run that ended: at shutdown the stream just closes, and an event source
+            // reconnects (to another server) with its Last-Event-ID.
+            if format == .events && !status.isOpen {
                 try await writer.write(ByteBuffer(bytes: try format.end(status)))
             }
             try await writer.finish(nil)

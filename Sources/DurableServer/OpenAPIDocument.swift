@@ -48,10 +48,9 @@ paths:
             application/json:
               schema:
                 type: object
-                required: [status, journal]
+                required: [status]
                 properties:
                   status: {type: string, const: ready}
-                  journal: {type: string, description: "The journal's location (a URL without its password)."}
         "503": {$ref: "#/components/responses/Problem"}
   /openapi.yaml:
     get:
@@ -357,9 +356,10 @@ paths:
             schema:
               type: object
               required: [toEvent]
+              additionalProperties: false
               properties:
                 toEvent: {type: integer, minimum: 0, maximum: 2147483647, description: "The index of an event that starts an activation."}
-                reason: {type: string}
+                reason: {type: string, minLength: 1, maxLength: 4096}
       responses:
         "200":
           description: The new run.
@@ -639,6 +639,7 @@ components:
           items: {type: object}
     Reason:
       type: object
+      additionalProperties: false
       properties:
         reason: {type: string, minLength: 1, maxLength: 4096}
     PostedEvent:
@@ -673,7 +674,7 @@ components:
       properties:
         seq: {type: integer}
         time: {type: string}
-        actor: {type: string, description: "token:NAME, anonymous (an HTTP request without a valid token), or user:NAME"}
+        actor: {type: string, description: "token:NAME (HTTP) or user:NAME (the command line)"}
         source: {type: string, description: "http ADDRESS:PORT, or cli pid PID on HOST"}
         action: {type: string}
         target: {type: string}

@@ -87,18 +87,24 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch {
-            var problem = Problem.from(error)
-            if problem.code == "notFound" {  // no route: a path served for other methods is a 405
-                let allowed = DurableServer.routeMethods[request.uri.path.split(separator: "/").count]?
-                    .filter { Self.matches($0.segments, request.uri.path) }.map(\.method) ?? []
-                if !allowed.isEmpty {
-                    problem = Problem(
-                        .methodNotAllowed, "methodNotAllowed", "\(request.method.rawValue) is not served at this path, which serves \(allowed.joined(separator: " and "))",
-                        headers: [.allow: allowed.joined(separator: ", ")])
-                }
-            }
-            return try problem.response(from: request, context: context)
+            return try Problem.answering(error, to: request).response(from: request, context: context)
         }
+    }
+}
+
+extension Problem {
+    /// The problem a request is answered with when its route throws `error` (or there is no route
+    /// for it: a path served for other methods is a 405 with `Allow`).
+    static func answering(_ error: any Error, to request: Request) -> Problem {
+        let problem = Problem.from(error)
+        guard problem.code == "notFound" else { return problem }
+        let allowed = DurableServer.routeMethods[request.uri.path.split(separator: "/").count]?
+            .filter { matches($0.segments, request.uri.path) }.map(\.method) ?? []
+        guard !allowed.isEmpty else { return problem }
+        return Problem(
+            .methodNotAllowed, "methodNotAllowed",
+            "\(request.method.rawValue) is not served at this path, which serves \(allowed.joined(separator: " and "))",
+            headers: [.allow: allowed.joined(separator: ", ")])
     }
 
     /// Whether a path fits a route's segments (`{…}` fits any one segment).

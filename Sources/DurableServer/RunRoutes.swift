@@ -62,7 +62,7 @@ extension DurableServer {
         }
         book.add(.post, "/v1/runs/{id}/cancel", role: .operator) { request, context in
             let server = server!
-            let reason = try await server.reason(request, context, default: "cancelled over HTTP")
+            let reason = try await server.reason(request, context, default: "cancelled over HTTP by \(context.identity?.name ?? "?")")
             let runID = try await server.client.cancel(try context.parameter("id"), reason: reason)
             return try JSONResponse.ok(["runID": runID, "requested": "cancel"], status: .accepted)
         }
@@ -75,10 +75,10 @@ extension DurableServer {
         book.add(.post, "/v1/runs/{id}/reset", role: .operator) { request, context in
             let server = server!
             let body = try await server.jsonObject(request, context)
-            guard let index = body["toEvent"] as? Int, index >= 0 else {
+            guard let index = body["toEvent"] as? Int, index >= 0, Set(body.keys).isSubset(of: ["toEvent", "reason"]) else {
                 throw Problem.badRequest("the body must be {\"toEvent\": INDEX, \"reason\": TEXT}, with the index of an event that starts an activation")
             }
-            let reason = body["reason"] as? String ?? "reset over HTTP by \(context.identity?.name ?? "?")"
+            let reason = try Self.reason(in: body, default: "reset over HTTP by \(context.identity?.name ?? "?")")
             let report = try await server.worker.reset(try context.parameter("id"), toEvent: index, reason: reason)
             return try JSONResponse.ok([
                 "sourceRunID": report.sourceRunID, "newRunID": report.newRunID, "workflowID": report.workflowID,
@@ -112,22 +112,26 @@ extension DurableServer {
         } ?? .allowDuplicateFailedOnly
         try await checkWorkflowType(type, input: input)
 
-        // A repeated request with the same Idempotency-Key (from the same token) gets the same run: its
-        // workflow ID is derived from the key when the body names none, and a run of that ID with the
-        // same type and input is the first request's run.
+        // A repeated request with the same Idempotency-Key (from the same token) gets the same run. With
+        // no workflow ID in the body, the key makes one, and a run of that ID is the first request's (the
+        // same type and input) or the key's reuse for another request (refused). With a workflow ID, the
+        // newest run of that ID with the same type and input is the first request's; any other run of
+        // the ID is left to the reuse policy, as without a key.
         var replayed: RunRecord?
         if let key = request.headers[.idempotencyKey] {
             guard !key.isEmpty, key.utf8.count <= 255 else { throw Problem.badRequest("Idempotency-Key must be 1 to 255 bytes") }
-            if workflowID == nil {
+            let derived = workflowID == nil
+            if derived {
                 let digest = SHA256.hash(data: Data("\(context.identity?.name ?? "")\n\(key)".utf8))
                 workflowID = "idem-" + digest.prefix(16).map { String(format: "%02x", $0) }.joined()
             }
             if let existing = try await client.journal.findRun(workflowID!) {
                 let first = try await client.journal.history(existing, from: 0).first
-                guard existing.workflowType == type, first?.data == input else {
+                if existing.workflowType == type, first?.data == input {
+                    replayed = existing
+                } else if derived {
                     throw Problem(.unprocessableContent, "idempotencyKeyReused", "Idempotency-Key '\(key)' was used for another request (workflow \(existing.workflowType), run \(existing.runID)); use a new key for a new request")
                 }
-                replayed = existing
             }
         }
         let run: RunRecord
@@ -138,8 +142,11 @@ extension DurableServer {
             let started = try await client.submit(workflowType: type, input: input, id: workflowID, idReuse: policy)
             existing = started.existing
             run = try await findRun(started.runID)
+            guard run.workflowType == type else {
+                throw JournalError(.workflowIDInUse(workflowID: run.workflowID, runID: run.runID))
+            }
         }
-        var response = try await answer(run, waitingUpTo: wait ?? .zero, replayed: replayed != nil, existing: existing)
+        var response = try await answer(run, waitingUpTo: wait ?? .zero, replayed: replayed != nil, existing: existing, afterStart: true)
         if replayed != nil { response.headers[.idempotentReplayed] = "true" }
         return response
     }
@@ -159,7 +166,11 @@ extension DurableServer {
 
     /// 200 with the outcome when the run has ended (waiting up to `wait` for it), else 202 with its
     /// status and `Location`.
-    func answer(_ run: RunRecord, waitingUpTo wait: Duration, replayed: Bool, existing: Bool = false) async throws -> Response {
+    /// `afterStart`: the run was just recorded, so a wait the server cannot take on now (too many
+    /// waiters) is answered 202 rather than 503, which a client would retry, starting it again.
+    func answer(
+        _ run: RunRecord, waitingUpTo wait: Duration, replayed: Bool, existing: Bool = false, afterStart: Bool = false
+    ) async throws -> Response {
         var summary: [String: Any] = [
             "runID": run.runID, "workflowID": run.workflowID, "workflowType": run.workflowType,
         ]
@@ -167,7 +178,11 @@ extension DurableServer {
         if !run.status.isOpen {
             outcome = try await client.outcome(of: run.runID)
         } else if wait > .zero {
-            outcome = try await self.outcome(of: run.runID, within: wait)
+            do {
+                outcome = try await self.outcome(of: run.runID, within: wait)
+            } catch let problem as Problem where problem.code == "tooManyWaiters" && afterStart {
+                outcome = nil
+            }
         }
         guard let outcome else {
             let current = try await client.journal.findRun(run.runID) ?? run
@@ -248,6 +263,12 @@ extension DurableServer {
     /// `{"reason": TEXT}` from the body, or `default` without one.
     func reason(_ request: Request, _ context: ServerContext, default fallback: String) async throws -> String {
         let body = try await jsonObject(request, context)
+        guard Set(body.keys).isSubset(of: ["reason"]) else { throw Problem.badRequest("the body holds only a reason: {\"reason\": TEXT}") }
+        return try Self.reason(in: body, default: fallback)
+    }
+
+    /// The body's `reason`: a string of 1 to 4096 bytes, or `default` when absent.
+    static func reason(in body: [String: Any], default fallback: String) throws -> String {
         guard let value = body["reason"] else { return fallback }
         guard let reason = value as? String, !reason.isEmpty, reason.utf8.count <= 4_096 else {
             throw Problem.badRequest("reason must be a string of 1 to 4096 bytes")

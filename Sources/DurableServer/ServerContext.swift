@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import HummingbirdAuth
 import NIOCore
@@ -21,6 +22,9 @@ struct ServerContext: AuthRequestContext, RequestContext {
     }
 
     var maxUploadSize: Int { bodyLimit }
+
+    /// The route template the request matched (`/v1/runs/{id}`), `nil` for none.
+    var route: String? { endpointPath.flatMap { DurableServer.routePaths.contains($0) ? $0 : nil } }
 
     /// The caller, when its role is `role` or above.
     /// - Throws: a 401 problem without a (valid) token, a 403 problem for a role too low.
@@ -47,11 +51,12 @@ struct TokenAuthenticator: RouterMiddleware {
     func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
         var context = context
         context.bodyLimit = bodyLimit
-        if let bearer = request.headers.bearer {
-            context.identity = verifier.caller(presenting: bearer.token)
+        // `Authorization: Bearer TOKEN`, the scheme in any case (RFC 9110); another scheme is no token.
+        if let field = request.headers[.authorization], let space = field.firstIndex(of: " "),
+           field[..<space].lowercased() == "bearer"
+        {
+            context.identity = verifier.caller(presenting: field[space...].trimmingCharacters(in: .whitespaces))
             context.presentedUnknownToken = context.identity == nil
-        } else if request.headers[.authorization] != nil {
-            context.presentedUnknownToken = true
         }
         return try await next(request, context)
     }

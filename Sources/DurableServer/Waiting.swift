@@ -30,7 +30,7 @@ final class WaiterGate: Sendable {
             return true
         }
         guard admitted else {
-            throw Problem(.serviceUnavailable, "tooManyWaiters", "\(limit) requests are waiting already; try again shortly or without ?wait=", headers: [.retryAfter: "1"])
+            throw Problem(.serviceUnavailable, "tooManyWaiters", "\(limit) request\(limit == 1 ? " is" : "s are") waiting already; try again shortly or without ?wait=", headers: [.retryAfter: "1"])
         }
         return Ticket(gate: self)
     }
@@ -57,7 +57,8 @@ func parseWait(_ text: String?, maximum: Duration) throws -> Duration? {
         scale = factor
         break
     }
-    guard let value = Double(number), value.isFinite, value >= 0, value * scale <= Double(maximum.components.seconds) + 0.001 else {
+    let limit = Double(maximum.components.seconds) + Double(maximum.components.attoseconds) / 1e18
+    guard let value = Double(number), value.isFinite, value >= 0, value * scale <= limit + 0.000_5 else {
         throw Problem.badRequest("wait must be a duration such as 500ms, 30s or 1m, at most \(maximum), not '\(text)'")
     }
     return .milliseconds(Int64((value * scale * 1000).rounded()))

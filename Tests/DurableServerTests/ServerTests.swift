@@ -32,6 +32,8 @@ import Glibc
             #expect(none.status == 401, "\(route.method) \(route.path) without a token")
             #expect(none.header("WWW-Authenticate") == "Bearer realm=\"durable\"")
             #expect(none.header("Content-Type") == "application/problem+json")
+            let basic = try await server.request(route.method, path, role: nil, headers: ["Authorization": "Basic YTpi"])
+            #expect(basic.status == 401 && (basic.json["detail"] as? String)?.contains("needs a bearer token") == true)
             let bad = try await server.request(route.method, path, token: ServerProcess.unknownToken)
             #expect(bad.status == 401, "\(route.method) \(route.path) with an unknown token")
             #expect(bad.json["detail"] as? String == "the bearer token is not valid")
@@ -47,6 +49,9 @@ import Glibc
             checked += 1
         }
         #expect(checked == DurableServer.routes.filter { $0.role != nil }.count)
+        // The scheme is case-insensitive.
+        let lower = try await server.request("GET", "/v1/runs", role: nil, headers: ["Authorization": "bearer \(server.tokens[.reader]!)"])
+        #expect(lower.status == 200)
         #expect(checked >= 14)
     }
 
@@ -106,6 +111,17 @@ import Glibc
         #expect(changed.json["code"] as? String == "idempotencyKeyReused")
         let runs = try await server.request("GET", "/v1/runs?type=Gather", role: .reader)
         #expect((runs.json["runs"] as? [Any])?.count == 2)
+
+        // With a workflow ID in the body, a new key on a run of other input is no reuse of the key:
+        // the ID reuse policy decides (an open run of the ID is that run); another type is a conflict.
+        let named = try await server.start("Gather", input: 1, workflowID: "named-1")
+        let fresh = try await server.request(
+            "POST", "/v1/workflows/Gather/runs", role: .submitter, json: ["input": 2, "workflowID": "named-1"], headers: ["Idempotency-Key": "fresh"])
+        #expect(fresh.status == 202)
+        #expect(fresh.json["runID"] as? String == named && fresh.json["existing"] as? Bool == true)
+        let otherType = try await server.request("POST", "/v1/workflows/Nap/runs", role: .submitter, json: ["input": 1, "workflowID": "named-1"])
+        #expect(otherType.status == 409)
+        #expect(otherType.json["code"] as? String == "workflowIDInUse")
     }
 
     @Test func eventsStartAndSignalRunsAndARepeatedEventDoesNothingTwice() async throws {
@@ -127,7 +143,10 @@ import Glibc
         #expect(posted.status == 202)
         let outcomes = (posted.json["results"] as? [[String: Any]] ?? []).map { $0["outcome"] as? String ?? "?" }
         #expect(outcomes == ["signalled", "signalled", "duplicate", "duplicate"])
+        // A request that merely names event:e3 as a run is audited with that target; e3 is still new.
+        #expect(try await server.request("POST", "/v1/runs/event:e3/cancel", role: .operator).status == 404)
         let last = try await server.request("POST", "/v1/events", role: .submitter, json: ["name": "gather.item", "id": "e3", "data": "c"])
+        #expect((last.json["results"] as? [[String: Any]])?.first?["outcome"] as? String == "signalled")
         #expect(last.status == 202)
         let result = try await server.request("GET", "/v1/runs/gather-b1/result?wait=20s", role: .reader)
         #expect(result.json["result"] as? String == "a,b,c")
@@ -222,6 +241,13 @@ import Glibc
         #expect(second.json["code"] as? String == "tooManyWaiters")
         #expect(second.header("Retry-After") == "1")
         #expect(try await waiting.status == 202)
+        // A start whose wait cannot be taken on is still answered 202: it was recorded, and a 503
+        // would have the client start it again.
+        async let holding = server.request("GET", "/v1/runs/\(runID)/result?wait=2s", role: .reader)
+        try await Task.sleep(for: .milliseconds(300))
+        let started = try await server.request("POST", "/v1/workflows/Gather/runs?wait=2s", role: .submitter, json: ["input": 1])
+        #expect(started.status == 202, "\(started.text)")
+        _ = try await holding
 
         // Keyset pages: every run once, newest first.
         for index in 0..<5 { _ = try await server.start("Gather", input: 1, workflowID: "page-\(index)") }
@@ -345,6 +371,8 @@ import Glibc
         _ = try await server.request("POST", "/v1/runs/\(runID)/terminate", role: .reader)
         _ = try await server.request("POST", "/v1/runs/no-such/signals/item", role: .submitter, json: 1)
         _ = try await server.request("GET", "/v1/runs", role: .reader)
+        #expect(try await server.request("POST", "/v1/runs/\(runID)/cancel", role: nil).status == 401)
+        #expect(try await server.request("POST", "/v1/nowhere", token: ServerProcess.unknownToken).status == 404)
         #expect(try await server.request("GET", "/v1/audit", role: .operator).status == 403)
         let log = try await server.request("GET", "/v1/audit", role: .admin)
         #expect(log.status == 200)
@@ -369,12 +397,16 @@ import Glibc
         let runID = try await server.start("Nap", input: 1)
         _ = try await server.request("GET", "/v1/runs/\(runID)/result?wait=20s", role: .reader)
         _ = try await server.request("GET", "/v1/runs/\(runID)", role: .reader)
+        _ = try await server.request("GET", "/v1/nowhere/\(runID)", role: .reader)
+        _ = try await server.request("DELETE", "/v1/runs/\(runID)", role: .reader)
         let metrics = try await server.request("GET", "/metrics", role: .reader)
         #expect(metrics.status == 200)
         #expect(metrics.header("Content-Type")?.hasPrefix("text/plain") == true)
         #expect(metrics.text.contains(#"durable_http_requests_total{method="GET",route="/v1/runs/{id}",status="200"} 1"#), "\(metrics.text)")
         #expect(metrics.text.contains(#"durable_http_request_duration_seconds_bucket{method="POST",route="/v1/workflows/{type}/runs""#))
         #expect(!metrics.text.contains(runID))
+        #expect(metrics.text.contains(#"durable_http_requests_total{method="GET",route="unmatched",status="404"} 1"#))
+        #expect(metrics.text.contains(#"durable_http_requests_total{method="DELETE",route="unmatched",status="405"} 1"#))
         // The engine's metrics of this process (the worker of `serve --worker`) are there too.
         #expect(metrics.text.contains(#"durable_runs_closed_total{workflow_type="Nap",outcome="completed"} 1"#))
         #expect(metrics.text.contains(#"durable_activity_attempts_total{activity_type="Step",outcome="completed"} 1"#))

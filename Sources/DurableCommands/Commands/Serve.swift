@@ -112,7 +112,14 @@ struct Serve: AsyncParsableCommand {
         services.append(application)
         let group = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            if let problem = DurableServer.startupProblem(error, host: host, port: port) {
+                throw CommandFailure(message: problem, exitCode: .badInput)
+            }
+            throw error
+        }
         print("server stopped cleanly")
     }
 }
