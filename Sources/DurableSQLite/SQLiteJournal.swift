@@ -17,6 +17,8 @@ package final class SQLiteJournal: Journal {
     let payloads: JournalPayloads
     let pool: DatabasePool
     let writer: GroupCommitWriter
+    /// Appends audit entries, several callers' in one synced transaction.
+    let auditWriter = AuditGroupWriter()
     /// The chain of lease renewals (see ``renewLeases()``): when the last one began, and whether one
     /// came late.
     private let renewals = Mutex<(lastStart: Int64?, broken: Bool)>((nil, false))
