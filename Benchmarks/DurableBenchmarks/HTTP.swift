@@ -131,15 +131,13 @@ func runHTTP(_ h: HTTPSettings, folder: String, durability: Durability, round: I
             _ = try await runWrk(
                 wrk, script, url, path: route, token: bench.token, expected: expected, clients: warmupClients,
                 seconds: h.warmupSeconds)
-            try await bench.waitUntilQuiet()
+            var before = try await bench.waitUntilSettled()
             for clients in phase.clients {
-                let before = try await bench.snapshot()
                 let cpu0 = processCPU()
                 let result = try await runWrk(
                     wrk, script, url, path: route, token: bench.token, expected: expected, clients: clients, seconds: h.seconds)
                 let cpu = processCPU() - cpu0
-                try await bench.waitUntilQuiet()
-                let after = try await bench.snapshot()
+                let after = try await bench.waitUntilSettled()
                 var point = httpHeader(phase.target, durability: durability, round: round, clients: clients, result: result)
                 point.set("writer_durability", (try? await bench.engine.journal.effectiveDurability())?.rawValue ?? "unknown")
                 point.set("worker_running", phase.worker)
@@ -155,6 +153,7 @@ func runHTTP(_ h: HTTPSettings, folder: String, durability: Durability, round: I
                 try await bench.check(&point, before: before, after: after, wrkOK: result.ok, clients: clients)
                 emit(point)
                 record(point, phase.target, clients)
+                before = after
             }
         } catch {
             try? await bench.stop()
@@ -296,12 +295,16 @@ private func auditCommits(_ engine: Engine) -> Int { (engine.journal as? SQLiteJ
 
 // MARK: - Servers
 
-/// A `DurableServer` on a fresh journal, with a submitter token, the worker running or not.
-private struct DurableUnderLoad {
+/// A `DurableServer` on a fresh journal, with a submitter token, the worker running or not, and what
+/// its journal says it did: runs recorded, requests audited (read as they come, from a cursor).
+private final class DurableUnderLoad {
     let engine: Engine
     let server: Serving
     let token: String
     let worker: Bool
+    private var auditCursor: Int64 = 0
+    private var audited = 0
+    private var answered2xx = 0
 
     init(path: String, durability: Durability, worker: Bool, logger: Logger) async throws {
         let engine = try await Engine(journal: JournalConfiguration(path, durability: durability))
@@ -325,41 +328,56 @@ private struct DurableUnderLoad {
         self.worker = worker
     }
 
+    /// Counts since the server started.
     struct Snapshot {
         var runs: [RunStatus: Int]
         var auditSeq: Int64
+        /// Requests audited, and those answered with a 2xx (each of which recorded a run).
+        var audited: Int
+        var answered2xx: Int
         var commits: Int
         var auditCommits: Int
         var total: Int { runs.values.reduce(0, +) }
+        /// Every run recorded has its request answered and audited (none is in flight).
+        var settled: Bool { total == answered2xx }
     }
 
     func snapshot() async throws -> Snapshot {
-        Snapshot(
-            runs: try await engine.countRuns(RunFilter()),
-            auditSeq: try await engine.client.auditLog(limit: 1, newestFirst: true).first?.seq ?? 0,
+        let runs = try await engine.countRuns(RunFilter())
+        while true {
+            let page = try await engine.client.auditLog(after: auditCursor, limit: 10_000)
+            guard let last = page.last else { break }
+            audited += page.count
+            answered2xx += page.filter { $0.outcome.hasPrefix("2") }.count
+            auditCursor = last.seq
+        }
+        return Snapshot(
+            runs: runs, auditSeq: auditCursor, audited: audited, answered2xx: answered2xx,
             commits: engine.journal.commitCount, auditCommits: auditCommits(engine))
     }
 
-    /// Waits until no request has been audited for 300 ms (the requests wrk abandoned are done).
-    func waitUntilQuiet() async throws {
-        var last = try await snapshot().auditSeq
-        let deadline = ContinuousClock.now + .seconds(30)
+    /// Waits until every run recorded has its request answered and audited, and nothing new was
+    /// audited for 100 ms (wrk abandons the requests in flight when its time is up; the server
+    /// finishes them). A `?wait=` request may take 10 s, so this gives up after 15 s.
+    /// - Returns: the counts then.
+    func waitUntilSettled() async throws -> Snapshot {
+        var previous = try await snapshot()
+        let deadline = ContinuousClock.now + .seconds(15)
         while ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(300))
-            let now = try await snapshot().auditSeq
-            if now == last { return }
-            last = now
+            try await Task.sleep(for: .milliseconds(100))
+            let now = try await snapshot()
+            if now.settled && now.auditSeq == previous.auditSeq { return now }
+            previous = now
         }
-        throw BenchError("the server was still answering requests 30 s after wrk ended")
+        return previous
     }
 
     /// Checks that the runs recorded during the point are the requests answered with a 2xx, by the
     /// audit log and by wrk's count.
     func check(_ point: inout Record, before: Snapshot, after: Snapshot, wrkOK: Int, clients: Int) async throws {
-        let entries = try await engine.client.auditLog(after: before.auditSeq, limit: Int(after.auditSeq - before.auditSeq) + 1)
-        let answered2xx = entries.filter { $0.outcome.hasPrefix("2") }.count
+        let answered2xx = after.answered2xx - before.answered2xx
         let recorded = after.total - before.total
-        point.set("audit_entries", entries.count)
+        point.set("audit_entries", after.audited - before.audited)
         point.set("audited_2xx", answered2xx)
         point.set("runs_recorded", recorded)
         if worker {
@@ -367,11 +385,14 @@ private struct DurableUnderLoad {
             point.set("runs_open_after", after.runs.filter { $0.key.isOpen }.map(\.value).reduce(0, +))
         }
         var problems: [String] = []
+        if !before.settled || !after.settled {
+            problems.append("\(after.total - after.answered2xx) runs recorded without an audited 2xx answer 15 s after wrk ended")
+        }
         if recorded != answered2xx { problems.append("\(recorded) runs recorded but \(answered2xx) requests audited with a 2xx") }
         if recorded < wrkOK || recorded > wrkOK + clients {
             problems.append("\(recorded) runs recorded for \(wrkOK) successes counted by wrk (at most \(clients) more expected)")
         }
-        if entries.count < wrkOK { problems.append("\(entries.count) audit entries for \(wrkOK) successes") }
+        if after.audited - before.audited < wrkOK { problems.append("\(after.audited - before.audited) audit entries for \(wrkOK) successes") }
         point.set("check_passed", problems.isEmpty)
         if !problems.isEmpty {
             point.set("check_problems", problems.joined(separator: "; "))
