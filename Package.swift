@@ -134,7 +134,13 @@ let package = Package(
         ),
         .executableTarget(
             name: "DurableBenchmarks",
-            dependencies: ["Durable"],
+            dependencies: [
+                "Durable", "DurableServer", "DurableSQLite",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Benchmarks/DurableBenchmarks",
             swiftSettings: swiftSettings
         ),

@@ -18,6 +18,12 @@
 # 1/2/4 worker processes), and bench_dbos.py --system-db-url and Scripts/crash_dbos_pg.py (DBOS's
 # crash recovery, which the shared crash_dbos.py runs on SQLite only) on the same server, each round.
 #
+# HTTP API (HTTP=0 skips it): `durable-bench --workloads http --durability full` each round: wrk (the Debian
+# package, installed when missing) on loopback with Benchmarks/http/submit.lua against a bare Hummingbird
+# route and `durable serve`'s submit route in the same process, 1, 16 and 64 clients, async submits with the
+# worker idle and running, and sync submit+complete of a 3-step workflow (?wait=10s); see Docs/benchmarks.md,
+# "HTTP API". With SQLITE=0 the phase runs the disk probe itself, for the floor.
+#
 # Environment: ROUNDS (3), BENCH_RESULTS (results folder, default .build/bench-results/<UTC stamp>),
 # DURABLE_SHARED (the shared folder, default ../shared beside the repository),
 # DBOS_PEER_VENV (default ~/.cache/dbos-peer-venv), SYNC_PROBE=0 to skip the strace probe, SQLITE=0
@@ -48,11 +54,18 @@ if ! pkg-config --exists liblz4 2>/dev/null; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq liblz4-dev pkg-config >&2
 fi
-if ! "$PY" -c 'import dbos' >/dev/null 2>&1; then
-  log "creating the DBOS venv at $VENV"
-  DBOS_PEER_VENV="$VENV" bash "$PEER/setup.sh" >&2
+if [ "${SQLITE:-1}" = 1 ] || [ "${POSTGRES:-1}" = 1 ]; then
+  if ! "$PY" -c 'import dbos' >/dev/null 2>&1; then
+    log "creating the DBOS venv at $VENV"
+    DBOS_PEER_VENV="$VENV" bash "$PEER/setup.sh" >&2
+  fi
+  "$PY" -c 'import importlib.metadata as m; print("dbos", m.version("dbos"))' >"$OUT/dbos_version.txt"
 fi
-"$PY" -c 'import importlib.metadata as m; print("dbos", m.version("dbos"))' >"$OUT/dbos_version.txt"
+if [ "${HTTP:-1}" = 1 ] && ! command -v wrk >/dev/null 2>&1; then
+  log "installing wrk"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk >&2
+fi
 
 # ---- (b) build -----------------------------------------------------------------------------------
 log "building durable-bench (release)"
@@ -96,6 +109,22 @@ for r in $(seq 1 "$ROUNDS"); do
   "$PY" "$PEER/sqlite_limit.py" --run-id "r$r" >>"$OUT/sqlite_limit.jsonl" 2>>"$OUT/stderr.log" \
     || log "sqlite_limit.py round $r failed"
 done
+
+# The HTTP API under wrk: bare Hummingbird against the submit route, same process, same minutes.
+if [ "${HTTP:-1}" = 1 ]; then
+  wrk --version 2>&1 | head -1 >"$OUT/wrk_version.txt" || true
+  for r in $(seq 1 "$ROUNDS"); do
+    log "round $r/$ROUNDS: HTTP API (wrk: bare route, async submits, sync 3-step; about 3 minutes)"
+    (cd "$ROOT" && "$BENCH" --workloads http --durability full --run-id "r$r" \
+      --wrk-script "$ROOT/Benchmarks/http/submit.lua") >>"$OUT/durable_http.jsonl" 2>>"$OUT/stderr.log" \
+      || log "durable-bench http round $r reported a failure (see stderr.log)"
+    if [ "${SQLITE:-1}" != 1 ]; then
+      log "round $r/$ROUNDS: disk probe (the HTTP phase's floor)"
+      python3 "$PEER/sqlite_limit.py" --run-id "r$r" >>"$OUT/sqlite_limit.jsonl" 2>>"$OUT/stderr.log" \
+        || log "sqlite_limit.py round $r failed"
+    fi
+  done
+fi
 
 # PostgreSQL: a throwaway cluster (fsync on), its one-client commit floor, Durable and DBOS on it.
 if [ "${POSTGRES:-1}" = 1 ]; then

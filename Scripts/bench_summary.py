@@ -9,6 +9,7 @@ Reads the JSON lines in RESULTS_DIR:
   dbos_wal_normal.jsonl  bench_dbos.py --pragma journal_mode=WAL --pragma synchronous=NORMAL
   dbos_crash.jsonl       crash_dbos.py (kill mode "between")
   sqlite_limit.jsonl     sqlite_limit.py (the disk's limits)
+  durable_http.jsonl     optional: durable-bench --workloads http (the HTTP API under wrk)
   sync_probe_*.strace    optional: `strace -c` of durable-bench long, to check that the
                          durability mode really syncs
 and prints medians over rounds, Durable full against DBOS default and Durable fast against DBOS
@@ -359,6 +360,83 @@ def postgres_section(d):
     print()
 
 
+def http_section(d):
+    """The HTTP API under wrk: bare Hummingbird against the submit route, the sync 3-step, the floors."""
+    http = load(os.path.join(d, "durable_http.jsonl"))
+    if not http:
+        return
+    points = [r for r in http if r.get("phase") == "http" and "error" not in r]
+    failed = [r for r in http if "error" in r]
+    rounds = len({r.get("run_id") for r in http if r.get("phase") == "env"}) or 1
+    print(f"## HTTP API (durable-bench --workloads http, wrk on loopback; medians over {rounds} round(s))\n")
+    print("Async submits: `POST /v1/workflows/ThreeSteps/runs` (202 once the run is recorded and its audit "
+          "entry synced), the worker idle; bare: a Hummingbird `POST /bare` route that reads the body and "
+          "answers a small JSON 202, in the same process. Rates count expected responses only.\n")
+
+    def m(target, clients, key):
+        return med(values(points, "http", key, target=target, clients=clients))
+
+    def errors(target, clients):
+        return sum(int(r.get("errors", 0)) for r in points if r.get("target") == target and r.get("clients") == clients)
+
+    def checks(target, clients):
+        rs = [r for r in points if r.get("target") == target and r.get("clients") == clients and "check_passed" in r]
+        bad = sum(1 for r in rs if r.get("check_passed") is not True)
+        return "n/a" if not rs else ("ok" if bad == 0 else f"**{bad} FAILED**")
+
+    clients_all = sorted({r.get("clients") for r in points if r.get("target") == "submit"})
+    print("| clients | bare req/s | bare p99 ms | submit req/s | p50 ms | p99 ms | submit/bare req/s | p99 ratio "
+          "| server CPU ms/req | errors | runs check | ≥ 5,000/s, p99 ≤ 20 ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for c in clients_all:
+        br, bp, sr = m("bare", c, "ok_per_s"), m("bare", c, "p99_ms"), m("submit", c, "ok_per_s")
+        p50, p99, cpu = m("submit", c, "p50_ms"), m("submit", c, "p99_ms"), m("submit", c, "server_cpu_ms_per_req")
+        e = errors("bare", c) + errors("submit", c)
+        met = sr is not None and p99 is not None and sr >= 5000 and p99 <= 20 and e == 0
+        print(f"| {c} | {fmt(br)} | {fmt(bp)} | {fmt(sr)} | {fmt(p50)} | {fmt(p99)} | "
+              f"{fmt(sr / br) if sr and br else 'n/a'} | {fmt(p99 / bp) + '×' if p99 and bp else 'n/a'} | {fmt(cpu)} | "
+              f"{e if e == 0 else f'**{e}**'} | {checks('submit', c)} | {'met' if met else 'not met'} |")
+    print()
+    for target, label in (("submit_worker", "Async submits with the worker running in the same process (it competes "
+                                            "for the two cores)"),
+                          ("sync3", "Sync submit + complete of the 3-step workflow (`?wait=10s`, 200 with the "
+                                    "result), worker running")):
+        cs = sorted({r.get("clients") for r in points if r.get("target") == target})
+        if not cs:
+            continue
+        print(f"{label}:\n")
+        print("| clients | req/s | p50 ms | p99 ms | max ms | server CPU ms/req | errors | runs check |")
+        print("|---|---|---|---|---|---|---|---|")
+        for c in cs:
+            e = errors(target, c)
+            print(f"| {c} | {spread(values(points, 'http', 'ok_per_s', target=target, clients=c))} | "
+                  f"{fmt(m(target, c, 'p50_ms'))} | {fmt(m(target, c, 'p99_ms'))} | {fmt(m(target, c, 'max_ms'))} | "
+                  f"{fmt(m(target, c, 'server_cpu_ms_per_req'))} | {e if e == 0 else f'**{e}**'} | {checks(target, c)} |")
+        print()
+    print("Floors in the same runs (in-process, no HTTP):\n")
+    print("| probe | per second |")
+    print("|---|---|")
+    for kind, tasks, label in (("audit_append", 1, "synced audit appends, one at a time"),
+                               ("audit_append", 16, "synced audit appends from 16 tasks"),
+                               ("client_submit", 1, "`DurableClient.submit`, one at a time"),
+                               ("client_submit", 64, "`DurableClient.submit` from 64 tasks")):
+        v = values(http, "http_probe", "per_s", kind=kind, tasks=tasks)
+        if v:
+            print(f"| {label} | {spread(v)} |")
+    limit = load(os.path.join(d, "sqlite_limit.jsonl"))
+    floor = med(values(limit, "sqlite", "commits_per_s", journal_mode="wal", synchronous_name="FULL", rows_per_txn=1))
+    if floor:
+        print(f"| sqlite_limit.py: SQLite WAL + FULL 1-row commits | {fmt(floor)} |")
+        best = max((m("submit", c, "ok_per_s") or 0 for c in clients_all), default=0)
+        if best:
+            print(f"\nBest async submit rate: {fmt(best)}/s, {best / floor:.2f}× the disk's synced single-row "
+                  "commits/s (group commit lets one fsync carry many runs and audit entries).")
+    if failed:
+        print(f"\n**{len(failed)} HTTP workload run(s) failed**: " + "; ".join(str(r.get("error"))[:200] for r in failed))
+    print()
+
+
 if __name__ == "__main__":
     main()
+    http_section(sys.argv[1])
     postgres_section(sys.argv[1])

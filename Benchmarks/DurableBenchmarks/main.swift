@@ -6,6 +6,7 @@
 //   .build/release/durable-bench --workloads pools      (pool_warm_cold, pool_overhead, process_pool,
 //                                                        process_warm_cold)
 //   .build/release/durable-bench --workloads submit_latency   (another process's submission to its first activity)
+//   .build/release/durable-bench --workloads http --durability full   (the HTTP API under wrk; see HTTP.swift)
 //
 // See Docs/benchmarks.md for what each workload measures.
 #if canImport(Glibc)
@@ -27,6 +28,8 @@ let usage = """
                          [--pool-calls 200] [--pool-slots 4] [--pool-warm-up-ms 500] [--pool-call-ms 5]
            durable-bench --workloads submit_latency [--latency-submissions 100]
            durable-bench --workloads workers [--worker-counts 1,2,4] [--scaling-runs 400] [--scaling-steps 5]
+           durable-bench --workloads http [--http-seconds 10] [--http-clients 1,16,64] [--http-sync-clients 1,16]
+                         [--http-skip-worker-phase] [--wrk PATH] [--wrk-script Benchmarks/http/submit.lua]
     The pool workloads run once per round, whatever --durability says (they choose their own).
     Journals go to a fresh folder under $TMPDIR (default /tmp) and are removed afterwards; with
     --journal, to a fresh schema each on that PostgreSQL server (left there).
@@ -35,7 +38,7 @@ let usage = """
 let peerWorkloads = ["long", "seq", "conc", "conc_group", "crash"]
 let poolWorkloads = ["pool_warm_cold", "pool_overhead", "process_pool", "process_warm_cold"]
 /// Durable's own figures across processes, per durability (the peer scripts have no such workload).
-let processWorkloads = ["submit_latency", "workers"]
+let processWorkloads = ["submit_latency", "workers", "http"]
 
 struct Options {
     var workloads = ["long", "seq", "conc", "conc_group", "crash"]
@@ -45,6 +48,7 @@ struct Options {
     var runID: String?
     var settings = WorkloadSettings()
     var pools = PoolSettings()
+    var http = HTTPSettings()
     var child: CrashChildOptions?
     var latencyWorker = false
     var benchWorker = false
@@ -101,6 +105,16 @@ func parse(_ arguments: [String]) throws -> Options {
             }
         case "--scaling-runs": options.settings.scalingRuns = max(1, try int(flag))
         case "--scaling-steps": options.settings.scalingSteps = max(1, try int(flag))
+        case "--http-seconds": options.http.seconds = max(1, try int(flag))
+        case "--http-clients", "--http-sync-clients":
+            let counts = try value(flag).split(separator: ",").map {
+                guard let n = Int($0), (1...1_000).contains(n) else { throw BenchError("\(flag): '\($0)' is not 1 to 1000") }
+                return n
+            }
+            if flag == "--http-clients" { options.http.clients = counts } else { options.http.syncClients = counts }
+        case "--http-skip-worker-phase": options.http.workerPhase = false
+        case "--wrk": options.http.wrk = try value(flag)
+        case "--wrk-script": options.http.script = try value(flag)
         case "--pool-calls": options.pools.calls = max(1, try int(flag))
         case "--pool-slots": options.pools.slots = max(1, try int(flag))
         case "--pool-warm-up-ms": options.pools.warmUpMs = try int(flag)
@@ -176,6 +190,21 @@ func describe(_ r: Record) -> String {
     case "submit_latency":
         return "pick-up [\(d)] submit → first activity in an idle worker (another process), \(n("submissions")) runs: "
             + "p50 \(n("p50_ms")) ms, p90 \(n("p90_ms")) ms, p99 \(n("p99_ms")) ms, max \(n("max_ms")) ms (target p50 < 50 ms)"
+    case "http":
+        let errors = r["errors"].map { if case .int(let v) = $0 { v } else { 0 } } ?? 0
+        return "http  [\(d)] \(n("target")) \(n("clients")) client(s): \(n("ok_per_s")) ok/s, p50 \(n("p50_ms")) ms, "
+            + "p99 \(n("p99_ms")) ms, max \(n("max_ms")) ms; server CPU \(n("server_cpu_ms_per_req")) ms/req, wrk CPU "
+            + "\(n("wrk_cpu_ms_per_req")) ms/req" + (r["runs_recorded"] == nil ? "" : "; runs recorded \(n("runs_recorded")), "
+            + "audited 2xx \(n("audited_2xx")), check \(n("check_passed")); \(n("requests_per_journal_commit")) requests per "
+            + "journal commit, \(n("entries_per_audit_commit")) per audit commit")
+            + (errors > 0 ? "; ERRORS \(errors) (unexpected status \(n("unexpected_status")), socket \(n("socket_errors")), "
+                + "timeouts \(n("timeouts")))" : "")
+    case "http_probe":
+        return "probe [\(d)] \(n("kind")) from \(n("tasks")) task(s): \(n("per_s"))/s (\(n("ms_each")) ms each, CPU "
+            + "\(n("cpu_ms_each")) ms each), \(n("journal_commits")) journal commits, \(n("audit_commits")) audit commits"
+    case "http_summary":
+        return "http  [\(d)] target (>= 5000 async submits/s with p99 <= 20 ms) met: \(n("target_met")); "
+            + "recorded runs checks passed: \(n("all_checks_passed")); free of errors: \(n("errors_free"))"
     case "journal_bytes":
         return "bytes [\(d)] \(n("workload")): \(n("events")) events, file \(n("file_bytes_per_event")) B/event, "
             + "stored payload \(n("stored_payload_bytes_per_event")) B/event, plain JSON \(n("plain_json_bytes_per_event")) B/event "
@@ -282,6 +311,8 @@ func main() async -> Int32 {
                             options.settings, path: path, durability: durability, round: round, concurrentStart: true)
                     case "submit_latency":
                         record = try await runSubmitLatency(options.settings, folder: folder, durability: durability, round: round)
+                    case "http":
+                        record = try await runHTTP(options.http, folder: folder, durability: durability, round: round)
                     case "workers":
                         var last = Record()
                         for count in options.settings.workerCounts {

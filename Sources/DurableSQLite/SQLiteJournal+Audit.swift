@@ -6,25 +6,40 @@ extension SQLiteJournal {
     /// The columns of `audit` read by ``auditRow(_:)``.
     static let auditColumns = "seq, time, actor, source, action, target, outcome, detail, hash, sum"
 
-    /// Appends the entry in its own `IMMEDIATE` transaction, synced whatever the journal's durability:
-    /// the write lock, taken before the last entry is read, keeps other processes' appends out until
-    /// this one is committed, so that the chain stays one line.
+    /// Appends the entry through the audit group writer: with the entries of other callers that
+    /// arrived meanwhile, in one `IMMEDIATE` transaction synced whatever the journal's durability
+    /// (see ``appendAudit(_:)-([AuditDraft])``). Returns once that transaction has committed.
     package func appendAudit(_ draft: AuditDraft) async throws -> AuditEntry {
+        try await auditWriter.append(draft) { [self] drafts in try appendAudit(drafts) }
+    }
+
+    /// Appends the entries, in order, in one `IMMEDIATE` transaction, synced whatever the journal's
+    /// durability: the write lock, taken before the last entry is read, keeps other processes'
+    /// appends out until these are committed, so that the chain stays one line.
+    func appendAudit(_ drafts: [AuditDraft]) throws -> [AuditEntry] {
         try writeDurably { db in
-            let last = try Row.fetchOne(db, sql: "SELECT \(Self.auditColumns) FROM audit ORDER BY seq DESC LIMIT 1")
+            let last = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT \(Self.auditColumns) FROM audit ORDER BY seq DESC LIMIT 1"))
             let previous = try last.map { try Self.auditRow($0) }
             if let damage = previous?.damage { throw damage }
-            let entry = AuditChain.entry(
-                draft, seq: (previous?.entry.seq ?? 0) + 1, time: Date(), previous: previous?.entry.hash ?? AuditChain.start)
-            try db.execute(
-                sql: "INSERT INTO audit (\(Self.auditColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                arguments: [
+            var (seq, hash) = (previous?.entry.seq ?? 0, previous?.entry.hash ?? AuditChain.start)
+            let insert = try db.cachedStatement(
+                sql: "INSERT INTO audit (\(Self.auditColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            return try drafts.map { draft in
+                seq += 1
+                let entry = AuditChain.entry(draft, seq: seq, time: Date(), previous: hash)
+                try insert.execute(arguments: [
                     entry.seq, entry.time.journalMillis, entry.actor, entry.source, entry.action, entry.target, entry.outcome,
                     entry.detail, entry.hash, RowChecksum.audit(entry),
                 ])
-            return entry
+                hash = entry.hash
+                return entry
+            }
         }
     }
+
+    /// Audit transactions committed since the journal was opened (for tests and benchmarks).
+    package var auditCommitCount: Int { auditWriter.commitCount }
 
     package func auditEntries(after cursor: Int64?, limit: Int, newestFirst: Bool) async throws -> [AuditEntry] {
         let sql = "SELECT \(Self.auditColumns) FROM audit "

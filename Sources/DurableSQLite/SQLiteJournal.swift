@@ -17,6 +17,8 @@ package final class SQLiteJournal: Journal {
     let payloads: JournalPayloads
     let pool: DatabasePool
     let writer: GroupCommitWriter
+    /// Appends audit entries, several callers' in one synced transaction.
+    let auditWriter = AuditGroupWriter()
     /// The chain of lease renewals (see ``renewLeases()``): when the last one began, and whether one
     /// came late.
     private let renewals = Mutex<(lastStart: Int64?, broken: Bool)>((nil, false))
@@ -433,14 +435,16 @@ package final class SQLiteJournal: Journal {
     // MARK: - Reading
 
     package func findRun(_ id: String) async throws -> RunRecord? {
+        // Cached statements: the HTTP server looks a run up at least once per request, and preparing
+        // the statement each time cost about half of the lookup.
         try read { db in
             if let row = try Row.fetchOne(
-                db, sql: "SELECT \(Self.runColumns) FROM runs WHERE run_id = ?", arguments: [id])
+                db.cachedStatement(sql: "SELECT \(Self.runColumns) FROM runs WHERE run_id = ?"), arguments: [id])
             {
                 return try Self.runRecord(row)
             }
             return try Row.fetchOne(
-                db, sql: "SELECT \(Self.runColumns) FROM runs WHERE workflow_id = ? ORDER BY id DESC LIMIT 1",
+                db.cachedStatement(sql: "SELECT \(Self.runColumns) FROM runs WHERE workflow_id = ? ORDER BY id DESC LIMIT 1"),
                 arguments: [id]
             ).map(Self.runRecord)
         }

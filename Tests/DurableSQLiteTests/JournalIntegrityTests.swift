@@ -225,6 +225,52 @@ func integrityJournal() async throws -> String {
         #expect(report.isHealthy && report.auditEntriesChecked == 1, "\(report.problems)")
     }
 
+    @Test func concurrentAuditAppendsShareSyncedCommits() async throws {
+        let journal = try SQLiteJournal(.sqlite(path: temporaryPath(), durability: .fast))
+        let seqs = try await withThrowingTaskGroup(of: Int64.self) { group in
+            for n in 0..<200 {
+                group.addTask {
+                    try await journal.appendAudit(AuditDraft(
+                        actor: "token:portal", source: "http 127.0.0.1:\(n)", action: "POST /v1/workflows/{type}/runs",
+                        target: "Claim", outcome: "202")).seq
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(seqs.sorted() == Array(1...200))
+        // 200 appends issued at once cannot all have found the writer idle: some shared a transaction.
+        #expect(journal.auditCommitCount < 200 && journal.auditCommitCount >= 1, "\(journal.auditCommitCount) commits")
+        #expect(try await journal.effectiveDurability() == .fast, "the synced audit commits leave the journal's durability as it was")
+        #expect(try await journal.check().isHealthy)
+    }
+
+    @Test func anAuditAppendAfterADamagedEntryFailsForEveryCallerOfItsGroup() async throws {
+        let path = try await integrityJournal()
+        let journal = try SQLiteJournal(JournalConfiguration(path, createIfMissing: false))
+        _ = try await journal.appendAudit(AuditDraft(actor: "user:root", source: "cli", action: "signal", target: "r1", outcome: "ok"))
+        try await alter(path, "DROP TRIGGER audit_no_update")
+        try await alter(path, "UPDATE audit SET outcome = 'ol' WHERE seq = 1")
+        let results = await withTaskGroup(of: (any Error)?.self) { group in
+            for n in 0..<20 {
+                group.addTask {
+                    do {
+                        _ = try await journal.appendAudit(AuditDraft(
+                            actor: "user:root", source: "cli", action: "cancel", target: "r\(n)", outcome: "ok"))
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(results.allSatisfy { ($0 as? JournalError)?.code == .damaged }, "\(results)")
+        // Nothing was chained onto the damaged entry, and the writer still takes appends once it is gone.
+        try await alter(path, "UPDATE audit SET outcome = 'ok' WHERE seq = 1")
+        #expect(try await journal.appendAudit(AuditDraft(actor: "user:root", source: "cli", action: "cancel", target: "r9",
+                                                        outcome: "ok")).seq == 2)
+    }
+
     @Test func anAuditRowChangedOnDiskIsDamageAndOneRewrittenWithItsSumBreaksTheChain() async throws {
         let path = try await integrityJournal()
         let journal = try SQLiteJournal(JournalConfiguration(path, createIfMissing: false))

@@ -99,6 +99,26 @@ import Testing
         await second.close()
     }
 
+    @Test(arguments: Backend.allCases) func concurrentAppendsEachGetTheirOwnEntryInOneChain(_ backend: Backend) async throws {
+        guard let location = backend.freshLocation() else { return }
+        let journal = try await openJournal(location)
+        let returned = try await withThrowingTaskGroup(of: (Int, AuditEntry).self) { group in
+            for n in 0..<100 {
+                let draft = draft(n)
+                group.addTask { (n, try await journal.appendAudit(draft)) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(returned.allSatisfy { n, entry in entry.target == "claim-\(n)" && entry.source == "cli pid \(n) on test" },
+                "each caller gets the entry of its own draft")
+        #expect(returned.map(\.1.seq).sorted() == Array(1...100))
+        #expect(try await journal.auditEntries(limit: 1_000) == returned.map(\.1).sorted { $0.seq < $1.seq },
+                "every entry reads back as it was returned")
+        let report = try await journal.check()
+        #expect(report.isHealthy && report.auditEntriesChecked == 100, "\(report.problems)")
+        await journal.close()
+    }
+
     @Test(arguments: Backend.allCases) func theDatabaseRefusesToChangeOrDeleteEntries(_ backend: Backend) async throws {
         guard let location = backend.freshLocation() else { return }
         let journal = try await openJournal(location)
