@@ -140,6 +140,10 @@ extension DurableServer {
             run = replayed
         } else {
             let started = try await client.submit(workflowType: type, input: input, id: workflowID, idReuse: policy)
+            if !started.existing && (wait ?? .zero) == .zero {
+                // Just recorded, pending: answered from what the submit knows, without reading it back.
+                return Self.accepted(runID: started.runID, workflowID: workflowID ?? started.runID, workflowType: type)
+            }
             existing = started.existing
             run = try await findRun(started.runID)
             guard run.workflowType == type else {
@@ -194,6 +198,22 @@ extension DurableServer {
         summary.merge(RunJSON.outcome(outcome)) { _, new in new }
         if existing { summary["existing"] = true }
         return try JSONResponse.ok(summary, headers: [.location: "/v1/runs/\(run.runID)"])
+    }
+
+    /// The 202 of a run just recorded, its small body written directly (the common answer of a start,
+    /// so without `JSONSerialization`): the members of ``answer(_:waitingUpTo:replayed:existing:afterStart:)``'s 202.
+    static func accepted(runID: String, workflowID: String, workflowType: String) -> Response {
+        var body = ByteBuffer()
+        body.writeString("{\"runID\":")
+        body.writeJSONString(runID)
+        body.writeString(",\"status\":\"pending\",\"workflowID\":")
+        body.writeJSONString(workflowID)
+        body.writeString(",\"workflowType\":")
+        body.writeJSONString(workflowType)
+        body.writeString("}")
+        return Response(
+            status: .accepted, headers: [.contentType: "application/json", .location: "/v1/runs/\(runID)"],
+            body: .init(byteBuffer: body))
     }
 
     func findRun(_ id: String) async throws -> RunRecord {
@@ -282,5 +302,24 @@ extension ServerContext {
     func parameter(_ name: String) throws -> String {
         guard let value = parameters.get(name) else { throw Problem.badRequest("missing path parameter \(name)") }
         return value.removingPercentEncoding ?? value
+    }
+}
+
+extension ByteBuffer {
+    /// `text` as a JSON string: quotes, backslashes and control characters escaped, the rest as UTF-8.
+    mutating func writeJSONString(_ text: String) {
+        writeInteger(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): writeString("\\\"")
+            case UInt8(ascii: "\\"): writeString("\\\\")
+            case 0x0A: writeString("\\n")
+            case 0x0D: writeString("\\r")
+            case 0x09: writeString("\\t")
+            case 0..<0x20: writeString("\\u00" + (byte < 0x10 ? "0" : "") + String(byte, radix: 16))
+            default: writeInteger(byte)
+            }
+        }
+        writeInteger(UInt8(ascii: "\""))
     }
 }

@@ -81,6 +81,13 @@ import Glibc
         #expect(result.status == 200)
         #expect(result.json["result"] as? String == "only")
 
+        // The 202 of a new run is written without JSONSerialization: hostile IDs still read back exactly.
+        let hostile = "a\"b\\c\nd\u{1}e\te\u{7f}é🙂</script>"
+        let odd = try await server.request("POST", "/v1/workflows/Gather/runs", role: .submitter, json: ["input": 1, "workflowID": hostile])
+        #expect(odd.status == 202, "\(odd.text)")
+        #expect(odd.json["workflowID"] as? String == hostile, "\(odd.text)")
+        #expect(odd.json["status"] as? String == "pending" && odd.json["workflowType"] as? String == "Gather")
+
         // The ID reuse policy: a completed workflow ID is refused again by default, allowed with "allow".
         let again = try await server.request("POST", "/v1/workflows/Nap/runs", role: .submitter, json: ["input": 10, "workflowID": "nap-1"])
         #expect(again.status == 409)
