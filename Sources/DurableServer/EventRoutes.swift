@@ -156,8 +156,7 @@ extension DurableServer {
     /// bad one refuses the request, and nothing is done); then each is carried out in order, and a
     /// repeated event ID does nothing again: its answer is the first one's.
     func intake(_ request: Request, _ context: ServerContext) async throws -> Response {
-        let body = try await jsonBody(request, context)
-        let parsed = try JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed])
+        let parsed = try await jsonBody(request, context).value
         let list: [Any] = (parsed as? [Any]) ?? [parsed]
         guard (1...100).contains(list.count) else {
             throw Problem.badRequest("post 1 to 100 events at a time, not \(list.count)")

@@ -42,7 +42,7 @@ extension DurableServer {
         }
         book.add(.post, "/v1/runs/{id}/signals/{name}", role: .submitter) { request, context in
             let server = server!
-            let body = try await server.jsonBody(request, context, empty: Data("null".utf8))
+            let body = try await server.jsonBody(request, context, empty: Data("null".utf8)).data
             let runID = try await server.client.signal(try context.parameter("id"), name: try context.parameter("name"), json: body)
             return try JSONResponse.ok(["runID": runID, "signal": try context.parameter("name")], status: .accepted)
         }
@@ -257,24 +257,23 @@ extension DurableServer {
 
     // MARK: - Bodies
 
-    /// The request's body, which must be JSON; `empty` stands for an empty body when given.
-    func jsonBody(_ request: Request, _ context: ServerContext, empty: Data? = nil) async throws -> Data {
+    /// The request's body, which must be JSON, parsed once: its bytes and its value. `empty` stands
+    /// for an empty body when given.
+    func jsonBody(_ request: Request, _ context: ServerContext, empty: Data? = nil) async throws -> (data: Data, value: Any) {
         var request = request
         let buffer = try await request.collectBody(upTo: context.maxUploadSize)
-        let data = Data(buffer.readableBytesView)
-        if data.isEmpty, let empty { return empty }
+        var data = Data(buffer.readableBytesView)
+        if data.isEmpty, let empty { data = empty }
         do {
-            _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+            return (data, try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]))
         } catch {
             throw Problem.badRequest("the body is not valid JSON")
         }
-        return data
     }
 
     /// The request's body as a JSON object (`{}` when empty).
     func jsonObject(_ request: Request, _ context: ServerContext) async throws -> [String: Any] {
-        let data = try await jsonBody(request, context, empty: Data("{}".utf8))
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        guard let object = try await jsonBody(request, context, empty: Data("{}".utf8)).value as? [String: Any] else {
             throw Problem.badRequest("the body must be a JSON object")
         }
         return object
