@@ -41,8 +41,6 @@ final class WaiterGate: Sendable {
         init(gate: WaiterGate) { self.gate = gate }
         deinit { gate.count.withLock { $0 -= 1 } }
     }
-
-    var waiting: Int { count.withLock { $0 } }
 }
 
 /// `?wait=30s`: how long a request may wait for a run to end. Accepts `500ms`, `30s`, `2m` or a
