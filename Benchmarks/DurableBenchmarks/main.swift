@@ -196,7 +196,7 @@ func describe(_ r: Record) -> String {
             + "p99 \(n("p99_ms")) ms, max \(n("max_ms")) ms; server CPU \(n("server_cpu_ms_per_req")) ms/req, wrk CPU "
             + "\(n("wrk_cpu_ms_per_req")) ms/req" + (r["runs_recorded"] == nil ? "" : "; runs recorded \(n("runs_recorded")), "
             + "audited 2xx \(n("audited_2xx")), check \(n("check_passed")); \(n("requests_per_journal_commit")) requests per "
-            + "journal commit, \(n("entries_per_audit_commit")) per audit commit")
+            + "journal commit, \(n("audit_commits")) audit commits of their own")
             + (errors > 0 ? "; ERRORS \(errors) (unexpected status \(n("unexpected_status")), socket \(n("socket_errors")), "
                 + "timeouts \(n("timeouts")))" : "")
     case "http_probe":

@@ -32,7 +32,7 @@ public enum DurableApp {
     ) async -> Never {
         AppSetup.current.withLock { $0 = AppSetup(name: name, register: register, eventRoutes: eventRoutes) }
         lineBufferStandardOutput()
-        LoggingSystem.bootstrap(StreamLogHandler.standardError)  // logs on stderr; results stay on stdout
+        LoggingSystem.bootstrap { StandardErrorLogHandler(label: $0) }  // logs on stderr; results stay on stdout
         let code = await run(arguments ?? Array(CommandLine.arguments.dropFirst()))
         exit(code)
     }
@@ -136,3 +136,4 @@ struct RootCommand: AsyncParsableCommand {
             subcommands: subcommands)
     }
 }
+

@@ -12,22 +12,36 @@ extension PostgresJournal {
     /// one line.
     package func appendAudit(_ draft: AuditDraft) async throws -> AuditEntry {
         try await inTransaction { connection in
-            try await connection.query("SET LOCAL synchronous_commit = on", logger: self.logger)
-            try await connection.query(
-                "SELECT pg_advisory_xact_lock(hashtext(\("durable-audit:" + self.s)))", logger: self.logger)
-            let last = try await connection.query("""
-                SELECT \(unescaped: Self.auditColumns) FROM \(unescaped: self.s).audit ORDER BY seq DESC LIMIT 1
-                """, logger: self.logger).collect()
-            let previous = try last.first.map(Self.auditEntry)
+            try await Self.insertAudit([draft], schema: self.s, connection, logger: self.logger)[0]
+        }
+    }
+
+    /// Inserts the entries, in order, after the last one, inside the caller's transaction, and has that
+    /// transaction commit with `synchronous_commit = on`. The advisory lock held until the commit
+    /// keeps other appends (from any process) out between reading the last entry and inserting.
+    static func insertAudit(
+        _ drafts: [AuditDraft], schema s: String, _ connection: PostgresConnection, logger: Logger
+    ) async throws -> [AuditEntry] {
+        try await connection.query("SET LOCAL synchronous_commit = on", logger: logger)
+        try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\("durable-audit:" + s)))", logger: logger)
+        let last = try await connection.query("""
+            SELECT \(unescaped: auditColumns) FROM \(unescaped: s).audit ORDER BY seq DESC LIMIT 1
+            """, logger: logger).collect()
+        var previous = try last.first.map(auditEntry)
+        let now = Date()
+        var entries: [AuditEntry] = []
+        for draft in drafts {
             let entry = AuditChain.entry(
-                draft, seq: (previous?.seq ?? 0) + 1, time: Date(), previous: previous?.hash ?? AuditChain.start)
+                draft, seq: (previous?.seq ?? 0) + 1, time: now, previous: previous?.hash ?? AuditChain.start)
             try await connection.query("""
-                INSERT INTO \(unescaped: self.s).audit (\(unescaped: Self.auditColumns))
+                INSERT INTO \(unescaped: s).audit (\(unescaped: auditColumns))
                 VALUES (\(entry.seq), \(entry.time.journalMillis), \(entry.actor), \(entry.source), \(entry.action),
                     \(entry.target), \(entry.outcome), \(entry.detail), \(entry.hash))
-                """, logger: self.logger)
-            return entry
+                """, logger: logger)
+            entries.append(entry)
+            previous = entry
         }
+        return entries
     }
 
     package func auditEntries(after cursor: Int64?, limit: Int, newestFirst: Bool) async throws -> [AuditEntry] {

@@ -181,6 +181,7 @@ final class PostgresWriter: Sendable {
                 var failures: [Int: any Error] = [:]
                 var failedRuns: Set<String> = []
                 var notify = false
+                var audit: [AuditDraft] = []
                 for (i, batch) in writing {
                     if failedRuns.contains(batch.run.runID) {
                         failures[i] = JournalError(.conflict(runID: batch.run.runID, reason: "an earlier write of the run failed"))
@@ -191,6 +192,7 @@ final class PostgresWriter: Sendable {
                         try await apply(batch, connection, now: now)
                         if savepoints { try await connection.query("RELEASE batch", logger: logger) }
                         notify = notify || Self.othersWait(for: batch)
+                        if let draft = batch.audit { audit.append(draft) }
                     } catch {
                         if Self.isRetryable(error) { throw error }
                         guard savepoints else { throw writing.count > 1 ? GroupFailed() : error }
@@ -199,6 +201,11 @@ final class PostgresWriter: Sendable {
                         failures[i] = await describe(error, batch, connection)
                         failedRuns.insert(batch.run.runID)
                     }
+                }
+                // The entries of the batches written, in their order: if they cannot be appended,
+                // nothing of the group is written.
+                if !audit.isEmpty {
+                    _ = try await PostgresJournal.insertAudit(audit, schema: schema, connection, logger: logger)
                 }
                 if notify { try await connection.query("SELECT pg_notify(\("durable_" + schema), '')", logger: logger) }
                 try await connection.query("COMMIT", logger: logger)
@@ -212,14 +219,14 @@ final class PostgresWriter: Sendable {
 
     /// A batch that only appends events to an existing run: one statement (the fence and the insert).
     private static func isEventsOnly(_ batch: JournalBatch) -> Bool {
-        batch.newRun == nil && !batch.events.isEmpty && batch.deliveredSignal == nil
+        batch.audit == nil && batch.newRun == nil && !batch.events.isEmpty && batch.deliveredSignal == nil
             && batch.statusChange == nil && batch.childRuns.isEmpty && batch.notice == nil && batch.continuation == nil
     }
 
     /// A batch that only writes a new run driven here, with its events: one statement, and nobody to
     /// notify (a pending run, which a worker waits for, goes through a transaction with its `NOTIFY`).
     private static func isLeasedStartOnly(_ batch: JournalBatch) -> Bool {
-        batch.newRun?.status == .running && batch.deliveredSignal == nil && batch.statusChange == nil
+        batch.audit == nil && batch.newRun?.status == .running && batch.deliveredSignal == nil && batch.statusChange == nil
             && batch.childRuns.isEmpty && batch.notice == nil && batch.continuation == nil
     }
 

@@ -26,6 +26,9 @@ final class GroupCommitWriter: Sendable {
 
     private let pool: DatabasePool
     private let lease: LeaseSettings?
+    /// The journal commits without syncing each transaction (not `full`): one holding audit entries
+    /// is synced all the same.
+    private let fast: Bool
     /// Until this time (ms since 1970) none of this worker's leases can have been taken over, so
     /// commits skip the per-run lease check (see ``SQLiteJournal/renewLeases()``); 0 when unknown.
     let leasesSafeUntil = Atomic<Int64>(0)
@@ -34,9 +37,10 @@ final class GroupCommitWriter: Sendable {
     /// Transactions committed so far (for tests and benchmarks: batches / commits = sharing).
     let commits = Atomic<Int>(0)
 
-    init(pool: DatabasePool, lease: LeaseSettings?) {
+    init(pool: DatabasePool, lease: LeaseSettings?, fast: Bool) {
         self.pool = pool
         self.lease = lease
+        self.fast = fast
     }
 
     /// Queues a batch. If no commit is in progress, the caller's thread writes it at once: no thread
@@ -88,8 +92,11 @@ final class GroupCommitWriter: Sendable {
 
     private func write(_ batches: [JournalBatch]) -> [Result<Void, any Error>] {
         var results = [Result<Void, any Error>](repeating: .success(()), count: batches.count)
+        let syncAudit = fast && batches.contains { $0.audit != nil }
         do {
             try pool.writeWithoutTransaction { db in
+                if syncAudit { try db.execute(sql: "PRAGMA synchronous = FULL") }
+                defer { if syncAudit { try? db.execute(sql: "PRAGMA synchronous = NORMAL") } }
                 try db.inTransaction(.immediate) {
                     let now = Date().journalMillis
                     let savepoint = try db.cachedStatement(sql: "SAVEPOINT batch")
@@ -97,6 +104,7 @@ final class GroupCommitWriter: Sendable {
                     // A run whose batch failed writes nothing more in this group: its later batches
                     // would leave a gap in its event indexes.
                     var failedRuns: Set<ObjectIdentifier> = []
+                    var audit: [AuditDraft] = []
                     for (i, batch) in batches.enumerated() {
                         if failedRuns.contains(ObjectIdentifier(batch.run)) {
                             results[i] = .failure(JournalError(.conflict(
@@ -109,6 +117,7 @@ final class GroupCommitWriter: Sendable {
                                 batch, db, now: now, lease: lease,
                                 checkLease: now >= leasesSafeUntil.load(ordering: .acquiring))
                             try release.execute()
+                            if let draft = batch.audit { audit.append(draft) }
                         } catch {
                             try db.cachedStatement(sql: "ROLLBACK TO batch").execute()
                             try release.execute()
@@ -116,6 +125,9 @@ final class GroupCommitWriter: Sendable {
                             failedRuns.insert(ObjectIdentifier(batch.run))
                         }
                     }
+                    // The entries of the batches written, in their order: if they cannot be appended
+                    // (a damaged chain), nothing of the group is written.
+                    if !audit.isEmpty { _ = try SQLiteJournal.insertAudit(audit, db) }
                     return .commit
                 }
             }

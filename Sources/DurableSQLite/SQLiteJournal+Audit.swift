@@ -17,24 +17,27 @@ extension SQLiteJournal {
     /// durability: the write lock, taken before the last entry is read, keeps other processes'
     /// appends out until these are committed, so that the chain stays one line.
     func appendAudit(_ drafts: [AuditDraft]) throws -> [AuditEntry] {
-        try writeDurably { db in
-            let last = try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT \(Self.auditColumns) FROM audit ORDER BY seq DESC LIMIT 1"))
-            let previous = try last.map { try Self.auditRow($0) }
-            if let damage = previous?.damage { throw damage }
-            var (seq, hash) = (previous?.entry.seq ?? 0, previous?.entry.hash ?? AuditChain.start)
-            let insert = try db.cachedStatement(
-                sql: "INSERT INTO audit (\(Self.auditColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-            return try drafts.map { draft in
-                seq += 1
-                let entry = AuditChain.entry(draft, seq: seq, time: Date(), previous: hash)
-                try insert.execute(arguments: [
-                    entry.seq, entry.time.journalMillis, entry.actor, entry.source, entry.action, entry.target, entry.outcome,
-                    entry.detail, entry.hash, RowChecksum.audit(entry),
-                ])
-                hash = entry.hash
-                return entry
-            }
+        try writeDurably { db in try Self.insertAudit(drafts, db) }
+    }
+
+    /// Inserts the entries, in order, after the last one, inside the caller's `IMMEDIATE` transaction
+    /// (whose write lock keeps other processes' appends out until it commits).
+    static func insertAudit(_ drafts: [AuditDraft], _ db: Database) throws -> [AuditEntry] {
+        let last = try Row.fetchOne(db.cachedStatement(sql: "SELECT \(auditColumns) FROM audit ORDER BY seq DESC LIMIT 1"))
+        let previous = try last.map { try auditRow($0) }
+        if let damage = previous?.damage { throw damage }
+        var (seq, hash) = (previous?.entry.seq ?? 0, previous?.entry.hash ?? AuditChain.start)
+        let insert = try db.cachedStatement(sql: "INSERT INTO audit (\(auditColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        let now = Date()
+        return try drafts.map { draft in
+            seq += 1
+            let entry = AuditChain.entry(draft, seq: seq, time: now, previous: hash)
+            try insert.execute(arguments: [
+                entry.seq, entry.time.journalMillis, entry.actor, entry.source, entry.action, entry.target, entry.outcome,
+                entry.detail, entry.hash, RowChecksum.audit(entry),
+            ])
+            hash = entry.hash
+            return entry
         }
     }
 

@@ -83,7 +83,7 @@ package final class SQLiteJournal: Journal {
         } catch {
             throw JournalError(.storage(reason: "\(path): \(error)"))
         }
-        writer = GroupCommitWriter(pool: pool, lease: lease)
+        writer = GroupCommitWriter(pool: pool, lease: lease, fast: configuration.durability != .full)
         let watcher = DataVersionWatcher(path: path)
         broadcaster = ChangeBroadcaster { broadcaster, active in watcher.setActive(active, notifying: broadcaster) }
         self.watcher = watcher

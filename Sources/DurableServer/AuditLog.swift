@@ -3,6 +3,7 @@ import DurableJournal
 import Foundation
 import Hummingbird
 import Logging
+import Synchronization
 
 /// Records every request that is not a GET in the journal's audit log, after it is answered: who
 /// (the token's name), from where, the method and route, the target (the run, workflow type or
@@ -19,29 +20,25 @@ struct AuditMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
         guard request.method != .get, request.method != .head else { return try await next(request, context) }
+        var context = context
+        let slip = AuditSlip()
+        context.auditSlip = slip
         do {
             let response = try await next(request, context)
-            await record(request, context, status: response.status.code, problem: nil)
+            if !slip.isRecorded { await record(request, context, status: response.status.code, problem: nil) }
             return response
         } catch {
             let problem = Problem.answering(error, to: request)
-            await record(request, context, status: problem.status.code, problem: problem)
+            if !slip.isRecorded { await record(request, context, status: problem.status.code, problem: problem) }
             throw error
         }
     }
 
     private func record(_ request: Request, _ context: ServerContext, status: Int, problem: Problem?) async {
-        let action = "\(request.method.rawValue) \(context.route ?? request.uri.path)"
-        guard let caller = context.identity else {
-            logger.notice("refused \(action) from \(context.peer): \(problem?.detail ?? "no token") (not in the audit log)")
+        guard let entry = context.auditDraft(request, status: status, problem: problem) else {
+            logger.notice("refused \(context.auditAction(request)) from \(context.peer): \(problem?.detail ?? "no token") (not in the audit log)")
             return
         }
-        let target = context.parameters.get("id") ?? context.parameters.get("type") ?? ""
-        let detail = [context.parameters.get("name").map { "name \($0)" }, problem.map { "\($0.code): \($0.detail)" }]
-            .compactMap { $0 }.joined(separator: "; ")
-        let entry = AuditDraft(
-            actor: "token:\(caller.name)", source: "http \(context.peer)", action: action,
-            target: target.removingPercentEncoding ?? target, outcome: String(status), detail: detail.isEmpty ? nil : detail)
         let client = self.client
         do {
             _ = try await withTimeout(timeout) { try await client.recordAudit(entry) }
@@ -50,6 +47,36 @@ struct AuditMiddleware: RouterMiddleware {
         } catch {
             logger.error("audit log: cannot record \(entry.action) by \(entry.actor): \(error)")
         }
+    }
+}
+
+/// Whether a request's audit entry was written by its handler (so the middleware writes none).
+final class AuditSlip: Sendable {
+    private let recorded = Atomic<Bool>(false)
+
+    var isRecorded: Bool { recorded.load(ordering: .acquiring) }
+
+    func markRecorded() { recorded.store(true, ordering: .releasing) }
+}
+
+extension ServerContext {
+    /// The request as the audit log names it: the method and the route (or the path, for no route).
+    func auditAction(_ request: Request) -> String {
+        "\(request.method.rawValue) \(route ?? request.uri.path)"
+    }
+
+    /// The audit entry of the request answered with `status`: who (the token's name), from where, the
+    /// method and route, the target (the run, workflow type or event) and the outcome. `nil` for a
+    /// request without a valid token, which is not recorded.
+    func auditDraft(_ request: Request, status: Int, problem: Problem?) -> AuditDraft? {
+        guard let caller = identity else { return nil }
+        let target = parameters.get("id") ?? parameters.get("type") ?? ""
+        let detail = [parameters.get("name").map { "name \($0)" }, problem.map { "\($0.code): \($0.detail)" }]
+            .compactMap { $0 }.joined(separator: "; ")
+        return AuditDraft(
+            actor: "token:\(caller.name)", source: "http \(peer)", action: auditAction(request),
+            target: target.contains("%") ? target.removingPercentEncoding ?? target : target, outcome: String(status),
+            detail: detail.isEmpty ? nil : detail)
     }
 }
 

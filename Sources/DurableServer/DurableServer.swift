@@ -9,6 +9,7 @@ import NIOCore
 public import Prometheus
 import ServiceLifecycle
 import Synchronization
+import Tracing
 
 /// How `durable serve` serves: where, who may, and how much.
 public struct ServerOptions: Sendable {
@@ -123,7 +124,9 @@ public struct DurableServer: Sendable {
         let router = Router(context: ServerContext.self)
         router.add(middleware: ProblemMiddleware())
         router.add(middleware: HTTPMetricsMiddleware(factory: metricsFactory))
-        router.add(middleware: TracingMiddleware())
+        // A request span only with a tracer (the server reads it once, when it makes its routes): with
+        // the no-op tracer the middleware still cost about 1.5 % of the CPU of a start under load.
+        if !(InstrumentationSystem.tracer is NoOpTracer) { router.add(middleware: TracingMiddleware()) }
         router.add(middleware: TokenAuthenticator(verifier: TokenVerifier(options.tokens), bodyLimit: options.maximumBodyBytes))
         router.add(middleware: AuditMiddleware(client: client, logger: logger, timeout: options.requestTimeout))
         var book = RouteBook(router: router, requestTimeout: options.requestTimeout, maximumWait: options.maximumWait)

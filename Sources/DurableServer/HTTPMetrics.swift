@@ -1,5 +1,6 @@
 import CoreMetrics
 import Hummingbird
+import Synchronization
 
 /// Counts requests by method, route template and status, and times them by route:
 /// `durable_http_requests_total{method, route, status}` and
@@ -9,6 +10,16 @@ import Hummingbird
 struct HTTPMetricsMiddleware: RouterMiddleware {
     typealias Context = ServerContext
     let factory: any MetricsFactory
+    /// The counters and timers made so far, by their labels (bounded: routes, methods and statuses are).
+    private let made = Made()
+
+    private final class Made: Sendable {
+        let state = Mutex<(counters: [String: Counter], timers: [String: Timer])>(([:], [:]))
+    }
+
+    init(factory: any MetricsFactory) {
+        self.factory = factory
+    }
 
     func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
@@ -27,10 +38,21 @@ struct HTTPMetricsMiddleware: RouterMiddleware {
     private func record(_ request: Request, _ context: ServerContext, status: Int, since start: ContinuousClock.Instant) {
         let route = context.route ?? "unmatched"
         let method = request.method.rawValue
-        Counter(label: "durable_http_requests_total", dimensions: [("method", method), ("route", route), ("status", String(status))], factory: factory)
-            .increment()
-        Timer(label: "durable_http_request_duration_seconds", dimensions: [("method", method), ("route", route)], factory: factory)
-            .recordInterval(since: start)
+        let key = "\(method) \(route)"
+        let counterKey = "\(key) \(status)"
+        let factory = self.factory
+        let (counter, timer) = made.state.withLock { made in
+            let counter = made.counters[counterKey] ?? Counter(
+                label: "durable_http_requests_total", dimensions: [("method", method), ("route", route), ("status", String(status))],
+                factory: factory)
+            let timer = made.timers[key] ?? Timer(
+                label: "durable_http_request_duration_seconds", dimensions: [("method", method), ("route", route)], factory: factory)
+            made.counters[counterKey] = counter
+            made.timers[key] = timer
+            return (counter, timer)
+        }
+        counter.increment()
+        timer.recordInterval(since: start)
     }
 }
 

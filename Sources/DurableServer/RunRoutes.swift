@@ -123,7 +123,7 @@ extension DurableServer {
             let derived = workflowID == nil
             if derived {
                 let digest = SHA256.hash(data: Data("\(context.identity?.name ?? "")\n\(key)".utf8))
-                workflowID = "idem-" + digest.prefix(16).map { String(format: "%02x", $0) }.joined()
+                workflowID = "idem-" + digest.prefix(16).lowercaseHex
             }
             if let existing = try await client.journal.findRun(workflowID!) {
                 let first = try await client.journal.history(existing, from: 0).first
@@ -139,8 +139,14 @@ extension DurableServer {
         if let replayed {
             run = replayed
         } else {
-            let started = try await client.submit(workflowType: type, input: input, id: workflowID, idReuse: policy)
-            if !started.existing && (wait ?? .zero) == .zero {
+            // Not waiting, a new run is answered 202: its audit entry is written with it, in its
+            // transaction (one commit, not two); an open run of the ID is answered otherwise, and the
+            // audit middleware records that answer.
+            let answersAtOnce = (wait ?? .zero) == .zero
+            let audit = answersAtOnce && context.auditSlip != nil ? context.auditDraft(request, status: 202, problem: nil) : nil
+            let started = try await client.submit(workflowType: type, input: input, id: workflowID, idReuse: policy, audit: audit)
+            if !started.existing && answersAtOnce {
+                if audit != nil { context.auditSlip?.markRecorded() }
                 // Just recorded, pending: answered from what the submit knows, without reading it back.
                 return Self.accepted(runID: started.runID, workflowID: workflowID ?? started.runID, workflowType: type)
             }

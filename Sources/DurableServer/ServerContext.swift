@@ -13,6 +13,9 @@ struct ServerContext: AuthRequestContext, RequestContext {
     let peer: String
     /// Set by the server for each request, from its options.
     var bodyLimit = 2 * 1024 * 1024
+    /// Set by the audit middleware for a request it records: a handler that wrote the request's entry
+    /// itself (with what it did, in one transaction) says so on it.
+    var auditSlip: AuditSlip?
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
@@ -55,9 +58,18 @@ struct TokenAuthenticator: RouterMiddleware {
         if let field = request.headers[.authorization], let space = field.firstIndex(of: " "),
            field[..<space].lowercased() == "bearer"
         {
-            context.identity = verifier.caller(presenting: field[space...].trimmingCharacters(in: .whitespaces))
+            context.identity = verifier.caller(presenting: String(field[space...].trimmingSpaces))
             context.presentedUnknownToken = context.identity == nil
         }
         return try await next(request, context)
+    }
+}
+
+extension Substring {
+    /// Without the spaces and tabs around it (what a header field may have around a token).
+    var trimmingSpaces: Substring {
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = firstIndex(where: { !blank($0) }), let last = lastIndex(where: { !blank($0) }) else { return "" }
+        return self[first...last]
     }
 }

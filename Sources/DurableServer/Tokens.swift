@@ -1,4 +1,5 @@
 import Crypto
+import DurableJournal
 public import Foundation
 
 /// What a token may do. Each role may do what the roles below it may.
@@ -87,7 +88,7 @@ public struct TokenFile: Sendable, Codable, Equatable {
 
     /// The SHA-256 of a token, as stored.
     public static func hash(_ token: String) -> String {
-        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: Data(token.utf8)).lowercaseHex
     }
 }
 

@@ -119,6 +119,34 @@ import Testing
         await journal.close()
     }
 
+    @Test(arguments: Backend.allCases) func anEntryWrittenWithANewRunIsWrittenIfAndOnlyIfTheRunIs(_ backend: Backend) async throws {
+        guard let location = backend.freshLocation() else { return }
+        let journal = try await openJournal(location)
+        _ = try await journal.appendAudit(draft(0))
+        // Starts that carry their entry, concurrently (several in one group commit), pending as an HTTP
+        // start's are; one of them for a workflow ID another holds open, which fails and writes nothing.
+        let outcomes = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+            for n in 1...20 {
+                var batch = newRun("run-\(n)", workflowID: n == 20 ? "wf-1" : "wf-\(n)", status: .pending)
+                batch.audit = draft(n)
+                group.addTask { (n, (try? await journal.append(batch)) != nil) }
+            }
+            return try await group.reduce(into: [Int: Bool]()) { $0[$1.0] = $1.1 }
+        }
+        #expect(outcomes.filter(\.value).count == 19, "\(outcomes)")
+        let lost = try #require(outcomes.first { !$0.value }?.key)
+        #expect([1, 20].contains(lost))
+        _ = try await journal.appendAudit(draft(21))
+        let entries = try await journal.auditEntries(limit: 100)
+        #expect(entries.map(\.seq) == Array(1...21))
+        #expect(Set(entries.map(\.target)) == Set((0...21).filter { $0 != lost }.map { "claim-\($0)" }))
+        #expect(entries.last?.target == "claim-21")
+        let report = try await journal.check()
+        #expect(report.isHealthy && report.auditEntriesChecked == 21, "\(report.problems)")
+        #expect(try await journal.effectiveDurability() == .fast, "the synced commit leaves the journal's durability as it was")
+        await journal.close()
+    }
+
     @Test(arguments: Backend.allCases) func theDatabaseRefusesToChangeOrDeleteEntries(_ backend: Backend) async throws {
         guard let location = backend.freshLocation() else { return }
         let journal = try await openJournal(location)

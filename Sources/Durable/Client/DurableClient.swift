@@ -99,10 +99,19 @@ public final class DurableClient: Sendable {
         workflowType: String, input: Data, id: String? = nil,
         idReuse: WorkflowIDReusePolicy = .allowDuplicateFailedOnly
     ) async throws -> (runID: String, existing: Bool) {
+        try await submit(workflowType: workflowType, input: input, id: id, idReuse: idReuse, audit: nil)
+    }
+
+    /// ``submit(workflowType:input:id:idReuse:)``, appending `audit` to the audit log in the same
+    /// transaction as the new run: the entry is written if and only if the run is (not when an open
+    /// run already has the workflow ID: `existing` is then `true`, and nothing is recorded).
+    package func submit(
+        workflowType: String, input: Data, id: String?, idReuse: WorkflowIDReusePolicy, audit: AuditDraft?
+    ) async throws -> (runID: String, existing: Bool) {
         let tracer = self.tracer
         return try await tracer.startingRun(workflowType: workflowType) { span in
             let (runID, existing) = try await record(
-                workflowType: workflowType, input: input, id: id, idReuse: idReuse
+                workflowType: workflowType, input: input, id: id, idReuse: idReuse, audit: audit
             ) { StartedMeta.encode(parent: nil, trace: tracer.carrier(span.context)) }
             span.startedRun(runID, workflowID: id ?? runID, existing: existing)
             return (runID, existing)
@@ -111,7 +120,8 @@ public final class DurableClient: Sendable {
 
     /// ``submit(workflowType:input:id:idReuse:)`` without its span; `meta` makes the start event's `meta`.
     private func record(
-        workflowType: String, input: Data, id: String?, idReuse: WorkflowIDReusePolicy, meta: () -> Data?
+        workflowType: String, input: Data, id: String?, idReuse: WorkflowIDReusePolicy, audit: AuditDraft?,
+        meta: () -> Data?
     ) async throws -> (runID: String, existing: Bool) {
         try Self.checkIdentifier(workflowType, "workflow type")
         if let id { try Self.checkIdentifier(id, "workflow ID") }
@@ -124,11 +134,12 @@ public final class DurableClient: Sendable {
         let now = clock.now()
         let started = HistoryEvent(
             index: 0, kind: .workflowStarted, time: now, name: workflowType, data: input, meta: meta())
-        let batch = JournalBatch(
+        var batch = JournalBatch(
             run: RunRef(runID: runID),
             newRun: .init(workflowID: workflowID, workflowType: workflowType,
                           seed: UInt64.random(in: .min ... .max), status: .pending, createdAt: now),
             events: [EventDraft(started)])
+        batch.audit = audit
         do {
             try await journal.append(batch)
         } catch let error as JournalError {

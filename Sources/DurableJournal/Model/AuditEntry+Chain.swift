@@ -42,7 +42,7 @@ package enum AuditChain {
         } else {
             bytes.append(0)
         }
-        return SHA256.hash(data: bytes).map { String($0, radix: 16).leftPadded(to: 2) }.joined()
+        return SHA256.hash(data: bytes).lowercaseHex
     }
 }
 
@@ -68,8 +68,16 @@ package struct AuditChainCheck {
     }
 }
 
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
+extension Sequence<UInt8> {
+    /// The bytes as lowercase hexadecimal digits, two per byte.
+    package var lowercaseHex: String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity(underestimatedCount * 2)
+        for byte in self {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 }

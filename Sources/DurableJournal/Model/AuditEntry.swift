@@ -49,7 +49,7 @@ public struct AuditDraft: Sendable, Equatable {
     /// `text` with NUL written as U+FFFD (PostgreSQL's `text` cannot hold NUL), cut at a Unicode
     /// scalar so that it ends in `…` within `limit` bytes of UTF-8 when it is longer.
     static func clip(_ text: String, to limit: Int) -> String {
-        let text = text.contains("\u{0}") ? text.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") : text
+        let text = text.utf8.contains(0) ? text.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") : text
         guard text.utf8.count > limit else { return text }
         var kept = String.UnicodeScalarView()
         var bytes = 0

@@ -93,6 +93,10 @@ package struct JournalBatch: Sendable {
     /// A signal this batch delivers (its `SignalReceived` event is among `events`): its row leaves the
     /// `signals` table in the same transaction.
     package var deliveredSignal: Int64?
+    /// An audit entry for what the batch does (an HTTP start's), appended in the same transaction, which
+    /// is then synced whatever the journal's durability: the entry is written if and only if the batch
+    /// is. A batch that fails appends nothing.
+    package var audit: AuditDraft?
 
     /// A batch that writes nothing: it completes once every batch handed over before it is
     /// committed (a shutting-down worker waits for its writes with it).
