@@ -306,7 +306,7 @@ extension ServerContext {
     /// A path parameter, percent-decoded.
     func parameter(_ name: String) throws -> String {
         guard let value = parameters.get(name) else { throw Problem.badRequest("missing path parameter \(name)") }
-        return value.removingPercentEncoding ?? value
+        return value.contains("%") ? value.removingPercentEncoding ?? value : value
     }
 }
 

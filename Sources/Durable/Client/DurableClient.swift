@@ -126,7 +126,7 @@ public final class DurableClient: Sendable {
         try Self.checkIdentifier(workflowType, "workflow type")
         if let id { try Self.checkIdentifier(id, "workflow ID") }
         try DurableError.checkPayload(input, "the input of workflow \(workflowType)")
-        let runID = UUID().uuidString.lowercased()
+        let runID = RunRecord.newRunID()
         let workflowID = id ?? runID
         if id != nil, let existing = try await admitStart(workflowID: workflowID, policy: idReuse) {
             return (existing.runID, true)

@@ -188,7 +188,7 @@ package final class WorkflowInstance: @unchecked Sendable {
                 let output = try await body(context, input)
                 self.finish(.completeWorkflow(result: output))
             } catch let request as ContinueAsNew {
-                self.finish(.continueAsNew(input: request.input, newRunID: UUID().uuidString.lowercased()))
+                self.finish(.continueAsNew(input: request.input, newRunID: RunRecord.newRunID()))
             } catch {
                 // After a cancellation request, ending with an error ends the run as cancelled.
                 if let reason = self.cancelReason {

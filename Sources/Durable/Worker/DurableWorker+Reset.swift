@@ -47,7 +47,7 @@ extension DurableWorker {
                     : "it is not the start of an activation (an activity result, timer, signal or child outcome); "
                         + "the nearest ones are \(below) and \(above)"))
         }
-        let newRunID = UUID().uuidString.lowercased()
+        let newRunID = RunRecord.newRunID()
         let kept = Array(events.prefix(index))
         var requeued: [QueuedSignal] = []
         for event in events.dropFirst(index) {

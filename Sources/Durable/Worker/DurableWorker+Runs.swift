@@ -54,7 +54,7 @@ extension DurableWorker {
         if !hasRecovered.load(ordering: .acquiring) {
             _ = try await recoverOnce()  // open runs left by a previous process continue first
         }
-        let runID = UUID().uuidString.lowercased()
+        let runID = RunRecord.newRunID()
         let workflowID = id ?? runID
         if id != nil, let existing = try await client.admitStart(workflowID: workflowID, policy: idReuse) {  // a generated ID is unused
             return (existing.runID, true)
