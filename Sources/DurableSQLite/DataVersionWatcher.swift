@@ -71,7 +71,7 @@ final class DataVersionWatcher: Sendable {
         let wait = events == nil ? pollInterval : fallbackInterval
         var connection = start.connection
         var last = start.baseline
-        // Reads left to find the commit of a write seen while its version had not moved yet.
+        // Reads left after the last reported write, to see its commit once it is published.
         var rereads = 0
         if last != nil, events?.wait(upTo: wait, isStopped: { watch.stopped.load(ordering: .relaxed) }) == true {
             rereads = settleReads
@@ -85,13 +85,9 @@ final class DataVersionWatcher: Sendable {
                 let version = try dataVersion(queue)
                 // Without a baseline (it could not be read at the start, or a read failed since) the
                 // first read wakes the subscribers too: a commit meanwhile would go unnoticed.
-                if version != last {
-                    broadcaster.notify()
-                    rereads = 0
-                } else {
-                    rereads = max(0, rereads - 1)
-                }
+                if version != last { broadcaster.notify() }
                 last = version
+                rereads = max(0, rereads - 1)
             } catch {
                 last = nil
                 broadcaster.notify()
@@ -102,9 +98,10 @@ final class DataVersionWatcher: Sendable {
                 Thread.sleep(forTimeInterval: pollInterval.seconds)
                 // A commit writes its WAL frames (which the kernel reports) before it syncs them and
                 // then publishes the commit (in the `-shm` index, which it writes through a mapping
-                // the kernel does not report). A read between the two sees the old version, and no
-                // further write comes: read again for a while rather than wait for the fallback
-                // (which made about 1 % of sync HTTP starts take a second longer).
+                // the kernel does not report). A read between the two sees the version before it
+                // (or that of an earlier commit reported with it), and no further write may come: so
+                // read again for a while after every reported write rather than wait for the
+                // fallback (which made about 1 % of sync HTTP starts take a second longer).
                 if rereads > 0 { continue }
                 if events.wait(upTo: wait, isStopped: { watch.stopped.load(ordering: .relaxed) }) { rereads = settleReads }
             } else {
