@@ -125,9 +125,12 @@ public struct DurableServer: Sendable {
         router.add(middleware: HTTPMetricsMiddleware(factory: metricsFactory))
         router.add(middleware: TracingMiddleware())
         router.add(middleware: TokenAuthenticator(verifier: TokenVerifier(options.tokens), bodyLimit: options.maximumBodyBytes))
+        let console = Console(server: self)
+        router.add(middleware: ConsoleSessionMiddleware(sessions: console.sessions))
         router.add(middleware: AuditMiddleware(client: client, logger: logger, timeout: options.requestTimeout))
         var book = RouteBook(router: router, requestTimeout: options.requestTimeout, maximumWait: options.maximumWait)
         Self.addRoutes(to: &book, server: self)
+        console.addRoutes(to: router)  // not API routes: not in `routes` nor in the OpenAPI document
         return router
     }
 

@@ -1,0 +1,263 @@
+import Durable
+import DurableJournal
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// The runs a search asks for, read from the query string of the runs page (the filters of `runs list`).
+struct RunSearch: Sendable {
+    var status: RunStatus?
+    var type: String?
+    var idPrefix: String?
+    var startedAfter: Date?
+    var startedBefore: Date?
+    /// Only open runs with an activity past its first attempt or with a failure recorded.
+    var retrying = false
+    var oldestFirst = false
+    var cursor: String?
+    var limit = 50
+
+    init(_ query: QueryParameters) throws {
+        if let text = query["status"] {
+            guard let status = RunStatus(rawValue: text) else {
+                throw Problem.badRequest("status must be one of \(RunStatus.allCases.map(\.rawValue).joined(separator: ", ")), not '\(text)'")
+            }
+            self.status = status
+        }
+        type = query["type"]
+        idPrefix = query["idPrefix"]
+        startedAfter = try Self.time(query, "startedAfter")
+        startedBefore = try Self.time(query, "startedBefore")
+        retrying = try query.bool("retrying") ?? false
+        switch query["order"] ?? "newest" {
+        case "newest": oldestFirst = false
+        case "oldest": oldestFirst = true
+        case let other: throw Problem.badRequest("order must be newest or oldest, not '\(other)'")
+        }
+        cursor = query["cursor"]
+        limit = try query.integer("limit", in: 1...500) ?? 50
+    }
+
+    /// An ISO 8601 time, or the `YYYY-MM-DDTHH:MM` of a `datetime-local` field (read as UTC).
+    static func time(_ query: QueryParameters, _ name: String) throws -> Date? {
+        guard let text = query[name] else { return nil }
+        if let date = HistoryExport.parseTime(text) ?? HistoryExport.parseTime(text + ":00Z") ?? HistoryExport.parseTime(text + "Z") {
+            return date
+        }
+        throw Problem.badRequest("\(name) must be a time such as 2026-12-05T10:00:00Z, not '\(text)'")
+    }
+
+    /// The journal filter (without the status for the counts).
+    func filter(withStatus: Bool = true) -> RunFilter {
+        var filter = RunFilter(
+            statuses: withStatus ? status.map { [$0] } : nil, workflowType: type, workflowIDPrefix: idPrefix,
+            startedAfter: startedAfter, startedBefore: startedBefore, oldestFirst: oldestFirst)
+        if retrying && withStatus {
+            let open = RunStatus.allCases.filter(\.isOpen)
+            filter.statuses = status.map { open.contains($0) ? [$0] : [] } ?? open
+        }
+        return filter
+    }
+
+    /// The query string of this search, with some parameters changed.
+    func query(_ changes: [String: String?] = [:]) -> String {
+        var pairs: [(String, String?)] = [
+            ("status", status?.rawValue), ("type", type), ("idPrefix", idPrefix),
+            ("startedAfter", startedAfter.map(RunJSON.time)), ("startedBefore", startedBefore.map(RunJSON.time)),
+            ("retrying", retrying ? "1" : nil), ("order", oldestFirst ? "oldest" : nil),
+            ("limit", limit == 50 ? nil : String(limit)), ("cursor", cursor),
+        ]
+        for (name, value) in changes {
+            if let index = pairs.firstIndex(where: { $0.0 == name }) { pairs[index].1 = value } else { pairs.append((name, value)) }
+        }
+        return HTML.queryString(pairs)
+    }
+}
+
+/// What the runs table shows of a run beyond its record (read from its history).
+struct RunFacts: Sendable {
+    var parent: String?
+    var children = 0
+    /// An open run with a pending activity past its first attempt or with a failure recorded.
+    var retrying = false
+    var lastFailure: String?
+
+    init(_ events: [HistoryEvent], open: Bool) {
+        parent = events.first?.meta.flatMap { try? JSONDecoder().decode(ParentLink.self, from: $0) }?.parentRunID
+        children = events.count { $0.kind == .childStarted }
+        if open {
+            let pending = ActivitySummary.from(events).filter { $0.state == .pending }
+            if let stuck = pending.first(where: { $0.attempts > 1 || $0.lastFailure != nil }) {
+                retrying = true
+                lastFailure = stuck.lastFailure.map { "\(stuck.activityType): \($0)" }
+            }
+        }
+    }
+}
+
+extension Console {
+    /// The most runs the retrying filter reads the history of for one page.
+    static let retryingScanLimit = 2_000
+
+    /// The runs of a search, a page at a time, with the facts of each; `next` is the cursor of the next page.
+    func search(_ search: RunSearch) async throws -> (runs: [(RunRecord, RunFacts)], next: String?, scanned: Int) {
+        let journal = server.client.journal
+        var filter = search.filter()
+        if let cursor = search.cursor {
+            guard try await journal.findRun(cursor)?.runID == cursor else {
+                throw Problem.badRequest("cursor '\(cursor)' names no run (it may have been pruned); start again without one")
+            }
+            filter.afterRunID = cursor
+        }
+        if filter.statuses == [] { return ([], nil, 0) }
+        func facts(_ run: RunRecord) async throws -> RunFacts {
+            let events = (try? await journal.history(run, from: 0)) ?? []
+            return RunFacts(events, open: run.status.isOpen)
+        }
+        guard search.retrying else {
+            filter.limit = search.limit
+            let runs = try await journal.runs(filter)
+            var rows: [(RunRecord, RunFacts)] = []
+            for run in runs { rows.append((run, try await facts(run))) }
+            return (rows, runs.count == search.limit ? runs.last?.runID : nil, runs.count)
+        }
+        // Retrying runs are found by reading the histories of open runs, a batch at a time.
+        var rows: [(RunRecord, RunFacts)] = []
+        var scanned = 0
+        var last: String?
+        filter.limit = 200
+        while true {
+            let batch = try await journal.runs(filter)
+            for run in batch {
+                if rows.count == search.limit || scanned == Self.retryingScanLimit { return (rows, last, scanned) }
+                scanned += 1
+                last = run.runID
+                let facts = try await facts(run)
+                if facts.retrying { rows.append((run, facts)) }
+            }
+            guard batch.count == 200, let end = batch.last?.runID else { return (rows, nil, scanned) }
+            filter.afterRunID = end
+        }
+    }
+
+
+    /// `GET /ui/runs`.
+    func runsPage(_ call: Call) async throws -> Response {
+        let search = try RunSearch(call.query)
+        let counts = try await server.client.countRuns(search.filter(withStatus: false))
+        let (rows, next, scanned) = try await self.search(search)
+        let operate = call.viewer?.may(Self.actionRole) == true
+
+        func option(_ value: String, _ text: String, _ selected: Bool) -> String {
+            "<option value=\"\(HTML.escape(value))\"\(selected ? " selected" : "")>\(HTML.escape(text))</option>"
+        }
+        let statuses = option("", "any", search.status == nil)
+            + RunStatus.allCases.map { option($0.rawValue, $0.rawValue, search.status == $0) }.joined()
+        func local(_ date: Date?) -> String {
+            guard let date else { return "" }
+            return String(RunJSON.time(date).prefix(16))
+        }
+        let form = """
+            <form class="filters" method="get" action="/ui/runs" role="search" aria-label="Filter runs">
+            <label>Status<select name="status">\(statuses)</select></label>
+            <label>Workflow type<input type="text" name="type" value="\(HTML.escape(search.type ?? ""))"></label>
+            <label>Workflow ID prefix<input type="text" name="idPrefix" value="\(HTML.escape(search.idPrefix ?? ""))"></label>
+            <label>Started after (UTC)<input type="datetime-local" name="startedAfter" value="\(HTML.escape(local(search.startedAfter)))"></label>
+            <label>Started before (UTC)<input type="datetime-local" name="startedBefore" value="\(HTML.escape(local(search.startedBefore)))"></label>
+            <label>Order<select name="order">\(option("newest", "newest first", !search.oldestFirst))\(option("oldest", "oldest first", search.oldestFirst))</select></label>
+            <label class="check"><input type="checkbox" name="retrying" value="1"\(search.retrying ? " checked" : "")> Retrying only</label>
+            <button type="submit">Search</button> <a href="/ui/runs">Clear</a>
+            </form>
+            """
+        var countItems = "<li><a href=\"/ui/runs\(HTML.escape(search.query(["status": nil, "cursor": nil])))\">"
+            + "<span class=\"status\">all \(counts.values.reduce(0, +))</span></a></li>"
+        for status in RunStatus.allCases where (counts[status] ?? 0) > 0 {
+            countItems += "<li><a href=\"/ui/runs\(HTML.escape(search.query(["status": status.rawValue, "cursor": nil])))\">"
+                + "<span class=\"status status-\(status.rawValue)\">\(status.rawValue) \(counts[status] ?? 0)</span></a></li>"
+        }
+        var table = ""
+        for (run, facts) in rows {
+            var statusCell = HTML.status(run.status.rawValue)
+            if facts.retrying {
+                statusCell += " <span class=\"status status-retrying\" title=\"\(HTML.escape(facts.lastFailure ?? "an activity is past its first attempt"))\">retrying</span>"
+            }
+            var links: [String] = []
+            if let parent = facts.parent { links.append("parent " + HTML.runLink(parent, text: String(parent.prefix(8)))) }
+            if facts.children > 0 {
+                links.append("<a href=\"\(HTML.escape(HTML.runURL(run.runID)))#children\">\(facts.children) child\(facts.children == 1 ? "" : "ren")</a>")
+            }
+            var actions = ""
+            if operate && run.status.isOpen {
+                let confirm = HTML.runURL(run.runID) + "/confirm?action="
+                actions = """
+                    <div class="actions"><a class="button small secondary" href="\(HTML.escape(confirm))cancel">Cancel</a>\
+                    <a class="button small danger" href="\(HTML.escape(confirm))terminate">Terminate</a></div>
+                    """
+            }
+            let closed = run.closedAt.map { HTML.time($0) + " <span class=\"muted\">(\(HTML.duration($0.timeIntervalSince(run.createdAt))))</span>" } ?? "—"
+            table += """
+                <tr data-run="\(HTML.escape(run.runID))"><td class="id"><a href="\(HTML.escape(HTML.runURL(run.runID)))">\(HTML.escape(run.workflowID))</a>\
+                \(facts.lastFailure.map { "<div class=\"muted\">\(HTML.escape(String($0.prefix(200))))</div>" } ?? "")</td>
+                <td>\(HTML.escape(run.workflowType))</td><td>\(statusCell)</td>
+                <td class="id wide">\(HTML.escape(String(run.runID.prefix(8))))</td><td class="wide">\(HTML.time(run.createdAt))</td>
+                <td class="wide">\(closed)</td><td>\(links.joined(separator: "<br>"))</td>\(operate ? "<td>\(actions)</td>" : "")</tr>
+                """
+        }
+        let head = "<tr><th scope=\"col\">Workflow ID</th><th scope=\"col\">Type</th><th scope=\"col\">Status</th>"
+            + "<th scope=\"col\" class=\"wide\">Run</th><th scope=\"col\" class=\"wide\">Started</th><th scope=\"col\" class=\"wide\">Closed</th>"
+            + "<th scope=\"col\">Links</th>" + (operate ? "<th scope=\"col\">Actions</th>" : "") + "</tr>"
+        var pager = ""
+        if search.cursor != nil { pager += "<a href=\"/ui/runs\(HTML.escape(search.query(["cursor": nil])))\">First page</a>" }
+        if let next { pager += "<a href=\"/ui/runs\(HTML.escape(search.query(["cursor": next])))\" rel=\"next\">Next page</a>" }
+        let scanNote = search.retrying
+            ? "<p class=\"muted\">Retrying: open runs with a pending activity past its first attempt or with a failure recorded; \(scanned) open run(s) read for this page (at most \(Self.retryingScanLimit)).</p>"
+            : ""
+        let body = """
+            <h1>Runs</h1>
+            \(form)
+            <div id="runs-live" data-live>
+            <ul class="counts" aria-label="Runs by status">\(countItems)</ul>
+            \(scanNote)
+            \(rows.isEmpty ? "<p class=\"notice\">No runs match.</p>" : "<div class=\"scroll\"><table class=\"runs\"><caption class=\"muted\">\(rows.count) run(s) on this page</caption><thead>\(head)</thead><tbody>\(table)</tbody></table></div>")
+            <div class="pager">\(pager)<a href="/ui/runs.csv\(HTML.escape(search.query(["cursor": nil, "limit": nil])))" download>Export this search (CSV)</a>
+            <span id="refreshed" class="muted" aria-live="polite"></span></div>
+            </div>
+            <p id="autorefresh" class="live-toggle" hidden><label><input type="checkbox"> Refresh every 5 s</label></p>
+            """
+        return page(call, title: "Runs", body: body, bodyAttributes: " data-refresh=\"5000\"")
+    }
+
+    /// `GET /ui/runs.csv`: every run of a search (up to 10,000), as CSV.
+    func runsCSV(_ call: Call) async throws -> Response {
+        var search = try RunSearch(call.query)
+        search.limit = 500
+        var lines = ["runID,workflowID,workflowType,status,retrying,createdAt,closedAt,parentRunID,leaseOwner,error"]
+        var count = 0
+        while count < 10_000 {
+            let (rows, next, _) = try await self.search(search)
+            for (run, facts) in rows {
+                lines.append([
+                    run.runID, run.workflowID, run.workflowType, run.status.rawValue, facts.retrying ? "true" : "false",
+                    RunJSON.time(run.createdAt), run.closedAt.map(RunJSON.time) ?? "", facts.parent ?? "",
+                    run.leaseOwner ?? "", run.error ?? "",
+                ].map(Self.csvField).joined(separator: ","))
+            }
+            count += rows.count
+            guard let next else { break }
+            search.cursor = next
+        }
+        var headers = Self.securityHeaders()
+        headers[.contentType] = "text/csv; charset=utf-8"
+        headers[.contentDisposition] = "attachment; filename=\"durable-runs.csv\""
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: lines.joined(separator: "\r\n") + "\r\n")))
+    }
+
+    /// A CSV field: quoted when it needs to be, and a leading `=`, `+`, `-` or `@` defused for spreadsheets.
+    static func csvField(_ text: String) -> String {
+        var text = text
+        if let first = text.first, "=+-@\t\r".contains(first) { text = "'" + text }
+        guard text.contains(where: { ",\"\r\n".contains($0) }) else { return text }
+        return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}
