@@ -284,6 +284,9 @@ final class ConsoleBrowser: @unchecked Sendable {
             #expect(try browser.get(path, headers: ["If-None-Match": asset.header("ETag") ?? ""]).status == 304)
         }
         #expect(try browser.get("/ui/assets/nothing.js").status == 404)
+        let nowhere = try browser.get("/ui/nowhere/\(ConsoleBrowser.encode(Self.hostile))")
+        #expect(nowhere.status == 404 && nowhere.header("Content-Type") == "text/html; charset=utf-8")
+        Self.expectEscaped(nowhere, "page of no route")
         // Queries from the console (POST, so with the form's CSRF token; a reader may ask).
         let answer = try browser.post("/ui/runs/\(gather)/query", form: ["csrf": run.csrf ?? "", "name": "items"])
         #expect(answer.status == 200)

@@ -195,13 +195,13 @@ extension Console {
             <p><a href="/ui/runs">← All runs</a> · <a href="/ui/runs\(HTML.escape(HTML.queryString([("idPrefix", run.workflowID)])))">Runs of this workflow ID</a>\
             \(run.status.isOpen ? " · <span id=\"live-state\" class=\"muted\" aria-live=\"polite\" hidden>connecting…</span>" : "")</p>
             <section id="summary" data-live aria-labelledby="h-summary"><h2 id="h-summary">Summary</h2>\(summary)</section>
-            \(actions.isEmpty ? "" : "<section aria-labelledby=\"h-actions\"><h2 id=\"h-actions\">Actions</h2>\(actions)</section>")
             <section id="timeline" data-live aria-labelledby="h-timeline"><h2 id="h-timeline">Timeline</h2>
             <p class="muted">Activities, timers and child runs as bars from start to end (open ones to now); red dots are failed attempts, blue diamonds signals. Focus or click one for its details.</p>
             \(legend)<div class="timeline-wrap">\(timeline.svg())</div>
             \(timeline.rows.count > ConsoleTimeline.maximumRows ? "<p class=\"muted\">The first \(ConsoleTimeline.maximumRows) of \(timeline.rows.count) rows.</p>" : "")
             <p id="timeline-detail" class="timeline-detail" aria-live="polite"></p></section>
             <section id="pending" data-live aria-labelledby="h-pending"><h2 id="h-pending">Pending activities</h2>\(pendingHTML)</section>
+            \(actions.isEmpty ? "" : "<section aria-labelledby=\"h-actions\"><h2 id=\"h-actions\">Actions</h2>\(actions)</section>")
             <section id="signals" data-live aria-labelledby="h-signals"><h2 id="h-signals">Signals</h2>\(signals)</section>
             <section aria-labelledby="h-queries"><h2 id="h-queries">Queries</h2>\(queries)</section>
             <section id="children" data-live aria-labelledby="h-children"><h2 id="h-children">Children</h2>\(children)</section>

@@ -26,7 +26,7 @@ struct Console: Sendable {
         (.get, "/ui/runs/{id}"), (.get, "/ui/runs/{id}/export"), (.get, "/ui/runs/{id}/events"),
         (.get, "/ui/runs/{id}/confirm"),
         (.post, "/ui/runs/{id}/signal"), (.post, "/ui/runs/{id}/cancel"), (.post, "/ui/runs/{id}/terminate"),
-        (.post, "/ui/runs/{id}/reset"), (.post, "/ui/runs/{id}/query"),
+        (.post, "/ui/runs/{id}/reset"), (.post, "/ui/runs/{id}/query"), (.get, "/ui/**"),
     ]
 
     /// The console's path templates.
@@ -78,6 +78,12 @@ struct Console: Sendable {
             }
         }
         on(router, .post, "/ui/runs/{id}/query", role: .reader) { call in try await query(call) }
+        on(router, .get, "/ui/**", role: .reader) { call in
+            page(call, status: .notFound, title: "Not found", body: """
+                <h1>Not found</h1><p class="error" role="alert">The console has no page at this address.</p>
+                <p><a href="/ui/runs">Back to the runs</a></p>
+                """)
+        }
     }
 
     /// Registers one route: finds the session (a page redirects to the login page without one), checks
@@ -176,6 +182,7 @@ struct Console: Sendable {
             <html lang="en"><head><meta charset="utf-8">
             <meta name="viewport" content="width=device-width, initial-scale=1">
             <title>\(HTML.escape(title)) · Durable</title>
+            <link rel="icon" href="data:,">
             <link rel="stylesheet" href="\(ConsoleAssets.cssPath)">
             <script src="\(ConsoleAssets.jsPath)" defer></script>
             </head><body\(bodyAttributes)><a class="skip" href="#main">Skip to content</a>
