@@ -7,7 +7,7 @@
 # Needs the products built (swift build); Scripts/test.sh runs it. Takes about 20 s.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-command -v chromium >/dev/null || bash Scripts/install-deps.sh
+command -v chromium >/dev/null || bash Scripts/install-deps.sh --chromium
 VENV="${DURABLE_CONSOLE_VENV:-$HOME/.cache/durable-console-venv}"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import websocket' 2>/dev/null; then
   echo "creating the console check's venv at $VENV" >&2

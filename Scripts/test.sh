@@ -8,7 +8,7 @@
 # and the web console in headless chromium (Scripts/console-check.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bash Scripts/install-deps.sh
+bash Scripts/install-deps.sh --chromium
 swift build --build-tests
 
 cluster="$(mktemp -d "${TMPDIR:-/tmp}/durable-test-pg.XXXXXX")"

@@ -49,7 +49,7 @@ extension Console {
             kept: the session lives in this server's memory for 8 hours, until you log out, or until the server restarts.</p></div>
             """
         var headers = HTTPFields()
-        headers.append(HTTPField(name: .setCookie, value: Self.cookie(ConsoleSessions.loginCookieName, nonce, maxAge: 3600)))
+        headers.append(HTTPField(name: .setCookie, value: Self.cookie(ConsoleSessions.loginCookieName, nonce, maxAge: 3600, call)))
         return page(call, status: status, title: "Sign in", body: body, headers: headers)
     }
 
@@ -62,21 +62,23 @@ extension Console {
         let id = sessions.start(caller)
         server.logger.info("console: token '\(caller.name)' signed in from \(call.context.peer)")
         var headers = HTTPFields()
-        headers.append(HTTPField(name: .setCookie, value: Self.cookie(ConsoleSessions.cookieName, id, maxAge: Int(sessions.lifetime))))
-        headers.append(HTTPField(name: .setCookie, value: Self.cookie(ConsoleSessions.loginCookieName, "", maxAge: 0)))
+        headers.append(HTTPField(name: .setCookie, value: Self.cookie(ConsoleSessions.cookieName, id, maxAge: Int(sessions.lifetime), call)))
+        headers.append(HTTPField(name: .setCookie, value: Self.cookie(ConsoleSessions.loginCookieName, "", maxAge: 0, call)))
         return Self.redirect(Self.safeNext(call.form["next"]), headers: headers)
     }
 
     func logout(_ call: Call) -> Response {
         sessions.end(call.request.cookies[ConsoleSessions.cookieName]?.value)
         var headers = HTTPFields()
-        headers.append(HTTPField(name: .setCookie, value: Self.cookie(ConsoleSessions.cookieName, "", maxAge: 0)))
+        headers.append(HTTPField(name: .setCookie, value: Self.cookie(ConsoleSessions.cookieName, "", maxAge: 0, call)))
         return Self.redirect("/ui/login", headers: headers)
     }
 
-    /// A `Set-Cookie` value: HttpOnly, SameSite=Strict, for the console's paths only.
-    static func cookie(_ name: String, _ value: String, maxAge: Int) -> String {
-        "\(name)=\(value); Path=/ui; Max-Age=\(maxAge); HttpOnly; SameSite=Strict"
+    /// A `Set-Cookie` value: HttpOnly, SameSite=Strict, for the console's paths only; `Secure` when a
+    /// proxy says the browser came over HTTPS (`X-Forwarded-Proto: https`).
+    static func cookie(_ name: String, _ value: String, maxAge: Int, _ call: Call) -> String {
+        let secure = call.request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() == "https"
+        return "\(name)=\(value); Path=/ui; Max-Age=\(maxAge); HttpOnly; SameSite=Strict" + (secure ? "; Secure" : "")
     }
 
     /// Where to go after signing in: a console path only (never another site).

@@ -180,7 +180,7 @@ extension Console {
         let fullJSON = (try? RunJSON.data(["run": RunJSON.run(run), "events": events.map(RunJSON.event)] as [String: Any], pretty: true)) ?? Data()
         history += """
             <details><summary>Full JSON</summary><pre class="json" tabindex="0">\(HTML.escape(String(decoding: fullJSON, as: UTF8.self)))</pre></details>
-            <p><a href="\(url)/export" download>Download the export file</a> <span class="muted">(what <code>durable replay --file</code> and <code>journal import</code> read)</span></p>
+            <p><a href="\(url)/export" download>Download the export file</a> <span class="muted">(what <code>durable replay --file</code> reads)</span></p>
             """
 
         let timeline = ConsoleTimeline(run: run, events: events, now: now)
