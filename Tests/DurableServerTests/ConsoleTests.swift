@@ -176,6 +176,18 @@ final class ConsoleBrowser: @unchecked Sendable {
         #expect(browser.cookies[ConsoleSessions.cookieName] == nil)
         browser.cookies[ConsoleSessions.cookieName] = session
         #expect(try browser.get("/ui/runs").status == 303, "the session ended at logout")
+
+        // Sessions are per server process: another server does not know this one's.
+        let codeless = try await ServerProcess(codeless: true, journal: server.journal)
+        let other = ConsoleBrowser(codeless)
+        other.cookies = browser.cookies
+        try browser.signIn(server.tokens[.reader]!)
+        other.cookies = browser.cookies
+        #expect(try other.get("/ui/runs").status == 303)
+        // `durable serve` has no worker: the workers page says so.
+        #expect(try other.signIn(codeless.tokens[.reader]!).status == 303)
+        let workers = try other.get("/ui/workers")
+        #expect(workers.status == 200 && workers.body.contains("No worker in this process"))
     }
 
     @Test func everyPageRendersAndShowsHostileIDsNamesAndInputsOnlyEscaped() async throws {
@@ -262,6 +274,10 @@ final class ConsoleBrowser: @unchecked Sendable {
         let child = try browser.get("/ui/runs/\(childID!)")
         #expect(child.body.contains("<dt>Parent</dt><dd class=\"mono\"><a href=\"/ui/runs/\(family)\">"))
         #expect(child.body.contains("class=\"bar timer fired\""))
+        // The run's events as server-sent events (what the page's script follows), to the end of a closed run.
+        let stream = try browser.get("/ui/runs/\(family)/events", headers: ["Accept": "text/event-stream"])
+        #expect(stream.status == 200 && stream.header("Content-Type") == "text/event-stream")
+        #expect(stream.body.contains("event: WorkflowStarted") && stream.body.contains("event: end"))
         // The export file, as `replay --file` reads it.
         let export = try browser.get("/ui/runs/\(family)/export")
         #expect(export.status == 200 && export.header("Content-Disposition") == "attachment; filename=\"\(family).json\"")
@@ -332,6 +348,14 @@ final class ConsoleBrowser: @unchecked Sendable {
         #expect(confirm.status == 200)
         Self.expectEscaped(confirm, "signal confirmation")
         #expect(confirm.body.contains("Yes: send the signal"))
+        // The run page's signal form posts (an input too long for a URL is fine), with the CSRF token.
+        #expect(page.body.contains("<form class=\"action\" method=\"post\" action=\"/ui/runs/\(gather)/confirm\""))
+        let long = "\"" + String(repeating: "</textarea><script>alert(3)</script>", count: 3_000) + "\""
+        #expect(try op.post("/ui/runs/\(gather)/confirm", form: ["action": "signal", "name": "item", "input": long]).status == 403)
+        let posted = try op.post("/ui/runs/\(gather)/confirm", form: ["csrf": csrf, "action": "signal", "name": "item", "input": long])
+        #expect(posted.status == 200 && posted.body.contains("Yes: send the signal"))
+        Self.expectEscaped(posted, "posted signal confirmation")
+        #expect(posted.body.contains("name=\"input\" value=\"&quot;&lt;/textarea&gt;&lt;script&gt;alert(3)"))
         let badJSON = try op.get("/ui/runs/\(gather)/confirm?action=signal&name=item&input=%7Bnope")
         #expect(badJSON.status == 400 && badJSON.body.contains("not valid JSON"))
         let signalled = try op.post("/ui/runs/\(gather)/signal", form: ["csrf": csrf, "name": "item", "input": "\"first\""])

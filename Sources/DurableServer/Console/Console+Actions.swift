@@ -5,29 +5,6 @@ import HTTPTypes
 import Hummingbird
 import Logging
 
-/// What an operator can do to a run from the console.
-enum ConsoleAction: String, CaseIterable, Sendable {
-    case signal, cancel, terminate, reset
-
-    var verb: String {
-        switch self {
-        case .signal: "Send the signal"
-        case .cancel: "Cancel the run"
-        case .terminate: "Terminate the run"
-        case .reset: "Reset the run"
-        }
-    }
-
-    var done: String {
-        switch self {
-        case .signal: "The signal was sent."
-        case .cancel: "Cancellation was requested: the workflow's code decides how it ends."
-        case .terminate: "Termination was requested: the run ends without running more of its code."
-        case .reset: "The run was reset: this is the new run, which replays the history before the reset point."
-        }
-    }
-}
-
 extension Console {
     // MARK: - Signing in and out
 
@@ -132,9 +109,10 @@ extension Console {
         return point
     }
 
-    /// `GET /ui/runs/{id}/confirm?action=…`: what the action will do, and the form that does it.
+    /// `GET /ui/runs/{id}/confirm?action=…` (or a POST of the same fields): what the action will do, and
+    /// the form that does it. Nothing is done here.
     func confirmPage(_ call: Call) async throws -> Response {
-        guard let action = call.query["action"].flatMap(ConsoleAction.init(rawValue:)) else {
+        guard let action = call.field("action").flatMap(ConsoleAction.init(rawValue:)) else {
             throw Problem.badRequest("action must be one of \(ConsoleAction.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let run = try await server.findRun(try call.context.parameter("id"))
@@ -142,9 +120,9 @@ extension Console {
         var what = ""
         switch action {
         case .signal:
-            let name = call.query["name"] ?? ""
+            let name = call.field("name") ?? ""
             guard !name.isEmpty else { throw Problem.badRequest("a signal needs a name") }
-            let input = try Self.signalInput(call.query.values["input"])
+            let input = try Self.signalInput(call.field("input"))
             what = "<p>Send signal <strong class=\"mono\">\(HTML.escape(name))</strong> with this input:</p>\(HTML.jsonBlock(input, label: "signal input"))"
             fields = """
                 <input type="hidden" name="name" value="\(HTML.escape(name))">
@@ -155,7 +133,7 @@ extension Console {
         case .terminate:
             what = "<p>End the run at once: no more of its code runs, pending activities are abandoned.</p>"
         case .reset:
-            let point = try await resetPoint(call.query["toEvent"], of: run)
+            let point = try await resetPoint(call.field("toEvent"), of: run)
             what = """
                 <p>Start a new run of workflow ID <strong class="mono">\(HTML.escape(run.workflowID))</strong> that replays this run's \
                 history before event <strong class="mono">\(HTML.escape(Self.describe(point)))</strong> and continues with the \
@@ -165,7 +143,7 @@ extension Console {
         }
         let reason = action == .signal ? "" : """
             <label for="reason">Reason (recorded; optional)</label>
-            <input type="text" id="reason" name="reason" maxlength="4096" value="\(HTML.escape(call.query["reason"] ?? ""))">
+            <input type="text" id="reason" name="reason" maxlength="4096" value="\(HTML.escape(call.field("reason") ?? ""))">
             """
         let body = """
             <h1>\(HTML.escape(action.verb))?</h1>

@@ -61,8 +61,8 @@ extension Console {
                 actions += """
                     <div class="actions"><a class="button secondary" href="\(HTML.escape(confirm))?action=cancel">Cancel…</a>\
                     <a class="button danger" href="\(HTML.escape(confirm))?action=terminate">Terminate…</a></div>
-                    <form class="action" method="get" action="\(HTML.escape(confirm))" aria-label="Send a signal">
-                    <input type="hidden" name="action" value="signal">
+                    <form class="action" method="post" action="\(HTML.escape(confirm))" aria-label="Send a signal">
+                    \(csrfField(call))<input type="hidden" name="action" value="signal">
                     <label for="signal-name">Signal name</label>
                     <input type="text" id="signal-name" name="name" required list="awaited-signals" value="\(HTML.escape(description.awaitedSignals?.first ?? ""))">
                     <datalist id="awaited-signals">\(awaited)</datalist>

@@ -24,7 +24,7 @@ struct Console: Sendable {
         (.get, "/ui/login"), (.post, "/ui/login"), (.post, "/ui/logout"),
         (.get, "/ui/runs"), (.get, "/ui/runs.csv"), (.get, "/ui/workers"),
         (.get, "/ui/runs/{id}"), (.get, "/ui/runs/{id}/export"), (.get, "/ui/runs/{id}/events"),
-        (.get, "/ui/runs/{id}/confirm"),
+        (.get, "/ui/runs/{id}/confirm"), (.post, "/ui/runs/{id}/confirm"),
         (.post, "/ui/runs/{id}/signal"), (.post, "/ui/runs/{id}/cancel"), (.post, "/ui/runs/{id}/terminate"),
         (.post, "/ui/runs/{id}/reset"), (.post, "/ui/runs/{id}/query"), (.get, "/ui/**"),
     ]
@@ -43,6 +43,10 @@ struct Console: Sendable {
         var viewer: Viewer?
         var form = FormBody("")
         var query: QueryParameters { QueryParameters(request) }
+        /// A field of the form of a POST, or of the query string of a GET; empty counts as absent.
+        func field(_ name: String) -> String? {
+            request.method == .post ? form[name].flatMap { $0.isEmpty ? nil : $0 } : query[name]
+        }
     }
 
     /// A signed-in user and the session's ID.
@@ -72,6 +76,8 @@ struct Console: Sendable {
             try await server.history(call.request, call.context)
         }
         on(router, .get, "/ui/runs/{id}/confirm", role: Self.actionRole) { call in try await confirmPage(call) }
+        // The signal form posts its input (which may be too long for a URL) to be confirmed.
+        on(router, .post, "/ui/runs/{id}/confirm", role: Self.actionRole) { call in try await confirmPage(call) }
         for action in ConsoleAction.allCases {
             on(router, .post, "/ui/runs/{id}/\(action.rawValue)", role: Self.actionRole) { call in
                 try await perform(action, call)
@@ -199,21 +205,5 @@ struct Console: Sendable {
     /// The hidden CSRF field of a form on a signed-in page.
     func csrfField(_ call: Call) -> String {
         "<input type=\"hidden\" name=\"csrf\" value=\"\(HTML.escape(call.viewer?.session.csrfToken ?? ""))\">"
-    }
-}
-
-/// On the console's paths only: the caller is the signed-in session's (a bearer token counts for
-/// nothing there), so that the audit log records console actions under the session's token name.
-/// Elsewhere it does nothing: a session cookie never authorizes an API route.
-struct ConsoleSessionMiddleware: RouterMiddleware {
-    typealias Context = ServerContext
-    let sessions: ConsoleSessions
-
-    func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
-        guard Console.owns(request.uri.path) else { return try await next(request, context) }
-        var context = context
-        context.identity = sessions.session(request.cookies[ConsoleSessions.cookieName]?.value)?.caller
-        context.presentedUnknownToken = false
-        return try await next(request, context)
     }
 }
