@@ -173,6 +173,17 @@ try:
     except SystemExit:
         check(False, "the timeline is redrawn live when the next attempt fails")
 
+    # Terminate from the list: the row's button, the confirmation page, its form; then the run's page.
+    load(BASE + "/ui/runs")
+    js("document.querySelector('tr[data-run=\"%s\"] a.button.danger').click(); true" % runs["gather"])
+    wait("the confirmation page", lambda: "/confirm" in js("location.pathname + location.search") and js("document.readyState") == "complete")
+    check(js("document.querySelector('h1').textContent") == "Terminate the run?", "Terminate in the list asks to confirm")
+    js("document.getElementById('reason').value = 'checked from chromium'; document.querySelector('form.action button[type=submit]').click(); true")
+    wait("the run page after terminating", lambda: js("location.search") == "?done=terminate" and js("document.readyState") == "complete")
+    wait("the run terminated", lambda: described("gather")["status"] == "terminated")
+    load(BASE + "/ui/runs/" + runs["gather"])
+    check("checked from chromium" in js("document.getElementById('summary').innerText"), "the terminated run's page shows the reason")
+
     # A phone's width: nothing wider than the screen (tables and the timeline scroll in their boxes).
     send("Emulation.setDeviceMetricsOverride", width=390, height=800, deviceScaleFactor=2, mobile=True)
     for path in ("/ui/runs", "/ui/runs/" + runs["flaky"]):

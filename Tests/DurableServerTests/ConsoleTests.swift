@@ -416,3 +416,68 @@ final class ConsoleBrowser: @unchecked Sendable {
         #expect(!DurableServer.routes.contains { $0.path.hasPrefix("/ui") })
     }
 }
+
+/// The console's pieces that need no server: the timeline, CSV fields, metric lines, escaping.
+@Suite struct ConsolePartsTests {
+    @Test func theTimelineHasABarPerActivityTimerAndChildAndMarksFailedAttemptsAndSignals() throws {
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        func at(_ ms: Double) -> Date { start.addingTimeInterval(ms / 1000) }
+        let failure = try JSONEncoder().encode(FailureInfo(type: "Upstream<Timeout>", message: "no \"answer\"", nextRetryDelayMs: 100))
+        let events = [
+            HistoryEvent(index: 0, kind: .workflowStarted, time: at(0), name: "Flow"),
+            HistoryEvent(index: 1, kind: .activityScheduled, time: at(0), seq: 1, name: "<b>OCR</b>"),
+            HistoryEvent(index: 2, kind: .activityCompleted, time: at(100), seq: 1, attempt: 1, data: Data("1".utf8)),
+            HistoryEvent(index: 3, kind: .activityScheduled, time: at(100), seq: 2, name: "Score"),
+            HistoryEvent(index: 4, kind: .activityAttemptFailed, time: at(150), seq: 2, attempt: 1, data: failure),
+            HistoryEvent(index: 5, kind: .activityAttemptFailed, time: at(300), seq: 2, attempt: 2, data: failure),
+            HistoryEvent(index: 6, kind: .signalReceived, time: at(350), name: "re\"view"),
+        ]
+        let run = RunRecord(
+            runID: "r", workflowID: "w", workflowType: "Flow", status: .running, createdAt: start, updatedAt: at(350),
+            closedAt: nil, seed: 1, error: nil)
+        let timeline = ConsoleTimeline(run: run, events: events, now: at(1000))
+        #expect(timeline.rows.map(\.state) == ["completed", "pending"])
+        #expect(timeline.rows[1].marks.count == 2 && timeline.rows[1].attempts == 2)
+        let svg = timeline.svg()
+        #expect(svg.components(separatedBy: "<rect class=\"bar activity").count - 1 == 2)
+        #expect(svg.contains("<rect class=\"bar activity pending open\" data-seq=\"2\" data-attempts=\"2\""))
+        #expect(svg.components(separatedBy: "<circle class=\"attempt-failed\"").count - 1 == 2)
+        #expect(svg.contains("attempt 2 failed at") && svg.contains("Upstream&lt;Timeout&gt;: no &quot;answer&quot;"))
+        #expect(svg.contains("&lt;b&gt;OCR&lt;/b&gt;") && !svg.contains("<b>"))
+        #expect(svg.contains("signal re&quot;view received"))
+        // The open bar reaches to now: the right end of the axis.
+        #expect(svg.contains("width=\"\(String(format: "%.1f", 985 - (250 + 735 * 0.1)))\""))
+    }
+
+    @Test func csvFieldsAreQuotedAndFormulasDefused() {
+        #expect(Console.csvField("plain") == "plain")
+        #expect(Console.csvField("a,b") == "\"a,b\"")
+        #expect(Console.csvField("say \"hi\"") == "\"say \"\"hi\"\"\"")
+        #expect(Console.csvField("=HYPERLINK(\"x\")") == "\"'=HYPERLINK(\"\"x\"\")\"")
+        #expect(Console.csvField("@SUM(A1)") == "'@SUM(A1)")
+    }
+
+    @Test func metricLinesParseWithTheirLabels() {
+        let samples = MetricSample.parse("""
+            # TYPE durable_pool_slots_in_use gauge
+            durable_pool_slots_in_use{pool="Classify"} 2.0
+            durable_pool_cold_starts_total{pool="odd \\"name\\", here"} 3
+            durable_up 1
+            not a metric line
+            """)
+        #expect(samples == [
+            MetricSample(name: "durable_pool_slots_in_use", labels: ["pool": "Classify"], value: 2),
+            MetricSample(name: "durable_pool_cold_starts_total", labels: ["pool": "odd \"name\", here"], value: 3),
+            MetricSample(name: "durable_up", labels: [:], value: 1),
+        ])
+    }
+
+    @Test func escapingCoversTextAttributesAndURLs() {
+        #expect(HTML.escape("<a href='x'>\"&\"</a>") == "&lt;a href=&#39;x&#39;&gt;&quot;&amp;&quot;&lt;/a&gt;")
+        #expect(HTML.runURL("a/b?c#d e") == "/ui/runs/a%2Fb%3Fc%23d%20e")
+        #expect(Console.safeNext("//evil.example/ui/") == "/ui/runs")
+        #expect(Console.safeNext("/ui/runs?status=failed") == "/ui/runs?status=failed")
+        #expect(Console.safeNext("https://evil.example/") == "/ui/runs")
+        #expect(Console.safeNext("/ui/\\\\evil") == "/ui/runs")
+    }
+}
