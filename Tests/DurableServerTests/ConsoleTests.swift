@@ -243,13 +243,16 @@ final class ConsoleBrowser: @unchecked Sendable {
         let csv = try browser.get("/ui/runs.csv?type=Gather")
         #expect(csv.status == 200 && csv.header("Content-Type") == "text/csv; charset=utf-8")
         #expect(csv.body.hasPrefix("runID,workflowID,") && csv.body.contains(gather) && !csv.body.contains(flaky))
+        let retryingCSV = try browser.get("/ui/runs.csv?retrying=1")
+        #expect(retryingCSV.body.hasPrefix("runID,workflowID,workflowType,status,createdAt,closedAt,leaseOwner,error,lastFailure\r\n"))
+        #expect(retryingCSV.body.contains(flaky) && retryingCSV.body.contains("Step: UpstreamTimeout: the model server") && !retryingCSV.body.contains(gather))
 
         // The hostile run's page: ID, signal name and input escaped everywhere (summary, history, JSON, timeline).
         let run = try browser.get("/ui/runs/\(gather)")
         #expect(run.status == 200)
         Self.expectEscaped(run, "run page")
         #expect(run.body.contains(HTML.escape(Self.hostile)))
-        #expect(run.body.contains("data-events=\"/ui/runs/\(gather)/events\""), "an open run's page follows its events")
+        #expect(run.body.contains("data-events=\"/ui/runs/\(gather)/events?after=2\""), "an open run's page follows its events after the last shown")
         #expect(run.body.contains("class=\"signal\""), "the signal's mark on the timeline")
         #expect(run.body.contains("<dt>Received</dt><dd><code>item</code> at ") && run.body.contains("<code>\(HTML.escape(Self.hostile))</code> at "))
         // The same run by its hostile workflow ID.

@@ -209,7 +209,9 @@ extension Console {
             """
         var attributes = ""
         if run.status.isOpen {
-            attributes = " data-events=\"\(url)/events\" data-event-kinds=\"\(EventKind.allCases.map(\.name).joined(separator: " "))\""
+            // The stream starts after the last event this page shows.
+            let after = events.last.map { "?after=\($0.index)" } ?? ""
+            attributes = " data-events=\"\(url)/events\(after)\" data-event-kinds=\"\(EventKind.allCases.map(\.name).joined(separator: " "))\""
         }
         return page(call, title: "\(run.workflowType) \(run.workflowID)", body: body, bodyAttributes: attributes)
     }

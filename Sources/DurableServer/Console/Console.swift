@@ -102,11 +102,6 @@ struct Console: Sendable {
         router.on(RouterPath(path), method: method) { request, context in
             var call = Call(request: request, context: context)
             do {
-                if method == .post {
-                    var body = request
-                    let buffer = try await body.collectBody(upTo: context.maxUploadSize)
-                    call.form = FormBody(String(decoding: buffer.readableBytesView, as: UTF8.self))
-                }
                 if let role {
                     guard let session = sessions.session(request.cookies[ConsoleSessions.cookieName]?.value) else {
                         let here = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
@@ -121,11 +116,16 @@ struct Console: Sendable {
                     }
                 }
                 if method == .post {
+                    // Read only once the session is known (an anonymous POST gets no further than its head).
+                    var body = request
+                    let buffer = try await body.collectBody(upTo: context.maxUploadSize)
+                    call.form = FormBody(String(decoding: buffer.readableBytesView, as: UTF8.self))
                     let expected = call.viewer?.session.csrfToken ?? request.cookies[ConsoleSessions.loginCookieName]?.value ?? ""
                     guard !expected.isEmpty, ConsoleSessions.same(call.form["csrf"], expected) else {
                         return page(call, status: .forbidden, title: "Form expired", body: """
                             <h1>Form expired</h1><p class="error" role="alert">The form's CSRF token is missing or does not \
                             match this session: nothing was done. Load the page again and resend the form.</p>
+                            <p><a href="\(call.viewer == nil ? "/ui/login" : "/ui/runs")">\(call.viewer == nil ? "Sign in" : "Back to the runs")</a></p>
                             """)
                     }
                 }
