@@ -177,9 +177,9 @@ extension Console {
         }
         history += "</tbody></table></div>"
         if events.count > Self.historyRows { history += "<p class=\"muted\">The first \(Self.historyRows) of \(events.count) events; the export file has them all.</p>" }
-        let fullJSON = (try? RunJSON.data(["run": RunJSON.run(run), "events": events.map(RunJSON.event)] as [String: Any], pretty: true)) ?? Data()
+        let fullJSON = (try? RunJSON.data(["run": RunJSON.run(run), "events": events.prefix(Self.historyRows).map(RunJSON.event)] as [String: Any], pretty: true)) ?? Data()
         history += """
-            <details><summary>Full JSON</summary><pre class="json" tabindex="0">\(HTML.escape(String(decoding: fullJSON, as: UTF8.self)))</pre></details>
+            <details><summary>Full JSON\(events.count > Self.historyRows ? " (the first \(Self.historyRows) events)" : "")</summary><pre class="json" tabindex="0">\(HTML.escape(String(decoding: fullJSON, as: UTF8.self)))</pre></details>
             <p><a href="\(url)/export" download>Download the export file</a> <span class="muted">(what <code>durable replay --file</code> reads)</span></p>
             """
 
