@@ -37,7 +37,7 @@ extension Console {
             return loginPage(call, error: token.isEmpty ? "Enter a token." : "That token is not valid.", status: .unauthorized)
         }
         let id = sessions.start(caller)
-        server.logger.info("console: token '\(caller.name)' signed in from \(call.context.peer)")
+        server.logger.notice("console: token '\(caller.name)' signed in from \(call.context.peer)")
         var headers = HTTPFields()
         headers.append(HTTPField(name: .setCookie, value: Self.cookie(ConsoleSessions.cookieName, id, maxAge: Int(sessions.lifetime), call)))
         headers.append(HTTPField(name: .setCookie, value: Self.cookie(ConsoleSessions.loginCookieName, "", maxAge: 0, call)))
