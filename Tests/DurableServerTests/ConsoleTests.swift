@@ -238,6 +238,9 @@ final class ConsoleBrowser: @unchecked Sendable {
         #expect(badStatus.body.contains("status must be one of"))
         Self.expectEscaped(badStatus, "bad status page")
         #expect(try browser.get("/ui/runs?startedAfter=yesterday").status == 400)
+        // A datetime-local field's value (no seconds, no zone) is read as UTC.
+        #expect(try browser.get("/ui/runs?startedAfter=2000-01-01T00%3A00").body.contains("flaky-1"))
+        #expect(try browser.get("/ui/runs?startedBefore=2000-01-01T00%3A00").body.contains("No runs match."))
         #expect(try browser.get("/ui/runs?cursor=nope").status == 400)
         // The export of a search.
         let csv = try browser.get("/ui/runs.csv?type=Gather")

@@ -206,12 +206,14 @@ extension Console {
             <section aria-labelledby="h-queries"><h2 id="h-queries">Queries</h2>\(queries)</section>
             <section id="children" data-live aria-labelledby="h-children"><h2 id="h-children">Children</h2>\(children)</section>
             <section id="history" data-live aria-labelledby="h-history"><h2 id="h-history">Event history</h2>\(history)</section>
+            \(run.status.isOpen ? "<p id=\"autorefresh\" class=\"live-toggle\" hidden><label><input type=\"checkbox\"> Also refresh every 10 s</label></p>" : "")
             """
         var attributes = ""
         if run.status.isOpen {
             // The stream starts after the last event this page shows.
             let after = events.last.map { "?after=\($0.index)" } ?? ""
-            attributes = " data-events=\"\(url)/events\(after)\" data-event-kinds=\"\(EventKind.allCases.map(\.name).joined(separator: " "))\""
+            // Also redrawn every 10 s, for what changes without an event (when the next attempt is due).
+            attributes = " data-refresh=\"10000\" data-events=\"\(url)/events\(after)\" data-event-kinds=\"\(EventKind.allCases.map(\.name).joined(separator: " "))\""
         }
         return page(call, title: "\(run.workflowType) \(run.workflowID)", body: body, bodyAttributes: attributes)
     }
