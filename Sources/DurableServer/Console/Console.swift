@@ -3,6 +3,7 @@ import DurableJournal
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import NIOCore
 
 /// The web console under `/ui/`: server-rendered pages over the same client, worker and journal as the
@@ -134,6 +135,9 @@ struct Console: Sendable {
                 return try await withTimeout(timeout) { try await handler(fixed) }
             } catch {
                 let problem = Problem.from(error)
+                if problem.status.code >= 500 {
+                    server.logger.error("console: \(method.rawValue) \(request.uri.path) answered \(problem.status.code): \(problem.detail)")
+                }
                 return page(call, status: problem.status, title: problem.status.reasonPhrase, body: """
                     <h1>\(HTML.escape(problem.status.reasonPhrase))</h1>
                     <p class="error" role="alert">\(HTML.escape(problem.detail))</p>
