@@ -86,6 +86,19 @@ enum HTML {
         return delta >= 0 ? "in \(duration(delta))" : "\(duration(-delta)) ago"
     }
 
+    /// Text (already HTML) in the muted style.
+    static func muted(_ html: String) -> String { "<span class=\"muted\">\(html)</span>" }
+
+    /// A paragraph of HTML.
+    static func paragraph(_ html: String) -> String { "<p>\(html)</p>" }
+
+    /// A table in a box that scrolls sideways on narrow screens: header texts (literals) and row HTML.
+    static func table(_ headers: [String], _ rows: [String], class name: String? = nil) -> String {
+        let head = headers.map { "<th scope=\"col\">\(escape($0))</th>" }.joined()
+        return "<div class=\"scroll\"><table\(name.map { " class=\"\($0)\"" } ?? "")><thead><tr>\(head)</tr></thead>"
+            + "<tbody>\(rows.joined())</tbody></table></div>"
+    }
+
     /// A status as a badge.
     static func status(_ status: String) -> String {
         "<span class=\"status status-\(escape(status))\">\(escape(status))</span>"
