@@ -12,7 +12,9 @@ extension Console {
     /// The runs of a search, a page at a time, with the facts of each; `next` is the cursor of the next page.
     /// Without `facts` (and without the retrying filter, which needs them), no history is read and
     /// every run's facts are empty.
-    func search(_ search: RunSearch, facts readFacts: Bool = true) async throws -> (runs: [(RunRecord, RunFacts)], next: String?, scanned: Int) {
+    func search(
+        _ search: RunSearch, facts readFacts: Bool = true
+    ) async throws -> (runs: [(RunRecord, RunFacts)], next: String?, scanned: Int) {
         let journal = server.client.journal
         var filter = search.filter()
         if let cursor = search.cursor {
@@ -60,79 +62,23 @@ extension Console {
         let counts = try await server.client.countRuns(search.filter(withStatus: false))
         let (rows, next, scanned) = try await self.search(search)
         let operate = call.viewer?.may(Self.actionRole) == true
-
-        func option(_ value: String, _ text: String, _ selected: Bool) -> String {
-            "<option value=\"\(HTML.escape(value))\"\(selected ? " selected" : "")>\(HTML.escape(text))</option>"
-        }
-        let statuses = option("", "any", search.status == nil)
-            + RunStatus.allCases.map { option($0.rawValue, $0.rawValue, search.status == $0) }.joined()
-        func local(_ date: Date?) -> String {
-            guard let date else { return "" }
-            return String(RunJSON.time(date).prefix(16))
-        }
-        let form = """
-            <form class="filters" method="get" action="/ui/runs" role="search" aria-label="Filter runs">
-            <label>Status<select name="status">\(statuses)</select></label>
-            <label>Workflow type<input type="text" name="type" value="\(HTML.escape(search.type ?? ""))"></label>
-            <label>Workflow ID prefix<input type="text" name="idPrefix" value="\(HTML.escape(search.idPrefix ?? ""))"></label>
-            <label>Started after (UTC)<input type="datetime-local" name="startedAfter" value="\(HTML.escape(local(search.startedAfter)))"></label>
-            <label>Started before (UTC)<input type="datetime-local" name="startedBefore" value="\(HTML.escape(local(search.startedBefore)))"></label>
-            <label>Order<select name="order">\(option("newest", "newest first", !search.oldestFirst))\(option("oldest", "oldest first", search.oldestFirst))</select></label>
-            <label class="check"><input type="checkbox" name="retrying" value="1"\(search.retrying ? " checked" : "")> Retrying only</label>
-            <button type="submit">Search</button> <a href="/ui/runs">Clear</a>
-            </form>
-            """
-        var countItems = "<li><a href=\"/ui/runs\(HTML.escape(search.query(["status": nil, "cursor": nil])))\">"
-            + "<span class=\"status\">all \(counts.values.reduce(0, +))</span></a></li>"
-        for status in RunStatus.allCases where (counts[status] ?? 0) > 0 {
-            countItems += "<li><a href=\"/ui/runs\(HTML.escape(search.query(["status": status.rawValue, "cursor": nil])))\">"
-                + "<span class=\"status status-\(status.rawValue)\">\(status.rawValue) \(counts[status] ?? 0)</span></a></li>"
-        }
-        var table = ""
-        for (run, facts) in rows {
-            var statusCell = HTML.status(run.status.rawValue)
-            if facts.retrying {
-                statusCell += " <span class=\"status status-retrying\" title=\"\(HTML.escape(facts.lastFailure ?? "an activity is past its first attempt"))\">retrying</span>"
-            }
-            var links: [String] = []
-            if let parent = facts.parent { links.append("parent " + HTML.runLink(parent, text: String(parent.prefix(8)))) }
-            if facts.children > 0 {
-                links.append("<a href=\"\(HTML.escape(HTML.runURL(run.runID)))#children\">\(facts.children) child\(facts.children == 1 ? "" : "ren")</a>")
-            }
-            var actions = ""
-            if operate && run.status.isOpen {
-                let confirm = HTML.runURL(run.runID) + "/confirm?action="
-                actions = """
-                    <div class="actions"><a class="button small secondary" href="\(HTML.escape(confirm))cancel">Cancel</a>\
-                    <a class="button small danger" href="\(HTML.escape(confirm))terminate">Terminate</a></div>
-                    """
-            }
-            let closed = run.closedAt.map { HTML.time($0) + " <span class=\"muted\">(\(HTML.duration($0.timeIntervalSince(run.createdAt))))</span>" } ?? "—"
-            table += """
-                <tr data-run="\(HTML.escape(run.runID))"><td class="id"><a href="\(HTML.escape(HTML.runURL(run.runID)))">\(HTML.escape(run.workflowID))</a>\
-                \(facts.lastFailure.map { "<div class=\"muted\">\(HTML.escape(String($0.prefix(200))))</div>" } ?? "")</td>
-                <td>\(HTML.escape(run.workflowType))</td><td>\(statusCell)</td>
-                <td class="id wide">\(HTML.escape(String(run.runID.prefix(8))))</td><td class="wide">\(HTML.time(run.createdAt))</td>
-                <td class="wide">\(closed)</td><td>\(links.joined(separator: "<br>"))</td>\(operate ? "<td>\(actions)</td>" : "")</tr>
-                """
-        }
-        let head = "<tr><th scope=\"col\">Workflow ID</th><th scope=\"col\">Type</th><th scope=\"col\">Status</th>"
-            + "<th scope=\"col\" class=\"wide\">Run</th><th scope=\"col\" class=\"wide\">Started</th><th scope=\"col\" class=\"wide\">Closed</th>"
-            + "<th scope=\"col\">Links</th>" + (operate ? "<th scope=\"col\">Actions</th>" : "") + "</tr>"
+        let table = rows.isEmpty ? "<p class=\"notice\">No runs match.</p>" : RunsPage.table(rows, operate: operate)
         var pager = ""
         if search.cursor != nil { pager += "<a href=\"/ui/runs\(HTML.escape(search.query(["cursor": nil])))\">First page</a>" }
         if let next { pager += "<a href=\"/ui/runs\(HTML.escape(search.query(["cursor": next])))\" rel=\"next\">Next page</a>" }
         let scanNote = search.retrying
-            ? "<p class=\"muted\">Retrying: open runs with a pending activity past its first attempt or with a failure recorded; \(scanned) open run(s) read for this page (at most \(Self.retryingScanLimit)).</p>"
+            ? HTML.paragraph(HTML.muted("Retrying: open runs with a pending activity past its first attempt or with a failure "
+                + "recorded; \(scanned) open run(s) read for this page (at most \(Self.retryingScanLimit))."))
             : ""
+        let csv = HTML.escape("/ui/runs.csv" + search.query(["cursor": nil, "limit": nil]))
         let body = """
             <h1>Runs</h1>
-            \(form)
+            \(RunsPage.filters(search))
             <div id="runs-live" data-live>
-            <ul class="counts" aria-label="Runs by status">\(countItems)</ul>
+            \(RunsPage.counts(counts, search))
             \(scanNote)
-            \(rows.isEmpty ? "<p class=\"notice\">No runs match.</p>" : "<div class=\"scroll\"><table class=\"runs\"><caption class=\"muted\">\(rows.count) run(s) on this page</caption><thead>\(head)</thead><tbody>\(table)</tbody></table></div>")
-            <div class="pager">\(pager)<a href="/ui/runs.csv\(HTML.escape(search.query(["cursor": nil, "limit": nil])))" download>Export this search (CSV)</a>
+            \(table)
+            <div class="pager">\(pager)<a href="\(csv)" download>Export this search (CSV)</a>
             <span id="refreshed" class="muted" aria-live="polite"></span></div>
             </div>
             <p id="autorefresh" class="live-toggle" hidden><label><input type="checkbox"> Refresh every 5 s</label></p>
@@ -165,7 +111,8 @@ extension Console {
         var headers = Self.securityHeaders()
         headers[.contentType] = "text/csv; charset=utf-8"
         headers[.contentDisposition] = "attachment; filename=\"durable-runs.csv\""
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: lines.joined(separator: "\r\n") + "\r\n")))
+        let text = lines.joined(separator: "\r\n") + "\r\n"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
     /// A CSV field: quoted when it needs to be, and a leading `=`, `+`, `-` or `@` defused for spreadsheets.

@@ -9,48 +9,45 @@ extension Console {
     /// its metrics).
     func workersPage(_ call: Call) async throws -> Response {
         let owners = try await server.client.journal.leaseOwners()
-        var leases = ""
-        if owners.isEmpty {
-            leases = "<p class=\"muted\">No worker holds a lease on a run now.</p>"
-        } else {
-            leases = "<div class=\"scroll\"><table><thead><tr><th scope=\"col\">Worker (host/pid/start/engine)</th><th scope=\"col\">Runs leased</th></tr></thead><tbody>"
-                + owners.sorted { $0.key < $1.key }.map { owner, count in
-                    "<tr><td class=\"id\">\(HTML.escape(owner))</td><td>\(count)</td></tr>"
-                }.joined() + "</tbody></table></div>"
-        }
+        let leases = owners.isEmpty
+            ? HTML.paragraph(HTML.muted("No worker holds a lease on a run now."))
+            : HTML.table(["Worker (host/pid/start/engine)", "Runs leased"], owners.sorted { $0.key < $1.key }.map { owner, count in
+                "<tr><td class=\"id\">\(HTML.escape(owner))</td><td>\(count)</td></tr>"
+            })
 
         var buffer = [UInt8]()
         server.registry.emit(into: &buffer)
-        let samples = MetricSample.parse(String(decoding: buffer, as: UTF8.self))
         var pools: [String: [String: Double]] = [:]
-        for sample in samples where sample.name.hasPrefix("durable_pool_") {
+        for sample in MetricSample.parse(String(decoding: buffer, as: UTF8.self)) where sample.name.hasPrefix("durable_pool_") {
             guard let pool = sample.labels["pool"] else { continue }
             pools[pool, default: [:]][sample.name, default: 0] += sample.value
         }
-        var poolHTML = ""
+        let poolHTML: String
         if pools.isEmpty {
-            poolHTML = server.hasCode
-                ? "<p class=\"muted\">No pool of this process has reported yet (an activity's pool reports once it is used or warmed).</p>"
-                : "<p class=\"muted\">No worker in this process: <code>durable serve</code> has no application code. Pools report where an application runs its worker (<code>APP serve --worker</code> or <code>APP worker</code>); their metrics are on that process's <code>/metrics</code>.</p>"
+            poolHTML = HTML.paragraph(HTML.muted(server.hasCode
+                ? "No pool of this process has reported yet (an activity's pool reports once it is used or warmed)."
+                : "No worker in this process: <code>durable serve</code> has no application code. Pools report where an "
+                    + "application runs its worker (<code>APP serve --worker</code> or <code>APP worker</code>); their "
+                    + "metrics are on that process's <code>/metrics</code>."))
         } else {
             func number(_ value: Double?) -> String {
                 guard let value else { return "—" }
                 return value == value.rounded() ? String(Int(value)) : String(format: "%.2f", value)
             }
-            poolHTML = """
-                <div class="scroll"><table class="pools"><thead><tr><th scope="col">Pool (activity)</th><th scope="col">Slots busy</th>\
-                <th scope="col">Slots warm, idle</th><th scope="col">Cold starts</th><th scope="col">Warm hits</th>\
-                <th scope="col">Warm-up failures</th><th scope="col">Recycled</th><th scope="col">Failed attempts</th></tr></thead><tbody>
-                """
-            for (pool, values) in pools.sorted(by: { $0.key < $1.key }) {
-                poolHTML += """
-                    <tr data-pool="\(HTML.escape(pool))"><td>\(HTML.escape(pool))</td><td>\(number(values["durable_pool_slots_in_use"]))</td>\
-                    <td>\(number(values["durable_pool_slots_idle"]))</td><td>\(number(values["durable_pool_cold_starts_total"]))</td>\
-                    <td>\(number(values["durable_pool_warm_hits_total"]))</td><td>\(number(values["durable_pool_warm_up_failures_total"]))</td>\
-                    <td>\(number(values["durable_pool_recycled_total"]))</td><td>\(number(values["durable_pool_failures_total"]))</td></tr>
-                    """
+            let columns = [
+                "durable_pool_slots_in_use", "durable_pool_slots_idle", "durable_pool_cold_starts_total",
+                "durable_pool_warm_hits_total", "durable_pool_warm_up_failures_total", "durable_pool_recycled_total",
+                "durable_pool_failures_total",
+            ]
+            let rows = pools.sorted { $0.key < $1.key }.map { pool, values in
+                "<tr data-pool=\"\(HTML.escape(pool))\"><td>\(HTML.escape(pool))</td>"
+                    + columns.map { "<td>\(number(values[$0]))</td>" }.joined() + "</tr>"
             }
-            poolHTML += "</tbody></table></div><p class=\"muted\">\"—\": the pool has no slots (an activity registered without a pool) or has not reported that figure.</p>"
+            poolHTML = HTML.table(
+                ["Pool (activity)", "Slots busy", "Slots warm, idle", "Cold starts", "Warm hits", "Warm-up failures",
+                 "Recycled", "Failed attempts"], rows, class: "pools")
+                + HTML.paragraph(HTML.muted(
+                    "\"—\": the pool has no slots (an activity registered without a pool) or has not reported that figure."))
         }
         let body = """
             <h1>Workers and pools</h1>
