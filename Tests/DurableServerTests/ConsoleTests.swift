@@ -132,6 +132,14 @@ final class ConsoleBrowser: @unchecked Sendable {
         #expect(away.header("Location") == "/ui/login?next=%2Fui%2Fruns%3Fstatus%3Drunning")
         #expect(try browser.post("/ui/runs/x/cancel", form: [:]).header("Location") == "/ui/login")
         #expect(try browser.get("/ui").header("Location") == "/ui/runs")
+        // Every route but the public ones (the login page, its assets, the redirect to the runs) sends there.
+        let open: Set<String> = ["/ui", "/ui/assets/{file}", "/ui/login"]
+        for route in Console.routes where !open.contains(route.path) {
+            let path = route.path.replacingOccurrences(of: "{id}", with: "some-run").replacingOccurrences(of: "**", with: "x/y")
+            let answer = "\(route.method)" == "GET" ? try browser.get(path) : try browser.post(path, form: ["csrf": "x"])
+            #expect(answer.status == 303, "\(route.method) \(route.path)")
+            #expect(answer.header("Location")?.hasPrefix("/ui/login") == true, "\(route.method) \(route.path)")
+        }
         // A bearer token counts for nothing in the console.
         #expect(try browser.get("/ui/runs", headers: ["Authorization": "Bearer \(server.tokens[.admin]!)"]).status == 303)
 
