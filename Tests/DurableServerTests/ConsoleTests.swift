@@ -413,6 +413,8 @@ final class ConsoleBrowser: @unchecked Sendable {
         // An action on a closed run is a clear page.
         let closed = try op.post("/ui/runs/\(doomed)/terminate", form: ["csrf": csrf])
         #expect(closed.status == 409)
+        let closedConfirm = try op.get("/ui/runs/\(doomed)/confirm?action=cancel")
+        #expect(closedConfirm.status == 409 && closedConfirm.body.contains("has ended (terminated)"))
 
         // Every console POST is in the audit log, under the session's token name.
         let log = try await server.request("GET", "/v1/audit", role: .admin)

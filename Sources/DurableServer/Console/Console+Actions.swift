@@ -116,6 +116,9 @@ extension Console {
             throw Problem.badRequest("action must be one of \(ConsoleAction.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let run = try await server.findRun(try call.context.parameter("id"))
+        if action != .reset && !run.status.isOpen {
+            throw Problem(.conflict, "runClosed", "run \(run.runID) has ended (\(run.status.rawValue)): there is nothing to \(action.rawValue)")
+        }
         var fields = ""
         var what = ""
         switch action {
