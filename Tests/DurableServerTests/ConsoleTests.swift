@@ -286,7 +286,7 @@ final class ConsoleBrowser: @unchecked Sendable {
         let childID = try #require(try await server.request("GET", "/v1/runs/\(family)", role: .reader).json["children"] as? [[String: Any]]).first?["runID"] as? String
         #expect(familyPage.body.contains("href=\"/ui/runs/\(try #require(childID))\""))
         let child = try browser.get("/ui/runs/\(childID!)")
-        #expect(child.body.contains("<dt>Parent</dt><dd class=\"mono\"><a href=\"/ui/runs/\(family)\">"))
+        #expect(child.body.contains("<dt>Parent</dt><dd class=\"mono\"><a class=\"run\" href=\"/ui/runs/\(family)\">"))
         #expect(child.body.contains("class=\"bar timer fired\""))
         // The run's events as server-sent events (what the page's script follows), to the end of a closed run.
         let stream = try browser.get("/ui/runs/\(family)/events", headers: ["Accept": "text/event-stream"])
@@ -491,6 +491,8 @@ final class ConsoleBrowser: @unchecked Sendable {
     @Test func escapingCoversTextAttributesAndURLs() {
         #expect(HTML.escape("<a href='x'>\"&\"</a>") == "&lt;a href=&#39;x&#39;&gt;&quot;&amp;&quot;&lt;/a&gt;")
         #expect(HTML.runURL("a/b?c#d e") == "/ui/runs/a%2Fb%3Fc%23d%20e")
+        #expect(HTML.shortID("3c1402fb-f630-4511-91be-2e8c94f04fcb") == "3c1402fb…f04fcb")
+        #expect(HTML.shortID("3c1402fb-child-1-abc") == "3c1402fb-child-1-abc")
         #expect(Console.safeNext("//evil.example/ui/") == "/ui/runs")
         #expect(Console.safeNext("/ui/runs?status=failed") == "/ui/runs?status=failed")
         #expect(Console.safeNext("https://evil.example/") == "/ui/runs")

@@ -67,6 +67,7 @@ table { border-collapse: collapse; width: 100%; font-size: 14px; }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { background: var(--panel); font-weight: 600; white-space: nowrap; }
 td.id { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 13px; word-break: break-all; min-width: 10em; }
+table.runs td.id.wide, table.runs td a.run { white-space: nowrap; min-width: 0; word-break: normal; }
 td.id .muted { font-family: system-ui, sans-serif; word-break: normal; overflow-wrap: anywhere; }
 pre, code, .mono { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 13px; }
 pre { background: var(--panel); border: 1px solid var(--line); padding: 8px; overflow: auto; max-height: 420px; margin: 4px 0; white-space: pre-wrap; word-break: break-word; }

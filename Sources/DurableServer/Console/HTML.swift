@@ -45,7 +45,7 @@ enum HTML {
 
     /// A link to a run (its text escaped).
     static func runLink(_ runID: String, text: String? = nil) -> String {
-        "<a href=\"\(escape(runURL(runID)))\">\(escape(text ?? runID))</a>"
+        "<a class=\"run\" href=\"\(escape(runURL(runID)))\">\(escape(text ?? runID))</a>"
     }
 
     /// JSON data pretty-printed (text that is not JSON as it is).
@@ -97,6 +97,12 @@ enum HTML {
         let head = headers.map { "<th scope=\"col\">\(escape($0))</th>" }.joined()
         return "<div class=\"scroll\"><table\(name.map { " class=\"\($0)\"" } ?? "")><thead><tr>\(head)</tr></thead>"
             + "<tbody>\(rows.joined())</tbody></table></div>"
+    }
+
+    /// A run ID short enough for a table cell: in full up to 24 characters, else its first 8 and last
+    /// 6 (a UUID's start alone would not tell a child run, `PARENT8-child-SEQ-…`, from its parent).
+    static func shortID(_ id: String) -> String {
+        id.count <= 24 ? id : "\(id.prefix(8))…\(id.suffix(6))"
     }
 
     /// A status as a badge.

@@ -67,7 +67,7 @@ enum RunsPage {
             status += " <span class=\"status status-retrying\" title=\"\(why)\">retrying</span>"
         }
         var links: [String] = []
-        if let parent = facts.parent { links.append("parent " + HTML.runLink(parent, text: String(parent.prefix(8)))) }
+        if let parent = facts.parent { links.append("parent " + HTML.runLink(parent, text: HTML.shortID(parent))) }
         if facts.children > 0 {
             links.append("<a href=\"\(url)#children\">\(facts.children) child\(facts.children == 1 ? "" : "ren")</a>")
         }
@@ -86,7 +86,7 @@ enum RunsPage {
         return """
             <tr data-run="\(HTML.escape(run.runID))"><td class="id"><a href="\(url)">\(HTML.escape(run.workflowID))</a>\(failure)</td>\
             <td>\(HTML.escape(run.workflowType))</td><td>\(status)</td>\
-            <td class="id wide">\(HTML.escape(String(run.runID.prefix(8))))</td><td class="wide">\(HTML.time(run.createdAt))</td>\
+            <td class="id wide" title="\(HTML.escape(run.runID))">\(HTML.escape(HTML.shortID(run.runID)))</td><td class="wide">\(HTML.time(run.createdAt))</td>\
             <td class="wide">\(closed)</td><td>\(links.joined(separator: "<br>"))</td>\(actions)</tr>
             """
     }
