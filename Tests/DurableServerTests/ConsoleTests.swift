@@ -206,12 +206,15 @@ final class ConsoleBrowser: @unchecked Sendable {
         _ = try await server.request("POST", "/v1/runs/\(gather)/signals/\(ConsoleBrowser.encode(Self.hostile))", role: .submitter, json: 1)
         let flaky = try await server.start("Flaky", input: "claim", workflowID: "flaky-1")
         let family = try await server.start("Family", input: 10, workflowID: "family-1")
+        let pooled = try await server.start("PooledFlow", input: 3, workflowID: "pooled-1")
         try await eventually("the flaky run's fourth activity retrying, the family done, the signal in") {
             let run = try await server.request("GET", "/v1/runs/\(flaky)", role: .reader)
             let activities = run.json["activities"] as? [[String: Any]] ?? []
             let done = try await server.request("GET", "/v1/runs/\(family)", role: .reader).json["status"] as? String
             let history = try await server.request("GET", "/v1/runs/\(gather)/history", role: .reader).text
+            let pooledDone = try await server.request("GET", "/v1/runs/\(pooled)", role: .reader).json["status"] as? String
             return activities.count == 4 && (activities[3]["attempts"] as? Int ?? 0) >= 2 && done == "completed"
+                && pooledDone == "completed"
                 && history.contains("SignalReceived")
         }
         let browser = ConsoleBrowser(server)
@@ -306,6 +309,9 @@ final class ConsoleBrowser: @unchecked Sendable {
         let workers = try browser.get("/ui/workers")
         #expect(workers.status == 200)
         #expect(workers.body.contains("Workers holding leases") && workers.body.contains("<tr data-pool=\"Step\">"))
+        // The one-slot pool of Pooled: one cold start, then two warm hits; the slot is warm and idle.
+        #expect(workers.body.contains("<tr data-pool=\"Pooled\"><td>Pooled</td><td>0</td><td>1</td><td>1</td><td>2</td>"), "\(workers.body)")
+        #expect(workers.body.contains("<td class=\"id\">"), "a worker holds leases (the open runs')")
         // The assets: their types, long caching by content hash, and a 304.
         for (path, type) in [(ConsoleAssets.cssPath, "text/css"), (ConsoleAssets.jsPath, "text/javascript")] {
             let asset = try browser.get(path)
