@@ -4,10 +4,11 @@
 # a throwaway PostgreSQL cluster (stopped again on exit, whatever happens), then runs the Swift Testing
 # suites: all of them on SQLite, then the engine, test-kit and command-line suites again on
 # PostgreSQL. The storage conformance suite runs both backends in one pass. Last, a property-based
-# fuzz run of the HTTP API against its OpenAPI document (Scripts/api-fuzz.sh, schemathesis from PyPI).
+# fuzz run of the HTTP API against its OpenAPI document (Scripts/api-fuzz.sh, schemathesis from PyPI),
+# and the web console in headless chromium (Scripts/console-check.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bash Scripts/install-deps.sh
+bash Scripts/install-deps.sh --chromium
 swift build --build-tests
 
 cluster="$(mktemp -d "${TMPDIR:-/tmp}/durable-test-pg.XXXXXX")"
@@ -47,6 +48,8 @@ swift test --skip-build --filter "$alone" "$@"
 unset DURABLE_TEST_BACKEND
 echo "== HTTP API fuzz run" >&2
 bash Scripts/api-fuzz.sh
+echo "== The web console in headless chromium" >&2
+bash Scripts/console-check.sh
 # The suites' journals live in durable-tests-<pid> folders (on /dev/shm when it is writable, else in
 # $TMPDIR); remove those of test processes that have ended, this run's included.
 # A test process killed inside DiskFullTests may leave its small tmpfs mounted there.

@@ -128,9 +128,12 @@ public struct DurableServer: Sendable {
         // the no-op tracer the middleware still cost about 1.5 % of the CPU of a start under load.
         if !(InstrumentationSystem.tracer is NoOpTracer) { router.add(middleware: TracingMiddleware()) }
         router.add(middleware: TokenAuthenticator(verifier: TokenVerifier(options.tokens), bodyLimit: options.maximumBodyBytes))
+        let console = Console(server: self)
+        router.add(middleware: ConsoleSessionMiddleware(sessions: console.sessions))
         router.add(middleware: AuditMiddleware(client: client, logger: logger, timeout: options.requestTimeout))
         var book = RouteBook(router: router, requestTimeout: options.requestTimeout, maximumWait: options.maximumWait)
         Self.addRoutes(to: &book, server: self)
+        console.addRoutes(to: router)  // not API routes: not in `routes` nor in the OpenAPI document
         return router
     }
 

@@ -26,8 +26,11 @@ struct ServerContext: AuthRequestContext, RequestContext {
 
     var maxUploadSize: Int { bodyLimit }
 
-    /// The route template the request matched (`/v1/runs/{id}`), `nil` for none.
-    var route: String? { endpointPath.flatMap { DurableServer.routePaths.contains($0) ? $0 : nil } }
+    /// The route template the request matched (`/v1/runs/{id}`, or a console page's `/ui/runs/{id}`),
+    /// `nil` for none.
+    var route: String? {
+        endpointPath.flatMap { DurableServer.routePaths.contains($0) || Console.routePaths.contains($0) ? $0 : nil }
+    }
 
     /// The caller, when its role is `role` or above.
     /// - Throws: a 401 problem without a (valid) token, a 403 problem for a role too low.

@@ -6,7 +6,8 @@
 //              record survives SIGKILL (the tests compare it with the journal)
 //   STEP_MS    how long each Step takes (default 20)
 //   KILL_IN    a Step label: that step kills its own process with SIGKILL after its side-file record
-// A Step whose label ends in "-fail" throws a non-retryable "Refused" error (after its record).
+// A Step whose label ends in "-fail" throws a non-retryable "Refused" error (after its record); one
+// whose label ends in "-retry" heartbeats its attempt number and throws a retryable "UpstreamTimeout".
 public import Durable
 import Foundation
 
@@ -28,6 +29,10 @@ public struct Step: Activity {
         }
         if env["KILL_IN"] == input { kill(getpid(), SIGKILL) }
         if input.hasSuffix("-fail") { throw ApplicationError("step \(input) refused", type: "Refused", nonRetryable: true) }
+        if input.hasSuffix("-retry") {
+            try ctx.heartbeat(["attempt": ctx.attempt])
+            throw ApplicationError("the model server did not answer within 30 s (attempt \(ctx.attempt))", type: "UpstreamTimeout")
+        }
         let ms = Int(env["STEP_MS"] ?? "") ?? 20
         do {
             try await Task.sleep(for: .milliseconds(ms))
@@ -157,6 +162,19 @@ public struct Transfer: Workflow {
     }
 }
 
+/// Three Steps that complete, then one that keeps failing (retried without end, 100 ms after the first
+/// failure, then four times longer each time up to 60 s): a run whose pending activity is retrying.
+public struct Flaky: Workflow {
+    public init() {}
+
+    public func run(_ ctx: WorkflowContext, input: String) async throws -> String {
+        for step in ["ocr", "rules", "score"] { _ = try await ctx.execute(Step.self, "\(input)-\(step)") }
+        return try await ctx.execute(
+            Step.self, "\(input)-retry",
+            options: .init(retry: .exponential(initial: .milliseconds(100), coefficient: 4, maximum: .seconds(60), maxAttempts: 0)))
+    }
+}
+
 /// Runs a ``Nap`` of `input` milliseconds as a child run.
 public struct Family: Workflow {
     public init() {}
@@ -261,6 +279,7 @@ public func registerTestWorkflows(_ engine: DurableWorker) {
     engine.register(ReviewClaim.self)
     engine.register(Transfer.self)
     engine.register(Family.self)
+    engine.register(Flaky.self)
     engine.register(ChunkFlow.self)
     engine.register(PooledFlow.self)
     engine.register(Step())
