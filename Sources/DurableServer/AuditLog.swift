@@ -36,7 +36,11 @@ struct AuditMiddleware: RouterMiddleware {
 
     private func record(_ request: Request, _ context: ServerContext, status: Int, problem: Problem?) async {
         guard let entry = context.auditDraft(request, status: status, problem: problem) else {
-            logger.notice("refused \(context.auditAction(request)) from \(context.peer): \(problem?.detail ?? "no token") (not in the audit log)")
+            // Without a caller: refused (401), or a route that needs no token (the console's sign-in,
+            // which logs its own outcome).
+            if status == 401 {
+                logger.notice("refused \(context.auditAction(request)) from \(context.peer): \(problem?.detail ?? "no token") (not in the audit log)")
+            }
             return
         }
         let client = self.client
