@@ -233,8 +233,9 @@ extension DurableServer {
     /// 100 characters.
     static func exportFileName(_ runID: String) -> String {
         String(runID.unicodeScalars.map { scalar -> Character in
-            let ascii = scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || "-_.".unicodeScalars.contains(scalar))
-            return ascii ? Character(scalar) : "_"
+            let kept = scalar.isASCII
+                && (CharacterSet.alphanumerics.contains(scalar) || "-_.".unicodeScalars.contains(scalar))
+            return kept ? Character(scalar) : "_"
         }.prefix(100))
     }
 

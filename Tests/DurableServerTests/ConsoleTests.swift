@@ -487,6 +487,38 @@ final class ConsoleBrowser: @unchecked Sendable {
     }
 }
 
+extension ConsoleTests {
+    @Test func theRetryingExportStopsAtItsBoundAndSaysSo() async throws {
+        // No worker: every run stays pending (open), so the retrying filter reads each of them.
+        let server = try await ServerProcess(worker: false)
+        let total = Console.retryingScanLimit + 5
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<8 {
+                group.addTask {
+                    for number in stride(from: lane, to: total, by: 8) {
+                        _ = try await server.start("Gather", input: 1, workflowID: "open-\(number)")
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let browser = ConsoleBrowser(server)
+        try browser.signIn(server.tokens[.reader]!)
+        let csv = try browser.get("/ui/runs.csv?retrying=1")
+        #expect(csv.status == 200)
+        #expect(csv.header("Durable-Scan-Stopped") == String(Console.retryingScanLimit))
+        let lines = csv.body.split(separator: "\r\n")
+        #expect(lines.count == 2, "the header line and the note: no run is retrying")
+        #expect(lines.last?.hasPrefix("# the retrying filter stopped after reading \(Console.retryingScanLimit) open runs") == true)
+        // Without the retrying filter no history is read, and every run is exported.
+        let plain = try browser.get("/ui/runs.csv")
+        #expect(plain.header("Durable-Scan-Stopped") == nil)
+        #expect(plain.body.split(separator: "\r\n").count == total + 1)
+        // The page says how many it read.
+        #expect(try browser.get("/ui/runs?retrying=1").body.contains("\(Console.retryingScanLimit) open run(s) read for this page"))
+    }
+}
+
 /// The console's pieces that need no server: the timeline, CSV fields, metric lines, escaping.
 @Suite struct ConsolePartsTests {
     @Test func theTimelineHasABarPerActivityTimerAndChildAndMarksFailedAttemptsAndSignals() throws {

@@ -23,8 +23,8 @@ extension Console {
             <button type="submit">Sign in</button>
             </form>
             <p class="muted">The token is checked like a bearer token of the API (<code>durable auth add</code> makes one) and is not \
-            kept: the session lives in this server's memory for \(HTML.escape(Self.lifetimeText(sessions.lifetime))), until you log out, \
-            or until the server restarts.</p></div>
+            kept: the session lives in this server's memory for \(HTML.escape(Self.lifetimeText(sessions.lifetime))), \
+            until you log out, or until the server restarts.</p></div>
             """
         var headers = HTTPFields()
         headers.append(HTTPField(name: .setCookie, value: Self.cookie(ConsoleSessions.loginCookieName, nonce, maxAge: 3600, call)))

@@ -94,7 +94,8 @@ struct ConsoleTimeline {
             case .childClosed:
                 guard let row = index[key(.child, event.seq)] else { continue }
                 rows[row].end = event.time
-                rows[row].state = Self.childState(event.data.flatMap { try? JSONDecoder().decode(ChildOutcome.self, from: $0) }?.status)
+                let outcome = event.data.flatMap { try? JSONDecoder().decode(ChildOutcome.self, from: $0) }
+                rows[row].state = Self.childState(outcome?.status)
                 rows[row].detail = "\(rows[row].label) \(rows[row].state) at \(RunJSON.time(event.time))"
             case .signalReceived:
                 guard signals.count < Self.maximumSignals else {
@@ -143,7 +144,9 @@ struct ConsoleTimeline {
             var detail = row.detail
             if row.end == nil { detail += " (open: \(HTML.duration(end.timeIntervalSince(row.start))) so far)" }
             if row.kind == .activity && row.attempts > 0 { detail += "; \(row.attempts) attempt(s) recorded" }
-            if row.unmarked > 0 { detail += "; the failed attempts after the first \(Self.maximumMarks) are not marked (\(row.unmarked) more)" }
+            if row.unmarked > 0 {
+                detail += "; the failed attempts after the first \(Self.maximumMarks) are not marked (\(row.unmarked) more)"
+            }
             svg += "<g class=\"row\" data-kind=\"\(row.kind.rawValue)\" data-seq=\"\(row.seq)\">"
             svg += "<text class=\"label\" x=\"4\" y=\"\(f(y + 12))\">\(label(row.label))</text>"
             svg += """
@@ -161,7 +164,8 @@ struct ConsoleTimeline {
         }
         if !signals.isEmpty {
             let y = top + Double(shown.count) * rowHeight
-            svg += "<g class=\"row\" data-kind=\"signals\"><text class=\"label\" x=\"4\" y=\"\(f(y + 12))\">\(unmarkedSignals > 0 ? "signals (+\(unmarkedSignals) not marked)" : "signals")</text>"
+            let title = unmarkedSignals > 0 ? "signals (+\(unmarkedSignals) not marked)" : "signals"
+            svg += "<g class=\"row\" data-kind=\"signals\"><text class=\"label\" x=\"4\" y=\"\(f(y + 12))\">\(title)</text>"
             for mark in signals {
                 let cx = x(mark.time), cy = y + 9
                 svg += """
