@@ -33,12 +33,7 @@ extension DurableServer {
             try await server!.history(request, context)
         }
         book.add(.get, "/v1/runs/{id}/export", role: .reader) { _, context in
-            let (run, events) = try await server!.client.history(try context.parameter("id"))
-            let file = String(run.runID.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" }.prefix(100))
-            return Response(
-                status: .ok,
-                headers: [.contentType: "application/json", .contentDisposition: "attachment; filename=\"\(file).json\""],
-                body: .init(byteBuffer: ByteBuffer(bytes: try HistoryExport(run: run, events: events).encoded())))
+            try await server!.export(try context.parameter("id"))
         }
         book.add(.post, "/v1/runs/{id}/signals/{name}", role: .submitter) { request, context in
             let server = server!
@@ -220,6 +215,28 @@ extension DurableServer {
         return Response(
             status: .accepted, headers: [.contentType: "application/json", .location: "/v1/runs/\(runID)"],
             body: .init(byteBuffer: body))
+    }
+
+    /// A run's export file (`GET /v1/runs/{id}/export`, and the console's link to it), as an attachment
+    /// named by its run ID (ASCII letters, digits, `-`, `_` and `.` only).
+    func export(_ id: String, headers extra: HTTPFields = [:]) async throws -> Response {
+        let (run, events) = try await client.history(id)
+        var headers = extra
+        headers[.contentType] = "application/json"
+        headers[.contentDisposition] = "attachment; filename=\"\(Self.exportFileName(run.runID)).json\""
+        return Response(
+            status: .ok, headers: headers,
+            body: .init(byteBuffer: ByteBuffer(bytes: try HistoryExport(run: run, events: events).encoded())))
+    }
+
+    /// A run ID as a file name: ASCII letters, digits, `-`, `_` and `.` kept, anything else `_`, at most
+    /// 100 characters.
+    static func exportFileName(_ runID: String) -> String {
+        String(runID.unicodeScalars.map { scalar -> Character in
+            let kept = scalar.isASCII
+                && (CharacterSet.alphanumerics.contains(scalar) || "-_.".unicodeScalars.contains(scalar))
+            return kept ? Character(scalar) : "_"
+        }.prefix(100))
     }
 
     func findRun(_ id: String) async throws -> RunRecord {

@@ -123,11 +123,16 @@ struct TokenVerifier: Sendable {
     func caller(presenting token: String) -> Caller? {
         let digest = Array(SHA256.hash(data: Data(token.utf8)))
         var found: Caller?
-        for entry in entries {
-            var difference: UInt8 = 0
-            for index in 0..<32 { difference |= digest[index] ^ entry.digest[index] }
-            if difference == 0 { found = entry.caller }
-        }
+        for entry in entries where equalInConstantTime(digest, entry.digest) { found = entry.caller }
         return found
     }
+}
+
+/// Whether two byte strings are equal, every byte compared whatever the content (no early exit), so
+/// that the time taken says nothing about how close they are. (Their lengths are not secret.)
+func equalInConstantTime(_ x: [UInt8], _ y: [UInt8]) -> Bool {
+    guard x.count == y.count else { return false }
+    var difference: UInt8 = 0
+    for index in 0..<x.count { difference |= x[index] ^ y[index] }
+    return difference == 0
 }

@@ -1,4 +1,4 @@
-import Durable
+@testable import Durable
 @testable import DurableServer
 import DurableTestSupport
 import Foundation
@@ -143,6 +143,25 @@ final class ConsoleBrowser: @unchecked Sendable {
         // A bearer token counts for nothing in the console.
         #expect(try browser.get("/ui/runs", headers: ["Authorization": "Bearer \(server.tokens[.admin]!)"]).status == 303)
 
+        // A hostile `next` is neither echoed as markup nor followed off-site.
+        for next in ["https://evil.example/", "//evil.example/ui/", "/ui/\\evil.example", "/ui/\r\nLocation: https://evil.example/",
+                     "javascript:alert(1)", Self.hostile] {
+            let page = try browser.get("/ui/login?next=\(ConsoleBrowser.encode(next))")
+            #expect(page.status == 200)
+            #expect(page.body.contains("<input type=\"hidden\" name=\"next\" value=\"/ui/runs\">"), "next \(next)")
+            Self.expectEscaped(page, "login page with next \(next)")
+            let answer = try browser.post("/ui/login", form: ["csrf": page.csrf ?? "", "token": server.tokens[.reader]!, "next": next])
+            #expect(answer.status == 303 && answer.header("Location") == "/ui/runs", "next \(next)")
+        }
+        let before = try #require(browser.cookies[ConsoleSessions.cookieName])
+        // Signing in again over a session ends the old one.
+        let again = try browser.get("/ui/login")
+        #expect(try browser.post("/ui/login", form: ["csrf": again.csrf ?? "", "token": server.tokens[.admin]!]).status == 303)
+        let replaced = try #require(browser.cookies[ConsoleSessions.cookieName])
+        #expect(replaced != before)
+        browser.cookies[ConsoleSessions.cookieName] = before
+        #expect(try browser.get("/ui/runs").status == 303, "the old session ended at the new sign-in")
+        browser.cookies[ConsoleSessions.cookieName] = nil
         let login = try browser.get("/ui/login")
         #expect(login.status == 200)
         #expect(login.header("Content-Type") == "text/html; charset=utf-8")
@@ -150,6 +169,7 @@ final class ConsoleBrowser: @unchecked Sendable {
         #expect(policy.contains("frame-ancestors 'none'") && policy.contains("script-src 'self'") && !policy.contains("unsafe-inline"))
         #expect(login.header("X-Content-Type-Options") == "nosniff")
         #expect(login.body.contains("<label for=\"token\">"))
+        #expect(login.body.contains("for 8 hours, until you log out"), "the session's lifetime, from the sessions")
         let nonce = try #require(login.csrf)
         // The login form's CSRF token must come back with the form.
         #expect(try browser.post("/ui/login", form: ["token": server.tokens[.reader]!]).status == 403)
@@ -243,6 +263,16 @@ final class ConsoleBrowser: @unchecked Sendable {
         let second = try browser.get("/ui/runs?limit=2&cursor=\(cursor)")
         #expect(second.status == 200 && second.body.contains("First page"))
         #expect(second.body.components(separatedBy: "<tr data-run=").count - 1 == 2)
+        // Hostile filters are echoed in the form only escaped.
+        let filtered = try browser.get("/ui/runs?type=\(ConsoleBrowser.encode(Self.hostile))&idPrefix=\(ConsoleBrowser.encode(Self.hostile))")
+        #expect(filtered.status == 200)
+        Self.expectEscaped(filtered, "filter form")
+        #expect(filtered.body.contains("name=\"type\" value=\"\(HTML.escape(Self.hostile))\""))
+        #expect(filtered.body.contains("name=\"idPrefix\" value=\"\(HTML.escape(Self.hostile))\""))
+        // A page has at most 100 runs.
+        #expect(try browser.get("/ui/runs?limit=100").status == 200)
+        let tooMany = try browser.get("/ui/runs?limit=101")
+        #expect(tooMany.status == 400 && tooMany.body.contains("limit"))
         // Bad filters are a clear page, not a trap.
         let badStatus = try browser.get("/ui/runs?status=\(ConsoleBrowser.encode(Self.hostile))")
         #expect(badStatus.status == 400)
@@ -346,6 +376,11 @@ final class ConsoleBrowser: @unchecked Sendable {
         let submitter = ConsoleBrowser(server)
         try submitter.signIn(server.tokens[.submitter]!)
         #expect(try submitter.post("/ui/runs/\(gather)/signal", form: ["csrf": try submitter.get("/ui/runs").csrf ?? "", "name": "item"]).status == 403)
+        let submitterPage = try submitter.get("/ui/runs/\(gather)")
+        #expect(submitterPage.status == 200)
+        #expect(!submitterPage.body.contains("/confirm") && !submitterPage.body.contains("/preview"), "a submitter sees no action")
+        #expect(!submitterPage.body.contains("name=\"toEvent\"") && !submitterPage.body.contains("id=\"h-actions\""))
+        #expect(!(try submitter.get("/ui/runs")).body.contains("/confirm?action="), "nor in the runs table")
 
         let op = ConsoleBrowser(server)
         try op.signIn(server.tokens[.operator]!)
@@ -369,10 +404,10 @@ final class ConsoleBrowser: @unchecked Sendable {
         Self.expectEscaped(confirm, "signal confirmation")
         #expect(confirm.body.contains("Yes: send the signal"))
         // The run page's signal form posts (an input too long for a URL is fine), with the CSRF token.
-        #expect(page.body.contains("<form class=\"action\" method=\"post\" action=\"/ui/runs/\(gather)/confirm\""))
+        #expect(page.body.contains("<form class=\"action\" method=\"post\" action=\"/ui/runs/\(gather)/preview\""))
         let long = "\"" + String(repeating: "</textarea><script>alert(3)</script>", count: 3_000) + "\""
-        #expect(try op.post("/ui/runs/\(gather)/confirm", form: ["action": "signal", "name": "item", "input": long]).status == 403)
-        let posted = try op.post("/ui/runs/\(gather)/confirm", form: ["csrf": csrf, "action": "signal", "name": "item", "input": long])
+        #expect(try op.post("/ui/runs/\(gather)/preview", form: ["action": "signal", "name": "item", "input": long]).status == 403)
+        let posted = try op.post("/ui/runs/\(gather)/preview", form: ["csrf": csrf, "action": "signal", "name": "item", "input": long])
         #expect(posted.status == 200 && posted.body.contains("Yes: send the signal"))
         Self.expectEscaped(posted, "posted signal confirmation")
         #expect(posted.body.contains("name=\"input\" value=\"&quot;&lt;/textarea&gt;&lt;script&gt;alert(3)"))
@@ -434,8 +469,53 @@ final class ConsoleBrowser: @unchecked Sendable {
         #expect(lines.contains("token:operator-token POST /ui/runs/{id}/reset \(gather) 303"))
         #expect(lines.contains("token:operator-token POST /ui/runs/{id}/cancel \(newRun) 303"))
         #expect(lines.contains("token:operator-token POST /ui/runs/{id}/terminate \(doomed) 303"))
+        // Each action's entry says what was done; the signal's preview is named a preview.
+        let entries = (log.json["entries"] as? [[String: Any]] ?? []).map {
+            "\($0["action"] ?? "") \($0["target"] ?? "") \($0["outcome"] ?? "") [\($0["detail"] as? String ?? "")]"
+        }
+        #expect(entries.contains("POST /ui/runs/{id}/signal \(gather) 303 [name item]"), "\(entries)")
+        #expect(entries.contains("POST /ui/runs/{id}/preview \(gather) 200 []"))
+        #expect(!entries.contains { $0.hasPrefix("POST /ui/runs/{id}/confirm") })
+        #expect(entries.contains("POST /ui/runs/{id}/reset \(gather) 303 [toEvent \(signalIndex!) → run \(newRun); reason redo]"))
+        #expect(entries.contains { $0.hasPrefix("POST /ui/runs/{id}/reset \(gather) 400 [toEvent 0; badResetPoint: ") })
+        #expect(entries.contains("POST /ui/runs/{id}/cancel \(newRun) 303 [reason not needed]"))
+        #expect(entries.contains("POST /ui/runs/{id}/terminate \(doomed) 303 [reason \(Self.hostile)]"))
+        #expect(entries.contains { $0.hasPrefix("POST /ui/runs/{id}/terminate \(doomed) 409 [reason terminated in the console by operator-token; ") })
+        #expect(entries.filter { $0.hasPrefix("POST /ui/runs/{id}/signal \(gather) 303") }.count == 1, "one entry per action")
         // The console's routes are not API routes.
         #expect(!DurableServer.routes.contains { $0.path.hasPrefix("/ui") })
+    }
+}
+
+extension ConsoleTests {
+    @Test func theRetryingExportStopsAtItsBoundAndSaysSo() async throws {
+        // No worker: every run stays pending (open), so the retrying filter reads each of them.
+        let server = try await ServerProcess(worker: false)
+        let total = Console.retryingScanLimit + 5
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<8 {
+                group.addTask {
+                    for number in stride(from: lane, to: total, by: 8) {
+                        _ = try await server.start("Gather", input: 1, workflowID: "open-\(number)")
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let browser = ConsoleBrowser(server)
+        try browser.signIn(server.tokens[.reader]!)
+        let csv = try browser.get("/ui/runs.csv?retrying=1")
+        #expect(csv.status == 200)
+        #expect(csv.header("Durable-Scan-Stopped") == String(Console.retryingScanLimit))
+        let lines = csv.body.split(separator: "\r\n")
+        #expect(lines.count == 2, "the header line and the note: no run is retrying")
+        #expect(lines.last?.hasPrefix("# the retrying filter stopped after reading \(Console.retryingScanLimit) open runs") == true)
+        // Without the retrying filter no history is read, and every run is exported.
+        let plain = try browser.get("/ui/runs.csv")
+        #expect(plain.header("Durable-Scan-Stopped") == nil)
+        #expect(plain.body.split(separator: "\r\n").count == total + 1)
+        // The page says how many it read.
+        #expect(try browser.get("/ui/runs?retrying=1").body.contains("\(Console.retryingScanLimit) open run(s) read for this page"))
     }
 }
 
@@ -469,6 +549,131 @@ final class ConsoleBrowser: @unchecked Sendable {
         #expect(svg.contains("signal re&quot;view received"))
         // The open bar reaches to now: the right end of the axis.
         #expect(svg.contains("width=\"\(String(format: "%.1f", 985 - (250 + 735 * 0.1)))\""))
+    }
+
+    @Test func aChildsStateFromItsEventDataIsARunStatusOrClosedInTheBarsClass() throws {
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        let hostile = "completed\" onfocus=\"alert(1)\" x=\"" + ConsoleTests.hostile
+        func events(_ status: String) throws -> [HistoryEvent] {
+            [
+                HistoryEvent(index: 0, kind: .workflowStarted, time: start, name: "Flow"),
+                HistoryEvent(index: 1, kind: .childStarted, time: start, seq: 1, name: "Child"),
+                HistoryEvent(
+                    index: 2, kind: .childClosed, time: start.addingTimeInterval(1), seq: 1,
+                    data: try JSONEncoder().encode(ChildOutcome(seq: 1, childRunID: "c", status: status))),
+            ]
+        }
+        let run = RunRecord(
+            runID: "r", workflowID: "w", workflowType: "Flow", status: .completed, createdAt: start, updatedAt: start,
+            closedAt: start.addingTimeInterval(2), seed: 1, error: nil)
+        let hostileTimeline = ConsoleTimeline(run: run, events: try events(hostile))
+        #expect(hostileTimeline.rows.map(\.state) == ["closed"])
+        let svg = hostileTimeline.svg()
+        #expect(svg.contains("<rect class=\"bar child closed\""))
+        #expect(!svg.contains("onfocus") && !svg.contains("<script>") && !svg.contains("<img"))
+        // A real status is kept.
+        #expect(ConsoleTimeline(run: run, events: try events("failed")).svg().contains("<rect class=\"bar child failed\""))
+    }
+
+    @Test func theTimelineMarksABoundedNumberOfFailedAttemptsAndSignalsAndCountsTheRest() {
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        let failure = try? JSONEncoder().encode(FailureInfo(type: "E", message: "m"))
+        var events = [
+            HistoryEvent(index: 0, kind: .workflowStarted, time: start, name: "Flow"),
+            HistoryEvent(index: 1, kind: .activityScheduled, time: start, seq: 1, name: "A"),
+        ]
+        let attempts = ConsoleTimeline.maximumMarks + 7, signals = ConsoleTimeline.maximumSignals + 3
+        for attempt in 1...attempts {
+            events.append(HistoryEvent(
+                index: events.count, kind: .activityAttemptFailed, time: start.addingTimeInterval(Double(attempt)), seq: 1,
+                attempt: attempt, data: failure))
+        }
+        for number in 0..<signals {
+            events.append(HistoryEvent(index: events.count, kind: .signalReceived, time: start.addingTimeInterval(Double(number)), name: "s"))
+        }
+        let run = RunRecord(
+            runID: "r", workflowID: "w", workflowType: "Flow", status: .running, createdAt: start, updatedAt: start,
+            closedAt: nil, seed: 1, error: nil)
+        let timeline = ConsoleTimeline(run: run, events: events, now: start.addingTimeInterval(1000))
+        #expect(timeline.rows[0].marks.count == ConsoleTimeline.maximumMarks && timeline.rows[0].unmarked == 7)
+        #expect(timeline.rows[0].attempts == attempts)
+        #expect(timeline.signals.count == ConsoleTimeline.maximumSignals && timeline.unmarkedSignals == 3)
+        let svg = timeline.svg()
+        #expect(svg.components(separatedBy: "<circle class=\"attempt-failed\"").count - 1 == ConsoleTimeline.maximumMarks)
+        #expect(svg.components(separatedBy: "<polygon class=\"signal\"").count - 1 == ConsoleTimeline.maximumSignals)
+        #expect(svg.contains("(7 more)") && svg.contains("signals (+3 not marked)"))
+    }
+
+    /// The run page's sections for a run made of `events` (as the page draws them from its description).
+    static func runPage(_ events: [HistoryEvent], input: Data? = nil, status: RunStatus = .running) -> RunPage {
+        let start = events.first?.time ?? Date()
+        let run = RunRecord(
+            runID: "r", workflowID: "w", workflowType: "Flow", status: status, createdAt: start, updatedAt: start,
+            closedAt: nil, seed: 1, error: nil)
+        let description = RunDescription(
+            run: run, eventCount: events.count, input: input ?? events.first?.data, outcome: nil,
+            activities: ActivitySummary.from(events))
+        return RunPage(description: description, events: events, now: start.addingTimeInterval(1))
+    }
+
+    @Test func aPendingActivitysHostileFailureAndHeartbeatAreShownEscaped() throws {
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        let hostile = ConsoleTests.hostile
+        let failure = try JSONEncoder().encode(FailureInfo(type: hostile, message: hostile, nextRetryDelayMs: 60_000))
+        let beat = try JSONSerialization.data(withJSONObject: ["note": hostile])
+        let page = Self.runPage([
+            HistoryEvent(index: 0, kind: .workflowStarted, time: start, name: "Flow", data: Data("null".utf8)),
+            HistoryEvent(index: 1, kind: .activityScheduled, time: start, seq: 1, name: "Step"),
+            HistoryEvent(index: 2, kind: .activityHeartbeat, time: start, seq: 1, attempt: 1, data: beat),
+            HistoryEvent(index: 3, kind: .activityAttemptFailed, time: start, seq: 1, attempt: 1, data: failure),
+        ])
+        let pending = page.pending()
+        #expect(pending.contains("<tr class=\"pending-activity\" data-seq=\"1\">"))
+        #expect(!pending.contains("<script>alert") && !pending.contains("<img src=x") && !pending.contains("</textarea><"))
+        #expect(pending.contains("<strong>\(HTML.escape(hostile))</strong>: \(HTML.escape(hostile))"), "the failure, escaped")
+        #expect(pending.contains(HTML.escape(HTML.prettyJSON(beat))), "the heartbeat, escaped")
+        let history = page.history()
+        #expect(!history.contains("<script>alert") && !history.contains("<img src=x"))
+    }
+
+    @Test func aLargeInputIsCutWithANoteAndTheExportLink() {
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        let big = Data(("\"" + String(repeating: "x", count: 100_000) + "\"").utf8)
+        let events = [HistoryEvent(index: 0, kind: .workflowStarted, time: start, name: "Flow", data: big)]
+        let summary = Self.runPage(events).summary()
+        #expect(summary.count < 80_000)
+        #expect(summary.contains("The first 64 KiB of \(big.count) bytes;") && summary.contains("href=\"/ui/runs/r/export\""))
+        let small = Self.runPage(events, input: Data("[1]".utf8)).summary()
+        #expect(!small.contains("The first 64 KiB") && small.contains("1"))
+    }
+
+    @Test func sessionsExpireAndTheOneNearestItsEndMakesRoomWhenFull() {
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        let sessions = ConsoleSessions(lifetime: 60, capacity: 2)
+        let who = Caller(name: "alice", role: .operator)
+        let a = sessions.start(who, now: start)
+        #expect(sessions.session(a, now: start.addingTimeInterval(59))?.caller == who)
+        #expect(sessions.session(a, now: start.addingTimeInterval(60)) == nil, "expired at its end")
+        #expect(sessions.session(a, now: start) == nil, "and removed")
+        // Full: an expired session goes first, then the one nearest its end.
+        let b = sessions.start(who, now: start)
+        let c = sessions.start(who, now: start.addingTimeInterval(10))
+        let d = sessions.start(who, now: start.addingTimeInterval(20))
+        #expect(sessions.session(b, now: start.addingTimeInterval(20)) == nil, "b made room for d")
+        #expect(sessions.session(c, now: start.addingTimeInterval(20)) != nil && sessions.session(d, now: start.addingTimeInterval(20)) != nil)
+        let e = sessions.start(who, now: start.addingTimeInterval(75))  // c has expired: it goes, d stays
+        #expect(sessions.session(d, now: start.addingTimeInterval(75)) != nil && sessions.session(e, now: start.addingTimeInterval(75)) != nil)
+        #expect(sessions.session(c, now: start.addingTimeInterval(20)) == nil)
+        #expect(sessions.session(nil) == nil && sessions.session("short") == nil)
+        #expect(ConsoleSessions.same("abc", "abc") && !ConsoleSessions.same("abc", "abd") && !ConsoleSessions.same(nil, "") && !ConsoleSessions.same("ab", "abc"))
+    }
+
+    @Test func exportFileNamesAndTheSessionLifetimeInWords() {
+        #expect(DurableServer.exportFileName("a/é b.c-_") == "a___b.c-_")
+        #expect(DurableServer.exportFileName("3c1402fb-child-1") == "3c1402fb-child-1")
+        #expect(DurableServer.exportFileName(String(repeating: "x", count: 300)).count == 100)
+        #expect(Console.lifetimeText(8 * 3600) == "8 hours" && Console.lifetimeText(3600) == "1 hour")
+        #expect(Console.lifetimeText(90) == "1 min 30 s")
     }
 
     @Test func csvFieldsAreQuotedAndFormulasDefused() {

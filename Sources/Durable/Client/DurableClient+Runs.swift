@@ -161,6 +161,12 @@ extension DurableClient {
     /// described from its record, with ``RunDescription/historyError`` saying why.
     /// - Throws: ``JournalError`` `runNotFound`.
     public func describe(_ id: String) async throws -> RunDescription {
+        try await describeWithHistory(id).description
+    }
+
+    /// ``describe(_:)`` and the history it was made from (read once; empty when the history cannot
+    /// be read, as ``RunDescription/historyError`` says).
+    package func describeWithHistory(_ id: String) async throws -> (description: RunDescription, events: [HistoryEvent]) {
         guard let run = try await journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
         let events: [HistoryEvent]
         do {
@@ -169,9 +175,10 @@ extension DurableClient {
             where error.isCorruption || error.code == .missingPayloadKey || error.code == .wrongPayloadKey
         {
             // What the run record says, and why its history cannot be shown.
-            return RunDescription(
+            let description = RunDescription(
                 run: run, eventCount: try await journal.eventCount(run), input: nil, outcome: nil, activities: [],
                 historyError: error)
+            return (description, [])
         }
         var description = RunDescription(
             run: run, eventCount: events.count, input: events.first?.data, outcome: try await closedOutcome(run),
@@ -184,7 +191,7 @@ extension DurableClient {
             // A pending run has not run yet; a held one does not replay.
             if run.status == .running { description.awaitedSignals = localRuns?.awaitedSignals(run, events) }
         }
-        return description
+        return (description, events)
     }
 
     /// Runs, newest first.

@@ -36,7 +36,7 @@ extension DurableWorker {
     public func reset(_ id: String, toEvent index: Int, reason: String = "reset") async throws -> ResetReport {
         guard let source = try await journal.findRun(id) else { throw JournalError(.runNotFound(id)) }
         let events = try await journal.history(source, from: 0)
-        let boundaries = events.filter { $0.kind.isInput && $0.kind != .workflowStarted }.map(\.index)
+        let boundaries = events.resetPoints.map(\.index)
         guard boundaries.contains(index) else {
             let below = boundaries.last { $0 < index }.map(String.init) ?? "none"
             let above = boundaries.first { $0 > index }.map(String.init) ?? "none"

@@ -23,7 +23,8 @@ extension Console {
             <button type="submit">Sign in</button>
             </form>
             <p class="muted">The token is checked like a bearer token of the API (<code>durable auth add</code> makes one) and is not \
-            kept: the session lives in this server's memory for 8 hours, until you log out, or until the server restarts.</p></div>
+            kept: the session lives in this server's memory for \(HTML.escape(Self.lifetimeText(sessions.lifetime))), \
+            until you log out, or until the server restarts.</p></div>
             """
         var headers = HTTPFields()
         headers.append(HTTPField(name: .setCookie, value: Self.cookie(ConsoleSessions.loginCookieName, nonce, maxAge: 3600, call)))
@@ -36,6 +37,8 @@ extension Console {
             server.logger.notice("console: a sign-in with a token that is not valid from \(call.context.peer)")
             return loginPage(call, error: token.isEmpty ? "Enter a token." : "That token is not valid.", status: .unauthorized)
         }
+        // A session this browser had (a sign-in over it, as another token) ends here.
+        sessions.end(call.request.cookies[ConsoleSessions.cookieName]?.value)
         let id = sessions.start(caller)
         server.logger.notice("console: token '\(caller.name)' signed in from \(call.context.peer)")
         var headers = HTTPFields()
@@ -49,6 +52,13 @@ extension Console {
         var headers = HTTPFields()
         headers.append(HTTPField(name: .setCookie, value: Self.cookie(ConsoleSessions.cookieName, "", maxAge: 0, call)))
         return Self.redirect("/ui/login", headers: headers)
+    }
+
+    /// A session's lifetime in words: `8 hours`, `1 hour`, else as ``HTML/duration(_:)`` says it.
+    static func lifetimeText(_ seconds: TimeInterval) -> String {
+        let whole = Int(seconds)
+        guard Double(whole) == seconds, whole >= 3600, whole % 3600 == 0 else { return HTML.duration(seconds) }
+        return whole == 3600 ? "1 hour" : "\(whole / 3600) hours"
     }
 
     /// A `Set-Cookie` value: HttpOnly, SameSite=Strict, for the console's paths only; `Secure` when a
@@ -67,11 +77,6 @@ extension Console {
     }
 
     // MARK: - Confirming and performing actions
-
-    /// The activation boundaries of a history: the events a run can be reset to.
-    static func resetPoints(_ events: [HistoryEvent]) -> [HistoryEvent] {
-        events.filter { $0.kind.isInput && $0.kind != .workflowStarted }
-    }
 
     static func describe(_ event: HistoryEvent) -> String {
         var text = "#\(event.index) \(event.kind.name)"
@@ -99,7 +104,7 @@ extension Console {
     /// The reset point a form names, checked against the run's history.
     func resetPoint(_ text: String?, of run: RunRecord) async throws -> HistoryEvent {
         let events = try await server.client.journal.history(run, from: 0)
-        let points = Self.resetPoints(events)
+        let points = events.resetPoints
         guard let text, let index = Int(text), let point = points.first(where: { $0.index == index }) else {
             throw Problem(
                 .badRequest, "badResetPoint",
@@ -109,8 +114,8 @@ extension Console {
         return point
     }
 
-    /// `GET /ui/runs/{id}/confirm?action=…` (or a POST of the same fields): what the action will do, and
-    /// the form that does it. Nothing is done here.
+    /// `GET /ui/runs/{id}/confirm?action=…` (or `POST /ui/runs/{id}/preview` with the same fields): what
+    /// the action will do, and the form that does it. Nothing is done here.
     func confirmPage(_ call: Call) async throws -> Response {
         guard let action = call.field("action").flatMap(ConsoleAction.init(rawValue:)) else {
             throw Problem.badRequest("action must be one of \(ConsoleAction.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -163,27 +168,59 @@ extension Console {
         return page(call, title: action.verb, body: body)
     }
 
-    /// `POST /ui/runs/{id}/ACTION`: does it through the API's calls, then shows the run.
+    /// `POST /ui/runs/{id}/ACTION`: does it through the API's calls, then shows the run. Its audit entry
+    /// is written here, with what was done in its detail (the signal's name, the reset point and the
+    /// new run, the reason), and the audit middleware writes none.
     func perform(_ action: ConsoleAction, _ call: Call) async throws -> Response {
         let id = try call.context.parameter("id")
         let who = call.viewer?.caller.name ?? "?"
         var target = id
-        switch action {
-        case .signal:
-            let name = call.form["name"] ?? ""
-            guard !name.isEmpty else { throw Problem.badRequest("a signal needs a name") }
-            target = try await server.client.signal(id, name: name, json: try Self.signalInput(call.form["input"]))
-        case .cancel:
-            target = try await server.client.cancel(id, reason: try Self.reason(call.form["reason"], default: "cancelled in the console by \(who)"))
-        case .terminate:
-            target = try await server.client.terminate(id, reason: try Self.reason(call.form["reason"], default: "terminated in the console by \(who)"))
-        case .reset:
-            let run = try await server.findRun(id)
-            let point = try await resetPoint(call.form["toEvent"], of: run)
-            let reason = try Self.reason(call.form["reason"], default: "reset in the console by \(who)")
-            target = try await server.worker.reset(run.runID, toEvent: point.index, reason: reason).newRunID
+        var detail: [String] = []
+        do {
+            switch action {
+            case .signal:
+                let name = call.form["name"] ?? ""
+                detail.append("name \(name)")
+                guard !name.isEmpty else { throw Problem.badRequest("a signal needs a name") }
+                target = try await server.client.signal(id, name: name, json: try Self.signalInput(call.form["input"]))
+            case .cancel:
+                let reason = try Self.reason(call.form["reason"], default: "cancelled in the console by \(who)")
+                detail.append("reason \(reason)")
+                target = try await server.client.cancel(id, reason: reason)
+            case .terminate:
+                let reason = try Self.reason(call.form["reason"], default: "terminated in the console by \(who)")
+                detail.append("reason \(reason)")
+                target = try await server.client.terminate(id, reason: reason)
+            case .reset:
+                detail.append("toEvent \(call.form["toEvent"] ?? "")")
+                let run = try await server.findRun(id)
+                let point = try await resetPoint(call.form["toEvent"], of: run)
+                let reason = try Self.reason(call.form["reason"], default: "reset in the console by \(who)")
+                target = try await server.worker.reset(run.runID, toEvent: point.index, reason: reason).newRunID
+                detail = ["toEvent \(point.index) → run \(target)", "reason \(reason)"]
+            }
+        } catch {
+            let problem = Problem.from(error)
+            await audit(call, status: problem.status.code, detail: detail + ["\(problem.code): \(problem.detail)"])
+            throw error
         }
+        await audit(call, status: HTTPResponse.Status.seeOther.code, detail: detail)
         return Self.redirect(HTML.runURL(target) + "?done=\(action.rawValue)")
+    }
+
+    /// Writes an action's audit entry, with its detail, and tells the audit middleware it is written.
+    /// An entry the journal does not take is logged (the middleware then writes its own, without the
+    /// detail).
+    func audit(_ call: Call, status: Int, detail: [String]) async {
+        guard var draft = call.context.auditDraft(call.request, status: status, problem: nil) else { return }
+        let text = detail.joined(separator: "; ")
+        draft.detail = text.utf8.count > 4_500 ? String(text.prefix(4_500)) + "…" : text
+        do {
+            _ = try await server.client.recordAudit(draft)
+            call.context.auditSlip?.markRecorded()
+        } catch {
+            server.logger.error("audit log: cannot record \(draft.action) by \(draft.actor): \(error)")
+        }
     }
 
     /// `POST /ui/runs/{id}/query`: asks the run a query (the application's code answers).

@@ -8,9 +8,9 @@ import NIOCore
 extension Console {
     /// `GET /ui/runs/{id}`: a run by run ID (or the newest run of a workflow ID).
     func runPage(_ call: Call) async throws -> Response {
-        let description = try await server.client.describe(try call.context.parameter("id"))
+        // One read of the history: the description is made from it, and the page shows it.
+        let (description, events) = try await server.client.describeWithHistory(try call.context.parameter("id"))
         let run = description.run
-        let events = description.historyError == nil ? try await server.client.journal.history(run, from: 0) : []
         let parts = RunPage(description: description, events: events, now: Date())
         let operate = call.viewer?.may(Self.actionRole) == true
         let flash = call.query["done"].flatMap(ConsoleAction.init(rawValue:)).map {
@@ -49,12 +49,6 @@ extension Console {
 
     /// `GET /ui/runs/{id}/export`: the run's export file, as `GET /v1/runs/{id}/export` answers it.
     func export(_ call: Call) async throws -> Response {
-        let (run, events) = try await server.client.history(try call.context.parameter("id"))
-        let file = String(run.runID.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" }.prefix(100))
-        var headers = Self.securityHeaders()
-        headers[.contentType] = "application/json"
-        headers[.contentDisposition] = "attachment; filename=\"\(file).json\""
-        let body = try HistoryExport(run: run, events: events).encoded()
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        try await server.export(try call.context.parameter("id"), headers: Self.securityHeaders())
     }
 }

@@ -6,14 +6,14 @@ import Hummingbird
 import NIOCore
 
 extension Console {
-    /// The most runs the retrying filter reads the history of for one page.
+    /// The most runs the retrying filter reads the history of for one page, and for one CSV export.
     static let retryingScanLimit = 2_000
 
     /// The runs of a search, a page at a time, with the facts of each; `next` is the cursor of the next page.
     /// Without `facts` (and without the retrying filter, which needs them), no history is read and
-    /// every run's facts are empty.
+    /// every run's facts are empty. The retrying filter reads at most `scanLimit` open runs.
     func search(
-        _ search: RunSearch, facts readFacts: Bool = true
+        _ search: RunSearch, facts readFacts: Bool = true, scanLimit: Int = Self.retryingScanLimit
     ) async throws -> (runs: [(RunRecord, RunFacts)], next: String?, scanned: Int) {
         let journal = server.client.journal
         var filter = search.filter()
@@ -44,7 +44,7 @@ extension Console {
         while true {
             let batch = try await journal.runs(filter)
             for run in batch {
-                if rows.count == search.limit || scanned == Self.retryingScanLimit { return (rows, last, scanned) }
+                if rows.count == search.limit || scanned >= scanLimit { return (rows, last, scanned) }
                 scanned += 1
                 last = run.runID
                 let facts = try await facts(run)
@@ -87,15 +87,20 @@ extension Console {
     }
 
     /// `GET /ui/runs.csv`: every run of a search (up to 10,000), as CSV: the runs' records (no history
-    /// is read, except by the retrying filter, whose runs also get their last failure).
+    /// is read, except by the retrying filter, whose runs also get their last failure). The retrying
+    /// filter reads at most ``retryingScanLimit`` open runs in all; when it stops there with runs left,
+    /// the answer says so in a `Durable-Scan-Stopped` header and a last `#` line.
     func runsCSV(_ call: Call) async throws -> Response {
         var search = try RunSearch(call.query)
         search.limit = 500
         var lines = ["runID,workflowID,workflowType,status,createdAt,closedAt,leaseOwner,error"
             + (search.retrying ? ",lastFailure" : "")]
         var count = 0
+        var scannedInAll = 0
+        var stopped = false
         while count < 10_000 {
-            let (rows, next, _) = try await self.search(search, facts: false)
+            let budget = Self.retryingScanLimit - scannedInAll
+            let (rows, next, scanned) = try await self.search(search, facts: false, scanLimit: budget)
             for (run, facts) in rows {
                 var fields = [
                     run.runID, run.workflowID, run.workflowType, run.status.rawValue, RunJSON.time(run.createdAt),
@@ -105,12 +110,22 @@ extension Console {
                 lines.append(fields.map(Self.csvField).joined(separator: ","))
             }
             count += rows.count
+            scannedInAll += scanned
             guard let next else { break }
+            if search.retrying && scannedInAll >= Self.retryingScanLimit {
+                stopped = true
+                break
+            }
             search.cursor = next
+        }
+        if stopped {
+            lines.append("# the retrying filter stopped after reading \(scannedInAll) open runs (its bound): "
+                + "there may be more retrying runs; narrow the search (type or workflow ID prefix or times)")
         }
         var headers = Self.securityHeaders()
         headers[.contentType] = "text/csv; charset=utf-8"
         headers[.contentDisposition] = "attachment; filename=\"durable-runs.csv\""
+        if stopped { headers[HTTPField.Name("Durable-Scan-Stopped")!] = String(scannedInAll) }
         let text = lines.joined(separator: "\r\n") + "\r\n"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
     }

@@ -25,7 +25,7 @@ struct Console: Sendable {
         (.get, "/ui/login"), (.post, "/ui/login"), (.post, "/ui/logout"),
         (.get, "/ui/runs"), (.get, "/ui/runs.csv"), (.get, "/ui/workers"),
         (.get, "/ui/runs/{id}"), (.get, "/ui/runs/{id}/export"), (.get, "/ui/runs/{id}/events"),
-        (.get, "/ui/runs/{id}/confirm"), (.post, "/ui/runs/{id}/confirm"),
+        (.get, "/ui/runs/{id}/confirm"), (.post, "/ui/runs/{id}/preview"),
         (.post, "/ui/runs/{id}/signal"), (.post, "/ui/runs/{id}/cancel"), (.post, "/ui/runs/{id}/terminate"),
         (.post, "/ui/runs/{id}/reset"), (.post, "/ui/runs/{id}/query"), (.get, "/ui/**"),
     ]
@@ -77,8 +77,9 @@ struct Console: Sendable {
             try await server.history(call.request, call.context)
         }
         on(router, .get, "/ui/runs/{id}/confirm", role: Self.actionRole) { call in try await confirmPage(call) }
-        // The signal form posts its input (which may be too long for a URL) to be confirmed.
-        on(router, .post, "/ui/runs/{id}/confirm", role: Self.actionRole) { call in try await confirmPage(call) }
+        // The signal form posts its input (which may be too long for a URL) to be confirmed: a POST that
+        // changes nothing, so its audit entry (the middleware's) names it a preview.
+        on(router, .post, "/ui/runs/{id}/preview", role: Self.actionRole) { call in try await confirmPage(call) }
         for action in ConsoleAction.allCases {
             on(router, .post, "/ui/runs/{id}/\(action.rawValue)", role: Self.actionRole) { call in
                 try await perform(action, call)
@@ -138,9 +139,13 @@ struct Console: Sendable {
                 if problem.status.code >= 500 {
                     server.logger.error("console: \(method.rawValue) \(request.uri.path) answered \(problem.status.code): \(problem.detail)")
                 }
+                // A server error's detail is for the log (written above), not for the page; a 501 (no
+                // workflow code here to answer a query) is an answer, not a failure, and says why.
+                let detail = problem.status.code >= 500 && problem.status != .notImplemented
+                    ? "The server could not answer this request; its log says why." : problem.detail
                 return page(call, status: problem.status, title: problem.status.reasonPhrase, body: """
                     <h1>\(HTML.escape(problem.status.reasonPhrase))</h1>
-                    <p class="error" role="alert">\(HTML.escape(problem.detail))</p>
+                    <p class="error" role="alert">\(HTML.escape(detail))</p>
                     <p><a href="/ui/runs">Back to the runs</a></p>
                     """)
             }

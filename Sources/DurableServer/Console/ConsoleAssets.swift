@@ -159,7 +159,8 @@ svg.timeline .now { stroke: #b3261e; stroke-dasharray: 4 3; }
       .then(function () { refreshing = false; });
   }
 
-  // Auto-refresh (the runs page and the workers page): every data-refresh ms while the box is ticked.
+  // Auto-refresh (the runs page and the workers page): every data-refresh ms while the box is ticked,
+  // skipped while the tab is hidden (each refresh reads the page's runs again on the server).
   var every = parseInt(body.getAttribute("data-refresh") || "0", 10);
   var toggle = document.getElementById("autorefresh");
   if (every > 0 && toggle) {
@@ -167,7 +168,7 @@ svg.timeline .now { stroke: #b3261e; stroke-dasharray: 4 3; }
     var box = toggle.querySelector("input");
     box.checked = localStorage.getItem("durable.autorefresh") !== "off";
     box.addEventListener("change", function () { localStorage.setItem("durable.autorefresh", box.checked ? "on" : "off"); });
-    setInterval(function () { if (box.checked && document.visibilityState === "visible") refresh(); }, every);
+    setInterval(function () { if (box.checked && !document.hidden) refresh(); }, every);
   }
 
   // A run page of an open run follows the run's history as server-sent events and refreshes on each.

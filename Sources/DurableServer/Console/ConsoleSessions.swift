@@ -77,10 +77,6 @@ final class ConsoleSessions: Sendable {
     /// Whether two tokens are equal, compared in full whatever their content.
     static func same(_ a: String?, _ b: String) -> Bool {
         guard let a else { return false }
-        let x = Array(a.utf8), y = Array(b.utf8)
-        guard x.count == y.count else { return false }
-        var difference: UInt8 = 0
-        for index in 0..<x.count { difference |= x[index] ^ y[index] }
-        return difference == 0
+        return equalInConstantTime(Array(a.utf8), Array(b.utf8))
     }
 }

@@ -22,16 +22,24 @@ struct ConsoleTimeline {
         var state: String
         var attempts = 0
         var marks: [Mark] = []
+        /// Failed attempts past ``ConsoleTimeline/maximumMarks``, counted, not marked.
+        var unmarked = 0
         var detail: String
     }
 
     var rows: [Row] = []
     var signals: [Mark] = []
+    /// Signals past ``maximumSignals``, counted, not marked.
+    var unmarkedSignals = 0
     var start: Date
     var end: Date
     var open: Bool
 
     static let maximumRows = 300
+    /// The most failed attempts marked on one activity's bar (the rest are counted in its detail).
+    static let maximumMarks = 50
+    /// The most signals marked on the signals row (the rest are counted in its label).
+    static let maximumSignals = 200
 
     init(run: RunRecord, events: [HistoryEvent], now: Date = Date()) {
         start = events.first?.time ?? run.createdAt
@@ -53,6 +61,10 @@ struct ConsoleTimeline {
                 guard let row = index[key(.activity, event.seq)] else { continue }
                 rows[row].attempts = max(rows[row].attempts, event.attempt)
                 if event.kind == .activityAttemptFailed {
+                    guard rows[row].marks.count < Self.maximumMarks else {
+                        rows[row].unmarked += 1
+                        continue
+                    }
                     rows[row].marks.append(Mark(
                         time: event.time, kind: "attempt-failed",
                         detail: "\(rows[row].label): attempt \(event.attempt) failed at \(RunJSON.time(event.time)): \(event.failure.map { "\($0)" } ?? "?")"))
@@ -82,14 +94,25 @@ struct ConsoleTimeline {
             case .childClosed:
                 guard let row = index[key(.child, event.seq)] else { continue }
                 rows[row].end = event.time
-                rows[row].state = event.data.flatMap { try? JSONDecoder().decode(ChildOutcome.self, from: $0) }?.status ?? "closed"
+                let outcome = event.data.flatMap { try? JSONDecoder().decode(ChildOutcome.self, from: $0) }
+                rows[row].state = Self.childState(outcome?.status)
                 rows[row].detail = "\(rows[row].label) \(rows[row].state) at \(RunJSON.time(event.time))"
             case .signalReceived:
+                guard signals.count < Self.maximumSignals else {
+                    unmarkedSignals += 1
+                    continue
+                }
                 signals.append(Mark(time: event.time, kind: "signal", detail: "signal \(event.name ?? "?") received at \(RunJSON.time(event.time))"))
             default:
                 break
             }
         }
+    }
+
+    /// A child's state as its bar's class: a ``RunStatus`` raw value, else `closed` (the value is
+    /// decoded from the event's data, which a class attribute must not take as it is).
+    static func childState(_ status: String?) -> String {
+        status.flatMap(RunStatus.init(rawValue:))?.rawValue ?? "closed"
     }
 
     /// The SVG element (every text escaped).
@@ -121,10 +144,13 @@ struct ConsoleTimeline {
             var detail = row.detail
             if row.end == nil { detail += " (open: \(HTML.duration(end.timeIntervalSince(row.start))) so far)" }
             if row.kind == .activity && row.attempts > 0 { detail += "; \(row.attempts) attempt(s) recorded" }
+            if row.unmarked > 0 {
+                detail += "; the failed attempts after the first \(Self.maximumMarks) are not marked (\(row.unmarked) more)"
+            }
             svg += "<g class=\"row\" data-kind=\"\(row.kind.rawValue)\" data-seq=\"\(row.seq)\">"
             svg += "<text class=\"label\" x=\"4\" y=\"\(f(y + 12))\">\(label(row.label))</text>"
             svg += """
-                <rect class="bar \(row.kind.rawValue) \(state)" data-seq="\(row.seq)" data-attempts="\(row.attempts)" \
+                <rect class="bar \(row.kind.rawValue) \(HTML.escape(state))" data-seq="\(row.seq)" data-attempts="\(row.attempts)" \
                 x="\(f(startX))" y="\(f(y + 2))" width="\(f(endX - startX))" height="14" rx="2" tabindex="0" \
                 aria-label="\(HTML.escape(detail))" data-detail="\(HTML.escape(detail))"><title>\(HTML.escape(detail))</title></rect>
                 """
@@ -138,7 +164,8 @@ struct ConsoleTimeline {
         }
         if !signals.isEmpty {
             let y = top + Double(shown.count) * rowHeight
-            svg += "<g class=\"row\" data-kind=\"signals\"><text class=\"label\" x=\"4\" y=\"\(f(y + 12))\">signals</text>"
+            let title = unmarkedSignals > 0 ? "signals (+\(unmarkedSignals) not marked)" : "signals"
+            svg += "<g class=\"row\" data-kind=\"signals\"><text class=\"label\" x=\"4\" y=\"\(f(y + 12))\">\(title)</text>"
             for mark in signals {
                 let cx = x(mark.time), cy = y + 9
                 svg += """

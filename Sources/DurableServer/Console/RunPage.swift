@@ -14,6 +14,20 @@ struct RunPage {
 
     /// The most events the history table and its JSON show (the export file has them all).
     static let historyRows = 2_000
+    /// The most bytes of an input or result shown (the export file has them all).
+    static let maximumPayload = 64 * 1024
+
+    /// An input or result: pretty JSON, or its first ``maximumPayload`` bytes as they are, with a note
+    /// and the export file's link, when it is larger.
+    func payload(_ data: Data?, label: String) -> String {
+        guard let data, data.count > Self.maximumPayload else { return HTML.jsonBlock(data, label: label) }
+        let head = String(decoding: data.prefix(Self.maximumPayload), as: UTF8.self)
+        return """
+            <pre class="json" tabindex="0" aria-label="\(HTML.escape(label)) (cut)">\(HTML.escape(head))…</pre>
+            <p class="muted">The first \(Self.maximumPayload / 1024) KiB of \(data.count) bytes; \
+            <a href="\(url)/export" download>the export file</a> has it all.</p>
+            """
+    }
 
     func summary() -> String {
         let (result, failure, continuedAs) = RunJSON.parts(of: description.outcome)
@@ -41,11 +55,11 @@ struct RunPage {
         if let error = description.historyError {
             html += "<p class=\"error\" role=\"alert\">The history cannot be read: \(HTML.escape("\(error)"))</p>"
         }
-        html += "<div class=\"grid2\"><div><h3>Input</h3>\(HTML.jsonBlock(description.input, label: "input"))</div>"
+        html += "<div class=\"grid2\"><div><h3>Input</h3>\(payload(description.input, label: "input"))</div>"
         if let failure {
             html += "<div><h3>Failure</h3><p class=\"error\">\(HTML.escape(failure.type)): \(HTML.escape(failure.message))</p></div>"
         } else if description.outcome != nil, continuedAs == nil {
-            html += "<div><h3>Result</h3>\(HTML.jsonBlock(result, label: "result"))</div>"
+            html += "<div><h3>Result</h3>\(payload(result, label: "result"))</div>"
         }
         return html + "</div>"
     }
@@ -54,6 +68,7 @@ struct RunPage {
     /// form and the reset form, which offers only activation boundaries.
     func actions(csrfField: String) -> String {
         let confirm = HTML.escape(HTML.runURL(run.runID) + "/confirm")
+        let preview = HTML.escape(HTML.runURL(run.runID) + "/preview")
         var html = ""
         if run.status.isOpen {
             let awaited = description.awaitedSignals ?? []
@@ -61,7 +76,7 @@ struct RunPage {
             html += """
                 <div class="actions"><a class="button secondary" href="\(confirm)?action=cancel">Cancel…</a>\
                 <a class="button danger" href="\(confirm)?action=terminate">Terminate…</a></div>
-                <form class="action" method="post" action="\(confirm)" aria-label="Send a signal">
+                <form class="action" method="post" action="\(preview)" aria-label="Send a signal">
                 \(csrfField)<input type="hidden" name="action" value="signal">
                 <label for="signal-name">Signal name</label>
                 <input type="text" id="signal-name" name="name" required list="awaited-signals" \
@@ -72,7 +87,7 @@ struct RunPage {
                 <div><button type="submit">Send signal…</button></div></form>
                 """
         }
-        let points = Console.resetPoints(events)
+        let points = events.resetPoints
         guard !points.isEmpty else {
             return html + HTML.paragraph(HTML.muted("Reset: the run has no activation to reset to yet (only its start)."))
         }

@@ -13,7 +13,10 @@ struct RunSearch: Sendable {
     var retrying = false
     var oldestFirst = false
     var cursor: String?
+    /// Runs on a page: 50 unless asked, at most ``maximumLimit`` (each run's history is read for its
+    /// parent and children, and the page refreshes itself).
     var limit = 50
+    static let maximumLimit = 100
 
     init(_ query: QueryParameters) throws {
         if let text = query["status"] {
@@ -33,7 +36,7 @@ struct RunSearch: Sendable {
         case let other: throw Problem.badRequest("order must be newest or oldest, not '\(other)'")
         }
         cursor = query["cursor"]
-        limit = try query.integer("limit", in: 1...500) ?? 50
+        limit = try query.integer("limit", in: 1...Self.maximumLimit) ?? 50
     }
 
     /// An ISO 8601 time, or the `YYYY-MM-DDTHH:MM` of a `datetime-local` field (read as UTC).
