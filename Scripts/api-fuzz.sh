@@ -23,16 +23,8 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "
 trap cleanup EXIT
 .build/debug/durable auth add fuzz --role admin --file "$work/tokens.json" 2>/dev/null > "$work/token"
 echo '{"item.added": {"signal": "item", "workflowID": "gather-{data.order}"}}' > "$work/events.json"
-STEP_MS=5 .build/debug/durable-test-worker serve --port 0 --journal "$work/journal.sqlite" \
-  --auth "$work/tokens.json" --events "$work/events.json" --worker --max-wait 2 > "$work/serve.log" 2>&1 &
-pid=$!
-for _ in $(seq 200); do
-  address="$(grep -o 'serving http://[0-9.:]*' "$work/serve.log" | head -1 | cut -d/ -f3)" || true
-  [ -n "$address" ] && break
-  kill -0 "$pid" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$address" ] || { echo "serve did not start" >&2; cat "$work/serve.log" >&2; exit 1; }
+source Scripts/test-serve.sh
+STEP_MS=5 start_test_serve --auth "$work/tokens.json" --events "$work/events.json" --max-wait 2
 "$VENV/bin/schemathesis" run "http://$address/openapi.yaml" \
   --header "Authorization: Bearer $(cat "$work/token")" \
   --checks all --exclude-checks positive_data_acceptance \

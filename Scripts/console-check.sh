@@ -19,17 +19,8 @@ pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 .build/debug/durable auth add console-operator --role operator --file "$work/tokens.json" 2>/dev/null > "$work/token"
-STEP_MS=120 .build/debug/durable-test-worker serve --port 0 --journal "$work/journal.sqlite" \
-  --auth "$work/tokens.json" --worker > "$work/serve.log" 2>&1 &
-pid=$!
-address=""
-for _ in $(seq 200); do
-  address="$(grep -o 'serving http://[0-9.:]*' "$work/serve.log" | head -1 | cut -d/ -f3)" || true
-  [ -n "$address" ] && break
-  kill -0 "$pid" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$address" ] || { echo "serve did not start" >&2; cat "$work/serve.log" >&2; exit 1; }
+source Scripts/test-serve.sh
+STEP_MS=120 start_test_serve --auth "$work/tokens.json"
 shots=()
 [ "${1:-}" = "--screenshots" ] && shots=(--screenshots Docs)
 "$VENV/bin/python" Scripts/console_check.py "http://$address" "$(cat "$work/token")" "${shots[@]}" \
