@@ -7,12 +7,13 @@ public import Foundation
 /// input and output, so that `durable lineage` answers "which model decided this?" and "which runs
 /// did this model version touch?".
 ///
-/// Declare it on the activity type (``ActivityDeclaration``'s `model`, read once when the activity
-/// is registered); a process-pool worker may also report it in its ready line (`Docs/activities.md`).
+/// Declare it on the activity type (`ActivityDeclaration.modelIdentity`, read once when the activity
+/// is registered); a process-pool worker may also report it in its ready line (`Docs/activities.md`,
+/// "Model lineage").
 ///
 /// ```swift
 /// struct ScoreFraud: Activity {
-///     static let model: ModelIdentity? = try? ModelIdentity(
+///     static let modelIdentity: ModelIdentity? = try! ModelIdentity(
 ///         name: "fraud", version: "2026.11",
 ///         weightFiles: ["/models/fraud.onnx"], metadata: ["threshold": "0.8"])
 ///     func run(_ ctx: ActivityContext, input: Claim) async throws -> Risk { ... }
