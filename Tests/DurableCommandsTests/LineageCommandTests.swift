@@ -135,6 +135,29 @@ import Testing
         #expect(capped.stdout.hasSuffix("1 of 1 run(s) scanned were served by model scorer (--limit 1 reached: older runs were not scanned)\n"))
     }
 
+    @Test func lineageShowsTheModelAProcessPoolWorkerReportedInItsReadyLine() async throws {
+        // The fixture's ready line says "model": "fixture"; FixtureModel declares none.
+        let journal = temporaryJournal()
+        let run = try await runCommand(
+            app, ["run", "ModelCallFlow", "--input", #"{"op":"echo"}"#, "--id", "pool-1", "--journal", journal],
+            environment: ["TEST_PROCESS_POOL": "1"])
+        try #require(run.status == 0, "run failed: \(run.stderr)")
+        let result = try await runCommand(durable, ["lineage", "pool-1", "--json", "--journal", journal])
+        let attempts = try #require(try json(result.stdout)["attempts"] as? [[String: Any]])
+        let attempt = try #require(attempts.first)
+        #expect(attempts.count == 1)
+        #expect((attempt["model"] as? [String: Any])?["name"] as? String == "fixture")
+        #expect((attempt["model"] as? [String: Any])?["version"] as? String == "")
+        #expect(attempt["slot"] as? String == "FixtureModel#1" || attempt["slot"] as? String == "FixtureModel#2")
+        #expect(attempt["pid"] is Int)
+        #expect(attempt["cold"] as? Bool == false, "the worker warmed its pool first")
+        #expect((attempt["outputSHA256"] as? String)?.count == 64)
+        let text = try await runCommand(durable, ["lineage", "pool-1", "--journal", journal])
+        #expect(text.stdout.contains("FixtureModel  1        completed  fixture "), "\(text.stdout)")
+        let touched = try await runCommand(durable, ["lineage", "--model", "fixture", "--json", "--journal", journal])
+        #expect((try json(touched.stdout)["runs"] as? [[String: Any]])?.compactMap { $0["workflowID"] as? String } == ["pool-1"])
+    }
+
     @Test func badLineageArgumentsGiveOneClearLine() async throws {
         let journal = try await journalWithLineage()
         let cases: [([String], Int32, String)] = [
