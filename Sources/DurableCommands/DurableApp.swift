@@ -122,7 +122,7 @@ struct RootCommand: AsyncParsableCommand {
         let name = AppSetup.current.withLock { $0.name }
         var subcommands: [any ParsableCommand.Type] = [
             Submit.self, Runs.self, History.self, Signal.self, Cancel.self, Terminate.self, Reset.self, JournalCommand.self,
-            Audit.self, Serve.self, Auth.self,
+            Audit.self, Serve.self, Auth.self, Lineage.self,
         ]
         if AppSetup.hasCode {
             subcommands += [Worker.self, RunCommand.self, Replay.self, Query.self]

@@ -547,7 +547,7 @@ components:
         attempts: {type: integer}
         cancelRequested: {type: boolean}
         lastFailure: {oneOf: [{type: "null"}, {$ref: "#/components/schemas/Failure"}], description: "With nextRetryDelayMs while a retry waits."}
-        lastAttempt: {type: [object, "null"], description: "Worker, slot (warm or cold), timing of the last attempt."}
+        lastAttempt: {type: [object, "null"], description: "Worker, slot (warm or cold), timing of the last attempt; for an attempt served by a model, model, modelVersion, weightsSHA256, modelMetadata, inputSHA256 and outputSHA256 (Docs/cli.md, JSON output)."}
         lastHeartbeat: {description: "The last heartbeat's details (JSON), or null."}
         nextRetryAt: {type: [string, "null"], description: "When the next attempt is due after a failed one that is retried (in the past: it has started)."}
     RunDescription:
@@ -625,7 +625,7 @@ components:
           required: [keyID]
           properties:
             keyID: {type: string}
-        attemptDetails: {}
+        attemptDetails: {description: "How the attempt ran (the same fields as an activity's lastAttempt, model lineage included)."}
         options: {}
     HistoryExport:
       type: object

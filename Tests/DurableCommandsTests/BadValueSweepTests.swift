@@ -41,6 +41,8 @@ import Testing
         NumericOption(path: "reset", option: "--to", required: ["some-run"], valid: "3"),
         NumericOption(path: "audit list", option: "--after", valid: "7"),
         NumericOption(path: "audit list", option: "--limit", valid: "10"),
+        NumericOption(path: "lineage", option: "--limit", required: ["--model", "fraud"], valid: "10"),
+        NumericOption(path: "lineage", option: "--since", required: ["--model", "fraud@2"], valid: "7d"),
     ] + ["--port": "0", "--max-body": "4096", "--request-timeout": "2.5", "--max-wait": "30", "--max-waiters": "10", "--lease": "5"]
         .sorted { $0.key < $1.key }.map { option, valid in
             NumericOption(path: "serve", option: option, required: ["--auth", "/nonexistent-durable-sweep/tokens.json"], valid: valid, validExit: 2)
@@ -65,6 +67,7 @@ import Testing
         "replay --journal", "replay --file", "replay --type",
         "query --journal",
         "audit list --journal",
+        "lineage --journal", "lineage --model",
         "serve --journal", "serve --host", "serve --auth", "serve --events", "serve --durability", "serve --log-level",
         "auth add --role", "auth add --file", "auth list --file", "auth remove --file",
     ]

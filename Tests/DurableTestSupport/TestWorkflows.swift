@@ -267,6 +267,30 @@ public struct ModelCallFlow: Workflow {
 private let fixtureScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures/model_worker.py").path
 
+/// An in-process activity that serves a model (for lineage): its version is `TEST_MODEL_VERSION`
+/// (default `1`), read when the activity is registered. Returns the input's length.
+public struct Score: Activity {
+    public init() {}
+
+    public static var modelIdentity: ModelIdentity? {
+        ModelIdentity(
+            name: "scorer", version: ProcessInfo.processInfo.environment["TEST_MODEL_VERSION"] ?? "1",
+            weights: ["scorer.bin": String(repeating: "ab", count: 32)], metadata: ["prompt": "p-7"])
+    }
+
+    public func run(_ ctx: ActivityContext, input: String) async throws -> Int { input.count }
+}
+
+/// Scores its input, then its input with `!` appended: two decisions of the ``Score`` model.
+public struct LineageFlow: Workflow {
+    public init() {}
+
+    public func run(_ ctx: WorkflowContext, input: String) async throws -> Int {
+        let first = try await ctx.execute(Score.self, input)
+        return first + (try await ctx.execute(Score.self, input + "!"))
+    }
+}
+
 /// Registers the shared workflows and activities.
 public func registerTestWorkflows(_ engine: Engine) { registerTestWorkflows(engine.worker) }
 
@@ -285,6 +309,8 @@ public func registerTestWorkflows(_ engine: DurableWorker) {
     engine.register(Step())
     engine.register(Chunks())
     engine.register(ModelCallFlow.self)
+    engine.register(LineageFlow.self)
+    engine.register(Score())
     if ProcessInfo.processInfo.environment["TEST_PROCESS_POOL"] != nil {
         engine.register(FixtureModel.self, processPool: ProcessPoolOptions(
             command: ["python3", fixtureScript], pool: .warm(min: 2, max: 2)))

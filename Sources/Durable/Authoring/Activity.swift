@@ -18,10 +18,23 @@ public protocol ActivityDeclaration: Sendable {
 
     /// The name recorded in the journal. Defaults to the Swift type name.
     static var name: String { get }
+
+    /// The model this activity serves (name, version, weights hashes, metadata), journaled with the end
+    /// of every attempt that ran, together with the SHA-256 of its input and output; `nil` (the default) for an
+    /// activity that serves none. Read once, when the activity is registered: hash the weights in a
+    /// `static let`. A process-pool worker may report its model in its ready line; that report wins
+    /// (see `Docs/activities.md`, "Model lineage").
+    ///
+    /// ```swift
+    /// static let modelIdentity: ModelIdentity? = try! ModelIdentity(
+    ///     name: "fraud", version: "2026.11", weightFiles: ["/models/fraud.onnx"])
+    /// ```
+    static var modelIdentity: ModelIdentity? { get }
 }
 
 extension ActivityDeclaration {
     public static var name: String { String(describing: Self.self) }
+    public static var modelIdentity: ModelIdentity? { nil }
 }
 
 /// A side effect that a workflow runs through its context: an inference call, an HTTP request, a

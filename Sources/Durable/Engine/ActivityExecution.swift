@@ -417,11 +417,35 @@ final class ActivityExecution: Sendable {
             if settlement.releasePermit { engine.permits?.release() }
             pool.release(lease, retire: settlement.retire)
         }
+        if settlement.codeRan, attempt.registration.recordsLineage {
+            recordLineage(&details, attempt.registration, process: process, ending: settlement.ending)
+        }
         if settlement.countsAsFailure { pool.metrics.failures.increment() }
         pool.metrics.attempts.ended(settlement.ending, runNanos: settlement.runNanos)
         endSpan(attempt, settlement.ending)
         ended(attempt.number, settlement.ending, details, isShared: pool.isShared, stderr: stderr)
         engine.clock.endWork()
+    }
+
+    /// Adds the model that served the attempt, and the SHA-256 of its input and output as journaled,
+    /// to its details: the model its process reported in its ready line (completed by the declared
+    /// one), else the declared one; nothing when there is neither.
+    private func recordLineage(
+        _ details: inout AttemptDetails, _ registration: ActivityRegistration, process: WorkerProcess?,
+        ending: AttemptRun.Machine.Ending
+    ) {
+        if let reported = process?.model {
+            details.record(model: reported.combined(withDeclared: registration.model))
+        } else if let declared = registration.modelDetails {
+            details.model = declared.model
+            details.modelVersion = declared.modelVersion
+            details.weightsSHA256 = declared.weightsSHA256
+            details.modelMetadata = declared.modelMetadata
+        } else {
+            return
+        }
+        details.inputSHA256 = ModelIdentity.sha256(of: pending.input)
+        if case .completed(let output) = ending { details.outputSHA256 = ModelIdentity.sha256(of: output) }
     }
 
     /// Ends the attempt's span with its outcome, and the error of a failed or timed-out attempt.
@@ -446,7 +470,9 @@ final class ActivityExecution: Sendable {
         case .completed(let output):
             // An activity without a pool records details only when it fails: a success's duration is
             // in the event times, and the details would cost a sequential step several per cent.
-            carryOut(machine.withLock { $0.attemptCompleted(number) }) { _ in (output, isShared ? nil : details) }
+            // An attempt served by a model records its lineage all the same.
+            let recorded = isShared && details.model == nil ? nil : details
+            carryOut(machine.withLock { $0.attemptCompleted(number) }) { _ in (output, recorded) }
         case .cancelled(let failure):
             let data = encode(failure.map { cancellation(after: error(of: $0, attempt: number), stderr: stderr) } ?? cancelledFailure)
             carryOut(machine.withLock { $0.attemptCancelled(number) }) { _ in (data, details) }

@@ -1,4 +1,5 @@
 import CoreMetrics
+import DurableJournal
 import Foundation
 
 /// What the engine knows of a registered workflow type.
@@ -59,12 +60,36 @@ struct ActivityRegistration: Sendable {
     var invoke: @Sendable (_ resource: any Sendable, ActivityContext, Data) async throws -> Data
     /// The slots' resources are ``WorkerProcess``es.
     var isProcessPool = false
+    /// The model the activity declares (``ActivityDeclaration/modelIdentity``), read once.
+    var model: ModelIdentity?
+    /// The lineage every attempt of the activity journals, made once: the declared model's fields.
+    var modelDetails: AttemptDetails?
+
+    init(
+        name: String, pool: SlotPool, model: ModelIdentity?,
+        invoke: @escaping @Sendable (_ resource: any Sendable, ActivityContext, Data) async throws -> Data,
+        isProcessPool: Bool = false
+    ) {
+        self.name = name
+        self.pool = pool
+        self.invoke = invoke
+        self.isProcessPool = isProcessPool
+        self.model = model
+        if let model {
+            var details = AttemptDetails()
+            details.record(model: model)
+            modelDetails = details
+        }
+    }
+
+    /// Whether attempts record lineage: the activity declares a model, or its processes may report one.
+    var recordsLineage: Bool { model != nil || isProcessPool }
 
     /// An in-process activity: `resource` is an `A`.
     static func inProcess<A: Activity>(_: A.Type, pool: SlotPool) -> ActivityRegistration {
         let decoder = JSONDecoder.payload()
         let encoder = JSONEncoder.payload()
-        return ActivityRegistration(name: A.name, pool: pool) { resource, context, data in
+        return ActivityRegistration(name: A.name, pool: pool, model: A.modelIdentity) { resource, context, data in
             let input: A.Input
             do {
                 input = try decoder.decode(A.Input.self, from: data)
@@ -85,7 +110,7 @@ extension ActivityRegistration {
     /// workflow.
     static func process<A: ActivityDeclaration>(_: A.Type, pool: SlotPool) -> ActivityRegistration {
         let decoder = JSONDecoder.payload()
-        return ActivityRegistration(name: A.name, pool: pool, invoke: { resource, context, input in
+        return ActivityRegistration(name: A.name, pool: pool, model: A.modelIdentity, invoke: { resource, context, input in
             // The pool holds only processes its factory launched.
             let process = resource as! WorkerProcess
             let request = WorkerRequest(

@@ -184,10 +184,27 @@ public struct AttemptDetails: Codable, Sendable, Equatable {
     public var pid: Int32?
     /// The last heartbeat details the attempt reported (JSON), kept for the next attempt.
     public var heartbeat: String?
+    /// The name of the model that served the attempt (``ModelIdentity/name``), for an activity that
+    /// declares one or whose process reported one.
+    public var model: String?
+    /// The model's version (``ModelIdentity/version``).
+    public var modelVersion: String?
+    /// One digest over the model's weights files (``ModelIdentity/weightsSHA256``).
+    public var weightsSHA256: String?
+    /// The model's free metadata (``ModelIdentity/metadata``), when it has any.
+    public var modelMetadata: [String: String]?
+    /// SHA-256 of the attempt's input as journaled (the `ActivityScheduled` event's payload bytes),
+    /// recorded for attempts served by a model.
+    public var inputSHA256: String?
+    /// SHA-256 of the attempt's output as journaled (the `ActivityCompleted` event's payload bytes),
+    /// recorded for completed attempts served by a model.
+    public var outputSHA256: String?
 
     public init(
         slot: String? = nil, cold: Bool? = nil, queueMs: Double? = nil, warmUpMs: Double? = nil,
-        runMs: Double? = nil, pid: Int32? = nil, heartbeat: String? = nil
+        runMs: Double? = nil, pid: Int32? = nil, heartbeat: String? = nil, model: String? = nil,
+        modelVersion: String? = nil, weightsSHA256: String? = nil, modelMetadata: [String: String]? = nil,
+        inputSHA256: String? = nil, outputSHA256: String? = nil
     ) {
         self.slot = slot
         self.cold = cold
@@ -196,6 +213,25 @@ public struct AttemptDetails: Codable, Sendable, Equatable {
         self.runMs = runMs
         self.pid = pid
         self.heartbeat = heartbeat
+        self.model = model
+        self.modelVersion = modelVersion
+        self.weightsSHA256 = weightsSHA256
+        self.modelMetadata = modelMetadata
+        self.inputSHA256 = inputSHA256
+        self.outputSHA256 = outputSHA256
+    }
+
+    /// Records the model that served the attempt (its name, version, weights digest and metadata).
+    public mutating func record(model identity: ModelIdentity) {
+        model = identity.name
+        modelVersion = identity.version
+        weightsSHA256 = identity.weightsSHA256
+        modelMetadata = identity.metadata.isEmpty ? nil : identity.metadata
+    }
+
+    /// `name@version` of the model that served the attempt, or `nil`.
+    public var modelLabel: String? {
+        model.map { name in (modelVersion ?? "").isEmpty ? name : "\(name)@\(modelVersion ?? "")" }
     }
 
     /// The JSON recorded in an event's `meta`, written by hand: this runs for every attempt, and
@@ -213,15 +249,24 @@ public struct AttemptDetails: Codable, Sendable, Equatable {
         }
         if let cold { fields.append("\"cold\":\(cold)") }
         if let heartbeat { fields.append("\"heartbeat\":" + jsonQuoted(heartbeat)) }
+        if let inputSHA256 { fields.append("\"inputSHA256\":" + jsonQuoted(inputSHA256)) }
+        if let model { fields.append("\"model\":" + jsonQuoted(model)) }
+        if let modelMetadata {
+            let members = modelMetadata.keys.sorted().map { jsonQuoted($0) + ":" + jsonQuoted(modelMetadata[$0] ?? "") }
+            fields.append("\"modelMetadata\":{" + members.joined(separator: ",") + "}")
+        }
+        if let modelVersion { fields.append("\"modelVersion\":" + jsonQuoted(modelVersion)) }
+        if let outputSHA256 { fields.append("\"outputSHA256\":" + jsonQuoted(outputSHA256)) }
         if let pid { fields.append("\"pid\":\(pid)") }
         if let queueMs { fields.append("\"queueMs\":" + number(queueMs)) }
         if let runMs { fields.append("\"runMs\":" + number(runMs)) }
         if let slot { fields.append("\"slot\":" + jsonQuoted(slot)) }
         if let warmUpMs { fields.append("\"warmUpMs\":" + number(warmUpMs)) }
+        if let weightsSHA256 { fields.append("\"weightsSHA256\":" + jsonQuoted(weightsSHA256)) }
         return Data(("{" + fields.joined(separator: ",") + "}").utf8)
     }
 
-    /// A short account for tables: `slot ScoreFraud#2 warm, queue 0.1 ms, run 5.2 ms`.
+    /// A short account for tables: `slot ScoreFraud#2 warm, queue 0.1 ms, run 5.2 ms, model fraud@2026.11`.
     public var summary: String {
         var parts: [String] = []
         if let slot { parts.append("slot \(slot)" + (cold.map { $0 ? " cold" : " warm" } ?? "")) }
@@ -229,6 +274,7 @@ public struct AttemptDetails: Codable, Sendable, Equatable {
         if let queueMs, queueMs >= 0.05 { parts.append("queue \(Self.ms(queueMs))") }
         if let warmUpMs { parts.append("warm-up \(Self.ms(warmUpMs))") }
         if let runMs { parts.append("run \(Self.ms(runMs))") }
+        if let modelLabel { parts.append("model \(modelLabel)") }
         return parts.joined(separator: ", ")
     }
 

@@ -1,12 +1,16 @@
 package import Foundation
+package import DurableJournal
 
 /// A long-lived child process that serves activity requests as JSON lines, one at a time.
 ///
 /// Wire protocol (UTF-8, one JSON value per `\n`-terminated line; blank lines are ignored):
 ///
 /// 1. On start the process prints a ready line: a JSON object with `"ready": true` (other keys are
-///    allowed, e.g. `{"ready":true,"pid":4242,"model":"sentiment-v3"}`). Anything else printed first,
-///    exiting first, or taking longer than the configured ready timeout fails the launch.
+///    allowed, e.g. `{"ready":true,"pid":4242}`). Anything else printed first, exiting first, or taking
+///    longer than the configured ready timeout fails the launch. A `"model"` key reports the model the
+///    process serves: `{"name":"sentiment","version":"3","weights":{"model.onnx":"<sha256>"},
+///    "metadata":{"prompt":"<sha256>"}}` (only `name` required) or a string (the name alone); one that
+///    is neither fails the launch (``model``).
 /// 2. The engine writes one request line on stdin and waits for its answer before sending another:
 ///    `{"id":17,"activity":"Sentiment","attempt":1,"key":"<idempotency key>","input":<JSON>}`,
 ///    plus `"heartbeat":<JSON>` (the last heartbeat details of a previous attempt) when there is one.
@@ -34,11 +38,14 @@ package final class WorkerProcess: Sendable {
     package let pid: Int32
     /// The ready line the process printed, as JSON.
     package let readyLine: Data
+    /// The model the process reported in its ready line (`"model": {...}`), if any.
+    package let model: ModelIdentity?
 
-    private init(core: Core, readyLine: Data) {
+    private init(core: Core, readyLine: Data, model: ModelIdentity?) {
         self.core = core
         self.pid = core.pid
         self.readyLine = readyLine
+        self.model = model
     }
 
     deinit {
@@ -64,7 +71,61 @@ package final class WorkerProcess: Sendable {
         } onCancel: {
             core.cancelLaunch()
         }
-        return WorkerProcess(core: core, readyLine: readyLine)
+        let model: ModelIdentity?
+        do {
+            model = try Self.reportedModel(in: readyLine)
+        } catch {
+            let process = WorkerProcess(core: core, readyLine: readyLine, model: nil)
+            process.kill()
+            await process.terminate()  // gone when this returns, as for every other failure
+            throw WorkerProcessError(
+                .badModel(error.problem), pid: core.pid, command: configuration.command, stderr: process.stderrTail())
+        }
+        return WorkerProcess(core: core, readyLine: readyLine, model: model)
+    }
+
+    /// Why a ready line's `model` cannot be read.
+    struct BadModel: Error {
+        let problem: String
+    }
+
+    /// The `model` of a ready line: an object `{"name", "version", "weights": {file: sha256},
+    /// "metadata": {key: value}}` (only `name` required), or a string (the name alone); `nil` when
+    /// absent or `null`.
+    static func reportedModel(in readyLine: Data) throws(BadModel) -> ModelIdentity? {
+        guard let object = try? JSONSerialization.jsonObject(with: readyLine) as? [String: Any],
+            let value = object["model"], !(value is NSNull)
+        else { return nil }
+        if let name = value as? String {
+            guard !name.isEmpty else { throw BadModel(problem: "its model name is empty") }
+            return ModelIdentity(name: name, version: "")
+        }
+        guard let fields = value as? [String: Any] else {
+            throw BadModel(problem: "its model is neither an object nor a string")
+        }
+        guard let name = fields["name"] as? String, !name.isEmpty else {
+            throw BadModel(problem: "its model has no name (a non-empty string)")
+        }
+        func strings(_ key: String) throws(BadModel) -> [String: String] {
+            guard let member = fields[key], !(member is NSNull) else { return [:] }
+            guard let map = member as? [String: String] else {
+                throw BadModel(problem: "its model's \(key) is not an object of strings")
+            }
+            return map
+        }
+        var version = ""
+        if let member = fields["version"], !(member is NSNull) {
+            guard let text = member as? String else { throw BadModel(problem: "its model's version is not a string") }
+            version = text
+        }
+        let weights = try strings("weights")
+        func isHex(_ byte: UInt8) -> Bool { (0x30...0x39).contains(byte) || (0x61...0x66).contains(byte | 0x20) }
+        for (file, digest) in weights where digest.utf8.count != 64 || !digest.utf8.allSatisfy(isHex) {
+            throw BadModel(problem: "its model's weights hash for \(file) is not 64 hex digits")
+        }
+        return ModelIdentity(
+            name: name, version: version, weights: weights.mapValues { $0.lowercased() },
+            metadata: try strings("metadata"))
     }
 
     /// False once the process exited, was killed or stopped, or broke the protocol.

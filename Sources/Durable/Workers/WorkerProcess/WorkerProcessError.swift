@@ -11,6 +11,7 @@ package struct WorkerProcessError: Error, Sendable, CustomStringConvertible {
         case exitedBeforeReady(Termination)
         case notReady(line: String)
         case readyTimeout(Duration)
+        case badModel(String)
         case exited(Termination, request: Int)
         case malformed(line: String, problem: String, request: Int?)
         case busy(request: Int)
@@ -44,6 +45,8 @@ package struct WorkerProcessError: Error, Sendable, CustomStringConvertible {
             text = "\(process) printed \(line) instead of its ready line; killed"
         case .readyTimeout(let timeout):
             text = "\(process) was not ready within \(timeout); killed"
+        case .badModel(let problem):
+            text = "\(process) printed a ready line whose model cannot be read: \(problem); killed"
         case .exited(let termination, let request):
             text = "\(process) exited with \(termination) during request \(request)"
         case .malformed(let line, let problem, let request):
