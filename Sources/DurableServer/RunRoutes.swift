@@ -181,7 +181,9 @@ extension DurableServer {
         ]
         var outcome: RunOutcome?
         if !run.status.isOpen {
-            outcome = try await client.outcome(of: run.runID)
+            // Read from its last event: a closed run's outcome is recorded, and waiting for it (through
+            // a worker of this process still tearing the run down) could outlast the request.
+            outcome = try await client.closedOutcome(run)
         } else if wait > .zero {
             do {
                 outcome = try await self.outcome(of: run.runID, within: wait)

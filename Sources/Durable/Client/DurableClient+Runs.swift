@@ -130,7 +130,7 @@ extension DurableClient {
     }
 
     /// The outcome recorded in a closed run's last event, or `nil` while the run is open.
-    func closedOutcome(_ run: RunRecord) async throws -> RunOutcome? {
+    package func closedOutcome(_ run: RunRecord) async throws -> RunOutcome? {
         guard !run.status.isOpen else { return nil }
         let count = try await journal.eventCount(run)
         guard let last = try await journal.history(run, from: max(0, count - 1)).last else {
