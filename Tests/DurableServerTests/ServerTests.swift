@@ -315,7 +315,7 @@ import Glibc
         let terminated = try await server.request("POST", "/v1/runs/\(doomed)/terminate", role: .operator, json: ["reason": "wrong claim"])
         #expect(terminated.status == 202)
         let outcome = try await server.request("GET", "/v1/runs/\(doomed)/result?wait=20s", role: .reader)
-        #expect(outcome.json["status"] as? String == "terminated", "\(outcome.status) \(outcome.text)")
+        #expect(outcome.json["status"] as? String == "terminated", "\(outcome.status) \(outcome.text)\n\(server.child.output.suffix(3_000))")
         #expect((outcome.json["failure"] as? [String: Any])?["message"] as? String == "wrong claim")
 
         let cancelled = try await server.start("Gather", input: 3)
