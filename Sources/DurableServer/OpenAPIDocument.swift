@@ -554,10 +554,12 @@ components:
       allOf:
         - $ref: "#/components/schemas/Run"
         - type: object
-          required: [eventCount, historyError, input, result, failure, continuedAs, activities, parent, children, timers, queuedSignals, awaitedSignals, rejectedSignals]
+          required: [eventCount, historyError, historyPayloadBytes, historyWarning, input, result, failure, continuedAs, activities, parent, children, timers, queuedSignals, awaitedSignals, rejectedSignals]
           properties:
             eventCount: {type: integer}
             historyError: {type: [string, "null"]}
+            historyPayloadBytes: {type: integer, description: "Bytes of the payloads (inputs, results, signals) in the history; 0 when it could not be read."}
+            historyWarning: {type: [string, "null"], description: "For an open run whose history is past 10,000 events or 10 MB of payloads (where ctx.isContinueAsNewSuggested turns true): the sizes and the advice to continue as new; otherwise null."}
             input: {}
             result: {}
             failure: {oneOf: [{type: "null"}, {$ref: "#/components/schemas/Failure"}]}

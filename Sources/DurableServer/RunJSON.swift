@@ -94,6 +94,8 @@ package enum RunJSON {
         object.merge(outcome(description.outcome)) { _, new in new }
         object["eventCount"] = description.eventCount
         object["historyError"] = description.historyError.map { "\($0)" } ?? NSNull()
+        object["historyPayloadBytes"] = description.historyPayloadBytes
+        object["historyWarning"] = description.historyWarning ?? NSNull()
         object["input"] = value(description.input)
         object["activities"] = description.activities.map(activity)
         object["parent"] = description.parent.map {

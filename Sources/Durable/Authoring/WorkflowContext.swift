@@ -1,4 +1,5 @@
 public import Foundation
+import DurableJournal
 
 /// What workflow code uses to act durably: run activities, read the time, draw random numbers.
 ///
@@ -162,9 +163,12 @@ public final class WorkflowContext: @unchecked Sendable {
     /// Bytes of the payloads (inputs, results, signals) in this run's history so far, roughly.
     public var historySize: Int { instance.historySize }
 
-    /// `true` once the history passes 10,000 events or 10 MB of payloads: time to
-    /// ``continueAsNew(with:)``. Replaying a long history costs a worker time after every restart.
-    public var isContinueAsNewSuggested: Bool { historyLength >= 10_000 || historySize >= 10 << 20 }
+    /// `true` once the history passes 10,000 events or 10 MB of payloads
+    /// (``DurableLimits/continueAsNewSuggestedEvents``, ``DurableLimits/continueAsNewSuggestedPayloadBytes``):
+    /// time to ``continueAsNew(with:)``. Replaying a long history costs a worker time after every restart.
+    public var isContinueAsNewSuggested: Bool {
+        DurableLimits.isContinueAsNewSuggested(events: historyLength, payloadBytes: historySize)
+    }
 
     /// Runs `body` where a cancellation of the workflow (`durable cancel`) does not reach it: cleanup
     /// that must run activities after the workflow was asked to stop.

@@ -186,6 +186,7 @@ extension DurableClient {
             parent: events.first?.meta.flatMap { try? JSONDecoder().decode(ParentLink.self, from: $0) },
             children: ChildSummary.from(events), historyError: nil)
         description.rejectedSignals = RejectedSignal.from(events)
+        description.historyPayloadBytes = events.reduce(0) { $0 + ($1.data?.count ?? 0) }
         if run.status.isOpen {
             description.queuedSignals = try await journal.queuedSignalNames(runID: run.runID)
             // A pending run has not run yet; a held one does not replay.

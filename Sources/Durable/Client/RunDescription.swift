@@ -5,6 +5,9 @@ public import Foundation
 public struct RunDescription: Sendable {
     public var run: RunRecord
     public var eventCount: Int
+    /// Bytes of the payloads (inputs, results, signals) in the history, as
+    /// ``WorkflowContext/historySize`` counts them; 0 when the history could not be read.
+    public var historyPayloadBytes: Int = 0
     /// The workflow input as JSON.
     public var input: Data?
     /// The outcome, when the run is closed.

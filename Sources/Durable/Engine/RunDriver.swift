@@ -1,5 +1,6 @@
 import DurableJournal
 import Foundation
+import Logging
 import Synchronization
 import Tracing
 
@@ -75,6 +76,8 @@ final class RunDriver: Sendable {
     }
 
     private let activities = Mutex<Tracked?>(Tracked())
+    /// The run's long-history warning was logged (``warnOfLongHistory(events:)``).
+    private let warnedOfLongHistory = Atomic<Bool>(false)
 
     var runID: String { ref.runID }
     var workflowID: String { instance.workflowID }
@@ -273,6 +276,16 @@ final class RunDriver: Sendable {
         }
     }
 
+    /// Logs, once for this driver, that the run's history (`events` events with this activation's)
+    /// is past the continue-as-new threshold (``DurableLimits/continueAsNewSuggestedEvents``).
+    private func warnOfLongHistory(events: Int) {
+        guard !warnedOfLongHistory.load(ordering: .relaxed),
+            let warning = RunDescription.historyWarning(events: events, payloadBytes: instance.historySize),
+            !warnedOfLongHistory.exchange(true, ordering: .relaxed)
+        else { return }
+        engine.logger.warning("\(warning)", metadata: engine.runMetadata(self))
+    }
+
     /// The trace context of an activation's span, for the runs it starts (none without a tracer).
     private func carrier(_ span: SpanBox?) -> [String: String] {
         guard let span else { return [:] }
@@ -356,6 +369,7 @@ final class RunDriver: Sendable {
                     break
                 }
             }
+            if statusChange == nil { warnOfLongHistory(events: next) }
             if statusChange != nil {
                 // The run ends with this batch: nothing posted from now on may be recorded after it.
                 Self.release(mailbox.withLock { closeMailbox(&$0) })

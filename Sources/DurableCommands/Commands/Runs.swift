@@ -102,6 +102,7 @@ struct Runs: AsyncParsableCommand {
             if let continuedAs { lines.append("continued as: run \(continuedAs.escaped)") }
             if let error = run.error, failure == nil { lines.append("error:        \(error.escaped)") }
             if let error = description.historyError { lines.append("history:      \("\(error)".escaped)") }
+            if let warning = description.historyWarning { lines.append("warning:      \(warning)") }
             if run.status.isOpen {
                 lines.append("lease:        " + (run.leaseOwner.map {
                     "worker \($0.escaped), until \(Format.time(run.leaseExpiresAt))"

@@ -22,4 +22,21 @@ public enum DurableLimits {
 
     /// The longest detail of an audit entry, in bytes of UTF-8: 4,096 (clipped as the other fields).
     public static let maximumAuditDetailBytes = 4_096
+
+    /// The history length at which continue-as-new is suggested: 10,000 events.
+    ///
+    /// Past it, or past ``continueAsNewSuggestedPayloadBytes``, `WorkflowContext.isContinueAsNewSuggested`
+    /// is `true`, `durable runs show` (and `GET /v1/runs/{id}`) warns about an open run, and a worker
+    /// logs a warning once for a run it drives. Nothing is refused: a long history only costs replay time.
+    public static let continueAsNewSuggestedEvents = 10_000
+
+    /// The payload bytes (inputs, results, signals) of a history at which continue-as-new is
+    /// suggested: 10 MB (10 × 1,048,576 bytes). See ``continueAsNewSuggestedEvents``.
+    public static let continueAsNewSuggestedPayloadBytes = 10 * 1024 * 1024
+
+    /// Whether a history of `events` events and `payloadBytes` bytes of payloads is past the
+    /// continue-as-new threshold (``continueAsNewSuggestedEvents``, ``continueAsNewSuggestedPayloadBytes``).
+    public static func isContinueAsNewSuggested(events: Int, payloadBytes: Int) -> Bool {
+        events >= continueAsNewSuggestedEvents || payloadBytes >= continueAsNewSuggestedPayloadBytes
+    }
 }

@@ -1,0 +1,54 @@
+import DurableTestSupport
+import Foundation
+import Testing
+
+/// `runs show` warns about an open run whose history is past the continue-as-new threshold.
+@Suite(.timeLimit(.minutes(2))) struct LongHistoryCommandTests {
+    /// A pending run whose input alone is over 10 MB (`long-1`) and one with a short input (`short-1`).
+    func journalWithRuns() async throws -> (durable: String, journal: String) {
+        let durable = try productPath("durable")
+        let journal = temporaryJournal()
+        let created = try await runCommand(  // the code-less `durable` opens only a journal that exists
+            try productPath("durable-test-worker"),
+            ["run", "CrashFlow", "--input", #"{"tag":"op-1"}"#, "--id", "op-1", "--journal", journal],
+            environment: ["STEP_MS": "1"])
+        try #require(created.status == 0, "\(created.stderr)")
+        let input = temporaryPath("long-input") + ".json"
+        let text = "\"" + String(repeating: "x", count: 10 * 1024 * 1024) + "\""
+        try Data(text.utf8).write(to: URL(fileURLWithPath: input))
+        for (id, value) in [("long-1", "@" + input), ("short-1", "60000")] {
+            let submit = try await runCommand(
+                durable, ["submit", "Nap", "--input", value, "--id", id, "--journal", journal])
+            try #require(submit.status == 0, "\(submit.stderr)")
+        }
+        return (durable, journal)
+    }
+
+    @Test func runsShowWarnsOfAHistoryPastTheThresholdAndNotBelowIt() async throws {
+        let (durable, journal) = try await journalWithRuns()
+        let long = try await runCommand(durable, ["runs", "show", "long-1", "--journal", journal])
+        #expect(long.status == 0, "\(long.stderr)")
+        let warning = long.stdout.split(separator: "\n").first { $0.hasPrefix("warning:") }.map(String.init) ?? ""
+        #expect(warning.contains("1 events and 10,485,762 bytes of payloads"), "\(long.stdout)")
+        #expect(warning.contains("10,000 events or 10 MB"), "\(warning)")
+        #expect(warning.contains("ctx.continueAsNew(with:)"), "\(warning)")
+        let short = try await runCommand(durable, ["runs", "show", "short-1", "--journal", journal])
+        #expect(short.status == 0, "\(short.stderr)")
+        #expect(!short.stdout.contains("warning:"), "\(short.stdout)")
+    }
+
+    @Test func runsShowJSONCarriesTheWarningOrNull() async throws {
+        let (durable, journal) = try await journalWithRuns()
+        func show(_ id: String) async throws -> [String: Any] {
+            let shown = try await runCommand(durable, ["runs", "show", id, "--json", "--journal", journal])
+            try #require(shown.status == 0, "\(shown.stderr)")
+            return try #require(try JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as? [String: Any])
+        }
+        let long = try await show("long-1")
+        #expect((long["historyWarning"] as? String)?.contains("ctx.continueAsNew(with:)") == true)
+        #expect(long["historyPayloadBytes"] as? Int == 10 * 1024 * 1024 + 2)
+        let short = try await show("short-1")
+        #expect(short["historyWarning"] is NSNull, "\(short["historyWarning"] ?? "missing")")
+        #expect(short["historyPayloadBytes"] as? Int == 5)
+    }
+}
