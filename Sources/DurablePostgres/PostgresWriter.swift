@@ -19,17 +19,12 @@ final class PostgresWriter: Sendable {
         var completion: Completion
     }
 
-    private struct State {
-        var queue: [Pending] = []
-        var flushing = false
-    }
-
     private let client: PostgresClient
     private let schema: String
     private let lease: LeaseSettings?
     private let location: String
     private let logger: Logger
-    private let state = Mutex(State())
+    private let queue = GroupQueue<Pending>()
     /// Transactions committed so far.
     let commits = Atomic<Int>(0)
 
@@ -70,23 +65,12 @@ final class PostgresWriter: Sendable {
     }
 
     func submit(_ batch: JournalBatch, completion: @escaping Completion) {
-        let start = state.withLock { state in
-            state.queue.append(Pending(batch: batch, completion: completion))
-            if state.flushing { return false }
-            state.flushing = true
-            return true
-        }
-        if start { Task { await self.flush() } }
+        if queue.enqueue(Pending(batch: batch, completion: completion)) { Task { await self.flush() } }
     }
 
     private func flush() async {
         while true {
-            let group = state.withLock { state in
-                let group = state.queue
-                state.queue.removeAll(keepingCapacity: true)
-                if group.isEmpty { state.flushing = false }
-                return group
-            }
+            let group = queue.nextGroup()
             if group.isEmpty { return }
             let results = await write(group.map(\.batch))
             for (pending, result) in zip(group, results) { pending.completion(result) }

@@ -19,12 +19,7 @@ final class AuditGroupWriter: Sendable {
         var continuation: CheckedContinuation<AuditEntry, any Error>
     }
 
-    private struct State {
-        var queue: [Waiter] = []
-        var flushing = false
-    }
-
-    private let state = Mutex(State())
+    private let queue = GroupQueue<Waiter>()
     private let thread = DispatchQueue(label: "durable.journal.audit", qos: .userInitiated)
     private let commits = Atomic<Int>(0)
 
@@ -36,25 +31,14 @@ final class AuditGroupWriter: Sendable {
     ///   starts the thread's round with it.
     func append(_ draft: AuditDraft, write: @escaping Write) async throws -> AuditEntry {
         try await withCheckedThrowingContinuation { continuation in
-            let start = state.withLock { state in
-                state.queue.append(Waiter(draft: draft, continuation: continuation))
-                if state.flushing { return false }
-                state.flushing = true
-                return true
-            }
-            if start { thread.async { self.flush(write) } }
+            if queue.enqueue(Waiter(draft: draft, continuation: continuation)) { thread.async { self.flush(write) } }
         }
     }
 
     /// Writes what is queued, group after group, until the queue is empty.
     private func flush(_ write: Write) {
         while true {
-            let group = state.withLock { state in
-                let group = state.queue
-                state.queue.removeAll(keepingCapacity: true)
-                if group.isEmpty { state.flushing = false }
-                return group
-            }
+            let group = queue.nextGroup()
             if group.isEmpty { return }
             do {
                 let entries = try write(group.map(\.draft))

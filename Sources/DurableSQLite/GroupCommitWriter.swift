@@ -19,11 +19,6 @@ final class GroupCommitWriter: Sendable {
         var completion: Completion
     }
 
-    private struct State {
-        var queue: [Pending] = []
-        var flushing = false
-    }
-
     private let pool: DatabasePool
     private let lease: LeaseSettings?
     /// The journal commits without syncing each transaction (not `full`): one holding audit entries
@@ -32,7 +27,7 @@ final class GroupCommitWriter: Sendable {
     /// Until this time (ms since 1970) none of this worker's leases can have been taken over, so
     /// commits skip the per-run lease check (see ``SQLiteJournal/renewLeases()``); 0 when unknown.
     let leasesSafeUntil = Atomic<Int64>(0)
-    private let state = Mutex(State())
+    private let queue = GroupQueue<Pending>()
     private let thread = DispatchQueue(label: "durable.journal.writer", qos: .userInitiated)
     /// Transactions committed so far (for tests and benchmarks: batches / commits = sharing).
     let commits = Atomic<Int>(0)
@@ -50,13 +45,7 @@ final class GroupCommitWriter: Sendable {
     /// - Parameter inline: `false` to leave the commit to the writer thread even when the journal is
     ///   idle (for callers that await the commit anyway and gain nothing from committing themselves).
     func submit(_ batch: JournalBatch, inline: Bool = true, completion: @escaping Completion) {
-        let flushHere = state.withLock { state in
-            state.queue.append(Pending(batch: batch, completion: completion))
-            if state.flushing { return false }
-            state.flushing = true
-            return true
-        }
-        guard flushHere else { return }
+        guard queue.enqueue(Pending(batch: batch, completion: completion)) else { return }
         if inline {
             flush(onCallersThread: true)
         } else {
@@ -66,22 +55,13 @@ final class GroupCommitWriter: Sendable {
 
     private func flush(onCallersThread: Bool) {
         while true {
-            let group = state.withLock { state in
-                let group = state.queue
-                state.queue.removeAll(keepingCapacity: true)
-                if group.isEmpty { state.flushing = false }
-                return group
-            }
+            let group = queue.nextGroup()
             if group.isEmpty { return }
             let results = write(group.map(\.batch))
             if onCallersThread {
                 // Hand over before the completions run: they dispatch activities, and one may start
                 // running on this thread; commits must not wait for it.
-                let backlog = state.withLock { state in
-                    if state.queue.isEmpty { state.flushing = false }
-                    return !state.queue.isEmpty
-                }
-                if backlog { thread.async { self.flush(onCallersThread: false) } }
+                if queue.hasMore() { thread.async { self.flush(onCallersThread: false) } }
             }
             for (pending, result) in zip(group, results) {
                 pending.completion(result)
