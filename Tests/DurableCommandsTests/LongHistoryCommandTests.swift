@@ -4,24 +4,9 @@ import Testing
 
 /// `runs show` warns about an open run whose history is past the continue-as-new threshold.
 @Suite(.timeLimit(.minutes(2))) struct LongHistoryCommandTests {
-    /// A pending run whose input alone is over 10 MB (`long-1`) and one with a short input (`short-1`).
+    /// `durable` and a journal with `long-1` (past the threshold) and `short-1` (below it).
     func journalWithRuns() async throws -> (durable: String, journal: String) {
-        let durable = try productPath("durable")
-        let journal = temporaryJournal()
-        let created = try await runCommand(  // the code-less `durable` opens only a journal that exists
-            try productPath("durable-test-worker"),
-            ["run", "CrashFlow", "--input", #"{"tag":"op-1"}"#, "--id", "op-1", "--journal", journal],
-            environment: ["STEP_MS": "1"])
-        try #require(created.status == 0, "\(created.stderr)")
-        let input = temporaryPath("long-input") + ".json"
-        let text = "\"" + String(repeating: "x", count: 10 * 1024 * 1024) + "\""
-        try Data(text.utf8).write(to: URL(fileURLWithPath: input))
-        for (id, value) in [("long-1", "@" + input), ("short-1", "60000")] {
-            let submit = try await runCommand(
-                durable, ["submit", "Nap", "--input", value, "--id", id, "--journal", journal])
-            try #require(submit.status == 0, "\(submit.stderr)")
-        }
-        return (durable, journal)
+        (try productPath("durable"), try await journalWithLongAndShortRuns())
     }
 
     @Test func runsShowWarnsOfAHistoryPastTheThresholdAndNotBelowIt() async throws {
