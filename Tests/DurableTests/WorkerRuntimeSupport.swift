@@ -19,6 +19,9 @@ struct ProbePlan: Codable, Sendable {
     }
 
     var label = "p"
+    /// The key and units the attempt counts against a rate-limited pool's limits.
+    var rateKey: String?
+    var rateCost = 1
     var steps: [Step] = [Step()]
     /// For ``CancelFlow``: how long its trigger activity takes before the cancel.
     var triggerMs = 0
@@ -36,6 +39,9 @@ struct Probe: Activity {
         var resumedFrom: Int?
         var slot: String
     }
+
+    static func rateLimitKey(for input: ProbePlan) -> String? { input.rateKey }
+    static func rateLimitCost(for input: ProbePlan) -> Int { input.rateCost }
 
     func run(_ ctx: ActivityContext, input: ProbePlan) async throws -> Output {
         let resumed = ctx.lastHeartbeatDetails(as: Int.self)

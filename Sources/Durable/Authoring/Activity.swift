@@ -30,11 +30,23 @@ public protocol ActivityDeclaration: Sendable {
     ///     name: "fraud", version: "2026.11", weightFiles: ["/models/fraud.onnx"])
     /// ```
     static var modelIdentity: ModelIdentity? { get }
+
+    /// The key whose ``PoolOptions/keyRateLimit`` an attempt with this input counts against (a tenant,
+    /// an API account); `nil` (the default): only the pool's ``PoolOptions/rateLimit``. Read only in a
+    /// pool with rate limits.
+    static func rateLimitKey(for input: Input) -> String?
+
+    /// The units an attempt with this input uses of its pool's rate limits: 1 (one request) by
+    /// default; a model API's tokens, for instance, estimated from the input. Read only in a pool with
+    /// rate limits.
+    static func rateLimitCost(for input: Input) -> Int
 }
 
 extension ActivityDeclaration {
     public static var name: String { String(describing: Self.self) }
     public static var modelIdentity: ModelIdentity? { nil }
+    public static func rateLimitKey(for input: Input) -> String? { nil }
+    public static func rateLimitCost(for input: Input) -> Int { 1 }
 }
 
 /// A side effect that a workflow runs through its context: an inference call, an HTTP request, a

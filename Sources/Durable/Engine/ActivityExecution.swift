@@ -239,7 +239,8 @@ final class ActivityExecution: Sendable {
                 let timer = engine.timeouts.schedule(after: limit) { self.timedOut(attempt, .scheduleToStart) }
                 perform(attempt) { $0.timerArmed(.scheduleToStart, id: timer) }
             }
-            attempt.registration.pool.acquire(ticket: ticket) { grant in self.granted(attempt, grant) }
+            let claim = attempt.registration.rateClaim?(pending.input)
+            attempt.registration.pool.acquire(ticket: ticket, claim: claim) { grant in self.granted(attempt, grant) }
             attempt.slotRequestReturned()
         case .warmUp(let slot):
             Task {

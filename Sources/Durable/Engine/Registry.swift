@@ -64,6 +64,8 @@ struct ActivityRegistration: Sendable {
     var model: ModelIdentity?
     /// The lineage every attempt of the activity journals, made once: the declared model's fields.
     var modelDetails: AttemptDetails?
+    /// What an attempt with this input asks of the pool's rate limits; `nil` when it has none.
+    var rateClaim: (@Sendable (Data) -> RateClaim)?
 
     init(
         name: String, pool: SlotPool, model: ModelIdentity?,
@@ -80,6 +82,19 @@ struct ActivityRegistration: Sendable {
             details.record(model: model)
             modelDetails = details
         }
+    }
+
+    /// Sets ``rateClaim`` from `A`'s key and cost, when the pool has rate limits. Input that does not
+    /// decode counts one unit without a key (the attempt then fails on it).
+    func claimingRates<A: ActivityDeclaration>(of _: A.Type) -> ActivityRegistration {
+        guard pool.options.isRateLimited else { return self }
+        var registration = self
+        let decoder = JSONDecoder.payload()
+        registration.rateClaim = { data in
+            guard let input = try? decoder.decode(A.Input.self, from: data) else { return RateClaim() }
+            return RateClaim(key: A.rateLimitKey(for: input), cost: A.rateLimitCost(for: input))
+        }
+        return registration
     }
 
     /// Whether attempts record lineage: the activity declares a model, or its processes may report one.
@@ -100,7 +115,7 @@ struct ActivityRegistration: Sendable {
             }
             // The pool holds only values its factory made, all `A`s.
             return try encoder.encode(try await (resource as! A).run(context, input: input))
-        }
+        }.claimingRates(of: A.self)
     }
 }
 
@@ -125,7 +140,7 @@ extension ActivityRegistration {
                         + describeDecoding(error), type: "BadActivityOutput")
             }
             return output
-        }, isProcessPool: true)
+        }, isProcessPool: true).claimingRates(of: A.self)
     }
 }
 

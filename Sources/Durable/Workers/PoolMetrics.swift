@@ -15,6 +15,11 @@ import CoreMetrics
 /// | `durable_pool_run_seconds` | timer | the activity code's time per attempt |
 /// | `durable_pool_slots_in_use` | gauge | slots running or warming for an attempt |
 /// | `durable_pool_slots_idle` | gauge | warm slots waiting for an attempt |
+/// | `durable_pool_rate_limit_units_per_second` | gauge | the pool's ``PoolOptions/rateLimit``, set at registration |
+/// | `durable_pool_key_rate_limit_units_per_second` | gauge | the ``PoolOptions/keyRateLimit`` of each key, set at registration |
+/// | `durable_pool_rate_limited_total` | counter | attempts that had to wait for rate-limit capacity |
+/// | `durable_pool_rate_limit_wait_seconds` | timer | those attempts' wait for capacity (part of the queue wait) |
+/// | `durable_pool_rate_limit_waiting` | gauge | attempts waiting for capacity now |
 ///
 /// An activity registered without a pool (one shared value) has no slots: of these it reports only
 /// `durable_pool_queue_wait_seconds`, `durable_pool_run_seconds` and `durable_pool_failures_total`.
@@ -31,6 +36,11 @@ struct PoolMetrics: Sendable {
     let run: Timer
     let slotsInUse: Gauge
     let slotsIdle: Gauge
+    let rateLimited: Counter
+    let rateLimitWait: Timer
+    let rateLimitWaiting: Gauge
+    private let dimensions: [(String, String)]
+    private let factory: any MetricsFactory
     /// The activity type's attempts (dimension `activity_type`; see `WorkerMetrics.swift`), kept here
     /// because a pool serves exactly one activity type.
     let attempts: ActivityMetrics
@@ -51,5 +61,21 @@ struct PoolMetrics: Sendable {
         slotsInUse = Gauge(label: "durable_pool_slots_in_use", dimensions: dimensions, factory: factory)
         slotsIdle = Gauge(label: "durable_pool_slots_idle", dimensions: dimensions, factory: factory)
         attempts = ActivityMetrics(activityType: pool, factory: factory)
+        rateLimited = counter("durable_pool_rate_limited_total")
+        rateLimitWait = timer("durable_pool_rate_limit_wait_seconds")
+        rateLimitWaiting = Gauge(label: "durable_pool_rate_limit_waiting", dimensions: dimensions, factory: factory)
+        self.dimensions = dimensions
+        self.factory = factory
+    }
+
+    /// Reports the pool's configured limits (units per second).
+    func recordLimits(_ options: PoolOptions) {
+        for (label, limit) in [
+            ("durable_pool_rate_limit_units_per_second", options.rateLimit),
+            ("durable_pool_key_rate_limit_units_per_second", options.keyRateLimit),
+        ] {
+            guard let limit else { continue }
+            Gauge(label: label, dimensions: dimensions, factory: factory).record(limit.unitsPerSecond)
+        }
     }
 }

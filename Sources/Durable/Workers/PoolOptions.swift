@@ -30,10 +30,16 @@ public struct PoolOptions: Sendable, Equatable {
     /// retryable ``SlotWarmUpFailed``. `nil` means no limit (a process pool still waits at most an hour
     /// for a process's ready line).
     public var warmUpTimeout: Duration?
+    /// The most the pool's attempts may use together; see ``RateLimit``. `nil`: no limit.
+    public var rateLimit: RateLimit?
+    /// The most the attempts of each key may use (``ActivityDeclaration/rateLimitKey(for:)``, a tenant
+    /// for instance); attempts without a key count only against ``rateLimit``. `nil`: no limit.
+    public var keyRateLimit: RateLimit?
 
     public init(
         minimumSlots: Int = 0, maximumSlots: Int = 4, idleTimeout: Duration? = .seconds(300),
-        maximumUses: Int? = nil, recycleAfterFailure: Bool = true, warmUpTimeout: Duration? = .seconds(120)
+        maximumUses: Int? = nil, recycleAfterFailure: Bool = true, warmUpTimeout: Duration? = .seconds(120),
+        rateLimit: RateLimit? = nil, keyRateLimit: RateLimit? = nil
     ) {
         self.maximumSlots = max(1, maximumSlots)
         self.minimumSlots = min(max(0, minimumSlots), self.maximumSlots)
@@ -41,16 +47,23 @@ public struct PoolOptions: Sendable, Equatable {
         self.maximumUses = maximumUses.map { max(1, $0) }
         self.recycleAfterFailure = recycleAfterFailure
         self.warmUpTimeout = warmUpTimeout
+        self.rateLimit = rateLimit
+        self.keyRateLimit = keyRateLimit
     }
+
+    /// Whether attempts wait for rate-limit capacity.
+    var isRateLimited: Bool { rateLimit != nil || keyRateLimit != nil }
 
     /// A pool that keeps `min` slots warm and grows to `max`.
     public static func warm(
         min: Int, max: Int, idleTimeout: Duration? = .seconds(300), maxUses: Int? = nil,
-        recycleAfterFailure: Bool = true, warmUpTimeout: Duration? = .seconds(120)
+        recycleAfterFailure: Bool = true, warmUpTimeout: Duration? = .seconds(120),
+        rateLimit: RateLimit? = nil, keyRateLimit: RateLimit? = nil
     ) -> PoolOptions {
         PoolOptions(
             minimumSlots: min, maximumSlots: max, idleTimeout: idleTimeout, maximumUses: maxUses,
-            recycleAfterFailure: recycleAfterFailure, warmUpTimeout: warmUpTimeout)
+            recycleAfterFailure: recycleAfterFailure, warmUpTimeout: warmUpTimeout,
+            rateLimit: rateLimit, keyRateLimit: keyRateLimit)
     }
 }
 

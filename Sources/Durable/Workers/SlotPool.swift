@@ -60,6 +60,22 @@ package final class SlotPool: Sendable {
     let metrics: PoolMetrics
     private let timers: TimeoutScheduler
     private let machine: Mutex<Machine>
+    /// The pool's rate limits, when it has any: attempts wait here before they ask for a slot.
+    private let gate: RateGate?
+
+    /// The rate limiter's machine and the one timer armed for its next look, under a lock.
+    private final class RateGate: Sendable {
+        struct State {
+            var machine: RateLimiterStateMachine<@Sendable () -> Void>
+            var timer: (id: Int, at: UInt64)?
+        }
+
+        let state: Mutex<State>
+
+        init(_ options: PoolOptions, now: UInt64) {
+            state = Mutex(State(machine: RateLimiterStateMachine(pool: options.rateLimit, key: options.keyRateLimit, now: now)))
+        }
+    }
 
     init(
         name: String, options: PoolOptions, metrics: PoolMetrics, timers: TimeoutScheduler,
@@ -77,6 +93,12 @@ package final class SlotPool: Sendable {
         self.metrics = metrics
         self.timers = timers
         self.machine = Mutex(Machine(options: options, closesResources: close != nil))
+        if options.isRateLimited {
+            gate = RateGate(options, now: timers.clock.uptimeNanos())
+            metrics.recordLimits(options)
+        } else {
+            gate = nil
+        }
     }
 
     /// A pool with its own timers and no metrics (for benchmarks and tests of the pool alone).
@@ -97,6 +119,7 @@ package final class SlotPool: Sendable {
         self.metrics = metrics
         self.timers = timers
         self.machine = Mutex(Machine(options: options, closesResources: false))
+        self.gate = nil
     }
 
     // MARK: - Attempts
@@ -107,19 +130,78 @@ package final class SlotPool: Sendable {
     package func newTicket() -> Int { tickets.wrappingAdd(1, ordering: .relaxed).newValue }
 
     /// Asks for a slot. `granted` is called at once, on this thread, when a slot is free (or the pool
-    /// stopped), or later from whichever thread frees one.
-    package func acquire(ticket: Int, _ granted: @escaping @Sendable (Grant) -> Void) {
+    /// stopped), or later from whichever thread frees one. In a rate-limited pool the attempt first
+    /// waits for `claim`'s units (one unit, no key, when `nil`).
+    package func acquire(ticket: Int, claim: RateClaim? = nil, _ granted: @escaping @Sendable (Grant) -> Void) {
         if let sharedLease {
             granted(.warm(sharedLease))
             return
         }
-        run { $0.acquire(ticket: ticket, granted) }
+        guard let gate else {
+            run { $0.acquire(ticket: ticket, granted) }
+            return
+        }
+        let claim = claim ?? RateClaim()
+        let (step, atOnce) = gate.state.withLock { gate in
+            let result = gate.machine.request(
+                ticket: ticket, key: claim.key, cost: claim.cost, now: timers.clock.uptimeNanos()
+            ) { [self] in run { $0.acquire(ticket: ticket, granted) } }
+            arm(&gate, result.step.wake)
+            return result
+        }
+        if !atOnce { metrics.rateLimited.increment() }
+        carryOut(step)
     }
 
     /// Takes a waiting attempt out of the queue.
     /// - Returns: `false` when it was not waiting any more (its grant is on its way).
     func cancel(ticket: Int) -> Bool {
-        machine.withLock { $0.cancel(ticket: ticket) }
+        if let gate {
+            let (waiter, step) = gate.state.withLock { gate in
+                let (waiter, step) = gate.machine.cancel(ticket: ticket, now: timers.clock.uptimeNanos())
+                arm(&gate, step.wake)
+                return (waiter, step)
+            }
+            carryOut(step)
+            if waiter != nil { return true }
+        }
+        return machine.withLock { $0.cancel(ticket: ticket) }
+    }
+
+    // MARK: - Rate limits
+
+    /// Arms the gate's timer for `wake`, unless one is armed as early.
+    private func arm(_ gate: inout RateGate.State, _ wake: UInt64?) {
+        guard let wake else { return }
+        if let timer = gate.timer {
+            if timer.at <= wake { return }
+            timers.cancel(timer.id)
+        }
+        let delay = Duration.nanoseconds(Int64(clamping: wake &- min(wake, timers.clock.uptimeNanos())))
+        // The scheduler counts whole milliseconds: round up, so the look finds the units there.
+        let rounded = Duration.milliseconds((delay.inSeconds * 1000).rounded(.up))
+        gate.timer = (timers.schedule(after: rounded) { [self] in rateTick() }, wake)
+    }
+
+    /// The gate's timer fired: lets on the attempts the limits allow now.
+    private func rateTick() {
+        guard let gate else { return }
+        let step = gate.state.withLock { gate in
+            gate.timer = nil
+            let step = gate.machine.tick(now: timers.clock.uptimeNanos())
+            arm(&gate, step.wake)
+            return step
+        }
+        carryOut(step)
+    }
+
+    /// Sends the granted attempts on to ask for their slots, and records their waits.
+    private func carryOut(_ step: RateLimiterStateMachine<@Sendable () -> Void>.Step) {
+        metrics.rateLimitWaiting.record(step.waiting)
+        for (waiter, waited) in step.granted {
+            if waited > 0 { metrics.rateLimitWait.recordNanoseconds(Int64(clamping: waited)) }
+            waiter()
+        }
     }
 
     /// Warms a slot granted cold, within the pool's warm-up timeout.
@@ -179,6 +261,16 @@ package final class SlotPool: Sendable {
     package func shutdown() async {
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             run { $0.shutdown(done) }
+            // Attempts waiting for rate-limit capacity ask now, and are refused.
+            if let gate {
+                let waiters = gate.state.withLock { gate in
+                    if let timer = gate.timer { timers.cancel(timer.id) }
+                    gate.timer = nil
+                    return gate.machine.stop()
+                }
+                metrics.rateLimitWaiting.record(0)
+                for waiter in waiters { waiter() }
+            }
         }
     }
 
