@@ -99,6 +99,44 @@ import Testing
         #expect(historyJSON.stdout.contains(#""modelVersion" : "2""#) || historyJSON.stdout.contains(#""modelVersion":"2""#))
     }
 
+    @Test func lineageOfARunFollowsTheChildRunsItStarted() async throws {
+        let journal = temporaryJournal()
+        let result = try await runCommand(
+            app, ["run", "LineageParent", "--input", #""claim fam""#, "--id", "fam-1", "--journal", journal],
+            environment: ["TEST_MODEL_VERSION": "3"])
+        try #require(result.status == 0, "run failed: \(result.stderr)")
+
+        let lineage = try await runCommand(durable, ["lineage", "fam-1", "--json", "--journal", journal])
+        #expect(lineage.status == 0, "\(lineage.stderr)")
+        let object = try json(lineage.stdout)
+        let own = try #require(object["attempts"] as? [[String: Any]])
+        #expect(own.count == 1)
+        let children = try #require(object["children"] as? [[String: Any]])
+        #expect(children.count == 1)
+        let child = try #require(children.first)
+        #expect(child["workflowID"] as? String == "fam-1/child")
+        #expect(child["workflowType"] as? String == "LineageFlow")
+        #expect(child["parentSeq"] as? Int != nil)
+        let childAttempts = try #require(child["attempts"] as? [[String: Any]])
+        #expect(childAttempts.count == 2)
+        for attempt in own + childAttempts {
+            let model = attempt["model"] as? [String: Any]
+            #expect(model?["name"] as? String == "scorer" && model?["version"] as? String == "3", "\(attempt)")
+        }
+        // The child's decisions are the ones on its own input.
+        let childInput = try await sha256sum(#""claim fam (child)""#)
+        #expect(childAttempts.first?["inputSHA256"] as? String == childInput)
+
+        let text = try await runCommand(durable, ["lineage", "fam-1", "--journal", journal])
+        let lines = text.stdout.split(separator: "\n").map(String.init)
+        let childHeading = try #require(lines.firstIndex { $0.hasPrefix("child run ") && $0.contains("fam-1/child") }, "\(text.stdout)")
+        #expect(lines[..<childHeading].contains("1 of 1 attempt(s) recorded a model; hashes are SHA-256, first 12 hex digits (--json: whole)"))
+        #expect(lines[childHeading...].contains("2 of 2 attempt(s) recorded a model; hashes are SHA-256, first 12 hex digits (--json: whole)"))
+        // The child, asked for alone, has no children.
+        let alone = try json(try await runCommand(durable, ["lineage", "fam-1/child", "--json", "--journal", journal]).stdout)
+        #expect(alone["children"] == nil && (alone["attempts"] as? [Any])?.count == 2)
+    }
+
     @Test func lineageOfAModelVersionFindsExactlyTheRunsItTouched() async throws {
         let journal = try await journalWithLineage()
         func touched(_ arguments: [String]) async throws -> (ids: [String], object: [String: Any]) {

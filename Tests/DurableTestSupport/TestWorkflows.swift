@@ -291,6 +291,16 @@ public struct LineageFlow: Workflow {
     }
 }
 
+/// Scores its input, then has a ``LineageFlow`` child score it twice more: lineage across runs.
+public struct LineageParent: Workflow {
+    public init() {}
+
+    public func run(_ ctx: WorkflowContext, input: String) async throws -> Int {
+        let own = try await ctx.execute(Score.self, input)
+        return own + (try await ctx.executeChild(LineageFlow.self, input + " (child)", id: ctx.workflowID + "/child"))
+    }
+}
+
 /// Registers the shared workflows and activities.
 public func registerTestWorkflows(_ engine: Engine) { registerTestWorkflows(engine.worker) }
 
@@ -310,6 +320,7 @@ public func registerTestWorkflows(_ engine: DurableWorker) {
     engine.register(Chunks())
     engine.register(ModelCallFlow.self)
     engine.register(LineageFlow.self)
+    engine.register(LineageParent.self)
     engine.register(Score())
     if ProcessInfo.processInfo.environment["TEST_PROCESS_POOL"] != nil {
         engine.register(FixtureModel.self, processPool: ProcessPoolOptions(

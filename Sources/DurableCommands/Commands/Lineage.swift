@@ -9,7 +9,8 @@ struct Lineage: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Which model served each activity attempt of a run, or which runs a model version touched.",
         discussion: "With a run ID or workflow ID: every activity attempt of the run with the model that served it "
-            + "(name, version, weights digest, metadata), the SHA-256 of its input and output, its slot and timing. "
+            + "(name, version, weights digest, metadata), the SHA-256 of its input and output, its slot and timing; "
+            + "then the same for each child run it started, and theirs (at most 100 runs). "
             + "With --model NAME[@VERSION]: the runs, newest first, with at least one attempt served by that model; "
             + "it reads the history of every run it scans, so it is bounded by --limit (and --since).")
 
@@ -64,25 +65,25 @@ struct Lineage: AsyncParsableCommand {
 
     // MARK: - One run
 
+    /// Most runs one `lineage <id>` reads: the run and its descendants.
+    static let maximumRuns = 100
+
     private func lineage(of id: String, _ client: DurableClient) async throws {
         let (run, events) = try await client.history(id)
-        let attempts = LineageAttempt.all(in: events)
+        var budget = Self.maximumRuns - 1
+        var notShown = 0
+        let root = try await LineageNode.read(run, events, parentSeq: nil, client, budget: &budget, notShown: &notShown)
         if json {
-            var object = RunJSON.run(run)
-            object["attempts"] = attempts.map(\.json)
+            var object = root.json
+            if notShown > 0 { object["childRunsNotShown"] = notShown }
             try Format.printJSON(object)
             return
         }
-        print("run \(run.runID.escaped)  workflow ID \(run.workflowID.escaped)  \(run.workflowType.escaped)  \(run.status.rawValue)")
-        guard !attempts.isEmpty else {
-            print("no activity attempt has ended in this run")
-            return
+        root.print()
+        if notShown > 0 {
+            print("\(notShown) more child run(s) not shown: lineage reads at most \(Self.maximumRuns) runs; "
+                + "give a child's run ID to see its own")
         }
-        print(Format.table(
-            ["#", "SEQ", "ACTIVITY", "ATTEMPT", "OUTCOME", "MODEL", "WEIGHTS", "INPUT", "OUTPUT", "SLOT", "RUN", "METADATA"],
-            attempts.map(\.row)))
-        let served = attempts.count { $0.details?.model != nil }
-        print("\(served) of \(attempts.count) attempt(s) recorded a model; hashes are SHA-256, first 12 hex digits (--json: whole)")
     }
 
     // MARK: - Runs a model touched
@@ -140,6 +141,73 @@ struct Lineage: AsyncParsableCommand {
     private static func distinct(_ values: [String]) -> [String] {
         var seen: Set<String> = []
         return values.filter { seen.insert($0).inserted }
+    }
+}
+
+/// A run's attempts and, through the children its history started, those of its descendants.
+struct LineageNode {
+    var run: RunRecord
+    /// The sequence number of the decision that started this run, in its parent.
+    var parentSeq: Int?
+    var attempts: [LineageAttempt]
+    var children: [LineageNode] = []
+    /// Children whose history could not be read (pruned, for instance), with why.
+    var unreadable: [(child: ChildSummary, reason: String)] = []
+
+    /// Reads `run`'s children depth first while `budget` runs remain; counts the rest in `notShown`.
+    static func read(
+        _ run: RunRecord, _ events: [HistoryEvent], parentSeq: Int?, _ client: DurableClient,
+        budget: inout Int, notShown: inout Int
+    ) async throws -> LineageNode {
+        var node = LineageNode(run: run, parentSeq: parentSeq, attempts: LineageAttempt.all(in: events))
+        for child in ChildSummary.from(events) {
+            guard budget > 0 else {
+                notShown += 1
+                continue
+            }
+            budget -= 1
+            do {
+                let (childRun, childEvents) = try await client.history(child.runID)
+                node.children.append(try await read(
+                    childRun, childEvents, parentSeq: child.seq, client, budget: &budget, notShown: &notShown))
+            } catch let error as JournalError where error.code == .runNotFound {
+                node.unreadable.append((child, "not in the journal (pruned?)"))
+            }
+        }
+        return node
+    }
+
+    func print() {
+        let heading = "run \(run.runID.escaped)  workflow ID \(run.workflowID.escaped)  \(run.workflowType.escaped)  \(run.status.rawValue)"
+        if let parentSeq {
+            Swift.print("\nchild \(heading)  (started by seq \(parentSeq) of its parent)")
+        } else {
+            Swift.print(heading)
+        }
+        if attempts.isEmpty {
+            Swift.print("no activity attempt has ended in this run")
+        } else {
+            Swift.print(Format.table(
+                ["#", "SEQ", "ACTIVITY", "ATTEMPT", "OUTCOME", "MODEL", "WEIGHTS", "INPUT", "OUTPUT", "SLOT", "RUN", "METADATA"],
+                attempts.map(\.row)))
+            let served = attempts.count { $0.details?.model != nil }
+            Swift.print("\(served) of \(attempts.count) attempt(s) recorded a model; hashes are SHA-256, first 12 hex digits (--json: whole)")
+        }
+        for (child, reason) in unreadable {
+            Swift.print("child run \(child.runID.escaped) (seq \(child.seq), \(child.workflowType.escaped)): \(reason)")
+        }
+        for child in children { child.print() }
+    }
+
+    var json: [String: Any] {
+        var object = RunJSON.run(run)
+        object["attempts"] = attempts.map(\.json)
+        if let parentSeq { object["parentSeq"] = parentSeq }
+        if !children.isEmpty { object["children"] = children.map(\.json) }
+        if !unreadable.isEmpty {
+            object["unreadableChildren"] = unreadable.map { ["runID": $0.child.runID, "seq": $0.child.seq, "reason": $0.reason] }
+        }
+        return object
     }
 }
 
