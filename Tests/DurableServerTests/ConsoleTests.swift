@@ -227,14 +227,16 @@ final class ConsoleBrowser: @unchecked Sendable {
         let flaky = try await server.start("Flaky", input: "claim", workflowID: "flaky-1")
         let family = try await server.start("Family", input: 10, workflowID: "family-1")
         let pooled = try await server.start("PooledFlow", input: 3, workflowID: "pooled-1")
+        let scored = try await server.start("LineageFlow", input: "claim", workflowID: "scored-1")
         try await eventually("the flaky run's fourth activity retrying, the family done, the signal in") {
             let run = try await server.request("GET", "/v1/runs/\(flaky)", role: .reader)
             let activities = run.json["activities"] as? [[String: Any]] ?? []
             let done = try await server.request("GET", "/v1/runs/\(family)", role: .reader).json["status"] as? String
             let history = try await server.request("GET", "/v1/runs/\(gather)/history", role: .reader).text
             let pooledDone = try await server.request("GET", "/v1/runs/\(pooled)", role: .reader).json["status"] as? String
+            let scoredDone = try await server.request("GET", "/v1/runs/\(scored)", role: .reader).json["status"] as? String
             return activities.count == 4 && (activities[3]["attempts"] as? Int ?? 0) >= 2 && done == "completed"
-                && pooledDone == "completed"
+                && pooledDone == "completed" && scoredDone == "completed"
                 && history.contains("SignalReceived")
         }
         let browser = ConsoleBrowser(server)
@@ -313,6 +315,15 @@ final class ConsoleBrowser: @unchecked Sendable {
         #expect(pending.contains("&quot;attempt&quot;"), "the last heartbeat's details")
         #expect(flakyPage.body.contains("Lease holder</dt><dd class=\"mono\">") && !flakyPage.body.contains("Lease holder</dt><dd class=\"mono\">none"))
         #expect(!flakyPage.body.contains("Terminate…") && !flakyPage.body.contains("name=\"toEvent\""), "a reader sees no action")
+        // Model lineage: both decisions of the scorer, with the weights digest; a run without a model says so.
+        let scoredPage = try browser.get("/ui/runs/\(scored)")
+        let lineage = String(scoredPage.body[try #require(scoredPage.body.range(of: "id=\"h-lineage\""), "\(scoredPage.body)").upperBound...].prefix(4000))
+        #expect(lineage.components(separatedBy: "<td>scorer@1</td>").count - 1 == 2, "\(lineage)")
+        // Weights, input and output of each: 12 hex digits shown, all 64 in the title.
+        let hashes = try Regex(#"title="[0-9a-f]{64}">[0-9a-f]{12}</span>"#)
+        #expect(lineage.matches(of: hashes).count == 6, "\(lineage)")
+        #expect(lineage.contains("prompt=p-7"))
+        #expect(flakyPage.body.contains("No attempt of this run recorded a model."))
         // The family: the child's row on the timeline and in the children table, which links to it.
         let familyPage = try browser.get("/ui/runs/\(family)")
         #expect(familyPage.body.contains("class=\"bar child completed\""))
@@ -634,6 +645,33 @@ extension ConsoleTests {
         #expect(pending.contains(HTML.escape(HTML.prettyJSON(beat))), "the heartbeat, escaped")
         let history = page.history()
         #expect(!history.contains("<script>alert") && !history.contains("<img src=x"))
+    }
+
+    @Test func theLineageSectionShowsModelAttemptsOnlyAndEscapesWhatTheModelReported() throws {
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        let hostile = ConsoleTests.hostile
+        var served = AttemptDetails()
+        served.model = hostile
+        served.modelVersion = "7"
+        served.modelMetadata = ["prompt": hostile]
+        served.inputSHA256 = String(repeating: "c", count: 64)
+        var plain = AttemptDetails()
+        plain.runMs = 3
+        let page = Self.runPage([
+            HistoryEvent(index: 0, kind: .workflowStarted, time: start, name: "Flow", data: Data("null".utf8)),
+            HistoryEvent(index: 1, kind: .activityScheduled, time: start, seq: 1, name: "Judge"),
+            HistoryEvent(index: 2, kind: .activityCompleted, time: start, seq: 1, attempt: 1, data: Data("1".utf8), meta: served.json),
+            HistoryEvent(index: 3, kind: .activityScheduled, time: start, seq: 2, name: "Store"),
+            HistoryEvent(index: 4, kind: .activityCompleted, time: start, seq: 2, attempt: 1, data: Data("1".utf8), meta: plain.json),
+        ])
+        let lineage = page.lineage()
+        #expect(!lineage.contains("<script>alert") && !lineage.contains("<img src=x"))
+        #expect(lineage.contains("<td>\(HTML.escape(hostile + "@7"))</td>"))
+        #expect(lineage.contains("prompt=\(HTML.escape(hostile))"))
+        #expect(lineage.contains("title=\"\(String(repeating: "c", count: 64))\">cccccccccccc</span>"))
+        #expect(lineage.contains("Judge") && !lineage.contains("Store"), "only attempts that recorded a model")
+        #expect(Self.runPage([HistoryEvent(index: 0, kind: .workflowStarted, time: start, name: "Flow", data: nil)]).lineage()
+            .contains("No attempt of this run recorded a model."))
     }
 
     @Test func aLargeInputIsCutWithANoteAndTheExportLink() {

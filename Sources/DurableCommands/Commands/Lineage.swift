@@ -236,38 +236,7 @@ struct ModelQuery: Sendable {
     }
 }
 
-/// One ended activity attempt of a run, as `lineage` shows it.
-struct LineageAttempt {
-    var event: HistoryEvent
-    var activityType: String
-    var details: AttemptDetails?
-
-    /// The events that end an attempt, with their activity's type from its `ActivityScheduled` event.
-    static func all(in events: [HistoryEvent]) -> [LineageAttempt] {
-        var types: [Int: String] = [:]
-        var attempts: [LineageAttempt] = []
-        for event in events {
-            switch event.kind {
-            case .activityScheduled:
-                types[event.seq] = event.name
-            case .activityCompleted, .activityAttemptFailed, .activityFailed, .activityCancelled:
-                attempts.append(LineageAttempt(event: event, activityType: types[event.seq] ?? "?", details: event.attemptDetails))
-            default:
-                break
-            }
-        }
-        return attempts
-    }
-
-    var outcome: String {
-        switch event.kind {
-        case .activityCompleted: "completed"
-        case .activityAttemptFailed: "failed, retried"
-        case .activityCancelled: "cancelled"
-        default: "failed"
-        }
-    }
-
+extension LineageAttempt {
     var row: [String] {
         func short(_ hash: String?) -> String { hash.map { String($0.prefix(12)) } ?? "-" }
         let slot = details?.slot.map { slot in slot + (details?.cold.map { $0 ? " cold" : " warm" } ?? "") } ?? ""

@@ -33,6 +33,7 @@ extension Console {
             \(section("signals", "Signals", parts.signals()))
             \(section("queries", "Queries", live: false, parts.queries(hasCode: server.hasCode, csrfField: csrfField(call))))
             \(section("children", "Children", parts.children()))
+            \(section("lineage", "Model lineage", parts.lineage()))
             \(section("history", "Event history", parts.history()))
             \(run.status.isOpen ? "<p id=\"autorefresh\" class=\"live-toggle\" hidden><label><input type=\"checkbox\"> Also refresh every 10 s</label></p>" : "")
             """

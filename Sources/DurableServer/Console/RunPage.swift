@@ -194,6 +194,32 @@ struct RunPage {
         })
     }
 
+    /// Which model served each ended attempt, with the SHA-256 of its input and output (the table of
+    /// `durable lineage`); attempts of activities that serve no model are left out.
+    func lineage() -> String {
+        let attempts = LineageAttempt.all(in: events).filter { $0.details?.model != nil }
+        guard !attempts.isEmpty else { return HTML.paragraph(HTML.muted("No attempt of this run recorded a model.")) }
+        func hash(_ value: String?) -> String {
+            guard let value else { return "" }
+            return "<span class=\"mono\" title=\"\(HTML.escape(value))\">\(HTML.escape(String(value.prefix(12))))</span>"
+        }
+        let rows = attempts.map { attempt -> String in
+            let details = attempt.details
+            let slot = (details?.slot ?? "") + (details?.cold.map { $0 ? " (cold)" : " (warm)" } ?? "")
+            let metadata = (details?.modelMetadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            return """
+                <tr><td>\(attempt.event.index)</td><td>\(attempt.event.seq)</td><td>\(HTML.escape(attempt.activityType))</td>\
+                <td>\(attempt.event.attempt)</td><td>\(HTML.escape(attempt.outcome))</td>\
+                <td>\(HTML.escape(details?.modelLabel ?? ""))</td><td>\(hash(details?.weightsSHA256))</td>\
+                <td>\(hash(details?.inputSHA256))</td><td>\(hash(details?.outputSHA256))</td><td>\(HTML.escape(slot))</td>\
+                <td class="mono">\(HTML.escape(metadata.joined(separator: ", ")))</td></tr>
+                """
+        }
+        return HTML.table(["#", "Seq", "Activity", "Attempt", "Outcome", "Model", "Weights", "Input", "Output", "Slot", "Metadata"], rows)
+            + HTML.paragraph(HTML.muted("SHA-256, the first 12 hex digits (hover for all). Child runs show their own; "
+                + "<code>durable lineage</code> follows them."))
+    }
+
     /// The history as a compact table and as JSON, and the export file's link.
     func history() -> String {
         let shown = events.prefix(Self.historyRows)
