@@ -26,7 +26,7 @@ extension DurableServer {
         guard let format else {
             let journal = client.journal
             let events = try await withTimeout(options.requestTimeout) { try await journal.history(run, from: from) }
-            return try JSONResponse.ok(["run": RunJSON.run(run), "events": events.map(RunJSON.event)] as [String: Any])
+            return try JSONResponse.ok(["run": RunJSON.run(run), "events": RunJSON.events(events, of: run, in: events)] as [String: Any])
         }
         let ticket = follow ? try waiters.enter() : nil
         let journal = client.journal

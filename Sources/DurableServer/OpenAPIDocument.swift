@@ -629,6 +629,9 @@ components:
             keyID: {type: string}
         attemptDetails: {description: "How the attempt ran (the same fields as an activity's lastAttempt, model lineage included)."}
         options: {}
+        discarded:
+          type: boolean
+          description: "On an ActivityOutput event (partial output) in a history read whole: true when its attempt did not complete. Absent in streams."
     HistoryExport:
       type: object
       required: [format, version, run, events]

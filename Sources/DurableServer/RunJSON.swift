@@ -48,6 +48,17 @@ package enum RunJSON {
         ]
     }
 
+    /// A history's events, each as ``event(_:)``, with `"discarded": true` on partial output
+    /// (`ActivityOutput`) of an attempt that did not complete.
+    package static func events(_ events: some Collection<HistoryEvent>, of run: RunRecord, in history: [HistoryEvent]) -> [[String: Any]] {
+        let verdicts = PartialOutputVerdicts(history, runClosed: !run.status.isOpen)
+        return events.map { event in
+            var object = Self.event(event)
+            if verdicts.isDiscarded(event) { object["discarded"] = true }
+            return object
+        }
+    }
+
     package static func event(_ event: HistoryEvent) -> [String: Any] {
         var object: [String: Any] = ["index": event.index, "kind": event.kind.name, "time": time(event.time)]
         if event.seq != 0 { object["seq"] = event.seq }

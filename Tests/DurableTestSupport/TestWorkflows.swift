@@ -301,6 +301,44 @@ public struct LineageParent: Workflow {
     }
 }
 
+/// Publishes its tokens as partial output, `ms` apart, and returns them joined; attempt 1 fails
+/// after `failAfter` tokens when that is set (its partial output is then discarded).
+public struct Generate: Activity {
+    public struct Input: Codable, Sendable {
+        public var tokens: [String]
+        public var ms: Int
+        public var failAfter: Int?
+
+        public init(tokens: [String], ms: Int = 0, failAfter: Int? = nil) {
+            self.tokens = tokens
+            self.ms = ms
+            self.failAfter = failAfter
+        }
+    }
+
+    public init() {}
+
+    public func run(_ ctx: ActivityContext, input: Input) async throws -> String {
+        for (i, token) in input.tokens.enumerated() {
+            if ctx.attempt == 1, let failAfter = input.failAfter, i == failAfter {
+                throw ApplicationError("the stream broke after \(failAfter) tokens")
+            }
+            try ctx.publish(token)
+            if input.ms > 0 { try await Task.sleep(for: .milliseconds(input.ms)) }
+        }
+        return input.tokens.joined()
+    }
+}
+
+/// Calls ``Generate`` with up to three attempts.
+public struct StreamFlow: Workflow {
+    public init() {}
+
+    public func run(_ ctx: WorkflowContext, input: Generate.Input) async throws -> String {
+        try await ctx.execute(Generate.self, input, options: .init(retry: .exponential(initial: .milliseconds(10), maxAttempts: 3)))
+    }
+}
+
 /// Registers the shared workflows and activities.
 public func registerTestWorkflows(_ engine: Engine) { registerTestWorkflows(engine.worker) }
 
@@ -321,6 +359,8 @@ public func registerTestWorkflows(_ engine: DurableWorker) {
     engine.register(ModelCallFlow.self)
     engine.register(LineageFlow.self)
     engine.register(LineageParent.self)
+    engine.register(StreamFlow.self)
+    engine.register(Generate())
     engine.register(Score())
     if ProcessInfo.processInfo.environment["TEST_PROCESS_POOL"] != nil {
         engine.register(FixtureModel.self, processPool: ProcessPoolOptions(

@@ -50,6 +50,7 @@ private func describe(_ actions: [Machine.Action]) -> [String] {
         switch action {
         case .resumeLaunch(let waiter, let result): "\(waiter): \(describe(result))"
         case .resumeCall(let waiter, let result): "\(waiter): \(describe(result))"
+        case .partialOutput(let waiter, let chunk): "partial \(waiter): \(String(decoding: chunk, as: UTF8.self))"
         case .heartbeat(let waiter, let details): "\(waiter) heartbeat \(String(decoding: details, as: UTF8.self))"
         case .write(let line): "write \(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .newlines))"
         case .closeStdin: "close stdin"
@@ -182,7 +183,7 @@ private func describe(_ result: Result<Data, any Error>) -> String {
     @Test(arguments: [
         ("this is not json", #"(not a JSON object): "this is not json""#),
         (#"{"id":18,"output":1}"#, #"(id 18 instead of 17): "{"id":18,"output":1}""#),
-        (#"{"id":17,"output":1,"error":{}}"#, "(more than one of output, error and heartbeat)"),
+        (#"{"id":17,"output":1,"error":{}}"#, "(more than one of output, error, heartbeat and partial)"),
         (#"{"id":"17","output":1}"#, "(the id is not an integer)"),
         (#"{"id":17,"error":"boom"}"#, "(the error is not an object with string type and message"),
     ])

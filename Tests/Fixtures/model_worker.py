@@ -5,6 +5,7 @@ Stdlib only. It prints a ready line, then answers one request line at a time:
 
     -> {"id":17,"activity":"Sentiment","attempt":1,"key":"...","input":{...},"heartbeat":...}
     <- {"id":17,"heartbeat":{...}}        (zero or more)
+    <- {"id":17,"partial":...}            (zero or more: partial output)
     <- {"id":17,"output":...}  or  {"id":17,"error":{"type":"T","message":"M","nonRetryable":false}}
 
 Environment:
@@ -19,7 +20,8 @@ An input object with "first": {...} has those fields replace its own in attempt 
 can make the first attempt crash or hang and the retry succeed).
 
 Input ops: echo, sleep (writes "stderr" first, if given), fail, crash, malformed, flood ("bytes"
-bytes without a newline, then sleeps "ms"), heartbeat, stall_heartbeats, ignore_term (with
+bytes without a newline, then sleeps "ms"), heartbeat, stall_heartbeats, stream ("tokens" as partial output, "ms" apart, then
+their concatenation, or with "fail" a retryable error), ignore_term (with
 "announce": true it heartbeats its pid once SIGTERM is ignored), stderr, request (outputs the request
 without its input); anything else is answered with a non-retryable "UnknownOp" error.
 SIGTERM writes "terminating" to stderr and exits with status 143. EOF on stdin exits 0.
@@ -114,6 +116,17 @@ def handle(request):
             emit({"id": rid, "heartbeat": {"ignoring": "SIGTERM", "pid": os.getpid()}})
         sleep_ms(int(payload.get("ms", 0)))
         emit({"id": rid, "output": echo(payload.get("value"))})
+    elif op == "stream":
+        # Partial output: one line per token, "ms" apart; then the tokens joined, or (with
+        # "fail": true) a retryable error after them.
+        tokens = payload.get("tokens", [])
+        for token in tokens:
+            emit({"id": rid, "partial": token})
+            sleep_ms(int(payload.get("ms", 0)))
+        if payload.get("fail"):
+            emit({"id": rid, "error": {"type": "ModelError", "message": "stream broke", "nonRetryable": False}})
+        else:
+            emit({"id": rid, "output": {"value": "".join(tokens)}})
     elif op == "request":
         envelope = {key: value for key, value in request.items() if key != "input"}
         emit({"id": rid, "output": envelope})

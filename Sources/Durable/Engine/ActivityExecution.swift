@@ -373,13 +373,23 @@ final class ActivityExecution: Sendable {
     /// Journals an attempt's heartbeat details (throttled by the caller). Posted from another thread:
     /// the caller may be a process pool's reader thread, which must not wait for a commit.
     func journalHeartbeat(_ attempt: AttemptRun, _ details: Data) {
-        let event = HistoryEvent(
-            index: 0, kind: .activityHeartbeat, time: engine.clock.now(), seq: seq, attempt: attempt.number, data: details)
-        engine.clock.beginWork()
-        DispatchQueue.global().async {
-            self.driver.post(.record(event, committed: nil))
-            self.engine.clock.endWork()
-        }
+        journalInformation(.activityHeartbeat, attempt: attempt.number, data: details)
+    }
+
+    /// An attempt's partial output, journaled as `ActivityOutput` events (see ``PartialOutput``).
+    func makeOutput(attempt number: Int) -> PartialOutput {
+        PartialOutput(
+            interval: engine.workerOptions.partialOutputInterval,
+            journal: { [self] data in journalInformation(.activityOutput, attempt: number, data: data) },
+            schedule: { [engine] delay, callback in _ = engine.timeouts.schedule(after: delay, callback) })
+    }
+
+    /// Journals an informational event of an attempt, without waiting for its commit. It takes its
+    /// place in the run's mailbox at once (in the order of the calls); unless `now`, the mailbox is
+    /// processed on another thread if nobody processes it.
+    private func journalInformation(_ kind: EventKind, attempt: Int, data: Data, now: Bool = false) {
+        let event = HistoryEvent(index: 0, kind: kind, time: engine.clock.now(), seq: seq, attempt: attempt, data: data)
+        driver.post(.record(event, committed: nil), inline: now)
     }
 
     // MARK: - Ending attempts
@@ -387,6 +397,8 @@ final class ActivityExecution: Sendable {
     /// Carries out an attempt's settlement (once per attempt: the machine returns it once): lets go
     /// of what it held and reports how it ended.
     private func settle(_ attempt: AttemptRun, _ settlement: consuming AttemptRun.Machine.Settlement) {
+        // Before the attempt's end, in the run's mailbox: what the attempt published last.
+        if let rest = attempt.output.close() { journalInformation(.activityOutput, attempt: attempt.number, data: rest, now: true) }
         let pool = attempt.registration.pool
         settlement.forEachTimer { engine.timeouts.cancel($0) }
         if let ticket = settlement.slotTicket { _ = pool.cancel(ticket: ticket) }

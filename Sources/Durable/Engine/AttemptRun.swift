@@ -17,6 +17,8 @@ final class AttemptRun: HeartbeatSink {
     /// The attempt's `durable.activity` span, from its issue to its settlement (none without a tracer).
     let span: SpanBox?
     private let machine: Mutex<Machine>
+    /// What the attempt's code publishes (``ActivityContext/publish(_:)``).
+    let output: PartialOutput
 
     init(
         execution: ActivityExecution, registration: ActivityRegistration, number: Int,
@@ -27,6 +29,7 @@ final class AttemptRun: HeartbeatSink {
         self.number = number
         self.span = span
         self.machine = Mutex(Machine(number: number, configuration: configuration))
+        self.output = execution.makeOutput(attempt: number)
     }
 
     /// Passes one event to the machine. - Returns: what the caller must do.

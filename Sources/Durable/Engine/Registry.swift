@@ -131,7 +131,12 @@ extension ActivityRegistration {
             let request = WorkerRequest(
                 id: context.sequence, activity: A.name, input: input, attempt: context.attempt,
                 idempotencyKey: context.idempotencyKey, heartbeatDetails: context.lastHeartbeatData)
-            let output = try await process.call(request) { details in try? context.heartbeats?.heartbeat(details) }
+            let output = try await process.call(request) { details in
+                try? context.heartbeats?.heartbeat(details)
+            } onPartialOutput: { chunk in
+                // A chunk over the limit, or one after the attempt ended, is dropped.
+                if chunk.count <= PartialOutput.maximumChunkBytes { try? (context.heartbeats as? any OutputSink)?.publish(chunk) }
+            }
             do {
                 _ = try decoder.decode(A.Output.self, from: output)
             } catch {

@@ -94,9 +94,12 @@ final class RunDriver: Sendable {
         self.mailbox = Mutex(Mailbox(nextEventIndex: nextEventIndex))
     }
 
+    /// - Parameter inline: process the mailbox on this thread if nobody does; `false` leaves that to
+    ///   another thread (for a caller that must not run activations: a process pool's reader). The
+    ///   item takes its place in the mailbox before this returns either way.
     /// - Returns: `false` when the mailbox is closed (the run is no longer driven here).
     @discardableResult
-    func post(_ item: Item) -> Bool {
+    func post(_ item: Item, inline: Bool = true) -> Bool {
         let (accepted, process) = mailbox.withLock { box -> (Bool, Bool) in
             guard !box.closed else { return (false, false) }
             if case .signal(_, let queued) = item {
@@ -110,8 +113,15 @@ final class RunDriver: Sendable {
         }
         if process {
             engine.clock.beginWork()
-            processMailbox()
-            engine.clock.endWork()
+            if inline {
+                processMailbox()
+                engine.clock.endWork()
+            } else {
+                DispatchQueue.global().async { [self] in
+                    processMailbox()
+                    engine.clock.endWork()
+                }
+            }
         }
         return accepted
     }

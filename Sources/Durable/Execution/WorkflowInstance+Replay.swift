@@ -64,7 +64,7 @@ extension WorkflowInstance {
         var i = 0
         while i < events.count {
             let event = events[i]
-            if event.kind == .workflowTerminated {  // the engine's record, not the code's
+            if event.kind == .workflowTerminated || event.kind == .activityOutput {  // the engine's record, not the code's
                 i += 1
                 continue
             }

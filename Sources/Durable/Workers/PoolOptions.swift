@@ -119,13 +119,18 @@ public struct WorkerOptions: Sendable, Equatable {
     /// worker on the journal takes a run over once its lease has expired, or at once when the
     /// holder's process is found gone (same host). At least 300 ms.
     public var leaseDuration: Duration
+    /// Partial output an attempt publishes (``ActivityContext/publish(_:)``) is journaled at most this
+    /// often per attempt (10 ms at the least), the chunks published meanwhile in one
+    /// `ActivityOutput` event.
+    public var partialOutputInterval: Duration
 
     public init(
         maximumConcurrentActivities: Int? = nil, heartbeatJournalInterval: Duration = .seconds(1),
-        leaseDuration: Duration = .seconds(5)
+        leaseDuration: Duration = .seconds(5), partialOutputInterval: Duration = .milliseconds(200)
     ) {
         self.maximumConcurrentActivities = maximumConcurrentActivities.map { max(1, $0) }
         self.heartbeatJournalInterval = max(.milliseconds(10), heartbeatJournalInterval)
         self.leaseDuration = max(.milliseconds(300), leaseDuration)
+        self.partialOutputInterval = max(.milliseconds(10), partialOutputInterval)
     }
 }

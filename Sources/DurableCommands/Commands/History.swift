@@ -74,12 +74,15 @@ struct ShowHistory: AsyncParsableCommand {
             return
         }
         if target.json {
-            try Format.printJSON(events.map(RunJSON.event))
+            try Format.printJSON(RunJSON.events(events, of: run, in: events))
             return
         }
         print("run \(run.runID.escaped)  workflow ID \(run.workflowID.escaped)  \(run.workflowType.escaped)  \(run.status.rawValue)")
         let start = events.first?.time ?? run.createdAt
-        print(Format.table(["#", "+MS", "EVENT", "SEQ", "ATTEMPT", "DETAILS"], events.map { Self.row($0, start: start) }))
+        let verdicts = PartialOutputVerdicts(events, runClosed: !run.status.isOpen)
+        print(Format.table(["#", "+MS", "EVENT", "SEQ", "ATTEMPT", "DETAILS"], events.map {
+            Self.row($0, start: start, discarded: verdicts.isDiscarded($0))
+        }))
     }
 
     /// Prints the run's events from `printed` on as they are recorded, until the run is closed and
@@ -87,6 +90,8 @@ struct ShowHistory: AsyncParsableCommand {
     private func followHistory(_ engine: DurableClient, _ run: RunRecord, printed: Int) async throws {
         var printed = printed
         var start: Date?
+        // Attempts whose partial output was printed: their failure says it is discarded.
+        var withOutput: Set<[Int]> = []
         if !target.json {
             print("run \(run.runID.escaped)  workflow ID \(run.workflowID.escaped)  \(run.workflowType.escaped)")
             print("#     +MS       EVENT                    SEQ   ATTEMPT  DETAILS")
@@ -100,7 +105,12 @@ struct ShowHistory: AsyncParsableCommand {
                 if target.json {
                     try Format.printJSONLine(RunJSON.event(event))
                 } else {
-                    let cells = Self.row(event, start: start ?? event.time).map(\.escaped)
+                    var cells = Self.row(event, start: start ?? event.time).map(\.escaped)
+                    if event.kind == .activityOutput { withOutput.insert([event.seq, event.attempt]) }
+                    if [.activityAttemptFailed, .activityFailed, .activityCancelled].contains(event.kind),
+                       withOutput.remove([event.seq, event.attempt]) != nil {
+                        cells[5] += " (its partial output above is discarded)"
+                    }
                     print([cells[0].padded(6), cells[1].padded(10), cells[2].padded(25), cells[3].padded(6),
                            cells[4].padded(9), cells[5]].joined())
                 }
@@ -111,7 +121,7 @@ struct ShowHistory: AsyncParsableCommand {
         }
     }
 
-    static func row(_ event: HistoryEvent, start: Date) -> [String] {
+    static func row(_ event: HistoryEvent, start: Date, discarded: Bool = false) -> [String] {
         let details: String
         if let encrypted = event.encryptedData {
             details = [event.name, "encrypted (key \(encrypted.keyID))"].compactMap { $0 }.joined(separator: " ")
@@ -121,7 +131,8 @@ struct ShowHistory: AsyncParsableCommand {
             details = [event.name, event.data.map { Format.payload($0) }].compactMap { $0 }.joined(separator: " ")
         }
         let attempt = event.attemptDetails.map { "[\($0.summary)]" }
-        let text = [details, attempt].compactMap { $0 }.filter { !$0.isEmpty && $0 != "[]" }.joined(separator: " ")
+        let text = [discarded ? "(discarded)" : nil, details, attempt].compactMap { $0 }.filter { !$0.isEmpty && $0 != "[]" }
+            .joined(separator: " ")
         return [
             "\(event.index)", "\(Int(event.time.timeIntervalSince(start) * 1000))", event.kind.name,
             event.seq == 0 ? "" : "\(event.seq)", event.attempt == 0 ? "" : "\(event.attempt)", text,

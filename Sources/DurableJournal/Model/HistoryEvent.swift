@@ -36,6 +36,11 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
     /// A signal whose input the workflow could not decode as the type it waits for; `name` is the
     /// signal's name and `data` the reason. The workflow goes on waiting.
     case signalRejected = 23
+    /// Partial output an activity attempt published while it ran (``seq``, ``attempt``): `data` is a
+    /// JSON array of the chunks published since the last such event. Informational: replay skips
+    /// it, and it is not the activity's result. An attempt that did not complete discards its
+    /// partial output (``HistoryEvent/discardsPartialOutput(in:)``).
+    case activityOutput = 24
 
     public var name: String {
         switch self {
@@ -62,6 +67,7 @@ public enum EventKind: Int, Sendable, CaseIterable, Codable {
         case .childClosed: "ChildClosed"
         case .childCancelRequested: "ChildCancelRequested"
         case .signalRejected: "SignalRejected"
+        case .activityOutput: "ActivityOutput"
         }
     }
 

@@ -223,6 +223,7 @@ struct RunPage {
     /// The history as a compact table and as JSON, and the export file's link.
     func history() -> String {
         let shown = events.prefix(Self.historyRows)
+        let verdicts = PartialOutputVerdicts(events, runClosed: !run.status.isOpen)
         let rows = shown.map { event -> String in
             var detail = ""
             if let failure = event.failure {
@@ -231,6 +232,7 @@ struct RunPage {
                 detail = String(decoding: data.prefix(160), as: UTF8.self)
             }
             if event.encryptedData != nil { detail = "(encrypted)" }
+            if verdicts.isDiscarded(event) { detail = "(discarded) " + detail }
             return """
                 <tr><td>\(event.index)</td><td>\(HTML.time(event.time))</td><td>\(HTML.escape(event.kind.name))</td>\
                 <td>\(event.seq == 0 ? "" : String(event.seq))</td><td>\(event.attempt == 0 ? "" : String(event.attempt))</td>\
@@ -243,7 +245,7 @@ struct RunPage {
             html += HTML.paragraph(HTML.muted("The first \(Self.historyRows) of \(events.count) events; the export file has them all."))
         }
         let json = (try? RunJSON.data(
-            ["run": RunJSON.run(run), "events": shown.map(RunJSON.event)] as [String: Any], pretty: true)) ?? Data()
+            ["run": RunJSON.run(run), "events": RunJSON.events(shown, of: run, in: events)] as [String: Any], pretty: true)) ?? Data()
         return html + """
             <details><summary>Full JSON\(cut ? " (the first \(Self.historyRows) events)" : "")</summary>\
             <pre class="json" tabindex="0">\(HTML.escape(String(decoding: json, as: UTF8.self)))</pre></details>

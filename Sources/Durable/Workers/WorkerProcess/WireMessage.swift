@@ -4,6 +4,7 @@ import Foundation
 struct WireMessage {
     enum Response {
         case heartbeat(Data)
+        case partialOutput(Data)
         case output(Data)
         case error(ApplicationError)
         case malformed(String)
@@ -23,6 +24,7 @@ struct WireMessage {
     private let output: Data?
     private let errorJSON: Data?
     private let heartbeat: Data?
+    private let partial: Data?
 
     /// Nil for a blank line.
     init?(_ line: UnsafeBufferPointer<UInt8>) {
@@ -33,6 +35,7 @@ struct WireMessage {
         var output: Data?
         var errorJSON: Data?
         var heartbeat: Data?
+        var partial: Data?
         if let members = JSONText.objectMembers(line) {
             for (key, value) in members {
                 let keyBytes = line[key]
@@ -46,16 +49,18 @@ struct WireMessage {
                     errorJSON = Data(valueBytes)
                 } else if keyBytes.elementsEqual("heartbeat".utf8) {
                     heartbeat = Data(valueBytes)
+                } else if keyBytes.elementsEqual("partial".utf8) {
+                    partial = Data(valueBytes)
                 } else if keyBytes.elementsEqual("ready".utf8) {
                     isReady = valueBytes.elementsEqual("true".utf8)
                 }
             }
-            let kinds = [output, errorJSON, heartbeat].count { $0 != nil }
+            let kinds = [output, errorJSON, heartbeat, partial].count { $0 != nil }
             problem =
                 if !hasID { "no id" }
                 else if id == nil { "the id is not an integer" }
-                else if kinds == 0 { "neither output, error nor heartbeat" }
-                else if kinds > 1 { "more than one of output, error and heartbeat" }
+                else if kinds == 0 { "neither output, error, heartbeat nor partial" }
+                else if kinds > 1 { "more than one of output, error, heartbeat and partial" }
                 else { nil }
         } else {
             problem = "not a JSON object"
@@ -65,6 +70,7 @@ struct WireMessage {
         self.output = output
         self.errorJSON = errorJSON
         self.heartbeat = heartbeat
+        self.partial = partial
     }
 
     func response(for expectedID: Int) -> Response {
@@ -72,6 +78,7 @@ struct WireMessage {
         if id != expectedID { return .malformed("id \(id.map(String.init) ?? "?") instead of \(expectedID)") }
         if let output { return .output(output) }
         if let heartbeat { return .heartbeat(heartbeat) }
+        if let partial { return .partialOutput(partial) }
         guard let errorJSON, let wire = try? JSONDecoder().decode(WireError.self, from: errorJSON) else {
             return .malformed("the error is not an object with string type and message and boolean nonRetryable")
         }

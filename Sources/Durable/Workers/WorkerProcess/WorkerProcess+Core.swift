@@ -23,6 +23,7 @@ final class Core: Sendable {
     struct CallWaiter: Sendable {
         var continuation: CheckedContinuation<Data, any Error>
         var onHeartbeat: @Sendable (Data) -> Void
+        var onPartialOutput: @Sendable (Data) -> Void
     }
 
     enum ExitWaiter: Sendable {
@@ -103,7 +104,7 @@ final class Core: Sendable {
         case .closeStdin:
             // Before the SIGTERM that follows it, as the process would see them.
             _ = shutdown(stdinFD, Int32(SHUT_WR))
-        case .resumeLaunch, .resumeCall, .heartbeat, .write, .killAfterGrace, .giveUpWaitingForExit,
+        case .resumeLaunch, .resumeCall, .heartbeat, .partialOutput, .write, .killAfterGrace, .giveUpWaitingForExit,
             .resumeExitWaiter:
             break
         }
@@ -117,6 +118,8 @@ final class Core: Sendable {
             waiter.continuation.resume(with: result)
         case .heartbeat(let waiter, let details):
             waiter.onHeartbeat(details)
+        case .partialOutput(let waiter, let chunk):
+            waiter.onPartialOutput(chunk)
         case .write(let line):
             write(line)
         case .killAfterGrace:
@@ -157,12 +160,15 @@ final class Core: Sendable {
         machine.withLock { $0.isUsable }
     }
 
-    func call(id: Int, line: [UInt8], onHeartbeat: @escaping @Sendable (Data) -> Void) async throws -> Data {
+    func call(
+        id: Int, line: [UInt8], onHeartbeat: @escaping @Sendable (Data) -> Void,
+        onPartialOutput: @escaping @Sendable (Data) -> Void
+    ) async throws -> Data {
         try Task.checkCancellation()
         let token = machine.withLock { $0.makeToken() }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let waiter = CallWaiter(continuation: continuation, onHeartbeat: onHeartbeat)
+                let waiter = CallWaiter(continuation: continuation, onHeartbeat: onHeartbeat, onPartialOutput: onPartialOutput)
                 perform { $0.call(waiter, id: id, token: token, line: line, isCancelled: Task.isCancelled) }
             }
         } onCancel: {
@@ -229,7 +235,10 @@ final class Core: Sendable {
     var isUsable: Bool { false }
     func onExit(_ action: @escaping @Sendable () -> Void) { action() }
     func requestLine(_ request: WorkerRequest) throws -> [UInt8] { try request.line() }
-    func call(id: Int, line: [UInt8], onHeartbeat: @escaping @Sendable (Data) -> Void) async throws -> Data {
+    func call(
+        id: Int, line: [UInt8], onHeartbeat: @escaping @Sendable (Data) -> Void,
+        onPartialOutput: @escaping @Sendable (Data) -> Void
+    ) async throws -> Data {
         throw CancellationError()
     }
     func kill(reason: String) {}

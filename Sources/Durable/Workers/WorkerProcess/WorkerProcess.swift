@@ -14,7 +14,8 @@ package import DurableJournal
 /// 2. The engine writes one request line on stdin and waits for its answer before sending another:
 ///    `{"id":17,"activity":"Sentiment","attempt":1,"key":"<idempotency key>","input":<JSON>}`,
 ///    plus `"heartbeat":<JSON>` (the last heartbeat details of a previous attempt) when there is one.
-/// 3. While working, the process may print `{"id":17,"heartbeat":<JSON>}` any number of times.
+/// 3. While working, the process may print `{"id":17,"heartbeat":<JSON>}` and `{"id":17,"partial":<JSON>}`
+///    (a chunk of partial output) any number of times.
 /// 4. It then prints exactly one of
 ///    `{"id":17,"output":<JSON>}` (success; any JSON value) or
 ///    `{"id":17,"error":{"type":"T","message":"M","nonRetryable":false}}` (failure; the three keys are
@@ -139,8 +140,8 @@ package final class WorkerProcess: Sendable {
 
     /// Sends one request and waits for its output.
     ///
-    /// Heartbeat lines for this request call `onHeartbeat` with their details, on the reader thread and
-    /// in order; keep it quick. Returns the `output` JSON verbatim. A worker error is thrown as
+    /// Heartbeat lines for this request call `onHeartbeat` with their details, and partial-output lines
+    /// `onPartialOutput` with their chunk, on the reader thread and in order; keep them quick. Returns the `output` JSON verbatim. A worker error is thrown as
     /// ``ApplicationError`` (with its type and `nonRetryable` flag); the process stays usable.
     ///
     /// Throws ``WorkerProcessError`` when the process is busy or unusable, when the request's JSON is
@@ -149,9 +150,12 @@ package final class WorkerProcess: Sendable {
     /// SIGTERM, then SIGKILL after the grace period, and throws `CancellationError` once the process is
     /// gone; a task cancelled before the request is sent leaves the process untouched. Every error but
     /// busy, invalid-request and early cancellation leaves the process unusable and gone.
-    package func call(_ request: WorkerRequest, onHeartbeat: @escaping @Sendable (Data) -> Void) async throws -> Data {
+    package func call(
+        _ request: WorkerRequest, onHeartbeat: @escaping @Sendable (Data) -> Void,
+        onPartialOutput: @escaping @Sendable (Data) -> Void = { _ in }
+    ) async throws -> Data {
         let line = try core.requestLine(request)
-        return try await core.call(id: request.id, line: line, onHeartbeat: onHeartbeat)
+        return try await core.call(id: request.id, line: line, onHeartbeat: onHeartbeat, onPartialOutput: onPartialOutput)
     }
 
     /// Sends SIGKILL now (to the process group); idempotent. (A timeout or cancellation sends SIGTERM

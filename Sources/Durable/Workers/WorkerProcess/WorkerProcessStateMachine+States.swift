@@ -18,6 +18,8 @@ extension WorkerProcessStateMachine {
         case resumeCall(CallWaiter, Result<Data, any Error>)
         /// Pass a heartbeat's details to the call's callback.
         case heartbeat(CallWaiter, Data)
+        /// Pass a chunk of partial output to the call's callback.
+        case partialOutput(CallWaiter, Data)
         /// Write this request line to stdin, then report ``writeFinished()`` or ``writeFailed(_:)``.
         case write([UInt8])
         /// Close stdin (EOF asks the process to exit).

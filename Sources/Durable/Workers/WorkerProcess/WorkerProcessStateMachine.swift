@@ -250,6 +250,8 @@ package struct WorkerProcessStateMachine<ReadyWaiter: Sendable, CallWaiter: Send
             switch answer(message, line, for: call) {
             case .heartbeat(let details):
                 return [.heartbeat(call.waiter, details)]
+            case .partialOutput(let chunk):
+                return [.partialOutput(call.waiter, chunk)]
             case .done(let result):
                 state = .idle
                 return [.resumeCall(call.waiter, result)]
@@ -269,6 +271,8 @@ package struct WorkerProcessStateMachine<ReadyWaiter: Sendable, CallWaiter: Send
                 switch answer(message, line, for: call) {
                 case .heartbeat(let details):
                     return [.heartbeat(call.waiter, details)]
+                case .partialOutput(let chunk):
+                    return [.partialOutput(call.waiter, chunk)]
                 case .done(let result):
                     stopping.pending = .nothing
                     state = .stopping(stopping)
@@ -290,6 +294,7 @@ package struct WorkerProcessStateMachine<ReadyWaiter: Sendable, CallWaiter: Send
 
     private enum Answer {
         case heartbeat(Data)
+        case partialOutput(Data)
         case done(Result<Data, any Error>)
         case broken(WorkerProcessError.Code)
     }
@@ -297,6 +302,7 @@ package struct WorkerProcessStateMachine<ReadyWaiter: Sendable, CallWaiter: Send
     private func answer(_ message: WireMessage, _ line: UnsafeBufferPointer<UInt8>, for call: Call) -> Answer {
         switch message.response(for: call.id) {
         case .heartbeat(let details): .heartbeat(details)
+        case .partialOutput(let chunk): .partialOutput(chunk)
         case .output(let output): .done(.success(output))
         case .error(let error): .done(.failure(error))
         case .malformed(let problem):
