@@ -32,7 +32,8 @@ final class PartialOutput: Sendable {
     private let clock: @Sendable () -> UInt64
 
     /// - Parameters:
-    ///   - journal: records one event's data (a JSON array of chunks).
+    ///   - journal: records one event's data (a JSON array of chunks); called under a lock, so it
+    ///     must only hand the event on (the run's mailbox, without processing it).
     ///   - schedule: calls its closure after the duration (the engine's timeouts).
     ///   - clock: nanoseconds of uptime.
     init(
@@ -48,35 +49,31 @@ final class PartialOutput: Sendable {
 
     /// Adds a chunk. - Throws: `CancellationError` once the attempt has ended.
     func publish(_ chunk: Data) throws {
-        enum Next { case journal(Data), arm(UInt64), wait }
         let now = clock()
-        let next = try state.withLock { state throws -> Next in
+        let delay = try state.withLock { state throws -> UInt64? in
             guard !state.closed else { throw CancellationError() }
             state.chunks.append(chunk)
             state.bytes += chunk.count
             // Half a payload limit's worth waits no longer: one event stays within the limit.
             if now &- state.lastJournaled >= interval || state.bytes >= DurableLimits.maximumPayloadBytes / 2 {
-                return .journal(Self.take(&state, now: now))
+                // Under the lock, so that events keep the order of the chunks whatever thread publishes.
+                journal(Self.take(&state, now: now))
+                return nil
             }
-            guard !state.flushArmed else { return .wait }
+            guard !state.flushArmed else { return nil }
             state.flushArmed = true
-            return .arm(state.lastJournaled &+ interval &- now)
+            return state.lastJournaled &+ interval &- now
         }
-        switch next {
-        case .journal(let data): journal(data)
-        case .arm(let nanos): schedule(.nanoseconds(Int64(clamping: nanos))) { [self] in flush() }
-        case .wait: break
-        }
+        if let delay { schedule(.nanoseconds(Int64(clamping: delay))) { [self] in flush() } }
     }
 
     /// The timer fired: journals what was published meanwhile, unless the attempt ended.
     private func flush() {
-        let data = state.withLock { state -> Data? in
+        state.withLock { state in
             state.flushArmed = false
-            guard !state.closed, !state.chunks.isEmpty else { return nil }
-            return Self.take(&state, now: clock())
+            guard !state.closed, !state.chunks.isEmpty else { return }
+            journal(Self.take(&state, now: clock()))
         }
-        if let data { journal(data) }
     }
 
     /// The attempt ended: later chunks are refused. - Returns: the chunks not journaled yet, as one
