@@ -57,6 +57,7 @@ struct WorkloadSettings {
     var workerCounts = [1, 2, 4]
     var scalingRuns = 400
     var scalingSteps = 5
+    var replaySteps = [1_000, 10_000, 100_000]
 }
 
 /// A fresh engine on a fresh journal file, with the workload's types registered.

@@ -30,13 +30,16 @@ let usage = """
            durable-bench --workloads workers [--worker-counts 1,2,4] [--scaling-runs 400] [--scaling-steps 5]
            durable-bench --workloads http [--http-seconds 10] [--http-clients 1,16,64] [--http-sync-clients 1,16]
                          [--http-skip-worker-phase] [--wrk PATH] [--wrk-script Benchmarks/http/submit.lua]
-    The pool workloads run once per round, whatever --durability says (they choose their own).
+           durable-bench --workloads replay [--replay-steps 1000,10000,100000]
+    The pool and replay workloads run once per round, whatever --durability says (they choose their own).
     Journals go to a fresh folder under $TMPDIR (default /tmp) and are removed afterwards; with
     --journal, to a fresh schema each on that PostgreSQL server (left there).
     """
 
 let peerWorkloads = ["long", "seq", "conc", "conc_group", "crash"]
 let poolWorkloads = ["pool_warm_cold", "pool_overhead", "process_pool", "process_warm_cold"]
+/// Workloads that run once per round, whatever --durability says.
+let onceWorkloads = ["replay"]
 /// Durable's own figures across processes, per durability (the peer scripts have no such workload).
 let processWorkloads = ["submit_latency", "workers", "http"]
 
@@ -80,7 +83,7 @@ func parse(_ arguments: [String]) throws -> Options {
             options.workloads = try value(flag).split(separator: ",").flatMap {
                 $0 == "pools" ? poolWorkloads : [String($0)]
             }
-            let known = peerWorkloads + poolWorkloads + processWorkloads
+            let known = peerWorkloads + poolWorkloads + processWorkloads + onceWorkloads
             for w in options.workloads where !known.contains(w) {
                 throw BenchError("unknown workload '\(w)' (\(known.joined(separator: ", ")), pools)")
             }
@@ -105,6 +108,11 @@ func parse(_ arguments: [String]) throws -> Options {
             }
         case "--scaling-runs": options.settings.scalingRuns = max(1, try int(flag))
         case "--scaling-steps": options.settings.scalingSteps = max(1, try int(flag))
+        case "--replay-steps":
+            options.settings.replaySteps = try value(flag).split(separator: ",").map {
+                guard let n = Int($0), n > 0 else { throw BenchError("--replay-steps: '\($0)' is not a positive count") }
+                return n
+            }
         case "--http-seconds": options.http.seconds = max(1, try int(flag))
         case "--http-clients", "--http-sync-clients":
             let counts = try value(flag).split(separator: ",").map {
@@ -205,6 +213,9 @@ func describe(_ r: Record) -> String {
     case "http_summary":
         return "http  [\(d)] target (>= 5000 async submits/s with p99 <= 20 ms) met: \(n("target_met")); "
             + "recorded runs checks passed: \(n("all_checks_passed")); free of errors: \(n("errors_free"))"
+    case "replay":
+        return "replay \(n("steps")) steps (\(n("events")) events): \(n("replay_ms")) ms, \(n("replay_us_per_event")) µs/event, "
+            + "peak memory +\(n("peak_rss_growth_mb")) MB (\(n("peak_bytes_per_event")) B/event)"
     case "journal_bytes":
         return "bytes [\(d)] \(n("workload")): \(n("events")) events, file \(n("file_bytes_per_event")) B/event, "
             + "stored payload \(n("stored_payload_bytes_per_event")) B/event, plain JSON \(n("plain_json_bytes_per_event")) B/event "
@@ -293,6 +304,17 @@ func main() async -> Int32 {
                 failures += 1
                 say("\(workload) FAILED: \(error)")
                 var record = header(workload, durability: .full, round: round)
+                record.set("error", "\(error)")
+                emit(record)
+            }
+        }
+        for workload in options.workloads where onceWorkloads.contains(workload) {
+            do {
+                for record in try await runReplayScaling(options.settings, folder: folder, round: round) { say(describe(record)) }
+            } catch {
+                failures += 1
+                say("\(workload) FAILED: \(error)")
+                var record = header(workload, durability: .fast, round: round)
                 record.set("error", "\(error)")
                 emit(record)
             }
