@@ -84,6 +84,7 @@ start_worker() {
     sleep 0.1
   done
   grep -q '^pools warm' "$log" || { print_log "$log" worker; fail "the pools were not warm within 180 s"; }
+  if grep -q '^pools warm.*warm-up failed' "$log"; then print_log "$log" worker; fail "a model pool did not warm up (above)"; fi
   grep -E '^(worker pid|pools warm|recovered)' "$log" | sed 's/^/  /'
 }
 
@@ -243,7 +244,8 @@ kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
 # ---------------------------------------------------------------------------------------------
 section "9. Warm pools against a cold start per call"
 
-echo "# the batch above, warm pools (slots loaded at start and reused):"
+echo "# the batch above, warm pools (slots loaded at start and reused); its end-to-end figures include the"
+echo "# SIGKILL, the restart and the people's reviews (Samples/ClaimsIntake/bench.sh measures without them):"
 "${REPORT[@]}" figures "$APP" warm
 echo
 echo "# 6 more claims with CLAIMS_POOLS=cold: every call starts a process and loads its model"

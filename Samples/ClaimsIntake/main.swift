@@ -24,17 +24,29 @@ let modelDirectory = environment["CLAIMS_MODEL_DIR"] ?? "\(venv)/fraud-model"
 let scripts = environment["CLAIMS_PYTHON_DIR"]
     ?? URL(filePath: #filePath).deletingLastPathComponent().appending(path: "python").path(percentEncoded: false)
 let ledger = Ledger(path: environment["CLAIMS_LEDGER"] ?? "claims-ledger.sqlite")
-let cold = environment["CLAIMS_POOLS"] == "cold"
-let pauseAfterPayment = environment["CLAIMS_DEMO_PAUSE_AFTER_PAYMENT_MS"].flatMap(Int.init).map { Duration.milliseconds($0) }
+let cold: Bool = switch environment["CLAIMS_POOLS"] {
+case nil, "warm": false
+case "cold": true
+case let other?: fail("CLAIMS_POOLS=\(other) must be warm or cold")
+}
+let pauseAfterPayment: Duration? = environment["CLAIMS_DEMO_PAUSE_AFTER_PAYMENT_MS"].map { text in
+    guard let value = Int(text), (0...60_000).contains(value) else {
+        fail("CLAIMS_DEMO_PAUSE_AFTER_PAYMENT_MS=\(text) must be 0 to 60000 milliseconds")
+    }
+    return .milliseconds(value)
+}
 
 /// Slots from the environment (1 to 8), else the default.
 func slots(_ name: String, _ fallback: Int) -> Int {
     guard let text = environment[name] else { return fallback }
-    guard let value = Int(text), (1...8).contains(value) else {
-        FileHandle.standardError.write(Data("error: \(name)=\(text) must be a whole number from 1 to 8\n".utf8))
-        exit(2)
-    }
+    guard let value = Int(text), (1...8).contains(value) else { fail("\(name)=\(text) must be a whole number from 1 to 8") }
     return value
+}
+
+/// A bad setting: one line on standard error, exit code 2 (bad input).
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    exit(2)
 }
 
 /// A process pool running `script` with the venv's python: `slots` processes kept warm, or, with
