@@ -16,7 +16,7 @@ trainer="$ROOT/Samples/ClaimsIntake/python/train_fraud.py"
 trainer_hash="$(sha256sum "$trainer" | cut -d' ' -f1)"
 if [ "$(cat "$model_dir/.trainer-sha256" 2>/dev/null)" != "$trainer_hash" ] || [ ! -f "$model_dir/fraud_model.json" ]; then
   echo "training the fraud model into $model_dir" >&2
-  (cd "$ROOT/Samples/ClaimsIntake/python" && "$venv/bin/python" train_fraud.py "$model_dir")
+  (cd "$ROOT/Samples/ClaimsIntake/python" && PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" train_fraud.py "$model_dir")
   echo "$trainer_hash" > "$model_dir/.trainer-sha256"
 fi
 "$venv/bin/python" - "$model_dir" <<'PY'

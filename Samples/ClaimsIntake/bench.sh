@@ -47,7 +47,7 @@ for mode in warm cold; do
 done
 echo
 echo "## each model called directly in one Python process (no pool), and a new process per call"
-(cd Samples/ClaimsIntake/python && OMP_THREAD_LIMIT=1 CLAIMS_ONNX_THREADS=1 "$PYTHON" direct_bench.py "$WORK" 30 2>/dev/null)
+(cd Samples/ClaimsIntake/python && PYTHONDONTWRITEBYTECODE=1 OMP_THREAD_LIMIT=1 CLAIMS_ONNX_THREADS=1 "$PYTHON" direct_bench.py "$WORK" 30 2>/dev/null)
 echo
 echo "RUN: the attempt in its slot as the engine timed it; MODEL: the model call inside the worker process;"
 echo "POOL OVERHEAD = RUN - MODEL (pipes, JSON lines, the engine's dispatch). WARM-UP: a cold slot's process start and model load."

@@ -58,6 +58,7 @@ func pool(_ script: String, slots: Int) -> ProcessPoolOptions {
             "CLAIMS_MODEL_DIR": modelDirectory,
             // One thread per process: the pools' processes, not a model's threads, share the cores.
             "OMP_THREAD_LIMIT": "1", "OMP_NUM_THREADS": "1", "CLAIMS_ONNX_THREADS": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",  // no __pycache__ in the source tree
         ],
         workingDirectory: scripts,
         pool: cold
