@@ -14,7 +14,7 @@
 #   3. kills the worker with SIGKILL mid-batch, just after it paid a claim and before the journal
 #      knew; starts a new worker, which recovers the runs and does not pay that claim again;
 #   4. answers the human reviews from the command line (one refused, one left to escalate and then
-#      answered by a senior reviewer);
+#      answered by a senior reviewer; one comes in as a claim.reviewed event over HTTP);
 #   5. shows the results and checks the ledger (one payment per paid claim, none for refused ones,
 #      the failed payment refunded), the timeline of one claim, the lineage of one decision, and
 #      warm-vs-cold figures (a short second batch with a new process and model load per call).
@@ -163,7 +163,7 @@ section "5. Human review: answered from the command line"
 # Reviews are answered as claims reach them: the first claim to wait is left unanswered until its
 # deadline escalates it (then a senior reviewer approves it), the second is refused, the rest approved.
 declare -A answered=()
-escalate=""; refuse=""
+escalate=""; refuse=""; http_review=""
 deadline=$((SECONDS + 300))
 while :; do
   open=0
@@ -182,6 +182,15 @@ while :; do
         elif [ -z "$refuse" ]; then
           refuse="$claim"; answered[$claim]=refused
           show "$APP" signal "claim-$claim" review --input '{"approved": false, "by": "j.weber", "note": "repair shop unknown"}'
+        elif [ -z "$http_review" ]; then
+          # One answer comes from the claims portal as a business event: the route claim.reviewed
+          # signals `review` to claim-{data.claimId}.
+          http_review="$claim"; answered[$claim]=approved
+          step "curl -X POST $URL/v1/events -d '{\"name\": \"claim.reviewed\", \"id\": \"review-$claim\", \"data\": {\"claimId\": \"$claim\", \"approved\": true, \"by\": \"a.ortiz\"}}'"
+          curl -sS -X POST "$URL/v1/events" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+            -d "{\"name\": \"claim.reviewed\", \"id\": \"review-$claim\", \"data\": {\"claimId\": \"$claim\", \"approved\": true, \"by\": \"a.ortiz\"}}" \
+            | "$PYTHON" -c 'import json, sys
+for r in json.load(sys.stdin)["results"]: print("  %s: %s %s" % (r["id"], r["outcome"], r.get("workflowID", "")))'
         else
           answered[$claim]=approved
           show "$APP" signal "claim-$claim" review --input '{"approved": true, "by": "j.weber"}'
