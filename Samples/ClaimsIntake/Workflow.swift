@@ -95,10 +95,14 @@ struct ClaimIntake: Workflow {
             decision.payout = amount
             decision.paymentId = payment.paymentId
             stage = "paid"
-        } catch let failure as ActivityFailure {
-            // The saga has refunded and released what it had done; the claim ends unpaid.
+        } catch is CancellationError {
+            throw CancellationError()  // the run was cancelled: the saga has compensated; end as cancelled
+        } catch {
+            // A step failed for good (a refused account, retries or a timeout exhausted): the saga has
+            // refunded and released what it had done, and the claim ends unpaid.
             decision.outcome = .paymentFailed
-            decision.reason += "; payment failed and was compensated: \(failure.cause.message)"
+            let cause = (error as? ActivityFailure)?.cause.message ?? "\(error)"
+            decision.reason += "; payment failed and was compensated: \(cause)"
             stage = "payment failed"
         }
         return decision
