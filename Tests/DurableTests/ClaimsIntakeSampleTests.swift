@@ -11,7 +11,8 @@ import Glibc
 /// The ClaimsIntake sample (Samples/ClaimsIntake) end to end, with its real models: the built
 /// `claims-intake` worker runs Tesseract, MiniLM (ONNX) and the trained scikit-learn model in warm
 /// Python process pools; the worker is SIGKILLed just after a payment and before the journal knew, and
-/// a second worker finishes the batch. Needs the models set up by `Scripts/claims-setup.sh` (apt's
+/// a second worker finishes the batch. Review deadlines of a few seconds exercise the escalation and
+/// the expiry. Needs the models set up by `Scripts/claims-setup.sh` (apt's
 /// tesseract-ocr, the venv, the trained model); without them it fails and says so.
 @Suite(.serialized, .timeLimit(.minutes(6))) struct ClaimsIntakeSampleTests {
     static let sample = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
@@ -34,7 +35,7 @@ import Glibc
         let (python, modelDirectory) = try Self.models()
         let app = try productPath("claims-intake")
         let folder = temporaryPath("claims") + ".d"
-        let made = try await runCommand(python, ["\(Self.sample)/python/make_claims.py", folder, "9"], timeout: .seconds(120))
+        let made = try await runCommand(python, ["\(Self.sample)/python/make_claims.py", folder, "13"], timeout: .seconds(120))
         try #require(made.status == 0, "make_claims.py failed: \(made.stderr)")
 
         // Two bad claims beside three real ones: a negative amount, a scan that is not there.
@@ -47,6 +48,10 @@ import Glibc
             claim["claimId"] = "C-2002"
             claim["scan"] = "\(folder)/scans/missing.png"
         }
+        // C-1006 goes to review with a 6 s deadline and is answered only once escalated; C-1013 (also
+        // inflated) gets 1 s and no answer at all, so both deadlines pass and it is rejected.
+        try Self.rewrite("\(claimsFolder)/C-1006.json", to: "\(claimsFolder)/C-1006.json") { $0["reviewSeconds"] = 6.0 }
+        try Self.rewrite("\(claimsFolder)/C-1013.json", to: "\(claimsFolder)/C-1013.json") { $0["reviewSeconds"] = 1.0 }
         let journal = temporaryJournal("claims")
         let environment = [
             "CLAIMS_LEDGER": "\(folder)/ledger.sqlite", "CLAIMS_MODEL_DIR": modelDirectory, "CLAIMS_PYTHON": python,
@@ -55,6 +60,7 @@ import Glibc
         // C-1001 a plain claim; C-1006 claims more than its scan shows (review); C-1008 pays a
         // closed account (the bank refuses, the saga compensates).
         let good = ["C-1001", "C-1006", "C-1008"]
+        let expiring = "C-1013"
         let bad = ["C-2001", "C-2002"]
 
         let first = try Child(
@@ -66,7 +72,7 @@ import Glibc
             return first.output.contains("pools warm")
         }
         #expect(first.output.contains("OCRScan 1/1"), "\(first.output)")
-        for claim in good + bad {
+        for claim in good + bad + [expiring] {
             let submitted = try await runCommand(
                 app, ["submit", "ClaimIntake", "--id", "claim-\(claim)", "--input", "@\(claimsFolder)/\(claim).json",
                       "--journal", journal], environment: environment)
@@ -92,7 +98,7 @@ import Glibc
         try await eventually("every claim's run ends", timeout: .seconds(240)) {
             guard second.process.isRunning else { throw TestProcessError("the worker exited: \(second.output)") }
             try await Self.answerReviews(app, journal, good, &reviewed)
-            for claim in good + bad {
+            for claim in good + bad + [expiring] {
                 if try await Self.run(app, journal, claim)["status"] as? String == "running" { return false }
             }
             return true
@@ -111,10 +117,14 @@ import Glibc
         #expect(decisions["C-1001"]?["outcome"] as? String == "paid", "\(decisions["C-1001"] ?? [:])")
         let inflated = decisions["C-1006"] ?? [:]
         #expect(inflated["outcome"] as? String == "paid", "\(inflated)")
-        #expect(inflated["reviewedBy"] as? String == "test-reviewer", "C-1006 was not reviewed: \(inflated)")
+        #expect(inflated["reviewedBy"] as? String == "senior-reviewer", "C-1006 was not reviewed after escalation: \(inflated)")
+        #expect(inflated["escalated"] as? Bool == true, "\(inflated)")
         #expect((inflated["flags"] as? [String] ?? []).contains { $0.contains("but the scan says") },
                 "OCR did not catch the inflated total: \(inflated)")
         #expect(decisions["C-1008"]?["outcome"] as? String == "paymentFailed", "\(decisions["C-1008"] ?? [:])")
+        let expired = try await Self.decision(app, journal, expiring)
+        #expect(expired["outcome"] as? String == "rejected" && expired["escalated"] as? Bool == true
+                && expired["reason"] as? String == "no review within the deadline after escalation", "\(expired)")
 
         let negative = try await Self.run(app, journal, "C-2001")
         #expect(negative["status"] as? String == "failed")
@@ -139,6 +149,9 @@ import Glibc
             #expect(refunded == "refunded" && reserve == "released", "C-1008: payment \(refunded ?? "none"), reserve \(reserve ?? "none")")
             let settled = try String.fetchAll(db, sql: "SELECT status FROM payments WHERE claim_id IN ('C-1001', 'C-1006')")
             #expect(settled == ["settled", "settled"], "\(settled)")
+            let escalations = try String.fetchAll(db, sql: "SELECT claim_id FROM escalations ORDER BY claim_id")
+            #expect(escalations == ["C-1006", "C-1013"], "\(escalations)")
+            #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM payments WHERE claim_id = 'C-1013'") == 0)
         }
 
         // Lineage: every model attempt of C-1001 names its model, version and weights digest.
@@ -153,13 +166,16 @@ import Glibc
                 "\(models)")
     }
 
-    /// Signals an approving review to each claim that waits for one and was not answered yet.
+    /// Signals an approving review to each claim that waits for one and was not answered yet; C-1006
+    /// only once its review has been escalated, by a senior reviewer.
     static func answerReviews(_ app: String, _ journal: String, _ claims: [String], _ reviewed: inout Set<String>) async throws {
         for claim in claims where !reviewed.contains(claim) {
             let stage = try await runCommand(app, ["query", "claim-\(claim)", "stage", "--json", "--journal", journal])
-            guard stage.status == 0, stage.stdout.contains("awaiting review") else { continue }
+            let escalated = stage.stdout.contains("awaiting review (escalated)")
+            guard stage.status == 0, stage.stdout.contains("awaiting review"), claim != "C-1006" || escalated else { continue }
+            let reviewer = claim == "C-1006" ? "senior-reviewer" : "test-reviewer"
             let sent = try await runCommand(
-                app, ["signal", "claim-\(claim)", "review", "--input", #"{"approved": true, "by": "test-reviewer"}"#,
+                app, ["signal", "claim-\(claim)", "review", "--input", #"{"approved": true, "by": "\#(reviewer)"}"#,
                       "--journal", journal])
             try #require(sent.status == 0, "signal \(claim): \(sent.stderr)")
             reviewed.insert(claim)
