@@ -40,6 +40,10 @@ print_log() { sed "s/^/$2 | /" "$1"; }
 
 COUNT="${CLAIMS_DEMO_COUNT:-24}"
 REVIEW_SECONDS="${CLAIMS_DEMO_REVIEW_SECONDS:-30}"
+[[ "$COUNT" =~ ^[0-9]+$ ]] && [ "$COUNT" -ge 16 ] && [ "$COUNT" -le 500 ] \
+  || fail "CLAIMS_DEMO_COUNT=$COUNT must be 16 to 500 (fewer claims hold too few reviews to show)"
+[[ "$REVIEW_SECONDS" =~ ^[0-9]+$ ]] && [ "$REVIEW_SECONDS" -ge 10 ] && [ "$REVIEW_SECONDS" -le 3600 ] \
+  || fail "CLAIMS_DEMO_REVIEW_SECONDS=$REVIEW_SECONDS must be 10 to 3600 seconds"
 
 # ---------------------------------------------------------------------------------------------
 section "1. Set up the models (once) and build"
@@ -112,7 +116,7 @@ for claim in "${claims[@]:0:${#claims[@]}-2}"; do
     "$APP" submit ClaimIntake --id "claim-$claim" --input "@$WORK/claims/$claim.json" >/dev/null
   fi
 done
-echo "# ... submitted ${#claims[@]}-2 claims from the command line; the last two come in as business events over HTTP:"
+echo "# ... submitted $(( ${#claims[@]} - 2 )) claims from the command line; the last two come in as business events over HTTP:"
 token="$("$DURABLE" auth add portal --role submitter --file "$WORK/tokens.json" | grep -o 'dur_[A-Za-z0-9_-]*' | head -1)"
 "$APP" serve --auth "$WORK/tokens.json" --port 0 >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
