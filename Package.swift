@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "DurableTesting", targets: ["DurableTesting"]),
         .executable(name: "durable", targets: ["DurableCLI"]),
         .executable(name: "doc-pipeline", targets: ["DocPipeline"]),
+        .executable(name: "claims-intake", targets: ["ClaimsIntake"]),
         .executable(name: "durable-bench", targets: ["DurableBenchmarks"]),
         .executable(name: "durable-test-worker", targets: ["DurableTestWorker"]),
     ],
@@ -131,6 +132,14 @@ let package = Package(
             name: "DocPipeline",
             dependencies: ["Durable", "DurableCommands"],
             path: "Samples/DocPipeline",
+            swiftSettings: swiftSettings
+        ),
+        // The flagship sample: real models (Tesseract, MiniLM, scikit-learn) in warm process pools.
+        .executableTarget(
+            name: "ClaimsIntake",
+            dependencies: ["Durable", "DurableCommands", "DurableServer", .product(name: "GRDB", package: "GRDB.swift")],
+            path: "Samples/ClaimsIntake",
+            exclude: ["python", "bench.sh"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
