@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs when missing (SQLite and LZ4 headers, python3,
-# PostgreSQL), builds every product (the tests spawn the built executables as real processes), starts
+# PostgreSQL, chromium, and the ClaimsIntake sample's Tesseract, Python venv and trained model),
+# builds every product (the tests spawn the built executables as real processes), starts
 # a throwaway PostgreSQL cluster (stopped again on exit, whatever happens), then runs the Swift Testing
 # suites: all of them on SQLite, then the engine, test-kit and command-line suites again on
 # PostgreSQL. The storage conformance suite runs both backends in one pass. Last, a property-based
@@ -9,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash Scripts/install-deps.sh --chromium
+bash Scripts/claims-setup.sh  # Tesseract, the Python venv and the trained fraud model of the ClaimsIntake sample (ClaimsIntakeSampleTests)
 swift build --build-tests
 
 cluster="$(mktemp -d "${TMPDIR:-/tmp}/durable-test-pg.XXXXXX")"
@@ -20,10 +22,11 @@ echo "test PostgreSQL cluster: $DURABLE_TEST_POSTGRES_URL (data in $cluster)" >&
 # Several runs per backend. The suites whose checks have timing bounds (a timer fires when due, a
 # heartbeat timeout, a retry delay, the change feed's wake-up) run together but apart from the rest: on two cores, the crash
 # tests' worker processes and the CPU-bound replay tests starved them of threads for over half a
-# second. The multi-worker and chaos tests run alone at the end: they keep both cores busy with worker
-# processes that are SIGKILLed and restarted.
+# second. The multi-worker and chaos tests, and the ClaimsIntake sample's test with its real model
+# pools, run alone at the end: they keep both cores busy with worker processes that are SIGKILLed and
+# restarted.
 timed='WorkerRuntimeTests|ActivityRuntimeCoverageTests|ProcessPoolTests|WorkerProcessTests|TimerTests|JournalConformanceTests'
-alone='MultiWorkerTests|PostgresChaosTests'
+alone='MultiWorkerTests|PostgresChaosTests|ClaimsIntakeSampleTests'
 # CPU-bound suites that run in the test process (the corruption fuzzer, 16 MiB payloads) or spawn a
 # process per bad option value: beside the others they held both cores (and Swift's cooperative
 # threads) for seconds, and tests waiting for a worker process timed out.
