@@ -27,7 +27,8 @@
 # Environment: ROUNDS (3), BENCH_RESULTS (results folder, default .build/bench-results/<UTC stamp>),
 # DURABLE_SHARED (the shared folder, default ../shared beside the repository),
 # DBOS_PEER_VENV (default ~/.cache/dbos-peer-venv), SYNC_PROBE=0 to skip the strace probe, SQLITE=0
-# to run only the PostgreSQL phase.
+# to run only the PostgreSQL phase, REPLAY=0 and CLAIMS=0 to skip the replay and ClaimsIntake phases
+# (CLAIMS_COUNT: claims per mode, default 30).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -156,6 +157,22 @@ if [ "${POSTGRES:-1}" = 1 ]; then
   done
 fi
 
+# Replay cost against history length (issue 16: linear), once: 1,000, 10,000 and 100,000 steps.
+if [ "${REPLAY:-1}" = 1 ]; then
+  log "replay: histories of 1,000, 10,000 and 100,000 steps (about a minute)"
+  "$BENCH" --workloads replay --run-id "r1" >>"$OUT/durable_replay.jsonl" 2>>"$OUT/stderr.log" \
+    || log "durable-bench replay reported a failure (see stderr.log)"
+fi
+
+# The ClaimsIntake sample with its real models (Tesseract, MiniLM, scikit-learn), once: claims per
+# second and per-stage latency with warm pools and with a cold start per call, and each pool's
+# overhead against calling the model directly (Samples/ClaimsIntake/bench.sh; about 4 minutes).
+if [ "${CLAIMS:-1}" = 1 ]; then
+  log "ClaimsIntake: warm pools against a cold start per call, ${CLAIMS_COUNT:-30} claims"
+  bash "$ROOT/Samples/ClaimsIntake/bench.sh" "${CLAIMS_COUNT:-30}" >"$OUT/claims.md" 2>>"$OUT/stderr.log" \
+    || log "Samples/ClaimsIntake/bench.sh failed (see stderr.log)"
+fi
+
 # A check, not a timing: how many fsync/fdatasync calls Durable makes for 500 one-commit steps.
 if [ "$SYNC_PROBE" = 1 ] && [ "${SQLITE:-1}" = 1 ] && command -v strace >/dev/null 2>&1; then
   for d in full fast; do
@@ -168,4 +185,7 @@ fi
 
 # ---- (d) summary ---------------------------------------------------------------------------------
 python3 "$HERE/bench_summary.py" "$OUT" | tee "$OUT/summary.md"
+if [ -s "$OUT/claims.md" ]; then
+  { echo; echo "## ClaimsIntake (real models)"; echo; cat "$OUT/claims.md"; } | tee -a "$OUT/summary.md"
+fi
 log "raw results and summary in $OUT"

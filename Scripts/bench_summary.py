@@ -10,6 +10,7 @@ Reads the JSON lines in RESULTS_DIR:
   dbos_crash.jsonl       crash_dbos.py (kill mode "between")
   sqlite_limit.jsonl     sqlite_limit.py (the disk's limits)
   durable_http.jsonl     optional: durable-bench --workloads http (the HTTP API under wrk)
+  durable_replay.jsonl   optional: durable-bench --workloads replay (replay cost against history length)
   sync_probe_*.strace    optional: `strace -c` of durable-bench long, to check that the
                          durability mode really syncs
 and prints medians over rounds, Durable full against DBOS default and Durable fast against DBOS
@@ -436,7 +437,23 @@ def http_section(d):
     print()
 
 
+def replay_section(d):
+    """durable_replay.jsonl: replay cost against history length."""
+    replay = load(os.path.join(d, "durable_replay.jsonl"))
+    if replay:
+        print("## Replay cost against history length (durable-bench --workloads replay)\n")
+        print("One `Steps` run per size, made by a worker in another process, then replayed here (best of 3). "
+              "Flat per-event figures mean linear cost.\n")
+        print("| steps | events | replay ms | µs/event | peak memory MB | peak B/event |")
+        print("|---|---|---|---|---|---|")
+        for r in sorted((r for r in replay if r.get("phase") == "replay" and "error" not in r), key=lambda r: r.get("steps", 0)):
+            print(f"| {r.get('steps')} | {r.get('events')} | {fmt(r.get('replay_ms'))} | {fmt(r.get('replay_us_per_event'))} | "
+                  f"{fmt(r.get('peak_rss_growth_mb'))} | {fmt(r.get('peak_bytes_per_event'))} |")
+        print()
+
+
 if __name__ == "__main__":
     main()
+    replay_section(sys.argv[1])
     http_section(sys.argv[1])
     postgres_section(sys.argv[1])
