@@ -12,6 +12,8 @@
 # Options:
 #   --steps N          N (default 200); the runs are N and 2N steps (valgrind runs ~50x slower)
 #   --durability D     fast (default) or full
+#   --repeat R         R pairs of runs (default 1), each figure printed and their median last: the
+#                      count moves by 1-2 % from run to run (lease renewals, how commits group)
 #   --top K            also print the K functions with the most instructions per step (self cost,
 #                      and inclusive cost for the functions that are not recursive through the
 #                      async machinery), as differences of the two runs
@@ -31,6 +33,7 @@ cd "$(dirname "$0")/.."
 steps=200
 durability=fast
 top=0
+repeat=1
 keep=""
 binary=""
 build=1
@@ -39,14 +42,16 @@ while [[ $# -gt 0 ]]; do
         --steps) steps="$2"; shift 2 ;;
         --durability) durability="$2"; shift 2 ;;
         --top) top="$2"; shift 2 ;;
+        --repeat) repeat="$2"; shift 2 ;;
         --keep) keep="$2"; shift 2 ;;
         --binary) binary="$2"; build=0; shift 2 ;;
         --no-build) build=0; shift ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "callgrind-step.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
 [[ "$steps" =~ ^[1-9][0-9]*$ ]] || { echo "callgrind-step.sh: --steps '$steps' is not a positive count" >&2; exit 2; }
+[[ "$repeat" =~ ^[1-9][0-9]*$ ]] || { echo "callgrind-step.sh: --repeat '$repeat' is not a positive count" >&2; exit 2; }
 [[ "$durability" == fast || "$durability" == full ]] || { echo "callgrind-step.sh: --durability is fast or full" >&2; exit 2; }
 
 if [[ $build == 1 ]]; then
@@ -109,11 +114,15 @@ count() {  # steps -> instructions
         || { echo "callgrind-step.sh: the run of $n steps failed; see $out/stderr.$durability.$n" >&2; exit 1; }
     sed -n 's/^summary: \([0-9]*\)$/\1/p' "$file"
 }
-small=$(count "$steps")
-big=$(count "$((2 * steps))")
-per_step=$(( (big - small) / steps ))
-echo "durability $durability: $steps steps $small instructions, $((2 * steps)) steps $big instructions"
-echo "instructions per step: $per_step"
+figures=()
+for ((r = 1; r <= repeat; r++)); do
+    small=$(count "$steps")
+    big=$(count "$((2 * steps))")
+    figures+=($(( (big - small) / steps )))
+    echo "durability $durability: $steps steps $small instructions, $((2 * steps)) steps $big instructions: $(( (big - small) / steps )) per step"
+done
+median=$(printf '%s\n' "${figures[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+echo "instructions per step: $median"
 
 if [[ "$top" -gt 0 ]]; then
     CALLGRIND_ANNOTATE="$annotate" python3 - "$out/callgrind.$durability.$steps.out" "$steps" \
