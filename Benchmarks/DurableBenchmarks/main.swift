@@ -26,6 +26,7 @@ let usage = """
                          [--payload-bytes 100] [--run-id ID] [--journal postgres://USER@HOST:PORT/DB]
            durable-bench --workloads pools  (or pool_warm_cold,pool_overhead,process_pool,process_warm_cold)
                          [--pool-calls 200] [--pool-slots 4] [--pool-warm-up-ms 500] [--pool-call-ms 5]
+           durable-bench --workloads long_steps [--long-steps 1000]   (the long workflow alone, for callgrind)
            durable-bench --workloads submit_latency [--latency-submissions 100]
            durable-bench --workloads workers [--worker-counts 1,2,4] [--scaling-runs 400] [--scaling-steps 5]
            durable-bench --workloads http [--http-seconds 10] [--http-clients 1,16,64] [--http-sync-clients 1,16]
@@ -37,6 +38,8 @@ let usage = """
     """
 
 let peerWorkloads = ["long", "seq", "conc", "conc_group", "crash"]
+/// `long`'s workflow alone, for `Scripts/callgrind-step.sh` (see StepCount.swift).
+let countWorkloads = ["long_steps"]
 let poolWorkloads = ["pool_warm_cold", "pool_overhead", "process_pool", "process_warm_cold"]
 /// Workloads that run once per round, whatever --durability says.
 let onceWorkloads = ["replay"]
@@ -83,7 +86,7 @@ func parse(_ arguments: [String]) throws -> Options {
             options.workloads = try value(flag).split(separator: ",").flatMap {
                 $0 == "pools" ? poolWorkloads : [String($0)]
             }
-            let known = peerWorkloads + poolWorkloads + processWorkloads + onceWorkloads
+            let known = peerWorkloads + poolWorkloads + processWorkloads + onceWorkloads + countWorkloads
             for w in options.workloads where !known.contains(w) {
                 throw BenchError("unknown workload '\(w)' (\(known.joined(separator: ", ")), pools)")
             }
@@ -164,6 +167,8 @@ func describe(_ r: Record) -> String {
     }
     let d = n("durability")
     switch n("phase") {
+    case "long_steps":
+        return "long_steps [\(d)] \(n("steps")) steps: \(n("per_step_ms")) ms/step, CPU \(n("cpu_ms_per_step")) ms/step"
     case "long":
         return "long  [\(d)] \(n("steps")) steps: \(n("per_step_ms")) ms/step, CPU \(n("cpu_ms_per_step")) ms/step, \(n("commits_per_step")) commits/step"
     case "seq":
@@ -320,12 +325,15 @@ func main() async -> Int32 {
             }
         }
         for durability in options.durabilities {
-            for workload in options.workloads where peerWorkloads.contains(workload) || processWorkloads.contains(workload) {
+            for workload in options.workloads where peerWorkloads.contains(workload) || processWorkloads.contains(workload)
+                || countWorkloads.contains(workload) {
                 let path = journalLocation("\(workload)-\(durability.rawValue)-\(round)", folder: folder)
                 do {
                     let record: Record
                     switch workload {
                     case "long": record = try await runLong(options.settings, path: path, durability: durability, round: round)
+                    case "long_steps":
+                        record = try await runLongSteps(options.settings, path: path, durability: durability, round: round)
                     case "seq": record = try await runSeq(options.settings, path: path, durability: durability, round: round)
                     case "conc": record = try await runConc(options.settings, path: path, durability: durability, round: round)
                     case "conc_group":

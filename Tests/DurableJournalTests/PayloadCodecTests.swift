@@ -55,6 +55,61 @@ import Testing
         }
     }
 
+    /// A frame written before LZ4 states were reused (`LZ4_compress_default`): it reads as it did.
+    @Test func framesWrittenBeforeReadUnchanged() throws {
+        let old = Data([
+            1, 0x78, 0xbb, 0x70, 0x8f, 0x9a, 0xff, 0x04, 0x7b, 0x22, 0x69, 0x22, 0x3a, 0x37, 0x2c, 0x22, 0x70, 0x61,
+            0x79, 0x6c, 0x6f, 0x61, 0x64, 0x22, 0x3a, 0x22, 0x78, 0x01, 0x00, 0x4d, 0x50, 0x78, 0x78, 0x78, 0x22, 0x7d,
+        ])
+        let raw = Self.samples[2]
+        #expect(try PayloadCodec.decode(old) == raw)
+        let framed = PayloadCodec.encode(raw)
+        #expect(framed.first == PayloadCodec.Format.lz4.rawValue)
+        #expect(framed.prefix(6) == old.prefix(6), "the same header: format, length, checksum")
+        #expect(try PayloadCodec.decode(framed) == raw)
+    }
+
+    /// Compression states are reused across frames and threads: every frame still decodes alone.
+    @Test func framesFromManyThreadsDecodeAlone() async throws {
+        let frames = await withTaskGroup(of: [(Data, Data)].self) { group in
+            for task in 0..<8 {
+                group.addTask {
+                    (0..<200).map { i in
+                        let raw = Data("step \(task)-\(i): ".utf8) + Data(String(repeating: "abc\(i % 7)", count: 10 + i % 50).utf8)
+                        return (raw, PayloadCodec.encode(raw))
+                    }
+                }
+            }
+            var all: [(Data, Data)] = []
+            for await part in group { all += part }
+            return all
+        }
+        #expect(frames.count == 1600)
+        for (raw, framed) in frames {
+            #expect(framed.first == PayloadCodec.Format.lz4.rawValue)
+            #expect(try PayloadCodec.decode(framed) == raw)
+        }
+    }
+
+    /// LZ4's output is kept only when it is smaller than the payload, at the threshold and around it.
+    @Test func sizesAroundTheThresholdRoundTrip() throws {
+        for count in [0, 1, 47, 48, 49, 127, 128, 129, 16_383, 16_384, 70_000] {
+            let compressible = Data(repeating: UInt8(ascii: "x"), count: count)
+            var rng = SystemRandomNumberGenerator()
+            let random = Data((0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) })
+            for raw in [compressible, random] {
+                let framed = PayloadCodec.encode(raw)
+                #expect(try PayloadCodec.decode(framed) == raw, "\(count) bytes")
+                let format = PayloadCodec.Format(rawValue: framed[0])
+                if count < PayloadCodec.compressionThreshold { #expect(format == .raw, "\(count) bytes") }
+                let header = 1 + PayloadCodec.varintLength(UInt64(count)) + 4
+                if format == .lz4 { #expect(framed.count < header + count, "\(count) bytes: smaller than the raw frame") }
+                if format == .raw { #expect(framed.count == header + count, "\(count) bytes") }
+            }
+            if count >= 64 { #expect(PayloadCodec.encode(compressible).first == PayloadCodec.Format.lz4.rawValue) }
+        }
+    }
+
     @Test func truncatedFramesAreDetected() {
         let framed = PayloadCodec.encode(Data(String(repeating: "abc", count: 100).utf8))
         for length in 0..<framed.count {

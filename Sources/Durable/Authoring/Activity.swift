@@ -1,4 +1,5 @@
 public import Foundation
+import Synchronization
 
 /// What workflow code needs to call an activity: its name and its input and output types.
 ///
@@ -43,10 +44,25 @@ public protocol ActivityDeclaration: Sendable {
 }
 
 extension ActivityDeclaration {
-    public static var name: String { String(describing: Self.self) }
+    public static var name: String { TypeNames.name(of: Self.self) }
     public static var modelIdentity: ModelIdentity? { nil }
     public static func rateLimitKey(for input: Input) -> String? { nil }
     public static func rateLimitCost(for input: Input) -> Int { 1 }
+}
+
+/// Type names as `String(describing:)` writes them, made once per type: the default ``Workflow/name``
+/// and ``ActivityDeclaration/name``, read on every step (`String(describing:)` of a type demangles its
+/// name at run time, and cost a step more than encoding its input).
+enum TypeNames {
+    private static let names = Mutex<[ObjectIdentifier: String]>([:])
+
+    static func name(of type: Any.Type) -> String {
+        let key = ObjectIdentifier(type)
+        if let name = names.withLock({ $0[key] }) { return name }
+        let name = String(describing: type)
+        names.withLock { $0[key] = name }
+        return name
+    }
 }
 
 /// A side effect that a workflow runs through its context: an inference call, an HTTP request, a

@@ -38,7 +38,7 @@ public protocol Workflow: Sendable {
 }
 
 extension Workflow {
-    public static var name: String { String(describing: Self.self) }
+    public static var name: String { TypeNames.name(of: Self.self) }
 
     public static var signals: [String: any Decodable.Type] { [:] }
 }

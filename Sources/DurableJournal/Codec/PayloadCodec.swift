@@ -1,5 +1,6 @@
 import CLZ4
 package import Foundation
+import Synchronization
 
 /// Encodes and decodes the payload blobs stored in the journal.
 ///
@@ -31,21 +32,45 @@ package enum PayloadCodec {
     }
 
     package static func encode(_ raw: Data) -> Data {
-        var out = Data()
-        out.reserveCapacity(raw.count + 16)
-        let checksum = fnv1a(raw)
-        if raw.count >= compressionThreshold, let compressed = lz4Compress(raw), compressed.count < raw.count {
-            out.append(Format.lz4.rawValue)
-            appendVarint(UInt64(raw.count), to: &out)
-            appendChecksum(checksum, to: &out)
-            out.append(compressed)
-        } else {
-            out.append(Format.raw.rawValue)
-            appendVarint(UInt64(raw.count), to: &out)
-            appendChecksum(checksum, to: &out)
-            out.append(raw)
+        let count = raw.count
+        let headerLength = 1 + varintLength(UInt64(count)) + 4
+        // One buffer for the whole frame: LZ4's output is kept only when it is smaller than the raw
+        // bytes, so the frame never needs more room than the header and the raw bytes.
+        var out = Data(count: headerLength + count)
+        let compressed = raw.withUnsafeBytes { src in
+            out.withUnsafeMutableBytes { frame -> Int in
+                var hash = FNV1a()
+                hash.add(src)
+                let body = UnsafeMutableRawBufferPointer(rebasing: frame[headerLength...])
+                let compressed = count >= compressionThreshold
+                    ? LZ4Streams.compress(src, into: body, capacity: count - 1) : 0
+                if compressed == 0, count > 0 { body.copyMemory(from: src) }
+                frame[0] = compressed > 0 ? Format.lz4.rawValue : Format.raw.rawValue
+                var cursor = 1
+                var length = UInt64(count)
+                while length >= 0x80 {
+                    frame[cursor] = UInt8(truncatingIfNeeded: length) | 0x80
+                    length >>= 7
+                    cursor += 1
+                }
+                frame[cursor] = UInt8(length)
+                for i in 0..<4 { frame[cursor + 1 + i] = UInt8(truncatingIfNeeded: hash.value >> (8 * UInt32(i))) }
+                return compressed
+            }
         }
+        if compressed > 0 { out.count = headerLength + compressed }
         return out
+    }
+
+    /// How many bytes ``appendVarint(_:to:)`` writes for `value`.
+    static func varintLength(_ value: UInt64) -> Int {
+        var v = value
+        var n = 1
+        while v >= 0x80 {
+            v >>= 7
+            n += 1
+        }
+        return n
     }
 
     /// Decodes a framed payload.
@@ -105,22 +130,6 @@ package enum PayloadCodec {
     }
 
     // MARK: - Helpers
-
-    static func lz4Compress(_ raw: Data) -> Data? {
-        let bound = Int(LZ4_compressBound(Int32(raw.count)))
-        guard bound > 0 else { return nil }
-        var output = [UInt8](repeating: 0, count: bound)
-        let written = raw.withUnsafeBytes { src in
-            output.withUnsafeMutableBytes { dst in
-                LZ4_compress_default(
-                    src.baseAddress?.assumingMemoryBound(to: CChar.self),
-                    dst.baseAddress?.assumingMemoryBound(to: CChar.self),
-                    Int32(src.count), Int32(bound))
-            }
-        }
-        guard written > 0 else { return nil }
-        return Data(output[0..<Int(written)])
-    }
 
     /// FNV-1a, 32 bits: the frames' checksum, also used for payload digests in replay traces.
     package static func fnv1a(_ data: Data) -> UInt32 {
@@ -186,5 +195,41 @@ package enum PayloadCodecError: Error, CustomStringConvertible, Equatable {
         case .encrypted(let keyID): "payload is encrypted with key '\(keyID)'"
         case .cannotDecrypt(let keyID): "cannot decrypt the payload with key '\(keyID)': wrong key or damaged"
         }
+    }
+}
+
+/// LZ4 compression states kept for the next frame. `LZ4_compress_default` clears a fresh 16 KiB state
+/// for every call, which costs more than compressing a small payload; a kept state is made ready with
+/// `LZ4_resetStream_fast`, which clears only the stream's history (LZ4's documented way to compress
+/// independent blocks with one state). Every block stays independent: it decodes without a dictionary.
+enum LZ4Streams {
+    /// A state, owned by one thread at a time: it is taken out of ``spare`` before use and put back after.
+    private struct State: @unchecked Sendable {
+        let stream: UnsafeMutablePointer<LZ4_stream_t>
+    }
+
+    /// One spare state; a second thread compressing meanwhile makes (and then frees) its own.
+    private static let spare = Mutex<State?>(nil)
+
+    /// Compresses `source` into `destination` as one LZ4 block of at most `capacity` bytes.
+    /// - Returns: the block's length; 0 when it does not fit in `capacity` (or LZ4 fails).
+    static func compress(
+        _ source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer, capacity: Int
+    ) -> Int {
+        let capacity = min(capacity, destination.count)
+        guard capacity > 0, source.count <= Int(LZ4_MAX_INPUT_SIZE),
+            let state = spare.withLock({ $0.take() }) ?? LZ4_createStream().map(State.init)
+        else { return 0 }
+        LZ4_resetStream_fast(state.stream)
+        let written = LZ4_compress_fast_continue(
+            state.stream, source.baseAddress?.assumingMemoryBound(to: CChar.self),
+            destination.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(source.count), Int32(capacity), 1)
+        let extra = spare.withLock { slot -> State? in
+            guard slot == nil else { return state }
+            slot = state
+            return nil
+        }
+        if let extra { LZ4_freeStream(extra.stream) }
+        return max(0, Int(written))
     }
 }
