@@ -241,7 +241,10 @@ import Testing
         await engine.warmUp()
         #expect(factoryCalls.count == 2)
         #expect(try metrics.expectCounter("durable_pool_cold_starts_total", [("pool", "Probe")]).totalValue == 2)
-        let (outcomes, events) = try await run(engine, [ProbePlan(), ProbePlan()])
+        // Two attempts that overlap (each runs 200 ms), so each takes one of the two warm slots; instant
+        // ones could run one after the other on the same slot.
+        let overlapping = ProbePlan(steps: [.init(sleepMs: 200)])
+        let (outcomes, events) = try await run(engine, [overlapping, overlapping])
         #expect(outcomes == ["ok a1", "ok a1"])
         #expect(factoryCalls.count == 2)
         let details = events.filter { $0.kind == .activityCompleted }.compactMap(\.attemptDetails)
