@@ -25,7 +25,7 @@ echo "test PostgreSQL cluster: $DURABLE_TEST_POSTGRES_URL (data in $cluster)" >&
 # second. The multi-worker and chaos tests, and the ClaimsIntake sample's test with its real model
 # pools, run alone at the end: they keep both cores busy with worker processes that are SIGKILLed and
 # restarted.
-timed='WorkerRuntimeTests|ActivityRuntimeCoverageTests|ProcessPoolTests|WorkerProcessTests|TimerTests|JournalConformanceTests'
+timed='WorkerRuntimeTests|ActivityRuntimeCoverageTests|ProcessPoolTests|WorkerProcessTests|TimerTests|JournalConformanceTests|RateLimitEngineTests'
 alone='MultiWorkerTests|PostgresChaosTests|ClaimsIntakeSampleTests'
 # CPU-bound suites that run in the test process (the corruption fuzzer, 16 MiB payloads) or spawn a
 # process per bad option value: beside the others they held both cores (and Swift's cooperative
