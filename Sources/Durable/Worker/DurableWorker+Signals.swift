@@ -12,9 +12,18 @@ extension DurableWorker {
             Dictionary(drivers.values.map { ($0.runID, $0) }) { first, _ in first }
         }
         let terminate = SystemSignal.terminate
-        guard let queued = try? await journal.queuedSignals(including: { runID, name in
-            driven[runID] != nil || name == terminate
-        }), !queued.isEmpty else { return }
+        // Signals of runs not driven here: perhaps of waiting runs evicted from memory, woken below.
+        let undriven = Mutex(false)
+        let queued = try? await journal.queuedSignals(including: { runID, name in
+            let included = driven[runID] != nil || name == terminate
+            if !included { undriven.withLock { $0 = true } }
+            return included
+        })
+        if undriven.withLock({ $0 }), await wakeSignalledRuns() {
+            await deliverSignals()  // to the runs just woken
+            return
+        }
+        guard let queued, !queued.isEmpty else { return }
         var terminatedHere = false
         for signal in queued {
             let driver = driven[signal.runID]
