@@ -140,6 +140,7 @@ func runOpenRuns(_ settings: OpenRunsSettings, path: String, durability: Durabil
     evicted.sort()
     cached.sort()
     record.set("signalled", chosen.count)
+    record.set("signal_concurrency", settings.signalConcurrency)
     record.set("signalled_evicted", evicted.count)
     record.set("signalled_cached", cached.count)
     record.set("wake_evicted_p50_ms", percentile(evicted, 0.5))

@@ -31,7 +31,7 @@ let usage = """
            durable-bench --workloads workers [--worker-counts 1,2,4] [--scaling-runs 400] [--scaling-steps 5]
            durable-bench --workloads http [--http-seconds 10] [--http-clients 1,16,64] [--http-sync-clients 1,16]
                          [--http-skip-worker-phase] [--wrk PATH] [--wrk-script Benchmarks/http/submit.lua]
-           durable-bench --workloads open_runs [--open-runs 10000] [--cache 1000|default] [--durability full]
+           durable-bench --workloads open_runs [--open-runs 10000] [--cache 1000|default] [--signal-concurrency 8]
     The pool workloads run once per round, whatever --durability says (they choose their own).
     Journals go to a fresh folder under $TMPDIR (default /tmp) and are removed afterwards; with
     --journal, to a fresh schema each on that PostgreSQL server (left there).
@@ -109,6 +109,7 @@ func parse(_ arguments: [String]) throws -> Options {
         case "--scaling-runs": options.settings.scalingRuns = max(1, try int(flag))
         case "--scaling-steps": options.settings.scalingSteps = max(1, try int(flag))
         case "--open-runs": options.openRuns.runs = max(1, try int(flag))
+        case "--signal-concurrency": options.openRuns.signalConcurrency = max(1, try int(flag))
         case "--cache":
             let text = try value(flag)
             options.openRuns.cache = text == "default" ? nil : try {
