@@ -577,6 +577,12 @@ package final class PostgresJournal: Journal {
             """).first?.decode(Int64?.self).map { Date(journalMillis: $0) }
     }
 
+    package func hasWaitingRuns() async throws -> Bool {
+        try await rows("""
+            SELECT EXISTS (SELECT 1 FROM \(unescaped: s).runs WHERE status = 'running' AND wake_at IS NOT NULL)
+            """).first?.decode(Bool.self) ?? false
+    }
+
     package func waitingRunsWithSignals(limit: Int) async throws -> [RunRecord] {
         try await rows("""
             SELECT \(unescaped: Self.runColumns) FROM \(unescaped: s).runs WHERE run_id IN (

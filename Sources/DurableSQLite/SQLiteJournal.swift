@@ -441,6 +441,14 @@ package final class SQLiteJournal: Journal {
         }
     }
 
+    package func hasWaitingRuns() async throws -> Bool {
+        try read { db in
+            try Bool.fetchOne(db, sql: """
+                SELECT EXISTS (SELECT 1 FROM runs INDEXED BY runs_waiting WHERE status = 'running' AND wake_at IS NOT NULL)
+                """) ?? false
+        }
+    }
+
     package func waitingRunsWithSignals(limit: Int) async throws -> [RunRecord] {
         // CROSS JOIN keeps `signals` (a few rows) the outer loop: otherwise the planner may walk every
         // waiting run through `runs_waiting` and look each one up in `signals`.

@@ -42,7 +42,7 @@ struct CacheProbe: Workflow {
         steps.append(try await ctx.executeChild(CacheChild.self, "c\(input)"))  // a child
         // An activity side by side with a timer that fires well after it (the order is the code's, not a race's).
         async let left = ctx.execute(Transform.self, "l\(input)")
-        async let nap: Void = ctx.sleep(for: .milliseconds(400))
+        async let nap: Void = ctx.sleep(for: .milliseconds(1500))
         steps.append(try await left)
         try await nap
         var random = ctx.random
@@ -109,7 +109,14 @@ func historyShape(_ events: [HistoryEvent]) -> [String] {
                 try await eventually("\(id) evicted while it waits for go") { !engine.worker.drives(runID) }
             }
             try await engine.signal(id, name: "go", "yes\(round)")
-            try await eventually("\(id) waits for more") { try await engine.describe(id).awaitedSignals == ["more"] }
+            do {
+                try await eventually("\(id) waits for more") { try await engine.describe(id).awaitedSignals == ["more"] }
+            } catch {
+                let (run, events) = try await engine.history(id)
+                let due = try await engine.journal.dueRuns(before: Date().addingTimeInterval(3600), limit: 10)
+                throw TestProcessError("\(error); lease \(run.leaseOwner ?? "none"), driven here \(engine.worker.drives(run.runID)), "
+                    + "index \(due.map(\.runID)), history \(historyShape(events).suffix(4))")
+            }
             let steps = try await engine.query(id, name: "steps", as: [String].self)  // live, or by replay when evicted
             #expect(steps.count == 7, "\(steps)")
             if evicting {
@@ -161,7 +168,9 @@ func historyShape(_ events: [HistoryEvent]) -> [String] {
         let engine = try await engine(capacity: 0)
         let began = ContinuousClock.now
         let run = try await engine.start(CacheSleeper.self, input: 600, id: "sleeper")
-        try await eventually("the sleeper is evicted") {
+        try await eventually(
+            "the sleeper is evicted (evicted \(engine.worker.evictedRunCount), live \(engine.worker.liveRunCount))"
+        ) {
             engine.worker.evictedRunCount == 1 && !engine.worker.drives(run.runID)
         }
         // Its timer is in the index, not in memory.

@@ -86,8 +86,13 @@ extension DurableWorker {
         }
         report.claimed = try await claimPendingRuns()
         await deliverSignals()  // sent while no worker ran (waiting runs with signals wake)
-        noteDue(clock.now())  // waiting runs due while no worker ran, then the next due time
-        watchWaitingRuns()
+        // Waiting runs left by earlier workers: the due timer looks at the index, and signals sent to
+        // them from this process reach them without a worker loop. (Not otherwise: a watch reads the
+        // change feed, which an engine without a loop does not poll.)
+        if (try? await journal.hasWaitingRuns()) == true {
+            noteDue(clock.now())
+            watchWaitingRuns()
+        }
         return report
     }
 

@@ -130,6 +130,8 @@ package protocol Journal: AnyObject, Sendable {
     /// The earliest due time after `date` among running runs recorded as waiting, but those whose
     /// lease this journal's owner holds; `nil` when none has a timer.
     func nextWake(after date: Date) async throws -> Date?
+    /// Whether any running run is recorded as waiting (an index probe).
+    func hasWaitingRuns() async throws -> Bool
     /// Running runs recorded as waiting that have queued signals (a signal, a child's outcome, a
     /// cancellation or termination request), at most `limit`, in the order the oldest signal came.
     func waitingRunsWithSignals(limit: Int) async throws -> [RunRecord]
