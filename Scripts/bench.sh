@@ -127,6 +127,16 @@ if [ "${HTTP:-1}" = 1 ]; then
   done
 fi
 
+# Open runs (OPEN_RUNS=N, off by default): N runs waiting on a signal with an instance cache of
+# OPEN_RUNS_CACHE (default 10000), 1 % signalled, then a worker restart; SQLite, full durability, once.
+# See Docs/benchmarks.md, "Open runs". OPEN_RUNS=1000000 takes minutes and a few GB of disk.
+if [ -n "${OPEN_RUNS:-}" ]; then
+  log "open runs: $OPEN_RUNS runs waiting, cache ${OPEN_RUNS_CACHE:-10000} (SQLite, full)"
+  "$BENCH" --workloads open_runs --durability full --open-runs "$OPEN_RUNS" --cache "${OPEN_RUNS_CACHE:-10000}" \
+    --run-id "open" >>"$OUT/durable_open_runs.jsonl" 2>>"$OUT/stderr.log" \
+    || log "durable-bench open_runs reported a failure (see stderr.log)"
+fi
+
 # PostgreSQL: a throwaway cluster (fsync on), its one-client commit floor, Durable and DBOS on it.
 if [ "${POSTGRES:-1}" = 1 ]; then
   PG_DIR="$OUT/pg-cluster"

@@ -7,6 +7,7 @@
 //                                                        process_warm_cold)
 //   .build/release/durable-bench --workloads submit_latency   (another process's submission to its first activity)
 //   .build/release/durable-bench --workloads http --durability full   (the HTTP API under wrk; see HTTP.swift)
+//   .build/release/durable-bench --workloads open_runs --open-runs N --cache C   (runs waiting on signals; OpenRuns.swift)
 //
 // See Docs/benchmarks.md for what each workload measures.
 #if canImport(Glibc)
@@ -32,6 +33,7 @@ let usage = """
            durable-bench --workloads http [--http-seconds 10] [--http-clients 1,16,64] [--http-sync-clients 1,16]
                          [--http-skip-worker-phase] [--wrk PATH] [--wrk-script Benchmarks/http/submit.lua]
            durable-bench --workloads replay [--replay-steps 1000,10000,100000]
+           durable-bench --workloads open_runs [--open-runs 10000] [--cache 1000|default] [--signal-concurrency 8]
     The pool and replay workloads run once per round, whatever --durability says (they choose their own).
     Journals go to a fresh folder under $TMPDIR (default /tmp) and are removed afterwards; with
     --journal, to a fresh schema each on that PostgreSQL server (left there).
@@ -44,7 +46,7 @@ let poolWorkloads = ["pool_warm_cold", "pool_overhead", "process_pool", "process
 /// Workloads that run once per round, whatever --durability says.
 let onceWorkloads = ["replay"]
 /// Durable's own figures across processes, per durability (the peer scripts have no such workload).
-let processWorkloads = ["submit_latency", "workers", "http"]
+let processWorkloads = ["submit_latency", "workers", "http", "open_runs"]
 
 struct Options {
     var workloads = ["long", "seq", "conc", "conc_group", "crash"]
@@ -55,6 +57,7 @@ struct Options {
     var settings = WorkloadSettings()
     var pools = PoolSettings()
     var http = HTTPSettings()
+    var openRuns = OpenRunsSettings()
     var child: CrashChildOptions?
     var latencyWorker = false
     var benchWorker = false
@@ -116,6 +119,14 @@ func parse(_ arguments: [String]) throws -> Options {
                 guard let n = Int($0), n > 0 else { throw BenchError("--replay-steps: '\($0)' is not a positive count") }
                 return n
             }
+        case "--open-runs": options.openRuns.runs = max(1, try int(flag))
+        case "--signal-concurrency": options.openRuns.signalConcurrency = max(1, try int(flag))
+        case "--cache":
+            let text = try value(flag)
+            options.openRuns.cache = text == "default" ? nil : try {
+                guard let n = Int(text), n >= 0 else { throw BenchError("--cache: '\(text)' is not a count or 'default'") }
+                return n
+            }()
         case "--http-seconds": options.http.seconds = max(1, try int(flag))
         case "--http-clients", "--http-sync-clients":
             let counts = try value(flag).split(separator: ",").map {
@@ -212,6 +223,13 @@ func describe(_ r: Record) -> String {
             + "journal commit, \(n("audit_commits")) audit commits of their own")
             + (errors > 0 ? "; ERRORS \(errors) (unexpected status \(n("unexpected_status")), socket \(n("socket_errors")), "
                 + "timeouts \(n("timeouts")))" : "")
+    case "open_runs":
+        return "open  [\(d)] \(n("runs")) runs waiting, cache \(n("cache")): starts \(n("starts_per_s"))/s, RSS \(n("rss_after_starts_mb")) MB "
+            + "(\(n("bytes_per_waiting_run")) B/run, \(n("live_runs")) live); signal → done evicted p50 \(n("wake_evicted_p50_ms")) ms "
+            + "p99 \(n("wake_evicted_p99_ms")) ms (\(n("signalled_evicted")) runs), cached p50 \(n("wake_cached_p50_ms")) ms p99 "
+            + "\(n("wake_cached_p99_ms")) ms (\(n("signalled_cached")) runs); all \(n("signalled")) signalled done in "
+            + "\(n("all_signalled_done_s")) s; restart: ready \(n("restart_ready_s")) s, first new run done "
+            + "\(n("restart_first_run_done_s")) s, an evicted run woken \(n("restart_wake_ms")) ms; pass \(n("pass"))"
     case "http_probe":
         return "probe [\(d)] \(n("kind")) from \(n("tasks")) task(s): \(n("per_s"))/s (\(n("ms_each")) ms each, CPU "
             + "\(n("cpu_ms_each")) ms each), \(n("journal_commits")) journal commits, \(n("audit_commits")) audit commits"
@@ -341,6 +359,8 @@ func main() async -> Int32 {
                             options.settings, path: path, durability: durability, round: round, concurrentStart: true)
                     case "submit_latency":
                         record = try await runSubmitLatency(options.settings, folder: folder, durability: durability, round: round)
+                    case "open_runs":
+                        record = try await runOpenRuns(options.openRuns, path: path, durability: durability, round: round)
                     case "http":
                         record = try await runHTTP(options.http, folder: folder, durability: durability, round: round)
                     case "workers":

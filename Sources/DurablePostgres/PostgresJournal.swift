@@ -537,14 +537,59 @@ package final class PostgresJournal: Journal {
         // Two index scans (format 2's takeover indexes), each limited: free or expired leases, longest
         // expired first, then leases of owners known to be dead. A run leased to this worker that it
         // no longer drives had its lease released by the engine (see `Engine.journalWriteFailed`).
+        // Runs recorded as waiting (`wake_at`) are left out: they are woken when due or signalled.
         return try await rows("""
             (SELECT \(unescaped: Self.runColumns) FROM \(unescaped: s).runs
-                WHERE status = 'running' AND coalesce(lease_expires_at, 0) < \(now)
+                WHERE status = 'running' AND wake_at IS NULL AND coalesce(lease_expires_at, 0) < \(now)
                 ORDER BY coalesce(lease_expires_at, 0) LIMIT \(limit))
             UNION
             (SELECT \(unescaped: Self.runColumns) FROM \(unescaped: s).runs
-                WHERE status = 'running' AND lease_owner = ANY(\(deadOwners)) ORDER BY lease_owner LIMIT \(limit))
+                WHERE status = 'running' AND wake_at IS NULL AND lease_owner = ANY(\(deadOwners)) ORDER BY lease_owner LIMIT \(limit))
             ORDER BY created_at LIMIT \(limit)
+            """).map(Self.runRecord)
+    }
+
+    // MARK: - Due-time index
+
+    package func runsToResume() async throws -> [RunRecord] {
+        try await rows("""
+            SELECT \(unescaped: Self.runColumns) FROM \(unescaped: s).runs WHERE status = 'running' AND wake_at IS NULL
+            ORDER BY seq
+            """).map(Self.runRecord)
+            + rows("SELECT \(unescaped: Self.runColumns) FROM \(unescaped: s).runs WHERE status = 'held' ORDER BY seq")
+            .map(Self.runRecord)
+    }
+
+    package func dueRuns(before date: Date, limit: Int) async throws -> [RunRecord] {
+        try await rows("""
+            SELECT \(unescaped: Self.runColumns) FROM \(unescaped: s).runs
+            WHERE status = 'running' AND wake_at IS NOT NULL AND wake_at <= \(date.journalMillis)
+                AND lease_owner IS DISTINCT FROM \(lease?.owner)::text
+            ORDER BY wake_at LIMIT \(Int64(max(0, limit)))
+            """).map(Self.runRecord)
+    }
+
+    package func nextWake(after date: Date) async throws -> Date? {
+        try await rows("""
+            SELECT min(wake_at) FROM \(unescaped: s).runs
+            WHERE status = 'running' AND wake_at IS NOT NULL AND wake_at > \(date.journalMillis) AND wake_at < \(Int64.max)
+                AND lease_owner IS DISTINCT FROM \(lease?.owner)::text
+            """).first?.decode(Int64?.self).map { Date(journalMillis: $0) }
+    }
+
+    package func hasWaitingRuns() async throws -> Bool {
+        try await rows("""
+            SELECT EXISTS (SELECT 1 FROM \(unescaped: s).runs WHERE status = 'running' AND wake_at IS NOT NULL)
+            """).first?.decode(Bool.self) ?? false
+    }
+
+    package func waitingRunsWithSignals(limit: Int) async throws -> [RunRecord] {
+        try await rows("""
+            SELECT \(unescaped: Self.runColumns) FROM \(unescaped: s).runs WHERE run_id IN (
+                SELECT signals.run_id FROM \(unescaped: s).signals AS signals
+                JOIN \(unescaped: s).runs AS runs ON runs.run_id = signals.run_id
+                WHERE runs.status = 'running' AND runs.wake_at IS NOT NULL
+                GROUP BY signals.run_id ORDER BY min(signals.id) LIMIT \(Int64(max(0, limit))))
             """).map(Self.runRecord)
     }
 

@@ -204,6 +204,7 @@ final class PostgresWriter: Sendable {
     /// A batch that only appends events to an existing run: one statement (the fence and the insert).
     private static func isEventsOnly(_ batch: JournalBatch) -> Bool {
         batch.audit == nil && batch.newRun == nil && !batch.events.isEmpty && batch.deliveredSignal == nil
+            && batch.wake == nil && !batch.releasesLease
             && batch.statusChange == nil && batch.childRuns.isEmpty && batch.notice == nil && batch.continuation == nil
     }
 
@@ -211,6 +212,7 @@ final class PostgresWriter: Sendable {
     /// notify (a pending run, which a worker waits for, goes through a transaction with its `NOTIFY`).
     private static func isLeasedStartOnly(_ batch: JournalBatch) -> Bool {
         batch.audit == nil && batch.newRun?.status == .running && batch.deliveredSignal == nil && batch.statusChange == nil
+            && batch.wake == nil && !batch.releasesLease
             && batch.childRuns.isEmpty && batch.notice == nil && batch.continuation == nil
     }
 
@@ -273,6 +275,22 @@ final class PostgresWriter: Sendable {
                 }
                 if !inserted { throw try await fenceFailure(runID: runID, first: first, connection) }
             }
+        }
+        if let wake = batch.wake {
+            // Only the lease holder records what a run waits for (a run written in this batch is new).
+            let owner: String? = batch.newRun == nil ? lease?.owner : nil
+            let changed = try await connection.query("""
+                UPDATE \(unescaped: s).runs SET wake_at = \(wake.storedMillis)
+                WHERE run_id = \(runID) AND lease_owner IS NOT DISTINCT FROM coalesce(\(owner)::text, lease_owner)
+                RETURNING 1
+                """, logger: logger).collect()
+            if changed.isEmpty { throw try await statusFailure(runID: runID, connection) }
+        }
+        if batch.releasesLease, let owner = lease?.owner {
+            try await connection.query("""
+                UPDATE \(unescaped: s).runs SET lease_owner = NULL, lease_expires_at = NULL
+                WHERE run_id = \(runID) AND lease_owner = \(owner)
+                """, logger: logger)
         }
         if let signal = batch.deliveredSignal {
             let deleted = try await connection.query(

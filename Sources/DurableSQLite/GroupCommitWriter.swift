@@ -150,7 +150,7 @@ final class GroupCommitWriter: Sendable {
             key = found
             batch.run.storageKey = found
         }
-        if checkLease, batch.newRun == nil, let lease, !batch.events.isEmpty || batch.statusChange != nil {
+        if checkLease, batch.newRun == nil, let lease, !batch.events.isEmpty || batch.statusChange != nil || batch.wake != nil {
             // Fencing: only the lease holder writes a run's history. A worker whose lease was taken
             // over (it stalled past the expiry) finds out here and writes nothing more.
             let owner = try String.fetchOne(
@@ -165,6 +165,14 @@ final class GroupCommitWriter: Sendable {
             for event in batch.events {
                 try insert.execute(arguments: eventArguments(key, event))
             }
+        }
+        if let wake = batch.wake {
+            try db.cachedStatement(sql: "UPDATE runs SET wake_at = ? WHERE id = ?").execute(arguments: [wake.storedMillis, key])
+        }
+        if batch.releasesLease, let lease {
+            try db.cachedStatement(
+                sql: "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?"
+            ).execute(arguments: [key, lease.owner])
         }
         if let signal = batch.deliveredSignal {
             try db.cachedStatement(sql: "DELETE FROM signals WHERE id = ?").execute(arguments: [signal])

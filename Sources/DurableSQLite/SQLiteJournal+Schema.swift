@@ -3,7 +3,7 @@ import GRDB
 
 extension SQLiteJournal {
     /// The journal format this build writes. Bump it with a migration in ``migrate(_:from:)``.
-    package static let formatVersion = 9
+    package static let formatVersion = 10
     /// `PRAGMA application_id` of a Durable journal: "DurJ".
     package static let applicationID: Int32 = 0x4475_724A
 
@@ -105,6 +105,26 @@ extension SQLiteJournal {
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: its entries cannot be deleted'); END;
         """
 
+    /// The due-time index (format 10): `wake_at` on `runs` is what a running run waits for once its
+    /// last batch is committed (``JournalBatch/Wake``): NULL while work is in flight, else the
+    /// earliest timer's due time in milliseconds (`9223372036854775807` when it has no timer). A worker
+    /// finds due runs and the next due time with one index range; the runs that need a driver at start
+    /// (and takeover candidates) with another, however many runs wait. The partial index on
+    /// `lease_owner` serves lease renewals and the takeover pass's list of owners.
+    static let wakeColumn = "ALTER TABLE runs ADD COLUMN wake_at INTEGER"
+    static let wakeIndexes = """
+        CREATE INDEX IF NOT EXISTS runs_waiting ON runs(wake_at) WHERE status = 'running' AND wake_at IS NOT NULL;
+        CREATE INDEX IF NOT EXISTS runs_busy ON runs(id) WHERE status = 'running' AND wake_at IS NULL;
+        CREATE INDEX IF NOT EXISTS runs_leased ON runs(lease_owner) WHERE lease_owner IS NOT NULL;
+        """
+
+    /// Adds the due-time index (``wakeColumn``, ``wakeIndexes``) unless the runs table has it already.
+    static func addWakeIndex(_ db: Database) throws {
+        let columns = try Row.fetchAll(db, sql: "PRAGMA table_info(runs)").map { $0["name"] as String? }
+        if !columns.contains("wake_at") { try db.execute(sql: wakeColumn) }
+        try db.execute(sql: wakeIndexes)
+    }
+
     /// Creates the schema in an empty database (when `create` allows), checks the format of an
     /// existing one, and migrates an older format. Refuses databases that are not journals and
     /// journals from a newer format.
@@ -120,6 +140,7 @@ extension SQLiteJournal {
             try db.execute(sql: packedHistoriesTable)
             try db.execute(sql: sumColumns)
             try db.execute(sql: auditTable)
+            try addWakeIndex(db)
             try db.execute(sql: "PRAGMA application_id = \(applicationID)")
             try db.execute(sql: "PRAGMA user_version = \(formatVersion)")
             return
@@ -163,7 +184,9 @@ extension SQLiteJournal {
     ///   child workflow events; format 6 adds the lease columns of `runs`; format 7 the
     ///   `packed_histories` table; format 8 the row checksums (``RowChecksum``), computed here for
     ///   every existing row (one pass over `runs`, `events` and `signals`; payloads are not read
-    ///   beyond their frame headers); format 9 the `audit` table and its triggers.
+    ///   beyond their frame headers); format 9 the `audit` table and its triggers; format 10 the
+    ///   due-time index (``addWakeIndex(_:)``): existing running runs get NULL (resumed by the next worker
+    ///   that starts, as before, and indexed as they are driven again).
     ///   Besides those, an upgrade only records the new version, so that an older build refuses the
     ///   file instead of misreading the new events.
     static func migrate(_ db: Database, from version: Int) throws {
@@ -182,6 +205,7 @@ extension SQLiteJournal {
                 """)
         }
         if version < 9 { try db.execute(sql: auditTable) }
+        if version < 10 { try addWakeIndex(db) }
         try db.execute(sql: "PRAGMA user_version = \(formatVersion)")
     }
 }

@@ -217,7 +217,7 @@ func integrityJournal() async throws -> String {
         let path = try await integrityJournal()
         try await alter(path, "DROP TABLE audit; PRAGMA user_version = 8")
         let journal = try SQLiteJournal(JournalConfiguration(path, createIfMissing: false))
-        #expect(try await journal.stats().formatVersion == 9)
+        #expect(try await journal.stats().formatVersion == SQLiteJournal.formatVersion)
         #expect(try await journal.appendAudit(AuditDraft(actor: "user:root", source: "cli", action: "cancel", target: "r1",
                                                         outcome: "ok")).seq == 1)
         await #expect(throws: DatabaseError.self) { try await alter(path, "DELETE FROM audit") }

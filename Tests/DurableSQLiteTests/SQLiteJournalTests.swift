@@ -63,8 +63,11 @@ func writeRun(_ journal: SQLiteJournal, id: String, count: Int = 3) async throws
     }
 
     @Test func aFormat5JournalIsUpgradedInPlaceAndKeepsItsRuns() async throws {
-        // The file taken back to format 5: no audit log, no row checksums, no lease columns, no packed histories.
+        // The file taken back to format 5: no due-time index, no audit log, no row checksums, no lease
+        // columns, no packed histories.
         let path = try await journalFile(changedBy: """
+            DROP INDEX runs_waiting; DROP INDEX runs_busy; DROP INDEX runs_leased;
+            ALTER TABLE runs DROP COLUMN wake_at;
             DROP TABLE audit;
             ALTER TABLE events DROP COLUMN sum;
             ALTER TABLE signals DROP COLUMN sum;

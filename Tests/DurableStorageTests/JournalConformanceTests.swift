@@ -446,7 +446,7 @@ func result(_ journal: any Journal, _ batch: JournalBatch) async -> Result<Void,
         let reader = try await JournalConfiguration(location, createIfMissing: false).open(lease: nil)
         await reader.close()
         let journal = try await openJournal(location, owner: "worker-b")
-        #expect(try await journal.stats().formatVersion == 3)
+        #expect(try await journal.stats().formatVersion == 4)
         #expect(try psql(location, indexes) == "runs_running_expiry,runs_running_owner")
         let run = try #require(try await journal.findRun("r1"))
         #expect(try await journal.history(run, from: 0).map(\.index) == [0, 1])

@@ -25,6 +25,9 @@ struct DriverTable {
 
     var values: Dictionary<String, RunDriver>.Values { byRun.values }
 
+    /// How many runs are driven here.
+    var count: Int { byRun.count }
+
     mutating func removeAll() {
         byRun.removeAll()
         byWorkflow.removeAll()

@@ -30,6 +30,9 @@ final class RunDriver: Sendable {
         /// (`newRun`, `started`) is recorded held with its `WorkflowStarted` event; `committed` is told.
         case hold(String, newRun: JournalBatch.NewRun? = nil, started: HistoryEvent? = nil,
                   committed: (@Sendable (Result<Void, any Error>) -> Void)? = nil)
+        /// Evict the run from this worker's memory if it is still idle (waiting, nothing in flight,
+        /// nothing queued): see ``DurableWorker/evict(_:wake:)``.
+        case evict
     }
 
     private struct Mailbox {
@@ -41,6 +44,14 @@ final class RunDriver: Sendable {
         var tearDownPending = false
         /// The newest queued signal accepted: a signal is posted once, even by overlapping passes.
         var lastSignal: Int64 = 0
+        /// Batches handed to the journal and not yet committed (an idle run is evicted only at 0).
+        var pendingWrites = 0
+        /// The run's wait as last written to its row (`nil`: not known, written with the next activation).
+        var writtenWake: JournalBatch.Wake?
+        /// The wait after the last activation.
+        var wake: JournalBatch.Wake = .busy
+        /// An item was refused because the mailbox was closed (an eviction then looks at the inbox again).
+        var refused = false
     }
 
     /// Closes the mailbox and drops what it held; a query waiting in it is answered `nil` (its caller
@@ -51,8 +62,14 @@ final class RunDriver: Sendable {
         return box.items
     }
 
-    private static func release(_ dropped: [Item]) {
-        for case .query(_, let continuation) in dropped { continuation.resume(returning: nil) }
+    private func release(_ dropped: [Item]) {
+        for item in dropped {
+            switch item {
+            case .query(_, let continuation): continuation.resume(returning: nil)
+            case .evict: engine.evictionDeclined()
+            default: break
+            }
+        }
     }
 
     let ref: RunRef
@@ -84,14 +101,16 @@ final class RunDriver: Sendable {
 
     init(
         engine: DurableWorker, ref: RunRef, instance: WorkflowInstance, nextEventIndex: Int, metrics: WorkflowMetrics,
-        traceContext: ServiceContext
+        traceContext: ServiceContext, writtenWake: JournalBatch.Wake? = .busy
     ) {
         self.engine = engine
         self.ref = ref
         self.instance = instance
         self.metrics = metrics
         self.traceContext = traceContext
-        self.mailbox = Mutex(Mailbox(nextEventIndex: nextEventIndex))
+        var box = Mailbox(nextEventIndex: nextEventIndex)
+        box.writtenWake = writtenWake
+        self.mailbox = Mutex(box)
     }
 
     /// - Parameter inline: process the mailbox on this thread if nobody does; `false` leaves that to
@@ -101,7 +120,10 @@ final class RunDriver: Sendable {
     @discardableResult
     func post(_ item: Item, inline: Bool = true) -> Bool {
         let (accepted, process) = mailbox.withLock { box -> (Bool, Bool) in
-            guard !box.closed else { return (false, false) }
+            guard !box.closed else {
+                box.refused = true
+                return (false, false)
+            }
             if case .signal(_, let queued) = item {
                 guard queued > box.lastSignal else { return (false, false) }
                 box.lastSignal = queued
@@ -155,7 +177,7 @@ final class RunDriver: Sendable {
 
     /// Stops accepting items. Call only while processing an item (the processor tears down later).
     func close() {
-        Self.release(mailbox.withLock { closeMailbox(&$0) })
+        release(mailbox.withLock { closeMailbox(&$0) })
         cancelActivities()
     }
 
@@ -172,11 +194,51 @@ final class RunDriver: Sendable {
             box.processing = true
             return (true, dropped)
         }
-        Self.release(dropped)
+        release(dropped)
         if now { instance.tearDown() }
     }
 
     var isClosed: Bool { mailbox.withLock { $0.closed } }
+
+    /// Whether an item was refused since the mailbox closed.
+    var refusedItems: Bool { mailbox.withLock { $0.refused } }
+
+    /// The run's place in this worker's instance cache: the stamp of its last idle moment (see
+    /// ``InstanceCache``).
+    let idleStamp = Atomic<UInt64>(0)
+
+    /// Hands a batch to the journal, counting it until it is committed.
+    private func append(_ batch: JournalBatch, done: @escaping @Sendable (Result<Void, any Error>) -> Void) {
+        mailbox.withLock { $0.pendingWrites += 1 }
+        engine.append(batch) { [self] result in
+            mailbox.withLock { $0.pendingWrites -= 1 }
+            done(result)
+        }
+    }
+
+    /// Evicts the run if it is idle: waiting (no activity without an outcome, none running here),
+    /// nothing queued in the mailbox, every batch committed. Called by the mailbox's processor.
+    private func evictIfIdle() {
+        guard case .waiting = instance.wake, activities.withLock({ $0?.running.isEmpty ?? false }) else {
+            engine.evictionDeclined()
+            return
+        }
+        let wake = mailbox.withLock { box -> JournalBatch.Wake? in
+            guard !box.closed, box.items.isEmpty, box.pendingWrites == 0, let written = box.writtenWake,
+                written == instance.wake
+            else { return nil }
+            box.closed = true
+            box.refused = false
+            return written
+        }
+        guard let wake else {
+            engine.evictionDeclined()
+            return
+        }
+        cancelActivities()  // its timers: the due-time index has them
+        engine.evict(self, wake: wake)
+        instance.tearDown()
+    }
 
     // MARK: - Activities
 
@@ -258,25 +320,28 @@ final class RunDriver: Sendable {
             return 0
         case .record(var event, let committed):
             event.index = index
-            engine.append(JournalBatch(run: ref, events: [EventDraft(event)])) { [engine, runID] result in
+            append(JournalBatch(run: ref, events: [EventDraft(event)])) { [engine, runID] result in
                 if case .failure(let error) = result { engine.journalWriteFailed(runID: runID, error) }
                 committed?(result)
             }
             return 1
         case .terminate(let reason, let queued):
-            Self.release(mailbox.withLock { closeMailbox(&$0) })
+            release(mailbox.withLock { closeMailbox(&$0) })
             let event = HistoryEvent(index: index, kind: .workflowTerminated, time: engine.clock.now(), data: Data(reason.utf8))
             var batch = JournalBatch(
                 run: ref, events: [EventDraft(event)], statusChange: .init(status: .terminated, error: reason),
                 deliveredSignal: queued)
             batch.notice = parentNotice(ChildOutcome(
                 seq: 0, childRunID: runID, status: "terminated", failure: FailureInfo(type: "Terminated", message: reason)))
-            engine.append(batch) { [self] result in
+            append(batch) { [self] result in
                 engine.afterTermination(self, reason: reason, result: result)
             }
             return 1
         case .query(let name, let continuation):
             continuation.resume(with: Result { try instance.answer(query: name) })
+            return 0
+        case .evict:
+            evictIfIdle()
             return 0
         case .signal(let event, let queued):
             return activate(event, index: index, committed: nil, deliveredSignal: queued)
@@ -382,16 +447,25 @@ final class RunDriver: Sendable {
             if statusChange == nil { warnOfLongHistory(events: next) }
             if statusChange != nil {
                 // The run ends with this batch: nothing posted from now on may be recorded after it.
-                Self.release(mailbox.withLock { closeMailbox(&$0) })
+                release(mailbox.withLock { closeMailbox(&$0) })
             }
             var batch = JournalBatch(
                 run: ref, newRun: newRun, events: events, statusChange: statusChange,
                 deliveredSignal: deliveredSignal)
+            // The due-time index: what the run waits for now, written when it changed.
+            let wake = statusChange == nil ? instance.wake : nil
+            if let wake {
+                batch.wake = mailbox.withLock { box -> JournalBatch.Wake? in
+                    box.wake = wake
+                    defer { box.writtenWake = wake }
+                    return box.writtenWake == wake ? nil : wake
+                }
+            }
             batch.continuation = continuation
             batch.childRuns = children
             batch.notice = parentNotice(outcome)
             let childIDs = children.map(\.run.workflowID)
-            engine.append(batch) { [self, event] result in
+            append(batch) { [self, event] result in
                 switch result {
                 case .success:
                     if event.kind == .workflowStarted { metrics.countStart() }
@@ -412,6 +486,7 @@ final class RunDriver: Sendable {
                 }
                 committed?(result)
                 engine.afterCommit(self, commands: commands, result: result)
+                if case .success = result, case .waiting? = wake { engine.noteIdle(self) }
             }
             return next - index
     }

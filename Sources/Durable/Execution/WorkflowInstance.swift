@@ -28,6 +28,8 @@ package final class WorkflowInstance: @unchecked Sendable {
     private var activityTypes: [Int: String] = [:]
     /// Timers the workflow cancelled (their late `TimerFired` events are ignored).
     private var cancelledTimers: Set<Int> = []
+    /// Timers started and neither fired nor cancelled, by sequence number: their due times.
+    private var runningTimers: [Int: Date] = [:]
     /// Signals received and not yet taken, by name, oldest first.
     private var signalBuffer: [String: [Data]] = [:]
     /// Workflow tasks waiting for a signal, by name, oldest first.
@@ -114,6 +116,7 @@ package final class WorkflowInstance: @unchecked Sendable {
                 signalBuffer[name, default: []].append(value)
             }
         case .timerFired:
+            runningTimers[event.seq] = nil
             // A timer the workflow cancelled may still fire (its event was on its way): ignored.
             if let waiter = waiters.removeValue(forKey: event.seq) {
                 waiter.resume(returning: Data())
@@ -289,6 +292,7 @@ package final class WorkflowInstance: @unchecked Sendable {
         guard due.journalMillis > now.journalMillis else { return }  // nothing to wait for
         let seq = nextSequence()
         commands.append(.startTimer(seq: seq, due: Date(journalMillis: due.journalMillis)))
+        runningTimers[seq] = Date(journalMillis: due.journalMillis)
         _ = try await awaitOutcome(seq) { self.cancelTimer(seq) }
     }
 
@@ -298,6 +302,7 @@ package final class WorkflowInstance: @unchecked Sendable {
         do { try checkUse("cancel timer (seq \(seq))") } catch { return }
         guard let waiter = waiters.removeValue(forKey: seq) else { return }
         cancelledTimers.insert(seq)
+        runningTimers[seq] = nil
         commands.append(.cancelTimer(seq: seq))
         waiter.resume(throwing: CancellationError())
     }
@@ -392,6 +397,14 @@ package final class WorkflowInstance: @unchecked Sendable {
             executor.endActivation()
         }
         return try handler()
+    }
+
+    /// What the run waits for after the last activation: busy while an activity it scheduled has no
+    /// outcome yet (an attempt, a retry, a cancellation on its way); otherwise waiting for its
+    /// earliest timer, if any (signals, children's outcomes and cancellation come through the inbox).
+    package var wake: JournalBatch.Wake {
+        if !activityTypes.isEmpty { return .busy }
+        return .waiting(until: runningTimers.values.min())
     }
 
     /// Events in the run's history so far (this activation's decisions included), and their payload bytes.

@@ -66,7 +66,9 @@ extension DurableWorker {
         try await registerWorkflowTypes()
         startLeaseRenewals()  // before the first lease is taken
         var report = RecoveryReport()
-        for run in try await journal.runs(statuses: [.running, .held], oldestFirst: true) {
+        // Lazy: only the runs that need a driver now (work in flight, held). A run the due-time index
+        // records as waiting stays in the journal until it is due or something comes for it.
+        for run in try await journal.runsToResume() {
             guard drivers.withLock({ $0[run.runID] == nil }) else { continue }
             guard let registration = workflowRegistration(run.workflowType) else {
                 report.skipped.append(run.runID)
@@ -83,12 +85,19 @@ extension DurableWorker {
             }
         }
         report.claimed = try await claimPendingRuns()
-        await deliverSignals()  // sent while no worker ran
+        await deliverSignals()  // sent while no worker ran (waiting runs with signals wake)
+        // Waiting runs left by earlier workers: the due timer looks at the index, and signals sent to
+        // them from this process reach them without a worker loop. (Not otherwise: a watch reads the
+        // change feed, which an engine without a loop does not poll.)
+        if (try? await journal.hasWaitingRuns()) == true {
+            noteDue(clock.now())
+            watchWaitingRuns()
+        }
         return report
     }
 
     /// Replays one open run and continues it; returns why it is held, or `nil`.
-    private func resume(_ run: RunRecord, _ registration: WorkflowRegistration) async -> String? {
+    func resume(_ run: RunRecord, _ registration: WorkflowRegistration) async -> String? {
         let instance = WorkflowInstance(run: run, body: registration.body)
         let ref = RunRef(runID: run.runID)
         let events: [HistoryEvent]
@@ -110,9 +119,10 @@ extension DurableWorker {
             }
             return reason
         }
+        // What the run's row says it waits for is not known here: the next activation writes it.
         let driver = RunDriver(
             engine: self, ref: ref, instance: instance, nextEventIndex: events.count, metrics: registration.metrics,
-            traceContext: runTraceContext(events.first))
+            traceContext: runTraceContext(events.first), writtenWake: nil)
         guard adopt(driver) else {  // another recovery pass got there first
             instance.tearDown()
             return nil
@@ -144,6 +154,13 @@ extension DurableWorker {
         startLeaseRenewals()
         try await releaseDroppedRuns()
         let dead = try await journal.leaseOwners().keys.filter { $0 != workerID && WorkerIdentity.isAlive($0) == false }
+        // A worker found gone may have left waiting runs with timers this worker has not heard of.
+        if knownDeadOwners.withLock({ known in
+            defer { known.formUnion(dead) }
+            return !Set(dead).isSubset(of: known)
+        }) {
+            noteDue(clock.now())
+        }
         var taken: [String] = []
         for run in try await journal.runsToTakeOver(deadOwners: Array(dead)) {
             guard !isStopping, drivers.withLock({ $0[run.runID] == nil }),
@@ -269,6 +286,8 @@ extension DurableWorker {
         // beside that start's runs would only race it for the same leases).
         let recovery = try await recoverOnce() ?? RecoveryReport()
         ready?(WorkerStartup(warmUp: warmUp, recovery: recovery))
+        workerLoops.add(1, ordering: .relaxed)
+        defer { workerLoops.subtract(1, ordering: .relaxed) }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 while !self.isStopping && !Task.isCancelled {

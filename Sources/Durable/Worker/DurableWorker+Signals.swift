@@ -12,10 +12,20 @@ extension DurableWorker {
             Dictionary(drivers.values.map { ($0.runID, $0) }) { first, _ in first }
         }
         let terminate = SystemSignal.terminate
-        guard let queued = try? await journal.queuedSignals(including: { runID, name in
-            driven[runID] != nil || name == terminate
-        }), !queued.isEmpty else { return }
+        // Signals of runs not driven here: perhaps of waiting runs evicted from memory, woken below.
+        let undriven = Mutex(false)
+        let queued = try? await journal.queuedSignals(including: { runID, name in
+            let included = driven[runID] != nil || name == terminate
+            if !included { undriven.withLock { $0 = true } }
+            return included
+        })
+        if undriven.withLock({ $0 }), await wakeSignalledRuns() {
+            await deliverSignals()  // to the runs just woken
+            return
+        }
+        guard let queued, !queued.isEmpty else { return }
         var terminatedHere = false
+        var refused: [RunDriver] = []
         for signal in queued {
             let driver = driven[signal.runID]
             if driver == nil, signal.name == SystemSignal.terminate,
@@ -26,20 +36,28 @@ extension DurableWorker {
                 continue
             }
             guard let driver else { continue }
+            let accepted: Bool
             switch signal.name {
             case SystemSignal.terminate:
-                driver.post(.terminate(signal.data.map { String(decoding: $0, as: UTF8.self) } ?? "", queued: signal.id))
+                accepted = driver.post(.terminate(signal.data.map { String(decoding: $0, as: UTF8.self) } ?? "", queued: signal.id))
             case SystemSignal.child:
                 let seq = signal.data.flatMap { try? JSONDecoder().decode(ChildOutcome.self, from: $0) }?.seq ?? 0
                 let event = HistoryEvent(index: 0, kind: .childClosed, time: clock.now(), seq: seq, data: signal.data)
-                driver.post(.signal(event, queued: signal.id))
+                accepted = driver.post(.signal(event, queued: signal.id))
             case SystemSignal.cancel:
                 let event = HistoryEvent(index: 0, kind: .workflowCancelRequested, time: clock.now(), data: signal.data)
-                driver.post(.signal(event, queued: signal.id))
+                accepted = driver.post(.signal(event, queued: signal.id))
             default:
                 let event = HistoryEvent(index: 0, kind: .signalReceived, time: clock.now(), name: signal.name, data: signal.data)
-                driver.post(.signal(event, queued: signal.id))
+                accepted = driver.post(.signal(event, queued: signal.id))
             }
+            if !accepted && driver.isClosed { refused.append(driver) }
+        }
+        // A run evicted meanwhile (its mailbox closed, then its driver gone): its signal is still queued,
+        // and a pass now wakes it. (One still in the table is looked at again when its eviction is done.)
+        if refused.contains(where: { driver in drivers.withLock { $0[driver.runID] !== driver } }) {
+            await deliverSignals()
+            return
         }
         if terminatedHere { await deliverSignals() }  // a terminated child's parent has news
     }

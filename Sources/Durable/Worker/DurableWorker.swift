@@ -105,6 +105,16 @@ public final class DurableWorker: Sendable {
     let hasRecovered = Atomic<Bool>(false)
     /// Durable timers, activity timeouts, retry delays and pool idle checks, on the engine's clock.
     let timeouts: TimeoutScheduler
+    /// The bounded cache of live workflow instances (see `DurableWorker+Cache.swift`).
+    let instanceCache = Mutex(InstanceCache(capacity: InstanceCache.defaultCapacity))
+    /// The one timer of the due-time index: the earliest due time of an evicted run known here.
+    let dueTimer = Mutex(DueTimer())
+    /// Set once a change-feed watch for waiting runs' signals runs (``watchWaitingRuns()``).
+    let watchingWaitingRuns = Atomic<Bool>(false)
+    /// Worker loops running (``runWorker(takeoverInterval:)``): they deliver signals on every change.
+    let workerLoops = Atomic<Int>(0)
+    /// Lease holders a takeover pass found gone (a new one makes the due timer look at the index).
+    let knownDeadOwners = Mutex<Set<String>>([])
     /// Where the engine tells what happens to runs (held, failed, lost to another worker) and to the
     /// journal (outages), with the worker's name in its metadata (`durable.worker`).
     package let logger: Logger
@@ -157,6 +167,14 @@ public final class DurableWorker: Sendable {
         traces = !(tracer is NoOpTracer)
         client = DurableClient(journal: journal, clock: clock, ownsJournal: false, tracer: tracer)
         client.attach(self)
+        // The instance cache's capacity for a whole deployment (the `durable worker` command, say).
+        if let text = ProcessInfo.processInfo.environment["DURABLE_INSTANCE_CACHE"] {
+            if let capacity = Int(text), capacity >= 0 {
+                instanceCacheCapacity = capacity
+            } else {
+                logger.error("DURABLE_INSTANCE_CACHE: '\(text.prefix(40))' is not a count of runs; the cache keeps its default capacity (\(instanceCacheCapacity))")
+            }
+        }
     }
 
     /// Where the journal is: a file path, or a URL without its password.

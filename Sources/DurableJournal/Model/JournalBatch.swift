@@ -66,6 +66,34 @@ package struct JournalBatch: Sendable {
         }
     }
 
+    /// What a run waits for once a batch is committed: the due-time index (`wake_at`) that lets a
+    /// worker drop an idle run from memory and wake it by a query instead of a timer of its own.
+    package enum Wake: Sendable, Equatable {
+        /// Work is in flight (an activity attempt, a retry, a start not yet activated): the run needs a
+        /// driver, and a worker that finds it without one resumes it at once.
+        case busy
+        /// Nothing is in flight: the run waits for a signal, a child's outcome or a cancellation, and
+        /// for its earliest timer at `until` (`nil`: no timer).
+        case waiting(until: Date?)
+
+        /// The stored value: NULL while busy, the due time in milliseconds, or `Int64.max` for none.
+        package var storedMillis: Int64? {
+            switch self {
+            case .busy: nil
+            case .waiting(let until): until?.journalMillis ?? Int64.max
+            }
+        }
+
+        /// The value a stored `wake_at` stands for.
+        package init(storedMillis: Int64?) {
+            switch storedMillis {
+            case nil: self = .busy
+            case Int64.max?: self = .waiting(until: nil)
+            case let millis?: self = .waiting(until: Date(journalMillis: millis))
+            }
+        }
+    }
+
     package struct StatusChange: Sendable {
         package var status: RunStatus
         package var error: String?
@@ -97,6 +125,11 @@ package struct JournalBatch: Sendable {
     /// is then synced whatever the journal's durability: the entry is written if and only if the batch
     /// is. A batch that fails appends nothing.
     package var audit: AuditDraft?
+    /// The run's wait after this batch (``Wake``), written to its row; `nil`: unchanged.
+    package var wake: Wake?
+    /// Gives up this journal owner's lease on the run (a worker evicting the idle run from memory):
+    /// any worker may then wake it. Nothing happens if the lease is no longer this owner's.
+    package var releasesLease = false
 
     /// A batch that writes nothing: it completes once every batch handed over before it is
     /// committed (a shutting-down worker waits for its writes with it).
@@ -105,7 +138,7 @@ package struct JournalBatch: Sendable {
     /// Whether the batch writes nothing (a ``barrier()``).
     package var isEmpty: Bool {
         newRun == nil && events.isEmpty && statusChange == nil && continuation == nil && childRuns.isEmpty
-            && notice == nil && deliveredSignal == nil
+            && notice == nil && deliveredSignal == nil && wake == nil && !releasesLease
     }
 
     package init(

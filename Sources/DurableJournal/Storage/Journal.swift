@@ -112,8 +112,29 @@ package protocol Journal: AnyObject, Sendable {
     func leaseOwners() async throws -> [String: Int]
     /// Running runs whose lease is free, expired, or held by one of `deadOwners`: at most `limit`,
     /// oldest first, found without reading every running run (a journal may hold very many that are
-    /// leased and live).
+    /// leased and live). Runs recorded as waiting (``JournalBatch/Wake``) are not among them: they are
+    /// woken when due or signalled (``dueRuns(before:limit:)``, ``waitingRunsWithSignals(limit:)``).
     func runsToTakeOver(deadOwners: [String], limit: Int) async throws -> [RunRecord]
+
+    // MARK: Due-time index
+
+    /// Open runs that need a driver: held ones, and running ones not recorded as waiting (an activity
+    /// in flight, a start not yet activated, a run written before the due-time index). A waiting run
+    /// (``JournalBatch/Wake/waiting(until:)``) is left out: it is woken by ``dueRuns(before:limit:)``
+    /// or ``waitingRunsWithSignals(limit:)``. Runs with an activity in flight come first, then oldest first.
+    func runsToResume() async throws -> [RunRecord]
+    /// Running runs recorded as waiting whose earliest timer is due at or before `date`, earliest
+    /// first, at most `limit` (an index range, however many runs wait). Runs whose lease this
+    /// journal's owner holds (live in its worker, which has their timers) are left out.
+    func dueRuns(before date: Date, limit: Int) async throws -> [RunRecord]
+    /// The earliest due time after `date` among running runs recorded as waiting, but those whose
+    /// lease this journal's owner holds; `nil` when none has a timer.
+    func nextWake(after date: Date) async throws -> Date?
+    /// Whether any running run is recorded as waiting (an index probe).
+    func hasWaitingRuns() async throws -> Bool
+    /// Running runs recorded as waiting that have queued signals (a signal, a child's outcome, a
+    /// cancellation or termination request), at most `limit`, in the order the oldest signal came.
+    func waitingRunsWithSignals(limit: Int) async throws -> [RunRecord]
 
     // MARK: Change feed
 

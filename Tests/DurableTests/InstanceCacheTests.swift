@@ -1,0 +1,239 @@
+import Durable
+import DurableJournal
+import DurableTestSupport
+import Foundation
+import Testing
+
+// The bounded instance cache: an idle run evicted from memory (capacity 0 evicts at every idle
+// moment) is rebuilt by replay when something wakes it, and its history is the one an uncached run
+// of the same code records.
+
+/// A child that runs an activity, sleeps, and returns.
+struct CacheChild: Workflow {
+    func run(_ ctx: WorkflowContext, input: String) async throws -> String {
+        let upper = try await ctx.execute(Transform.self, input)
+        try await ctx.sleep(for: .milliseconds(100))
+        return upper + "!"
+    }
+}
+
+/// Every primitive that leaves a run waiting, one after another, then (round 0) continue-as-new.
+struct CacheProbe: Workflow {
+    struct Output: Codable, Sendable, Equatable {
+        var round: Int
+        var steps: [String]
+        var draws: [UInt64]
+    }
+
+    func run(_ ctx: WorkflowContext, input: Int) async throws -> Output {
+        var steps: [String] = []
+        ctx.setQueryHandler("steps") { steps }
+        steps.append(try await ctx.execute(Transform.self, "a\(input)"))  // an activity
+        try await ctx.sleep(for: .milliseconds(100))  // a timer
+        steps.append("slept")
+        let go = try await ctx.waitForSignal(String.self, named: "go", timeout: .seconds(60))  // a signal, with a deadline
+        steps.append("go:\(go)")
+        do {  // a signal deadline that passes
+            _ = try await ctx.waitForSignal(String.self, named: "never", timeout: .milliseconds(100))
+            steps.append("never came?")
+        } catch is WorkflowTimeout {
+            steps.append("timed out")
+        }
+        steps.append(try await ctx.executeChild(CacheChild.self, "c\(input)"))  // a child
+        // An activity side by side with a timer that fires well after it (the order is the code's, not a race's).
+        async let left = ctx.execute(Transform.self, "l\(input)")
+        async let nap: Void = ctx.sleep(for: .milliseconds(1500))
+        steps.append(try await left)
+        try await nap
+        var random = ctx.random
+        let draws = [random.next(), UInt64(ctx.now.timeIntervalSince1970 * 1000), UInt64(ctx.uuid().hashValue.magnitude)]
+        steps.append(ctx.patched("cache-probe") ? "patched" : "old")
+        let more = try await ctx.waitForSignal(String.self, named: "more")  // a signal without deadline
+        steps.append("more:\(more)")
+        if input == 0 { throw ctx.continueAsNew(with: 1) }
+        return Output(round: input, steps: steps, draws: draws)
+    }
+}
+
+/// Sleeps `input` milliseconds (a durable timer), then returns.
+struct CacheSleeper: Workflow {
+    func run(_ ctx: WorkflowContext, input: Int) async throws -> String {
+        try await ctx.sleep(for: .milliseconds(input))
+        return "woke"
+    }
+}
+
+/// Waits for `go`, then runs an activity.
+struct CacheWaiter: Workflow {
+    func run(_ ctx: WorkflowContext, input: String) async throws -> String {
+        let value = try await ctx.waitForSignal(String.self, named: "go")
+        return try await ctx.execute(Transform.self, input + value)
+    }
+}
+
+/// What a history says, without the times and the values that differ from run to run (random draws,
+/// run IDs): kinds, sequence numbers, names, and the payloads of activities and signals.
+func historyShape(_ events: [HistoryEvent]) -> [String] {
+    events.map { event in
+        // (A continuation's name is the next run's ID, new each time.)
+        var line = "\(event.kind.name) seq \(event.seq) \(event.kind == .workflowContinuedAsNew ? "" : event.name ?? "")"
+        switch event.kind {
+        case .activityScheduled, .activityCompleted, .signalReceived:
+            line += " " + String(decoding: event.data ?? Data(), as: UTF8.self)
+        default:
+            break
+        }
+        return line
+    }
+}
+
+@Suite(.timeLimit(.minutes(3))) struct InstanceCacheTests {
+    func engine(capacity: Int?, _ path: String = temporaryJournalPath(#function)) async throws -> Engine {
+        let engine = try await makeEngine(path)
+        engine.register(CacheProbe.self)
+        engine.register(CacheChild.self)
+        engine.register(CacheSleeper.self)
+        engine.register(CacheWaiter.self)
+        if let capacity { engine.worker.instanceCacheCapacity = capacity }
+        return engine
+    }
+
+    /// Drives one CacheProbe workflow ID through both rounds, sending each signal once the run waits
+    /// for it. - Returns: the histories of both runs, and the result.
+    func drive(_ engine: Engine, id: String, evicting: Bool) async throws -> ([HistoryEvent], [HistoryEvent], CacheProbe.Output) {
+        let first = try await engine.start(CacheProbe.self, input: 0, id: id)
+        for round in 0..<2 {
+            try await eventually("\(id) waits for go") { try await engine.describe(id).awaitedSignals == ["go"] }
+            if evicting {
+                let runID = try await engine.describe(id).run.runID
+                try await eventually("\(id) evicted while it waits for go") { !engine.worker.drives(runID) }
+            }
+            try await engine.signal(id, name: "go", "yes\(round)")
+            do {
+                try await eventually("\(id) waits for more") { try await engine.describe(id).awaitedSignals == ["more"] }
+            } catch {
+                let (run, events) = try await engine.history(id)
+                let due = try await engine.journal.dueRuns(before: Date().addingTimeInterval(3600), limit: 10)
+                throw TestProcessError("\(error); lease \(run.leaseOwner ?? "none"), driven here \(engine.worker.drives(run.runID)), "
+                    + "index \(due.map(\.runID)), history \(historyShape(events).suffix(4))")
+            }
+            let steps = try await engine.query(id, name: "steps", as: [String].self)  // live, or by replay when evicted
+            #expect(steps.count == 7, "\(steps)")
+            if evicting {
+                let runID = try await engine.describe(id).run.runID
+                try await eventually("\(id) evicted while it waits for more") { !engine.worker.drives(runID) }
+            }
+            try await engine.signal(id, name: "more", "m\(round)")
+        }
+        let (run, _) = try await engine.history(id)
+        guard case .completed(let data) = try await engine.client.outcome(of: run.runID) else {
+            throw TestProcessError("the second round did not complete")
+        }
+        let output = try JSONDecoder().decode(CacheProbe.Output.self, from: data)
+        return (try await engine.history(first.runID).1, try await engine.history(run.runID).1, output)
+    }
+
+    @Test func evictedAtEveryIdleMomentRecordsTheUncachedHistory() async throws {
+        let uncached = try await engine(capacity: nil)
+        let (a0, a1, aOut) = try await drive(uncached, id: "probe", evicting: false)
+        #expect(uncached.worker.evictedRunCount == 0)
+        await uncached.shutdown()
+
+        let evicting = try await engine(capacity: 0)
+        let (b0, b1, bOut) = try await drive(evicting, id: "probe", evicting: true)
+        // Idle moments per round: the timer, go, never, the child (and the child's own timer), the
+        // side-by-side timer, more: 14 in all, each evicted (a wake-up that comes before the eviction is
+        // done skips one; the timers are long enough that it does not happen here).
+        #expect(evicting.worker.evictedRunCount == 14, "evicted \(evicting.worker.evictedRunCount) times")
+        #expect(historyShape(b0) == historyShape(a0))
+        #expect(historyShape(b1) == historyShape(a1))
+        #expect(bOut.steps == aOut.steps)
+        #expect(bOut.round == 1)
+        // The evicted run's history replays against the code, decision for decision.
+        let probes = try await runIDs(evicting, "probe")
+        #expect(probes.count == 2)
+        for runID in probes {
+            #expect(try await evicting.replay(runID).mismatch == nil)
+        }
+        #expect(try await evicting.journal.queuedSignals().isEmpty)
+        #expect(evicting.worker.liveRunCount == 0, "nothing stays live with capacity 0")
+        await evicting.shutdown()
+    }
+
+    func runIDs(_ engine: Engine, _ workflowID: String) async throws -> [String] {
+        try await engine.journal.runs(RunFilter(workflowIDPrefix: workflowID)).filter { $0.workflowID == workflowID }.map(\.runID)
+    }
+
+    @Test func aTimerOfAnEvictedRunFiresFromTheDueTimeIndex() async throws {
+        let engine = try await engine(capacity: 0)
+        let began = ContinuousClock.now
+        // Long enough that the timer is not due by the time the start is committed, even under load
+        // (a timer already due at the commit fires at once, and the run is never idle).
+        let run = try await engine.start(CacheSleeper.self, input: 2500, id: "sleeper")
+        try await eventually(
+            "the sleeper is evicted (evicted \(engine.worker.evictedRunCount), live \(engine.worker.liveRunCount))"
+        ) {
+            engine.worker.evictedRunCount == 1 && !engine.worker.drives(run.runID)
+        }
+        // Its timer is in the index, not in memory.
+        let due = try await engine.journal.dueRuns(before: Date().addingTimeInterval(3600), limit: 10)
+        #expect(due.map(\.runID) == [run.runID])
+        #expect(try await engine.journal.nextWake(after: Date(timeIntervalSince1970: 0)) != nil)
+        #expect(try await engine.journal.findRun(run.runID)?.leaseOwner == nil, "an evicted run's lease is given up")
+        #expect(try await run.result() == "woke")
+        #expect(ContinuousClock.now - began >= .milliseconds(2500))
+        let events = try await engine.history(run.runID).1
+        #expect(events.map(\.kind) == [.workflowStarted, .timerStarted, .timerFired, .workflowCompleted])
+        #expect(try await engine.journal.dueRuns(before: Date().addingTimeInterval(3600), limit: 10).isEmpty)
+        await engine.shutdown()
+    }
+
+    @Test func anEvictedRunWakesForASignalACancellationAndATermination() async throws {
+        let engine = try await engine(capacity: 0)
+        let a = try await engine.start(CacheWaiter.self, input: "a", id: "w-a")
+        let b = try await engine.start(CacheWaiter.self, input: "b", id: "w-b")
+        let c = try await engine.start(CacheWaiter.self, input: "c", id: "w-c")
+        try await eventually("all three evicted") { engine.worker.evictedRunCount == 3 && engine.worker.liveRunCount == 0 }
+        try await engine.signal("w-a", name: "go", "!")
+        #expect(try await a.result() == "A!")
+        try await engine.cancel("w-b", reason: "not needed")
+        #expect(try await engine.client.outcome(of: b.runID) == .cancelled("not needed"))
+        try await engine.terminate("w-c", reason: "stop")
+        #expect(try await engine.client.outcome(of: c.runID) == .terminated("stop"))
+        for run in [a.runID, b.runID] { #expect(try await engine.replay(run).mismatch == nil) }
+        await engine.shutdown()
+    }
+
+    @Test func theLeastRecentlyActiveIdleRunsAreEvictedFirst() async throws {
+        let engine = try await engine(capacity: 3)
+        var runs: [String] = []
+        for i in 0..<6 {
+            runs.append(try await engine.start(CacheWaiter.self, input: "\(i)", id: "lru-\(i)").runID)
+            try await eventually("run \(i) committed its first activation") {
+                try await engine.describe("lru-\(i)").awaitedSignals == ["go"]
+            }
+        }
+        try await eventually("three evicted (\(engine.worker.evictedRunCount), live \(engine.worker.liveRunCount))", timeout: .seconds(5)) {
+            engine.worker.evictedRunCount == 3
+        }
+        #expect(runs.map { engine.worker.drives($0) } == [false, false, false, true, true, true])
+        // A woken run is active again: the next eviction takes the oldest idle one (run 3).
+        try await engine.signal("lru-0", name: "go", "x")
+        try await eventually("run 0 completed") { try await !engine.describe("lru-0").run.status.isOpen }
+        try await engine.signal("lru-1", name: "go", "x")
+        try await eventually("run 1 completed") { try await !engine.describe("lru-1").run.status.isOpen }
+        #expect(engine.worker.liveRunCount <= 3)
+        #expect(engine.worker.drives(runs[5]))
+        await engine.shutdown()
+    }
+
+    @Test func aRunWithAnActivityInFlightIsNeverEvicted() async throws {
+        let engine = try await engine(capacity: 0)
+        let run = try await engine.start(SlowFlow.self, input: 300, id: "busy")
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(engine.worker.drives(run.runID), "driven while its activity runs")
+        #expect(try await engine.journal.runsToResume().map(\.runID).contains(run.runID), "recorded as busy")
+        _ = try await run.result()
+        await engine.shutdown()
+    }
+}
