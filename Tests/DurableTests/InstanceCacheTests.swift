@@ -133,6 +133,15 @@ func historyShape(_ events: [HistoryEvent]) -> [String] {
         return (try await engine.history(first.runID).1, try await engine.history(run.runID).1, output)
     }
 
+    @Test func workerOptionsSetTheCapacityAndAnAbsurdOneIsRaisedToZero() async throws {
+        let engine = try await Engine(
+            journal: JournalConfiguration(temporaryJournalPath()), worker: WorkerOptions(instanceCacheCapacity: 3))
+        #expect(engine.worker.instanceCacheCapacity == 3)
+        await engine.shutdown()
+        #expect(WorkerOptions(instanceCacheCapacity: -5).instanceCacheCapacity == 0)
+        #expect(WorkerOptions().instanceCacheCapacity == nil)
+    }
+
     @Test func evictedAtEveryIdleMomentRecordsTheUncachedHistory() async throws {
         let uncached = try await engine(capacity: nil)
         let (a0, a1, aOut) = try await drive(uncached, id: "probe", evicting: false)

@@ -167,8 +167,11 @@ public final class DurableWorker: Sendable {
         traces = !(tracer is NoOpTracer)
         client = DurableClient(journal: journal, clock: clock, ownsJournal: false, tracer: tracer)
         client.attach(self)
-        // The instance cache's capacity for a whole deployment (the `durable worker` command, say).
-        if let text = ProcessInfo.processInfo.environment["DURABLE_INSTANCE_CACHE"] {
+        // The instance cache's capacity: the worker's options, else for a whole deployment (the
+        // `durable worker` command, say) the environment.
+        if let capacity = worker.instanceCacheCapacity {
+            instanceCacheCapacity = capacity
+        } else if let text = ProcessInfo.processInfo.environment["DURABLE_INSTANCE_CACHE"] {
             if let capacity = Int(text), capacity >= 0 {
                 instanceCacheCapacity = capacity
             } else {

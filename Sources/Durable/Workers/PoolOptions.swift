@@ -123,14 +123,21 @@ public struct WorkerOptions: Sendable, Equatable {
     /// often per attempt (10 ms at the least), the chunks published meanwhile in one
     /// `ActivityOutput` event.
     public var partialOutputInterval: Duration
+    /// Most runs the worker keeps live in memory; idle ones beyond it are evicted, least recently
+    /// active first, and replayed when something wakes them (`Docs/architecture.md`, "The instance
+    /// cache"). `nil`: the `DURABLE_INSTANCE_CACHE` environment variable if set, else an eighth of the
+    /// machine's memory at 16 KiB a run, at least 1,000. 0 evicts every run at its first idle moment.
+    public var instanceCacheCapacity: Int?
 
     public init(
         maximumConcurrentActivities: Int? = nil, heartbeatJournalInterval: Duration = .seconds(1),
-        leaseDuration: Duration = .seconds(5), partialOutputInterval: Duration = .milliseconds(200)
+        leaseDuration: Duration = .seconds(5), partialOutputInterval: Duration = .milliseconds(200),
+        instanceCacheCapacity: Int? = nil
     ) {
         self.maximumConcurrentActivities = maximumConcurrentActivities.map { max(1, $0) }
         self.heartbeatJournalInterval = max(.milliseconds(10), heartbeatJournalInterval)
         self.leaseDuration = max(.milliseconds(300), leaseDuration)
         self.partialOutputInterval = max(.milliseconds(10), partialOutputInterval)
+        self.instanceCacheCapacity = instanceCacheCapacity.map { max(0, $0) }
     }
 }
