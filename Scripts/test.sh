@@ -22,24 +22,26 @@ echo "test PostgreSQL cluster: $DURABLE_TEST_POSTGRES_URL (data in $cluster)" >&
 # Several runs per backend. The suites whose checks have timing bounds (a timer fires when due, a
 # heartbeat timeout, a retry delay, the change feed's wake-up) run together but apart from the rest: on two cores, the crash
 # tests' worker processes and the CPU-bound replay tests starved them of threads for over half a
-# second. The multi-worker and chaos tests, and the ClaimsIntake sample's test with its real model
-# pools, run alone at the end: they keep both cores busy with worker processes that are SIGKILLed and
-# restarted.
+# second. The multi-worker and chaos tests run alone at the end: they keep both cores busy with worker
+# processes that are SIGKILLed and restarted. The ClaimsIntake sample's test (its real model pools,
+# a SIGKILL) runs by itself after them: the chaos test stops the PostgreSQL server under it.
 timed='WorkerRuntimeTests|ActivityRuntimeCoverageTests|ProcessPoolTests|WorkerProcessTests|TimerTests|JournalConformanceTests|RateLimitEngineTests'
-alone='MultiWorkerTests|PostgresChaosTests|ClaimsIntakeSampleTests'
+alone='MultiWorkerTests|PostgresChaosTests'
+sample='ClaimsIntakeSampleTests'
 # CPU-bound suites that run in the test process (the corruption fuzzer, 16 MiB payloads) or spawn a
 # process per bad option value: beside the others they held both cores (and Swift's cooperative
 # threads) for seconds, and tests waiting for a worker process timed out.
 heavy='CorruptionFuzzTests|PayloadLimitTests|BadValueSweepTests'
 echo "== SQLite" >&2
-swift test --skip-build --skip "$timed" --skip "$alone" --skip "$heavy" "$@"
+swift test --skip-build --skip "$timed" --skip "$alone" --skip "$heavy" --skip "$sample" "$@"
 swift test --skip-build --filter "$heavy" "$@"
 swift test --skip-build --filter "$timed" "$@"
 swift test --skip-build --filter "$alone" "$@"
+swift test --skip-build --filter "$sample" "$@"
 echo "== PostgreSQL" >&2
 export DURABLE_TEST_BACKEND=postgres
 suites='DurableTests\.|DurableTestingTests\.|DurableCommandsTests\.|DurableServerTests\.'
-swift test --skip-build --filter "$suites" --skip "$timed" --skip "$alone" --skip "$heavy" "$@"
+swift test --skip-build --filter "$suites" --skip "$timed" --skip "$alone" --skip "$heavy" --skip "$sample" "$@"
 swift test --skip-build --filter 'PayloadLimitTests' "$@"
 # One test at a time: with the database server on the same two cores, a commit under the parallel
 # load took long enough to shift the timing-bounded checks (a retry's queue wait, two late timers).
@@ -48,6 +50,7 @@ swift test --skip-build --filter 'PayloadLimitTests' "$@"
 swift test --skip-build --no-parallel \
     --filter 'WorkerRuntimeTests|ActivityRuntimeCoverageTests|ProcessPoolTests|TimerTests' "$@"
 swift test --skip-build --filter "$alone" "$@"
+swift test --skip-build --filter "$sample" "$@"
 unset DURABLE_TEST_BACKEND
 echo "== HTTP API fuzz run" >&2
 bash Scripts/api-fuzz.sh
