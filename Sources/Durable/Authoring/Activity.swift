@@ -121,12 +121,7 @@ public struct ActivityContext: Sendable {
     /// ```
     /// - Throws: `CancellationError` when the attempt was cancelled or timed out; stop then.
     public func heartbeat<Details: Encodable>(_ details: Details) throws {
-        let data: Data
-        do {
-            data = try JSONEncoder.payload().encode(details)
-        } catch {
-            throw DurableError(.badInput(type: "heartbeat details (\(Details.self))", reason: "\(error)"))
-        }
+        let data = try DurableError.encode(details, as: "heartbeat details (\(Details.self))")
         try DurableError.checkPayload(data, "heartbeat details")
         try heartbeats?.heartbeat(data)
         try Task.checkCancellation()

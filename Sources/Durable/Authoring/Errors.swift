@@ -160,6 +160,17 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         }
     }
 
+    /// `value` as payload JSON. - Throws: `badInput` naming `what` when it does not encode.
+    static func encode<Value: Encodable>(
+        _ value: Value, with encoder: JSONEncoder = .payload(), as what: @autoclosure () -> String
+    ) throws(DurableError) -> Data {
+        do {
+            return try encoder.encode(value)
+        } catch {
+            throw DurableError(.badInput(type: what(), reason: "\(error)"))
+        }
+    }
+
     /// Throws `payloadTooLarge` naming `what` when `data` is over ``DurableLimits/maximumPayloadBytes``.
     static func checkPayload(_ data: Data?, _ what: @autoclosure () -> String) throws(DurableError) {
         if let data, data.count > DurableLimits.maximumPayloadBytes {

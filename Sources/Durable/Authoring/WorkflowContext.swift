@@ -64,12 +64,7 @@ public final class WorkflowContext: @unchecked Sendable {
     public func executeChild<W: Workflow>(
         _ workflow: W.Type, _ input: W.Input, id: String? = nil, cancellation: ChildCancellation = .cancel
     ) async throws -> W.Output {
-        let inputData: Data
-        do {
-            inputData = try encoder.encode(input)
-        } catch {
-            throw DurableError(.badInput(type: String(describing: W.Input.self), reason: "\(error)"))
-        }
+        let inputData = try DurableError.encode(input, with: encoder, as: String(describing: W.Input.self))
         try DurableError.checkPayload(inputData, "the input of child workflow \(W.name)")
         if let id { try DurableClient.checkIdentifier(id, "child workflow ID") }
         let data = try await instance.executeChild(
@@ -146,14 +141,12 @@ public final class WorkflowContext: @unchecked Sendable {
     /// The end of this run and the start of the next are one journal transaction. The input must be
     /// the workflow's own input type (the new run fails at once otherwise).
     public func continueAsNew<Input: Encodable>(with input: Input) -> any Error {
-        do {
-            let data = try encoder.encode(input)
+        do throws(DurableError) {
+            let data = try DurableError.encode(input, with: encoder, as: "continue-as-new input (\(Input.self))")
             try DurableError.checkPayload(data, "the continue-as-new input")
             return ContinueAsNew(input: data)
-        } catch let error as DurableError {
-            return error
         } catch {
-            return DurableError(.badInput(type: "continue-as-new input (\(Input.self))", reason: "\(error)"))
+            return error
         }
     }
 
@@ -299,12 +292,7 @@ public final class WorkflowContext: @unchecked Sendable {
     public func execute<A: ActivityDeclaration>(
         _ activity: A.Type, _ input: A.Input, options: ActivityOptions = .default
     ) async throws -> A.Output {
-        let inputData: Data
-        do {
-            inputData = try encoder.encode(input)
-        } catch {
-            throw DurableError(.badInput(type: String(describing: A.Input.self), reason: "\(error)"))
-        }
+        let inputData = try DurableError.encode(input, with: encoder, as: String(describing: A.Input.self))
         try DurableError.checkPayload(inputData, "the input of activity \(A.name)")
         let output = try await instance.scheduleActivity(type: A.name, input: inputData, options: options)
         do {

@@ -21,12 +21,7 @@ extension DurableClient {
     ///   when the name is empty or longer than ``DurableLimits/maximumIdentifierBytes``.
     @discardableResult
     public func signal<Value: Encodable>(_ id: String, name: String, _ value: Value) async throws -> String {
-        let data: Data
-        do {
-            data = try JSONEncoder.payload().encode(value)
-        } catch {
-            throw DurableError(.badInput(type: "signal '\(name)' (\(Value.self))", reason: "\(error)"))
-        }
+        let data = try DurableError.encode(value, as: "signal '\(name)' (\(Value.self))")
         return try await signal(id, name: name, json: data)
     }
 

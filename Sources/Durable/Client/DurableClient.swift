@@ -150,11 +150,7 @@ public final class DurableClient: Sendable {
     }
 
     static func encodeInput<W: Workflow>(_ input: W.Input, of workflow: W.Type) throws -> Data {
-        do {
-            return try JSONEncoder.payload().encode(input)
-        } catch {
-            throw DurableError(.badInput(type: String(describing: W.Input.self), reason: "\(error)"))
-        }
+        try DurableError.encode(input, as: String(describing: W.Input.self))
     }
 
     /// Whether a run's lease lets this process act on it as if no worker drove it: free, expired, held

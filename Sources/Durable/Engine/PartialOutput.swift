@@ -126,12 +126,7 @@ extension ActivityContext {
     /// - Throws: `CancellationError` when the attempt was cancelled, timed out, or ended;
     ///   ``DurableError`` `badInput` when the chunk does not encode, `payloadTooLarge` above 1 MiB.
     public func publish<Chunk: Encodable>(_ chunk: Chunk) throws {
-        let data: Data
-        do {
-            data = try JSONEncoder.payload().encode(chunk)
-        } catch {
-            throw DurableError(.badInput(type: "partial output (\(Chunk.self))", reason: "\(error)"))
-        }
+        let data = try DurableError.encode(chunk, as: "partial output (\(Chunk.self))")
         if data.count > PartialOutput.maximumChunkBytes {
             throw DurableError(.payloadTooLarge(what: "a chunk of partial output (at most \(PartialOutput.maximumChunkBytes) bytes)", bytes: data.count))
         }
