@@ -35,62 +35,59 @@ private func resetPeakMemory() -> Bool {
 func runReplayScaling(_ s: WorkloadSettings, folder: String, round: Int) async throws -> [Record] {
     var records: [Record] = []
     for steps in s.replaySteps {
-        let journal = journalLocation("replay-\(steps)-\(round)", folder: folder)
-        let side = (folder as NSString).appendingPathComponent("replay-\(steps)-\(round).ready")
-        removeJournalFiles(journal)
-        try? FileManager.default.removeItem(atPath: side)
-        defer {
-            removeJournalFiles(journal)
-            try? FileManager.default.removeItem(atPath: side)
-        }
-        let engine = try await Engine(journal: JournalConfiguration(journal, durability: .fast))
-        engine.register(Steps.self)
-        engine.register(SmallStep(payloadBytes: 100))
-        // The history, made by a worker in another process.
-        let worker = try spawn(executablePath(), [
-            "--bench-worker", "--journal", journal, "--side", side, "--durability-child", Durability.fast.rawValue,
-        ])
-        let built = monoSeconds()
-        let runID: String
-        do {
-            defer {
-                kill(worker, SIGTERM)
-                _ = waitFor(worker)
-            }
-            runID = try await engine.submit(workflowType: Steps.name, input: Data("\(steps)".utf8), id: "replay-\(steps)").runID
-            let deadline = ContinuousClock.now + .seconds(900)
-            while try await engine.describe(runID).run.status.isOpen {
-                guard ContinuousClock.now < deadline else { throw BenchError("the \(steps)-step run did not end within 900 s") }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-        }
-        let buildSeconds = monoSeconds() - built
-        var best = Double.infinity
-        var events = 0
-        var peakGrowth: Int?
-        for attempt in 0..<3 {
-            let rssBefore = statusBytes("VmRSS")
-            let reset = attempt == 0 && resetPeakMemory()
-            let start = monoSeconds()
-            let report = try await engine.replay(runID)
-            best = min(best, monoSeconds() - start)
-            guard report.mismatch == nil else { throw BenchError("the \(steps)-step run did not replay: \(report.mismatch!)") }
-            events = report.eventCount
-            if reset, let rssBefore, let peak = statusBytes("VmHWM") { peakGrowth = max(0, peak - rssBefore) }
-        }
-        var record = header("replay", durability: .fast, round: round)
-        record.set("steps", steps)
-        record.set("events", events)
-        record.set("build_s", buildSeconds, digits: 2)
-        record.set("replay_ms", best * 1000, digits: 2)
-        record.set("replay_us_per_event", best * 1e6 / Double(max(1, events)), digits: 3)
-        if let peakGrowth {
-            record.set("peak_rss_growth_mb", Double(peakGrowth) / 1_048_576, digits: 1)
-            record.set("peak_bytes_per_event", Double(peakGrowth) / Double(max(1, events)), digits: 0)
-        }
-        emit(record)
-        records.append(record)
-        await engine.shutdown()
+        records.append(try await withWorkerJournal("replay-\(steps)-\(round)", folder: folder) { journal, side in
+            try await replayRecord(steps: steps, journal: journal, side: side, round: round)
+        })
     }
     return records
+}
+
+/// One size: the run made by a worker process, then replayed here.
+private func replayRecord(steps: Int, journal: String, side: String, round: Int) async throws -> Record {
+    let engine = try await Engine(journal: JournalConfiguration(journal, durability: .fast))
+    engine.register(Steps.self)
+    engine.register(SmallStep(payloadBytes: 100))
+    // The history, made by a worker in another process.
+    let worker = try spawnBenchWorker(journal: journal, side: side, durability: .fast)
+    let built = monoSeconds()
+    let runID: String
+    do {
+        defer {
+            kill(worker, SIGTERM)
+            _ = waitFor(worker)
+        }
+        runID = try await engine.submit(workflowType: Steps.name, input: Data("\(steps)".utf8), id: "replay-\(steps)").runID
+        let deadline = ContinuousClock.now + .seconds(900)
+        while try await engine.describe(runID).run.status.isOpen {
+            guard ContinuousClock.now < deadline else { throw BenchError("the \(steps)-step run did not end within 900 s") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+    let buildSeconds = monoSeconds() - built
+    var best = Double.infinity
+    var events = 0
+    var peakGrowth: Int?
+    for attempt in 0..<3 {
+        let rssBefore = statusBytes("VmRSS")
+        let reset = attempt == 0 && resetPeakMemory()
+        let start = monoSeconds()
+        let report = try await engine.replay(runID)
+        best = min(best, monoSeconds() - start)
+        guard report.mismatch == nil else { throw BenchError("the \(steps)-step run did not replay: \(report.mismatch!)") }
+        events = report.eventCount
+        if reset, let rssBefore, let peak = statusBytes("VmHWM") { peakGrowth = max(0, peak - rssBefore) }
+    }
+    var record = header("replay", durability: .fast, round: round)
+    record.set("steps", steps)
+    record.set("events", events)
+    record.set("build_s", buildSeconds, digits: 2)
+    record.set("replay_ms", best * 1000, digits: 2)
+    record.set("replay_us_per_event", best * 1e6 / Double(max(1, events)), digits: 3)
+    if let peakGrowth {
+        record.set("peak_rss_growth_mb", Double(peakGrowth) / 1_048_576, digits: 1)
+        record.set("peak_bytes_per_event", Double(peakGrowth) / Double(max(1, events)), digits: 0)
+    }
+    emit(record)
+    await engine.shutdown()
+    return record
 }

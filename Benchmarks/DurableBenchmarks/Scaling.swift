@@ -32,23 +32,42 @@ func benchWorker(_ o: CrashChildOptions) async throws -> Int32 {
     return 0
 }
 
-func runWorkerScaling(
-    _ s: WorkloadSettings, workers count: Int, folder: String, durability: Durability, round: Int
-) async throws -> Record {
-    let journal = journalLocation("workers-\(count)-\(durability.rawValue)-\(round)", folder: folder)
-    let side = (folder as NSString).appendingPathComponent("workers-\(count)-\(round).ready")
-    removeJournalFiles(journal)
-    try? FileManager.default.removeItem(atPath: side)
-    defer {
+/// A fresh journal `name` in `folder` and the side file its bench workers write "ready" to, both
+/// removed before and after `body`.
+func withWorkerJournal<T>(
+    _ name: String, folder: String, _ body: (_ journal: String, _ side: String) async throws -> T
+) async throws -> T {
+    let journal = journalLocation(name, folder: folder)
+    let side = (folder as NSString).appendingPathComponent("\(name).ready")
+    func remove() {
         removeJournalFiles(journal)
         try? FileManager.default.removeItem(atPath: side)
     }
-    let submitter = try await Engine(journal: JournalConfiguration(journal, durability: durability))
-    let pids = try (0..<count).map { _ in
-        try spawn(executablePath(), [
-            "--bench-worker", "--journal", journal, "--side", side, "--durability-child", durability.rawValue,
-        ])
+    remove()
+    defer { remove() }
+    return try await body(journal, side)
+}
+
+/// A worker process (``benchWorker(_:)``) on `journal`.
+func spawnBenchWorker(journal: String, side: String, durability: Durability) throws -> pid_t {
+    try spawn(executablePath(), [
+        "--bench-worker", "--journal", journal, "--side", side, "--durability-child", durability.rawValue,
+    ])
+}
+
+func runWorkerScaling(
+    _ s: WorkloadSettings, workers count: Int, folder: String, durability: Durability, round: Int
+) async throws -> Record {
+    try await withWorkerJournal("workers-\(count)-\(durability.rawValue)-\(round)", folder: folder) { journal, side in
+        try await runWorkerScaling(s, workers: count, journal: journal, side: side, durability: durability, round: round)
     }
+}
+
+private func runWorkerScaling(
+    _ s: WorkloadSettings, workers count: Int, journal: String, side: String, durability: Durability, round: Int
+) async throws -> Record {
+    let submitter = try await Engine(journal: JournalConfiguration(journal, durability: durability))
+    let pids = try (0..<count).map { _ in try spawnBenchWorker(journal: journal, side: side, durability: durability) }
     defer {
         for pid in pids { kill(pid, SIGTERM) }
         for pid in pids { _ = waitFor(pid) }

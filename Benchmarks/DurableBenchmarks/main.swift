@@ -313,31 +313,21 @@ func main() async -> Int32 {
     var failures = 0
     for round in 1...options.rounds {
         if options.rounds > 1 { say("== durable-bench round \(round)/\(options.rounds)") }
-        for workload in options.workloads where poolWorkloads.contains(workload) {
+        for workload in options.workloads where poolWorkloads.contains(workload) || onceWorkloads.contains(workload) {
             do {
-                let record: Record
+                let records: [Record]
                 switch workload {
-                case "pool_warm_cold": record = try await runPoolWarmCold(options.pools, folder: folder, round: round)
-                case "pool_overhead": record = try await runPoolOverhead(options.pools, folder: folder, round: round)
-                case "process_warm_cold": record = try await runProcessWarmCold(options.pools, folder: folder, round: round)
-                default: record = try await runProcessPool(options.pools, folder: folder, round: round)
+                case "pool_warm_cold": records = [try await runPoolWarmCold(options.pools, folder: folder, round: round)]
+                case "pool_overhead": records = [try await runPoolOverhead(options.pools, folder: folder, round: round)]
+                case "process_warm_cold": records = [try await runProcessWarmCold(options.pools, folder: folder, round: round)]
+                case "replay": records = try await runReplayScaling(options.settings, folder: folder, round: round)
+                default: records = [try await runProcessPool(options.pools, folder: folder, round: round)]
                 }
-                say(describe(record))
+                for record in records { say(describe(record)) }
             } catch {
                 failures += 1
                 say("\(workload) FAILED: \(error)")
-                var record = header(workload, durability: .full, round: round)
-                record.set("error", "\(error)")
-                emit(record)
-            }
-        }
-        for workload in options.workloads where onceWorkloads.contains(workload) {
-            do {
-                for record in try await runReplayScaling(options.settings, folder: folder, round: round) { say(describe(record)) }
-            } catch {
-                failures += 1
-                say("\(workload) FAILED: \(error)")
-                var record = header(workload, durability: .fast, round: round)
+                var record = header(workload, durability: workload == "replay" ? .fast : .full, round: round)
                 record.set("error", "\(error)")
                 emit(record)
             }
