@@ -56,12 +56,7 @@ start_worker() {
   step "doc-pipeline worker > $(basename "$log") 2>&1 &"
   "$APP" worker >"$log" 2>&1 &
   WORKER_PID=$!
-  for _ in $(seq 1 100); do
-    grep -q '^worker pid' "$log" 2>/dev/null && break
-    kill -0 "$WORKER_PID" 2>/dev/null || { print_log "$log" worker; fail "the worker exited at start"; }
-    sleep 0.1
-  done
-  grep -q '^worker pid' "$log" || { print_log "$log" worker; fail "the worker did not start within 10 s"; }
+  wait_for_line "$log" '^worker pid' "$WORKER_PID" 10 "the worker did not start within 10 s"
   echo "worker running as pid $WORKER_PID"
 }
 

@@ -20,3 +20,15 @@ show() {
 
 # Prints a log file with a prefix on each line.
 print_log() { sed "s/^/$2 | /" "$1"; }
+
+# Waits for a worker's start-up line: wait_for_line LOG PATTERN PID SECONDS MESSAGE. Fails with the
+# worker's log when the process exits first, or with MESSAGE when SECONDS pass without the line.
+wait_for_line() {
+  local log="$1" pattern="$2" pid="$3" seconds="$4" message="$5"
+  for _ in $(seq 1 $((seconds * 10))); do
+    grep -q "$pattern" "$log" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || { print_log "$log" worker; fail "the worker exited at start"; }
+    sleep 0.1
+  done
+  grep -q "$pattern" "$log" || { print_log "$log" worker; fail "$message"; }
+}

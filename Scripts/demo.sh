@@ -71,12 +71,7 @@ start_worker() {
   step "$* claims-intake worker > $(basename "$log") 2>&1 &"
   env "$@" "$APP" worker >"$log" 2>&1 &
   WORKER_PID=$!
-  for _ in $(seq 1 1800); do
-    grep -q '^pools warm' "$log" 2>/dev/null && break
-    kill -0 "$WORKER_PID" 2>/dev/null || { print_log "$log" worker; fail "the worker exited at start"; }
-    sleep 0.1
-  done
-  grep -q '^pools warm' "$log" || { print_log "$log" worker; fail "the pools were not warm within 180 s"; }
+  wait_for_line "$log" '^pools warm' "$WORKER_PID" 180 "the pools were not warm within 180 s"
   if grep -q '^pools warm.*warm-up failed' "$log"; then print_log "$log" worker; fail "a model pool did not warm up (above)"; fi
   grep -E '^(worker pid|pools warm|recovered)' "$log" | sed 's/^/  /'
 }
