@@ -172,6 +172,7 @@ final class GroupCommitWriter: Sendable {
             let insert = try db.cachedStatement(sql: insertEvent)
             for event in batch.events {
                 try insert.execute(arguments: eventArguments(key, event))
+                if let payload = event.outOfLine { try SQLiteJournal.storeOutOfLine(payload, run: key, db, now: now) }
             }
         }
         if let wake = batch.wake {
@@ -239,6 +240,7 @@ final class GroupCommitWriter: Sendable {
         var first = started
         (first.index, first.seq, first.attempt) = (0, 0, 0)
         try db.cachedStatement(sql: insertEvent).execute(arguments: eventArguments(key, first))
+        if let payload = first.outOfLine { try SQLiteJournal.storeOutOfLine(payload, run: key, db, now: now) }
         return key
     }
 
