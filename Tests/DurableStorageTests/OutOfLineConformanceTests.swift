@@ -89,6 +89,32 @@ func incompressible(_ bytes: Int, seed: UInt64) -> Data {
         await journal.close()
     }
 
+    /// Runs that refer to one payload are written while prune deletes the closed ones, from two
+    /// connections at once: the payload is never deleted under a reference written meanwhile.
+    @Test(arguments: Backend.allCases) func pruneRacingWritersNeverDeletesAPayloadARunStillRefersTo(_ backend: Backend) async throws {
+        guard let location = backend.freshLocation() else { return }
+        let writer = try await openJournal(location, owner: "w1")
+        let pruner = try await openJournal(location)
+        try await run(writer, "r0", input: Self.first, result: Data("1".utf8), close: true)
+        async let pruning: Int = {
+            var deleted = 0
+            for _ in 0..<40 { deleted += try await pruner.deleteClosedRuns(closedBefore: Date().addingTimeInterval(5)).runs }
+            return deleted
+        }()
+        for n in 1...40 { try await run(writer, "r\(n)", input: Self.first, result: Data("1".utf8), close: n % 2 == 0) }
+        let deleted = try await pruning
+        #expect(deleted >= 1)
+        for run in try await writer.runs(RunFilter()) {
+            #expect(try await writer.history(run, from: 0).first?.data == Self.first, "\(run.runID)")
+        }
+        let report = try await writer.check()
+        #expect(report.isHealthy, "\(report.problems)")
+        _ = try await pruner.deleteClosedRuns(closedBefore: Date().addingTimeInterval(5))
+        #expect(try await writer.stats().outOfLinePayloads == 1, "the 20 open runs still refer to it")
+        await writer.close()
+        await pruner.close()
+    }
+
     @Test(arguments: Backend.allCases) func compactionLeavesLargePayloadsOutOfLine(_ backend: Backend) async throws {
         guard let location = backend.freshLocation() else { return }
         let journal = try await openJournal(location, owner: "w1")
