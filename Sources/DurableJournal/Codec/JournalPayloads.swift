@@ -132,8 +132,8 @@ package struct JournalPayloads: Sendable {
     /// A reference to a payload stored out of line is resolved with `outOfLine` (unless
     /// ``keepsReferences``) and the blob checked against its address first.
     /// - Throws: ``JournalError``: `missingPayloadKey` (reading `requireKey`), `wrongPayloadKey`,
-    ///   `corruptEvent` saying what is wrong with the frame or that a blob is missing, or `damaged`
-    ///   when a blob does not match its address.
+    ///   `corruptEvent` saying what is wrong with the frame, `corruptRun` for a malformed reference or
+    ///   a missing blob, or `damaged` when a blob does not match its address.
     package func read(
         _ stored: Data?, runID: String, index: Int, kind: EventKind, outOfLine: OutOfLineLookup
     ) throws -> (data: Data?, encrypted: EncryptedPayload?) {
@@ -160,7 +160,7 @@ package struct JournalPayloads: Sendable {
     }
 
     /// The stored frame a reference (``OutOfLinePayload``) points to, checked against its address.
-    /// - Throws: ``JournalError`` `corruptEvent` for a malformed reference or a missing blob,
+    /// - Throws: ``JournalError`` `corruptRun` (naming the row) for a malformed reference or a missing blob,
     ///   `damaged` for a blob that does not match its address.
     package static func resolve(_ reference: Data, runID: String, row: String, outOfLine: OutOfLineLookup) throws -> Data {
         let parts: (digest: Data, rawLength: Int, storedLength: Int)
