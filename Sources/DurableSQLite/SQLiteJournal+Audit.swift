@@ -49,7 +49,7 @@ extension SQLiteJournal {
             + (newestFirst ? "WHERE seq < ? ORDER BY seq DESC LIMIT ?" : "WHERE seq > ? ORDER BY seq LIMIT ?")
         let cursor: Int64 = cursor ?? (newestFirst ? .max : 0)
         let arguments: StatementArguments = [cursor, max(0, limit)]
-        return try read { db in
+        return try await read { db in
             try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
                 let (entry, damage) = try Self.auditRow(row)
                 if let damage { throw damage }
@@ -59,7 +59,7 @@ extension SQLiteJournal {
     }
 
     package func auditEntries(target: String, limit: Int) async throws -> [AuditEntry] {
-        try read { db in
+        try await read { db in
             try Row.fetchAll(
                 db, sql: "SELECT \(Self.auditColumns) FROM audit WHERE target = ? ORDER BY seq LIMIT ?",
                 arguments: [target, max(0, limit)]

@@ -43,13 +43,13 @@ extension SQLiteJournal {
         let (clause, arguments) = filter.clause
         var sql = "SELECT \(Self.runColumns) FROM runs" + clause + (filter.oldestFirst ? " ORDER BY id" : " ORDER BY id DESC")
         if let limit = filter.limit { sql += " LIMIT \(max(0, limit))" }
-        return try read { db in try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.runRecord) }
+        return try await read { [sql, arguments] db in try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.runRecord) }
     }
 
     /// How many runs match `filter`, by status (`limit` and order do not apply).
     package func countRuns(_ filter: RunFilter) async throws -> [RunStatus: Int] {
         let (clause, arguments) = filter.clause
-        return try read { db in
+        return try await read { db in
             var counts: [RunStatus: Int] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT status, count(*) FROM runs" + clause + " GROUP BY status", arguments: arguments) {
                 if let (status, count) = Self.statusCount(row) { counts[status] = count }
@@ -62,7 +62,7 @@ extension SQLiteJournal {
 
     /// Sizes, runs by status, events and payload compression.
     package func stats() async throws -> JournalStats {
-        try read { db in
+        try await read { [self] db in
             var stats = JournalStats(
                 formatVersion: try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0,
                 fileBytes: Self.fileSize(path), walBytes: Self.fileSize(path + "-wal"),
@@ -125,7 +125,7 @@ extension SQLiteJournal {
     /// the audit log (types, row checksums, numbering and hash chain, ``AuditChainCheck``).
     /// `progress(done, total)` is called every 1,000 runs and at the end.
     package func check(progress: @escaping @Sendable (Int, Int) -> Void) async throws -> JournalCheckReport {
-        try read { db in
+        try await read { [self] db in
             var report = JournalCheckReport(
                 formatVersion: try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0,
                 integrity: try String.fetchAll(db, sql: "PRAGMA integrity_check"))
@@ -305,7 +305,7 @@ extension SQLiteJournal {
         let statusList = closed.map { "'\($0.rawValue)'" }.joined(separator: ",")
         let condition = "status IN (\(statusList)) AND closed_at IS NOT NULL AND closed_at < ?"
         if dryRun {
-            return try read { db in
+            return try await read { db in
                 let runs = "SELECT id FROM runs WHERE \(condition)"
                 return (try Int.fetchOne(db, sql: "SELECT count(*) FROM runs WHERE \(condition)", arguments: [cutoff.journalMillis]) ?? 0,
                         (try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE run IN (\(runs))", arguments: [cutoff.journalMillis]) ?? 0)
@@ -316,7 +316,7 @@ extension SQLiteJournal {
         }
         var total = (runs: 0, events: 0)
         while true {
-            let deleted = try write { db -> (Int, Int) in
+            let deleted = try await write { db -> (Int, Int) in
                 let keys = try Int64.fetchAll(
                     db, sql: "SELECT id FROM runs WHERE \(condition) LIMIT 500", arguments: [cutoff.journalMillis])
                 guard !keys.isEmpty else { return (0, 0) }
@@ -347,11 +347,11 @@ extension SQLiteJournal {
         let closed = RunStatus.allCases.filter { !$0.isOpen }.map { "'\($0.rawValue)'" }.joined(separator: ",")
         let unpacked = "status IN (\(closed)) AND EXISTS (SELECT 1 FROM events WHERE events.run = runs.id)"
         do {
-            let total = try read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM runs WHERE \(unpacked)") ?? 0 }
+            let total = try await read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM runs WHERE \(unpacked)") ?? 0 }
             var after: Int64 = 0
             while true {
                 let start = after
-                let (packed, skipped, last) = try writeSync { db -> (Int, Int, Int64?) in
+                let (packed, skipped, last) = try await offloaded { [self] in try writeSync { db -> (Int, Int, Int64?) in
                     let runs = try Row.fetchAll(
                         db, sql: "SELECT \(Self.runColumns) FROM runs WHERE \(unpacked) AND id > ? ORDER BY id LIMIT 100",
                         arguments: [start]
@@ -372,17 +372,19 @@ extension SQLiteJournal {
                         packed += 1
                     }
                     return (packed, skipped, runs.last?.key)
-                }
+                } }
                 guard let last else { break }
                 after = last
                 report.packedRuns += packed
                 report.skippedRuns += skipped
                 progress(report.packedRuns + report.skippedRuns, total)
             }
-            try writeWithoutTransaction { db in
-                try db.checkpoint(.truncate)
-                try db.execute(sql: "VACUUM")
-                try db.checkpoint(.truncate)
+            try await offloaded { [self] in
+                try writeWithoutTransaction { db in
+                    try db.checkpoint(.truncate)
+                    try db.execute(sql: "VACUUM")
+                    try db.checkpoint(.truncate)
+                }
             }
         } catch let error as DatabaseError {
             throw JournalError(.storage(reason: "\(path): compaction failed: \(error.message ?? error.description)"))
@@ -398,6 +400,10 @@ extension SQLiteJournal {
     /// - Returns: the copy's size in bytes.
     /// - Throws: ``JournalError`` when `destination` is not a new file's path or cannot be written.
     package func backup(to destination: String) async throws -> Int64 {
+        try await offloaded { [self] in try backupNow(to: destination) }
+    }
+
+    private func backupNow(to destination: String) throws -> Int64 {
         try NewFile.create(destination, what: "backup") { temporary in
             do {
                 let copy = try DatabaseQueue(path: temporary)
@@ -415,7 +421,7 @@ extension SQLiteJournal {
 
     package func importRun(_ run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal]) async throws {
         let framed = try payloads.frame(run.runID, events: events, signals: signals)
-        try write { db in try Self.insert(run, framed, db) }
+        try await write { db in try Self.insert(run, framed, db) }
     }
 
     /// Inserts a run without a lease, its events and its queued signals, with their checksums.

@@ -133,7 +133,7 @@ package final class SQLiteJournal: Journal {
 
     package func registerWorkflowTypes(_ names: [String]) async throws {
         let now = Date().journalMillis
-        try write { db in
+        try await write { db in
             for name in names {
                 try db.execute(
                     sql: "INSERT OR REPLACE INTO workflow_types (name, registered_at) VALUES (?, ?)",
@@ -143,14 +143,14 @@ package final class SQLiteJournal: Journal {
     }
 
     package func knownWorkflowTypes() async throws -> [String] {
-        try read { db in try String.fetchAll(db, sql: "SELECT name FROM workflow_types ORDER BY name") }
+        try await read { db in try String.fetchAll(db, sql: "SELECT name FROM workflow_types ORDER BY name") }
     }
 
     // MARK: - Signals
 
     package func sendSignal(toRun id: String, name: String, data: Data?, operation: String) async throws -> RunRecord {
         let framed = try data.map(payloads.encode)
-        return try write { db in
+        return try await write { db in
             guard let row = try Row.fetchOne(
                 db,
                 sql: """
@@ -175,7 +175,7 @@ package final class SQLiteJournal: Journal {
 
     package func terminateRun(_ runID: String, reason: String, expected lease: RunLease, notice: RunNotice?) async throws -> Bool {
         let (termination, framed) = try payloads.seal(RunTermination(runID: runID, reason: reason, expected: lease, notice: notice))
-        return try write { db in try Self.terminate(termination, framedReason: framed, db) }
+        return try await write { db in try Self.terminate(termination, framedReason: framed, db) }
     }
 
     package func replaceRun(
@@ -183,7 +183,7 @@ package final class SQLiteJournal: Journal {
     ) async throws -> Bool {
         let (termination, framed) = try payloads.seal(termination)
         let replacement = try payloads.frame(run.runID, events: events, signals: signals)
-        return try write { db in
+        return try await write { db in
             guard try Self.terminate(termination, framedReason: framed, db) else { return false }
             try Self.insert(run, replacement, db)
             return true
@@ -233,14 +233,14 @@ package final class SQLiteJournal: Journal {
         var arguments: StatementArguments = [now, lease?.owner, lease.map { now + $0.durationMs }]
         arguments += StatementArguments(workflowTypes)
         // A read first: most wake-ups find nothing pending, and take no write lock then.
-        let any = try read { db in
+        let any = try await read { db in
             try Bool.fetchOne(
                 db, sql: "SELECT EXISTS (SELECT 1 FROM runs WHERE status = 'pending' AND workflow_type IN (\(types)))",
                 arguments: StatementArguments(workflowTypes)) ?? false
         }
         guard any else { return [] }
         arguments += [limit]
-        return try write { db in
+        return try await write { [arguments] db in
             try Row.fetchAll(
                 db,
                 sql: """
@@ -256,7 +256,7 @@ package final class SQLiteJournal: Journal {
 
     package func acquireLease(runID: String, expected: RunLease) async throws -> Bool {
         guard let lease else { return true }
-        return try write { db in
+        return try await write { db in
             let now = Date().journalMillis
             try db.execute(
                 sql: """
@@ -294,7 +294,7 @@ package final class SQLiteJournal: Journal {
     package func renewLeases() async throws -> Int {
         guard let lease else { return 0 }
         let start = Date().journalMillis
-        let held = try write { db in
+        let held = try await write { db in
             try db.execute(
                 sql: "UPDATE runs SET lease_expires_at = ? WHERE lease_owner = ? AND status IN ('running','held')",
                 arguments: [start + lease.durationMs, lease.owner])
@@ -318,7 +318,7 @@ package final class SQLiteJournal: Journal {
 
     package func runsLeasedHere() async throws -> [String] {
         guard let lease else { return [] }
-        return try read { db in
+        return try await read { db in
             try String.fetchAll(
                 db, sql: "SELECT run_id FROM runs WHERE lease_owner = ? AND status IN \(RunStatus.openStatusesSQL)",
                 arguments: [lease.owner])
@@ -326,7 +326,7 @@ package final class SQLiteJournal: Journal {
     }
 
     package func leases(ofRuns runIDs: [String]) async throws -> [String: (owner: String?, status: RunStatus)] {
-        try read { db in
+        try await read { db in
             var leases: [String: (owner: String?, status: RunStatus)] = [:]
             for start in stride(from: 0, to: runIDs.count, by: 500) {
                 let chunk = Array(runIDs[start..<min(start + 500, runIDs.count)])
@@ -349,7 +349,7 @@ package final class SQLiteJournal: Journal {
         guard let lease else { return }
         renewals.withLock { $0.broken = true }
         writer.leasesSafeUntil.store(0, ordering: .releasing)
-        try write { db in
+        try await write { db in
             try db.execute(
                 sql: "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?",
                 arguments: [lease.owner])
@@ -358,7 +358,7 @@ package final class SQLiteJournal: Journal {
 
     package func releaseLease(runID: String) async throws {
         guard let lease else { return }
-        try write { db in
+        try await write { db in
             try db.execute(
                 sql: "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE run_id = ? AND lease_owner = ?",
                 arguments: [runID, lease.owner])
@@ -366,7 +366,7 @@ package final class SQLiteJournal: Journal {
     }
 
     package func leaseOwners() async throws -> [String: Int] {
-        try read { db in
+        try await read { db in
             let rows = try Row.fetchAll(
                 db,
                 sql: "SELECT lease_owner, count(*) FROM runs INDEXED BY runs_leased WHERE lease_owner IS NOT NULL AND status = 'running' GROUP BY 1")
@@ -385,7 +385,7 @@ package final class SQLiteJournal: Journal {
         let dead = deadOwners.map { _ in "?" }.joined(separator: ",")
         var arguments: StatementArguments = [Date().journalMillis, lease.owner]
         arguments += StatementArguments(deadOwners)
-        return try read { db in
+        return try await read { [arguments] db in
             try Row.fetchAll(
                 db,
                 sql: """
@@ -402,7 +402,7 @@ package final class SQLiteJournal: Journal {
     // MARK: - Due-time index
 
     package func runsToResume() async throws -> [RunRecord] {
-        try read { db in
+        try await read { db in
             // Two index ranges (`runs_busy`, `runs_status`), not a pass over every running run. (A journal
             // has no `ANALYZE` statistics: without `INDEXED BY` the planner takes `runs_status`, which
             // holds every running run.)
@@ -416,7 +416,7 @@ package final class SQLiteJournal: Journal {
     }
 
     package func dueRuns(before date: Date, limit: Int) async throws -> [RunRecord] {
-        try read { db in
+        try await read { [self] db in
             try Row.fetchAll(
                 db.cachedStatement(sql: """
                     SELECT \(Self.runColumns) FROM runs INDEXED BY runs_waiting
@@ -429,7 +429,7 @@ package final class SQLiteJournal: Journal {
     }
 
     package func nextWake(after date: Date) async throws -> Date? {
-        try read { db in
+        try await read { [self] db in
             try Int64.fetchOne(
                 db.cachedStatement(sql: """
                     SELECT min(wake_at) FROM runs INDEXED BY runs_waiting
@@ -442,7 +442,7 @@ package final class SQLiteJournal: Journal {
     }
 
     package func hasWaitingRuns() async throws -> Bool {
-        try read { db in
+        try await read { db in
             try Bool.fetchOne(db, sql: """
                 SELECT EXISTS (SELECT 1 FROM runs INDEXED BY runs_waiting WHERE status = 'running' AND wake_at IS NOT NULL)
                 """) ?? false
@@ -452,7 +452,7 @@ package final class SQLiteJournal: Journal {
     package func waitingRunsWithSignals(limit: Int) async throws -> [RunRecord] {
         // CROSS JOIN keeps `signals` (a few rows) the outer loop: otherwise the planner may walk every
         // waiting run through `runs_waiting` and look each one up in `signals`.
-        try read { db in
+        try await read { db in
             try Row.fetchAll(
                 db.cachedStatement(sql: """
                     SELECT \(Self.runColumns) FROM runs WHERE id IN (
@@ -468,7 +468,7 @@ package final class SQLiteJournal: Journal {
     package func queuedSignals(
         including include: @escaping @Sendable (_ runID: String, _ name: String) -> Bool
     ) async throws -> [QueuedSignal] {
-        try read { db in
+        try await read { [self] db in
             // A cursor: the payload of a signal left out is never read (SQLite reads a column, and its
             // overflow pages, only when asked for it).
             var signals: [QueuedSignal] = []
@@ -489,7 +489,7 @@ package final class SQLiteJournal: Journal {
     }
 
     package func queuedSignalNames(runID: String) async throws -> [String] {
-        try read { db in
+        try await read { db in
             try Row.fetchAll(
                 db, sql: "SELECT name FROM signals WHERE run = (SELECT id FROM runs WHERE run_id = ?) ORDER BY id",
                 arguments: [runID]
@@ -504,7 +504,7 @@ package final class SQLiteJournal: Journal {
     package func findRun(_ id: String) async throws -> RunRecord? {
         // Cached statements: the HTTP server looks a run up at least once per request, and preparing
         // the statement each time cost about half of the lookup.
-        try read { db in
+        try await read { db in
             if let row = try Row.fetchOne(
                 db.cachedStatement(sql: "SELECT \(Self.runColumns) FROM runs WHERE run_id = ?"), arguments: [id])
             {
@@ -518,7 +518,7 @@ package final class SQLiteJournal: Journal {
     }
 
     package func openRun(workflowID: String) async throws -> RunRecord? {
-        try read { db in
+        try await read { db in
             try Row.fetchOne(
                 db,
                 sql: """
@@ -531,7 +531,7 @@ package final class SQLiteJournal: Journal {
     }
 
     package func eventCount(_ run: RunRecord) async throws -> Int {
-        try read { db in
+        try await read { db in
             guard let key = try Self.key(of: run.runID, db) else { return 0 }
             let rows = try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE run = ?", arguments: [key]) ?? 0
             if rows > 0 { return rows }
@@ -543,7 +543,7 @@ package final class SQLiteJournal: Journal {
     }
 
     package func history(_ run: RunRecord, from index: Int) async throws -> [HistoryEvent] {
-        try read { db in
+        try await read { [self] db in
             guard let key = try Self.key(of: run.runID, db) else { throw JournalError(.runNotFound(run.runID)) }
             return try Self.history(run, key: key, from: index, db, payloads: payloads)
         }
@@ -596,7 +596,7 @@ package final class SQLiteJournal: Journal {
     }
 
     package func effectiveDurability() async throws -> Durability {
-        try writerSynchronous() >= 2 ? .full : .fast
+        try await offloaded { [self] in try writerSynchronous() >= 2 ? .full : .fast }
     }
 
     /// Transactions the group-commit writer has committed since the journal was opened.
@@ -604,10 +604,38 @@ package final class SQLiteJournal: Journal {
 
     /// Moves the WAL's contents into the database file and truncates the WAL.
     package func checkpoint() async throws {
-        try writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
+        try await offloaded { [self] in try writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) } }
     }
 
     func read<T>(_ body: (Database) throws -> T) throws -> T { try mappingErrors { try pool.read(body) } }
+
+    /// Where the async functions run their blocking GRDB calls: threads of their own, not Swift's
+    /// cooperative ones. A call that waits (for the write lock while the group-commit writer syncs, for
+    /// a reader) would otherwise hold one of the few cooperative threads (two on a two-core machine),
+    /// and every task of the process would wait with it.
+    private static let blockingCalls = DispatchQueue(label: "durable.sqlite.calls", attributes: .concurrent)
+
+    /// `body` on ``blockingCalls``; the caller's task waits without holding a thread.
+    func offloaded<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Self.blockingCalls.async { continuation.resume(with: Result { try body() }) }
+        }
+    }
+
+    /// ``read(_:)`` off the cooperative threads.
+    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await offloaded { try self.read(body) }
+    }
+
+    /// ``write(_:)`` off the cooperative threads.
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await offloaded { try self.write(body) }
+    }
+
+    /// ``writeDurably(_:)`` off the cooperative threads.
+    func writeDurably<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await offloaded { try self.writeDurably(body) }
+    }
 
     /// GRDB's blocking `write`, without this journal's error mapping (the caller maps errors).
     func writeSync<T>(_ body: (Database) throws -> T) throws -> T { try pool.write(body) }
