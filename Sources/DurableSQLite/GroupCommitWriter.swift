@@ -178,9 +178,13 @@ final class GroupCommitWriter: Sendable {
             }
         }
         if !batch.events.isEmpty {
-            let insert = try db.cachedStatement(sql: insertEvent)
-            for event in batch.events {
-                try Self.insert(event, run: key, with: insert, db)
+            // Two rows per statement: a step writes two events (the activity's result, the next schedule).
+            var rest = batch.events[...]
+            while !rest.isEmpty {
+                let rows = rest.prefix(2)
+                try Self.insert(
+                    rows, run: key, with: db.cachedStatement(sql: rows.count == 2 ? insertTwoEvents : insertEvent), db)
+                rest = rest.dropFirst(rows.count)
             }
         }
         if let wake = batch.wake {
@@ -253,6 +257,9 @@ final class GroupCommitWriter: Sendable {
 
     static let insertEvent =
         "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta, sum) VALUES (?,?,?,?,?,?,?,?,?,?)"
+    /// ``insertEvent`` for two rows.
+    static let insertTwoEvents =
+        "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta, sum) VALUES (?,?,?,?,?,?,?,?,?,?),(?,?,?,?,?,?,?,?,?,?)"
 
     /// The arguments of ``insertEvent`` for an event of the run with key `key`, its checksum with them.
     static func eventArguments(_ key: Int64, _ event: EventDraft) -> StatementArguments {
@@ -263,42 +270,57 @@ final class GroupCommitWriter: Sendable {
         return [key, event.index, event.kind.rawValue, time, event.seq, event.attempt, event.name, event.data, event.meta, sum]
     }
 
-    /// Inserts the row of an event of the run with key `key` with ``insertEvent``: the values of
-    /// ``eventArguments(_:_:)``, bound to the statement directly. `StatementArguments` box each of the
-    /// ten values and GRDB checks them on every execution, about 6,000 instructions per row, more than
-    /// SQLite's own work (Docs/benchmarks.md, "CPU per step"). The values bind as GRDB binds them
-    /// (integers, text up to its first NUL, blobs), so the rows are the same. No transaction observer
-    /// watches the journal's connection, so the statement does not need GRDB's execution hooks.
-    static func insert(_ event: EventDraft, run key: Int64, with statement: Statement, _ db: Database) throws {
+    /// Inserts the rows of `events` (one or two) of the run with key `key` with `statement`
+    /// (``insertEvent``, or ``insertTwoEvents`` for two): the values of ``eventArguments(_:_:)``, bound
+    /// to the statement directly. `StatementArguments` box each of the ten values of a row and GRDB
+    /// checks them on every execution, about 6,000 instructions per row, more than SQLite's own work;
+    /// and a step writes two events, which one statement inserts for less than two
+    /// (Docs/benchmarks.md, "CPU per step"). The values bind as GRDB binds them (integers, text up to
+    /// its first NUL, blobs), and the rows are inserted in order, so the rows are the same. No
+    /// transaction observer watches the journal's connection, so the statement does not need GRDB's
+    /// execution hooks.
+    static func insert(
+        _ events: ArraySlice<EventDraft>, run key: Int64, with statement: Statement, _ db: Database
+    ) throws {
+        let handle = statement.sqliteStatement
+        sqlite3_reset(handle)  // the previous execution's result was checked then
+        var code = bindAndStep(events, run: key, handle, from: 0)
+        if code == SQLITE_DONE { code = SQLITE_OK }
+        // Text and blobs were bound without a copy, for the time of the step only.
+        sqlite3_clear_bindings(handle)
+        if code != SQLITE_OK {
+            let error = DatabaseError(resultCode: ResultCode(rawValue: code), message: db.lastErrorMessage, sql: statement.sql)
+            // GRDB resets a cached statement before it runs it again, and would throw this error then.
+            sqlite3_reset(handle)
+            throw error
+        }
+    }
+
+    /// Binds the rows of `events` from parameter `from` + 1 on (ten per row), then steps the statement
+    /// while the text and blobs bound without a copy are still alive; returns the step's result code,
+    /// or that of the binding that failed.
+    private static func bindAndStep(
+        _ events: ArraySlice<EventDraft>, run key: Int64, _ handle: SQLiteStatement, from base: CInt
+    ) -> CInt {
+        guard let event = events.first else { return sqlite3_step(handle) }
         let time = event.time.journalMillis
         let sum = RowChecksum.event(
             run: key, index: event.index, kind: event.kind.rawValue, time: time, seq: event.seq, attempt: event.attempt,
             name: event.name, data: event.data, meta: event.meta)
-        let handle = statement.sqliteStatement
-        sqlite3_reset(handle)  // the previous execution's result was checked then
-        var code = sqlite3_bind_int64(handle, 1, key)
-        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, 2, Int64(event.index)) }
-        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, 3, Int64(event.kind.rawValue)) }
-        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, 4, time) }
-        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, 5, Int64(event.seq)) }
-        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, 6, Int64(event.attempt)) }
-        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, 10, sum) }
-        if code == SQLITE_OK {
-            // Text and blobs are bound without a copy, for the time of the step only.
-            code = bindingText(event.name, handle, 7) {
-                bindingBlob(event.data, handle, 8) {
-                    bindingBlob(event.meta, handle, 9) {
-                        let code = sqlite3_step(handle)
-                        sqlite3_bind_null(handle, 7)
-                        sqlite3_bind_null(handle, 8)
-                        sqlite3_bind_null(handle, 9)
-                        return code == SQLITE_DONE ? SQLITE_OK : code
-                    }
+        var code = sqlite3_bind_int64(handle, base + 1, key)
+        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, base + 2, Int64(event.index)) }
+        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, base + 3, Int64(event.kind.rawValue)) }
+        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, base + 4, time) }
+        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, base + 5, Int64(event.seq)) }
+        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, base + 6, Int64(event.attempt)) }
+        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, base + 10, sum) }
+        guard code == SQLITE_OK else { return code }
+        return bindingText(event.name, handle, base + 7) {
+            bindingBlob(event.data, handle, base + 8) {
+                bindingBlob(event.meta, handle, base + 9) {
+                    bindAndStep(events.dropFirst(), run: key, handle, from: base + 10)
                 }
             }
-        }
-        if code != SQLITE_OK {
-            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: db.lastErrorMessage, sql: statement.sql)
         }
     }
 
