@@ -9,9 +9,10 @@ import Synchronization
 /// arrived while the previous transaction was being written. Completions run on the committing
 /// thread, which may be any thread that submitted a batch.
 ///
-/// Batches are written in the order they were submitted. Each batch runs inside its own savepoint,
-/// so one that fails (a workflow ID already in use, a claim lost to another worker) is rolled back
-/// alone and the others in its transaction still commit.
+/// Batches are written in the order they were submitted. In a group of several, each batch runs
+/// inside its own savepoint, so one that fails (a workflow ID already in use, a claim lost to another
+/// worker) is rolled back alone and the others in its transaction still commit; a group of one batch
+/// needs none (if it fails, the transaction is rolled back).
 final class GroupCommitWriter: Sendable {
     typealias Completion = @Sendable (Result<Void, any Error>) -> Void
 
