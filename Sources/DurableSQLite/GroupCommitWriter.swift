@@ -59,7 +59,7 @@ final class GroupCommitWriter: Sendable {
         while true {
             let group = queue.nextGroup()
             if group.isEmpty { return }
-            let results = write(group.map(\.batch))
+            let results = write(group)
             if onCallersThread {
                 // Hand over before the completions run: they dispatch activities, and one may start
                 // running on this thread; commits must not wait for it.
@@ -72,9 +72,10 @@ final class GroupCommitWriter: Sendable {
         }
     }
 
-    private func write(_ batches: [JournalBatch]) -> [Result<Void, any Error>] {
-        var results = [Result<Void, any Error>](repeating: .success(()), count: batches.count)
-        let syncAudit = fast && batches.contains { $0.audit != nil }
+    /// Writes the batches of `group` (read where they are, not copied into an array of their own).
+    private func write(_ group: [Pending]) -> [Result<Void, any Error>] {
+        var results = [Result<Void, any Error>](repeating: .success(()), count: group.count)
+        let syncAudit = fast && group.contains { $0.batch.audit != nil }
         do {
             try pool.writeWithoutTransaction { db in
                 if syncAudit { try db.execute(sql: "PRAGMA synchronous = FULL") }
@@ -88,14 +89,15 @@ final class GroupCommitWriter: Sendable {
                     // A group of one batch (a sequential workflow's step) runs without a savepoint: if
                     // it fails, the whole transaction is rolled back, which leaves the same as rolling
                     // back to the savepoint and committing nothing.
-                    let single = batches.count == 1
+                    let single = group.count == 1
                     let savepoint = single ? nil : try db.cachedStatement(sql: "SAVEPOINT batch")
                     let release = single ? nil : try db.cachedStatement(sql: "RELEASE batch")
                     // A run whose batch failed writes nothing more in this group: its later batches
                     // would leave a gap in its event indexes.
                     var failedRuns: Set<ObjectIdentifier> = []
                     var audit: [AuditDraft] = []
-                    for (i, batch) in batches.enumerated() {
+                    for i in group.indices {
+                        let batch = group[i].batch
                         if failedRuns.contains(ObjectIdentifier(batch.run)) {
                             results[i] = .failure(JournalError(.conflict(
                                 runID: batch.run.runID, reason: "an earlier write of the run failed")))
@@ -132,7 +134,7 @@ final class GroupCommitWriter: Sendable {
             commits.add(1, ordering: .relaxed)
         } catch {
             let failure = JournalError(.storage(reason: "commit failed: \(error)"))
-            return batches.map { _ in .failure(failure) }
+            return group.map { _ in .failure(failure) }
         }
         return results
     }

@@ -403,7 +403,7 @@ final class ActivityExecution: Sendable {
     /// of what it held and reports how it ended.
     private func settle(_ attempt: AttemptRun, _ settlement: consuming AttemptRun.Machine.Settlement) {
         // Before the attempt's end, in the run's mailbox: what the attempt published last.
-        if let rest = attempt.output.close() { journalInformation(.activityOutput, attempt: attempt.number, data: rest, now: true) }
+        if let rest = attempt.closeOutput() { journalInformation(.activityOutput, attempt: attempt.number, data: rest, now: true) }
         let pool = attempt.registration.pool
         settlement.forEachTimer { engine.timeouts.cancel($0) }
         if let ticket = settlement.slotTicket { _ = pool.cancel(ticket: ticket) }

@@ -120,17 +120,18 @@ final class RunDriver: Sendable {
     ///   item takes its place in the mailbox before this returns either way.
     /// - Returns: `false` when the mailbox is closed (the run is no longer driven here).
     @discardableResult
-    func post(_ item: Item, inline: Bool = true) -> Bool {
+    func post(_ item: consuming Item, inline: Bool = true) -> Bool {
+        var item = Optional(item)  // moved into the mailbox, not copied
         let (accepted, process) = mailbox.withLock { box -> (Bool, Bool) in
             guard !box.closed else {
                 box.refused = true
                 return (false, false)
             }
-            if case .signal(_, let queued) = item {
+            if case .signal(_, let queued)? = item {
                 guard queued > box.lastSignal else { return (false, false) }
                 box.lastSignal = queued
             }
-            box.items.append(item)
+            box.items.append(item.take()!)
             if box.processing { return (true, false) }
             box.processing = true
             return (true, true)
@@ -168,7 +169,7 @@ final class RunDriver: Sendable {
                 }
                 return ((box.items.removeFirst(), box.nextEventIndex), false)
             }
-            guard let (item, index) = next else {
+            guard case let (item, index)? = consume next else {
                 if tearDown { instance.tearDown() }
                 return
             }
