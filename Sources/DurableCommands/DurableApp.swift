@@ -114,7 +114,7 @@ struct CommandFailure: Error {
 extension JournalError {
     /// A mistake in what the user asked for (an unknown run, an unreadable history file), not a
     /// problem with the journal.
-    var isBadInput: Bool { code == .runNotFound || code == .badHistoryFile }
+    var isBadInput: Bool { code == .runNotFound || code == .badHistoryFile || code == .invalidSetting }
 }
 
 struct RootCommand: AsyncParsableCommand {

@@ -18,7 +18,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         private enum Base: String, Hashable, Sendable {
             case missing, notADatabase, notAJournal, newerFormat, corruptEvent, corruptRun, workflowIDInUse,
                 runNotFound, runClosed, conflict, storage, badHistoryFile, filesChanged, missingPayloadKey,
-                wrongPayloadKey, badPayloadKeys, damaged
+                wrongPayloadKey, badPayloadKeys, damaged, invalidSetting
         }
 
         private let base: Base
@@ -62,6 +62,9 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         /// A stored row no longer matches its checksum: the storage changed it (a disk fault, a
         /// tool writing to the file), not the workflow's code.
         public static let damaged = Code(.damaged)
+        /// A journal setting (``JournalConfiguration``, or the environment variable standing for it) is
+        /// out of its range.
+        public static let invalidSetting = Code(.invalidSetting)
 
         public var description: String { base.rawValue }
     }
@@ -90,6 +93,8 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         case wrongPayloadKey(what: String, keyID: String, runID: String?)
         /// `source` names where the keys came from: a file, an environment variable.
         case badPayloadKeys(source: String, reason: String)
+        /// `name` (a configuration field or an environment variable) is `value`, outside `expected`.
+        case invalidSetting(name: String, value: String, expected: String)
         /// A stored row whose checksum does not match: `row` says which ("event 4", "queued signal
         /// 12 'review'", "run record").
         case damaged(runID: String, row: String, reason: String)
@@ -121,6 +126,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
         case .wrongPayloadKey: .wrongPayloadKey
         case .badPayloadKeys: .badPayloadKeys
         case .damaged, .damagedAudit: .damaged
+        case .invalidSetting: .invalidSetting
         }
     }
 
@@ -210,6 +216,8 @@ public struct JournalError: Error, CustomStringConvertible, Sendable, Equatable 
                 + "a disk or storage fault, not the workflow's code)"
         case .damagedAudit(let seq, let reason):
             "damaged journal: audit entry \(seq): \(reason)"
+        case .invalidSetting(let name, let value, let expected):
+            "\(name) is '\(value.prefix(40))': expected \(expected)"
         }
     }
 }

@@ -47,6 +47,11 @@ extension PostgresJournal {
                 stats.rawPayloadBytes += PayloadCodec.decodedLength(blob) ?? blob.count
             }
         }
+        if let row = try await rows("SELECT count(*), coalesce(sum(length(data)), 0)::bigint FROM \(unescaped: s).blobs").first {
+            let (count, bytes) = try row.decode((Int64, Int64).self)
+            (stats.outOfLinePayloads, stats.outOfLineBytes) = (Int(count), Int(bytes))
+            stats.storedPayloadBytes += Int(bytes)
+        }
         return stats
     }
 
@@ -80,6 +85,7 @@ extension PostgresJournal {
             report.runsChecked += 1
             if report.runsChecked % 1_000 == 0 { progress(report.runsChecked, runs.count) }
         }
+        report.outOfLinePayloadsChecked = try await checkOutOfLine(problem: problem)
         let orphans = try await rows("""
             SELECT count(*) FROM \(unescaped: s).signals WHERE run_id NOT IN (SELECT run_id FROM \(unescaped: s).runs)
             """).first?.decode(Int64.self) ?? 0
@@ -186,6 +192,7 @@ extension PostgresJournal {
                     logger: self.logger
                 ).collect().map { Int(try $0.decode(Int32.self)) }.reduce(0, +)
                 try await connection.query("DELETE FROM \(unescaped: self.s).signals WHERE run_id = ANY(\(keys))", logger: self.logger)
+                try await Self.deleteOutOfLine(ofRuns: keys, schema: self.s, connection, logger: self.logger)
                 try await connection.query("DELETE FROM \(unescaped: self.s).runs WHERE run_id = ANY(\(keys))", logger: self.logger)
                 return (keys.count, events + packed)
             }
@@ -218,7 +225,9 @@ extension PostgresJournal {
                 var packed = 0
                 var skipped = 0
                 for run in runs {
-                    guard let events = try? await self.history(run, from: 0, connection, payloads: self.payloads.keepingEncrypted) else {
+                    guard let events = try? await self.history(
+                        run, from: 0, connection, payloads: self.payloads.keepingEncrypted.keepingReferences)
+                    else {
                         skipped += 1
                         continue
                     }
@@ -238,7 +247,7 @@ extension PostgresJournal {
             progress(report.packedRuns + report.skippedRuns, total)
         }
         // Plain VACUUM (no lock against writers) makes the space reusable; the server keeps the files.
-        for table in ["events", "packed_histories", "runs", "signals"] {
+        for table in ["events", "packed_histories", "runs", "signals", "blobs", "blob_refs"] {
             _ = try await rows(PostgresQuery(unsafeSQL: "VACUUM \(s).\(table)"))
         }
         report.bytesAfter = try await tableBytes()
@@ -275,6 +284,8 @@ extension PostgresJournal {
             let chunk = Array(drafts[start..<min(start + 500, drafts.count)])
             try await connection.query(try PostgresWriter.insertEvents(chunk, runID: run.runID, schema: s), logger: logger)
         }
+        try await PostgresWriter.storeOutOfLine(
+            drafts, runID: run.runID, schema: s, now: Date().journalMillis, connection, logger: logger)
         for (signal, frame) in framed.signals {
             try await connection.query("""
                 INSERT INTO \(unescaped: s).signals (run_id, name, data, sent_at)

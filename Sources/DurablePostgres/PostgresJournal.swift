@@ -281,14 +281,16 @@ package final class PostgresJournal: Journal {
                 "SELECT data FROM \(unescaped: s).packed_histories WHERE run_id = \(run.runID)", logger: logger
             ).collect()
             if let block = try packed.first?.decode(Data.self) {
-                return Array(try HistoryPack.decode(block, runID: run.runID, payloads: payloads).dropFirst(index))
+                let stored = try await outOfLine(ofRun: run.runID, connection)
+                return Array(try HistoryPack.decode(block, runID: run.runID, payloads: payloads, outOfLine: { stored[$0] })
+                    .dropFirst(index))
             }
         }
+        let decoded = try rows.map { try $0.decode((Int32, Int16, Int64, Int32, Int32, String?, Data?, Data?).self) }
+        let stored = try await outOfLine(referencedBy: decoded.map(\.6), connection)
         var events: [HistoryEvent] = []
         events.reserveCapacity(rows.count)
-        for row in rows {
-            let (idx, kindValue, time, seq, attempt, name, blob, meta) = try row.decode(
-                (Int32, Int16, Int64, Int32, Int32, String?, Data?, Data?).self)
+        for (idx, kindValue, time, seq, attempt, name, blob, meta) in decoded {
             if Int(idx) != index + events.count {
                 throw JournalError(.corruptEvent(
                     runID: run.runID, index: index + events.count, reason: "event is missing (next is \(idx))"))
@@ -303,7 +305,7 @@ package final class PostgresJournal: Journal {
                 throw JournalError(.corruptEvent(
                     runID: run.runID, index: Int(idx), reason: "negative sequence number \(seq) or attempt \(attempt)"))
             }
-            let (data, encrypted) = try payloads.read(blob, runID: run.runID, index: Int(idx), kind: kind)
+            let (data, encrypted) = try payloads.read(blob, runID: run.runID, index: Int(idx), kind: kind, outOfLine: { stored[$0] })
             var event = HistoryEvent(
                 index: Int(idx), kind: kind, time: date, seq: Int(seq), attempt: Int(attempt), name: name, data: data, meta: meta)
             event.encryptedData = encrypted

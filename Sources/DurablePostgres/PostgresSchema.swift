@@ -6,7 +6,7 @@ import PostgresNIO
 enum PostgresSchema {
     /// The format this build writes (the `meta` table's `format_version`). Bump it with a step in
     /// ``migrate(_:from:schema:logger:)``.
-    static let formatVersion = 4
+    static let formatVersion = 5
 
     static func create(_ s: String) -> [String] {
         [
@@ -68,7 +68,7 @@ enum PostgresSchema {
             )
             """,
             "CREATE TABLE \(s).workflow_types (name text PRIMARY KEY, registered_at bigint NOT NULL)",
-        ] + auditTable(s) + wakeIndex(s) + [
+        ] + auditTable(s) + wakeIndex(s) + outOfLineTables(s) + [
             "INSERT INTO \(s).meta (key, value) VALUES ('format_version', '\(formatVersion)')",
         ]
     }
@@ -133,7 +133,7 @@ enum PostgresSchema {
     }
 
     /// The tables a journal has, for ``PostgresJournal/stats()`` and `check`.
-    static let tables = ["runs", "events", "signals", "packed_histories", "workflow_types", "audit", "meta"]
+    static let tables = ["runs", "events", "signals", "packed_histories", "workflow_types", "audit", "meta", "blobs", "blob_refs"]
 
     /// The schema's format version, or `nil` when it holds no journal.
     static func version(_ connection: PostgresConnection, schema: String, logger: Logger) async throws -> Int? {
@@ -192,6 +192,7 @@ enum PostgresSchema {
     /// - Format 2 → 3: the audit log (``auditTable(_:)``).
     /// - Format 3 → 4: the due-time index (``wakeIndex(_:)``); existing running runs get NULL (resumed by
     ///   the next worker that starts, as before).
+    /// - Format 4 → 5: the tables of payloads stored out of line (``outOfLineTables(_:)``), empty.
     static func migrate(
         _ connection: PostgresConnection, from version: Int, schema: String, location: String, logger: Logger
     ) async throws {
@@ -210,6 +211,11 @@ enum PostgresSchema {
         }
         if version < 4 {
             for statement in wakeIndex(schema) {
+                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+            }
+        }
+        if version < 5 {
+            for statement in outOfLineTables(schema) {
                 try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
             }
         }

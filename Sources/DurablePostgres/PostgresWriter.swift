@@ -203,7 +203,7 @@ final class PostgresWriter: Sendable {
 
     /// A batch that only appends events to an existing run: one statement (the fence and the insert).
     private static func isEventsOnly(_ batch: JournalBatch) -> Bool {
-        batch.audit == nil && batch.newRun == nil && !batch.events.isEmpty && batch.deliveredSignal == nil
+        !batch.storesOutOfLine && batch.audit == nil && batch.newRun == nil && !batch.events.isEmpty && batch.deliveredSignal == nil
             && batch.wake == nil && !batch.releasesLease
             && batch.statusChange == nil && batch.childRuns.isEmpty && batch.notice == nil && batch.continuation == nil
     }
@@ -211,7 +211,7 @@ final class PostgresWriter: Sendable {
     /// A batch that only writes a new run driven here, with its events: one statement, and nobody to
     /// notify (a pending run, which a worker waits for, goes through a transaction with its `NOTIFY`).
     private static func isLeasedStartOnly(_ batch: JournalBatch) -> Bool {
-        batch.audit == nil && batch.newRun?.status == .running && batch.deliveredSignal == nil && batch.statusChange == nil
+        !batch.storesOutOfLine && batch.audit == nil && batch.newRun?.status == .running && batch.deliveredSignal == nil && batch.statusChange == nil
             && batch.wake == nil && !batch.releasesLease
             && batch.childRuns.isEmpty && batch.notice == nil && batch.continuation == nil
     }
@@ -275,6 +275,9 @@ final class PostgresWriter: Sendable {
                 }
                 if !inserted { throw try await fenceFailure(runID: runID, first: first, connection) }
             }
+        }
+        if batch.storesOutOfLine {
+            try await Self.storeOutOfLine(batch.events, runID: runID, schema: s, now: now, connection, logger: logger)
         }
         if let wake = batch.wake {
             // Only the lease holder records what a run waits for (a run written in this batch is new).
@@ -377,6 +380,7 @@ final class PostgresWriter: Sendable {
         var event = started
         event.index = 0
         try await connection.query(try Self.insertEvents([event], runID: runID, schema: schema), logger: logger)
+        try await Self.storeOutOfLine([event], runID: runID, schema: schema, now: now, connection, logger: logger)
     }
 
     /// Queues a message for another run, if that run is still open.

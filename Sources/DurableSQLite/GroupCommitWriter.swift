@@ -228,6 +228,9 @@ final class GroupCommitWriter: Sendable {
                 let rows = rest.prefix(2)
                 try Self.insert(
                     rows, run: key, with: db.cachedStatement(sql: rows.count == 2 ? insertTwoEvents : insertEvent), db)
+                for event in rows {
+                    if let payload = event.outOfLine { try SQLiteJournal.storeOutOfLine(payload, run: key, db, now: now) }
+                }
                 rest = rest.dropFirst(rows.count)
             }
         }
@@ -296,6 +299,7 @@ final class GroupCommitWriter: Sendable {
         var first = started
         (first.index, first.seq, first.attempt) = (0, 0, 0)
         try db.cachedStatement(sql: insertEvent).execute(arguments: eventArguments(key, first))
+        if let payload = first.outOfLine { try SQLiteJournal.storeOutOfLine(payload, run: key, db, now: now) }
         return key
     }
 

@@ -97,6 +97,8 @@ extension SQLiteJournal {
                 stats.rawPayloadBytes += count(2)
                 stats.storedPayloadBytes += count(3)
             }
+            (stats.outOfLinePayloads, stats.outOfLineBytes) = try Self.outOfLineTotals(db)
+            stats.storedPayloadBytes += stats.outOfLineBytes
             return stats
         }
     }
@@ -164,7 +166,8 @@ extension SQLiteJournal {
                 while let row = try events.next() {
                     report.eventsChecked += 1
                     do {
-                        let event = try Self.event(row, key: key, runID: run.runID, label: expected, payloads: payloads.markingMissing)
+                        let event = try Self.event(
+                            row, key: key, runID: run.runID, label: expected, payloads: payloads.markingMissing, db)
                         report.countUnverified(keyID: event.encryptedData?.keyID)
                         if event.index != expected {
                             problem("run \(run.runID): event \(expected) is missing (next is \(event.index))")
@@ -188,21 +191,29 @@ extension SQLiteJournal {
                         }
                         let count = try stored.int(0, "events", in: Self.countRange)
                         let payloadBytes = try stored.integer(1, "payload_bytes", in: 0...Int64.max)
-                        // As stored: encrypted payloads as their frames (what compaction counted).
+                        // As stored: encrypted payloads and references as their frames (what compaction counted).
                         let events = try HistoryPack.decode(
-                            try stored.blob(2, "data"), runID: run.runID, payloads: payloads.keepingEncrypted)
+                            try stored.blob(2, "data"), runID: run.runID, payloads: payloads.keepingEncrypted.keepingReferences)
                         if events.count != count {
                             problem("run \(run.runID): packed history holds \(events.count) events, its record says \(count)")
                         }
-                        let actualBytes = events.reduce(0) { $0 + ($1.data?.count ?? $1.encryptedData?.frame.count ?? 0) }
-                        if actualBytes != payloadBytes {
-                            problem("run \(run.runID): packed history holds \(actualBytes) payload bytes, its record says \(payloadBytes)")
+                        if HistoryPack.payloadBytes(events) != payloadBytes {
+                            problem("run \(run.runID): packed history holds \(HistoryPack.payloadBytes(events)) payload bytes, "
+                                + "its record says \(payloadBytes)")
                         }
-                        for case let encrypted? in events.map(\.encryptedData) {
+                        for event in events {
+                            guard var frame = event.encryptedData?.frame else { continue }
                             do {
-                                report.countUnverified(keyID: try payloads.verify(encrypted.frame))
+                                if PayloadCodec.isReference(frame) {
+                                    frame = try JournalPayloads.resolve(
+                                        frame, runID: run.runID, row: "packed event \(event.index) (\(event.kind.name))",
+                                        outOfLine: Self.outOfLine(db))
+                                }
+                                report.countUnverified(keyID: try payloads.verify(frame))
+                            } catch let error as JournalError {
+                                problem(error)
                             } catch {
-                                problem("run \(run.runID): packed history: encrypted payload unreadable: \(error)")
+                                problem("run \(run.runID): packed history: payload of event \(event.index) unreadable: \(error)")
                             }
                         }
                         expected = events.count
@@ -225,6 +236,7 @@ extension SQLiteJournal {
                 report.runsChecked += 1
                 if report.runsChecked % 1_000 == 0 { progress(report.runsChecked, total) }
             }
+            report.outOfLinePayloadsChecked = try Self.checkOutOfLine(db, problem: problem)
             for (table, what) in [("events", "event row(s)"), ("packed_histories", "packed histories")] {
                 let orphans = try Int.fetchOne(
                     db, sql: "SELECT count(*) FROM \(table) WHERE run NOT IN (SELECT id FROM runs)") ?? 0
@@ -314,6 +326,7 @@ extension SQLiteJournal {
                 events += try Int.fetchOne(db, sql: "SELECT coalesce(sum(events), 0) FROM packed_histories WHERE run IN (\(list))") ?? 0
                 try db.execute(sql: "DELETE FROM packed_histories WHERE run IN (\(list))")
                 try db.execute(sql: "DELETE FROM signals WHERE run IN (\(list))")
+                _ = try Self.deleteOutOfLine(ofRuns: list, db)
                 try db.execute(sql: "DELETE FROM runs WHERE id IN (\(list))")
                 return (keys.count, events)
             }
@@ -346,7 +359,8 @@ extension SQLiteJournal {
                     var packed = 0
                     var skipped = 0
                     for (key, run) in runs {
-                        guard let events = try? Self.history(run, key: key, db, payloads: payloads.keepingEncrypted) else {
+                        guard let events = try? Self.history(run, key: key, db, payloads: payloads.keepingEncrypted.keepingReferences)
+                        else {
                             skipped += 1
                             continue
                         }
@@ -424,8 +438,10 @@ extension SQLiteJournal {
             ])
         let key = db.lastInsertedRowID
         let insert = try db.cachedStatement(sql: GroupCommitWriter.insertEvent)
+        let now = Date().journalMillis
         for event in framed.drafts {
             try insert.execute(arguments: GroupCommitWriter.eventArguments(key, event))
+            if let payload = event.outOfLine { try storeOutOfLine(payload, run: key, db, now: now) }
         }
         for (signal, data) in framed.signals {
             let (name, sentAt) = (signal.name, signal.sentAt.journalMillis)

@@ -127,7 +127,10 @@ extension SQLiteJournal {
     /// An event row of ``eventColumns`` of the run with key `key`, its payload decoded.
     /// - Throws: ``JournalError`` `corruptEvent` for a value of the wrong type or range or an
     ///   unreadable payload, `damaged` when the row's checksum does not match.
-    static func event(_ row: Row, key: Int64, runID: String, label: Int, payloads: JournalPayloads) throws -> HistoryEvent {
+    /// A payload stored out of line is read from `db`.
+    static func event(
+        _ row: Row, key: Int64, runID: String, label: Int, payloads: JournalPayloads, _ db: Database
+    ) throws -> HistoryEvent {
         let stored = StoredRow(row: row) { JournalError(.corruptEvent(runID: runID, index: label, reason: $0)) }
         let index = try stored.int(0, "idx", in: countRange)
         let eventStored = StoredRow(row: row) { JournalError(.corruptEvent(runID: runID, index: index, reason: $0)) }
@@ -142,7 +145,7 @@ extension SQLiteJournal {
         let framed = try eventStored.optionalBlob(6, "data")
         let meta = try eventStored.optionalBlob(7, "meta")
         let sum = try eventStored.optionalInteger(8, "sum")
-        let (data, encrypted) = try payloads.read(framed, runID: runID, index: index, kind: kind)
+        let (data, encrypted) = try payloads.read(framed, runID: runID, index: index, kind: kind, outOfLine: outOfLine(db))
         if sum != RowChecksum.event([key.databaseValue] + (0...7).map(stored.value)) {
             throw JournalError(.damaged(
                 runID: runID, row: "event \(index) (\(kind.name))",

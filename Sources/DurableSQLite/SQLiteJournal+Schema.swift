@@ -3,7 +3,7 @@ import GRDB
 
 extension SQLiteJournal {
     /// The journal format this build writes. Bump it with a migration in ``migrate(_:from:)``.
-    package static let formatVersion = 10
+    package static let formatVersion = 11
     /// `PRAGMA application_id` of a Durable journal: "DurJ".
     package static let applicationID: Int32 = 0x4475_724A
 
@@ -141,6 +141,7 @@ extension SQLiteJournal {
             try db.execute(sql: sumColumns)
             try db.execute(sql: auditTable)
             try addWakeIndex(db)
+            try db.execute(sql: outOfLineTables)
             try db.execute(sql: "PRAGMA application_id = \(applicationID)")
             try db.execute(sql: "PRAGMA user_version = \(formatVersion)")
             return
@@ -186,7 +187,8 @@ extension SQLiteJournal {
     ///   every existing row (one pass over `runs`, `events` and `signals`; payloads are not read
     ///   beyond their frame headers); format 9 the `audit` table and its triggers; format 10 the
     ///   due-time index (``addWakeIndex(_:)``): existing running runs get NULL (resumed by the next worker
-    ///   that starts, as before, and indexed as they are driven again).
+    ///   that starts, as before, and indexed as they are driven again); format 11 the tables of payloads
+    ///   stored out of line (``outOfLineTables``), empty.
     ///   Besides those, an upgrade only records the new version, so that an older build refuses the
     ///   file instead of misreading the new events.
     static func migrate(_ db: Database, from version: Int) throws {
@@ -206,6 +208,7 @@ extension SQLiteJournal {
         }
         if version < 9 { try db.execute(sql: auditTable) }
         if version < 10 { try addWakeIndex(db) }
+        if version < 11 { try db.execute(sql: outOfLineTables) }
         try db.execute(sql: "PRAGMA user_version = \(formatVersion)")
     }
 }

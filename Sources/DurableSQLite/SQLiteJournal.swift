@@ -564,12 +564,12 @@ package final class SQLiteJournal: Journal {
         {
             let block = try StoredRow(row: packed) { JournalError(.corruptRun(runID: run.runID, reason: "packed history: \($0)")) }
                 .blob(0, "data")
-            return Array(try HistoryPack.decode(block, runID: run.runID, payloads: payloads).dropFirst(index))
+            return Array(try HistoryPack.decode(block, runID: run.runID, payloads: payloads, outOfLine: outOfLine(db)).dropFirst(index))
         }
         var events: [HistoryEvent] = []
         events.reserveCapacity(rows.count)
         for row in rows {
-            let event = try Self.event(row, key: key, runID: run.runID, label: index + events.count, payloads: payloads)
+            let event = try Self.event(row, key: key, runID: run.runID, label: index + events.count, payloads: payloads, db)
             if event.index != index + events.count {
                 throw JournalError(.corruptEvent(
                     runID: run.runID, index: index + events.count, reason: "event is missing (next is \(event.index))"))

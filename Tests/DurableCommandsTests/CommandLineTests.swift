@@ -31,7 +31,7 @@ import Glibc
     @Test func badInputGivesOneClearLineAndANonZeroExit() async throws {
         let journal = try await journalWithOneRun()
         let cases: [([String], Int32, String)] = [
-            (["submit", "NoSuchFlow", "--input", "{}"], 2, "error: unknown workflow type 'NoSuchFlow'; known types: ChunkFlow, CrashFlow, Family, Flaky, Gather, LineageFlow, LineageParent, ModelCallFlow, Nap, PooledFlow, ReviewClaim, Shuffle, StreamFlow, Transfer"),
+            (["submit", "NoSuchFlow", "--input", "{}"], 2, "error: unknown workflow type 'NoSuchFlow'; known types: ChunkFlow, CrashFlow, DocumentFlow, Family, Flaky, Gather, LineageFlow, LineageParent, ModelCallFlow, Nap, PooledFlow, ReviewClaim, Shuffle, StreamFlow, Transfer"),
             (["submit", "CrashFlow", "--input", "{\"tag\": "], 2, "error: --input is not valid JSON"),
             (["submit", "CrashFlow", "--input", "@/nonexistent/input.json"], 2, "error: cannot read input file /nonexistent/input.json"),
             (["runs", "show", "no-such-run"], 2, "error: no run with run ID or workflow ID 'no-such-run'"),

@@ -142,7 +142,7 @@ import Glibc
         #expect(object["runs"] as? Int == 4)
         #expect(object["events"] as? Int == 42)
         #expect((object["runsByStatus"] as? [String: Int]) == ["completed": 2, "pending": 2])
-        #expect(object["formatVersion"] as? Int == 10)
+        #expect(object["formatVersion"] as? Int == 11)
         #expect((object["fileBytes"] as? Int ?? 0) > 0)
         let human = try await runCommand(durable, ["journal", "stats", "--journal", journal])
         #expect(human.stdout.contains("runs:      4 (pending 2, completed 2)"))

@@ -41,7 +41,7 @@ import Testing
         let wrong = try Self.keys(["k1": Self.second], current: "k1")
         #expect(throws: PayloadCodecError.cannotDecrypt(keyID: "k1")) { try wrong.decode(frame) }
         let error = try #require(throws: JournalError.self) {
-            try JournalPayloads(keys: wrong).read(frame, runID: "r1", index: 2, kind: .activityCompleted)
+            try JournalPayloads(keys: wrong).read(frame, runID: "r1", index: 2, kind: .activityCompleted, outOfLine: { _ in nil })
         }
         #expect(error.code == .wrongPayloadKey)
         #expect(error.description == "run r1, event 2 (ActivityCompleted): cannot decrypt the payload with key 'k1': wrong key or damaged")
@@ -74,18 +74,18 @@ import Testing
     @Test func readingWithoutTheKeyMarksOrFailsAsAsked() throws {
         let frame = try Self.keys(["k1": Self.first], current: "k1").encode(Self.claim)
         let missing = try #require(throws: JournalError.self) {
-            try JournalPayloads().read(frame, runID: "r1", index: 0, kind: .workflowStarted)
+            try JournalPayloads().read(frame, runID: "r1", index: 0, kind: .workflowStarted, outOfLine: { _ in nil })
         }
         #expect(missing.code == .missingPayloadKey)
         #expect(missing.runID == "r1")
         #expect("\(missing)".contains("key 'k1'"))
-        let marked = try JournalPayloads(reading: .markMissing).read(frame, runID: "r1", index: 0, kind: .workflowStarted)
+        let marked = try JournalPayloads(reading: .markMissing).read(frame, runID: "r1", index: 0, kind: .workflowStarted, outOfLine: { _ in nil })
         #expect(marked.data == nil)
         #expect(marked.encrypted == EncryptedPayload(keyID: "k1", frame: frame))
         // With the key: decrypted when marking, kept as stored when keeping.
         let keys = try Self.keys(["k1": Self.first], current: "k1")
-        #expect(try JournalPayloads(keys: keys, reading: .markMissing).read(frame, runID: "r1", index: 0, kind: .workflowStarted).data == Self.claim)
-        #expect(try JournalPayloads(keys: keys, reading: .keepEncrypted).read(frame, runID: "r1", index: 0, kind: .workflowStarted).encrypted?.keyID == "k1")
+        #expect(try JournalPayloads(keys: keys, reading: .markMissing).read(frame, runID: "r1", index: 0, kind: .workflowStarted, outOfLine: { _ in nil }).data == Self.claim)
+        #expect(try JournalPayloads(keys: keys, reading: .keepEncrypted).read(frame, runID: "r1", index: 0, kind: .workflowStarted, outOfLine: { _ in nil }).encrypted?.keyID == "k1")
         #expect(try JournalPayloads().verify(frame) == "k1")
         #expect(try JournalPayloads(keys: keys).verify(frame) == nil)
     }

@@ -13,25 +13,6 @@ import Testing
             detail: detail)
     }
 
-    /// Runs raw SQL against the journal's storage, the way a tool with access to it would; returns the
-    /// error text when the database refuses it (nil when it ran).
-    func rawSQL(_ backend: Backend, _ location: String, _ sql: String) async throws -> String? {
-        switch backend {
-        case .sqlite:
-            let queue = try DatabaseQueue(path: location)
-            defer { try? queue.close() }
-            do {
-                try await queue.writeWithoutTransaction { db in try db.execute(sql: sql) }
-                return nil
-            } catch let error as DatabaseError {
-                return error.message ?? "\(error)"
-            }
-        case .postgres:
-            let result = try runPsql(location, "SET search_path = \(try schemaName(location)); \(sql)")
-            return result.status == 0 ? nil : result.stderr
-        }
-    }
-
     @Test(arguments: Backend.allCases) func entriesAreNumberedInOrderAndReadBackInPages(_ backend: Backend) async throws {
         guard let location = backend.freshLocation() else { return }
         let journal = try await openJournal(location)

@@ -436,6 +436,7 @@ func result(_ journal: any Journal, _ batch: JournalBatch) async -> Result<Void,
         try psql(location, """
             DROP INDEX \(schema).runs_running_expiry; DROP INDEX \(schema).runs_running_owner;
             DROP TABLE \(schema).audit; DROP FUNCTION \(schema).audit_append_only;
+            DROP TABLE \(schema).blob_refs; DROP TABLE \(schema).blobs;
             UPDATE \(schema).meta SET value = '1' WHERE key = 'format_version'
             """)
         let indexes = "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes "
@@ -446,7 +447,7 @@ func result(_ journal: any Journal, _ batch: JournalBatch) async -> Result<Void,
         let reader = try await JournalConfiguration(location, createIfMissing: false).open(lease: nil)
         await reader.close()
         let journal = try await openJournal(location, owner: "worker-b")
-        #expect(try await journal.stats().formatVersion == 4)
+        #expect(try await journal.stats().formatVersion == 5)
         #expect(try psql(location, indexes) == "runs_running_expiry,runs_running_owner")
         let run = try #require(try await journal.findRun("r1"))
         #expect(try await journal.history(run, from: 0).map(\.index) == [0, 1])
@@ -484,6 +485,25 @@ func psql(_ location: String, _ sql: String) throws -> String {
     let result = try runPsql(location, sql)
     #expect(result.status == 0, "psql \(sql): \(result.stderr)")
     return result.stdout
+}
+
+/// Runs raw SQL against the journal's storage, the way a tool with access to it would; returns the
+/// error text when the database refuses it (nil when it ran).
+func rawSQL(_ backend: Backend, _ location: String, _ sql: String) async throws -> String? {
+    switch backend {
+    case .sqlite:
+        let queue = try DatabaseQueue(path: location)
+        defer { try? queue.close() }
+        do {
+            try await queue.writeWithoutTransaction { db in try db.execute(sql: sql) }
+            return nil
+        } catch let error as DatabaseError {
+            return error.message ?? "\(error)"
+        }
+    case .postgres:
+        let result = try runPsql(location, "SET search_path = \(try schemaName(location)); \(sql)")
+        return result.status == 0 ? nil : result.stderr
+    }
 }
 
 /// The schema a PostgreSQL journal URL names.

@@ -339,6 +339,40 @@ public struct StreamFlow: Workflow {
     }
 }
 
+/// A document of about `input` characters that does not compress (base64 of a generator seeded with
+/// the size): a payload stored out of line. The same size gives the same document.
+public struct MakeDocument: Activity {
+    public init() {}
+
+    public func run(_ ctx: ActivityContext, input: Int) async throws -> String {
+        var state = UInt64(input)
+        let raw = (0..<max(0, input) * 3 / 4).map { _ in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return UInt8(truncatingIfNeeded: state >> 33)
+        }
+        return Data(raw).base64EncodedString()
+    }
+}
+
+/// The length of a document.
+public struct MeasureDocument: Activity {
+    public init() {}
+
+    public func run(_ ctx: ActivityContext, input: String) async throws -> Int { input.utf8.count }
+}
+
+/// Makes a document of `input` characters and measures it twice: the document is an activity's
+/// result and two activities' input, stored once out of line.
+public struct DocumentFlow: Workflow {
+    public init() {}
+
+    public func run(_ ctx: WorkflowContext, input: Int) async throws -> Int {
+        let document = try await ctx.execute(MakeDocument.self, input)
+        let first = try await ctx.execute(MeasureDocument.self, document)
+        return first + (try await ctx.execute(MeasureDocument.self, document))
+    }
+}
+
 /// Registers the shared workflows and activities.
 public func registerTestWorkflows(_ engine: Engine) { registerTestWorkflows(engine.worker) }
 
@@ -362,6 +396,9 @@ public func registerTestWorkflows(_ engine: DurableWorker) {
     engine.register(StreamFlow.self)
     engine.register(Generate())
     engine.register(Score())
+    engine.register(DocumentFlow.self)
+    engine.register(MakeDocument())
+    engine.register(MeasureDocument())
     if ProcessInfo.processInfo.environment["TEST_PROCESS_POOL"] != nil {
         engine.register(FixtureModel.self, processPool: ProcessPoolOptions(
             command: ["python3", fixtureScript], pool: .warm(min: 2, max: 2)))

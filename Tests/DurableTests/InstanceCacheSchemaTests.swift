@@ -77,7 +77,7 @@ import Testing
         second.register(CacheWaiter.self)
         #expect(try await wakeSchema(location) == expected, "upgraded when opened")
         let stats = try await second.journal.stats()
-        #expect(stats.formatVersion == (TestBackend.current == .sqlite ? 10 : 4))
+        #expect(stats.formatVersion == (TestBackend.current == .sqlite ? 11 : 5))
         // Written before the index, the run counts as one that needs a driver: it is resumed at start.
         let report = try await second.recover()
         #expect(report.resumed == [run.runID])

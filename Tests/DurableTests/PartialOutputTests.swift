@@ -149,7 +149,7 @@ private struct BigChunkFlow: Workflow {
         engine.register(BigChunk())
         let handle = try await engine.start(BigChunkFlow.self, input: 2 << 20)
         let error = await #expect(throws: WorkflowFailure.self) { try await handle.result() }
-        #expect(error.map { "\($0)" }?.contains("a chunk of partial output (at most 1048576 bytes)") == true, "\(String(describing: error))")
+        #expect(error.map { "\($0)" }?.contains("a chunk of partial output is 2097154 bytes, over its limit of 1048576 bytes") == true, "\(String(describing: error))")
         #expect(try await engine.history(handle.runID).1.contains { $0.kind == .activityOutput } == false)
         await engine.shutdown()
     }

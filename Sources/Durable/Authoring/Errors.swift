@@ -118,7 +118,7 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         case shuttingDown
         case workflowIDReused(workflowID: String, runID: String, status: String, policy: String)
         case badSignalInput(runID: String, signal: String, type: String, reason: String)
-        case payloadTooLarge(what: String, bytes: Int)
+        case payloadTooLarge(what: String, bytes: Int, limit: Int = DurableLimits.maximumPayloadBytes)
         /// `what` is "workflow ID", "workflow type" or "signal name"; `bytes` its length in UTF-8.
         case invalidIdentifier(what: String, bytes: Int)
     }
@@ -216,9 +216,11 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
             "workflow ID \(workflowID) was used by run \(runID) (\(status)); the reuse policy \(policy) refuses a new run"
         case .badSignalInput(let runID, let signal, let type, let reason):
             "run \(runID): signal '\(signal)' input is not a valid \(type): \(reason)"
-        case .payloadTooLarge(let what, let bytes):
-            "\(what) is \(bytes) bytes, over the limit of \(DurableLimits.maximumPayloadBytes) bytes "
-                + "(\(DurableLimits.maximumPayloadBytes >> 20) MiB) a payload may have; pass a reference instead"
+        case .payloadTooLarge(let what, let bytes, let limit) where limit == DurableLimits.maximumPayloadBytes:
+            "\(what) is \(bytes) bytes, over the limit of \(limit) bytes (\(limit >> 20) MiB) a payload may have; "
+                + "pass a reference instead"
+        case .payloadTooLarge(let what, let bytes, let limit):
+            "\(what) is \(bytes) bytes, over its limit of \(limit) bytes"
         case .invalidIdentifier(let what, let bytes):
             bytes == 0
                 ? "the \(what) is empty"

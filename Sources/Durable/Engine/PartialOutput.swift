@@ -128,7 +128,7 @@ extension ActivityContext {
     public func publish<Chunk: Encodable>(_ chunk: Chunk) throws {
         let data = try DurableError.encode(chunk, as: "partial output (\(Chunk.self))")
         if data.count > PartialOutput.maximumChunkBytes {
-            throw DurableError(.payloadTooLarge(what: "a chunk of partial output (at most \(PartialOutput.maximumChunkBytes) bytes)", bytes: data.count))
+            throw DurableError(.payloadTooLarge(what: "a chunk of partial output", bytes: data.count, limit: PartialOutput.maximumChunkBytes))
         }
         try (heartbeats as? any OutputSink)?.publish(data)
         try Task.checkCancellation()

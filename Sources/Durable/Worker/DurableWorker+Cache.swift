@@ -170,10 +170,7 @@ extension DurableWorker {
         var woke = false
         while !isStopping {
             guard let runs = try? await journal.waitingRunsWithSignals(limit: Self.wakeBatch) else { break }
-            var progressed = false
-            for run in runs {
-                if await wake(run) { progressed = true }
-            }
+            let progressed = await wakeTogether(runs)
             woke = woke || progressed
             if runs.count < Self.wakeBatch || !progressed { break }
         }
@@ -182,6 +179,26 @@ extension DurableWorker {
 
     /// How many waiting runs one query of the due-time index returns.
     static let wakeBatch = 256
+    /// How many runs one pass wakes at once: their lease writes and replays overlap instead of each
+    /// waiting for the one before (signals sent together to evicted runs are not answered in turn).
+    static let wakeConcurrency = 16
+
+    /// Wakes the runs (``wake(_:)``), up to ``wakeConcurrency`` at a time. - Returns: whether any was woken.
+    func wakeTogether(_ runs: [RunRecord]) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            var pending = runs[...]
+            func startNext() {
+                if let run = pending.popFirst() { group.addTask { await self.wake(run) } }
+            }
+            for _ in 0..<Self.wakeConcurrency { startNext() }
+            var woke = false
+            while let progressed = await group.next() {
+                woke = woke || progressed
+                startNext()
+            }
+            return woke
+        }
+    }
 
     // MARK: - The due-time index
 

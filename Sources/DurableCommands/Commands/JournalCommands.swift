@@ -26,12 +26,13 @@ struct JournalCommand: AsyncParsableCommand {
                 try Format.printJSON([
                     "healthy": report.isHealthy, "formatVersion": report.formatVersion, "integrity": report.integrity,
                     "runs": report.runsChecked, "events": report.eventsChecked, "auditEntries": report.auditEntriesChecked,
-                    "problems": report.problems,
+                    "outOfLinePayloads": report.outOfLinePayloadsChecked, "problems": report.problems,
                     "unverifiedPayloads": report.unverifiedPayloads,
                 ] as [String: Any])
             } else {
                 print("journal \(options.path.escaped): format \(report.formatVersion), \(report.runsChecked) runs, "
-                      + "\(report.eventsChecked) events, \(report.auditEntriesChecked) audit entries")
+                      + "\(report.eventsChecked) events, \(report.auditEntriesChecked) audit entries"
+                      + (report.outOfLinePayloadsChecked == 0 ? "" : ", \(report.outOfLinePayloadsChecked) payloads stored out of line"))
                 print("file integrity: " + report.integrity.prefix(20).map(\.escaped).joined(separator: "\n  "))
                 for (keyID, count) in report.unverifiedPayloads.sorted(by: { $0.key < $1.key }) {
                     print("not verified: \(count) payload(s) encrypted with key '\(keyID.escaped)', not held here (frames checked)")
@@ -67,7 +68,8 @@ struct JournalCommand: AsyncParsableCommand {
                     "runs": stats.runs, "runsByStatus": byStatus, "events": stats.events,
                     "storedPayloadBytes": stats.storedPayloadBytes, "rawPayloadBytes": stats.rawPayloadBytes,
                     "compressionRatio": (ratio * 100).rounded() / 100, "queuedSignals": stats.queuedSignals,
-                    "packedRuns": stats.packedRuns,
+                    "packedRuns": stats.packedRuns, "outOfLinePayloads": stats.outOfLinePayloads,
+                    "outOfLineBytes": stats.outOfLineBytes,
                 ] as [String: Any])
                 return
             }
@@ -79,6 +81,7 @@ struct JournalCommand: AsyncParsableCommand {
                 events:    \(stats.events)\(stats.events == 0 ? "" : String(format: ", %.1f bytes of file per event", Double(stats.fileBytes) / Double(stats.events)))
                 payloads:  \(Format.bytes(Int64(stats.rawPayloadBytes))) written, \(Format.bytes(Int64(stats.storedPayloadBytes))) stored (\(String(format: "%.2f", ratio))×)
                 packed:    \(stats.packedRuns) closed run(s) in one compressed block each
+                large:     \(stats.outOfLinePayloads) payload(s) stored out of line, \(Format.bytes(Int64(stats.outOfLineBytes))) (in the payloads stored)
                 signals:   \(stats.queuedSignals) queued
                 """)
         }

@@ -10,10 +10,11 @@ package import Foundation
 /// as a varint of its length plus one (0 for none) followed by its bytes. A leading byte holds the
 /// layout's version.
 ///
-/// Layout 2, written when some payload is encrypted (``HistoryEvent/encryptedData``): each `data`
-/// field starts with a byte, 0 for a payload in clear and 1 for an encrypted payload frame as it was
-/// stored. Compaction so moves encrypted payloads without decrypting them (or needing their keys), and
-/// everything else in the block stays readable without the keys.
+/// Layout 2, written when some payload is encrypted or stored out of line (``HistoryEvent/encryptedData``):
+/// each `data` field starts with a byte, 0 for a payload in clear and 1 for a payload frame as it was
+/// stored (encrypted, or a reference to a payload stored out of line, ``OutOfLinePayload``). Compaction
+/// so moves encrypted payloads without decrypting them (or needing their keys), and leaves large ones
+/// where they are; everything else in the block stays readable without the keys.
 package enum HistoryPack {
     static let layoutVersion: UInt8 = 1
     static let encryptedLayoutVersion: UInt8 = 2
@@ -35,9 +36,9 @@ package enum HistoryPack {
             PayloadCodec.appendVarint(UInt64(max(0, event.seq)), to: &out)
             PayloadCodec.appendVarint(UInt64(max(0, event.attempt)), to: &out)
             bytes(event.name.map { Data($0.utf8) })
-            if let encrypted = event.encryptedData {
+            if let encrypted = event.encryptedData {  // or a reference to a payload stored out of line
                 bytes(Data([1]) + encrypted.frame)
-                payloadBytes += encrypted.frame.count
+                payloadBytes += PayloadCodec.decodedLength(encrypted.frame) ?? encrypted.frame.count
             } else {
                 bytes(tagged ? event.data.map { Data([0]) + $0 } : event.data)
                 payloadBytes += event.data?.count ?? 0
@@ -47,11 +48,20 @@ package enum HistoryPack {
         return (PayloadCodec.encode(out), payloadBytes)
     }
 
-    /// The events of a block, encrypted payloads read as `payloads` says.
-    /// - Throws: ``JournalError`` `corruptRun` naming the run and what is wrong; for an encrypted
-    ///   payload, what ``JournalPayloads/read(_:runID:index:kind:)`` throws.
+    /// The payload bytes of events as ``encode(_:)`` counts them: as written, or as stored for an
+    /// encrypted one (a reference: the length of the payload it refers to, as written).
+    package static func payloadBytes(_ events: [HistoryEvent]) -> Int {
+        events.reduce(0) { total, event in
+            total + (event.encryptedData.map { PayloadCodec.decodedLength($0.frame) ?? $0.frame.count } ?? event.data?.count ?? 0)
+        }
+    }
+
+    /// The events of a block, encrypted payloads read as `payloads` says, payloads stored out of line
+    /// found with `outOfLine`.
+    /// - Throws: ``JournalError`` `corruptRun` naming the run and what is wrong; for a stored payload
+    ///   frame, what ``JournalPayloads/read(_:runID:index:kind:outOfLine:)`` throws.
     package static func decode(
-        _ block: Data, runID: String, payloads: JournalPayloads = JournalPayloads()
+        _ block: Data, runID: String, payloads: JournalPayloads = JournalPayloads(), outOfLine: OutOfLineLookup = { _ in nil }
     ) throws -> [HistoryEvent] {
         func corrupt(_ reason: String) -> JournalError { JournalError(.corruptRun(runID: runID, reason: "packed history: \(reason)")) }
         let raw: Data
@@ -100,7 +110,9 @@ package enum HistoryPack {
             if tagged, let tagAndBytes = data {
                 switch tagAndBytes.first {
                 case 0: data = Data(tagAndBytes.dropFirst())
-                case 1: (data, encrypted) = try payloads.read(Data(tagAndBytes.dropFirst()), runID: runID, index: index, kind: kind)
+                case 1:
+                    (data, encrypted) = try payloads.read(
+                        Data(tagAndBytes.dropFirst()), runID: runID, index: index, kind: kind, outOfLine: outOfLine)
                 default: throw corrupt("event \(index) has a payload of unknown kind")
                 }
             }

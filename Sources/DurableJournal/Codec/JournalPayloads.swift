@@ -13,48 +13,92 @@ package enum EncryptedPayloadReading: Sendable, Equatable {
     case keepEncrypted
 }
 
-/// How a journal writes payload frames and reads stored ones: its ``PayloadKeys`` and what its reads
-/// do with a payload whose key it lacks. Each backend holds one, built from its configuration.
+/// Finds a payload stored out of line by its address (``OutOfLinePayload/digest``): the stored frame,
+/// or `nil` when the journal has no blob with that address.
+package typealias OutOfLineLookup = (_ digest: Data) throws -> Data?
+
+/// How a journal writes payload frames and reads stored ones: its ``PayloadKeys``, what its reads
+/// do with a payload whose key it lacks, and the size above which a payload is stored out of line.
+/// Each backend holds one, built from its configuration.
 package struct JournalPayloads: Sendable {
     package var keys: PayloadKeys
     package var reading: EncryptedPayloadReading
+    /// Stored frames larger than this many bytes are stored out of line (``OutOfLinePayload``).
+    package var largePayloadBytes: Int
+    /// Reads return a reference to a payload stored out of line as it is stored, in
+    /// ``HistoryEvent/encryptedData`` with an empty key ID, instead of the payload: for compaction,
+    /// which packs the reference and leaves the payload where it is.
+    package var keepsReferences = false
 
-    package init(keys: PayloadKeys = .empty, reading: EncryptedPayloadReading = .requireKey) {
+    package init(
+        keys: PayloadKeys = .empty, reading: EncryptedPayloadReading = .requireKey,
+        largePayloadBytes: Int = JournalConfiguration.defaultLargePayloadBytes
+    ) {
         self.keys = keys
         self.reading = reading
+        self.largePayloadBytes = largePayloadBytes
     }
 
-    /// The keys and reading of a configuration (no keys when it names none: a backend opened directly,
-    /// not through `open(lease:)`, does not read the environment).
+    /// The keys, reading and out-of-line size of a configuration (no keys when it names none: a
+    /// backend opened directly, not through `open(lease:)`, does not read the environment).
     package init(_ configuration: JournalConfiguration) {
-        self.init(keys: configuration.payloadKeys ?? .empty, reading: configuration.encryptedPayloads)
+        self.init(
+            keys: configuration.payloadKeys ?? .empty, reading: configuration.encryptedPayloads,
+            largePayloadBytes: configuration.largePayloadBytes ?? JournalConfiguration.defaultLargePayloadBytes)
     }
 
     /// The same keys, reading every encrypted payload as stored.
-    package var keepingEncrypted: JournalPayloads { JournalPayloads(keys: keys, reading: .keepEncrypted) }
+    package var keepingEncrypted: JournalPayloads { reading(.keepEncrypted) }
 
     /// The same keys, returning the payloads they cannot decrypt marked as encrypted.
-    package var markingMissing: JournalPayloads { JournalPayloads(keys: keys, reading: .markMissing) }
+    package var markingMissing: JournalPayloads { reading(.markMissing) }
+
+    private func reading(_ reading: EncryptedPayloadReading) -> JournalPayloads {
+        var payloads = self
+        payloads.reading = reading
+        return payloads
+    }
+
+    /// The same, returning references to payloads stored out of line as stored (``keepsReferences``).
+    package var keepingReferences: JournalPayloads {
+        var payloads = self
+        payloads.keepsReferences = true
+        return payloads
+    }
 
     /// `raw` framed, and encrypted with the current key if there is one.
     /// - Throws: ``JournalError`` `storage` if encryption fails.
     package func encode(_ raw: Data) throws -> Data { try keys.encode(raw) }
 
     /// The batch with its events' payloads (and those of the runs it starts) encrypted with the current
-    /// key; the batch itself when there is none. Call off the writer thread.
+    /// key, and those larger than ``largePayloadBytes`` as stored moved out of line
+    /// (``EventDraft/outOfLine``); the batch itself when there is nothing to do. Call off the writer thread.
     /// - Throws: ``JournalError`` `storage` if encryption fails.
     package func seal(_ batch: JournalBatch) throws -> JournalBatch {
-        guard keys.currentKeyID != nil else { return batch }
+        func large(_ draft: EventDraft) -> Bool { (draft.data?.count ?? 0) > largePayloadBytes }
+        guard keys.currentKeyID != nil || batch.events.contains(where: large) || batch.continuation.map({ large($0.started) }) == true
+            || batch.childRuns.contains(where: { large($0.started) })
+        else { return batch }
         var batch = batch
-        for i in batch.events.indices {
-            batch.events[i].data = try batch.events[i].data.map(keys.seal)
-        }
-        if let data = batch.continuation?.started.data { batch.continuation?.started.data = try keys.seal(data) }
-        for i in batch.childRuns.indices {
-            batch.childRuns[i].started.data = try batch.childRuns[i].started.data.map(keys.seal)
-        }
+        for i in batch.events.indices { try store(&batch.events[i]) }
+        if batch.continuation != nil { try store(&batch.continuation!.started) }
+        for i in batch.childRuns.indices { try store(&batch.childRuns[i].started) }
         batch.notice = try batch.notice.map(seal)
         return batch
+    }
+
+    /// Encrypts the event's payload frame with the current key, if any, and moves it out of line when
+    /// the result is larger than ``largePayloadBytes``.
+    private func store(_ draft: inout EventDraft) throws {
+        guard let frame = draft.data, draft.outOfLine == nil, !PayloadCodec.isReference(frame) else { return }
+        let stored = try keys.seal(frame)
+        guard stored.count > largePayloadBytes else {
+            draft.data = stored
+            return
+        }
+        let blob = OutOfLinePayload(frame: stored)
+        draft.data = blob.reference(rawLength: PayloadCodec.decodedLength(frame) ?? frame.count)
+        draft.outOfLine = blob
     }
 
     /// The notice with its payload framed and encrypted (``RunNotice/frame``) when there is a current key.
@@ -85,13 +129,20 @@ package struct JournalPayloads: Sendable {
     }
 
     /// An event's stored payload as a history holds it: decoded, or kept encrypted as ``reading`` says.
-    /// - Throws: ``JournalError``: `missingPayloadKey` (reading `requireKey`), `wrongPayloadKey`, or
-    ///   `corruptEvent` saying what is wrong with the frame.
+    /// A reference to a payload stored out of line is resolved with `outOfLine` (unless
+    /// ``keepsReferences``) and the blob checked against its address first.
+    /// - Throws: ``JournalError``: `missingPayloadKey` (reading `requireKey`), `wrongPayloadKey`,
+    ///   `corruptEvent` saying what is wrong with the frame, `corruptRun` for a malformed reference or
+    ///   a missing blob, or `damaged` when a blob does not match its address.
     package func read(
-        _ blob: Data?, runID: String, index: Int, kind: EventKind
+        _ stored: Data?, runID: String, index: Int, kind: EventKind, outOfLine: OutOfLineLookup
     ) throws -> (data: Data?, encrypted: EncryptedPayload?) {
-        guard let blob else { return (nil, nil) }
+        guard var blob = stored else { return (nil, nil) }
         var what: String { "run \(runID), event \(index) (\(kind.name))" }  // for errors only
+        if PayloadCodec.isReference(blob) {
+            if keepsReferences { return (nil, EncryptedPayload(keyID: "", frame: blob)) }
+            blob = try Self.resolve(blob, runID: runID, row: "event \(index) (\(kind.name))", outOfLine: outOfLine)
+        }
         do throws(PayloadCodecError) {
             if reading == .keepEncrypted, blob.first == PayloadCodec.Format.aesGCM.rawValue {
                 return (nil, EncryptedPayload(keyID: try PayloadCodec.sealedParts(blob).keyID, frame: blob))
@@ -106,6 +157,28 @@ package struct JournalPayloads: Sendable {
         } catch {
             throw JournalError(.corruptEvent(runID: runID, index: index, reason: "payload unreadable (\(kind.name)): \(error)"))
         }
+    }
+
+    /// The stored frame a reference (``OutOfLinePayload``) points to, checked against its address.
+    /// - Throws: ``JournalError`` `corruptRun` (naming the row) for a malformed reference or a missing blob,
+    ///   `damaged` for a blob that does not match its address.
+    package static func resolve(_ reference: Data, runID: String, row: String, outOfLine: OutOfLineLookup) throws -> Data {
+        let parts: (digest: Data, rawLength: Int, storedLength: Int)
+        do {
+            parts = try PayloadCodec.reference(reference)
+        } catch {
+            throw JournalError(.corruptRun(runID: runID, reason: "\(row): unreadable reference to a payload stored out of line: \(error)"))
+        }
+        let label = OutOfLinePayload.label(parts.digest)
+        guard let frame = try outOfLine(parts.digest) else {
+            throw JournalError(.corruptRun(runID: runID, reason: "\(row): its payload stored out of line (\(label)) is missing"))
+        }
+        guard frame.count == parts.storedLength, OutOfLinePayload.matches(frame, digest: parts.digest) else {
+            throw JournalError(.damaged(
+                runID: runID, row: "\(row), payload stored out of line (\(label))",
+                reason: "the blob does not match its SHA-256"))
+        }
+        return frame
     }
 
     /// A payload decoded, decrypted with the keys held (a queued signal's).

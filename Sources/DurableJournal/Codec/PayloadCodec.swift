@@ -29,6 +29,8 @@ package enum PayloadCodec {
         case lz4 = 1
         /// AES-256-GCM around a raw or LZ4 frame: see `PayloadCodec+Encryption.swift`.
         case aesGCM = 2
+        /// A reference to a payload stored out of line: see `OutOfLinePayloads.swift`.
+        case reference = 3
     }
 
     package static func encode(_ raw: Data) -> Data {
@@ -105,8 +107,8 @@ package enum PayloadCodec {
                 throw .lengthMismatch(expected: Int(length), actual: Int(written))
             }
             raw = Data(output)
-        case .aesGCM:
-            throw .truncatedHeader  // handled above
+        case .aesGCM, .reference:
+            throw .unknownFormat(format.rawValue)  // refused by header(_:)
         }
         let actual = fnv1a(raw)
         guard actual == expected else { throw .checksumMismatch }
@@ -116,13 +118,14 @@ package enum PayloadCodec {
     /// The length of the original bytes, from the frame's header alone (nothing is decompressed or
     /// checked); `nil` when the header is unreadable.
     package static func decodedLength(_ blob: Data) -> Int? {
-        (try? header([UInt8](blob.prefix(11)))).map { Int($0.length) }
+        if isReference(blob) { return (try? reference(blob)).map(\.rawLength) }
+        return (try? header([UInt8](blob.prefix(11)))).map { Int($0.length) }
     }
 
     /// The format byte and the original length; `cursor` is where the checksum starts.
     private static func header(_ bytes: [UInt8]) throws(PayloadCodecError) -> (format: Format, length: UInt64, cursor: Int) {
         guard let first = bytes.first else { throw .empty }
-        guard let format = Format(rawValue: first), format != .aesGCM else { throw .unknownFormat(first) }
+        guard let format = Format(rawValue: first), format == .raw || format == .lz4 else { throw .unknownFormat(first) }
         var cursor = 1
         guard let length = readVarint(bytes, &cursor) else { throw .truncatedHeader }
         guard length <= UInt64(maximumPayloadLength) else { throw .implausibleLength(length) }

@@ -31,8 +31,12 @@ package struct EventDraft: Sendable {
     package var seq: Int
     package var attempt: Int
     package var name: String?
+    /// The payload's frame, or a reference to ``outOfLine`` (``PayloadCodec/isReference(_:)``).
     package var data: Data?
     package var meta: Data?
+    /// The payload stored out of line that ``data`` refers to, which the writer stores in the same
+    /// transaction as the event (``JournalPayloads/seal(_:)`` moves a large payload there).
+    package var outOfLine: OutOfLinePayload?
 
     /// Frames the raw payloads (an encrypted one is kept as stored); call off the writer thread.
     package init(_ event: HistoryEvent) {
@@ -134,6 +138,9 @@ package struct JournalBatch: Sendable {
     /// A batch that writes nothing: it completes once every batch handed over before it is
     /// committed (a shutting-down worker waits for its writes with it).
     package static func barrier() -> JournalBatch { JournalBatch(run: RunRef(runID: "")) }
+
+    /// Whether an event of the batch (not of the runs it starts) moved its payload out of line.
+    package var storesOutOfLine: Bool { events.contains { $0.outOfLine != nil } }
 
     /// Whether the batch writes nothing (a ``barrier()``).
     package var isEmpty: Bool {

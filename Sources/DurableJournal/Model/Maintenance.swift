@@ -45,6 +45,10 @@ public struct JournalStats: Sendable {
     public var queuedSignals: Int
     /// Closed runs whose histories `journal compact` packed into one block each.
     public var packedRuns: Int
+    /// Payloads stored out of line (each stored once, however many events refer to it), and their
+    /// stored bytes (counted in ``storedPayloadBytes`` too).
+    public var outOfLinePayloads = 0
+    public var outOfLineBytes = 0
 
     public var runs: Int { runsByStatus.values.reduce(0, +) }
 
@@ -86,6 +90,8 @@ public struct JournalCheckReport: Sendable {
     public var eventsChecked = 0
     /// Entries of the audit log checked: their hash chain, numbering and (SQLite) row checksums.
     public var auditEntriesChecked = 0
+    /// Payloads stored out of line checked against their SHA-256 addresses.
+    public var outOfLinePayloadsChecked = 0
     /// Problems found in runs, events, signals and the audit log, each naming what and where.
     public var problems: [String] = []
     /// Encrypted payloads whose key this process does not hold, by key ID: only their frames'

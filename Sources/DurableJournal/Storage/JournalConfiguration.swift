@@ -43,6 +43,21 @@ public struct JournalConfiguration: Sendable, Equatable {
     /// neither set, payloads are written in clear. So workers and the `durable` command pick keys up
     /// without code or flags. ``PayloadKeys/empty`` means no keys whatever the environment says.
     public var payloadKeys: PayloadKeys?
+    /// The size in bytes above which a payload is stored out of line: an event's payload whose stored
+    /// frame (compressed, and encrypted when there are payload keys) is larger goes to the journal's
+    /// blob table, content-addressed by the SHA-256 of its bytes, and the event's row holds a
+    /// reference to it (`Docs/operations.md`, "Large payloads"). From 1,024 to
+    /// ``DurableLimits/maximumPayloadBytes`` (16 MiB: nothing is stored out of line).
+    ///
+    /// `nil` (the default) takes it from `DURABLE_LARGE_PAYLOAD_BYTES` when the journal is opened, else
+    /// ``defaultLargePayloadBytes`` (64 KiB).
+    public var largePayloadBytes: Int?
+    /// ``largePayloadBytes`` when neither the configuration nor the environment sets it: 65,536.
+    public static let defaultLargePayloadBytes = 64 * 1024
+    /// The values ``largePayloadBytes`` may take.
+    public static let largePayloadBytesRange = 1_024...DurableLimits.maximumPayloadBytes
+    /// The environment variable that sets ``largePayloadBytes`` when the configuration does not.
+    public static let largePayloadBytesVariable = "DURABLE_LARGE_PAYLOAD_BYTES"
     /// What reads do with a payload encrypted with a key not held: fail (the default), or return it
     /// marked as encrypted (showing a history) or keep every encrypted payload as stored (exporting).
     package var encryptedPayloads: EncryptedPayloadReading = .requireKey
@@ -58,12 +73,29 @@ public struct JournalConfiguration: Sendable, Equatable {
         self.payloadKeys = payloadKeys
     }
 
-    /// The configuration with ``payloadKeys`` taken from the environment when it names none.
-    /// - Throws: ``JournalError`` `badPayloadKeys` when the environment's keys cannot be used.
+    /// The configuration with ``payloadKeys`` and ``largePayloadBytes`` taken from the environment
+    /// when it names none, and ``largePayloadBytes`` checked.
+    /// - Throws: ``JournalError`` `badPayloadKeys` when the environment's keys cannot be used,
+    ///   `invalidSetting` when ``largePayloadBytes`` is out of its range.
     public func resolvingPayloadKeys() throws -> JournalConfiguration {
-        guard payloadKeys == nil else { return self }
+        try resolving(ProcessInfo.processInfo.environment)
+    }
+
+    /// ``resolvingPayloadKeys()`` with `environment` for the process's.
+    package func resolving(_ environment: [String: String]) throws -> JournalConfiguration {
         var resolved = self
-        resolved.payloadKeys = try PayloadKeys.fromEnvironment() ?? PayloadKeys.empty
+        if payloadKeys == nil { resolved.payloadKeys = try PayloadKeys.fromEnvironment(environment) ?? PayloadKeys.empty }
+        let expected = "a number of bytes from \(Self.largePayloadBytesRange.lowerBound) to \(Self.largePayloadBytesRange.upperBound)"
+        if let bytes = largePayloadBytes {
+            guard Self.largePayloadBytesRange.contains(bytes) else {
+                throw JournalError(.invalidSetting(name: "largePayloadBytes", value: String(bytes), expected: expected))
+            }
+        } else if let text = environment[Self.largePayloadBytesVariable], !text.isEmpty {
+            guard let bytes = Int(text), Self.largePayloadBytesRange.contains(bytes) else {
+                throw JournalError(.invalidSetting(name: Self.largePayloadBytesVariable, value: text, expected: expected))
+            }
+            resolved.largePayloadBytes = bytes
+        }
         return resolved
     }
 
