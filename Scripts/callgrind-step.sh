@@ -2,18 +2,19 @@
 # Counts the CPU instructions one workflow step costs the engine, with valgrind's callgrind: runs
 # `durable-bench --workloads long_steps` (the `long` workflow alone: see
 # Benchmarks/DurableBenchmarks/StepCount.swift) with N and 2N steps and prints (I(2N) - I(N)) / N,
-# so that start-up, the warm-up workflow and shut-down cancel out. Instruction counts barely move
-# with the machine's load, unlike seconds. See Docs/benchmarks.md, "CPU per step (callgrind)".
+# so that start-up, the warm-up workflow and shut-down cancel out. Instruction counts move far less
+# with the machine's load than seconds do. See Docs/benchmarks.md, "CPU per step (callgrind)".
 #
-#   bash Scripts/callgrind-step.sh                       # build in release, N = 200, durability fast
+#   bash Scripts/callgrind-step.sh                       # build in release, N = 2000, durability fast
 #   bash Scripts/callgrind-step.sh --steps 100 --durability full --top 40 --no-build
 #   bash Scripts/callgrind-step.sh --binary /tmp/durable-bench-before   # another build of the bench
 #
 # Options:
-#   --steps N          N (default 200); the runs are N and 2N steps (valgrind runs ~50x slower)
+#   --steps N          N (default 2000); the runs are N and 2N steps (valgrind runs ~50x slower).
+#                      Work done once (statements prepared, a checkpoint) lands in one run or the
+#                      other: with N = 200 pairs moved by up to 8 % on a busy machine, with 2000 by 0.3 %
 #   --durability D     fast (default) or full
-#   --repeat R         R pairs of runs (default 1), each figure printed and their median last: the
-#                      count moves by 1-2 % from run to run (lease renewals, how commits group)
+#   --repeat R         R pairs of runs (default 1), each figure printed and their median last
 #   --top K            also print the K functions with the most instructions per step (self cost,
 #                      and inclusive cost for the functions that are not recursive through the
 #                      async machinery), as differences of the two runs
@@ -30,7 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-steps=200
+steps=2000
 durability=fast
 top=0
 repeat=1

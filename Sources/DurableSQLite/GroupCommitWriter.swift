@@ -2,15 +2,17 @@ import Dispatch
 import DurableJournal
 import Foundation
 import GRDB
+import GRDBSQLite
 import Synchronization
 
 /// Writes ``JournalBatch``es with group commit: one transaction (one fsync) for every batch that
 /// arrived while the previous transaction was being written. Completions run on the committing
 /// thread, which may be any thread that submitted a batch.
 ///
-/// Batches are written in the order they were submitted. Each batch runs inside its own savepoint,
-/// so one that fails (a workflow ID already in use, a claim lost to another worker) is rolled back
-/// alone and the others in its transaction still commit.
+/// Batches are written in the order they were submitted. In a group of several, each batch runs
+/// inside its own savepoint, so one that fails (a workflow ID already in use, a claim lost to another
+/// worker) is rolled back alone and the others in its transaction still commit; a group of one batch
+/// needs none (if it fails, the transaction is rolled back).
 final class GroupCommitWriter: Sendable {
     typealias Completion = @Sendable (Result<Void, any Error>) -> Void
 
@@ -27,10 +29,51 @@ final class GroupCommitWriter: Sendable {
     /// Until this time (ms since 1970) none of this worker's leases can have been taken over, so
     /// commits skip the per-run lease check (see ``SQLiteJournal/renewLeases()``); 0 when unknown.
     let leasesSafeUntil = Atomic<Int64>(0)
-    private let queue = GroupQueue<Pending>()
+    private let queue = PendingQueue()
     private let thread = DispatchQueue(label: "durable.journal.writer", qos: .userInitiated)
     /// Transactions committed so far (for tests and benchmarks: batches / commits = sharing).
     let commits = Atomic<Int>(0)
+
+    /// ``GroupQueue``'s rules for this writer's own item type: the generic queue, compiled in another
+    /// module, looked up its state's type metadata and copied items through value witnesses on every
+    /// call, about 3,000 instructions per step (Docs/benchmarks.md, "CPU per step").
+    private final class PendingQueue: Sendable {
+        private struct State {
+            var items: [Pending] = []
+            var flushing = false
+        }
+
+        private let state = Mutex(State())
+
+        /// Queues `item`; `true` when no flush was running, so the caller must start one.
+        func enqueue(_ item: Pending) -> Bool {
+            state.withLock { state in
+                state.items.append(item)
+                if state.flushing { return false }
+                state.flushing = true
+                return true
+            }
+        }
+
+        /// Everything queued, in arrival order, for the next group; empty when nothing is, which ends
+        /// the flush (the next ``enqueue(_:)`` starts another).
+        func nextGroup() -> [Pending] {
+            state.withLock { state in
+                let group = state.items
+                state.items.removeAll(keepingCapacity: true)
+                if group.isEmpty { state.flushing = false }
+                return group
+            }
+        }
+
+        /// Ends the flush when nothing is queued; `true` when items wait, and the flush goes on.
+        func hasMore() -> Bool {
+            state.withLock { state in
+                if state.items.isEmpty { state.flushing = false }
+                return !state.items.isEmpty
+            }
+        }
+    }
 
     init(pool: DatabasePool, lease: LeaseSettings?, fast: Bool) {
         self.pool = pool
@@ -57,7 +100,7 @@ final class GroupCommitWriter: Sendable {
         while true {
             let group = queue.nextGroup()
             if group.isEmpty { return }
-            let results = write(group.map(\.batch))
+            let results = write(group)
             if onCallersThread {
                 // Hand over before the completions run: they dispatch activities, and one may start
                 // running on this thread; commits must not wait for it.
@@ -70,9 +113,10 @@ final class GroupCommitWriter: Sendable {
         }
     }
 
-    private func write(_ batches: [JournalBatch]) -> [Result<Void, any Error>] {
-        var results = [Result<Void, any Error>](repeating: .success(()), count: batches.count)
-        let syncAudit = fast && batches.contains { $0.audit != nil }
+    /// Writes the batches of `group` (read where they are, not copied into an array of their own).
+    private func write(_ group: [Pending]) -> [Result<Void, any Error>] {
+        var results = [Result<Void, any Error>](repeating: .success(()), count: group.count)
+        let syncAudit = fast && group.contains { $0.batch.audit != nil }
         do {
             try pool.writeWithoutTransaction { db in
                 if syncAudit { try db.execute(sql: "PRAGMA synchronous = FULL") }
@@ -83,28 +127,37 @@ final class GroupCommitWriter: Sendable {
                 try db.cachedStatement(sql: "BEGIN IMMEDIATE TRANSACTION").execute()
                 do {
                     let now = Date().journalMillis
-                    let savepoint = try db.cachedStatement(sql: "SAVEPOINT batch")
-                    let release = try db.cachedStatement(sql: "RELEASE batch")
+                    // A group of one batch (a sequential workflow's step) runs without a savepoint: if
+                    // it fails, the whole transaction is rolled back, which leaves the same as rolling
+                    // back to the savepoint and committing nothing.
+                    let single = group.count == 1
+                    let savepoint = single ? nil : try db.cachedStatement(sql: "SAVEPOINT batch")
+                    let release = single ? nil : try db.cachedStatement(sql: "RELEASE batch")
                     // A run whose batch failed writes nothing more in this group: its later batches
                     // would leave a gap in its event indexes.
                     var failedRuns: Set<ObjectIdentifier> = []
                     var audit: [AuditDraft] = []
-                    for (i, batch) in batches.enumerated() {
+                    for i in group.indices {
+                        let batch = group[i].batch
                         if failedRuns.contains(ObjectIdentifier(batch.run)) {
                             results[i] = .failure(JournalError(.conflict(
                                 runID: batch.run.runID, reason: "an earlier write of the run failed")))
                             continue
                         }
-                        try savepoint.execute()
+                        try savepoint?.execute()
                         do {
                             try Self.apply(
                                 batch, db, now: now, lease: lease,
                                 checkLease: now >= leasesSafeUntil.load(ordering: .acquiring))
-                            try release.execute()
+                            try release?.execute()
                             if let draft = batch.audit { audit.append(draft) }
+                        } catch where single {
+                            try db.rollback()
+                            results[i] = .failure(Self.describe(error, batch, db))
+                            return
                         } catch {
                             try db.cachedStatement(sql: "ROLLBACK TO batch").execute()
-                            try release.execute()
+                            try release?.execute()
                             results[i] = .failure(Self.describe(error, batch, db))
                             failedRuns.insert(ObjectIdentifier(batch.run))
                         }
@@ -122,7 +175,7 @@ final class GroupCommitWriter: Sendable {
             commits.add(1, ordering: .relaxed)
         } catch {
             let failure = JournalError(.storage(reason: "commit failed: \(error)"))
-            return batches.map { _ in .failure(failure) }
+            return group.map { _ in .failure(failure) }
         }
         return results
     }
@@ -169,10 +222,16 @@ final class GroupCommitWriter: Sendable {
             }
         }
         if !batch.events.isEmpty {
-            let insert = try db.cachedStatement(sql: insertEvent)
-            for event in batch.events {
-                try insert.execute(arguments: eventArguments(key, event))
-                if let payload = event.outOfLine { try SQLiteJournal.storeOutOfLine(payload, run: key, db, now: now) }
+            // Two rows per statement: a step writes two events (the activity's result, the next schedule).
+            var rest = batch.events[...]
+            while !rest.isEmpty {
+                let rows = rest.prefix(2)
+                try Self.insert(
+                    rows, run: key, with: db.cachedStatement(sql: rows.count == 2 ? insertTwoEvents : insertEvent), db)
+                for event in rows {
+                    if let payload = event.outOfLine { try SQLiteJournal.storeOutOfLine(payload, run: key, db, now: now) }
+                }
+                rest = rest.dropFirst(rows.count)
             }
         }
         if let wake = batch.wake {
@@ -246,6 +305,9 @@ final class GroupCommitWriter: Sendable {
 
     static let insertEvent =
         "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta, sum) VALUES (?,?,?,?,?,?,?,?,?,?)"
+    /// ``insertEvent`` for two rows.
+    static let insertTwoEvents =
+        "INSERT INTO events (run, idx, kind, time, seq, attempt, name, data, meta, sum) VALUES (?,?,?,?,?,?,?,?,?,?),(?,?,?,?,?,?,?,?,?,?)"
 
     /// The arguments of ``insertEvent`` for an event of the run with key `key`, its checksum with them.
     static func eventArguments(_ key: Int64, _ event: EventDraft) -> StatementArguments {
@@ -254,6 +316,90 @@ final class GroupCommitWriter: Sendable {
             run: key, index: event.index, kind: event.kind.rawValue, time: time, seq: event.seq, attempt: event.attempt,
             name: event.name, data: event.data, meta: event.meta)
         return [key, event.index, event.kind.rawValue, time, event.seq, event.attempt, event.name, event.data, event.meta, sum]
+    }
+
+    /// Inserts the rows of `events` (one or two) of the run with key `key` with `statement`
+    /// (``insertEvent``, or ``insertTwoEvents`` for two): the values of ``eventArguments(_:_:)``, bound
+    /// to the statement directly. `StatementArguments` box each of the ten values of a row and GRDB
+    /// checks them on every execution, about 6,000 instructions per row, more than SQLite's own work;
+    /// and a step writes two events, which one statement inserts for less than two
+    /// (Docs/benchmarks.md, "CPU per step"). The values bind as GRDB binds them (integers, text up to
+    /// its first NUL, blobs), and the rows are inserted in order, so the rows are the same. No
+    /// transaction observer watches the journal's connection, so the statement does not need GRDB's
+    /// execution hooks.
+    static func insert(
+        _ events: ArraySlice<EventDraft>, run key: Int64, with statement: Statement, _ db: Database
+    ) throws {
+        let handle = statement.sqliteStatement
+        sqlite3_reset(handle)  // the previous execution's result was checked then
+        var code = bindAndStep(events, run: key, handle, from: 0)
+        if code == SQLITE_DONE { code = SQLITE_OK }
+        // Text and blobs were bound without a copy, for the time of the step only.
+        sqlite3_clear_bindings(handle)
+        if code != SQLITE_OK {
+            let error = DatabaseError(resultCode: ResultCode(rawValue: code), message: db.lastErrorMessage, sql: statement.sql)
+            // GRDB resets a cached statement before it runs it again, and would throw this error then.
+            sqlite3_reset(handle)
+            throw error
+        }
+    }
+
+    /// Binds the rows of `events` from parameter `from` + 1 on (ten per row), then steps the statement
+    /// while the text and blobs bound without a copy are still alive; returns the step's result code,
+    /// or that of the binding that failed.
+    private static func bindAndStep(
+        _ events: ArraySlice<EventDraft>, run key: Int64, _ handle: SQLiteStatement, from base: CInt
+    ) -> CInt {
+        guard let event = events.first else { return sqlite3_step(handle) }
+        let time = event.time.journalMillis
+        let sum = RowChecksum.event(
+            run: key, index: event.index, kind: event.kind.rawValue, time: time, seq: event.seq, attempt: event.attempt,
+            name: event.name, data: event.data, meta: event.meta)
+        var code = sqlite3_bind_int64(handle, base + 1, key)
+        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, base + 2, Int64(event.index)) }
+        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, base + 3, Int64(event.kind.rawValue)) }
+        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, base + 4, time) }
+        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, base + 5, Int64(event.seq)) }
+        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, base + 6, Int64(event.attempt)) }
+        if code == SQLITE_OK { code = sqlite3_bind_int64(handle, base + 10, sum) }
+        guard code == SQLITE_OK else { return code }
+        return bindingText(event.name, handle, base + 7) {
+            bindingBlob(event.data, handle, base + 8) {
+                bindingBlob(event.meta, handle, base + 9) {
+                    bindAndStep(events.dropFirst(), run: key, handle, from: base + 10)
+                }
+            }
+        }
+    }
+
+    /// Binds `text` (or NULL) at `index` for the time of `body`, as GRDB binds a string; returns `body`'s
+    /// result code, or the binding's if it failed.
+    private static func bindingText(
+        _ text: String?, _ handle: SQLiteStatement, _ index: CInt, _ body: () -> CInt
+    ) -> CInt {
+        guard let text else {
+            let code = sqlite3_bind_null(handle, index)
+            return code == SQLITE_OK ? body() : code
+        }
+        return text.withCString { pointer in
+            let code = sqlite3_bind_text(handle, index, pointer, -1, nil)
+            return code == SQLITE_OK ? body() : code
+        }
+    }
+
+    /// Binds `blob` (or NULL) at `index` for the time of `body`, as GRDB binds `Data`; returns `body`'s
+    /// result code, or the binding's if it failed.
+    private static func bindingBlob(
+        _ blob: Data?, _ handle: SQLiteStatement, _ index: CInt, _ body: () -> CInt
+    ) -> CInt {
+        guard let blob else {
+            let code = sqlite3_bind_null(handle, index)
+            return code == SQLITE_OK ? body() : code
+        }
+        return blob.withUnsafeBytes { bytes in
+            let code = sqlite3_bind_blob(handle, index, bytes.baseAddress, CInt(bytes.count), nil)
+            return code == SQLITE_OK ? body() : code
+        }
     }
 
     /// The checksum of a new run's row (no error yet).

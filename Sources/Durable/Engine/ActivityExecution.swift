@@ -1,5 +1,10 @@
 import CoreMetrics
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import DurableJournal
 import Foundation
 import Logging
@@ -316,7 +321,7 @@ final class ActivityExecution: Sendable {
         if let limit = run.heartbeatTimeout { armHeartbeatCheck(attempt, after: limit) }
         let invoke = attempt.registration.invoke
         let input = pending.input
-        let runID = driver.runID
+        let driver = driver
         let traceContext = attempt.span?.span.context
         let body: @Sendable () async -> Void = {
             let result: Result<Data, any Error>
@@ -341,7 +346,7 @@ final class ActivityExecution: Sendable {
             } catch {
                 result = .failure(error)
             }
-            ActivityChain.$runID.withValue(runID) { self.finished(attempt, lease, result) }
+            ActivityChain.recording(for: driver) { self.finished(attempt, lease, result) }
         }
         let task = run.inline ? Task.immediate(operation: body) : Task(operation: body)
         perform(attempt) { $0.started(task) }
@@ -398,7 +403,7 @@ final class ActivityExecution: Sendable {
     /// of what it held and reports how it ended.
     private func settle(_ attempt: AttemptRun, _ settlement: consuming AttemptRun.Machine.Settlement) {
         // Before the attempt's end, in the run's mailbox: what the attempt published last.
-        if let rest = attempt.output.close() { journalInformation(.activityOutput, attempt: attempt.number, data: rest, now: true) }
+        if let rest = attempt.closeOutput() { journalInformation(.activityOutput, attempt: attempt.number, data: rest, now: true) }
         let pool = attempt.registration.pool
         settlement.forEachTimer { engine.timeouts.cancel($0) }
         if let ticket = settlement.slotTicket { _ = pool.cancel(ticket: ticket) }
@@ -578,7 +583,30 @@ final class ActivityExecution: Sendable {
     private func encode<T: Encodable>(_ value: T) -> Data? { try? JSONEncoder.payload().encode(value) }
 }
 
-/// The run whose activity attempt result the current task is recording, if any.
+/// The run whose activity attempt result the current thread is recording, if any: a commit of that
+/// run's batch on this thread, inside the recording, may start the run's next activity on it
+/// (``DurableWorker/afterCommit(_:commands:result:)``). A thread's own value, not a task-local one: the
+/// recording is synchronous, and a task-local value costs a push, a pop and a copy into every task
+/// started inside (Docs/benchmarks.md, "CPU per step").
 enum ActivityChain {
-    @TaskLocal static var runID: String?
+    /// Holds the driver (unretained: it outlives the recording, which its execution holds) or `nil`.
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        let code = pthread_key_create(&key, nil)
+        precondition(code == 0, "pthread_key_create failed (\(code)): no thread-specific key left")
+        return key
+    }()
+
+    /// Runs `body` with `driver` as the thread's recording run; restores the previous one after.
+    static func recording(for driver: RunDriver, _ body: () -> Void) {
+        let previous = pthread_getspecific(key)
+        pthread_setspecific(key, Unmanaged.passUnretained(driver).toOpaque())
+        defer { pthread_setspecific(key, previous) }
+        body()
+    }
+
+    /// Whether the thread is recording an activity result of `driver`'s run.
+    static func isRecording(for driver: RunDriver) -> Bool {
+        pthread_getspecific(key) == UnsafeMutableRawPointer(Unmanaged.passUnretained(driver).toOpaque())
+    }
 }

@@ -17,8 +17,9 @@ final class AttemptRun: HeartbeatSink {
     /// The attempt's `durable.activity` span, from its issue to its settlement (none without a tracer).
     let span: SpanBox?
     private let machine: Mutex<Machine>
-    /// What the attempt's code publishes (``ActivityContext/publish(_:)``).
-    let output: PartialOutput
+    /// What the attempt's code publishes (``ActivityContext/publish(_:)``): made at the first chunk,
+    /// since most attempts publish none; `closed` once the attempt ended.
+    private let output = Mutex<(sink: PartialOutput?, closed: Bool)>((nil, false))
 
     init(
         execution: ActivityExecution, registration: ActivityRegistration, number: Int,
@@ -29,7 +30,27 @@ final class AttemptRun: HeartbeatSink {
         self.number = number
         self.span = span
         self.machine = Mutex(Machine(number: number, configuration: configuration))
-        self.output = execution.makeOutput(attempt: number)
+    }
+
+    /// The attempt's partial output, made if need be. - Throws: `CancellationError` once the attempt ended.
+    func outputSink() throws -> PartialOutput {
+        try output.withLock { output throws -> PartialOutput in
+            guard !output.closed else { throw CancellationError() }
+            if let sink = output.sink { return sink }
+            let sink = execution.makeOutput(attempt: number)
+            output.sink = sink
+            return sink
+        }
+    }
+
+    /// The attempt ended: later chunks are refused. - Returns: the chunks not journaled yet (see
+    /// ``PartialOutput/close()``).
+    func closeOutput() -> Data? {
+        let sink = output.withLock { output -> PartialOutput? in
+            output.closed = true
+            return output.sink
+        }
+        return sink?.close()
     }
 
     /// Passes one event to the machine. - Returns: what the caller must do.

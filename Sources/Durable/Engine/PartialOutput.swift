@@ -103,7 +103,7 @@ final class PartialOutput: Sendable {
 
 extension AttemptRun: OutputSink {
     func publish(_ chunk: Data) throws {
-        try output.publish(chunk)
+        try outputSink().publish(chunk)
     }
 }
 

@@ -81,8 +81,10 @@ final class RunDriver: Sendable {
     let traceContext: ServiceContext
     private let engine: DurableWorker
     private let mailbox: Mutex<Mailbox>
-    /// What the run has going on here (`nil` once the run stopped here).
+    /// What the run has going on here (`live` false, and nothing else, once the run stopped here).
+    /// Not an optional: testing and changing an optional struct under the lock copied it whole.
     private struct Tracked {
+        var live = true
         /// Activities running, by sequence number.
         var running: [Int: ActivityExecution] = [:]
         /// Cancel requests that arrived before their activity's dispatch (the commit callbacks of two
@@ -92,7 +94,7 @@ final class RunDriver: Sendable {
         var timers: [Int: Int] = [:]
     }
 
-    private let activities = Mutex<Tracked?>(Tracked())
+    private let activities = Mutex(Tracked())
     /// The run's long-history warning was logged (``warnOfLongHistory(events:)``).
     private let warnedOfLongHistory = Atomic<Bool>(false)
 
@@ -118,17 +120,18 @@ final class RunDriver: Sendable {
     ///   item takes its place in the mailbox before this returns either way.
     /// - Returns: `false` when the mailbox is closed (the run is no longer driven here).
     @discardableResult
-    func post(_ item: Item, inline: Bool = true) -> Bool {
+    func post(_ item: consuming Item, inline: Bool = true) -> Bool {
+        var item = Optional(item)  // moved into the mailbox, not copied
         let (accepted, process) = mailbox.withLock { box -> (Bool, Bool) in
             guard !box.closed else {
                 box.refused = true
                 return (false, false)
             }
-            if case .signal(_, let queued) = item {
+            if case .signal(_, let queued)? = item {
                 guard queued > box.lastSignal else { return (false, false) }
                 box.lastSignal = queued
             }
-            box.items.append(item)
+            box.items.append(item.take()!)
             if box.processing { return (true, false) }
             box.processing = true
             return (true, true)
@@ -166,7 +169,7 @@ final class RunDriver: Sendable {
                 }
                 return ((box.items.removeFirst(), box.nextEventIndex), false)
             }
-            guard let (item, index) = next else {
+            guard case let (item, index)? = consume next else {
                 if tearDown { instance.tearDown() }
                 return
             }
@@ -219,7 +222,7 @@ final class RunDriver: Sendable {
     /// Evicts the run if it is idle: waiting (no activity without an outcome, none running here),
     /// nothing queued in the mailbox, every batch committed. Called by the mailbox's processor.
     private func evictIfIdle() {
-        guard case .waiting = instance.wake, activities.withLock({ $0?.running.isEmpty ?? false }) else {
+        guard case .waiting = instance.wake, activities.withLock({ $0.live && $0.running.isEmpty }) else {
             engine.evictionDeclined()
             return
         }
@@ -247,23 +250,23 @@ final class RunDriver: Sendable {
     ///   driven here.
     func track(_ execution: ActivityExecution) -> Bool? {
         activities.withLock { activities in
-            guard activities != nil else { return nil }
-            activities?.running[execution.seq] = execution
-            return activities?.earlyCancels.remove(execution.seq) != nil
+            guard activities.live else { return nil }
+            activities.running[execution.seq] = execution
+            return activities.earlyCancels.remove(execution.seq) != nil
         }
     }
 
     func untrack(_ execution: ActivityExecution) {
         activities.withLock { activities in
-            if activities?.running[execution.seq] === execution { activities?.running[execution.seq] = nil }
+            if activities.running[execution.seq] === execution { activities.running[execution.seq] = nil }
         }
     }
 
     /// The workflow cancelled an activity: cancel it, or remember the request until it is dispatched.
     func cancelActivity(_ seq: Int) {
         let execution = activities.withLock { activities -> ActivityExecution? in
-            guard let running = activities?.running[seq] else {
-                activities?.earlyCancels.insert(seq)
+            guard let running = activities.running[seq] else {
+                if activities.live { activities.earlyCancels.insert(seq) }
                 return nil
             }
             return running
@@ -277,22 +280,22 @@ final class RunDriver: Sendable {
     /// `TimerFired` event.
     func startTimer(_ seq: Int, due: Date) {
         guard due > engine.clock.now() else {
-            if activities.withLock({ $0 != nil }) { fireTimer(seq) }
+            if activities.withLock({ $0.live }) { fireTimer(seq) }
             return
         }
         // Registered under the lock that the callback takes: it cannot fire before it is recorded.
         activities.withLock { tracked in
-            guard tracked != nil else { return }
-            tracked?.timers[seq] = engine.timeouts.schedule(at: due) {
+            guard tracked.live else { return }
+            tracked.timers[seq] = engine.timeouts.schedule(at: due) {
                 [self] in
-                let due = activities.withLock { $0?.timers.removeValue(forKey: seq) != nil }
+                let due = activities.withLock { $0.timers.removeValue(forKey: seq) != nil }
                 if due { fireTimer(seq) }
             }
         }
     }
 
     func cancelTimer(_ seq: Int) {
-        if let deadline = activities.withLock({ $0?.timers.removeValue(forKey: seq) }) {
+        if let deadline = activities.withLock({ $0.timers.removeValue(forKey: seq) }) {
             engine.timeouts.cancel(deadline)
         }
     }
@@ -305,8 +308,8 @@ final class RunDriver: Sendable {
     /// Stops every activity of the run running here (the worker is stopping or the run ended here).
     func cancelActivities() {
         let (running, timers) = activities.withLock { tracked in
-            defer { tracked = nil }
-            return (tracked.map { Array($0.running.values) } ?? [], tracked.map { Array($0.timers.values) } ?? [])
+            defer { tracked = Tracked(live: false) }
+            return (Array(tracked.running.values), Array(tracked.timers.values))
         }
         for execution in running { execution.stop() }
         for deadline in timers { engine.timeouts.cancel(deadline) }

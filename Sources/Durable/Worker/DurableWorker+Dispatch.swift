@@ -14,7 +14,7 @@ extension DurableWorker {
         if writesFailing.load(ordering: .relaxed) { writesFailing.store(false, ordering: .relaxed) }
         // Recording this run's previous result scheduled exactly one activity: it may start on this
         // thread (see ActivityExecution). Several would run one after another on it, so they do not.
-        let inline = ActivityChain.runID == driver.runID
+        let inline = ActivityChain.isRecording(for: driver)
             && commands.count { if case .scheduleActivity = $0 { true } else { false } } == 1
         var newRuns: [String] = []  // children or a continuation of registered types, written pending with this batch
         var unregisteredChildren: [(seq: Int, type: String)] = []

@@ -278,7 +278,7 @@ public final class DurableWorker: Sendable {
     }
 
     func activityRegistration(_ name: String) -> ActivityRegistration? {
-        registry.withLock { $0.activities[name] }
+        registry.withLock { $0.activity(name) }
     }
 
     /// Checks that `input` is valid JSON for a registered workflow type.

@@ -37,10 +37,11 @@ package enum PayloadCodec {
         let count = raw.count
         let headerLength = 1 + varintLength(UInt64(count)) + 4
         // One buffer for the whole frame: LZ4's output is kept only when it is smaller than the raw
-        // bytes, so the frame never needs more room than the header and the raw bytes.
-        var out = Data(count: headerLength + count)
-        let compressed = raw.withUnsafeBytes { src in
-            out.withUnsafeMutableBytes { frame -> Int in
+        // bytes, so the frame never needs more room than the header and the raw bytes. A temporary
+        // one (on the stack when small), copied once into the frame's `Data` at its final length:
+        // a zeroed `Data` shortened afterwards cost more than the copy.
+        return withUnsafeTemporaryAllocation(byteCount: headerLength + count, alignment: 1) { frame -> Data in
+            let compressed = raw.withUnsafeBytes { src -> Int in
                 var hash = FNV1a()
                 hash.add(src)
                 let body = UnsafeMutableRawBufferPointer(rebasing: frame[headerLength...])
@@ -59,9 +60,8 @@ package enum PayloadCodec {
                 for i in 0..<4 { frame[cursor + 1 + i] = UInt8(truncatingIfNeeded: hash.value >> (8 * UInt32(i))) }
                 return compressed
             }
+            return Data(UnsafeRawBufferPointer(rebasing: frame[..<(headerLength + (compressed > 0 ? compressed : count))]))
         }
-        if compressed > 0 { out.count = headerLength + compressed }
-        return out
     }
 
     /// How many bytes ``appendVarint(_:to:)`` writes for `value`.

@@ -19,7 +19,7 @@ package enum PayloadJSONWriter {
     /// The JSON of `value`, or `nil` when `JSONEncoder` must write it.
     package static func encode<T: Encodable>(_ value: T) -> Data? {
         // A scalar at the top level (an activity's input is often one) needs no encoder.
-        if T.self == Int.self { return Data((value as! Int).description.utf8) }
+        if T.self == Int.self { return WriterState.decimal(value as! Int) { Data($0) } }
         if T.self == String.self {
             var out: [UInt8] = []
             WriterState.appendQuoted(value as! String, to: &out)
@@ -57,7 +57,34 @@ private final class WriterState {
         return .scalar(start..<scalars.count)
     }
 
-    func integer<I: FixedWidthInteger>(_ value: I) -> WrittenValue { number(value.description) }
+    func integer<I: FixedWidthInteger>(_ value: I) -> WrittenValue {
+        let start = scalars.count
+        Self.decimal(value) { scalars.append(contentsOf: $0) }
+        return .scalar(start..<scalars.count)
+    }
+
+    /// Calls `body` with the bytes of `value.description`, written without making a `String`.
+    static func decimal<I: FixedWidthInteger, R>(_ value: I, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        guard I.bitWidth <= 64 else {
+            var text = value.description
+            return text.withUTF8 { body(UnsafeRawBufferPointer($0)) }
+        }
+        var magnitude = UInt64(value.magnitude)
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // room for a sign and UInt64.max's 20 digits
+        return withUnsafeMutableBytes(of: &digits) { buffer in
+            var start = buffer.count
+            repeat {
+                start -= 1
+                buffer[start] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: magnitude % 10)
+                magnitude /= 10
+            } while magnitude != 0
+            if value < 0 {
+                start -= 1
+                buffer[start] = UInt8(ascii: "-")
+            }
+            return body(UnsafeRawBufferPointer(rebasing: buffer[start...]))
+        }
+    }
 
     func floatingPoint<F: BinaryFloatingPoint & CustomStringConvertible>(_ value: F) throws -> WrittenValue {
         guard value.isFinite else { throw decline() }  // JSONEncoder throws its own error for these
