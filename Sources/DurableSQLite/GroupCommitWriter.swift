@@ -16,9 +16,14 @@ import Synchronization
 final class GroupCommitWriter: Sendable {
     typealias Completion = @Sendable (Result<Void, any Error>) -> Void
 
+    /// Statements of the journal's own (a signal's insert, a lease's compare-and-set) written in a
+    /// group commit like a batch; `now` is the transaction's time.
+    typealias Operation = @Sendable (_ db: Database, _ now: Int64) throws -> Void
+
     private struct Pending: Sendable {
         var batch: JournalBatch
         var completion: Completion
+        var operation: Operation?
     }
 
     private let pool: DatabasePool
@@ -88,7 +93,18 @@ final class GroupCommitWriter: Sendable {
     /// - Parameter inline: `false` to leave the commit to the writer thread even when the journal is
     ///   idle (for callers that await the commit anyway and gain nothing from committing themselves).
     func submit(_ batch: JournalBatch, inline: Bool = true, completion: @escaping Completion) {
-        guard queue.enqueue(Pending(batch: batch, completion: completion)) else { return }
+        enqueue(Pending(batch: batch, completion: completion), inline: inline)
+    }
+
+    /// Queues `operation` for the next group commit, committed by the writer thread: concurrent
+    /// callers, and the batches of the runs, share its transaction and fsync. In a group of several it
+    /// runs in a savepoint of its own, as a batch does; `runID` names the run it is about in errors.
+    func submit(_ operation: @escaping Operation, about runID: String, completion: @escaping Completion) {
+        enqueue(Pending(batch: JournalBatch(run: RunRef(runID: runID)), completion: completion, operation: operation), inline: false)
+    }
+
+    private func enqueue(_ pending: Pending, inline: Bool) {
+        guard queue.enqueue(pending) else { return }
         if inline {
             flush(onCallersThread: true)
         } else {
@@ -146,9 +162,13 @@ final class GroupCommitWriter: Sendable {
                         }
                         try savepoint?.execute()
                         do {
-                            try Self.apply(
-                                batch, db, now: now, lease: lease,
-                                checkLease: now >= leasesSafeUntil.load(ordering: .acquiring))
+                            if let operation = group[i].operation {
+                                try operation(db, now)
+                            } else {
+                                try Self.apply(
+                                    batch, db, now: now, lease: lease,
+                                    checkLease: now >= leasesSafeUntil.load(ordering: .acquiring))
+                            }
                             try release?.execute()
                             if let draft = batch.audit { audit.append(draft) }
                         } catch where single {

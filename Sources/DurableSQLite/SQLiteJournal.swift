@@ -150,7 +150,7 @@ package final class SQLiteJournal: Journal {
 
     package func sendSignal(toRun id: String, name: String, data: Data?, operation: String) async throws -> RunRecord {
         let framed = try data.map(payloads.encode)
-        return try await write { db in
+        return try await writeGrouped(about: id) { db, now in
             guard let row = try Row.fetchOne(
                 db,
                 sql: """
@@ -165,7 +165,6 @@ package final class SQLiteJournal: Journal {
             guard run.status.isOpen else {
                 throw JournalError(.runClosed(runID: run.runID, status: run.status.rawValue, operation: operation))
             }
-            let now = Date().journalMillis
             try db.execute(
                 sql: "INSERT INTO signals (run, name, data, sent_at, sum) VALUES (?, ?, ?, ?, ?)",
                 arguments: [key, name, framed, now, RowChecksum.signal(run: key, name: name, sentAt: now, data: framed)])
@@ -256,8 +255,7 @@ package final class SQLiteJournal: Journal {
 
     package func acquireLease(runID: String, expected: RunLease) async throws -> Bool {
         guard let lease else { return true }
-        return try await write { db in
-            let now = Date().journalMillis
+        return try await writeGrouped(about: runID) { db, now in
             try db.execute(
                 sql: """
                     UPDATE runs SET lease_owner = ?, lease_expires_at = ?
@@ -630,6 +628,24 @@ package final class SQLiteJournal: Journal {
     /// ``write(_:)`` off the cooperative threads.
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await offloaded { try self.write(body) }
+    }
+
+    /// `body` written in the writer's next group commit (``GroupCommitWriter/submit(_:about:completion:)``):
+    /// concurrent callers, and the runs' batches, share its transaction. `now` is the transaction's time.
+    func writeGrouped<T: Sendable>(
+        about runID: String, _ body: @escaping @Sendable (_ db: Database, _ now: Int64) throws -> T
+    ) async throws -> T {
+        let value = Mutex<T?>(nil)
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            writer.submit({ db, now in
+                let result = try body(db, now)
+                value.withLock { $0 = result }
+            }, about: runID) { continuation.resume(with: $0) }
+        }
+        guard let result = value.withLock({ $0 }) else {
+            throw JournalError(.storage(reason: "\(path): a write about run \(runID) committed without its result"))
+        }
+        return result
     }
 
     /// ``writeDurably(_:)`` off the cooperative threads.
