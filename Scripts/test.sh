@@ -25,8 +25,11 @@ echo "test PostgreSQL cluster: $DURABLE_TEST_POSTGRES_URL (data in $cluster)" >&
 # second. The multi-worker and chaos tests run alone at the end: they keep both cores busy with worker
 # processes that are SIGKILLed and restarted. The ClaimsIntake sample's test (its real model pools,
 # a SIGKILL) runs by itself after them: the chaos test stops the PostgreSQL server under it.
-timed='WorkerRuntimeTests|ActivityRuntimeCoverageTests|ProcessPoolTests|WorkerProcessTests|TimerTests|JournalConformanceTests|RateLimitEngineTests'
-alone='MultiWorkerTests|PostgresChaosTests'
+# TestEnvironmentTests bounds a skipped 30-day sleep by wall time, and ChildWorkflowTests waits at most
+# 20 s for a restarted worker process: beside every other suite, under load, both missed their bounds in
+# 2 of 3 runs from a fresh clone on 5 December (a 10-20 s stall of the test process, cause not found).
+timed='WorkerRuntimeTests|ActivityRuntimeCoverageTests|ProcessPoolTests|WorkerProcessTests|TimerTests|JournalConformanceTests|RateLimitEngineTests|TestEnvironmentTests'
+alone='MultiWorkerTests|PostgresChaosTests|ChildWorkflowTests'
 sample='ClaimsIntakeSampleTests'
 # CPU-bound suites that run in the test process (the corruption fuzzer, 16 MiB payloads) or spawn a
 # process per bad option value: beside the others they held both cores (and Swift's cooperative
@@ -48,7 +51,7 @@ swift test --skip-build --filter 'PayloadLimitTests' "$@"
 # WorkerProcessTests and the conformance suite are left out here: the first never opens a journal,
 # the second ran both backends above.
 swift test --skip-build --no-parallel \
-    --filter 'WorkerRuntimeTests|ActivityRuntimeCoverageTests|ProcessPoolTests|TimerTests' "$@"
+    --filter 'WorkerRuntimeTests|ActivityRuntimeCoverageTests|ProcessPoolTests|TimerTests|TestEnvironmentTests' "$@"
 swift test --skip-build --filter "$alone" "$@"
 swift test --skip-build --filter "$sample" "$@"
 unset DURABLE_TEST_BACKEND
