@@ -83,18 +83,15 @@ extension PostgresJournal {
     /// - Returns: how many blobs were checked.
     func checkOutOfLine(problem: (String) -> Void) async throws -> Int {
         var checked = 0
-        var mismatched: [String] = []
+        var mismatched: [Data] = []
         try await withConnection { connection in
             let rows = try await connection.query("SELECT digest, data FROM \(unescaped: self.s).blobs", logger: self.logger)
             for try await (digest, data) in rows.decode((Data, Data).self) {
                 checked += 1
-                if !OutOfLinePayload.matches(data, digest: digest) { mismatched.append(OutOfLinePayload.label(digest)) }
+                if !OutOfLinePayload.matches(data, digest: digest) { mismatched.append(digest) }
             }
         }
-        for label in mismatched.prefix(100) {
-            problem("payload stored out of line \(label) does not match its SHA-256 "
-                + "(the stored bytes changed after they were written: a disk or storage fault)")
-        }
+        mismatched.prefix(100).map(OutOfLinePayload.mismatch).forEach(problem)
         let row = try await rows("""
             SELECT (SELECT count(*) FROM \(unescaped: s).blobs b
                         WHERE NOT EXISTS (SELECT 1 FROM \(unescaped: s).blob_refs r WHERE r.digest = b.digest)),
@@ -102,8 +99,7 @@ extension PostgresJournal {
                         WHERE NOT EXISTS (SELECT 1 FROM \(unescaped: s).runs WHERE runs.run_id = r.run_id))
             """).first
         guard let (unreferenced, dangling) = try row?.decode((Int64, Int64).self) else { return checked }
-        if unreferenced > 0 { problem("\(unreferenced) payload(s) stored out of line that no run refers to") }
-        if dangling > 0 { problem("\(dangling) reference(s) to payloads stored out of line from runs that do not exist") }
+        OutOfLinePayload.orphanProblems(unreferenced: Int(unreferenced), dangling: Int(dangling)).forEach(problem)
         return checked
     }
 }

@@ -199,23 +199,10 @@ enum PostgresSchema {
         guard version >= 1 else {
             throw JournalError(.storage(reason: "\(location): journal format \(version) is unknown (expected 1 to \(formatVersion))"))
         }
-        if version < 2 {
-            for statement in takeoverIndexes(schema) {
-                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-            }
-        }
-        if version < 3 {
-            for statement in auditTable(schema) {
-                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-            }
-        }
-        if version < 4 {
-            for statement in wakeIndex(schema) {
-                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-            }
-        }
-        if version < 5 {
-            for statement in outOfLineTables(schema) {
+        // Each format's statements, applied in order to a schema older than it.
+        let steps = [(2, takeoverIndexes(schema)), (3, auditTable(schema)), (4, wakeIndex(schema)), (5, outOfLineTables(schema))]
+        for (format, statements) in steps where version < format {
+            for statement in statements {
                 try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
             }
         }

@@ -64,17 +64,15 @@ extension SQLiteJournal {
                 continue
             }
             guard case .blob(let data) = (row[1] as DatabaseValue).storage, OutOfLinePayload.matches(data, digest: digest) else {
-                problem("payload stored out of line \(OutOfLinePayload.label(digest)) does not match its SHA-256 "
-                    + "(the stored bytes changed after they were written: a disk or storage fault)")
+                problem(OutOfLinePayload.mismatch(digest))
                 continue
             }
         }
         let unreferenced = try Int.fetchOne(db, sql: """
             SELECT count(*) FROM blobs WHERE NOT EXISTS (SELECT 1 FROM blob_refs WHERE blob_refs.digest = blobs.digest)
             """) ?? 0
-        if unreferenced > 0 { problem("\(unreferenced) payload(s) stored out of line that no run refers to") }
         let dangling = try Int.fetchOne(db, sql: "SELECT count(*) FROM blob_refs WHERE run NOT IN (SELECT id FROM runs)") ?? 0
-        if dangling > 0 { problem("\(dangling) reference(s) to payloads stored out of line from runs that do not exist") }
+        OutOfLinePayload.orphanProblems(unreferenced: unreferenced, dangling: dangling).forEach(problem)
         return checked
     }
 }

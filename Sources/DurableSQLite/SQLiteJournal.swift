@@ -648,10 +648,6 @@ package final class SQLiteJournal: Journal {
         return result
     }
 
-    /// ``writeDurably(_:)`` off the cooperative threads.
-    func writeDurably<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        try await offloaded { try self.writeDurably(body) }
-    }
 
     /// GRDB's blocking `write`, without this journal's error mapping (the caller maps errors).
     func writeSync<T>(_ body: (Database) throws -> T) throws -> T { try pool.write(body) }

@@ -23,7 +23,6 @@ package enum HistoryPack {
     package static func encode(_ events: [HistoryEvent]) -> (block: Data, payloadBytes: Int) {
         let tagged = events.contains { $0.encryptedData != nil }
         var out = Data([tagged ? encryptedLayoutVersion : layoutVersion])
-        var payloadBytes = 0
         func bytes(_ value: Data?) {
             guard let value else { return PayloadCodec.appendVarint(0, to: &out) }
             PayloadCodec.appendVarint(UInt64(value.count) + 1, to: &out)
@@ -38,14 +37,12 @@ package enum HistoryPack {
             bytes(event.name.map { Data($0.utf8) })
             if let encrypted = event.encryptedData {  // or a reference to a payload stored out of line
                 bytes(Data([1]) + encrypted.frame)
-                payloadBytes += PayloadCodec.decodedLength(encrypted.frame) ?? encrypted.frame.count
             } else {
                 bytes(tagged ? event.data.map { Data([0]) + $0 } : event.data)
-                payloadBytes += event.data?.count ?? 0
             }
             bytes(event.meta)
         }
-        return (PayloadCodec.encode(out), payloadBytes)
+        return (PayloadCodec.encode(out), payloadBytes(events))
     }
 
     /// The payload bytes of events as ``encode(_:)`` counts them: as written, or as stored for an

@@ -41,6 +41,19 @@ package struct OutOfLinePayload: Sendable, Equatable {
         "sha256:" + digest.prefix(6).map { String(format: "%02x", $0) }.joined() + "…"
     }
 
+    /// What `journal check` says of a stored payload that does not match its address.
+    package static func mismatch(_ digest: Data) -> String {
+        "payload stored out of line \(label(digest)) does not match its SHA-256 "
+            + "(the stored bytes changed after they were written: a disk or storage fault)"
+    }
+
+    /// What `journal check` says of `unreferenced` payloads no run refers to and `dangling` references
+    /// from runs that do not exist (nothing for none).
+    package static func orphanProblems(unreferenced: Int, dangling: Int) -> [String] {
+        (unreferenced > 0 ? ["\(unreferenced) payload(s) stored out of line that no run refers to"] : [])
+            + (dangling > 0 ? ["\(dangling) reference(s) to payloads stored out of line from runs that do not exist"] : [])
+    }
+
     /// The reference frame stored in the event's row in place of ``frame``.
     package func reference(rawLength: Int) -> Data {
         var out = Data([PayloadCodec.Format.reference.rawValue])
