@@ -74,15 +74,16 @@ func incompressible(_ bytes: Int, seed: UInt64) -> Data {
         try await run(journal, "r2", input: Self.first, result: Data("1".utf8), close: false)
         #expect(try await journal.stats().outOfLinePayloads == 2)
 
-        let later = Date().addingTimeInterval(5)
-        #expect(try await journal.deleteClosedRuns(closedBefore: later).runs == 1)
+        // Each prune's cutoff is taken when it runs, just after the runs it is to delete have closed (a
+        // cutoff taken once closed the second run after it when the test process stalled 5 s).
+        #expect(try await journal.deleteClosedRuns(closedBefore: Date().addingTimeInterval(5)).runs == 1)
         #expect(try await journal.stats().outOfLinePayloads == 1, "the first payload stays: the open run refers to it")
         #expect(try await payloads(journal, "r2").first == Self.first)
         #expect(try await journal.check().isHealthy)
 
         try await journal.append(JournalBatch(
             run: RunRef(runID: "r2"), events: [event(3, .workflowCompleted, Data("1".utf8))], statusChange: .init(status: .completed)))
-        #expect(try await journal.deleteClosedRuns(closedBefore: later).runs == 1)
+        #expect(try await journal.deleteClosedRuns(closedBefore: Date().addingTimeInterval(5)).runs == 1)
         let stats = try await journal.stats()
         #expect(stats.outOfLinePayloads == 0 && stats.outOfLineBytes == 0)
         #expect(try await journal.check().isHealthy)
