@@ -93,7 +93,13 @@ struct DiskFullTests {
         try await eventually("the worker's report of the full disk", timeout: .seconds(30)) {
             worker.output.contains("database or disk is full")
         }
-        for run in runs { #expect(try await client.describe(run).run.status == .running) }
+        // Not held or failed for want of space. (Most are still running, but not always all: a commit
+        // that fits in WAL space SQLite already wrote and checkpointed, reused in place, needs no new
+        // block, so a run may complete while the disk is full.)
+        for run in runs {
+            let status = try await client.describe(run).run.status
+            #expect(status == .running || status == .completed, "\(run) is \(status)")
+        }
         try FileManager.default.removeItem(atPath: filler)
         for run in runs {
             try await eventually("run \(run) completed after space came back", timeout: .seconds(30)) {

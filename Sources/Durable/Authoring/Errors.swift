@@ -121,6 +121,8 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         case payloadTooLarge(what: String, bytes: Int, limit: Int = DurableLimits.maximumPayloadBytes)
         /// `what` is "workflow ID", "workflow type" or "signal name"; `bytes` its length in UTF-8.
         case invalidIdentifier(what: String, bytes: Int)
+        /// `what` holds a NUL character (U+0000).
+        case identifierWithNUL(what: String)
     }
 
     package let detail: Detail
@@ -145,7 +147,7 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
         case .workflowIDReused: .workflowIDReused
         case .badSignalInput: .badSignalInput
         case .payloadTooLarge: .payloadTooLarge
-        case .invalidIdentifier: .invalidIdentifier
+        case .invalidIdentifier, .identifierWithNUL: .invalidIdentifier
         }
     }
 
@@ -225,6 +227,8 @@ public struct DurableError: Error, Sendable, CustomStringConvertible {
             bytes == 0
                 ? "the \(what) is empty"
                 : "the \(what) is \(bytes) bytes long; at most \(DurableLimits.maximumIdentifierBytes) bytes of UTF-8 are allowed"
+        case .identifierWithNUL(let what):
+            "the \(what) contains a NUL character (U+0000), which names and IDs may not hold"
         }
     }
 }

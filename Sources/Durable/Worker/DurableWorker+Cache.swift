@@ -151,10 +151,15 @@ extension DurableWorker {
 
     /// Wakes a run the journal records as waiting: takes its lease (only if it is still as `run`
     /// says), replays its history and drives it here. - Returns: whether it is driven here now.
+    ///
+    /// Never a run whose lease `run` records as this worker's: it is driven here, being evicted, or
+    /// dropped (its release to come). Its lease does not change while a driver holds it, so a record
+    /// read while one did would pass the compare-and-set then, and after an eviction's release a second
+    /// driver would run beside the first, or outlive the lease.
     @discardableResult
     func wake(_ run: RunRecord) async -> Bool {
-        guard !isStopping, run.status == .running, drivers.withLock({ $0[run.runID] == nil }), leaseIsFree(run),
-            let registration = workflowRegistration(run.workflowType)
+        guard !isStopping, run.status == .running, run.leaseOwner != workerID, drivers.withLock({ $0[run.runID] == nil }),
+            leaseIsFree(run), let registration = workflowRegistration(run.workflowType)
         else { return false }
         guard (try? await journal.acquireLease(runID: run.runID, expected: RunLease(of: run))) == true else {
             return false
