@@ -27,7 +27,11 @@ echo "test PostgreSQL cluster: $DURABLE_TEST_POSTGRES_URL (data in $cluster)" >&
 # a SIGKILL) runs by itself after them: the chaos test stops the PostgreSQL server under it.
 # TestEnvironmentTests bounds a skipped 30-day sleep by wall time, and ChildWorkflowTests waits at most
 # 20 s for a restarted worker process: beside every other suite, under load, both missed their bounds in
-# 2 of 3 runs from a fresh clone on 5 December (a 10-20 s stall of the test process, cause not found).
+# 2 of 3 runs from a fresh clone on 5 December (a 10-20 s stall of the test process). To see where a
+# stall's threads are: DURABLE_TEST_STALL_DUMP=<folder> (Tests/DurableTestSupport/StallWatchdog.swift
+# writes every thread's stack there when a task waits over 2 s for a cooperative thread). Seen so far:
+# both cooperative threads in fdatasync while opening a journal (now opened off them), or in tests'
+# own file writes while other processes held both cores.
 timed='WorkerRuntimeTests|ActivityRuntimeCoverageTests|ProcessPoolTests|WorkerProcessTests|TimerTests|JournalConformanceTests|RateLimitEngineTests|TestEnvironmentTests'
 alone='MultiWorkerTests|PostgresChaosTests|ChildWorkflowTests'
 sample='ClaimsIntakeSampleTests'

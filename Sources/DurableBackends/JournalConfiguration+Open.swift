@@ -13,7 +13,7 @@ extension JournalConfiguration {
         let configuration = try resolvingPayloadKeys()
         switch backend {
         case .sqlite:
-            return try SQLiteJournal(configuration, lease: lease)
+            return try await SQLiteJournal.open(configuration, lease: lease)
         case .postgres:
             return try await PostgresJournal.open(configuration, lease: lease)
         }

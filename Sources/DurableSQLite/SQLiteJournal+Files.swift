@@ -64,7 +64,7 @@ extension SQLiteJournal {
     /// and `-shm` files the database file's permissions). Payloads are stored in clear unless
     /// encrypted: keep journals and backups away from other users.
     static func createPrivateFile(_ path: String) throws {
-        let fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+        let fd = Glibc.open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
         if fd >= 0 {
             Glibc.close(fd)
         } else if errno != EEXIST {

@@ -615,9 +615,19 @@ package final class SQLiteJournal: Journal {
 
     /// `body` on ``blockingCalls``; the caller's task waits without holding a thread.
     func offloaded<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await Self.offloaded(body)
+    }
+
+    private static func offloaded<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            Self.blockingCalls.async { continuation.resume(with: Result { try body() }) }
+            blockingCalls.async { continuation.resume(with: Result { try body() }) }
         }
+    }
+
+    /// ``init(_:lease:)`` off the cooperative threads: opening a journal syncs its file (setting up
+    /// WAL mode, the schema), which can take seconds on a busy disk.
+    package static func open(_ configuration: JournalConfiguration, lease: LeaseSettings? = nil) async throws -> SQLiteJournal {
+        try await offloaded { try SQLiteJournal(configuration, lease: lease) }
     }
 
     /// ``read(_:)`` off the cooperative threads.

@@ -99,6 +99,7 @@ public func completedLabels(_ events: [HistoryEvent]) -> Set<String> {
 /// made timing-bounded tests fail. `DurableJournalTests` keep their journals on the real disk and
 /// check that `full` durability syncs; the benchmark counts the fsyncs.
 public func temporaryPath(_ name: String = #function) -> String {
+    StallWatchdog.started
     let base = access("/dev/shm", W_OK) == 0
         ? URL(fileURLWithPath: "/dev/shm") : FileManager.default.temporaryDirectory
     let folder = base.appendingPathComponent("durable-tests-\(getpid())")
