@@ -87,3 +87,27 @@ struct Onboarding: Workflow {
         return ctx.now.timeIntervalSince(start) / 86_400
     }
 }
+
+/// Branches that start together (`async let`, a task group, a timer in each): which branch issues its
+/// command first is decided by how the workflow's executor runs child tasks, not by the code's text.
+/// `Histories/interleaving.json` was recorded on 5 December 2026 (at 60d90e4); a change to the
+/// executor or to the context's own `async` layers that reorders the branches would no longer replay it.
+struct Interleaving: Workflow {
+    func run(_ ctx: WorkflowContext, input: String) async throws -> [String] {
+        async let left = ctx.execute(LookUp.self, input + "-left")
+        async let right = ctx.execute(LookUp.self, input + "-right")
+        let grouped = try await withThrowingTaskGroup(of: String.self) { group in
+            for branch in ["a", "b", "c"] {
+                group.addTask {
+                    let found = try await ctx.execute(LookUp.self, "\(input)-\(branch)")
+                    try await ctx.sleep(for: .seconds(60))
+                    return try await ctx.execute(LookUp.self, found)
+                }
+            }
+            var results: [String] = []
+            for try await result in group { results.append(result) }
+            return results
+        }
+        return try await [left, right] + grouped
+    }
+}
