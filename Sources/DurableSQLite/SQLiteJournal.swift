@@ -17,6 +17,8 @@ package final class SQLiteJournal: Journal {
     let payloads: JournalPayloads
     let pool: DatabasePool
     let writer: GroupCommitWriter
+    /// Checkpoints the write-ahead log off the writer's commits.
+    private let checkpointer: WALCheckpointer
     /// Appends audit entries, several callers' in one synced transaction.
     let auditWriter = AuditGroupWriter()
     /// The chain of lease renewals (see ``renewLeases()``): when the last one began, and whether one
@@ -73,6 +75,7 @@ package final class SQLiteJournal: Journal {
             // Set on the writer connection after GRDB's own WAL setup, which sets synchronous=NORMAL.
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous)") }
             try pool.write { db in try Self.prepareSchema(db, path: path, create: create) }
+            checkpointer = pool.writeWithoutTransaction { db in WALCheckpointer(installingOn: db, path: path) }
         } catch let error as JournalError {
             throw error
         } catch let error as DatabaseError {

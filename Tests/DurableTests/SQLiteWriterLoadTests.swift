@@ -6,7 +6,7 @@ import Testing
 @testable import DurableSQLite
 
 /// What keeps the SQLite journal's one writer free for the runs' commits: lease renewals in slices
-/// of the group commits.
+/// of the group commits, WAL checkpoints off the writer's commits.
 @Suite(.timeLimit(.minutes(2))) struct SQLiteWriterLoadTests {
     private func path(_ name: String = #function) -> String {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("durable-writer-load-\(getpid())")
@@ -63,5 +63,26 @@ import Testing
         #expect(renewed == 1_198 && stale == 0)
         #expect(others == [["w2", "1"], [nil, nil]])
         #expect(SQLiteJournal.renewalSlice(10) == 512 && SQLiteJournal.renewalSlice(100_000) == 3_125)
+    }
+
+    @Test func theWALStaysBoundedWhileCheckpointsRunOffTheWriter() async throws {
+        let path = path()
+        let journal = try SQLiteJournal(.sqlite(path: path))
+        let fileSize = { (name: String) -> Int in
+            ((try? FileManager.default.attributesOfItem(atPath: name)[.size]) as? NSNumber)?.intValue ?? 0
+        }
+        let empty = fileSize(path)
+        // About 12,000 pages of 1 KiB committed, 100 runs per group commit: SQLite's own checkpoint
+        // would have run inside a dozen of them.
+        try await startRuns(journal, 3_000, payload: 2_000)
+        // The pages reached the database file, and the log did not grow past what the writer allows
+        // before it checkpoints itself (frames of a page and a 24-byte header, and the last commit).
+        let frame = SQLiteJournal.pageSize + 24
+        #expect(fileSize(path) > empty + 3_000 * 2_000, "database file \(fileSize(path)) bytes")
+        #expect(fileSize(path + "-wal") <= (Int(WALCheckpointer.inlineFrames) + 2_000) * frame, "WAL \(fileSize(path + "-wal")) bytes")
+        // Every run is there once the journal is opened again.
+        await journal.close()
+        let reopened = try SQLiteJournal(.sqlite(path: path))
+        #expect(try await reopened.countRuns(RunFilter(statuses: [.running]))[.running] == 3_000)
     }
 }
