@@ -8,17 +8,20 @@ extension DurableWorker {
     /// again by the run's next driver). Runs no live worker drives (held ones) are terminated here
     /// directly.
     package func deliverSignals() async {
-        let driven = drivers.withLock { drivers in
-            Dictionary(drivers.values.map { ($0.runID, $0) }) { first, _ in first }
-        }
         let terminate = SystemSignal.terminate
         // Signals of runs not driven here: perhaps of waiting runs evicted from memory, woken below.
         let undriven = Mutex(false)
-        let queued = try? await journal.queuedSignals(including: { runID, name in
-            let included = driven[runID] != nil || name == terminate
-            if !included { undriven.withLock { $0 = true } }
-            return included
+        // The drivers of the runs with queued signals, looked up one by one (not a copy of the table).
+        let found = Mutex<[String: RunDriver]>([:])
+        let queued = try? await journal.queuedSignals(including: { [self] runID, name in
+            if let driver = drivers.withLock({ $0[runID] }) {
+                found.withLock { $0[runID] = driver }
+                return true
+            }
+            if name != terminate { undriven.withLock { $0 = true } }
+            return name == terminate
         })
+        let driven = found.withLock { $0 }
         if undriven.withLock({ $0 }), await wakeSignalledRuns() {
             await deliverSignals()  // to the runs just woken
             return
