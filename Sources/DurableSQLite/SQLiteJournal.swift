@@ -687,7 +687,6 @@ package final class SQLiteJournal: Journal {
         return result
     }
 
-
     /// GRDB's blocking `write`, without this journal's error mapping (the caller maps errors).
     func writeSync<T>(_ body: (Database) throws -> T) throws -> T { try pool.write(body) }
 

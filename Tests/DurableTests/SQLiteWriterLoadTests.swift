@@ -1,4 +1,5 @@
 import DurableJournal
+import DurableTestSupport
 import Foundation
 import GRDB
 import Testing
@@ -8,12 +9,6 @@ import Testing
 /// What keeps the SQLite journal's one writer free for the runs' commits: lease renewals in slices
 /// of the group commits, WAL checkpoints off the writer's commits.
 @Suite(.timeLimit(.minutes(2))) struct SQLiteWriterLoadTests {
-    private func path(_ name: String = #function) -> String {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("durable-writer-load-\(getpid())")
-        try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        return folder.appendingPathComponent("\(name.filter(\.isLetter))-\(UUID().uuidString.prefix(8)).sqlite").path
-    }
-
     /// Starts `count` runs leased to the journal's worker, 100 per batch group.
     private func startRuns(_ journal: SQLiteJournal, _ count: Int, prefix: String = "r", payload: Int = 16) async throws {
         let now = Date()
@@ -36,7 +31,7 @@ import Testing
     }
 
     @Test func aRenewalExtendsEveryLeaseHeldInSlicesOfTheGroupCommits() async throws {
-        let path = path()
+        let path = temporaryPath()
         let journal = try SQLiteJournal(.sqlite(path: path, durability: .fast), lease: LeaseSettings(owner: "w1", durationMs: 60_000))
         try await startRuns(journal, 1_200)
         // One run leased to another worker, one to nobody: neither is renewed.
@@ -66,7 +61,7 @@ import Testing
     }
 
     @Test func theWALStaysBoundedWhileCheckpointsRunOffTheWriter() async throws {
-        let path = path()
+        let path = temporaryPath()
         let journal = try SQLiteJournal(.sqlite(path: path))
         let fileSize = { (name: String) -> Int in
             ((try? FileManager.default.attributesOfItem(atPath: name)[.size]) as? NSNumber)?.intValue ?? 0
