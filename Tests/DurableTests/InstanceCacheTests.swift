@@ -99,31 +99,67 @@ func historyShape(_ events: [HistoryEvent]) -> [String] {
         return engine
     }
 
-    /// Drives one CacheProbe workflow ID through both rounds, sending each signal once the run waits
-    /// for it. - Returns: the histories of both runs, and the result.
-    func drive(_ engine: Engine, id: String, evicting: Bool) async throws -> ([HistoryEvent], [HistoryEvent], CacheProbe.Output) {
-        let first = try await engine.start(CacheProbe.self, input: 0, id: id)
-        for round in 0..<2 {
-            try await eventually("\(id) waits for go") { try await engine.describe(id).awaitedSignals == ["go"] }
-            if evicting {
-                let runID = try await engine.describe(id).run.runID
-                try await eventually("\(id) evicted while it waits for go") { !engine.worker.drives(runID) }
+    /// Drives one CacheProbe workflow ID through both rounds on a test engine's clock, which moves
+    /// only when told to. At each idle moment it waits until the run (and at the child moment, the
+    /// child) waits, and when `evicting`, until that idle run has been evicted, before it moves the
+    /// clock or sends the signal: every idle moment is evicted exactly once, however long this process
+    /// stalls (with real timers, a stall longer than a 100 ms timer let it fire before the eviction).
+    /// - Returns: the histories of both runs, the result, and the evictions counted at each moment.
+    func drive(_ env: TestEnvironment, id: String, evicting: Bool) async throws
+        -> ([HistoryEvent], [HistoryEvent], CacheProbe.Output, [Int])
+    {
+        let engine = env.engine
+        var evictions: [Int] = []
+        /// Waits for `condition`, then (evicting) for the `idleRuns` waiting runs to be evicted.
+        func idle(_ what: String, idleRuns: Int = 1, _ condition: () async throws -> Bool) async throws {
+            try await eventually("\(id) \(what)", timeout: .seconds(60), condition)
+            guard evicting else { return }
+            let expected = (evictions.last ?? 0) + idleRuns
+            try await eventually(
+                "\(id) evicted while it \(what) (evicted \(engine.worker.evictedRunCount), expected \(expected))",
+                timeout: .seconds(60)
+            ) {
+                engine.worker.evictedRunCount >= expected && engine.worker.liveRunCount == 0
             }
+            evictions.append(engine.worker.evictedRunCount)
+        }
+        func waitingTimers(_ workflowID: String) async throws -> Int {
+            try await engine.describe(workflowID).timers.filter { $0.state == .waiting }.count
+        }
+        let first = try await engine.start(CacheProbe.self, input: 0, id: id)
+        var runID = ""
+        for round in 0..<2 {
+            let previous = runID
+            try await idle("sleeps") {
+                let description = try await engine.describe(id)
+                return description.run.runID != previous && description.timers.count == 1 && description.timers[0].state == .waiting
+            }
+            runID = try await engine.describe(id).run.runID
+            await env.advanceTime(by: .milliseconds(100))
+            try await idle("waits for go") { try await engine.describe(id).awaitedSignals == ["go"] }
             try await engine.signal(id, name: "go", "yes\(round)")
+            try await idle("waits for never") { try await engine.describe(id).awaitedSignals == ["never"] }
+            await env.advanceTime(by: .milliseconds(100))
+            try await idle("waits for its child, which sleeps", idleRuns: 2) {
+                guard let child = try await engine.describe(id).children.first(where: { $0.runID != "" }) else { return false }
+                return try await waitingTimers(child.workflowID) == 1
+            }
+            await env.advanceTime(by: .milliseconds(100))
+            try await idle("naps beside its activity") {
+                let description = try await engine.describe(id)
+                return description.activities.count == 2 && description.pendingActivities.isEmpty
+                    && description.timers.filter { $0.state == .waiting }.count == 1
+            }
+            await env.advanceTime(by: .milliseconds(1500))
             do {
-                try await eventually("\(id) waits for more") { try await engine.describe(id).awaitedSignals == ["more"] }
+                try await idle("waits for more") { try await engine.describe(id).awaitedSignals == ["more"] }
             } catch {
                 let (run, events) = try await engine.history(id)
-                let due = try await engine.journal.dueRuns(before: Date().addingTimeInterval(3600), limit: 10)
                 throw TestProcessError("\(error); lease \(run.leaseOwner ?? "none"), driven here \(engine.worker.drives(run.runID)), "
-                    + "index \(due.map(\.runID)), history \(historyShape(events).suffix(4))")
+                    + "history \(historyShape(events).suffix(4))")
             }
             let steps = try await engine.query(id, name: "steps", as: [String].self)  // live, or by replay when evicted
             #expect(steps.count == 7, "\(steps)")
-            if evicting {
-                let runID = try await engine.describe(id).run.runID
-                try await eventually("\(id) evicted while it waits for more") { !engine.worker.drives(runID) }
-            }
             try await engine.signal(id, name: "more", "m\(round)")
         }
         let (run, _) = try await engine.history(id)
@@ -131,7 +167,18 @@ func historyShape(_ events: [HistoryEvent]) -> [String] {
             throw TestProcessError("the second round did not complete")
         }
         let output = try JSONDecoder().decode(CacheProbe.Output.self, from: data)
-        return (try await engine.history(first.runID).1, try await engine.history(run.runID).1, output)
+        return (try await engine.history(first.runID).1, try await engine.history(run.runID).1, output, evictions)
+    }
+
+    /// A test environment with the CacheProbe workflow, its child and its activity, and the given
+    /// instance cache capacity (`nil`: the default).
+    func probeEnvironment(capacity: Int?, _ name: String = #function) async throws -> TestEnvironment {
+        let env = try await TestEnvironment(
+            journal: JournalConfiguration(temporaryJournalPath(name)), worker: WorkerOptions(instanceCacheCapacity: capacity))
+        env.register(CacheProbe.self)
+        env.register(CacheChild.self)
+        env.register(Transform(log: CallLog()))
+        return env
     }
 
     @Test func workerOptionsSetTheCapacityAndAnAbsurdOneIsRaisedToZero() async throws {
@@ -144,16 +191,18 @@ func historyShape(_ events: [HistoryEvent]) -> [String] {
     }
 
     @Test func evictedAtEveryIdleMomentRecordsTheUncachedHistory() async throws {
-        let uncached = try await engine(capacity: nil)
-        let (a0, a1, aOut) = try await drive(uncached, id: "probe", evicting: false)
-        #expect(uncached.worker.evictedRunCount == 0)
-        await uncached.shutdown()
+        let uncached = try await probeEnvironment(capacity: nil)
+        let (a0, a1, aOut, _) = try await drive(uncached, id: "probe", evicting: false)
+        #expect(uncached.engine.worker.evictedRunCount == 0)
+        await uncached.close()
 
-        let evicting = try await engine(capacity: 0)
-        let (b0, b1, bOut) = try await drive(evicting, id: "probe", evicting: true)
+        let env = try await probeEnvironment(capacity: 0)
+        let evicting = env.engine
+        let (b0, b1, bOut, evictions) = try await drive(env, id: "probe", evicting: true)
         // Idle moments per round: the timer, go, never, the child (and the child's own timer), the
-        // side-by-side timer, more: 14 in all, each evicted (a wake-up that comes before the eviction is
-        // done skips one; the timers are long enough that it does not happen here).
+        // side-by-side timer, more: 7 each, every one evicted once; the clock moves or the signal
+        // goes only after the eviction, so no wake-up comes before it.
+        #expect(evictions == [1, 2, 3, 5, 6, 7, 8, 9, 10, 12, 13, 14], "evictions counted at each idle moment: \(evictions)")
         #expect(evicting.worker.evictedRunCount == 14, "evicted \(evicting.worker.evictedRunCount) times")
         #expect(historyShape(b0) == historyShape(a0))
         #expect(historyShape(b1) == historyShape(a1))
@@ -167,7 +216,7 @@ func historyShape(_ events: [HistoryEvent]) -> [String] {
         }
         #expect(try await evicting.journal.queuedSignals().isEmpty)
         #expect(evicting.worker.liveRunCount == 0, "nothing stays live with capacity 0")
-        await evicting.shutdown()
+        await env.close()
     }
 
     func runIDs(_ engine: Engine, _ workflowID: String) async throws -> [String] {
