@@ -1,5 +1,6 @@
 import Durable
 import Foundation
+import Synchronization
 
 // MARK: - The workload's workflow and activity (the DBOS peer's `wf_steps` and `small_step`)
 
@@ -13,6 +14,10 @@ struct StepResult: Codable, Sendable {
 struct SmallStep: Activity {
     static let payload = String(repeating: "x", count: 100)
     var payload = Self.payload
+    /// With `--step-pause-us N`: each step blocks its thread for N µs (`usleep`), as an fsync does,
+    /// so that the rest of the step runs after its thread slept; ``paused`` adds up the time it took.
+    var pauseMicros: UInt32 = 0
+    static let paused = Atomic<Int>(0)
 
     /// With `--payload-bytes N` (other than 100): N letters and digits from a fixed pseudo-random
     /// sequence, which LZ4 cannot shrink the way it shrinks a run of "x".
@@ -27,7 +32,12 @@ struct SmallStep: Activity {
     }
 
     func run(_ ctx: ActivityContext, input: Int) async throws -> StepResult {
-        StepResult(i: input, payload: payload)
+        if pauseMicros > 0 {
+            let start = DispatchTime.now().uptimeNanoseconds
+            usleep(pauseMicros)
+            Self.paused.add(Int(DispatchTime.now().uptimeNanoseconds - start), ordering: .relaxed)
+        }
+        return StepResult(i: input, payload: payload)
     }
 }
 
@@ -54,6 +64,7 @@ struct WorkloadSettings {
     var crashKillAfter = 500
     var latencySubmissions = 100
     var payloadBytes = 100
+    var stepPauseMicros: UInt32 = 0
     var workerCounts = [1, 2, 4]
     var scalingRuns = 400
     var scalingSteps = 5
@@ -61,11 +72,13 @@ struct WorkloadSettings {
 }
 
 /// A fresh engine on a fresh journal file, with the workload's types registered.
-func makeEngine(path: String, durability: Durability, payloadBytes: Int) async throws -> Engine {
+func makeEngine(path: String, durability: Durability, payloadBytes: Int, stepPauseMicros: UInt32 = 0) async throws -> Engine {
     removeJournalFiles(path)
     let engine = try await Engine(journal: JournalConfiguration(path, durability: durability))
     engine.register(Steps.self)
-    engine.register(SmallStep(payloadBytes: payloadBytes))
+    var step = SmallStep(payloadBytes: payloadBytes)
+    step.pauseMicros = stepPauseMicros
+    engine.register(step)
     return engine
 }
 
@@ -93,7 +106,9 @@ private func expectedSum(_ n: Int) -> Int { n * (n - 1) / 2 }
 // MARK: - long: one workflow of 1000 steps
 
 func runLong(_ s: WorkloadSettings, path: String, durability: Durability, round: Int) async throws -> Record {
-    let engine = try await makeEngine(path: path, durability: durability, payloadBytes: s.payloadBytes)
+    let engine = try await makeEngine(
+        path: path, durability: durability, payloadBytes: s.payloadBytes, stepPauseMicros: s.stepPauseMicros)
+    let paused0 = SmallStep.paused.load(ordering: .relaxed)
     let commits0 = engine.journal.commitCount
     let cpu0 = cpuSeconds()
     let t0 = monoSeconds()
@@ -113,6 +128,12 @@ func runLong(_ s: WorkloadSettings, path: String, durability: Durability, round:
     record.set("cpu_ms_per_step", cpu / Double(s.longSteps) * 1e3)
     record.set("commits", commits)
     record.set("commits_per_step", Double(commits) / Double(s.longSteps), digits: 3)
+    if s.stepPauseMicros > 0 {
+        let paused = Double(SmallStep.paused.load(ordering: .relaxed) - paused0) / 1e9
+        record.set("step_pause_us", Int(s.stepPauseMicros))
+        record.set("pause_ms_per_step", paused / Double(s.longSteps) * 1e3)
+        record.set("work_ms_per_step", (total - paused) / Double(s.longSteps) * 1e3)
+    }
     record.merge(machineLoad())
     emit(record)
     try await emitJournalStats(engine, workload: "long", durability: durability, round: round)

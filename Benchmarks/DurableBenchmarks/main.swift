@@ -27,6 +27,7 @@ let usage = """
                          [--payload-bytes 100] [--run-id ID] [--journal postgres://USER@HOST:PORT/DB]
            durable-bench --workloads pools  (or pool_warm_cold,pool_overhead,process_pool,process_warm_cold)
                          [--pool-calls 200] [--pool-slots 4] [--pool-warm-up-ms 500] [--pool-call-ms 5]
+           durable-bench --workloads long --step-pause-us 60   (each step's thread sleeps 60 µs, as in an fsync)
            durable-bench --workloads long_steps [--long-steps 1000]   (the long workflow alone, for callgrind)
            durable-bench --workloads submit_latency [--latency-submissions 100]
            durable-bench --workloads workers [--worker-counts 1,2,4] [--scaling-runs 400] [--scaling-steps 5]
@@ -107,6 +108,10 @@ func parse(_ arguments: [String]) throws -> Options {
         case "--kill-after": options.settings.crashKillAfter = try int(flag)
         case "--latency-submissions": options.settings.latencySubmissions = max(1, try int(flag))
         case "--payload-bytes": options.settings.payloadBytes = try int(flag)
+        case "--step-pause-us":
+            let micros = try int(flag)
+            guard micros <= 100_000 else { throw BenchError("--step-pause-us: \(micros) is more than 100000 (0.1 s)") }
+            options.settings.stepPauseMicros = UInt32(micros)
         case "--worker-counts":
             options.settings.workerCounts = try value(flag).split(separator: ",").map {
                 guard let n = Int($0), (1...64).contains(n) else { throw BenchError("--worker-counts: '\($0)' is not 1 to 64") }
