@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HTTPTypes
 import HummingbirdAuth
 import NIOCore
 
@@ -9,8 +10,11 @@ struct ServerContext: AuthRequestContext, RequestContext {
     var identity: Caller?
     /// Whether a token was presented that no entry matches (to tell "bad token" from "no token").
     var presentedUnknownToken = false
-    /// The peer's address, `ip:port`.
-    let peer: String
+    /// Where the request came from: the peer's address, `ip:port`; behind a trusted proxy that sent
+    /// `X-Forwarded-For`, `CLIENT via ip:port` (``ServerOptions/trustedProxies``).
+    var peer: String
+    /// The peer's IP address alone.
+    let peerIP: String?
     /// Set by the server for each request, from its options.
     var bodyLimit = 2 * 1024 * 1024
     /// Set by the audit middleware for a request it records: a handler that wrote the request's entry
@@ -21,6 +25,7 @@ struct ServerContext: AuthRequestContext, RequestContext {
         coreContext = .init(source: source)
         identity = nil
         let address = source.channel.remoteAddress
+        peerIP = address?.ipAddress
         peer = address.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
     }
 
@@ -48,15 +53,22 @@ struct ServerContext: AuthRequestContext, RequestContext {
     }
 }
 
-/// Finds the caller of each request from its `Authorization: Bearer` header.
+/// Finds the caller of each request from its `Authorization: Bearer` header, and where it came from
+/// (from `X-Forwarded-For` when a trusted proxy sent it).
 struct TokenAuthenticator: RouterMiddleware {
     typealias Context = ServerContext
     let verifier: TokenVerifier
     let bodyLimit: Int
+    let trustedProxies: [AddressRange]
+    static let forwardedFor = HTTPField.Name("X-Forwarded-For")!
 
     func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
         var context = context
         context.bodyLimit = bodyLimit
+        if !trustedProxies.isEmpty {
+            context.peer = trustedProxies.origin(
+                peerIP: context.peerIP, peer: context.peer, forwardedFor: request.headers[values: Self.forwardedFor])
+        }
         // `Authorization: Bearer TOKEN`, the scheme in any case (RFC 9110); another scheme is no token.
         if let field = request.headers[.authorization], let space = field.firstIndex(of: " "),
            field[..<space].lowercased() == "bearer"

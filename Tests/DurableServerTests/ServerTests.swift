@@ -410,6 +410,25 @@ import Glibc
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
     }
 
+    @Test func behindATrustedProxyTheAuditLogNamesTheClientItForwardedFor() async throws {
+        let behind = try await ServerProcess(arguments: ["--trusted-proxy", "127.0.0.1,10.0.0.0/8"])
+        let direct = try await ServerProcess()
+        for (server, trusted) in [(behind, true), (direct, false)] {
+            for forwarded in ["198.51.100.9, 203.0.113.7, 10.1.2.3", "[2001:db8::7]:443", "not an address", nil] {
+                let headers = forwarded.map { ["X-Forwarded-For": $0] } ?? [:]
+                #expect(try await server.request("POST", "/v1/runs/no-such/cancel", role: .operator, headers: headers).status == 404)
+            }
+            let log = try await server.request("GET", "/v1/audit", role: .admin)
+            let sources = try #require(log.json["entries"] as? [[String: Any]]).map { $0["source"] as? String ?? "" }
+                .map { $0.replacingOccurrences(of: #":[0-9]+$"#, with: ":PORT", options: .regularExpression) }
+            #expect(sources == (trusted
+                ? ["http 203.0.113.7 via 127.0.0.1:PORT", "http 2001:db8::7 via 127.0.0.1:PORT", "http 127.0.0.1:PORT", "http 127.0.0.1:PORT"]
+                : Array(repeating: "http 127.0.0.1:PORT", count: 4)))
+        }
+        _ = try await behind.stop()
+        _ = try await direct.stop()
+    }
+
     @Test func metricsCountRequestsByRouteTemplateNeverByRunID() async throws {
         let server = try await ServerProcess()
         let runID = try await server.start("Nap", input: 1)

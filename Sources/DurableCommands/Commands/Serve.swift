@@ -63,6 +63,23 @@ struct Serve: AsyncParsableCommand {
         transform: { try OptionValue.integer($0, in: 0...100_000) })
     var maxWaiters = 1_000
 
+    @Option(
+        name: .customLong("trusted-proxy"),
+        help: ArgumentHelp(
+            "A proxy whose X-Forwarded-For is believed: an address or CIDR range, or a comma-separated list; may be repeated "
+                + "(e.g. 127.0.0.1, 10.0.0.0/8). Its requests are recorded as coming from the client it names.",
+            valueName: "range"),
+        transform: { text in
+            do {
+                return try text.split(separator: ",", omittingEmptySubsequences: false).map {
+                    try AddressRange(String($0).trimmingCharacters(in: .whitespaces))
+                }
+            } catch {
+                throw BadOptionValue("\(error)")
+            }
+        })
+    var trustedProxy: [[AddressRange]] = []
+
     @Flag(help: ArgumentHelp("Also run the application's worker in this process.", visibility: AppSetup.hasCode ? .default : .private))
     var worker = false
 
@@ -82,6 +99,7 @@ struct Serve: AsyncParsableCommand {
         serverOptions.requestTimeout = requestTimeout
         serverOptions.maximumWait = maxWait
         serverOptions.maximumWaiters = maxWaiters
+        serverOptions.trustedProxies = trustedProxy.flatMap { $0 }
         do {
             serverOptions.tokens = try TokenFile.load(auth)
             if let events { serverOptions.eventRoutes = try EventRoutes.load(events) }
@@ -104,8 +122,10 @@ struct Serve: AsyncParsableCommand {
         let journal = options.path
         let tokens = serverOptions.tokens.tokens.count
         let runsWorker = worker
+        let proxies = serverOptions.trustedProxies.isEmpty
+            ? "" : ", X-Forwarded-For from \(serverOptions.trustedProxies.map(\.description).joined(separator: ","))"
         let application = server.application { address in
-            print("serving http://\(address) (journal \(journal.escaped), \(tokens) token(s)\(runsWorker ? ", with a worker" : ""))")
+            print("serving http://\(address) (journal \(journal.escaped), \(tokens) token(s)\(runsWorker ? ", with a worker" : "")\(proxies))")
         }
         // Shut down in reverse: the server stops taking requests first, then the worker stops.
         var services: [any Service] = worker ? [engine] : []
