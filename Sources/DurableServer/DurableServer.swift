@@ -18,6 +18,8 @@ public struct ServerOptions: Sendable {
     public var port = 8233
     /// The accepted tokens (hashes only).
     public var tokens = TokenFile()
+    /// The file ``tokens`` was read from: read again when it changes (`nil`: never).
+    public var tokenFilePath: String?
     /// What `POST /v1/events` does with each event name.
     public var eventRoutes = EventRoutes()
     /// The largest request body accepted (larger ones get 413).
@@ -51,6 +53,7 @@ public struct DurableServer: Sendable {
     let waiters: WaiterGate
     let knownTypes: KnownWorkflowTypes
     let eventsInFlight = InFlightKeys()
+    let tokens: TokenStore
     let logger: Logger
 
     public init(
@@ -64,6 +67,7 @@ public struct DurableServer: Sendable {
         self.metricsFactory = Self.metricsFactory(registry: registry)
         self.waiters = WaiterGate(limit: options.maximumWaiters)
         self.knownTypes = KnownWorkflowTypes()
+        self.tokens = TokenStore(options.tokens, path: options.tokenFilePath, logger: logger)
         self.logger = logger
     }
 
@@ -131,9 +135,9 @@ public struct DurableServer: Sendable {
         // the no-op tracer the middleware still cost about 1.5 % of the CPU of a start under load.
         if !(InstrumentationSystem.tracer is NoOpTracer) { router.add(middleware: TracingMiddleware()) }
         router.add(middleware: TokenAuthenticator(
-            verifier: TokenVerifier(options.tokens), bodyLimit: options.maximumBodyBytes, trustedProxies: options.trustedProxies))
+            tokens: tokens, bodyLimit: options.maximumBodyBytes, trustedProxies: options.trustedProxies))
         let console = Console(server: self)
-        router.add(middleware: ConsoleSessionMiddleware(sessions: console.sessions))
+        router.add(middleware: ConsoleSessionMiddleware(sessions: console.sessions, tokens: tokens))
         router.add(middleware: AuditMiddleware(client: client, logger: logger, timeout: options.requestTimeout))
         var book = RouteBook(router: router, requestTimeout: options.requestTimeout, maximumWait: options.maximumWait)
         Self.addRoutes(to: &book, server: self)

@@ -57,7 +57,7 @@ struct ServerContext: AuthRequestContext, RequestContext {
 /// (from `X-Forwarded-For` when a trusted proxy sent it).
 struct TokenAuthenticator: RouterMiddleware {
     typealias Context = ServerContext
-    let verifier: TokenVerifier
+    let tokens: TokenStore
     let bodyLimit: Int
     let trustedProxies: [AddressRange]
     static let forwardedFor = HTTPField.Name("X-Forwarded-For")!
@@ -73,7 +73,7 @@ struct TokenAuthenticator: RouterMiddleware {
         if let field = request.headers[.authorization], let space = field.firstIndex(of: " "),
            field[..<space].lowercased() == "bearer"
         {
-            context.identity = verifier.caller(presenting: String(field[space...].trimmingSpaces))
+            context.identity = tokens.caller(presenting: String(field[space...].trimmingSpaces))
             context.presentedUnknownToken = context.identity == nil
         }
         return try await next(request, context)

@@ -1,6 +1,11 @@
 import Crypto
 import DurableJournal
 public import Foundation
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What a token may do. Each role may do what the roles below it may.
 ///
@@ -126,6 +131,11 @@ struct TokenVerifier: Sendable {
         for entry in entries where equalInConstantTime(digest, entry.digest) { found = entry.caller }
         return found
     }
+
+    /// Whether a token of this name and role is in the file.
+    func accepts(_ caller: Caller) -> Bool {
+        entries.contains { $0.caller == caller }
+    }
 }
 
 /// Whether two byte strings are equal, every byte compared whatever the content (no early exit), so
@@ -135,4 +145,105 @@ func equalInConstantTime(_ x: [UInt8], _ y: [UInt8]) -> Bool {
     var difference: UInt8 = 0
     for index in 0..<x.count { difference |= x[index] ^ y[index] }
     return difference == 0
+}
+
+/// The tokens a server accepts now: those of ``ServerOptions/tokens``, read again from
+/// ``ServerOptions/tokenFilePath`` when that file changes, so that `auth add` and `auth remove` take
+/// effect without a restart.
+///
+/// A request looks at the file's identity (device, inode, size, modification time) at most once a
+/// second; only a change reads it. A file that cannot be read or is not a token file leaves the
+/// tokens as they were, with an error in the log, until it changes again.
+final class TokenStore: Sendable {
+    private struct Stamp: Equatable {
+        var device: UInt64
+        var inode: UInt64
+        var size: Int64
+        var seconds: Int
+        var nanoseconds: Int
+
+        init?(_ path: String) {
+            var info = stat()
+            guard stat(path, &info) == 0 else { return nil }
+            device = UInt64(info.st_dev)
+            inode = UInt64(info.st_ino)
+            size = Int64(info.st_size)
+            seconds = info.st_mtim.tv_sec
+            nanoseconds = info.st_mtim.tv_nsec
+        }
+    }
+
+    private struct State {
+        var file: TokenFile
+        var verifier: TokenVerifier
+        /// The file as last looked at; `nil` before the first look, or when it could not be seen.
+        var stamp: Stamp?
+        /// The last look found no file.
+        var missing = false
+        var checkedAt: ContinuousClock.Instant
+    }
+
+    private let path: String?
+    private let logger: Logger
+    private let state: Mutex<State>
+    static let interval: Duration = .seconds(1)
+
+    init(_ file: TokenFile, path: String?, logger: Logger) {
+        self.path = path
+        self.logger = logger
+        // The file was read just before: the first look after `interval` reads it again only if it
+        // changed since (a change in between is not missed: the stamp starts unknown).
+        state = Mutex(State(file: file, verifier: TokenVerifier(file), stamp: nil, checkedAt: .now))
+    }
+
+    /// The caller a token belongs to, or `nil`.
+    func caller(presenting token: String) -> Caller? {
+        current().caller(presenting: token)
+    }
+
+    /// Whether a token named as `caller` is, with its role, still in the file (a console session
+    /// started with a token that has been removed, or given another role, ends).
+    func accepts(_ caller: Caller) -> Bool {
+        current().accepts(caller)
+    }
+
+    private func current() -> TokenVerifier {
+        guard let path else { return state.withLock { $0.verifier } }
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            guard now - state.checkedAt >= Self.interval else { return state.verifier }
+            state.checkedAt = now
+            let stamp = Stamp(path)
+            if stamp != nil && stamp == state.stamp { return state.verifier }
+            // A file that cannot be seen is looked for every second, and reported once.
+            let missingAgain = stamp == nil && state.missing
+            state.stamp = stamp
+            state.missing = stamp == nil
+            do {
+                let file = try TokenFile.load(path)
+                if file != state.file {
+                    logger.notice("\(Self.changes(from: state.file, to: file, path: path))")
+                    state.file = file
+                    state.verifier = TokenVerifier(file)
+                }
+            } catch {
+                if !missingAgain { logger.error("\(error); the server keeps the \(state.file.tokens.count) token(s) it had") }
+            }
+            return state.verifier
+        }
+    }
+
+    /// What changed, by name and role (never a hash).
+    static func changes(from old: TokenFile, to new: TokenFile, path: String) -> String {
+        let before = Dictionary(old.tokens.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let after = Dictionary(new.tokens.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var parts: [String] = []
+        let added = after.keys.filter { before[$0] == nil }.sorted()
+        let removed = before.keys.filter { after[$0] == nil }.sorted()
+        let changed = after.keys.filter { before[$0] != nil && before[$0] != after[$0] }.sorted()
+        if !added.isEmpty { parts.append("added \(added.joined(separator: ", "))") }
+        if !removed.isEmpty { parts.append("removed \(removed.joined(separator: ", "))") }
+        if !changed.isEmpty { parts.append("changed \(changed.joined(separator: ", "))") }
+        return "token file \(path) read again: \(new.tokens.count) token(s)" + (parts.isEmpty ? "" : " (\(parts.joined(separator: "; ")))")
+    }
 }

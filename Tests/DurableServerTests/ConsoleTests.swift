@@ -123,6 +123,23 @@ final class ConsoleBrowser: @unchecked Sendable {
         #expect(!page.body.contains("</textarea><"), "\(what): raw textarea end", sourceLocation: sourceLocation)
     }
 
+    @Test func aSessionEndsWhenItsTokenLeavesTheTokenFile() async throws {
+        let server = try await ServerProcess()
+        let reader = ConsoleBrowser(server)
+        let admin = ConsoleBrowser(server)
+        #expect(try reader.signIn(server.tokens[.reader]!).status == 303)
+        #expect(try admin.signIn(server.tokens[.admin]!).status == 303)
+        #expect(try reader.get("/ui/runs").status == 200)
+        var file = server.tokenFile
+        file.tokens.removeAll { $0.role == .reader }
+        try server.replaceTokenFile(with: file)
+        try await eventually("the reader's session ended", timeout: .seconds(10)) { try reader.get("/ui/runs").status == 303 }
+        #expect(try admin.get("/ui/runs").status == 200, "the other session goes on")
+        // Signing in again with the removed token is refused.
+        #expect(try reader.signIn(server.tokens[.reader]!).status == 401)
+        _ = try await server.stop()
+    }
+
     @Test func signingInSetsAStrictHttpOnlySessionCookieThatOnlyTheConsoleHonours() async throws {
         let server = try await ServerProcess(worker: false)
         let browser = ConsoleBrowser(server)

@@ -18,6 +18,9 @@ final class ServerProcess: Sendable {
     let journal: String
     /// The token of each role, and one whose hash is in no file.
     let tokens: [Role: String]
+    /// The token file the server reads (`--auth`), and what it holds.
+    let tokenPath: String
+    let tokenFile: TokenFile
     static let unknownToken = "dur_not-a-token-of-this-server"
 
     /// Starts `executable serve` and waits until it prints the address it listens on.
@@ -54,6 +57,15 @@ final class ServerProcess: Sendable {
         self.address = address!
         self.journal = journal
         self.tokens = tokens
+        self.tokenPath = tokenPath
+        self.tokenFile = file
+    }
+
+    /// Replaces the token file as `auth` does: a temporary file renamed over it.
+    func replaceTokenFile(with file: TokenFile) throws {
+        let temporary = tokenPath + ".new"
+        try JSONEncoder().encode(file).write(to: URL(fileURLWithPath: temporary))
+        guard rename(temporary, tokenPath) == 0 else { throw TestProcessError("rename to \(tokenPath): \(errno)") }
     }
 
     deinit { child.kill(SIGKILL) }

@@ -429,6 +429,49 @@ import Glibc
         _ = try await direct.stop()
     }
 
+    @Test func aChangedTokenFileTakesEffectWithoutARestart() async throws {
+        let server = try await ServerProcess()
+        #expect(try await server.request("GET", "/v1/runs", role: .reader).status == 200)
+        // The reader's token removed and another added: within about a second the one is refused and
+        // the other accepted.
+        var file = server.tokenFile
+        file.tokens.removeAll { $0.role == .reader }
+        let added = try file.adding(name: "late", role: .reader)
+        try server.replaceTokenFile(with: added.file)
+        try await eventually("the removed token refused", timeout: .seconds(10)) {
+            try await server.request("GET", "/v1/runs", role: .reader).status == 401
+        }
+        #expect(try await server.request("GET", "/v1/runs", token: added.token).status == 200)
+        #expect(server.child.output.contains("token file \(server.tokenPath) read again: 4 token(s) (added late; removed reader-token)"))
+        // A file that is not a token file, then none: the server keeps the tokens it had, and says so once each.
+        try Data("{\"tokens\": [".utf8).write(to: URL(fileURLWithPath: server.tokenPath))
+        // (The file is looked at when a request with a token comes.)
+        try await eventually("the bad file reported", timeout: .seconds(10)) {
+            _ = try await server.request("GET", "/v1/runs", token: added.token)
+            return server.child.output.contains("is not a token file")
+        }
+        #expect(try await server.request("GET", "/v1/runs", token: added.token).status == 200)
+        #expect(try await server.request("GET", "/v1/runs", role: .reader).status == 401)
+        try FileManager.default.removeItem(atPath: server.tokenPath)
+        try await eventually("the missing file reported", timeout: .seconds(10)) {
+            _ = try await server.request("GET", "/v1/runs", token: added.token)
+            return server.child.output.contains("does not exist")
+        }
+        for _ in 0..<3 {  // more looks, a second apart
+            try await Task.sleep(for: .seconds(1.1))
+            #expect(try await server.request("GET", "/v1/runs", token: added.token).status == 200)
+        }
+        let output = server.child.output
+        #expect(output.components(separatedBy: "keeps the 4 token(s) it had").count == 3, "one error for the bad file, one for the missing one:\n\(output)")
+        // A file again, with no tokens: every token refused.
+        try server.replaceTokenFile(with: TokenFile())
+        try await eventually("every token refused", timeout: .seconds(10)) {
+            try await server.request("GET", "/v1/runs", token: added.token).status == 401
+        }
+        #expect(try await server.request("GET", "/v1/runs", role: .admin).status == 401)
+        _ = try await server.stop()
+    }
+
     @Test func metricsCountRequestsByRouteTemplateNeverByRunID() async throws {
         let server = try await ServerProcess()
         let runID = try await server.start("Nap", input: 1)

@@ -91,7 +91,7 @@ struct Auth: AsyncParsableCommand {
 
     struct Remove: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Remove a token (a running server keeps accepting it until restarted).")
+            abstract: "Remove a token (a running server refuses it within a second).")
 
         @Argument(help: "The token's name.")
         var name: String

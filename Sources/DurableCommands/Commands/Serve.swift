@@ -102,6 +102,7 @@ struct Serve: AsyncParsableCommand {
         serverOptions.trustedProxies = trustedProxy.flatMap { $0 }
         do {
             serverOptions.tokens = try TokenFile.load(auth)
+            serverOptions.tokenFilePath = auth
             if let events { serverOptions.eventRoutes = try EventRoutes.load(events) }
         } catch {
             throw CommandFailure(message: "\(error)", exitCode: .badInput)

@@ -24,7 +24,7 @@ extension Console {
             </form>
             <p class="muted">The token is checked like a bearer token of the API (<code>durable auth add</code> makes one) and is not \
             kept: the session lives in this server's memory for \(HTML.escape(Self.lifetimeText(sessions.lifetime))), \
-            until you log out, or until the server restarts.</p></div>
+            until you log out, until the token is removed, or until the server restarts.</p></div>
             """
         var headers = HTTPFields()
         headers.append(HTTPField(name: .setCookie, value: Self.cookie(ConsoleSessions.loginCookieName, nonce, maxAge: 3600, call)))
@@ -33,7 +33,7 @@ extension Console {
 
     func login(_ call: Call) async throws -> Response {
         let token = (call.form["token"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-        guard let caller = TokenVerifier(server.options.tokens).caller(presenting: token) else {
+        guard let caller = server.tokens.caller(presenting: token) else {
             server.logger.notice("console: a sign-in with a token that is not valid from \(call.context.peer)")
             return loginPage(call, error: token.isEmpty ? "Enter a token." : "That token is not valid.", status: .unauthorized)
         }

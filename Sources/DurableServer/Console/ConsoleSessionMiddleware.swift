@@ -6,11 +6,18 @@ import Hummingbird
 struct ConsoleSessionMiddleware: RouterMiddleware {
     typealias Context = ServerContext
     let sessions: ConsoleSessions
+    let tokens: TokenStore
 
     func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
         guard Console.owns(request.uri.path) else { return try await next(request, context) }
         var context = context
-        context.identity = sessions.session(request.cookies[ConsoleSessions.cookieName]?.value)?.caller
+        // A session whose token has since been removed from the token file (or given another role) ends.
+        let cookie = request.cookies[ConsoleSessions.cookieName]?.value
+        context.identity = sessions.session(cookie)?.caller
+        if let caller = context.identity, !tokens.accepts(caller) {
+            sessions.end(cookie)
+            context.identity = nil
+        }
         context.presentedUnknownToken = false
         return try await next(request, context)
     }
