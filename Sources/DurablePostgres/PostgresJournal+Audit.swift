@@ -22,26 +22,46 @@ extension PostgresJournal {
     static func insertAudit(
         _ drafts: [AuditDraft], schema s: String, _ connection: PostgresConnection, logger: Logger
     ) async throws -> [AuditEntry] {
-        try await connection.query("SET LOCAL synchronous_commit = on", logger: logger)
-        try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\("durable-audit:" + s)))", logger: logger)
-        let last = try await connection.query("""
-            SELECT \(unescaped: auditColumns) FROM \(unescaped: s).audit ORDER BY seq DESC LIMIT 1
-            """, logger: logger).collect()
-        var previous = try last.first.map(auditEntry)
+        var previous = try await lockAudit(schema: s, connection, logger: logger)
         let now = Date()
         var entries: [AuditEntry] = []
         for draft in drafts {
             let entry = AuditChain.entry(
                 draft, seq: (previous?.seq ?? 0) + 1, time: now, previous: previous?.hash ?? AuditChain.start)
-            try await connection.query("""
-                INSERT INTO \(unescaped: s).audit (\(unescaped: auditColumns))
-                VALUES (\(entry.seq), \(entry.time.journalMillis), \(entry.actor), \(entry.source), \(entry.action),
-                    \(entry.target), \(entry.outcome), \(entry.detail), \(entry.hash))
-                """, logger: logger)
+            try await insertAuditRow(entry, schema: s, connection, logger: logger)
             entries.append(entry)
             previous = entry
         }
         return entries
+    }
+
+    /// Appends another journal's entries as they are, after checking that they continue this log.
+    package func importAudit(_ entries: [AuditEntry]) async throws {
+        guard !entries.isEmpty else { return }
+        try await inTransaction { connection in
+            let last = try await Self.lockAudit(schema: self.s, connection, logger: self.logger)
+            try AuditChain.checkContinuation(entries, after: last)
+            for entry in entries { try await Self.insertAuditRow(entry, schema: self.s, connection, logger: self.logger) }
+        }
+    }
+
+    /// Has the caller's transaction commit with `synchronous_commit = on` and hold the audit log's
+    /// advisory lock until then; returns the log's last entry (`nil` for an empty log).
+    private static func lockAudit(schema s: String, _ connection: PostgresConnection, logger: Logger) async throws -> AuditEntry? {
+        try await connection.query("SET LOCAL synchronous_commit = on", logger: logger)
+        try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\("durable-audit:" + s)))", logger: logger)
+        let last = try await connection.query("""
+            SELECT \(unescaped: auditColumns) FROM \(unescaped: s).audit ORDER BY seq DESC LIMIT 1
+            """, logger: logger).collect()
+        return try last.first.map(auditEntry)
+    }
+
+    private static func insertAuditRow(_ entry: AuditEntry, schema s: String, _ connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query("""
+            INSERT INTO \(unescaped: s).audit (\(unescaped: auditColumns))
+            VALUES (\(entry.seq), \(entry.time.journalMillis), \(entry.actor), \(entry.source), \(entry.action),
+                \(entry.target), \(entry.outcome), \(entry.detail), \(entry.hash))
+            """, logger: logger)
     }
 
     package func auditEntries(after cursor: Int64?, limit: Int, newestFirst: Bool) async throws -> [AuditEntry] {

@@ -23,22 +23,44 @@ extension SQLiteJournal {
     /// Inserts the entries, in order, after the last one, inside the caller's `IMMEDIATE` transaction
     /// (whose write lock keeps other processes' appends out until it commits).
     static func insertAudit(_ drafts: [AuditDraft], _ db: Database) throws -> [AuditEntry] {
-        let last = try Row.fetchOne(db.cachedStatement(sql: "SELECT \(auditColumns) FROM audit ORDER BY seq DESC LIMIT 1"))
-        let previous = try last.map { try auditRow($0) }
-        if let damage = previous?.damage { throw damage }
-        var (seq, hash) = (previous?.entry.seq ?? 0, previous?.entry.hash ?? AuditChain.start)
-        let insert = try db.cachedStatement(sql: "INSERT INTO audit (\(auditColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        let previous = try lastAudit(db)
+        var (seq, hash) = (previous?.seq ?? 0, previous?.hash ?? AuditChain.start)
         let now = Date()
         return try drafts.map { draft in
             seq += 1
             let entry = AuditChain.entry(draft, seq: seq, time: now, previous: hash)
-            try insert.execute(arguments: [
-                entry.seq, entry.time.journalMillis, entry.actor, entry.source, entry.action, entry.target, entry.outcome,
-                entry.detail, entry.hash, RowChecksum.audit(entry),
-            ])
+            try insertAuditRow(entry, db)
             hash = entry.hash
             return entry
         }
+    }
+
+    /// Appends another journal's entries as they are, after checking that they continue this log.
+    package func importAudit(_ entries: [AuditEntry]) async throws {
+        guard !entries.isEmpty else { return }
+        try await offloaded { [self] in
+            try writeDurably { db in
+                try AuditChain.checkContinuation(entries, after: try Self.lastAudit(db))
+                for entry in entries { try Self.insertAuditRow(entry, db) }
+            }
+        }
+    }
+
+    /// The log's last entry (inside the caller's `IMMEDIATE` transaction), `nil` for an empty log.
+    /// - Throws: ``JournalError`` `damaged` when its row does not match its checksum.
+    private static func lastAudit(_ db: Database) throws -> AuditEntry? {
+        let last = try Row.fetchOne(db.cachedStatement(sql: "SELECT \(auditColumns) FROM audit ORDER BY seq DESC LIMIT 1"))
+        let previous = try last.map { try auditRow($0) }
+        if let damage = previous?.damage { throw damage }
+        return previous?.entry
+    }
+
+    private static func insertAuditRow(_ entry: AuditEntry, _ db: Database) throws {
+        let insert = try db.cachedStatement(sql: "INSERT INTO audit (\(auditColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        try insert.execute(arguments: [
+            entry.seq, entry.time.journalMillis, entry.actor, entry.source, entry.action, entry.target, entry.outcome,
+            entry.detail, entry.hash, RowChecksum.audit(entry),
+        ])
     }
 
     /// Audit transactions committed since the journal was opened (for tests and benchmarks).

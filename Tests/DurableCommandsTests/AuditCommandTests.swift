@@ -76,18 +76,22 @@ import Glibc
         #expect(check.status == 0 && check.stdout.contains(", 10 audit entries\n"), "\(check.stdout)")
     }
 
-    @Test func aCopyIsRecordedInTheJournalItWrites() async throws {
+    @Test func aCopyIsRecordedInTheJournalItWritesAfterTheSourcesEntries() async throws {
         let source = temporaryJournal()
         try await run(app, ["run", "CrashFlow", "--input", #"{"tag":"c"}"#, "--id", "c-1"], source)
         let destination = siblingJournal(of: source, "copy")
         let copy = try await runCommand(durable, ["journal", "copy", "--from", source, "--to", destination])
         #expect(copy.status == 0, "\(copy.stderr)")
         let log = try await entries(destination)
-        #expect(log.count == 1)
-        #expect(log.first?["action"] as? String == "copy" && log.first?["outcome"] as? String == "ok")
-        let detail = try #require(log.first?["detail"] as? String)
-        #expect(detail.hasPrefix("from \(source); copied 1 runs (") && detail.hasSuffix("0 signals), skipped 0"), "\(detail)")
-        #expect(try await entries(source).map { $0["action"] as? String } == ["run"], "the source records only its own actions")
+        #expect(log.map { $0["action"] as? String } == ["run", "copy"], "the source's entry, then the copy's")
+        let sourceLog = try await entries(source)
+        #expect(log.first?["hash"] as? String == sourceLog.first?["hash"] as? String, "copied as it was")
+        #expect(log.last?["outcome"] as? String == "ok")
+        let detail = try #require(log.last?["detail"] as? String)
+        #expect(detail.hasPrefix("from \(source); copied 1 runs (") && detail.hasSuffix("0 signals), skipped 0, 1 audit entries"), "\(detail)")
+        #expect(sourceLog.map { $0["action"] as? String } == ["run"], "the source records only its own actions")
+        let check = try await runCommand(durable, ["journal", "check", "--journal", destination])
+        #expect(check.status == 0 && check.stdout.contains(", 2 audit entries\n"), "\(check.stdout)")
     }
 
     @Test func auditListShowsTheLastEntriesOrPagesForward() async throws {

@@ -34,7 +34,8 @@ import Glibc
     func json(_ text: String) throws -> Any { try JSONSerialization.jsonObject(with: Data(text.utf8)) }
 
     /// `journal copy` from SQLite to PostgreSQL and back: every run arrives, each history exports
-    /// byte for byte as from the source, queued signals come along, and a second copy skips what is there.
+    /// byte for byte as from the source, queued signals come along, the audit log comes along with
+    /// its hashes, and a second copy skips what is there.
     @Test func journalCopyMovesEveryRunToPostgreSQLAndBack() async throws {
         guard let server = ProcessInfo.processInfo.environment["DURABLE_TEST_POSTGRES_URL"], !server.isEmpty else {
             if ProcessInfo.processInfo.environment["CI"] != nil {
@@ -54,14 +55,36 @@ import Glibc
         try #require(signal.status == 0, "\(signal.stderr)")
         let postgres = server + (server.contains("?") ? "&" : "?") + "schema=t_copy_\(UUID().uuidString.prefix(8).lowercased())"
         let back = temporaryPath("copy-back")
-        for (from, to) in [(source, postgres), (postgres, back)] {
+        func audit(_ journal: String) async throws -> [[String: Any]] {
+            let list = try await runCommand(durable, ["audit", "list", "--json", "--journal", journal])
+            return try #require(try json(list.stdout) as? [[String: Any]], "\(list.stderr)")
+        }
+        func chain(_ entries: [[String: Any]]) -> [String] { entries.map { "\($0["seq"] ?? "") \($0["hash"] ?? "")" } }
+        let sourceAudit = try await audit(source)
+        #expect(sourceAudit.count == 4, "run, run, submit, signal: \(sourceAudit)")
+        for (from, to, entries) in [(source, postgres, 4), (postgres, back, 5)] {
             let copy = try await runCommand(durable, ["journal", "copy", "--from", from, "--to", to, "--json"])
             #expect(copy.status == 0, "\(copy.stderr)")
             let report = try #require(try json(copy.stdout) as? [String: Any])
             #expect(report["runs"] as? Int == 3 && report["signals"] as? Int == 1 && report["skippedRuns"] as? Int == 0)
+            #expect(report["auditEntries"] as? Int == entries && report["auditNotCopied"] is NSNull, "\(report)")
         }
+        // The source's entries, numbers and hashes as they were, then one entry per copy (action `copy`).
+        let backAudit = try await audit(back)
+        #expect(Array(chain(backAudit).prefix(4)) == chain(sourceAudit))
+        #expect(backAudit.suffix(2).map { $0["action"] as? String } == ["copy", "copy"])
         let again = try await runCommand(durable, ["journal", "copy", "--from", source, "--to", postgres, "--json"])
-        #expect((try json(again.stdout) as? [String: Any])?["skippedRuns"] as? Int == 3)
+        let againReport = try json(again.stdout) as? [String: Any]
+        #expect(againReport?["skippedRuns"] as? Int == 3 && againReport?["auditEntries"] as? Int == 0)
+        #expect(againReport?["auditNotCopied"] is NSNull, "all the source's entries are there")
+        // A new entry in the source cannot follow the destination's own: the runs are copied, the
+        // entry is not, and the copy says so.
+        _ = try await runCommand(durable, ["cancel", "no-such-run", "--journal", source])
+        let diverged = try await runCommand(durable, ["journal", "copy", "--from", source, "--to", postgres])
+        #expect(diverged.status == 0, "\(diverged.stderr)")
+        #expect(diverged.stderr.contains("warning: the audit log of") && diverged.stderr.contains("entries from 5 on cannot be appended"),
+                "\(diverged.stderr)")
+        #expect(diverged.stdout.contains("and 0 audit entries"), "\(diverged.stdout)")
         for id in ["op-1", "op-2", "nap-1"] {
             var exports: [Data] = []
             for journal in [source, postgres, back] {

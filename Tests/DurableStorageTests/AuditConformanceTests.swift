@@ -216,6 +216,58 @@ import Testing
         await journal.close()
     }
 
+    @Test(arguments: Backend.allCases) func importedEntriesKeepTheirNumbersAndHashesAndMustContinueTheLog(_ backend: Backend) async throws {
+        guard let location = backend.freshLocation(), let other = backend.freshLocation() else { return }
+        let source = try await openJournal(location)
+        var written: [AuditEntry] = []
+        for n in 1...4 { written.append(try await source.appendAudit(draft(n))) }
+        let destination = try await openJournal(other)
+        // Entries that do not continue the log are refused, and nothing is written.
+        let gap = await #expect(throws: JournalError.self) { try await destination.importAudit(Array(written[1...])) }
+        #expect("\(gap.map { "\($0)" } ?? "")".contains("audit entry 2 cannot follow entry 0"))
+        var forged = written
+        forged[2].target = "claim-x"
+        let changed = await #expect(throws: JournalError.self) { try await destination.importAudit(forged) }
+        #expect("\(changed.map { "\($0)" } ?? "")".contains("audit entry 3: its hash does not follow"))
+        #expect(try await destination.auditEntries(limit: 10).isEmpty)
+        // In two parts, as they are; the log then goes on from them.
+        try await destination.importAudit(Array(written[0...1]))
+        try await destination.importAudit(Array(written[2...]))
+        #expect(try await destination.auditEntries(limit: 10) == written)
+        let next = try await destination.appendAudit(draft(5))
+        #expect(next.seq == 5 && next.hash == AuditChain.hash(of: next, previous: written[3].hash))
+        await #expect(throws: JournalError.self) { try await destination.importAudit([written[3]]) }
+        let report = try await destination.check()
+        #expect(report.isHealthy && report.auditEntriesChecked == 5, "\(report.problems)")
+        await destination.close()
+        await source.close()
+    }
+
+    @Test(arguments: Backend.allCases) func copyAuditAppendsWhatTheDestinationLacksOrSaysWhyNot(_ backend: Backend) async throws {
+        guard let location = backend.freshLocation(), let other = backend.freshLocation() else { return }
+        let source = try await openJournal(location)
+        let destination = try await openJournal(other)
+        for n in 1...3 { _ = try await source.appendAudit(draft(n)) }
+        #expect(try await copyAudit(from: source, to: destination) == (3, nil) as (Int, String?))
+        #expect(try await copyAudit(from: source, to: destination) == (0, nil) as (Int, String?), "again: nothing to copy")
+        _ = try await source.appendAudit(draft(4))
+        #expect(try await copyAudit(from: source, to: destination) == (1, nil) as (Int, String?), "an interrupted copy goes on")
+        #expect(try await destination.auditEntries(limit: 10) == (try await source.auditEntries(limit: 10)))
+        // The destination's own entry after them (the copy's record): the source's are all there.
+        _ = try await destination.appendAudit(draft(9))
+        #expect(try await copyAudit(from: source, to: destination) == (0, nil) as (Int, String?))
+        // The source goes on too: its entries cannot be appended after the destination's own.
+        _ = try await source.appendAudit(draft(5))
+        let (copied, reason) = try await copyAudit(from: source, to: destination)
+        #expect(copied == 0)
+        #expect(reason?.contains("goes on after entry 4 with entries the source does not have") == true, "\(reason ?? "nil")")
+        #expect(reason?.contains("audit list --after 4 --json") == true)
+        #expect(try await destination.auditEntries(limit: 10).count == 5)
+        #expect(try await destination.check().isHealthy)
+        await destination.close()
+        await source.close()
+    }
+
     @Test func anEntryEncodesWithStableFieldNames() throws {
         let entry = AuditChain.entry(
             AuditDraft(actor: "token:ops", source: "http 10.0.0.7:51234", action: "POST /v1/runs/r1/cancel", target: "r1",

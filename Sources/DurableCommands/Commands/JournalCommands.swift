@@ -234,7 +234,7 @@ extension JournalCommand {
             let source = try await DurableClient(journal: JournalConfiguration(from, createIfMissing: false))
             let destination = try await DurableClient(journal: JournalConfiguration(to))
             let json = self.json
-            // Recorded in the journal it writes; the source's audit log stays in the source.
+            // Recorded in the journal it writes, after the source's audit entries it copied there.
             let report = try await audited(
                 destination, "copy", target: destination.journalLocation, detail: "from \(source.journalLocation)"
             ) { note in
@@ -242,20 +242,25 @@ extension JournalCommand {
                     if !json && (done % 1_000 == 0 || done == total) { printProgress("copied \(done)/\(total) runs") }
                 }
                 note.add("copied \(report.copiedRuns) runs (\(report.copiedEvents) events, \(report.copiedSignals) signals), "
-                         + "skipped \(report.skippedRuns)")
+                         + "skipped \(report.skippedRuns), \(report.copiedAuditEntries) audit entries"
+                         + (report.auditNotCopied == nil ? "" : " (the rest not copied)"))
                 return report
             }
             await destination.journal.close()
             await source.journal.close()
+            if let reason = report.auditNotCopied { printProgress("warning: \(reason)") }
             if json {
                 try Format.printJSON([
                     "runs": report.copiedRuns, "events": report.copiedEvents, "signals": report.copiedSignals,
-                    "skippedRuns": report.skippedRuns, "from": source.journalLocation, "to": destination.journalLocation,
+                    "skippedRuns": report.skippedRuns, "auditEntries": report.copiedAuditEntries,
+                    "auditNotCopied": report.auditNotCopied ?? NSNull(),
+                    "from": source.journalLocation, "to": destination.journalLocation,
                 ] as [String: Any])
             } else {
                 print("copied \(report.copiedRuns) run(s) (\(report.copiedEvents) events, \(report.copiedSignals) queued "
-                      + "signal(s)) from \(source.journalLocation.escaped) to \(destination.journalLocation.escaped)"
-                      + (report.skippedRuns > 0 ? "; \(report.skippedRuns) were there already" : ""))
+                      + "signal(s)) and \(report.copiedAuditEntries) audit entries from \(source.journalLocation.escaped) "
+                      + "to \(destination.journalLocation.escaped)"
+                      + (report.skippedRuns > 0 ? "; \(report.skippedRuns) run(s) were there already" : ""))
             }
         }
     }

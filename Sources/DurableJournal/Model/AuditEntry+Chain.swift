@@ -24,6 +24,25 @@ package enum AuditChain {
         return entry
     }
 
+    /// Checks that `entries`, in order, continue a log whose last entry is `last` (`nil`: an empty log):
+    /// each numbered one past the entry before it, its hash following from its fields and that entry's
+    /// hash.
+    /// - Throws: ``JournalError`` naming the first entry that does not follow.
+    package static func checkContinuation(_ entries: [AuditEntry], after last: AuditEntry?) throws {
+        var previous = (seq: last?.seq ?? 0, hash: last?.hash ?? start)
+        for entry in entries {
+            guard entry.seq == previous.seq + 1 else {
+                throw JournalError(.storage(reason:
+                    "audit entry \(entry.seq) cannot follow entry \(previous.seq), the log's last: entries are numbered on without gaps"))
+            }
+            guard entry.hash == hash(of: entry, previous: previous.hash) else {
+                throw JournalError(.storage(reason:
+                    "audit entry \(entry.seq): its hash does not follow from its fields and the hash of entry \(previous.seq) before it"))
+            }
+            previous = (entry.seq, entry.hash)
+        }
+    }
+
     /// The hash `entry` must have after the entry whose hash is `previous` (its own ``AuditEntry/hash``
     /// is not read).
     package static func hash(of entry: AuditEntry, previous: String) -> String {

@@ -182,7 +182,8 @@ package protocol Journal: AnyObject, Sendable {
     /// (``AuditChain``). Appends are serialized across processes, so that the chain is one line.
     ///
     /// The storage refuses to change or delete an entry (triggers), and no maintenance (prune,
-    /// compact, reset, copy) touches the log.
+    /// compact, reset) touches the log; `journal copy` appends the source's entries to the
+    /// destination's with ``importAudit(_:)``.
     func appendAudit(_ draft: AuditDraft) async throws -> AuditEntry
     /// Audit entries in order of ``AuditEntry/seq``, at most `limit`: oldest first, those after
     /// `cursor` (from the first when `nil`); or, with `newestFirst`, newest first, those before
@@ -200,6 +201,14 @@ package protocol Journal: AnyObject, Sendable {
     /// events and its queued signals, in one transaction (`durable journal copy`).
     /// - Throws: ``JournalError`` when a run with the same run ID exists here.
     func importRun(_ run: RunRecord, events: [HistoryEvent], signals: [QueuedSignal]) async throws
+
+    /// Appends entries of another journal's audit log as they are there (numbers, times, fields and
+    /// hashes), in one transaction synced whatever the journal's durability, serialized with
+    /// ``appendAudit(_:)`` (`durable journal copy`). They must continue this log: the first numbered
+    /// one past its last entry and chained from that entry's hash, each next one from the one before
+    /// (``AuditChain/checkContinuation(_:after:)``), so that the log stays one verifiable chain.
+    /// - Throws: ``JournalError`` naming the first entry that does not follow; nothing is written.
+    func importAudit(_ entries: [AuditEntry]) async throws
 
     /// Terminates an open run and records another in its place, in one transaction: what a reset of
     /// an open run no worker drives writes, so that a crash leaves both or neither. The new run is
