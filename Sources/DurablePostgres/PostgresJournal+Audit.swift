@@ -46,10 +46,15 @@ extension PostgresJournal {
     }
 
     /// Has the caller's transaction commit with `synchronous_commit = on` and hold the audit log's
-    /// advisory lock until then; returns the log's last entry (`nil` for an empty log).
-    private static func lockAudit(schema s: String, _ connection: PostgresConnection, logger: Logger) async throws -> AuditEntry? {
+    /// advisory lock until then.
+    static func lockAuditLog(schema s: String, _ connection: PostgresConnection, logger: Logger) async throws {
         try await connection.query("SET LOCAL synchronous_commit = on", logger: logger)
         try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\("durable-audit:" + s)))", logger: logger)
+    }
+
+    /// ``lockAuditLog(schema:_:logger:)``, then the log's last entry (`nil` for an empty log).
+    private static func lockAudit(schema s: String, _ connection: PostgresConnection, logger: Logger) async throws -> AuditEntry? {
+        try await lockAuditLog(schema: s, connection, logger: logger)
         let last = try await connection.query("""
             SELECT \(unescaped: auditColumns) FROM \(unescaped: s).audit ORDER BY seq DESC LIMIT 1
             """, logger: logger).collect()

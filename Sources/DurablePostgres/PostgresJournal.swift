@@ -318,39 +318,70 @@ package final class PostgresJournal: Journal {
 
     package func sendSignal(toRun id: String, name: String, data: Data?, operation: String) async throws -> RunRecord {
         let framed = try data.map(payloads.encode)
-        let now = Date().journalMillis
         return try await inTransaction { connection in
-            // The run's row is share-locked until the signal is committed: a run that ends (or
-            // continues as new, taking its queued signals along) waits for it, or the signal waits
-            // for the end and then goes to the workflow ID's newest run.
-            for _ in 0..<3 {
-                let found = try await connection.query("""
-                    SELECT \(unescaped: Self.runColumns) FROM \(unescaped: self.s).runs WHERE run_id = \(id)
-                    UNION ALL (SELECT \(unescaped: Self.runColumns) FROM \(unescaped: self.s).runs WHERE workflow_id = \(id)
-                        ORDER BY seq DESC LIMIT 1)
-                    LIMIT 1
-                    """, logger: self.logger).collect()
-                guard let row = found.first else { throw JournalError(.runNotFound(id)) }
-                let run = try Self.runRecord(row)
-                let locked = try await connection.query(
-                    "SELECT status FROM \(unescaped: self.s).runs WHERE run_id = \(run.runID) FOR SHARE", logger: self.logger
-                ).collect()
-                let status = try locked.first.map { RunStatus(rawValue: try $0.decode(String.self)) } ?? nil
-                guard let status, status.isOpen else {
-                    if run.runID != id { continue }  // by workflow ID: its newest run may have changed
-                    throw JournalError(.runClosed(
-                        runID: run.runID, status: (status ?? run.status).rawValue, operation: operation))
-                }
-                try await connection.query("""
-                    INSERT INTO \(unescaped: self.s).signals (run_id, name, data, sent_at)
-                    VALUES (\(run.runID), \(name), \(framed), \(now))
-                    """, logger: self.logger)
-                try await connection.query("SELECT pg_notify(\(self.channel), '')", logger: self.logger)
-                return run
-            }
-            let run = try await self.findRun(id)
-            throw JournalError(.runClosed(runID: run?.runID ?? id, status: run?.status.rawValue ?? "closed", operation: operation))
+            try await self.queueSignal(toRun: id, name: name, framed: framed, operation: operation, connection)
         }
+    }
+
+    package func sendSignal(
+        toRun id: String, name: String, data: Data?, target: String, unlessRecordedAs actionPrefix: String,
+        recording record: @escaping @Sendable (RunRecord) -> AuditDraft
+    ) async throws -> SignalOnce {
+        let framed = try data.map(payloads.encode)
+        return try await inTransaction { connection in
+            // The audit log's advisory lock, held to the commit, keeps other appends (from any
+            // process), and so another call for the same target, out from the look-up on.
+            try await Self.lockAuditLog(schema: self.s, connection, logger: self.logger)
+            let found = try await connection.query("""
+                SELECT \(unescaped: Self.auditColumns) FROM \(unescaped: self.s).audit
+                WHERE target = \(target) AND left(action, char_length(\(actionPrefix))) = \(actionPrefix)
+                ORDER BY seq LIMIT 1
+                """, logger: self.logger).collect()
+            if let row = found.first { return .recordedBefore(try Self.auditEntry(row)) }
+            let run = try await self.queueSignal(toRun: id, name: name, framed: framed, operation: "signals", connection)
+            var draft = record(run)
+            draft.target = target
+            let entry = try await Self.insertAudit([draft], schema: self.s, connection, logger: self.logger)[0]
+            return .sent(run: run, entry: entry)
+        }
+    }
+
+    /// Queues a signal for the open run `id` names (a run ID, or a workflow ID's newest run) inside the
+    /// caller's transaction, and notifies the journal's channel. - Returns: that run.
+    private func queueSignal(
+        toRun id: String, name: String, framed: Data?, operation: String, _ connection: PostgresConnection
+    ) async throws -> RunRecord {
+        let now = Date().journalMillis
+        // The run's row is share-locked until the signal is committed: a run that ends (or
+        // continues as new, taking its queued signals along) waits for it, or the signal waits
+        // for the end and then goes to the workflow ID's newest run.
+        for _ in 0..<3 {
+            let found = try await connection.query("""
+                SELECT \(unescaped: Self.runColumns) FROM \(unescaped: self.s).runs WHERE run_id = \(id)
+                UNION ALL (SELECT \(unescaped: Self.runColumns) FROM \(unescaped: self.s).runs WHERE workflow_id = \(id)
+                    ORDER BY seq DESC LIMIT 1)
+                LIMIT 1
+                """, logger: self.logger).collect()
+            guard let row = found.first else { throw JournalError(.runNotFound(id)) }
+            let run = try Self.runRecord(row)
+            let locked = try await connection.query(
+                "SELECT status FROM \(unescaped: self.s).runs WHERE run_id = \(run.runID) FOR SHARE", logger: self.logger
+            ).collect()
+            let status = try locked.first.map { RunStatus(rawValue: try $0.decode(String.self)) } ?? nil
+            guard let status, status.isOpen else {
+                if run.runID != id { continue }  // by workflow ID: its newest run may have changed
+                throw JournalError(.runClosed(
+                    runID: run.runID, status: (status ?? run.status).rawValue, operation: operation))
+            }
+            try await connection.query("""
+                INSERT INTO \(unescaped: self.s).signals (run_id, name, data, sent_at)
+                VALUES (\(run.runID), \(name), \(framed), \(now))
+                """, logger: self.logger)
+            try await connection.query("SELECT pg_notify(\(self.channel), '')", logger: self.logger)
+            return run
+        }
+        let run = try await self.findRun(id)
+        throw JournalError(.runClosed(runID: run?.runID ?? id, status: run?.status.rawValue ?? "closed", operation: operation))
     }
 
     package func queuedSignals(

@@ -154,25 +154,61 @@ package final class SQLiteJournal: Journal {
     package func sendSignal(toRun id: String, name: String, data: Data?, operation: String) async throws -> RunRecord {
         let framed = try data.map(payloads.encode)
         return try await writeGrouped(about: id) { db, now in
-            guard let row = try Row.fetchOne(
-                db,
-                sql: """
-                    SELECT \(Self.runColumns) FROM runs WHERE run_id = ?1
-                    UNION ALL SELECT * FROM (SELECT \(Self.runColumns) FROM runs WHERE workflow_id = ?1
-                        ORDER BY id DESC LIMIT 1)
-                    LIMIT 1
-                    """,
-                arguments: [id])
-            else { throw JournalError(.runNotFound(id)) }
-            let (key, run) = try Self.runRow(row)
-            guard run.status.isOpen else {
-                throw JournalError(.runClosed(runID: run.runID, status: run.status.rawValue, operation: operation))
-            }
-            try db.execute(
-                sql: "INSERT INTO signals (run, name, data, sent_at, sum) VALUES (?, ?, ?, ?, ?)",
-                arguments: [key, name, framed, now, RowChecksum.signal(run: key, name: name, sentAt: now, data: framed)])
-            return run
+            try Self.queueSignal(toRun: id, name: name, framed: framed, operation: operation, now: now, db)
         }
+    }
+
+    package func sendSignal(
+        toRun id: String, name: String, data: Data?, target: String, unlessRecordedAs actionPrefix: String,
+        recording record: @escaping @Sendable (RunRecord) -> AuditDraft
+    ) async throws -> SignalOnce {
+        let framed = try data.map(payloads.encode)
+        return try await offloaded { [self] in
+            // An `IMMEDIATE` transaction, synced: its write lock keeps every other write (audit
+            // appends included, from any process) out from the look-up to the commit.
+            try writeDurably { db in
+                let found = try Row.fetchOne(
+                    db, sql: """
+                        SELECT \(Self.auditColumns) FROM audit WHERE target = ? AND substr(action, 1, length(?2)) = ?2
+                        ORDER BY seq LIMIT 1
+                        """, arguments: [target, actionPrefix])
+                if let found {
+                    let (entry, damage) = try Self.auditRow(found)
+                    if let damage { throw damage }
+                    return .recordedBefore(entry)
+                }
+                let run = try Self.queueSignal(
+                    toRun: id, name: name, framed: framed, operation: "signals", now: Date().journalMillis, db)
+                var draft = record(run)
+                draft.target = target
+                return .sent(run: run, entry: try Self.insertAudit([draft], db)[0])
+            }
+        }
+    }
+
+    /// Queues a signal for the open run `id` names (a run ID, or a workflow ID's newest run) inside the
+    /// caller's transaction. - Returns: that run.
+    static func queueSignal(
+        toRun id: String, name: String, framed: Data?, operation: String, now: Int64, _ db: Database
+    ) throws -> RunRecord {
+        guard let row = try Row.fetchOne(
+            db,
+            sql: """
+                SELECT \(runColumns) FROM runs WHERE run_id = ?1
+                UNION ALL SELECT * FROM (SELECT \(runColumns) FROM runs WHERE workflow_id = ?1
+                    ORDER BY id DESC LIMIT 1)
+                LIMIT 1
+                """,
+            arguments: [id])
+        else { throw JournalError(.runNotFound(id)) }
+        let (key, run) = try runRow(row)
+        guard run.status.isOpen else {
+            throw JournalError(.runClosed(runID: run.runID, status: run.status.rawValue, operation: operation))
+        }
+        try db.execute(
+            sql: "INSERT INTO signals (run, name, data, sent_at, sum) VALUES (?, ?, ?, ?, ?)",
+            arguments: [key, name, framed, now, RowChecksum.signal(run: key, name: name, sentAt: now, data: framed)])
+        return run
     }
 
     package func terminateRun(_ runID: String, reason: String, expected lease: RunLease, notice: RunNotice?) async throws -> Bool {

@@ -210,9 +210,28 @@ extension DurableServer {
                 result["outcome"] = existing ? "existing" : "started"
                 result["runID"] = runID
             case .signal(let name):
-                action = "event signal \(name)"
-                result["runID"] = try await client.signal(event.workflowID, name: name, json: data)
-                result["outcome"] = "signalled"
+                // The signal and its record in one transaction, unless another server recorded the
+                // event meanwhile: once, however many servers it is posted to.
+                let entry = AuditDraft(
+                    actor: "token:\(caller)", source: "http \(peer)", action: "event signal \(name)", target: key,
+                    outcome: "signalled", detail: nil)
+                let workflowID = event.workflowID
+                switch try await client.signal(
+                    workflowID, name: name, json: data, target: key, unlessRecordedAs: "event ",
+                    recording: { run in
+                        var entry = entry
+                        entry.detail = "workflow \(workflowID) run \(run.runID)"
+                        return entry
+                    })
+                {
+                case .sent(let run, _):
+                    result["runID"] = run.runID
+                    result["outcome"] = "signalled"
+                case .recordedBefore(let first):
+                    result["outcome"] = "duplicate"
+                    result["first"] = AuditJSON.entry(first)
+                }
+                return result
             }
         } catch {
             let problem = Problem.from(error)

@@ -168,6 +168,38 @@ import Glibc
         #expect(!history.text.contains("\"z\""))
     }
 
+    @Test func anEventPostedToTwoServersAtOnceSignalsOnce() async throws {
+        let routes: [String: Any] = [
+            "gather.begin": ["start": "Gather", "workflowID": "gather-{id}"],
+            "gather.item": ["signal": "item", "workflowID": "gather-b1"],
+        ]
+        let first = try await ServerProcess(events: routes)
+        let second = try await ServerProcess(worker: false, events: routes, journal: first.journal)
+        let started = try await first.request("POST", "/v1/events", role: .submitter, json: ["name": "gather.begin", "id": "b1", "data": 4])
+        #expect((started.json["results"] as? [[String: Any]])?.first?["outcome"] as? String == "started")
+        // Each item's event posted to both servers at the same moment.
+        var outcomes: [String] = []
+        for item in ["a", "b", "c", "d"] {
+            let body = Data(#"{"name": "gather.item", "id": "item-\#(item)", "data": "\#(item)"}"#.utf8)
+            let json = ["Content-Type": "application/json"]
+            async let one = first.request("POST", "/v1/events", role: .submitter, body: body, headers: json)
+            async let other = second.request("POST", "/v1/events", role: .submitter, body: body, headers: json)
+            for reply in try await [one, other] {
+                #expect(reply.status == 202, "\(reply.text)")
+                outcomes.append((reply.json["results"] as? [[String: Any]])?.first?["outcome"] as? String ?? "?")
+            }
+        }
+        #expect(outcomes.filter { $0 == "signalled" }.count == 4 && outcomes.filter { $0 == "duplicate" }.count == 4, "\(outcomes)")
+        let result = try await first.request("GET", "/v1/runs/gather-b1/result?wait=20s", role: .reader)
+        let items = (result.json["result"] as? String ?? "").split(separator: ",").map(String.init)
+        #expect(items.sorted() == ["a", "b", "c", "d"], "each item once: \(result.text)")
+        let log = try await first.request("GET", "/v1/audit?limit=1000", role: .admin)
+        let intake = (log.json["entries"] as? [[String: Any]] ?? []).filter { ($0["action"] as? String)?.hasPrefix("event signal") == true }
+        #expect(intake.count == 4, "one record per event")
+        _ = try await second.stop()
+        _ = try await first.stop()
+    }
+
     @Test func historyStreamsFollowNewEventsAsServerSentEvents() async throws {
         let server = try await ServerProcess()
         let runID = try await server.start("Gather", input: 2)

@@ -268,6 +268,60 @@ import Testing
         await source.close()
     }
 
+    @Test(arguments: Backend.allCases) func aSignalRecordedOnceGoesOutOnceAmongConcurrentSenders(_ backend: Backend) async throws {
+        guard let location = backend.freshLocation() else { return }
+        let worker = try await openJournal(location, owner: "worker-a")
+        try await worker.append(newRun("r1", workflowID: "claim-1"))
+        // An entry that names the target but is not the intake's does not count.
+        _ = try await worker.appendAudit(AuditDraft(
+            actor: "token:x", source: "http 127.0.0.1:1", action: "POST /v1/runs/{id}/cancel", target: "event:e1", outcome: "404"))
+        // Two connections (as two servers), five calls each, one target.
+        let other = try await openJournal(location)
+        let record: @Sendable (RunRecord) -> AuditDraft = { run in
+            AuditDraft(actor: "token:t", source: "http test", action: "event signal review", target: "ignored", outcome: "signalled",
+                       detail: "run \(run.runID)")
+        }
+        let results = try await withThrowingTaskGroup(of: SignalOnce.self) { group in
+            for n in 0..<10 {
+                let journal = n.isMultiple(of: 2) ? worker : other
+                group.addTask {
+                    try await journal.sendSignal(
+                        toRun: "claim-1", name: "review", data: Data("\(n)".utf8), target: "event:e1",
+                        unlessRecordedAs: "event ", recording: record)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        var sent: [AuditEntry] = []
+        var found: [AuditEntry] = []
+        for result in results {
+            switch result {
+            case .sent(let run, let entry):
+                #expect(run.runID == "r1")
+                sent.append(entry)
+            case .recordedBefore(let entry): found.append(entry)
+            }
+        }
+        #expect(sent.count == 1 && found.count == 9, "sent \(sent.count), found \(found.count)")
+        #expect(found.allSatisfy { $0 == sent.first }, "each later call finds the first one's entry")
+        #expect(sent.first.map { $0.target == "event:e1" && $0.detail == "run r1" && $0.action == "event signal review" } == true)
+        #expect(try await worker.queuedSignals().count == 1, "one signal queued")
+        #expect(try await worker.auditEntries(target: "event:e1", limit: 10).count == 2)
+        // A closed run: refused, and nothing recorded.
+        try await worker.append(JournalBatch(
+            run: RunRef(runID: "r1"), events: [EventDraft(HistoryEvent(index: 1, kind: .workflowCompleted, time: t0))],
+            statusChange: .init(status: .completed)))
+        let error = try #require(await #expect(throws: JournalError.self) {
+            try await other.sendSignal(
+                toRun: "claim-1", name: "review", data: nil, target: "event:e2", unlessRecordedAs: "event ", recording: record)
+        })
+        #expect(error.isRunClosed)
+        #expect(try await worker.auditEntries(target: "event:e2", limit: 10).isEmpty)
+        #expect(try await worker.check().isHealthy)
+        await other.close()
+        await worker.close()
+    }
+
     @Test func anEntryEncodesWithStableFieldNames() throws {
         let entry = AuditChain.entry(
             AuditDraft(actor: "token:ops", source: "http 10.0.0.7:51234", action: "POST /v1/runs/r1/cancel", target: "r1",

@@ -28,6 +28,30 @@ extension DurableClient {
     /// Sends a signal whose value is JSON already (what `durable signal --input` sends).
     @discardableResult
     public func signal(_ id: String, name: String, json: Data) async throws -> String {
+        try await checkSignal(id, name: name, json: json)
+        let run = try await journal.sendSignal(toRun: id, name: name, data: json)
+        await deliverIfDrivenHere(run.runID)
+        return run.runID
+    }
+
+    /// Sends a signal as ``signal(_:name:json:)`` does and records the audit entry `record` makes
+    /// for the run, with the target `target`, in one transaction, unless the audit log holds an entry
+    /// for `target` whose action starts with `actionPrefix` already: then nothing is sent. This is how
+    /// `POST /v1/events` carries an event ID out once, however many servers it is posted to at once
+    /// and whether or not a server died between the signal and its record.
+    package func signal(
+        _ id: String, name: String, json: Data, target: String, unlessRecordedAs actionPrefix: String,
+        recording record: @escaping @Sendable (RunRecord) -> AuditDraft
+    ) async throws -> SignalOnce {
+        try await checkSignal(id, name: name, json: json)
+        let done = try await journal.sendSignal(
+            toRun: id, name: name, data: json, target: target, unlessRecordedAs: actionPrefix, recording: record)
+        if case .sent(let run, _) = done { await deliverIfDrivenHere(run.runID) }
+        return done
+    }
+
+    /// Refuses a signal name or value ``signal(_:name:json:)`` may not send.
+    private func checkSignal(_ id: String, name: String, json: Data) async throws {
         try Self.checkIdentifier(name, "signal name")
         try DurableError.checkPayload(json, "the input of signal '\(name)'")
         guard !name.hasPrefix("durable.") else {
@@ -41,9 +65,6 @@ extension DurableClient {
         if let local = localRuns, local.checksSignalTypes, let run = try await journal.findRun(id) {
             try local.checkSignal(run, name: name, json: json)
         }
-        let run = try await journal.sendSignal(toRun: id, name: name, data: json)
-        await deliverIfDrivenHere(run.runID)
-        return run.runID
     }
 
     /// Asks a run to stop: workflow code sees Swift task cancellation (activities are cancelled,

@@ -70,6 +70,17 @@ package protocol Journal: AnyObject, Sendable {
     /// - Returns: the run it was queued for.
     /// - Throws: ``JournalError`` `runNotFound`, or `runClosed` when the run has ended.
     func sendSignal(toRun id: String, name: String, data: Data?, operation: String) async throws -> RunRecord
+    /// Queues a signal as ``sendSignal(toRun:name:data:operation:)`` does and records the audit entry
+    /// `record` makes for the run, with the target `target`, in one transaction synced whatever the
+    /// journal's durability: unless the log holds an entry with that target whose action starts with
+    /// `actionPrefix` already, and then nothing is written. Serialized with every audit append, from
+    /// any process, so that of two calls with one target at the same time one queues its signal
+    /// (`POST /v1/events`: an event ID carried out once).
+    /// - Throws: as ``sendSignal(toRun:name:data:operation:)``; nothing is written then.
+    func sendSignal(
+        toRun id: String, name: String, data: Data?, target: String, unlessRecordedAs actionPrefix: String,
+        recording record: @escaping @Sendable (RunRecord) -> AuditDraft
+    ) async throws -> SignalOnce
     /// The signals not yet delivered, in the order they were sent.
     /// - Parameter include: which to return (by run ID and name); the others' payloads are not read.
     ///   A signal whose payload is unreadable is left out and stays queued.
@@ -303,4 +314,12 @@ package struct RunNotice: Sendable, Equatable {
         self.name = name
         self.payload = payload
     }
+}
+
+/// What ``Journal/sendSignal(toRun:name:data:target:unlessRecordedAs:recording:)`` did.
+package enum SignalOnce: Sendable, Equatable {
+    /// The signal was queued for `run`, and `entry` recorded in the same transaction.
+    case sent(run: RunRecord, entry: AuditEntry)
+    /// The log held this entry for the target already: nothing was written.
+    case recordedBefore(AuditEntry)
 }
