@@ -13,7 +13,7 @@ import Testing
 struct CacheChild: Workflow {
     func run(_ ctx: WorkflowContext, input: String) async throws -> String {
         let upper = try await ctx.execute(Transform.self, input)
-        try await ctx.sleep(for: .milliseconds(100))
+        try await ctx.sleep(for: .seconds(3600))
         return upper + "!"
     }
 }
@@ -30,12 +30,12 @@ struct CacheProbe: Workflow {
         var steps: [String] = []
         ctx.setQueryHandler("steps") { steps }
         steps.append(try await ctx.execute(Transform.self, "a\(input)"))  // an activity
-        try await ctx.sleep(for: .milliseconds(100))  // a timer
+        try await ctx.sleep(for: .seconds(3600))  // a timer
         steps.append("slept")
-        let go = try await ctx.waitForSignal(String.self, named: "go", timeout: .seconds(60))  // a signal, with a deadline
+        let go = try await ctx.waitForSignal(String.self, named: "go", timeout: .seconds(10 * 3600))  // a signal, with a deadline
         steps.append("go:\(go)")
         do {  // a signal deadline that passes
-            _ = try await ctx.waitForSignal(String.self, named: "never", timeout: .milliseconds(100))
+            _ = try await ctx.waitForSignal(String.self, named: "never", timeout: .seconds(3600))
             steps.append("never came?")
         } catch is WorkflowTimeout {
             steps.append("timed out")
@@ -43,7 +43,7 @@ struct CacheProbe: Workflow {
         steps.append(try await ctx.executeChild(CacheChild.self, "c\(input)"))  // a child
         // An activity side by side with a timer that fires well after it (the order is the code's, not a race's).
         async let left = ctx.execute(Transform.self, "l\(input)")
-        async let nap: Void = ctx.sleep(for: .milliseconds(1500))
+        async let nap: Void = ctx.sleep(for: .seconds(2 * 3600))
         steps.append(try await left)
         try await nap
         var random = ctx.random
@@ -99,11 +99,12 @@ func historyShape(_ events: [HistoryEvent]) -> [String] {
         return engine
     }
 
-    /// Drives one CacheProbe workflow ID through both rounds on a test engine's clock, which moves
-    /// only when told to. At each idle moment it waits until the run (and at the child moment, the
-    /// child) waits, and when `evicting`, until that idle run has been evicted, before it moves the
-    /// clock or sends the signal: every idle moment is evicted exactly once, however long this process
-    /// stalls (with real timers, a stall longer than a 100 ms timer let it fire before the eviction).
+    /// Drives one CacheProbe workflow ID through both rounds on a test engine's clock, whose timers
+    /// are hours long: they fire only when the clock is moved on. At each idle moment it waits until
+    /// the run (and at the child moment, the child) waits, and when `evicting`, until that idle run
+    /// has been evicted, before it moves the clock or sends the signal: every idle moment is evicted
+    /// exactly once, however long this process stalls (with 100 ms timers, a stall longer than that
+    /// let one fire before the eviction, or before the test saw the run wait).
     /// - Returns: the histories of both runs, the result, and the evictions counted at each moment.
     func drive(_ env: TestEnvironment, id: String, evicting: Bool) async throws
         -> ([HistoryEvent], [HistoryEvent], CacheProbe.Output, [Int])
@@ -135,22 +136,22 @@ func historyShape(_ events: [HistoryEvent]) -> [String] {
                 return description.run.runID != previous && description.timers.count == 1 && description.timers[0].state == .waiting
             }
             runID = try await engine.describe(id).run.runID
-            await env.advanceTime(by: .milliseconds(100))
+            await env.advanceTime(by: .seconds(3600))
             try await idle("waits for go") { try await engine.describe(id).awaitedSignals == ["go"] }
             try await engine.signal(id, name: "go", "yes\(round)")
             try await idle("waits for never") { try await engine.describe(id).awaitedSignals == ["never"] }
-            await env.advanceTime(by: .milliseconds(100))
+            await env.advanceTime(by: .seconds(3600))
             try await idle("waits for its child, which sleeps", idleRuns: 2) {
                 guard let child = try await engine.describe(id).children.first(where: { $0.runID != "" }) else { return false }
                 return try await waitingTimers(child.workflowID) == 1
             }
-            await env.advanceTime(by: .milliseconds(100))
+            await env.advanceTime(by: .seconds(3600))
             try await idle("naps beside its activity") {
                 let description = try await engine.describe(id)
                 return description.activities.count == 2 && description.pendingActivities.isEmpty
                     && description.timers.filter { $0.state == .waiting }.count == 1
             }
-            await env.advanceTime(by: .milliseconds(1500))
+            await env.advanceTime(by: .seconds(2 * 3600))
             do {
                 try await idle("waits for more") { try await engine.describe(id).awaitedSignals == ["more"] }
             } catch {
