@@ -69,6 +69,7 @@ import Testing
         "audit list --journal",
         "lineage --journal", "lineage --model",
         "serve --journal", "serve --host", "serve --auth", "serve --events", "serve --durability", "serve --log-level",
+        "serve --trusted-proxy",
         "auth add --role", "auth add --file", "auth list --file", "auth remove --file",
     ]
 

@@ -1,4 +1,5 @@
 @testable import DurableServer
+import DurableTestSupport
 import Foundation
 import Testing
 
@@ -61,5 +62,16 @@ import Testing
         let padded = Array(repeating: "10.0.0.1", count: 100).joined(separator: ",")
         #expect(origin(["203.0.113.7," + padded]) == "10.0.0.1 via 127.0.0.1:4711")
         #expect(origin([padded.split(separator: ",").prefix(63).joined(separator: ",") + ",203.0.113.7"]) == "203.0.113.7 via 127.0.0.1:4711")
+    }
+
+    @Test func serveRefusesARangeItCannotReadWithOneLineAndExit64() async throws {
+        for bad in ["10.0.0.0/33", "10.0.0.1,,", "proxy.example.com", "[::1]"] {
+            let result = try await runCommand(
+                try productPath("durable"), ["serve", "--auth", "/nonexistent/tokens.json", "--trusted-proxy", bad], timeout: .seconds(30))
+            #expect(result.status == 64, "\(bad): \(result.status) \(result.stderr)")
+            let lines = result.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
+            #expect(lines.count == 1 && lines[0].contains("--trusted-proxy") && lines[0].contains("is not an IP address or a CIDR range"),
+                    "\(bad): \(result.stderr)")
+        }
     }
 }
