@@ -163,7 +163,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "DurableTestWorker",
-            dependencies: ["DurableTestSupport", "DurableCommands"],
+            dependencies: [
+                "Durable", "DurableTestSupport", "DurableCommands",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             path: "Tests/DurableTestWorker",
             swiftSettings: swiftSettings
         ),

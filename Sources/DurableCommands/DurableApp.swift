@@ -1,6 +1,6 @@
+public import ArgumentParser
 public import Durable
 public import DurableServer
-import ArgumentParser
 import Foundation
 import Logging
 import Synchronization
@@ -26,13 +26,23 @@ public enum DurableApp {
     /// - Parameters:
     ///   - eventRoutes: what `serve` does with the events posted to `/v1/events` (a `--events` file
     ///     replaces them).
+    ///   - commands: the application's own subcommands, beside Durable's (`claims seed`, `claims
+    ///     report`); `@OptionGroup var journal: JournalOptions` gives one `--journal` as Durable's
+    ///     commands take it. Their errors are printed and exit as Durable's are. A name Durable's
+    ///     commands use already is refused at start, with exit 64.
     public static func main(
         name: String, arguments: [String]? = nil, eventRoutes: EventRoutes? = nil,
-        register: (@Sendable (DurableWorker) -> Void)? = nil
+        commands: [any ParsableCommand.Type] = [], register: (@Sendable (DurableWorker) -> Void)? = nil
     ) async -> Never {
-        AppSetup.current.withLock { $0 = AppSetup(name: name, register: register, eventRoutes: eventRoutes) }
+        AppSetup.current.withLock {
+            $0 = AppSetup(name: name, register: register, eventRoutes: eventRoutes, commands: commands)
+        }
         lineBufferStandardOutput()
         LoggingSystem.bootstrap { StandardErrorLogHandler(label: $0) }  // logs on stderr; results stay on stdout
+        if let taken = RootCommand.takenNames(of: commands) {
+            printError("the application's command name(s) \(taken.joined(separator: ", ")) are Durable's own; rename them")
+            exit(64)
+        }
         let code = await run(arguments ?? Array(CommandLine.arguments.dropFirst()))
         exit(code)
     }
@@ -84,6 +94,8 @@ struct AppSetup: Sendable {
     var name: String
     var register: (@Sendable (DurableWorker) -> Void)?
     var eventRoutes: EventRoutes?
+    /// The application's own subcommands.
+    var commands: [any ParsableCommand.Type] = []
 
     static let current = Mutex(AppSetup(name: "durable", register: nil))
 
@@ -118,8 +130,21 @@ extension JournalError {
 }
 
 struct RootCommand: AsyncParsableCommand {
+    /// Durable's own subcommands: all of them, whether or not this executable has workflow code.
+    static let durableCommands: [any ParsableCommand.Type] = [
+        Submit.self, Runs.self, History.self, Signal.self, Cancel.self, Terminate.self, Reset.self, JournalCommand.self,
+        Audit.self, Serve.self, Auth.self, Lineage.self, Worker.self, RunCommand.self, Replay.self, Query.self,
+    ]
+
+    /// The names among `commands`' that Durable's commands have (`help` included), `nil` for none.
+    static func takenNames(of commands: [any ParsableCommand.Type]) -> [String]? {
+        let durable = Set(durableCommands.map { $0._commandName } + ["help"])
+        let taken = commands.map { $0._commandName }.filter { durable.contains($0) }
+        return taken.isEmpty ? nil : taken
+    }
+
     static var configuration: CommandConfiguration {
-        let name = AppSetup.current.withLock { $0.name }
+        let (name, appCommands) = AppSetup.current.withLock { ($0.name, $0.commands) }
         var subcommands: [any ParsableCommand.Type] = [
             Submit.self, Runs.self, History.self, Signal.self, Cancel.self, Terminate.self, Reset.self, JournalCommand.self,
             Audit.self, Serve.self, Auth.self, Lineage.self,
@@ -127,6 +152,7 @@ struct RootCommand: AsyncParsableCommand {
         if AppSetup.hasCode {
             subcommands += [Worker.self, RunCommand.self, Replay.self, Query.self]
         }
+        subcommands += appCommands
         return CommandConfiguration(
             commandName: name,
             abstract: AppSetup.hasCode

@@ -1,11 +1,24 @@
-import ArgumentParser
-import Durable
+public import ArgumentParser
+public import Durable
 import Foundation
 import Logging
 import Synchronization
 
-/// `--journal PATH|URL`, shared by every command.
-struct JournalOptions: ParsableArguments {
+/// `--journal PATH|URL`, shared by every command, and for an application's own commands
+/// (``DurableApp/main(name:arguments:eventRoutes:commands:register:)``):
+///
+/// ```swift
+/// struct Overdue: AsyncParsableCommand {
+///     @OptionGroup var journal: JournalOptions
+///     func run() async throws {
+///         let client = try await journal.openClient()
+///         for run in try await client.runs(status: .running) { print(run.workflowID) }
+///     }
+/// }
+/// ```
+public struct JournalOptions: ParsableArguments {
+    public init() {}
+
     @Option(
         name: .long,
         help: ArgumentHelp(
@@ -15,7 +28,7 @@ struct JournalOptions: ParsableArguments {
     var journal: String?
 
     /// The journal's location as given: a file path or a URL.
-    var location: String {
+    public var location: String {
         journal ?? ProcessInfo.processInfo.environment["DURABLE_JOURNAL"] ?? "./durable.sqlite"
     }
 
@@ -24,9 +37,13 @@ struct JournalOptions: ParsableArguments {
 
     /// Opens an existing journal as a client, with no workflow code: a missing journal is an error,
     /// not a new one. Payload keys come from the environment (`DURABLE_PAYLOAD_KEYS_FILE`,
-    /// `DURABLE_PAYLOAD_KEY`).
-    /// - Parameter encryptedPayloads: what reads do with a payload whose key is not held (default: fail).
-    func openClient(encryptedPayloads: EncryptedPayloadReading = .requireKey) async throws -> DurableClient {
+    /// `DURABLE_PAYLOAD_KEY`); a payload whose key is not held cannot be read.
+    public func openClient() async throws -> DurableClient {
+        try await openClient(encryptedPayloads: .requireKey)
+    }
+
+    /// ``openClient()``, with what reads do with a payload whose key is not held.
+    func openClient(encryptedPayloads: EncryptedPayloadReading) async throws -> DurableClient {
         var configuration = JournalConfiguration(location, createIfMissing: false)
         configuration.encryptedPayloads = encryptedPayloads
         return try await DurableClient(journal: configuration)
