@@ -183,8 +183,9 @@ extension DurableServer {
     }
 
     /// Carries out one event once: a repeated event ID answers what the first one did. An event is
-    /// handled once it is recorded in the audit log with the target `event:ID`; an event that failed
-    /// is not, and may be posted again.
+    /// handled once it is recorded in the audit log with the target `event:ID` (a signal in the same
+    /// transaction as its record, a start after it); an event that failed is not, and may be posted
+    /// again.
     func handle(_ event: PostedEvent, caller: String, peer: String) async throws -> [String: Any] {
         let key = "event:\(event.id)"
         guard let claim = eventsInFlight.claim(key) else {
