@@ -70,6 +70,7 @@ import Testing
         "lineage --journal", "lineage --model",
         "serve --journal", "serve --host", "serve --auth", "serve --events", "serve --durability", "serve --log-level",
         "serve --trusted-proxy",
+        "count-runs --journal", "count-runs --status",  // the test worker's own command (AppCommandTests)
         "auth add --role", "auth add --file", "auth list --file", "auth remove --file",
     ]
 
