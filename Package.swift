@@ -177,7 +177,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DurableSQLiteTests",
-            dependencies: ["DurableSQLite", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["DurableSQLite", "DurableTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         // The conformance suite every backend passes.

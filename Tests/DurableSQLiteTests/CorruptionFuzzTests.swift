@@ -1,3 +1,4 @@
+import DurableTestSupport
 import Foundation
 import GRDB
 import Synchronization
@@ -261,15 +262,8 @@ import Testing
     /// Runs `durable` with `arguments` (30 s at most). - Returns: the exit status, or `nil` when it
     /// ended by a signal (a trap) or had to be killed.
     static func runDurable(_ executable: String, _ arguments: [String]) async throws -> (status: Int32?, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
         let outputPath = temporaryPath("fuzzout") + ".log"
-        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
-        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
+        let process = try SpawnedProcess(executable, arguments, stdout: outputPath)
         let deadline = ContinuousClock.now + .seconds(30)
         while process.isRunning {
             if ContinuousClock.now > deadline {
@@ -279,7 +273,6 @@ import Testing
             try await Task.sleep(for: .milliseconds(5))
         }
         process.waitUntilExit()
-        try output.close()
         let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
         return (process.terminationReason == .exit ? process.terminationStatus : nil, text)
     }

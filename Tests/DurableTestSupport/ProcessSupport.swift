@@ -21,25 +21,18 @@ public struct TestProcessError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// A child process with its output captured in a file.
-public final class Child: @unchecked Sendable {
-    // @unchecked: `process` is only used from the test that owns the Child.
-    public let process = Process()
+/// A child process with its output (standard output and error) captured in a file.
+public final class Child: Sendable {
+    public let process: SpawnedProcess
     public let outputPath: String
 
     public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         outputPath = temporaryPath("child") + ".log"
         _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
-        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
+        process = try SpawnedProcess(executable, arguments, environment: environment, stdout: outputPath)
     }
 
-    public var pid: Int32 { process.processIdentifier }
+    public var pid: Int32 { process.pid }
     public var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
 
     public func kill(_ signal: Int32) { _ = Glibc.kill(pid, signal) }
@@ -152,15 +145,7 @@ public func runCommand(
 ) async throws -> (status: Int32, stdout: String, stderr: String) {
     let out = temporaryPath("stdout")
     let err = temporaryPath("stderr")
-    _ = FileManager.default.createFile(atPath: out, contents: nil)
-    _ = FileManager.default.createFile(atPath: err, contents: nil)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
-    try process.run()
+    let process = try SpawnedProcess(executable, arguments, environment: environment, stdout: out, stderr: err)
     let deadline = ContinuousClock.now + timeout
     while process.isRunning {
         if ContinuousClock.now > deadline {
@@ -178,20 +163,15 @@ public func runCommand(
 /// URL, its `?schema=` left out. - Returns: the exit status, what it printed (tuples only, unaligned,
 /// trimmed) and its errors.
 public func runPsql(_ location: String, _ sql: String) throws -> (status: Int32, stdout: String, stderr: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["psql", String(location.prefix { $0 != "?" }), "-v", "ON_ERROR_STOP=1", "-qtAc", sql]
-    let output = Pipe()
-    let errors = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    try process.run()
-    let printed = output.fileHandleForReading.readDataToEndOfFile()
-    let complained = errors.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus,
-            String(decoding: printed, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines),
-            String(decoding: complained, as: UTF8.self))
+    let out = temporaryPath("psql-out")
+    let err = temporaryPath("psql-err")
+    let process = try SpawnedProcess(
+        "/usr/bin/env", ["psql", String(location.prefix { $0 != "?" }), "-v", "ON_ERROR_STOP=1", "-qtAc", sql],
+        stdout: out, stderr: err)
+    let status = process.terminationStatus
+    return (status,
+            ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines),
+            (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
 }
 
 /// Waits until `condition` holds, asking every 10 ms for at most `timeout`: a test waits for what it

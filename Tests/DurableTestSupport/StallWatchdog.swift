@@ -47,16 +47,9 @@ enum StallWatchdog {
     private final class Arc: Sendable { let flag = Atomic<Bool>(false) }
 
     private static func dump(to path: String) {
-        let gdb = Process()
-        gdb.executableURL = URL(fileURLWithPath: "/usr/bin/gdb")
-        gdb.arguments = ["-p", "\(getpid())", "-batch", "-ex", "thread apply all bt 25"]
         _ = FileManager.default.createFile(atPath: path, contents: Data("\(Date()): stalled over 2 s\n".utf8))
-        guard let handle = FileHandle(forWritingAtPath: path) else { return }
-        handle.seekToEndOfFile()
-        gdb.standardOutput = handle
-        gdb.standardError = handle
-        try? gdb.run()
-        gdb.waitUntilExit()
-        try? handle.close()
+        let gdb = try? SpawnedProcess(
+            "/usr/bin/gdb", ["-p", "\(getpid())", "-batch", "-ex", "thread apply all bt 25"], stdout: path)
+        gdb?.waitUntilExit()
     }
 }

@@ -21,12 +21,8 @@ struct SmallFileSystem {
     init(kilobytes: Int) throws {
         path = temporaryPath("fs").replacingOccurrences(of: ".sqlite", with: "")
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        let mount = Process()
-        mount.executableURL = URL(fileURLWithPath: "/bin/mount")
-        mount.arguments = ["-t", "tmpfs", "-o", "size=\(kilobytes)k", "tmpfs", path]
-        mount.standardError = FileHandle.nullDevice
-        try mount.run()
-        mount.waitUntilExit()
+        let mount = try SpawnedProcess(
+            "/bin/mount", ["-t", "tmpfs", "-o", "size=\(kilobytes)k", "tmpfs", path], stdout: "/dev/null")
         guard mount.terminationStatus == 0 else { throw TestProcessError("cannot mount a tmpfs at \(path)") }
     }
 
@@ -43,11 +39,7 @@ struct SmallFileSystem {
     }
 
     func unmount() {
-        let umount = Process()
-        umount.executableURL = URL(fileURLWithPath: "/bin/umount")
-        umount.arguments = ["-l", path]
-        try? umount.run()
-        umount.waitUntilExit()
+        (try? SpawnedProcess("/bin/umount", ["-l", path], stdout: "/dev/null"))?.waitUntilExit()
         try? FileManager.default.removeItem(atPath: path)
     }
 }

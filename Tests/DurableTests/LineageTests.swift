@@ -15,15 +15,9 @@ private func sha256sum(_ data: Data) throws -> String {
 }
 
 private func sha256sum(file path: String) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
-    process.arguments = [path]
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    try process.run()
-    let output = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return String(String(decoding: output, as: UTF8.self).prefix(64))
+    let output = temporaryPath("sha-output")
+    try SpawnedProcess("/usr/bin/sha256sum", [path], stdout: output).waitUntilExit()
+    return String(((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").prefix(64))
 }
 
 private let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -139,8 +139,10 @@ struct Race: Workflow {
     @Test func sigkilledWorkerInTheMiddleOfATimerFiresItAfterTheRestart() async throws {
         let worker = try productPath("durable-test-worker")
         let journal = temporaryJournalPath()
-        let first = try Child(worker, ["run", "Nap", "--input", "1500", "--id", "nap", "--journal", journal])
-        let deadline = ContinuousClock.now + .seconds(20)
+        // 4 s: long enough that the SIGKILL comes before the timer is due even when this process is
+        // slow to see it journaled (with 1.5 s the run had completed before the kill, under load).
+        let first = try Child(worker, ["run", "Nap", "--input", "4000", "--id", "nap", "--journal", journal])
+        let deadline = ContinuousClock.now + .seconds(40)
         var opened: Engine?
         var due: Date?
         while due == nil, ContinuousClock.now < deadline {
