@@ -1,3 +1,4 @@
+import Durable
 public import Foundation
 
 #if canImport(Glibc)
@@ -37,21 +38,12 @@ public final class SpawnedProcess: @unchecked Sendable {
         } else {
             posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO)
         }
-        _ = Self.addCloseFrom?(&actions, 3)  // the test process's journals and sockets stay out
+        _ = Spawner.addCloseFrom?(&actions, 3)  // the test process's journals and sockets stay out
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        // Default dispositions (the test process ignores SIGPIPE, which a child would inherit) and
-        // no blocked signals.
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal: Int32 in 1..<32 where signal != SIGKILL && signal != SIGSTOP { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attributes, &mask)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        Spawner.resetSignals(&attributes)
 
         let variables = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
@@ -64,13 +56,6 @@ public final class SpawnedProcess: @unchecked Sendable {
         }
         self.pid = pid
     }
-
-    /// `posix_spawn_file_actions_addclosefrom_np`, which the Glibc module does not declare.
-    private static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32)? = {
-        guard let address = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-        return unsafeBitCast(
-            address, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32).self)
-    }()
 
     /// Whether the process has not exited yet (it is reaped when it has).
     public var isRunning: Bool { poll(blocking: false) == nil }

@@ -1,21 +1,21 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+package import Glibc
 #endif
 
 #if canImport(Glibc)
 
 /// posix_spawn with pipes, a fresh process group and default signal dispositions.
-enum Spawner {
-    typealias FileActions = UnsafeMutablePointer<posix_spawn_file_actions_t>
+package enum Spawner {
+    package typealias FileActions = UnsafeMutablePointer<posix_spawn_file_actions_t>
     typealias AddChdir = @convention(c) (FileActions?, UnsafePointer<CChar>?) -> Int32
-    typealias AddCloseFrom = @convention(c) (FileActions?, Int32) -> Int32
+    package typealias AddCloseFrom = @convention(c) (FileActions?, Int32) -> Int32
     typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>?, Int32) -> Int32
 
     // glibc extensions the Swift Glibc module does not declare (it is imported without _GNU_SOURCE).
     static let addChdir = symbol("posix_spawn_file_actions_addchdir_np", as: AddChdir.self)
-    static let addCloseFrom = symbol("posix_spawn_file_actions_addclosefrom_np", as: AddCloseFrom.self)
+    package static let addCloseFrom = symbol("posix_spawn_file_actions_addclosefrom_np", as: AddCloseFrom.self)
     static let pipe2 = symbol("pipe2", as: Pipe2.self)
 
     private static func symbol<Function>(_ name: String, as type: Function.Type) -> Function? {
@@ -90,16 +90,8 @@ enum Spawner {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal: Int32 in 1..<32 where signal != SIGKILL && signal != SIGSTOP { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attributes, &mask)
         posix_spawnattr_setpgroup(&attributes, 0)
-        let flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP
-        posix_spawnattr_setflags(&attributes, Int16(flags))
+        resetSignals(&attributes, flags: POSIX_SPAWN_SETPGROUP)
 
         let arguments = [executable] + command.dropFirst()
         let argv = arguments.map { strdup($0) } + [nil]
@@ -113,6 +105,19 @@ enum Spawner {
             throw failure("\(executable): \(errnoText(result))")
         }
         return (pid, stdinPair[0], stdoutPipe.read, stderrPipe.read)
+    }
+
+    /// Has the child start with every signal's default disposition (what the parent ignores, such as
+    /// SIGPIPE, would be inherited) and none blocked; sets the attributes' flags to those and `flags`.
+    package static func resetSignals(_ attributes: inout posix_spawnattr_t, flags: Int32 = 0) {
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal: Int32 in 1..<32 where signal != SIGKILL && signal != SIGSTOP { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attributes, &mask)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | flags))
     }
 
     /// The executable's path: `name` itself when it contains a slash, else the first match in PATH.
