@@ -130,11 +130,15 @@ extension JournalError {
 }
 
 struct RootCommand: AsyncParsableCommand {
-    /// Durable's own subcommands: all of them, whether or not this executable has workflow code.
-    static let durableCommands: [any ParsableCommand.Type] = [
+    /// Durable's subcommands every executable has.
+    static let clientCommands: [any ParsableCommand.Type] = [
         Submit.self, Runs.self, History.self, Signal.self, Cancel.self, Terminate.self, Reset.self, JournalCommand.self,
-        Audit.self, Serve.self, Auth.self, Lineage.self, Worker.self, RunCommand.self, Replay.self, Query.self,
+        Audit.self, Serve.self, Auth.self, Lineage.self,
     ]
+    /// Durable's subcommands that need the workflow code: an application's only.
+    static let codeCommands: [any ParsableCommand.Type] = [Worker.self, RunCommand.self, Replay.self, Query.self]
+    /// Durable's own subcommands: all of them, whether or not this executable has workflow code.
+    static var durableCommands: [any ParsableCommand.Type] { clientCommands + codeCommands }
 
     /// The names among `commands`' that Durable's commands have (`help` included), `nil` for none.
     static func takenNames(of commands: [any ParsableCommand.Type]) -> [String]? {
@@ -145,14 +149,7 @@ struct RootCommand: AsyncParsableCommand {
 
     static var configuration: CommandConfiguration {
         let (name, appCommands) = AppSetup.current.withLock { ($0.name, $0.commands) }
-        var subcommands: [any ParsableCommand.Type] = [
-            Submit.self, Runs.self, History.self, Signal.self, Cancel.self, Terminate.self, Reset.self, JournalCommand.self,
-            Audit.self, Serve.self, Auth.self, Lineage.self,
-        ]
-        if AppSetup.hasCode {
-            subcommands += [Worker.self, RunCommand.self, Replay.self, Query.self]
-        }
-        subcommands += appCommands
+        let subcommands = clientCommands + (AppSetup.hasCode ? codeCommands : []) + appCommands
         return CommandConfiguration(
             commandName: name,
             abstract: AppSetup.hasCode

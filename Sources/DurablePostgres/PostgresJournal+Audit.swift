@@ -22,7 +22,16 @@ extension PostgresJournal {
     static func insertAudit(
         _ drafts: [AuditDraft], schema s: String, _ connection: PostgresConnection, logger: Logger
     ) async throws -> [AuditEntry] {
-        var previous = try await lockAudit(schema: s, connection, logger: logger)
+        let last = try await lockAudit(schema: s, connection, logger: logger)
+        return try await insertAudit(drafts, after: last, schema: s, connection, logger: logger)
+    }
+
+    /// Inserts the entries, in order, after `last` (the log's last entry, read under the lock of
+    /// ``lockAudit(schema:_:logger:)`` in the caller's transaction).
+    static func insertAudit(
+        _ drafts: [AuditDraft], after last: AuditEntry?, schema s: String, _ connection: PostgresConnection, logger: Logger
+    ) async throws -> [AuditEntry] {
+        var previous = last
         let now = Date()
         var entries: [AuditEntry] = []
         for draft in drafts {
@@ -46,15 +55,10 @@ extension PostgresJournal {
     }
 
     /// Has the caller's transaction commit with `synchronous_commit = on` and hold the audit log's
-    /// advisory lock until then.
-    static func lockAuditLog(schema s: String, _ connection: PostgresConnection, logger: Logger) async throws {
+    /// advisory lock until then; returns the log's last entry (`nil` for an empty log).
+    static func lockAudit(schema s: String, _ connection: PostgresConnection, logger: Logger) async throws -> AuditEntry? {
         try await connection.query("SET LOCAL synchronous_commit = on", logger: logger)
         try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\("durable-audit:" + s)))", logger: logger)
-    }
-
-    /// ``lockAuditLog(schema:_:logger:)``, then the log's last entry (`nil` for an empty log).
-    private static func lockAudit(schema s: String, _ connection: PostgresConnection, logger: Logger) async throws -> AuditEntry? {
-        try await lockAuditLog(schema: s, connection, logger: logger)
         let last = try await connection.query("""
             SELECT \(unescaped: auditColumns) FROM \(unescaped: s).audit ORDER BY seq DESC LIMIT 1
             """, logger: logger).collect()

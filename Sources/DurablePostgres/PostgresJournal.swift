@@ -331,7 +331,7 @@ package final class PostgresJournal: Journal {
         return try await inTransaction { connection in
             // The audit log's advisory lock, held to the commit, keeps other appends (from any
             // process), and so another call for the same target, out from the look-up on.
-            try await Self.lockAuditLog(schema: self.s, connection, logger: self.logger)
+            let last = try await Self.lockAudit(schema: self.s, connection, logger: self.logger)
             let found = try await connection.query("""
                 SELECT \(unescaped: Self.auditColumns) FROM \(unescaped: self.s).audit
                 WHERE target = \(target) AND left(action, char_length(\(actionPrefix))) = \(actionPrefix)
@@ -341,7 +341,7 @@ package final class PostgresJournal: Journal {
             let run = try await self.queueSignal(toRun: id, name: name, framed: framed, operation: "signals", connection)
             var draft = record(run)
             draft.target = target
-            let entry = try await Self.insertAudit([draft], schema: self.s, connection, logger: self.logger)[0]
+            let entry = try await Self.insertAudit([draft], after: last, schema: self.s, connection, logger: self.logger)[0]
             return .sent(run: run, entry: entry)
         }
     }
